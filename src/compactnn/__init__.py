@@ -1,0 +1,8 @@
+"""compactnn: make trained neural networks small and still runnable."""
+
+from compactnn import formats
+from compactnn.coding import entropy_bits
+
+__version__ = "0.1.0"
+
+__all__ = ["formats", "entropy_bits", "__version__"]

@@ -1,0 +1,359 @@
+"""The ``CompactMatrix`` contract shared by every lossless format, and the registry.
+
+A format declares the names of its stored arrays once (``arrays``) and the names of
+its scalar attributes (``attrs``, JSON-serialisable). Size (``nbytes``), serialisation
+(``to_buffers``/``from_buffers``) and equality derive from that declaration, so the
+reported bytes are exactly the bytes stored. Dense float32 is the hub: every format
+converts from and to a dense ``(m, n)`` float32 matrix bit-identically.
+
+Products go through one checked entry point (``matvec``/``matmul``) that validates the
+operand and allocates the output, then calls the per-format ``_matvec``/``_matmul``
+hooks, which call numba kernels on raw arrays.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "CompactMatrix",
+    "Cost",
+    "FormatError",
+    "register",
+    "get",
+    "available",
+    "as_dense_input",
+    "index_dtype",
+]
+
+
+class FormatError(ValueError):
+    """Stored arrays of a compact matrix are inconsistent (raised by ``check()``)."""
+
+
+_REGISTRY: dict[str, type[CompactMatrix]] = {}
+
+
+def register(cls: type[CompactMatrix]) -> type[CompactMatrix]:
+    """Class decorator: add a format to the registry under its ``format_id``."""
+    fid = cls.format_id
+    if fid in _REGISTRY and _REGISTRY[fid] is not cls:
+        raise ValueError(f"format id {fid!r} is already registered")
+    _REGISTRY[fid] = cls
+    return cls
+
+
+def get(format_id: str) -> type[CompactMatrix]:
+    """Return the format class registered under ``format_id``."""
+    try:
+        return _REGISTRY[format_id]
+    except KeyError:
+        raise KeyError(
+            f"unknown format {format_id!r}; available: {', '.join(available())}"
+        ) from None
+
+
+def available() -> list[str]:
+    """Ids of all registered formats, in registration order."""
+    return list(_REGISTRY)
+
+
+_UINTS = (np.uint8, np.uint16, np.uint32, np.uint64)
+
+
+def index_dtype(max_value: int) -> np.dtype:
+    """Smallest of uint8/16/32/64 that holds every integer in ``[0, max_value]``."""
+    max_value = int(max_value)
+    for dt in _UINTS:
+        if max_value <= np.iinfo(dt).max:
+            return np.dtype(dt)
+    raise ValueError(f"index range {max_value} does not fit in 64 bits")
+
+
+def as_dense_input(W: Any) -> np.ndarray:
+    """Validate a dense input matrix: 2-D, float32, finite. Returns a C-contiguous view."""
+    if not isinstance(W, np.ndarray):
+        raise TypeError(f"expected a numpy ndarray, got {type(W).__name__}")
+    if W.ndim != 2:
+        raise ValueError(f"expected a 2-D matrix, got {W.ndim}-D with shape {W.shape}")
+    if W.dtype != np.float32:
+        raise TypeError(f"expected float32 weights, got {W.dtype}")
+    if W.size and not np.isfinite(W).all():
+        raise ValueError("matrix contains NaN or Inf; compact formats store finite values only")
+    return np.ascontiguousarray(W)
+
+
+@dataclass
+class Cost:
+    """Operation and memory-access counts of one matrix-vector product ``W @ x``.
+
+    ``reads``/``writes`` map an array name to ``(element_count, element_bits,
+    array_bytes)``; ``array_bytes`` picks the memory level in the energy model.
+    ``flop_bits`` is the width of the arithmetic (32 for float32).
+    """
+
+    adds: int = 0
+    mults: int = 0
+    reads: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    writes: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    flop_bits: int = 32
+
+    def read(self, name: str, count: int, arr_or_bits: Any, nbytes: int | None = None) -> None:
+        """Record ``count`` reads of array ``name`` (an ndarray, or its element bits)."""
+        self.reads[name] = _access(count, arr_or_bits, nbytes)
+
+    def write(self, name: str, count: int, arr_or_bits: Any, nbytes: int | None = None) -> None:
+        """Record ``count`` writes of array ``name``."""
+        self.writes[name] = _access(count, arr_or_bits, nbytes)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly view."""
+        return {
+            "adds": self.adds,
+            "mults": self.mults,
+            "reads": {k: list(v) for k, v in self.reads.items()},
+            "writes": {k: list(v) for k, v in self.writes.items()},
+            "flop_bits": self.flop_bits,
+        }
+
+
+def _access(count: int, arr_or_bits: Any, nbytes: int | None) -> tuple[int, int, int]:
+    if isinstance(arr_or_bits, np.ndarray):
+        return int(count), arr_or_bits.dtype.itemsize * 8, int(arr_or_bits.nbytes)
+    if nbytes is None:
+        raise ValueError("nbytes is required when element bits are given")
+    return int(count), int(arr_or_bits), int(nbytes)
+
+
+class CompactMatrix(ABC):
+    """A lossless representation of a 2-D float32 matrix with direct products.
+
+    Subclasses set ``format_id``, ``version``, ``arrays`` (names of stored ndarray
+    attributes) and ``attrs`` (names of JSON scalar attributes besides ``shape``), and
+    implement ``from_dense``, ``to_dense``, ``_matvec``, ``_matmul``, ``_check`` and
+    ``cost``.
+    """
+
+    format_id: ClassVar[str]
+    version: ClassVar[int] = 1
+    arrays: ClassVar[tuple[str, ...]] = ()
+    attrs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, shape: tuple[int, int], **fields: Any) -> None:
+        m, n = (int(s) for s in shape)
+        if m < 0 or n < 0:
+            raise FormatError(f"{self.format_id}: negative shape {shape}")
+        self.shape: tuple[int, int] = (m, n)
+        missing = set(self.arrays) | set(self.attrs)
+        for name, value in fields.items():
+            if name not in missing:
+                raise TypeError(f"{self.format_id}: unexpected field {name!r}")
+            if name in self.arrays and not isinstance(value, np.ndarray):
+                raise FormatError(f"{self.format_id}: array {name!r} is not an ndarray")
+            setattr(self, name, value)
+            missing.discard(name)
+        if missing:
+            raise TypeError(f"{self.format_id}: missing fields {sorted(missing)}")
+        self._prepare()
+
+    # ---- conversion -----------------------------------------------------------------
+    @classmethod
+    @abstractmethod
+    def from_dense(cls, W: np.ndarray) -> CompactMatrix:
+        """Encode a 2-D float32 matrix losslessly."""
+
+    @abstractmethod
+    def to_dense(self) -> np.ndarray:
+        """Decode to a dense float32 matrix, bit-identical to the encoded one."""
+
+    # ---- products -------------------------------------------------------------------
+    def matvec(self, x: np.ndarray) -> np.ndarray:
+        """``W @ x`` for ``x`` of shape ``(n,)``; returns float32 ``(m,)``."""
+        x = np.asarray(x)
+        if x.ndim != 1 or x.shape[0] != self.shape[1]:
+            raise ValueError(f"matvec expects x of shape ({self.shape[1]},), got {x.shape}")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        y = np.empty(self.shape[0], dtype=np.float32)
+        if self.shape[0]:
+            self._matvec(x, y)
+        return y
+
+    def matmul(self, X: np.ndarray) -> np.ndarray:
+        """``W @ X`` for ``X`` of shape ``(n, b)``; returns float32 ``(m, b)``."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[0] != self.shape[1]:
+            raise ValueError(f"matmul expects X of shape ({self.shape[1]}, b), got {X.shape}")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        Y = np.empty((self.shape[0], X.shape[1]), dtype=np.float32)
+        if Y.size:
+            self._matmul(X, Y)
+        return Y
+
+    @abstractmethod
+    def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Fill ``y`` (m,) with ``W @ x``; x is C-contiguous float32 (n,), m > 0."""
+
+    @abstractmethod
+    def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Fill ``Y`` (m, b) with ``W @ X``; X is C-contiguous float32 (n, b), Y non-empty."""
+
+    # ---- storage --------------------------------------------------------------------
+    @property
+    def nbytes(self) -> int:
+        """Bytes of every stored array (codebooks and code tables included)."""
+        return int(sum(getattr(self, a).nbytes for a in self.arrays))
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits divided by the number of matrix entries."""
+        size = self.shape[0] * self.shape[1]
+        return 8.0 * self.nbytes / size if size else 0.0
+
+    def to_buffers(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Stored arrays by name, and JSON attributes (``shape``, ``format``, ``version``)."""
+        bufs = {a: getattr(self, a) for a in self.arrays}
+        attrs: dict[str, Any] = {
+            "format": self.format_id,
+            "version": self.version,
+            "shape": list(self.shape),
+        }
+        for a in self.attrs:
+            attrs[a] = getattr(self, a)
+        return bufs, attrs
+
+    @classmethod
+    def from_buffers(cls, bufs: dict[str, np.ndarray], attrs: dict[str, Any]) -> CompactMatrix:
+        """Rebuild from ``to_buffers()`` output; runs ``check()`` before returning."""
+        fmt = attrs.get("format", cls.format_id)
+        if fmt != cls.format_id:
+            raise FormatError(f"buffers are format {fmt!r}, not {cls.format_id!r}")
+        ver = attrs.get("version", cls.version)
+        if ver != cls.version:
+            raise FormatError(f"{cls.format_id}: unsupported version {ver!r} (have {cls.version})")
+        shape = attrs.get("shape")
+        if (
+            not isinstance(shape, (list, tuple))
+            or len(shape) != 2
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+        ):
+            raise FormatError(f"{cls.format_id}: bad shape {shape!r}")
+        missing = [a for a in cls.arrays if a not in bufs]
+        if missing:
+            raise FormatError(f"{cls.format_id}: missing arrays {missing}")
+        extra = [a for a in bufs if a not in cls.arrays]
+        if extra:
+            raise FormatError(f"{cls.format_id}: unexpected arrays {extra}")
+        fields: dict[str, Any] = {}
+        for a in cls.arrays:
+            arr = bufs[a]
+            if not isinstance(arr, np.ndarray):
+                raise FormatError(f"{cls.format_id}: array {a!r} is not an ndarray")
+            fields[a] = np.ascontiguousarray(arr)
+        for a in cls.attrs:
+            if a not in attrs:
+                raise FormatError(f"{cls.format_id}: missing attribute {a!r}")
+            fields[a] = attrs[a]
+        obj = cls.__new__(cls)
+        obj.shape = (int(shape[0]), int(shape[1]))
+        for k, v in fields.items():
+            setattr(obj, k, v)
+        obj.check()
+        obj._prepare()
+        return obj
+
+    # ---- validation -----------------------------------------------------------------
+    def check(self) -> None:
+        """Validate every stored array; raise ``FormatError`` naming the first problem."""
+        for a in self.arrays:
+            arr = getattr(self, a, None)
+            if not isinstance(arr, np.ndarray):
+                raise FormatError(f"{self.format_id}: array {a!r} is missing")
+            if arr.ndim != 1 and a not in self._multi_dim_arrays():
+                raise FormatError(f"{self.format_id}: array {a!r} must be 1-D, got {arr.shape}")
+        self._check()
+
+    def _multi_dim_arrays(self) -> tuple[str, ...]:
+        """Names of arrays allowed to have more than one dimension."""
+        return ()
+
+    @abstractmethod
+    def _check(self) -> None:
+        """Format-specific validation (dtypes, lengths, ranges, monotone pointers)."""
+
+    def _prepare(self) -> None:
+        """Build derived runtime caches (never stored); called after construction."""
+
+    # ---- cost model -----------------------------------------------------------------
+    @abstractmethod
+    def cost(self) -> Cost:
+        """Counts of adds, multiplies and array reads/writes for one ``W @ x``."""
+
+    # ---- misc -----------------------------------------------------------------------
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        a, b = self.to_buffers(), other.to_buffers()  # type: ignore[union-attr]
+        return a[1] == b[1] and all(
+            a[0][k].dtype == b[0][k].dtype
+            and a[0][k].shape == b[0][k].shape
+            and a[0][k].tobytes() == b[0][k].tobytes()
+            for k in self.arrays
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} {self.format_id} shape={self.shape} "
+            f"nbytes={self.nbytes} ({self.bits_per_weight:.3f} bits/weight)>"
+        )
+
+
+# ---- shared validation helpers ------------------------------------------------------
+
+
+def require_dtype(fmt: str, name: str, arr: np.ndarray, kinds: str) -> None:
+    """Raise unless ``arr.dtype.kind`` is one of ``kinds`` ('u' unsigned, 'f' float)."""
+    if arr.dtype.kind not in kinds or arr.dtype.byteorder not in ("=", "|", "<"):
+        raise FormatError(f"{fmt}: array {name!r} has dtype {arr.dtype}, expected kind {kinds!r}")
+    if kinds == "f" and arr.dtype != np.float32:
+        raise FormatError(f"{fmt}: array {name!r} must be float32, got {arr.dtype}")
+
+
+def require_len(fmt: str, name: str, arr: np.ndarray, length: int) -> None:
+    """Raise unless ``len(arr) == length``."""
+    if arr.shape[0] != length:
+        raise FormatError(f"{fmt}: array {name!r} has length {arr.shape[0]}, expected {length}")
+
+
+def require_pointers(fmt: str, name: str, ptr: np.ndarray, length: int, end: int) -> None:
+    """Validate a pointer array: unsigned, ``length`` long, starts at 0, non-decreasing,
+    ends at ``end``."""
+    require_dtype(fmt, name, ptr, "u")
+    require_len(fmt, name, ptr, length)
+    if ptr[0] != 0:
+        raise FormatError(f"{fmt}: pointer array {name!r} must start at 0")
+    if length > 1 and np.any(ptr[1:] < ptr[:-1]):
+        raise FormatError(f"{fmt}: pointer array {name!r} is not non-decreasing")
+    if int(ptr[-1]) != end:
+        raise FormatError(f"{fmt}: pointer array {name!r} ends at {int(ptr[-1])}, expected {end}")
+
+
+def require_below(fmt: str, name: str, idx: np.ndarray, bound: int) -> None:
+    """Raise unless every entry of the unsigned array ``idx`` is < ``bound``."""
+    require_dtype(fmt, name, idx, "u")
+    if idx.size and int(idx.max()) >= bound:
+        raise FormatError(
+            f"{fmt}: index array {name!r} has value {int(idx.max())} out of range [0, {bound})"
+        )
+
+
+def require_finite(fmt: str, name: str, arr: np.ndarray) -> None:
+    """Raise unless ``arr`` is float32 and finite."""
+    require_dtype(fmt, name, arr, "f")
+    if arr.size and not np.isfinite(arr).all():
+        raise FormatError(f"{fmt}: array {name!r} has NaN or Inf")

@@ -1,0 +1,1 @@
+"""numba kernels: plain functions on raw arrays with preallocated outputs."""

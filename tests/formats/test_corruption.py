@@ -1,0 +1,64 @@
+"""Format-specific corruptions that ``check()`` must name: out-of-range indices,
+non-monotone pointers, truncated bit streams. Each format adds its cases here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from compactnn import formats
+from compactnn.formats import FormatError
+
+
+def set_at(pos: float, value: Callable[[object], int]):
+    """Mutation: widen to uint64 and set the element at relative position ``pos`` to
+    ``value(M)``."""
+
+    def mutate(arr: np.ndarray, M) -> np.ndarray:
+        out = arr.astype(np.uint64)
+        out[int(pos * (out.shape[0] - 1))] = value(M)
+        return out
+
+    return mutate
+
+
+def swap_middle(arr: np.ndarray, M) -> np.ndarray:
+    """Mutation: make a pointer array decrease somewhere in the middle."""
+    out = arr.astype(np.uint64)
+    i = out.shape[0] // 2
+    out[i] = out[-1] + 1
+    return out
+
+
+CASES: dict[str, list[tuple[str, str, Callable]]] = {
+    "csr": [
+        ("column index out of range", "indices", set_at(0.5, lambda M: M.shape[1])),
+        ("non-monotone indptr", "indptr", swap_middle),
+        ("indptr not starting at 0", "indptr", set_at(0.0, lambda M: 1)),
+    ],
+}
+
+MATRIX = np.random.default_rng(5).choice(
+    np.array([0, 0, 0, 0, 0.5, -1.25, 2.0, 3.0], np.float32), size=(19, 29)
+)
+
+
+@pytest.mark.parametrize(
+    "fid,desc,name,mutate",
+    [(fid, *case) for fid, cases in CASES.items() for case in cases],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_check_names_corruption(fid, desc, name, mutate):
+    F = formats.get(fid)
+    M = F.from_dense(MATRIX)
+    bufs, attrs = M.to_buffers()
+    bufs = dict(bufs)
+    bufs[name] = mutate(bufs[name], M)
+    with pytest.raises(FormatError, match=fid):
+        F.from_buffers(bufs, attrs)
+
+
+def test_every_format_has_specific_cases():
+    assert set(CASES) >= set(formats.available()) - {"dense"}
