@@ -1,0 +1,37 @@
+"""Model checkpoints as safetensors files (data only: loading never runs code).
+
+Shared tensors (one codebook used by several layers) are stored once, via
+``safetensors.torch.save_model``. String metadata (e.g. the model name and its test
+metrics) travels in the file's header.
+"""
+
+from __future__ import annotations
+
+import os
+
+from safetensors import safe_open
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+__all__ = ["save_checkpoint", "load_checkpoint", "checkpoint_metadata"]
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike,
+                    metadata: dict[str, str] | None = None) -> None:
+    """Write ``model.state_dict()`` (parameters and buffers) to a safetensors file."""
+    meta = {str(k): str(v) for k, v in (metadata or {}).items()}
+    save_model(model, os.fspath(path), metadata=meta)
+
+
+def load_checkpoint(model: nn.Module, path: str | os.PathLike,
+                    strict: bool = True) -> dict[str, str]:
+    """Load a file written by ``save_checkpoint`` into ``model`` (same architecture and
+    same parametrizations) and return the file's metadata."""
+    load_model(model, os.fspath(path), strict=strict)
+    return checkpoint_metadata(path)
+
+
+def checkpoint_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata stored in a checkpoint's header."""
+    with safe_open(os.fspath(path), "pt") as f:
+        return dict(f.metadata() or {})
