@@ -61,7 +61,7 @@ def test_checkpoint_roundtrip(tmp_path, digits):
     b = zoo.build("lenet5", image_size=16)
     meta = train.load_checkpoint(b, path)
     assert meta == {"model": "lenet5", "acc": "0.5"}
-    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
+    for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
         assert ka == kb and torch.equal(va.view(torch.int32), vb.view(torch.int32))
     with pytest.raises(RuntimeError):
         train.load_checkpoint(zoo.build("lenet300"), path)

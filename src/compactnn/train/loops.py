@@ -55,7 +55,7 @@ def fit(model: nn.Module, train: TensorDataset, epochs: int = 1, lr: float = 1e-
     >>> from compactnn import zoo
     >>> train, test = zoo.load_dataset("digits")
     >>> _ = torch.manual_seed(0); net = zoo.build("lenet300", in_features=64)
-    >>> hist = fit(net, train, epochs=3, progress=False)
+    >>> hist = fit(net, train, epochs=3, batch_size=64, progress=False)
     >>> evaluate(net, test)["accuracy"] > 0.9
     True
     """

@@ -64,7 +64,7 @@ def mlp(in_features: int = 10, hidden: Sequence[int] = (64, 64),
     """Fully connected ReLU MLP; flattens its input first."""
     layers: list[nn.Module] = [nn.Flatten()]
     sizes = [in_features, *hidden]
-    for a, b in zip(sizes[:-1], sizes[1:]):
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(a, b), nn.ReLU()]
     layers.append(nn.Linear(sizes[-1], out_features))
     return nn.Sequential(*layers)
