@@ -88,12 +88,14 @@ def time_call(
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` threads in torch and numba (restored afterwards).
+    """Run the block with ``n`` threads in torch, numba and numpy's BLAS (restored
+    afterwards), so one library's spinning pool does not slow the next one's call.
 
     ``n`` is clamped to numba's configured maximum.
     """
     import numba
     import torch
+    from threadpoolctl import threadpool_limits
 
     if n < 1:
         raise ValueError(f"thread count must be >= 1, got {n}")
@@ -101,7 +103,8 @@ def threads(n: int) -> Iterator[None]:
     torch.set_num_threads(n)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:
-        yield
+        with threadpool_limits(limits=n):
+            yield
     finally:
         torch.set_num_threads(old_torch)
         numba.set_num_threads(old_numba)
