@@ -1,0 +1,245 @@
+"""``archive``: a storage-only, near-entropy encoding of one weight matrix.
+
+A matrix stored as an archive is decoded at load into a runtime format (which then
+runs the products); the archive itself has no kernels. It codes the sparse
+structure and the values with an asymmetric numeral system (``constriction``'s
+``AnsCoder``, 32-bit words, 24-bit precision), close to their empirical entropy:
+
+- the entries whose float32 bit pattern is not +0.0, in row-major order, as
+  ``nnz`` position gaps ``g = pos[i] - pos[i-1] - 1`` (``pos[-1] = -1``); each gap is
+  split into a *gap symbol* (Elias-gamma bucket of ``g + 1`` plus its leading mantissa
+  bit, coded with an empirical categorical model) and its remaining low bits
+  (coded uniformly, in chunks of at most 16 bits);
+- the values as indices into a codebook ``omega`` (distinct float32 bit patterns,
+  most frequent first), coded with an empirical categorical model.
+
+An alphabet with a single symbol (one distinct value, or only gap symbol 0) is implied
+and not coded.
+
+Byte layout of the single ``uint8`` buffer (little-endian), lengths in the attributes
+``values`` (K), ``gap_symbols`` (G) and ``words`` (S)::
+
+    omega        K x float32     codebook, bit patterns, most frequent first
+    value_freq   K x uint16      scaled frequencies of the value codes
+    gap_freq     G x uint16      scaled frequencies of the gap symbols
+    stream       S x uint32      ANS words (constriction ``get_compressed()``)
+
+Frequencies are scaled so the largest is 65535 (a present symbol keeps at least 1);
+both sides build ``Categorical(freq / freq.sum(), perfect=False)``. Gap symbol ``t``:
+``t = 0`` is ``g + 1 = 1``; otherwise ``e = (t + 1) // 2`` is the bit length minus one
+of ``g + 1`` and ``(t + 1) % 2`` its bit below the leading one; the remaining ``e - 1``
+bits follow, most significant chunk first. The stream decodes, in order, the ``nnz``
+gap symbols, the low-bit chunks, then the ``nnz`` value codes, and must end exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compactnn.coding import frequency_codebook
+
+__all__ = ["Archive", "ArchiveError", "encode", "decode", "VERSION"]
+
+VERSION = 1
+_CHUNK = 16
+_MAX_ELEMENTS = 2**31  # positions are int64: gaps < m*n keep every partial sum exact
+_MAX_GAP_SYMBOLS = 2 * 32  # g + 1 < 2**32 >= _MAX_ELEMENTS
+_MAX_VALUES = 2**20
+
+
+class ArchiveError(ValueError):
+    """An archive buffer or its attributes are inconsistent."""
+
+
+@dataclass(frozen=True)
+class Archive:
+    """The encoded buffer of one matrix and its JSON attributes."""
+
+    buffer: np.ndarray
+    attrs: dict[str, Any]
+
+    @property
+    def nbytes(self) -> int:
+        """Stored bytes of the buffer."""
+        return int(self.buffer.nbytes)
+
+
+def _scaled_freq(counts: np.ndarray) -> np.ndarray:
+    counts = counts.astype(np.float64)
+    f = np.rint(counts / counts.max() * 65535.0) if counts.size and counts.max() > 0 else counts
+    f[(counts > 0) & (f < 1)] = 1
+    return f.astype("<u2")
+
+
+def _categorical(freq: np.ndarray):
+    import constriction
+
+    p = freq.astype(np.float64)
+    total = p.sum()
+    if p.size == 0 or total <= 0:
+        raise ArchiveError("archive: a frequency table is empty or all zero")
+    return constriction.stream.model.Categorical(p / total, perfect=False)
+
+
+def _gap_symbols(v: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``v = g + 1 >= 1`` into (symbol, low bits, number of low bits)."""
+    e = np.zeros(v.shape, np.int64)
+    nz = v > 1
+    e[nz] = np.floor(np.log2(v[nz].astype(np.float64))).astype(np.int64)
+    # correct floating-point rounding of log2 near powers of two
+    e[nz & ((np.int64(1) << e) > v)] -= 1
+    e[nz & ((np.int64(1) << (e + 1)) <= v)] += 1
+    sub = np.where(e > 0, (v >> np.maximum(e - 1, 0)) & 1, 0)
+    sym = np.where(e > 0, 2 * e - 1 + sub, 0)
+    nlow = np.maximum(e - 1, 0)
+    low = v & ((np.int64(1) << nlow) - 1)
+    return sym.astype(np.int32), low, nlow
+
+
+def _chunks(low: np.ndarray, nlow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Low bits as (chunk value, chunk size) pairs, most significant chunk first."""
+    nch = (nlow + _CHUNK - 1) // _CHUNK
+    if not nch.sum():
+        return np.empty(0, np.int32), np.empty(0, np.int32)
+    owner = np.repeat(np.arange(nlow.size), nch)
+    first = np.cumsum(nch) - nch
+    k = np.arange(owner.size) - first[owner]  # chunk number within its gap, 0 = top
+    top_bits = nlow[owner] - (nch[owner] - 1) * _CHUNK  # bits of the top chunk
+    width = np.where(k == 0, top_bits, _CHUNK)
+    shift = np.where(k == 0, nlow[owner] - top_bits, nlow[owner] - top_bits - k * _CHUNK)
+    vals = (low[owner] >> shift) & ((np.int64(1) << width) - 1)
+    return vals.astype(np.int32), (np.int64(1) << width).astype(np.int32)
+
+
+def encode(W: np.ndarray) -> Archive | None:
+    """Encode a float32 matrix; ``None`` if it is too large or has too many distinct
+    values for an archive to pay off (then store the runtime format as is)."""
+    import constriction
+
+    m, n = W.shape
+    if m * n >= _MAX_ELEMENTS:
+        return None
+    flat = np.ascontiguousarray(W, dtype=np.float32).reshape(-1)
+    pos = np.flatnonzero(flat.view(np.uint32))
+    vals = flat[pos]
+    omega, codes, counts = frequency_codebook(vals)
+    if omega.size > _MAX_VALUES or omega.size * 6 > max(vals.nbytes, 1):
+        return None
+    v = np.diff(pos, prepend=-1).astype(np.int64)  # g + 1
+    sym, low, nlow = _gap_symbols(v)
+    G = int(sym.max()) + 1 if sym.size else 0
+    value_freq = _scaled_freq(counts)
+    gap_freq = _scaled_freq(np.bincount(sym, minlength=G))
+    coder = constriction.stream.stack.AnsCoder()
+    if pos.size:
+        chunk_vals, chunk_sizes = _chunks(low, nlow)
+        if omega.size > 1:
+            coder.encode_reverse(codes.astype(np.int32), _categorical(value_freq))
+        if chunk_vals.size:
+            coder.encode_reverse(chunk_vals, constriction.stream.model.Uniform(), chunk_sizes)
+        if G > 1:
+            coder.encode_reverse(sym, _categorical(gap_freq))
+    stream = np.asarray(coder.get_compressed(), dtype="<u4")
+    buf = np.concatenate([
+        omega.astype("<f4").view(np.uint8), value_freq.view(np.uint8),
+        gap_freq.view(np.uint8), stream.view(np.uint8),
+    ])
+    attrs = {"version": VERSION, "nnz": int(pos.size), "values": int(omega.size),
+             "gap_symbols": G, "words": int(stream.size)}
+    return Archive(buf, attrs)
+
+
+def _int_attr(attrs: dict[str, Any], name: str, hi: int) -> int:
+    v = attrs.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
+        raise ArchiveError(f"archive: attribute {name!r} must be an int in [0, {hi}], got {v!r}")
+    return v
+
+
+def decode(buffer: np.ndarray, attrs: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
+    """Decode an archive into the dense float32 ``shape`` matrix it encodes.
+
+    Every length is checked against the buffer and ``shape`` before anything is
+    allocated; raises ``ArchiveError`` naming the first inconsistency.
+    """
+    import constriction
+
+    if attrs.get("version") != VERSION:
+        raise ArchiveError(f"archive: unsupported version {attrs.get('version')!r}")
+    m, n = shape
+    size = m * n
+    if size >= _MAX_ELEMENTS:
+        raise ArchiveError(f"archive: shape {shape} is too large for an archive")
+    if not isinstance(buffer, np.ndarray) or buffer.dtype != np.uint8 or buffer.ndim != 1:
+        raise ArchiveError("archive: buffer must be a 1-D uint8 array")
+    nnz = _int_attr(attrs, "nnz", size)
+    K = _int_attr(attrs, "values", min(nnz, _MAX_VALUES))
+    G = _int_attr(attrs, "gap_symbols", _MAX_GAP_SYMBOLS)
+    S = _int_attr(attrs, "words", buffer.size // 4)
+    if (K == 0 or G == 0) and nnz:
+        raise ArchiveError("archive: non-empty matrix without codebook or gap symbols")
+    need = 4 * K + 2 * K + 2 * G + 4 * S
+    if buffer.size != need:
+        raise ArchiveError(f"archive: buffer has {buffer.size} bytes, attributes say {need}")
+    raw = buffer.tobytes()
+    o = 0
+    omega = np.frombuffer(raw, "<f4", K, o).astype(np.float32)
+    o += 4 * K
+    value_freq = np.frombuffer(raw, "<u2", K, o)
+    o += 2 * K
+    gap_freq = np.frombuffer(raw, "<u2", G, o)
+    o += 2 * G
+    words = np.frombuffer(raw, "<u4", S, o).astype(np.uint32)
+    if K and not np.isfinite(omega).all():
+        raise ArchiveError("archive: codebook has NaN or Inf")
+    if np.any(omega.view(np.uint32) == 0):
+        raise ArchiveError("archive: codebook contains +0.0, which is never stored")
+    out = np.zeros(size, np.float32)
+    if nnz == 0:
+        if S:
+            raise ArchiveError("archive: stream has data but the matrix is empty")
+        return out.reshape(m, n)
+    if S and words[-1] == 0:
+        raise ArchiveError("archive: stream is not properly terminated")
+    try:
+        coder = constriction.stream.stack.AnsCoder(words)
+        sym = (np.asarray(coder.decode(_categorical(gap_freq), nnz), np.int64) if G > 1
+               else np.zeros(nnz, np.int64))
+        e = (sym + 1) // 2
+        if np.any(e >= 32):
+            raise ArchiveError("archive: gap symbol out of range")
+        nlow = np.maximum(e - 1, 0)
+        nch = (nlow + _CHUNK - 1) // _CHUNK
+        total = int(nch.sum())
+        if total > 2 * size:
+            raise ArchiveError("archive: more low-bit chunks than the matrix allows")
+        v = np.where(e > 0, (np.int64(1) << e) | (((sym + 1) % 2) << np.maximum(e - 1, 0)), 1)
+        if total:
+            owner = np.repeat(np.arange(nnz), nch)
+            first = np.cumsum(nch) - nch
+            k = np.arange(total) - first[owner]
+            top_bits = nlow[owner] - (nch[owner] - 1) * _CHUNK
+            width = np.where(k == 0, top_bits, _CHUNK)
+            chunk_vals = np.asarray(coder.decode(
+                constriction.stream.model.Uniform(), (np.int64(1) << width).astype(np.int32)
+            ), np.int64)
+            shift = np.where(k == 0, nlow[owner] - top_bits, nlow[owner] - top_bits - k * _CHUNK)
+            np.add.at(v, owner, chunk_vals << shift)
+        codes = (np.asarray(coder.decode(_categorical(value_freq), nnz), np.int64) if K > 1
+                 else np.zeros(nnz, np.int64))
+        if not coder.is_empty():
+            raise ArchiveError("archive: stream has trailing data")
+    except ArchiveError:
+        raise
+    except Exception as exc:  # constriction reports corrupt streams as generic errors
+        raise ArchiveError(f"archive: corrupt stream ({exc})") from None
+    if np.any(v > size):
+        raise ArchiveError("archive: position gap beyond the end of the matrix")
+    pos = np.cumsum(v) - 1
+    if pos[-1] >= size:
+        raise ArchiveError(f"archive: position {int(pos[-1])} beyond the matrix ({size} entries)")
+    out[pos] = omega[codes]
+    return out.reshape(m, n)

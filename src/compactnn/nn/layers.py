@@ -1,0 +1,274 @@
+"""``CompactLinear`` and ``CompactConv2d``: inference layers whose weights live in a
+compact format and whose forward pass runs the format's own product kernels.
+
+A linear layer computes ``y = W x + b`` as ``W @ X^T`` on the ``(in, batch)`` input
+(``matvec`` for a single row). A convolution unfolds its input (im2col, torch's
+``F.unfold``) into ``(in_channels/groups * kh * kw, batch * positions)`` per group and
+multiplies each group's ``(out_channels/groups, in_channels/groups * kh * kw)``
+matrix with it. Stride, padding (numbers, ``"valid"``, ``"same"``), dilation and groups
+follow ``torch.nn.Conv2d`` with ``padding_mode="zeros"``. The layers are inference-only:
+no gradient flows through the compact weights.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from compactnn.formats import CompactMatrix
+
+__all__ = ["CompactConv2d", "CompactLinear", "LayerRecord", "UnsupportedLayerError"]
+
+
+class UnsupportedLayerError(TypeError):
+    """A layer cannot be represented by a compact layer (e.g. a non-zero padding mode)."""
+
+
+@dataclass
+class LayerRecord:
+    """What ``to_compact`` chose for one layer and why.
+
+    ``bytes`` counts the runtime format's arrays; ``stored_bytes`` the arrays as written
+    to a file (equal unless ``storage == "archive"``, an entropy-coded stream decoded at
+    load). ``entropy_bits`` is the i.i.d. entropy bound of the weight entries
+    (``compactnn.entropy_bits``). ``candidates`` maps each tried format to its bytes;
+    ``times`` (policy ``fastest`` only) to its median product time in seconds.
+    """
+
+    name: str
+    kind: str
+    shape: tuple[int, int]
+    groups: int
+    format: str
+    bytes: int
+    storage: str
+    stored_bytes: int
+    entropy_bits: float
+    energy_pj: float
+    reason: str
+    candidates: dict[str, int] = field(default_factory=dict)
+    times: dict[str, float] | None = None
+
+    @property
+    def weights(self) -> int:
+        """Number of weight entries (all groups)."""
+        return self.groups * self.shape[0] * self.shape[1]
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Stored bits per weight entry."""
+        return 8.0 * self.stored_bytes / self.weights if self.weights else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly view."""
+        d = asdict(self)
+        d["shape"] = list(self.shape)
+        return d
+
+
+def _as_input(x: torch.Tensor) -> torch.Tensor:
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"expected a torch.Tensor input, got {type(x).__name__}")
+    if x.device.type != "cpu":
+        raise ValueError(f"compact layers run on the CPU, got a tensor on {x.device}")
+    if not x.is_floating_point():
+        raise TypeError(f"expected a floating-point input, got {x.dtype}")
+    return x.detach().to(torch.float32)
+
+
+def _product(M: CompactMatrix, X: torch.Tensor) -> torch.Tensor:
+    """``M @ X`` for a torch ``(n, b)`` matrix ``X``; returns a torch ``(m, b)`` tensor."""
+    if X.shape[1] == 1:
+        y = M.matvec(X[:, 0].contiguous().numpy())
+        return torch.from_numpy(y)[:, None]
+    return torch.from_numpy(M.matmul(X.contiguous().numpy()))
+
+
+class _CompactBase(nn.Module):
+    matrices: list[CompactMatrix]
+    record: LayerRecord | None
+    archives: list[Any] | None
+
+    def _init_common(self, matrices: list[CompactMatrix], bias: torch.Tensor | None,
+                     out_features: int) -> None:
+        self.matrices = list(matrices)
+        if bias is not None:
+            bias = torch.as_tensor(bias).detach().to(torch.float32).reshape(-1).clone()
+            if bias.numel() != out_features:
+                raise ValueError(f"bias has {bias.numel()} entries, expected {out_features}")
+        self.register_buffer("bias", bias)
+        self.record = None
+        self.archives = None
+
+    @property
+    def format_id(self) -> str:
+        """Id of the runtime format of the weights."""
+        return self.matrices[0].format_id
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the compact weight arrays (all groups)."""
+        return sum(M.nbytes for M in self.matrices)
+
+
+class CompactLinear(_CompactBase):
+    """``nn.Linear`` replacement holding its ``(out, in)`` weight in any format.
+
+    >>> from compactnn import formats
+    >>> W = np.eye(3, dtype=np.float32)
+    >>> layer = CompactLinear(formats.get("csr").from_dense(W), bias=torch.ones(3))
+    >>> layer(torch.ones(2, 3)).tolist()
+    [[2.0, 2.0, 2.0], [2.0, 2.0, 2.0]]
+    """
+
+    def __init__(self, matrix: CompactMatrix, bias: torch.Tensor | None = None) -> None:
+        super().__init__()
+        if not isinstance(matrix, CompactMatrix):
+            raise TypeError(f"expected a CompactMatrix, got {type(matrix).__name__}")
+        self.out_features, self.in_features = matrix.shape
+        self._init_common([matrix], bias, self.out_features)
+
+    @property
+    def matrix(self) -> CompactMatrix:
+        """The compact weight."""
+        return self.matrices[0]
+
+    def weight_matrix(self) -> np.ndarray:
+        """The dense ``(out, in)`` weight, decoded (not used by ``forward``)."""
+        return self.matrix.to_dense()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_input(x)
+        if x.dim() == 0 or x.shape[-1] != self.in_features:
+            raise ValueError(
+                f"CompactLinear expects inputs with last dimension {self.in_features}, "
+                f"got shape {tuple(x.shape)}"
+            )
+        lead = x.shape[:-1]
+        X = x.reshape(-1, self.in_features)
+        with torch.no_grad():
+            if X.shape[0] == 0:
+                y = torch.zeros(0, self.out_features)
+            else:
+                y = _product(self.matrix, X.T).T
+            if self.bias is not None:
+                y = y + self.bias
+        return y.reshape(*lead, self.out_features)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}, format={self.format_id}, nbytes={self.nbytes}")
+
+
+def _pair(v: int | tuple[int, ...], name: str) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, int) else tuple(v)
+    if len(t) != 2 or not all(isinstance(i, int) and i >= 0 for i in t):
+        raise ValueError(f"{name} must be an int or a pair of non-negative ints, got {v!r}")
+    return int(t[0]), int(t[1])
+
+
+class CompactConv2d(_CompactBase):
+    """``nn.Conv2d`` replacement (zero padding) computing the convolution as im2col
+    products with one compact ``(out/groups, in/groups*kh*kw)`` matrix per group.
+
+    >>> from compactnn import formats
+    >>> W = np.ones((2, 1 * 3 * 3), np.float32)
+    >>> conv = CompactConv2d([formats.get("dense").from_dense(W)], None, 1, 2, 3, padding=1)
+    >>> conv(torch.ones(1, 1, 4, 4)).shape
+    torch.Size([1, 2, 4, 4])
+    """
+
+    def __init__(self, matrices: list[CompactMatrix], bias: torch.Tensor | None,
+                 in_channels: int, out_channels: int, kernel_size: int | tuple[int, int],
+                 stride: int | tuple[int, int] = 1,
+                 padding: int | tuple[int, int] | str = 0,
+                 dilation: int | tuple[int, int] = 1, groups: int = 1) -> None:
+        super().__init__()
+        self.kernel_size = _pair(kernel_size, "kernel_size")
+        self.stride = _pair(stride, "stride")
+        self.dilation = _pair(dilation, "dilation")
+        if isinstance(padding, str):
+            if padding not in ("valid", "same"):
+                raise ValueError(f"padding must be 'valid', 'same' or ints, got {padding!r}")
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError("padding='same' requires stride 1")
+            self.padding: tuple[int, int] | str = padding
+        else:
+            self.padding = _pair(padding, "padding")
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.kernel_size) < 1:
+            raise ValueError("kernel_size, stride and dilation must be >= 1")
+        if groups < 1 or in_channels % groups or out_channels % groups:
+            raise ValueError(
+                f"groups={groups} must divide in_channels={in_channels} and "
+                f"out_channels={out_channels}"
+            )
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        kh, kw = self.kernel_size
+        want = (out_channels // groups, in_channels // groups * kh * kw)
+        if len(matrices) != groups:
+            raise ValueError(f"expected {groups} matrices (one per group), got {len(matrices)}")
+        for g, M in enumerate(matrices):
+            if not isinstance(M, CompactMatrix):
+                raise TypeError(f"group {g}: expected a CompactMatrix, got {type(M).__name__}")
+            if M.shape != want:
+                raise ValueError(f"group {g}: matrix shape {M.shape}, expected {want}")
+        self._init_common(matrices, bias, out_channels)
+
+    def weight_matrix(self) -> np.ndarray:
+        """Dense ``(out, in/groups*kh*kw)`` weight (groups stacked along rows)."""
+        return np.concatenate([M.to_dense() for M in self.matrices], axis=0)
+
+    def _explicit_padding(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        if self.padding == "valid":
+            return x, (0, 0)
+        if self.padding == "same":
+            pads = []
+            for k, d in zip(self.kernel_size[::-1], self.dilation[::-1], strict=True):
+                total = d * (k - 1)
+                pads += [total // 2, total - total // 2]
+            return F.pad(x, pads), (0, 0)
+        return x, self.padding  # type: ignore[return-value]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = _as_input(x)
+        unbatched = x.dim() == 3
+        if unbatched:
+            x = x[None]
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"CompactConv2d expects (N, {self.in_channels}, H, W) inputs, "
+                f"got shape {tuple(x.shape)}"
+            )
+        x, pad = self._explicit_padding(x)
+        B, _, H, W = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        oh = (H + 2 * pad[0] - dh * (kh - 1) - 1) // sh + 1
+        ow = (W + 2 * pad[1] - dw * (kw - 1) - 1) // sw + 1
+        if oh < 1 or ow < 1:
+            raise ValueError(f"input of size {H}x{W} is smaller than the kernel")
+        with torch.no_grad():
+            cols = F.unfold(x, self.kernel_size, dilation=self.dilation, padding=pad,
+                            stride=self.stride)  # (B, C*kh*kw, L)
+            L = cols.shape[2]
+            n = self.in_channels // self.groups * kh * kw
+            outs = []
+            for g, M in enumerate(self.matrices):
+                Xg = cols[:, g * n:(g + 1) * n, :].permute(1, 0, 2).reshape(n, B * L)
+                outs.append(_product(M, Xg) if B * L else torch.zeros(M.shape[0], 0))
+            Y = torch.cat(outs, 0) if len(outs) > 1 else outs[0]  # (O, B*L)
+            y = Y.reshape(self.out_channels, B, L).permute(1, 0, 2)
+            if self.bias is not None:
+                y = y + self.bias[None, :, None]
+            y = y.reshape(B, self.out_channels, oh, ow)
+        return y[0] if unbatched else y
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+                f"stride={self.stride}, padding={self.padding}, dilation={self.dilation}, "
+                f"groups={self.groups}, bias={self.bias is not None}, format={self.format_id}, "
+                f"nbytes={self.nbytes}")
