@@ -38,6 +38,22 @@ CASES: dict[str, list[tuple[str, str, Callable]]] = {
         ("non-monotone indptr", "indptr", swap_middle),
         ("indptr not starting at 0", "indptr", set_at(0.0, lambda M: 1)),
     ],
+    "cer": [
+        ("column index out of range", "col_idx", set_at(0.5, lambda M: M.shape[1])),
+        ("repeated column in a row", "col_idx", set_at(0.0, lambda M: int(M.col_idx[1]))),
+        ("non-monotone omega_ptr", "omega_ptr", swap_middle),
+        ("non-monotone row_ptr", "row_ptr", swap_middle),
+        ("row_ptr not starting at 0", "row_ptr", set_at(0.0, lambda M: 1)),
+    ],
+    "cser": [
+        ("column index out of range", "col_idx", set_at(0.5, lambda M: M.shape[1])),
+        ("repeated column in a row", "col_idx", set_at(0.0, lambda M: int(M.col_idx[1]))),
+        ("non-monotone omega_ptr", "omega_ptr", swap_middle),
+        ("non-monotone row_ptr", "row_ptr", swap_middle),
+        ("row_ptr not starting at 0", "row_ptr", set_at(0.0, lambda M: 1)),
+        ("code out of range", "omega_idx", set_at(0.5, lambda M: M.omega.shape[0])),
+        ("implicit code 0 stored", "omega_idx", set_at(0.5, lambda M: 0)),
+    ],
 }
 
 MATRIX = np.random.default_rng(5).choice(

@@ -1,0 +1,280 @@
+"""``cer``: Compressed Entropy Row (Wiedemann, Müller, Samek, IEEE TNNLS 2019).
+
+A low-entropy matrix (few distinct values, one of them dominant) is stored as a
+codebook plus, per row, the columns of each value grouped together. Products add the
+inputs that meet the same value first and multiply once per group.
+
+Codebook ``omega`` = ``frequency_codebook(W)``: the distinct values by float32 bit
+pattern (``-0.0`` differs from ``0.0``), most frequent first, ties by ascending value
+then bit pattern. The code of an entry is its index in ``omega``; code 0 (the most
+frequent value, usually 0 after pruning) is never stored per position.
+
+Byte layout (index dtypes: the smallest of uint8/16/32/64 that holds the range):
+
+============  ========  ============  ==============================================
+array         dtype     length        content
+============  ========  ============  ==============================================
+``omega``     float32   K             the original distinct values, ``omega[0]`` the
+                                      most frequent
+``col_idx``   uint      nnz           columns of the entries with code != 0, row by
+                                      row; inside a row grouped by code (ascending,
+                                      i.e. in ``omega`` order), ascending column
+                                      inside a group; dtype holds ``n - 1``
+``omega_ptr`` uint      groups + 1    start of each group in ``col_idx`` (last =
+                                      nnz); dtype holds nnz
+``row_ptr``   uint      m + 1         first group of each row in ``omega_ptr``
+                                      (last = groups); dtype holds groups
+============  ========  ============  ==============================================
+
+In CER a row whose largest present code is ``K_r`` has exactly ``K_r`` groups, codes
+``1..K_r`` in order; group ``t`` holds ``omega[t]`` implicitly and may be empty
+(padding). Storage in bits: ``K*32 + nnz*b_col + (groups+1)*b_ptr + (m+1)*b_row``.
+The ``cser`` format (``formats/cser.py``) drops the empty groups and stores each
+group's code in an extra array ``omega_idx``.
+
+Products: ``y[r] = omega[0]*sum(x) + sum_groups (omega[g]-omega[0]) * sum_{j in g}
+x[col_idx[j]]``. The shifted codebook ``omega - omega[0]`` is a runtime cache built in
+``_prepare`` (not stored, not counted in ``nbytes``); when ``omega[0]`` is ``+-0.0``
+the ``sum(x)`` term is skipped. The shift is a float32 subtraction: a codebook with
+values of opposite sign whose difference exceeds the float32 range (about 3.4e38)
+makes products overflow to inf.
+
+Cost of one ``W @ x`` (``cost()``), ``G`` = groups stored, ``G+`` = non-empty groups,
+``s`` = 1 when ``omega[0]`` is non-zero else 0:
+
+- adds: ``nnz`` (each input added into its group sum) + ``G+`` (each group product
+  added to its row) + ``s*(n + m)`` (``sum(x)`` and adding ``omega[0]*sum(x)`` to each
+  row);
+- mults: ``G+`` + ``s`` (``omega[0]*sum(x)`` is computed once per product);
+- reads: ``omega`` ``G+ + s``, ``col_idx`` ``nnz``, ``omega_ptr`` ``G + m`` (each row
+  reads its ``K_r + 1`` pointers), ``row_ptr`` ``m + 1``, ``omega_idx`` (CSER) ``G``,
+  ``x`` ``nnz + s*n`` gathers; writes: ``y`` ``m``. Empty CER groups cost a pointer
+  read only (the kernel skips them).
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from typing import ClassVar
+
+import numba
+import numpy as np
+
+from compactnn.coding.codebook import frequency_codebook
+from compactnn.formats.base import (
+    CompactMatrix,
+    Cost,
+    FormatError,
+    as_dense_input,
+    index_dtype,
+    register,
+    require_below,
+    require_dtype,
+    require_finite,
+    require_pointers,
+)
+from compactnn.kernels import cer as k
+
+__all__ = ["CER", "grouped_arrays"]
+
+_NO_IDX = np.empty(0, dtype=np.uint8)
+
+
+def grouped_arrays(W: np.ndarray) -> dict[str, np.ndarray]:
+    """Encode ``W`` (2-D float32, finite) into both layouts at once.
+
+    Returns ``omega``, ``col_idx`` (identical for CER and CSER), the CSER
+    ``omega_ptr``/``row_ptr``/``omega_idx`` and the CER ``cer_omega_ptr``/
+    ``cer_row_ptr``, with the smallest index dtypes. Vectorised: one stable argsort of
+    ``row*K + code`` over the entries with a non-zero code keeps columns ascending.
+
+    >>> g = grouped_arrays(np.array([[0, 2, 1, 2], [0, 0, 0, 1]], np.float32))
+    >>> g["omega"].tolist(), g["col_idx"].tolist(), g["omega_idx"].tolist()
+    ([0.0, 1.0, 2.0], [2, 1, 3, 3], [1, 2, 1])
+    >>> g["cer_omega_ptr"].tolist(), g["cer_row_ptr"].tolist()
+    ([0, 1, 3, 4], [0, 2, 3])
+    """
+    m, n = W.shape
+    omega, flat, code = _coded_entries(W)
+    K = omega.size
+    rows = flat // max(n, 1)
+    key = rows * K + code
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    col_idx = (flat - rows * n)[order]
+    nnz = flat.size
+    # CSER: one group per distinct (row, code), in key order.
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if nnz else np.empty(0, np.int64)
+    group_row = key[starts] // max(K, 1)
+    omega_idx = key[starts] - group_row * K
+    omega_ptr = np.append(starts, nnz)
+    row_ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(np.bincount(group_row, minlength=m), out=row_ptr[1:])
+    # CER: K_r = the code of each row's last group; groups 1..K_r per row.
+    k_r = np.zeros(m, dtype=np.int64)
+    filled = row_ptr[1:] > row_ptr[:-1]
+    k_r[filled] = omega_idx[row_ptr[1:][filled] - 1]
+    cer_row_ptr = np.zeros(m + 1, dtype=np.int64)
+    np.cumsum(k_r, out=cer_row_ptr[1:])
+    groups = int(cer_row_ptr[-1])
+    sizes = np.zeros(groups, dtype=np.int64)
+    sizes[cer_row_ptr[group_row] + omega_idx - 1] = np.diff(omega_ptr)
+    cer_omega_ptr = np.zeros(groups + 1, dtype=np.int64)
+    np.cumsum(sizes, out=cer_omega_ptr[1:])
+    return {
+        "omega": omega,
+        "col_idx": col_idx.astype(index_dtype(max(n - 1, 0))),
+        "omega_ptr": omega_ptr.astype(index_dtype(nnz)),
+        "row_ptr": row_ptr.astype(index_dtype(starts.size)),
+        "omega_idx": omega_idx.astype(index_dtype(max(K - 1, 0))),
+        "cer_omega_ptr": cer_omega_ptr.astype(index_dtype(nnz)),
+        "cer_row_ptr": cer_row_ptr.astype(index_dtype(groups)),
+    }
+
+
+def _coded_entries(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``frequency_codebook(W)``'s codebook, and the flat positions and codes of the
+    entries whose code is not 0. When more than half the entries are +0.0 (pruned
+    weights), +0.0 is certainly ``omega[0]`` and only the other entries are counted."""
+    bits = W.reshape(-1).view(np.uint32)
+    flat = np.flatnonzero(bits)
+    if 2 * flat.size < bits.size:
+        omega_nz, codes_nz, _ = frequency_codebook(W.reshape(-1)[flat])
+        return np.concatenate([np.zeros(1, np.float32), omega_nz]), flat, codes_nz + 1
+    omega, codes, _ = frequency_codebook(W)
+    flat = np.flatnonzero(codes)
+    return omega, flat, codes[flat]
+
+
+class GroupedRows(CompactMatrix):
+    """Shared machinery of CER and CSER: validation, products, decoding, cost.
+
+    Subclasses set ``arrays`` and implement ``from_dense``, ``_kernel_idx`` and
+    ``_check_groups``.
+    """
+
+    omega: np.ndarray
+    col_idx: np.ndarray
+    omega_ptr: np.ndarray
+    row_ptr: np.ndarray
+    explicit: ClassVar[bool] = False
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored column indices (entries whose code is not 0)."""
+        return int(self.col_idx.shape[0])
+
+    @property
+    def groups(self) -> int:
+        """Number of stored groups (CER: padding groups included)."""
+        return int(self.omega_ptr.shape[0]) - 1
+
+    def _kernel_idx(self) -> np.ndarray:
+        """The ``omega_idx`` array the kernels read (empty for CER)."""
+        return _NO_IDX
+
+    def _prepare(self) -> None:
+        K = self.omega.shape[0]
+        self._shift = bool(K and self.omega[0] != 0)
+        self._omega0 = self.omega[0] if self._shift else np.float32(0.0)
+        self._shifted = self.omega - self._omega0 if self._shift else self.omega
+        row_entries = np.diff(self.omega_ptr[self.row_ptr.astype(np.int64)].astype(np.int64))
+        self._width = int(row_entries.max()) if row_entries.size else 0
+
+    # ---- conversion -------------------------------------------------------------------
+    def to_dense(self) -> np.ndarray:
+        m, n = self.shape
+        fill = self.omega[0] if self.omega.shape[0] else np.float32(0.0)
+        out = np.full((m, n), fill, dtype=np.float32)
+        if self.nnz:
+            k.cer_to_dense(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
+                           self.explicit, self.omega, out)
+        return out
+
+    # ---- products ---------------------------------------------------------------------
+    def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        base = self._omega0 * x.sum(dtype=np.float32) if self._shift else np.float32(0.0)
+        chunks = min(self.shape[0], 16 * numba.get_num_threads())
+        k.cer_matvec(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
+                     self.explicit, self._shifted, np.float32(base), x, y, chunks, self._width)
+
+    def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        if self._shift:
+            base = self._omega0 * X.sum(axis=0, dtype=np.float32)
+        else:
+            base = np.zeros(X.shape[1], dtype=np.float32)
+        k.cer_matmul(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
+                     self.explicit, self._shifted, base, X, Y)
+
+    # ---- validation -------------------------------------------------------------------
+    def _check(self) -> None:
+        fmt = self.format_id
+        m, n = self.shape
+        require_finite(fmt, "omega", self.omega)
+        K = self.omega.shape[0]
+        if m * n and not K:
+            raise FormatError(f"{fmt}: array 'omega' is empty for a non-empty {m}x{n} matrix")
+        if np.unique(self.omega.view(np.uint32)).size != K:
+            raise FormatError(f"{fmt}: array 'omega' repeats a value (by bit pattern)")
+        require_dtype(fmt, "col_idx", self.col_idx, "u")
+        require_dtype(fmt, "omega_ptr", self.omega_ptr, "u")
+        if self.omega_ptr.shape[0] == 0:
+            raise FormatError(f"{fmt}: array 'omega_ptr' is empty, expected groups + 1 entries")
+        require_pointers(fmt, "row_ptr", self.row_ptr, m + 1, self.groups)
+        require_pointers(fmt, "omega_ptr", self.omega_ptr, self.groups + 1, self.nnz)
+        require_below(fmt, "col_idx", self.col_idx, n)
+        self._check_groups(K)
+        if self.nnz:
+            chunks = max(1, min(m, 4 * numba.get_num_threads()))
+            bad = np.zeros(m, dtype=np.bool_)
+            k.cer_bad_rows(self.col_idx, self.omega_ptr, self.row_ptr, n, chunks, bad)
+            if bad.any():
+                raise FormatError(
+                    f"{fmt}: array 'col_idx' has unsorted or repeated columns in row "
+                    f"{int(np.argmax(bad))}"
+                )
+
+    @abstractmethod
+    def _check_groups(self, K: int) -> None:
+        """Format-specific checks of the group structure (``K`` = codebook size)."""
+
+    # ---- cost model -------------------------------------------------------------------
+    def cost(self) -> Cost:
+        m, n = self.shape
+        nnz, G = self.nnz, self.groups
+        nonempty = int(np.count_nonzero(np.diff(self.omega_ptr))) if G else 0
+        s = int(self._shift)
+        c = Cost(adds=nnz + nonempty + s * (n + m), mults=nonempty + s)
+        c.read("omega", nonempty + s, self.omega)
+        c.read("col_idx", nnz, self.col_idx)
+        c.read("omega_ptr", G + m, self.omega_ptr)
+        c.read("row_ptr", m + 1, self.row_ptr)
+        if self.explicit:
+            c.read("omega_idx", G, self._kernel_idx())
+        c.read("x", nnz + s * n, 32, 4 * n)
+        c.write("y", m, 32, 4 * m)
+        return c
+
+
+@register
+class CER(GroupedRows):
+    """Compressed Entropy Row: codebook + column indices grouped by value per row, with
+    implicit group values (empty padding groups where a row skips a value)."""
+
+    format_id = "cer"
+    arrays = ("omega", "col_idx", "omega_ptr", "row_ptr")
+
+    @classmethod
+    def from_dense(cls, W: np.ndarray) -> CER:
+        W = as_dense_input(W)
+        g = grouped_arrays(W)
+        return cls(W.shape, omega=g["omega"], col_idx=g["col_idx"],
+                   omega_ptr=g["cer_omega_ptr"], row_ptr=g["cer_row_ptr"])
+
+    def _check_groups(self, K: int) -> None:
+        if self.shape[0]:
+            most = int(np.diff(self.row_ptr.astype(np.int64)).max())
+            if most > max(K - 1, 0):
+                raise FormatError(
+                    f"cer: array 'row_ptr' gives a row {most} groups, more than K-1 = {K - 1}"
+                )
