@@ -54,6 +54,20 @@ CASES: dict[str, list[tuple[str, str, Callable]]] = {
         ("code out of range", "omega_idx", set_at(0.5, lambda M: M.omega.shape[0])),
         ("implicit code 0 stored", "omega_idx", set_at(0.5, lambda M: 0)),
     ],
+    "permseq": [
+        ("perm index out of range", "perm", set_at(0.5, lambda M: M.shape[1])),
+        ("perm row not a permutation", "perm", set_at(0.5, lambda M: 0)),
+        ("group out of range", "group", set_at(0.5, lambda M: M.groups)),
+        ("NaN in base", "base", lambda a, M: np.where(a == a.flat[0], np.nan, a).astype(a.dtype)),
+    ],
+    "blockdiag": [
+        ("row index out of range", "rows", set_at(0.5, lambda M: M.shape[0])),
+        ("rows not a permutation", "rows", set_at(0.0, lambda M: int(M.rows[1]))),
+        ("cols not a permutation", "cols", set_at(0.0, lambda M: int(M.cols[1]))),
+        ("row_ptr past the last row", "row_ptr", set_at(1.0, lambda M: M.shape[0] + 1)),
+        ("row_ptr not starting at 0", "row_ptr", set_at(0.0, lambda M: 1)),
+        ("col_ptr past the last column", "col_ptr", set_at(1.0, lambda M: M.shape[1] + 1)),
+    ],
 }
 
 MATRIX = np.random.default_rng(5).choice(
