@@ -254,6 +254,9 @@ class Step:
             if type(cfg) is not type(self.config):
                 raise RecipeError(f"override for layer {name!r} must be a "
                                   f"{type(self.config).__name__} config")
+            if isinstance(cfg, Prune) and len(cfg.steps()) != len(self.config.steps()):
+                raise RecipeError(f"override for layer {name!r}: its pruning schedule must "
+                                  "have as many steps as the step's own")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Step:
@@ -280,6 +283,9 @@ class Step:
             if bad:
                 raise RecipeError(f"cannot override {', '.join(bad)} for layer {name!r} in a "
                                   f"{method} step; allowed: {', '.join(sorted(allowed))}")
+            if ctype is Prune and "p" in fields:
+                _percent(f"prune p of layer {name!r}", fields["p"])
+                fields = {**fields, "schedule": config.steps(fields["p"])[:-1]}
             pairs.append((str(name), _build(ctype, {**_fields(config), **fields})))
         return cls(config, layers, tuple(pairs))
 
@@ -290,8 +296,10 @@ class Step:
         if self.layers is not None:
             out["layers"] = list(self.layers)
         if self.overrides:
-            out["overrides"] = {n: {k: v for k, v in _fields(c).items() if base[k] != v}
-                                for n, c in self.overrides}
+            out["overrides"] = {
+                n: {"p": c.p} if isinstance(c, Prune)
+                else {k: v for k, v in _fields(c).items() if base[k] != v}
+                for n, c in self.overrides}
         return out
 
 
@@ -334,6 +342,8 @@ def load_recipe(path: str | os.PathLike) -> Recipe:
     """Read a recipe from ``.json``, ``.yaml`` or ``.yml``: a list of steps, or a mapping
     with a ``steps`` list."""
     path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"recipe file {str(path)!r} not found")
     text = path.read_text()
     if path.suffix == ".json":
         data = json.loads(text)
@@ -418,7 +428,7 @@ def _run_prune(step: Step, layers: Mapping[str, nn.Module], names: list[str], mo
     cfg: Prune = step.config
     own = dict(step.overrides)
     pooled = [n for n in names if n not in own]
-    seqs = {n: cfg.steps(own[n].p if n in own else None) for n in names}
+    seqs = {n: (own[n] if n in own else cfg).steps() for n in names}
     for i in range(len(cfg.steps())):
         if cfg.scope == "global" and pooled:
             prune_({n: layers[n] for n in pooled}, cfg.steps()[i], "global")
@@ -523,7 +533,7 @@ def layer_report(model: nn.Module, names: Iterable[str] | None = None) -> Compre
         bits = w.view(np.uint32)
         stats.append(LayerStats(name, kind_of(layer), (w.shape[0], w.shape[1]), int(w.size),
                                 int(np.count_nonzero(w)), int(np.unique(bits).size),
-                                float(entropy_bits(w))))
+                                float(entropy_bits(w)) + 0.0))  # no -0.0
     return CompressionReport(tuple(stats))
 
 
