@@ -2,7 +2,8 @@
 
 from compactnn import formats
 from compactnn.coding import entropy_bits
+from compactnn.transforms import compress_
 
 __version__ = "0.1.0"
 
-__all__ = ["formats", "entropy_bits", "__version__"]
+__all__ = ["formats", "entropy_bits", "compress_", "__version__"]
