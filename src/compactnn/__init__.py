@@ -2,8 +2,10 @@
 
 from compactnn import formats
 from compactnn.coding import entropy_bits
+from compactnn.io import load, save
+from compactnn.nn import to_compact
 from compactnn.transforms import compress_
 
 __version__ = "0.1.0"
 
-__all__ = ["formats", "entropy_bits", "compress_", "__version__"]
+__all__ = ["formats", "entropy_bits", "load", "save", "to_compact", "compress_", "__version__"]

@@ -12,7 +12,7 @@ from torch import nn
 from compactnn import formats
 from compactnn.nn import CompactConv2d, CompactLinear, to_compact
 
-SETTINGS = settings(max_examples=40, deadline=None,
+SETTINGS = settings(max_examples=30, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 

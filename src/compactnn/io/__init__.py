@@ -1,0 +1,19 @@
+"""The compactnn file: one safetensors container with a JSON description.
+
+>>> import tempfile, os, torch
+>>> from torch import nn
+>>> from compactnn import to_compact, save, load
+>>> cm = to_compact(nn.Sequential(nn.Linear(4, 2)))
+>>> path = os.path.join(tempfile.mkdtemp(), "m.cnn")
+>>> size = save(cm, path)
+>>> back = load(path, model=nn.Sequential(nn.Linear(4, 2)))
+>>> torch.equal(back(torch.ones(1, 4)), cm(torch.ones(1, 4)))
+True
+"""
+
+from compactnn.io import archive
+from compactnn.io.container import CompactFileError
+from compactnn.io.model import MAX_PARAMS, FileInfo, LayerInfo, inspect, load, save
+
+__all__ = ["CompactFileError", "FileInfo", "LayerInfo", "MAX_PARAMS", "archive", "inspect",
+           "load", "save"]

@@ -1,0 +1,489 @@
+"""``save`` / ``load`` / ``inspect``: compact models as one safe file.
+
+The description stored in the container (``compactnn.io.container``) says how to
+rebuild the model: a zoo model by name and keyword arguments, or any other model by a
+skeleton the caller passes (``load(path, model=skeleton)``); then, per compact layer,
+its kind and geometry, runtime format id and version, the format's JSON attributes,
+and whether its arrays are stored as they are (``raw``) or as an archive stream
+decoded at load; finally the names of the plain tensors (biases, normalisation
+statistics, uncompressed layers). Loading never unpickles or executes stored code:
+the only code that runs is the zoo constructor the name selects, and every array
+passes its format's ``check()`` before a kernel can read it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from compactnn import formats
+from compactnn.cost import energy_pj
+from compactnn.formats import FormatError
+from compactnn.io import archive
+from compactnn.io.container import (
+    CompactFileError,
+    canonical_json,
+    decode_file,
+    encode_file,
+    read_bytes,
+    write_atomic,
+)
+from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord
+
+__all__ = ["save", "load", "inspect", "FileInfo", "LayerInfo", "CompactFileError",
+           "MAX_PARAMS", "VERSION"]
+
+VERSION = 1
+MAX_PARAMS = 2**31  # largest model (parameters + buffers) a file may ask to build
+_NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
+_KINDS = ("linear", "conv2d")
+
+
+# ---- saving ---------------------------------------------------------------------------
+
+
+def _prefix(name: str, groups: int, g: int) -> str:
+    return f"{name}.weight" if groups == 1 else f"{name}.weight.{g}"
+
+
+def _conv_geometry(m: nn.Module) -> dict[str, Any]:
+    return {"in": m.in_channels, "out": m.out_channels, "kernel": list(m.kernel_size),
+            "stride": list(m.stride), "dilation": list(m.dilation), "groups": m.groups,
+            "padding": m.padding if isinstance(m.padding, str) else list(m.padding)}
+
+
+def _zoo_spec(model: nn.Module, zoo: Any) -> dict[str, Any] | None:
+    spec = zoo if zoo is not None else getattr(model, "zoo_spec", None)
+    if spec is None:
+        return None
+    if isinstance(spec, (tuple, list)) and len(spec) == 2:
+        spec = {"name": spec[0], "kwargs": spec[1]}
+    if (not isinstance(spec, dict) or not isinstance(spec.get("name"), str)
+            or not isinstance(spec.get("kwargs", {}), dict)):
+        raise TypeError("zoo must be (name, kwargs) or {'name': ..., 'kwargs': {...}}")
+    kwargs = spec.get("kwargs", {})
+    canonical_json(kwargs)  # must be JSON
+    return {"name": spec["name"], "kwargs": kwargs}
+
+
+def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
+         metadata: dict[str, Any] | None = None) -> int:
+    """Write a compact model (from ``to_compact`` or ``load``) to one file; returns its size.
+
+    Args:
+        model: the model; its ``CompactLinear``/``CompactConv2d`` layers are stored in
+            their formats (raw arrays or archive stream, as recorded by ``to_compact``),
+            every other tensor of its ``state_dict`` as a plain tensor.
+        path: destination; written atomically (temporary file + rename).
+        zoo: ``(name, kwargs)`` of the zoo model it was built from, so ``load`` can
+            rebuild it without a skeleton (default: ``model.zoo_spec`` if set).
+        metadata: JSON-serialisable extra information (dataset, metrics, recipe).
+
+    The same model and arguments always give the same bytes.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"expected an nn.Module, got {type(model).__name__}")
+    tensors: dict[str, np.ndarray] = {}
+    layers: dict[str, Any] = {}
+    for name, m in model.named_modules():
+        if not isinstance(m, (CompactLinear, CompactConv2d)):
+            continue
+        groups = len(m.matrices)
+        rec = m.record
+        entry: dict[str, Any] = {
+            "kind": "linear" if isinstance(m, CompactLinear) else "conv2d",
+            "format": m.format_id, "version": type(m.matrices[0]).version,
+            "shape": list(m.matrices[0].shape), "groups": groups,
+            "bias": m.bias is not None, "bytes": m.nbytes,
+            "entropy_bits": round(float(rec.entropy_bits), 1) if rec else None,
+            "reason": rec.reason if rec else "loaded",
+            "storage": "archive" if m.archives else "raw",
+        }
+        if isinstance(m, CompactConv2d):
+            entry["conv"] = _conv_geometry(m)
+        if m.archives:
+            entry["archive"] = [a.attrs for a in m.archives]
+            for g, a in enumerate(m.archives):
+                tensors[f"{_prefix(name, groups, g)}.archive"] = a.buffer
+        else:
+            attrs = []
+            for g, M in enumerate(m.matrices):
+                bufs, at = M.to_buffers()
+                attrs.append({k: v for k, v in at.items() if k not in ("format", "version",
+                                                                      "shape")})
+                for a, arr in bufs.items():
+                    tensors[f"{_prefix(name, groups, g)}.{a}"] = arr
+            entry["attrs"] = attrs
+        layers[name] = entry
+    state = {}
+    for k, t in model.state_dict().items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"state entry {k!r} is not a tensor")
+        if t.dtype == torch.bfloat16:
+            raise TypeError(f"state entry {k!r}: bfloat16 tensors cannot be stored")
+        state[k] = t.detach().cpu().contiguous().numpy()
+    clash = set(state) & set(tensors)
+    if clash:
+        raise ValueError(f"tensor names used twice: {sorted(clash)}")
+    tensors.update(state)
+    desc = {
+        "compactnn": VERSION,
+        "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}",
+                  "zoo": _zoo_spec(model, zoo)},
+        "layers": layers,
+        "state": sorted(state),
+        "metadata": metadata or {},
+    }
+    try:
+        canonical_json(desc)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+    data = encode_file(tensors, desc)
+    write_atomic(path, data)
+    return len(data)
+
+
+# ---- loading --------------------------------------------------------------------------
+
+
+def _err(source: str, msg: str) -> CompactFileError:
+    return CompactFileError(f"{source}: {msg}")
+
+
+def _is_int(v: Any, lo: int = 0) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+
+
+def _int_list(v: Any, n: int, lo: int = 0) -> bool:
+    return isinstance(v, list) and len(v) == n and all(_is_int(i, lo) for i in v)
+
+
+def _validate_description(desc: dict[str, Any], source: str) -> None:
+    if desc.get("compactnn") != VERSION:
+        raise _err(source, f"unsupported container version {desc.get('compactnn')!r}")
+    model, layers, state = desc.get("model"), desc.get("layers"), desc.get("state")
+    if not isinstance(model, dict) or not isinstance(model.get("class"), str):
+        raise _err(source, "description has no model entry")
+    if not isinstance(layers, dict) or not isinstance(state, list):
+        raise _err(source, "description has no layer table or state list")
+    if not isinstance(desc.get("metadata"), dict):
+        raise _err(source, "description metadata is not an object")
+    for name, e in layers.items():
+        where = f"layer {name!r}"
+        if not _NAME.match(name):
+            raise _err(source, f"{where}: invalid layer name")
+        if not isinstance(e, dict) or e.get("kind") not in _KINDS:
+            raise _err(source, f"{where}: unknown layer kind")
+        if not isinstance(e.get("format"), str) or not _is_int(e.get("version"), 1):
+            raise _err(source, f"{where}: bad format id or version")
+        if not _int_list(e.get("shape"), 2) or not _is_int(e.get("groups"), 1):
+            raise _err(source, f"{where}: bad shape or groups")
+        if not isinstance(e.get("bias"), bool) or e.get("storage") not in ("raw", "archive"):
+            raise _err(source, f"{where}: bad bias flag or storage")
+        ent = e.get("entropy_bits", "missing")
+        if (not _is_int(e.get("bytes")) or not isinstance(e.get("reason"), str)
+                or not (ent is None or (isinstance(ent, (int, float))
+                                        and not isinstance(ent, bool) and ent >= 0))):
+            raise _err(source, f"{where}: bad bytes, reason or entropy_bits")
+        key = "archive" if e["storage"] == "archive" else "attrs"
+        if (not isinstance(e.get(key), list) or len(e[key]) != e["groups"]
+                or not all(isinstance(a, dict) for a in e[key])):
+            raise _err(source, f"{where}: needs one {key} object per group")
+        if e["kind"] == "conv2d":
+            c = e.get("conv")
+            pad = c.get("padding") if isinstance(c, dict) else None
+            if (not isinstance(c, dict) or not _is_int(c.get("in"), 1)
+                    or not _is_int(c.get("out"), 1) or not _int_list(c.get("kernel"), 2, 1)
+                    or not _int_list(c.get("stride"), 2, 1)
+                    or not _int_list(c.get("dilation"), 2, 1) or c.get("groups") != e["groups"]
+                    or not (pad in ("same", "valid") or _int_list(pad, 2))):
+                raise _err(source, f"{where}: bad convolution geometry")
+    if not all(isinstance(s, str) for s in state):
+        raise _err(source, "state list holds a non-string name")
+
+
+def _zoo_model(spec: Any, source: str, max_params: int) -> nn.Module:
+    from compactnn import zoo
+
+    if (not isinstance(spec, dict) or not isinstance(spec.get("name"), str)
+            or not isinstance(spec.get("kwargs"), dict)):
+        raise _err(source, "bad zoo model entry")
+    name, kwargs = spec["name"], spec["kwargs"]
+    if name not in zoo.MODELS:
+        raise _err(source, f"unknown zoo model {name!r}; available: {', '.join(zoo.MODELS)}")
+    if len(canonical_json(kwargs)) > 4096:
+        raise _err(source, "zoo model arguments are too long")
+    try:
+        with torch.device("meta"):
+            probe = zoo.build(name, **kwargs)
+        count = sum(t.numel() for t in probe.state_dict().values())
+        if count > max_params:
+            raise _err(source, f"zoo model {name!r} with {kwargs} has {count} parameters, "
+                       f"more than the limit {max_params}")
+        return zoo.build(name, **kwargs)
+    except CompactFileError:
+        raise
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise _err(source, f"cannot build zoo model {name!r} with {kwargs}: {exc}") from None
+
+
+def _check_geometry(m: nn.Module, e: dict[str, Any], name: str, source: str) -> None:
+    where = f"layer {name!r}"
+    m_rows, n_cols = e["shape"]
+    if e["kind"] == "linear":
+        if not isinstance(m, (nn.Linear, CompactLinear)):
+            raise _err(source, f"{where}: the model has a {type(m).__name__} there, not Linear")
+        if (m.out_features, m.in_features) != (m_rows, n_cols) or e["groups"] != 1:
+            raise _err(source, f"{where}: file has shape {e['shape']}, the model "
+                       f"({m.out_features}, {m.in_features})")
+    else:
+        if not isinstance(m, (nn.Conv2d, CompactConv2d)):
+            raise _err(source, f"{where}: the model has a {type(m).__name__} there, not Conv2d")
+        geo = _conv_geometry(m)
+        if geo != e["conv"]:
+            raise _err(source, f"{where}: file has convolution {e['conv']}, the model {geo}")
+        kh, kw = geo["kernel"]
+        want = [geo["out"] // geo["groups"], geo["in"] // geo["groups"] * kh * kw]
+        if e["shape"] != want:
+            raise _err(source, f"{where}: file has shape {e['shape']}, the model {want}")
+    has_bias = getattr(m, "bias", None) is not None
+    if has_bias != e["bias"]:
+        raise _err(source, f"{where}: bias {'present' if e['bias'] else 'absent'} in the file "
+                   f"but not in the model")
+
+
+def _matrices(e: dict[str, Any], name: str, arrays: dict[str, np.ndarray], used: set[str],
+              source: str) -> tuple[list[formats.CompactMatrix], list[archive.Archive] | None]:
+    where = f"layer {name!r}"
+    try:
+        F = formats.get(e["format"])
+    except KeyError:
+        raise _err(source, f"{where}: unknown format {e['format']!r} (available: "
+                   f"{', '.join(formats.available())})") from None
+    if e["version"] != F.version:
+        raise _err(source, f"{where}: format {e['format']!r} version {e['version']} is not "
+                   f"supported (this library reads version {F.version})")
+    mats, archives = [], None
+    groups = e["groups"]
+    shape = tuple(e["shape"])
+    try:
+        if e["storage"] == "archive":
+            archives = []
+            for g, attrs in enumerate(e["archive"]):
+                key = f"{_prefix(name, groups, g)}.archive"
+                if key not in arrays:
+                    raise _err(source, f"{where}: missing tensor {key!r}")
+                used.add(key)
+                W = archive.decode(arrays[key], attrs, shape)
+                M = F.from_dense(W)
+                M.check()
+                mats.append(M)
+                archives.append(archive.Archive(arrays[key], dict(attrs)))
+        else:
+            for g, attrs in enumerate(e["attrs"]):
+                prefix = _prefix(name, groups, g) + "."
+                bufs = {k[len(prefix):]: v for k, v in arrays.items()
+                        if k.startswith(prefix) and "." not in k[len(prefix):]}
+                used.update(prefix + k for k in bufs)
+                at = {**attrs, "format": e["format"], "version": e["version"],
+                      "shape": list(shape)}
+                mats.append(F.from_buffers(bufs, at))
+    except CompactFileError:
+        raise
+    except (FormatError, archive.ArchiveError) as exc:
+        raise _err(source, f"{where}: {exc}") from None
+    except (ValueError, TypeError, KeyError, IndexError, OverflowError) as exc:
+        raise _err(source, f"{where}: invalid arrays ({type(exc).__name__}: {exc})") from None
+    return mats, archives
+
+
+def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def _torch_dtype(a: np.ndarray) -> torch.dtype:
+    return torch.from_numpy(np.empty(0, a.dtype)).dtype
+
+
+def load(path: str | os.PathLike, model: nn.Module | None = None, *,
+         max_params: int = MAX_PARAMS) -> nn.Module:
+    """Load a file written by ``save`` into a runnable compact model (eval mode).
+
+    Args:
+        path: the file.
+        model: a skeleton with the same architecture (dense or compact layers), needed
+            unless the file names a zoo model. It is copied, not modified.
+        max_params: refuse to build a zoo model with more parameters than this.
+
+    Raises:
+        CompactFileError: the file is missing, corrupt or inconsistent, names an unknown
+            format, version or model, or does not fit the skeleton; the message names
+            the problem.
+    """
+    source = os.fspath(path)
+    arrays, desc = decode_file(read_bytes(path), source)
+    _validate_description(desc, source)
+    if model is None:
+        spec = desc["model"].get("zoo")
+        if spec is None:
+            raise _err(source, f"the file holds a custom model ({desc['model']['class']}); "
+                       "pass a skeleton: load(path, model=...)")
+        model = _zoo_model(spec, source, max_params)
+        model.zoo_spec = spec
+    elif not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module skeleton, got {type(model).__name__}")
+    else:
+        model = copy.deepcopy(model)
+        if desc["model"].get("zoo") is not None:
+            model.zoo_spec = desc["model"]["zoo"]
+    used: set[str] = set()
+    for name, e in desc["layers"].items():
+        try:
+            m = model.get_submodule(name)
+        except AttributeError:
+            raise _err(source, f"layer {name!r} does not exist in the model") from None
+        _check_geometry(m, e, name, source)
+        mats, archives = _matrices(e, name, arrays, used, source)
+        bias = torch.zeros(e["shape"][0] * e["groups"]) if e["bias"] else None
+        if e["kind"] == "linear":
+            new: nn.Module = CompactLinear(mats[0], bias)
+        else:
+            c = e["conv"]
+            new = CompactConv2d(mats, bias, c["in"], c["out"], tuple(c["kernel"]),
+                                tuple(c["stride"]), c["padding"] if isinstance(c["padding"], str)
+                                else tuple(c["padding"]), tuple(c["dilation"]), c["groups"])
+        new.archives = archives
+        new.record = LayerRecord(
+            name=name, kind=e["kind"], shape=mats[0].shape, groups=len(mats),
+            format=e["format"], bytes=sum(M.nbytes for M in mats), storage=e["storage"],
+            stored_bytes=(sum(a.nbytes for a in archives) if archives
+                          else sum(M.nbytes for M in mats)),
+            entropy_bits=float(e["entropy_bits"] or 0.0),
+            energy_pj=sum(energy_pj(M.cost()) for M in mats), reason=e["reason"],
+        )
+        _set_module(model, name, new)
+    expected = model.state_dict()
+    state_names = desc["state"]
+    if set(state_names) != set(expected):
+        missing = sorted(set(expected) - set(state_names))
+        extra = sorted(set(state_names) - set(expected))
+        raise _err(source, f"state tensors do not match the model (missing {missing[:5]}, "
+                   f"unexpected {extra[:5]})")
+    state = {}
+    for k in state_names:
+        if k not in arrays or k in used:
+            raise _err(source, f"state tensor {k!r} is missing")
+        a = arrays[k]
+        t = expected[k]
+        if tuple(a.shape) != tuple(t.shape) or _torch_dtype(a) != t.dtype:
+            raise _err(source, f"state tensor {k!r} has {a.dtype}{list(a.shape)}, the model "
+                       f"expects {t.dtype}{list(t.shape)}")
+        if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+            raise _err(source, f"state tensor {k!r} has NaN or Inf")
+        used.add(k)
+        state[k] = torch.from_numpy(a.copy())
+    unused = sorted(set(arrays) - used)
+    if unused:
+        raise _err(source, f"tensors not referenced by the description: {unused[:5]}")
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+# ---- inspecting ------------------------------------------------------------------------
+
+
+@dataclass
+class LayerInfo:
+    """One compact layer of a file."""
+
+    name: str
+    kind: str
+    format: str
+    storage: str
+    shape: tuple[int, int]
+    groups: int
+    weights: int
+    stored_bytes: int
+    runtime_bytes: int
+    entropy_bits: float | None
+    share: float
+
+    @property
+    def bits_per_weight(self) -> float:
+        return 8.0 * self.stored_bytes / self.weights if self.weights else 0.0
+
+    @property
+    def entropy_bits_per_weight(self) -> float | None:
+        if self.entropy_bits is None or not self.weights:
+            return None
+        return self.entropy_bits / self.weights
+
+
+@dataclass
+class FileInfo:
+    """What a file holds and where its bytes go."""
+
+    path: str
+    file_bytes: int
+    header_bytes: int
+    state_bytes: int
+    layers: list[LayerInfo]
+    model: dict[str, Any]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def table(self) -> str:
+        """The per-layer table as aligned text."""
+        head = ("layer", "kind", "format", "stored as", "shape", "bytes", "bits/w",
+                "entropy b/w", "share")
+        rows = [head]
+        for li in self.layers:
+            shape = f"{li.groups}x{li.shape[0]}x{li.shape[1]}" if li.groups > 1 else \
+                f"{li.shape[0]}x{li.shape[1]}"
+            ent = li.entropy_bits_per_weight
+            rows.append((li.name, li.kind, li.format,
+                         "archive->" + li.format if li.storage == "archive" else "raw", shape,
+                         str(li.stored_bytes), f"{li.bits_per_weight:.3f}",
+                         "-" if ent is None else f"{ent:.3f}", f"{100 * li.share:.1f}%"))
+        for label, b in (("plain tensors", self.state_bytes), ("header", self.header_bytes)):
+            rows.append((label, "", "", "", "", str(b), "", "",
+                         f"{100 * b / self.file_bytes:.1f}%"))
+        rows.append(("total", "", "", "", "", str(self.file_bytes), "", "", "100.0%"))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines = ["  ".join(c.ljust(w) if i < 5 else c.rjust(w)
+                           for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+                 for r in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        return "\n".join(lines)
+
+
+def inspect(path: str | os.PathLike) -> FileInfo:
+    """Read a file's description (verifying every checksum) without building the model."""
+    source = os.fspath(path)
+    raw = read_bytes(path)
+    arrays, desc = decode_file(raw, source)
+    _validate_description(desc, source)
+    header = 8 + int.from_bytes(raw[:8], "little")
+    size = len(raw)
+    infos, counted = [], 0
+    for name, e in desc["layers"].items():
+        prefix = f"{name}.weight."
+        stored = sum(a.nbytes for k, a in arrays.items() if k.startswith(prefix))
+        counted += stored
+        m, n = e["shape"]
+        infos.append(LayerInfo(
+            name=name, kind=e["kind"], format=e["format"], storage=e["storage"], shape=(m, n),
+            groups=e["groups"], weights=e["groups"] * m * n, stored_bytes=stored,
+            runtime_bytes=e["bytes"], entropy_bits=e["entropy_bits"],
+            share=stored / size))
+    state = sum(arrays[k].nbytes for k in desc["state"] if k in arrays)
+    return FileInfo(path=source, file_bytes=size, header_bytes=header, state_bytes=state,
+                    layers=infos, model=desc["model"], metadata=desc["metadata"])
