@@ -38,6 +38,28 @@ CASES: dict[str, list[tuple[str, str, Callable]]] = {
         ("non-monotone indptr", "indptr", swap_middle),
         ("indptr not starting at 0", "indptr", set_at(0.0, lambda M: 1)),
     ],
+    "index_map": [
+        ("code out of range", "words", lambda a, M: np.r_[np.uint32(0xFFFFFFFF), a[1:]]),
+        ("truncated words", "words", lambda a, M: a[:-2]),
+        ("non-zero padding", "words", lambda a, M: np.r_[a[:-1], np.uint32(1)]),
+    ],
+    "ham": [
+        ("non-monotone row_bits", "row_bits", swap_middle),
+        ("row_bits beyond the words", "row_bits", set_at(1.0, lambda M: 32 * M.words.size)),
+        ("over-full code", "length_counts", set_at(0.0, lambda M: 2)),
+        ("code longer than 32 bits", "length_counts",
+         lambda a, M: np.r_[a, np.zeros(30, a.dtype), np.ones(1, a.dtype)]),
+        ("stream does not decode", "words", lambda a, M: np.r_[~a[:-2], a[-2:]]),
+    ],
+    "sham": [
+        ("column index out of range", "col_idx", set_at(0.5, lambda M: M.shape[1])),
+        ("non-monotone row_ptr", "row_ptr", swap_middle),
+        ("non-monotone row_bits", "row_bits", swap_middle),
+        ("row_bits beyond the words", "row_bits", set_at(1.0, lambda M: 32 * M.words.size)),
+        ("over-full code", "length_counts", set_at(0.0, lambda M: 2)),
+        ("row_bits off a code boundary", "row_bits", lambda a, M: np.where(
+            np.arange(a.size) == a.size // 2, a + 1, a).astype(a.dtype)),
+    ],
     "cer": [
         ("column index out of range", "col_idx", set_at(0.5, lambda M: M.shape[1])),
         ("repeated column in a row", "col_idx", set_at(0.0, lambda M: int(M.col_idx[1]))),

@@ -1,0 +1,221 @@
+"""``ham``: Huffman Address Map, every entry (zeros included) Huffman-coded row by row.
+
+Byte layout (little-endian):
+
+* ``omega`` float32 (K,): the distinct entry values (by bit pattern) in canonical
+  order, i.e. by decreasing frequency (ties: ascending value, then bit pattern).
+* ``length_counts`` (Lmax,), smallest unsigned type holding its largest count: the
+  number of codewords of length ``1..Lmax`` (``Lmax <= 32``); symbol ``i`` of
+  ``omega`` gets the ``i``-th canonical codeword. Empty when K <= 1: a single value
+  has the zero-length code and costs no stream bits.
+* ``words`` uint32 (``row_bits[-1] // 32 + 2``,): the codewords of all ``m * n``
+  entries, row-major, MSB-first (:mod:`compactnn.kernels.bitpack`), then zero
+  padding to the end of the word after the one holding bit ``row_bits[-1]``.
+* ``row_bits`` (m+1,), smallest unsigned type holding ``row_bits[-1]``: the bit at
+  which each row starts; ``row_bits[-1]`` is the sum of all code lengths.
+
+Stored bits = ``32 * (sum(code lengths) // 32 + 2)`` + the table (``omega``,
+``length_counts``) + ``row_bits``. The decoding lookup table (``2**T`` entries of
+length + value, ``T = min(Lmax, 10)``) and the per-length ``limit``/``base`` arrays
+are a runtime cache built by ``_prepare()``; they are not stored and not in
+``nbytes``.
+
+``check()`` validates dtypes, lengths, the code (Kraft sum <= 1, symbol count, Lmax),
+``row_bits`` (from 0, non-decreasing, covered by ``words``), zero padding, and runs a
+decoding pass that must find exactly ``n`` codes in every row.
+
+Products: when +0.0 is symbol 0 with the 1-bit code ``0`` (a matrix with more zeros
+than anything else), runs of zero entries are runs of 0 bits, skipped with a
+count-leading-zeros instruction; only the other entries are looked up, multiplied and
+added ("zero-run mode"). Otherwise every entry is decoded and multiplied.
+
+Cost of ``W @ x`` (``cost()``): "coded" entries = the entries that are looked up and
+multiplied (all ``m * n``, or those that are not +0.0 in zero-run mode): that many
+adds, multiplies, ``lut`` reads (element = 8-bit length + 32-bit value, array = the
+LUT's bytes) and ``x`` reads; ``words``: per row, the 32-bit words from the one
+holding its first bit through the word after the one holding its last bit (the
+decoder buffers 64 bits); ``limit`` one read per comparison of the canonical search
+and ``base``/``omega`` one read per code longer than ``T`` (counted by a decoding
+pass on the first call); ``row_bits`` one read per row; ``y`` one write per row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compactnn.coding.huffman import (
+    MAX_CODE_LENGTH,
+    DecodeTables,
+    build_code,
+    decode_tables,
+    encode,
+    kraft_sum,
+)
+from compactnn.formats.base import (
+    CompactMatrix,
+    Cost,
+    FormatError,
+    as_dense_input,
+    index_dtype,
+    register,
+    require_dtype,
+    require_finite,
+    require_len,
+)
+from compactnn.formats.index_map import check_words, words_touched
+from compactnn.kernels import huffman as k
+
+LUT_BITS = 10
+"""First-level decoding table index bits (4 KiB of lengths + values)."""
+
+_SCAN_ERRORS = {
+    1: "holds an unused code prefix",
+    2: "has codes running past the row's end",
+    3: "has bits left over after its last code",
+}
+
+
+def narrow(arr: np.ndarray) -> np.ndarray:
+    """``arr`` in the smallest unsigned dtype that holds its largest value."""
+    return arr.astype(index_dtype(int(arr.max()) if arr.size else 0))
+
+
+def check_code(fmt: str, omega: np.ndarray, length_counts: np.ndarray, coded: int) -> None:
+    """Validate a stored canonical code for ``coded`` coded entries."""
+    require_finite(fmt, "omega", omega)
+    require_dtype(fmt, "length_counts", length_counts, "u")
+    n_sym = omega.shape[0]
+    lmax = length_counts.shape[0]
+    if lmax > MAX_CODE_LENGTH:
+        raise FormatError(
+            f"{fmt}: array 'length_counts' has {lmax} lengths, more than {MAX_CODE_LENGTH}"
+        )
+    if lmax:
+        if int(length_counts[-1]) == 0:
+            raise FormatError(f"{fmt}: array 'length_counts' ends with a zero count")
+        if kraft_sum(length_counts) > 1:
+            raise FormatError(f"{fmt}: array 'length_counts' is an over-full code (Kraft sum > 1)")
+        total = sum(int(c) for c in length_counts)
+        if total != n_sym:
+            raise FormatError(
+                f"{fmt}: array 'length_counts' counts {total} codes but 'omega' has {n_sym} symbols"
+            )
+    elif n_sym > 1:
+        raise FormatError(f"{fmt}: array 'length_counts' is empty but 'omega' has {n_sym} symbols")
+    if (coded > 0) != (n_sym > 0):
+        raise FormatError(f"{fmt}: array 'omega' has {n_sym} symbols for {coded} coded entries")
+
+
+def check_stream(fmt: str, words: np.ndarray, row_bits: np.ndarray, m: int) -> None:
+    """Validate ``words`` and ``row_bits`` of an m-row stream (not yet its codes)."""
+    if words.dtype != np.uint32:
+        raise FormatError(f"{fmt}: array 'words' has dtype {words.dtype}, expected uint32")
+    require_dtype(fmt, "row_bits", row_bits, "u")
+    require_len(fmt, "row_bits", row_bits, m + 1)
+    if row_bits[0] != 0:
+        raise FormatError(f"{fmt}: array 'row_bits' must start at 0")
+    if m and np.any(row_bits[1:] < row_bits[:-1]):
+        raise FormatError(f"{fmt}: array 'row_bits' is not non-decreasing")
+    check_words(fmt, words, int(row_bits[-1]))
+
+
+def scan(
+    fmt: str, words: np.ndarray, row_bits: np.ndarray, row_ptr: np.ndarray, tab: DecodeTables
+) -> np.ndarray:
+    """Decoding pass over a stream that passed ``check_stream``: every row must hold
+    exactly ``row_ptr[r+1] - row_ptr[r]`` codes. Returns the totals of long codes
+    (longer than the LUT), their ``limit`` comparisons and symbol-0 codes."""
+    m = row_bits.shape[0] - 1
+    err = np.zeros(m, np.int8)
+    stats = np.zeros((m, 3), np.int64)
+    if m:
+        k.huffman_scan(words, row_bits, row_ptr, tab.lut_bits, tab.lmax, tab.lut_len,
+                       tab.limit, err, stats)
+    bad = np.flatnonzero(err)
+    if bad.size:
+        r = int(bad[0])
+        raise FormatError(f"{fmt}: array 'words', row {r} {_SCAN_ERRORS[int(err[r])]}")
+    return stats.sum(axis=0)
+
+
+def huffman_cost(c: Cost, tab: DecodeTables, omega: np.ndarray, decodes: int,
+                 nlong: int, ncmp: int) -> None:
+    """Record the table reads of ``decodes`` LUT decodes, ``nlong`` of them with the
+    canonical search (``ncmp`` comparisons), into ``c``."""
+    c.read("lut", decodes, 40, tab.lut_len.nbytes + tab.lut_val.nbytes)
+    if nlong:
+        c.read("limit", ncmp, tab.limit)
+        c.read("base", nlong, tab.base)
+        c.read("omega", nlong, omega)
+
+
+@register
+class HAM(CompactMatrix):
+    """Every entry Huffman-coded (canonical, <= 32-bit codes), rows decodable in
+    parallel; products decode on the fly."""
+
+    format_id = "ham"
+    arrays = ("omega", "length_counts", "words", "row_bits")
+
+    @classmethod
+    def from_dense(cls, W: np.ndarray) -> HAM:
+        W = as_dense_input(W)
+        m, n = W.shape
+        omega, lc, sym, _ = build_code(W)
+        words, row_bits = encode(sym, lc, np.arange(m + 1, dtype=np.int64) * n)
+        return cls(W.shape, omega=omega, length_counts=narrow(lc), words=words,
+                   row_bits=narrow(row_bits))
+
+    def _prepare(self) -> None:
+        self._tab = decode_tables(self.omega, self.length_counts, LUT_BITS)
+        self._row_bits = self.row_bits.astype(np.int64)
+        self._stats: np.ndarray | None = None  # scan totals, computed by cost()
+        lc = self.length_counts
+        # zero-run mode: +0.0 is symbol 0 with the 1-bit code "0"
+        self._zrun = bool(lc.shape[0] and lc[0] and self.omega.view(np.uint32)[0] == 0)
+
+    @property
+    def stream_bits(self) -> int:
+        """Sum of the code lengths of all entries (the Huffman-coded size)."""
+        return int(self.row_bits[-1])
+
+    def _args(self) -> tuple:
+        t = self._tab
+        return (self.words, self._row_bits, self._zrun, t.lut_bits, t.lut_len, t.lut_val,
+                t.limit, t.base, self.omega)
+
+    def to_dense(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=np.float32)
+        if out.size:
+            k.ham_to_dense(*self._args(), out)
+        return out
+
+    def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        k.ham_matvec(*self._args(), x, y)
+
+    def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        k.ham_matmul(*self._args(), X, Y)
+
+    def _check(self) -> None:
+        m, n = self.shape
+        check_code("ham", self.omega, self.length_counts, m * n)
+        check_stream("ham", self.words, self.row_bits, m)
+        tab = decode_tables(self.omega, self.length_counts, LUT_BITS)
+        scan("ham", self.words, self.row_bits.astype(np.int64),
+             np.arange(m + 1, dtype=np.int64) * n, tab)
+
+    def cost(self) -> Cost:
+        m, n = self.shape
+        if self._stats is None:
+            self._stats = scan("ham", self.words, self._row_bits,
+                               np.arange(m + 1, dtype=np.int64) * n, self._tab)
+        nlong, ncmp, nzero = (int(v) for v in self._stats)
+        coded = m * n - nzero if self._zrun else m * n
+        c = Cost(adds=coded, mults=coded)
+        rb = self._row_bits
+        c.read("words", words_touched(rb[:-1], rb[1:]) if n else 0, self.words)
+        huffman_cost(c, self._tab, self.omega, coded, nlong, ncmp)
+        c.read("row_bits", m, self.row_bits)
+        c.read("x", coded, 32, 4 * n)
+        c.write("y", m, 32, 4 * m)
+        return c

@@ -1,0 +1,136 @@
+"""``index_map``: a codebook of the distinct values and a fixed-width code per entry.
+
+Byte layout (little-endian):
+
+* ``omega`` float32 (K,): the distinct entry values (by bit pattern) by decreasing
+  frequency (:func:`~compactnn.coding.codebook.frequency_codebook`).
+* ``words`` uint32 (``m * n * b // 32 + 2``,): entry ``(r, j)`` is the ``b =
+  ceil(log2 K)``-bit index into ``omega`` at bit ``(r * n + j) * b``, MSB-first
+  (:mod:`compactnn.kernels.bitpack`), then zero padding to the end of the word after
+  the one holding bit ``m * n * b``, so the kernels' bit readers never need a
+  bounds check. ``b = 0`` when K == 1 (no bits: every entry is
+  ``omega[0]``); ``b`` is derived from K and not stored.
+
+Stored bits = ``32 * (m * n * b // 32 + 2) + 32 * K``.
+
+Cost of ``W @ x``: ``m * n`` adds, multiplies, ``omega`` reads and ``x`` reads;
+``words``: per row, the words from the one holding its first bit through the word
+after the one holding its last bit; ``y``: m writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compactnn.coding.codebook import frequency_codebook
+from compactnn.coding.huffman import stream_words
+from compactnn.formats.base import (
+    CompactMatrix,
+    Cost,
+    FormatError,
+    as_dense_input,
+    register,
+    require_finite,
+)
+from compactnn.kernels import bitpack
+
+
+def code_bits(n_symbols: int) -> int:
+    """Bits per entry for a codebook of ``n_symbols``: ``ceil(log2 K)``, 0 for K <= 1."""
+    return max(int(n_symbols) - 1, 0).bit_length()
+
+
+def check_words(fmt: str, words: np.ndarray, total: int) -> None:
+    """``words`` must hold ``total`` bits plus the padding, and the padding is zero."""
+    need = stream_words(total)
+    if words.shape[0] < need:
+        raise FormatError(
+            f"{fmt}: array 'words' is truncated: the bit stream has {total} bits, which "
+            f"needs {need} words with padding, got {words.shape[0]}"
+        )
+    if words.shape[0] > need:
+        raise FormatError(f"{fmt}: array 'words' has {words.shape[0]} words, expected {need}")
+    tail = total % 32
+    if (tail and int(words[-2]) & ((1 << (32 - tail)) - 1)) or (
+        not tail and words[-2] != 0
+    ) or words[-1] != 0:
+        raise FormatError(f"{fmt}: array 'words' has non-zero padding bits")
+
+
+def words_touched(starts: np.ndarray, ends: np.ndarray) -> int:
+    """Words a row-by-row decoder reads: per row, from the word holding its first bit
+    through the word after the one holding its last bit (2 words for a row of
+    zero-length codes)."""
+    s = starts.astype(np.int64)
+    last = np.maximum(ends.astype(np.int64) - 1, s)
+    return int(((last >> 5) + 2 - (s >> 5)).sum())
+
+
+@register
+class IndexMap(CompactMatrix):
+    """Codebook + bit-packed fixed-width indices; products decode in the kernel."""
+
+    format_id = "index_map"
+    arrays = ("omega", "words")
+
+    @classmethod
+    def from_dense(cls, W: np.ndarray) -> IndexMap:
+        W = as_dense_input(W)
+        m, n = W.shape
+        omega, sym, _ = frequency_codebook(W)
+        b = code_bits(omega.size)
+        words = np.zeros(stream_words(m * n * b), np.uint32)
+        codes = np.arange(max(omega.size, 1), dtype=np.uint32)
+        lengths = np.full(codes.size, b, np.uint8)
+        bitpack.pack_codes(sym, codes, lengths, np.zeros(1, np.int64), words,
+                           np.zeros(1, np.int64))
+        return cls(W.shape, omega=omega, words=words)
+
+    @property
+    def bits(self) -> int:
+        """Bits per entry code."""
+        return code_bits(self.omega.shape[0])
+
+    def to_dense(self) -> np.ndarray:
+        out = np.empty(self.shape, dtype=np.float32)
+        if out.size:
+            bitpack.fixed_to_dense(self.words, self.bits, self.omega, out)
+        return out
+
+    def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        bitpack.fixed_matvec(self.words, self.bits, self.omega, x, y)
+
+    def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        bitpack.fixed_matmul(self.words, self.bits, self.omega, X, Y)
+
+    def _check(self) -> None:
+        m, n = self.shape
+        require_finite("index_map", "omega", self.omega)
+        n_sym = self.omega.shape[0]
+        if (m * n > 0) != (n_sym > 0):
+            raise FormatError(
+                f"index_map: array 'omega' has {n_sym} symbols for a {m}x{n} matrix"
+            )
+        if self.words.dtype != np.uint32:
+            raise FormatError(
+                f"index_map: array 'words' has dtype {self.words.dtype}, expected uint32"
+            )
+        b = self.bits
+        check_words("index_map", self.words, m * n * b)
+        if m * n and b:
+            top = int(bitpack.fixed_max(self.words, b, m * n, 64))
+            if top >= n_sym:
+                raise FormatError(
+                    f"index_map: array 'words' holds code {top}, out of range [0, {n_sym})"
+                )
+
+    def cost(self) -> Cost:
+        m, n = self.shape
+        b = self.bits
+        c = Cost(adds=m * n, mults=m * n)
+        starts = np.arange(m, dtype=np.int64) * n * b
+        c.read("words", words_touched(starts, starts + n * b) if n else 0, self.words)
+        c.read("omega", m * n, self.omega)
+        c.read("x", m * n, 32, 4 * n)
+        c.write("y", m, 32, 4 * m)
+        return c

@@ -1,0 +1,136 @@
+"""``sham``: sparse HAM, CSR structure with plain column indices and Huffman-coded values.
+
+Byte layout (little-endian):
+
+* ``omega`` float32 (K,): the distinct stored values (never +0.0; ``-0.0`` is a
+  value) in canonical order, i.e. by decreasing frequency among the stored entries.
+* ``length_counts`` (Lmax,), smallest unsigned type holding its largest count:
+  codewords of each length ``1..Lmax`` (``Lmax <= 32``); empty when K <= 1 (a single
+  value has the zero-length code).
+* ``words`` uint32 (``row_bits[-1] // 32 + 2``,): the codewords of the stored values,
+  row by row in column order, MSB-first, zero padding to the end of the word after
+  the one holding bit ``row_bits[-1]``.
+* ``row_bits`` (m+1,), smallest unsigned type holding ``row_bits[-1]``: the bit at
+  which each row's codes start.
+* ``col_idx`` (nnz,), smallest unsigned type holding n-1: column of each stored entry
+  (ascending within a row).
+* ``row_ptr`` (m+1,), smallest unsigned type holding nnz: first stored entry of each
+  row.
+
+The stored entries are those whose bit pattern is not +0.0, so the round trip is
+bit-exact. The decoding lookup table and per-length limits are a runtime cache built
+by ``_prepare()`` (not stored, not in ``nbytes``); see :mod:`compactnn.formats.ham`.
+
+Cost of ``W @ x``: ``nnz`` decodes, adds and multiplies; ``words`` counted as for HAM
+(words spanned per row plus the 64-bit window's look-ahead word); ``lut`` one read
+per decode, ``limit``/``base``/``omega`` for codes longer than the LUT; ``col_idx``
+and ``x`` one read per stored entry; ``row_ptr`` m+1 reads, ``row_bits`` m reads;
+``y`` m writes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compactnn.coding.huffman import build_code, decode_tables, encode
+from compactnn.formats.base import (
+    CompactMatrix,
+    Cost,
+    FormatError,
+    as_dense_input,
+    register,
+    require_below,
+    require_pointers,
+)
+from compactnn.formats.csr import csr_arrays
+from compactnn.formats.ham import (
+    LUT_BITS,
+    check_code,
+    check_stream,
+    huffman_cost,
+    narrow,
+    scan,
+    words_touched,
+)
+from compactnn.kernels import huffman as k
+
+
+@register
+class SHAM(CompactMatrix):
+    """CSR indices with canonical-Huffman-coded values; the dot product decodes values
+    while walking the indices."""
+
+    format_id = "sham"
+    arrays = ("omega", "length_counts", "words", "row_bits", "col_idx", "row_ptr")
+
+    @classmethod
+    def from_dense(cls, W: np.ndarray) -> SHAM:
+        W = as_dense_input(W)
+        data, col_idx, row_ptr = csr_arrays(W)
+        omega, lc, sym, _ = build_code(data)
+        words, row_bits = encode(sym, lc, row_ptr.astype(np.int64))
+        return cls(W.shape, omega=omega, length_counts=narrow(lc), words=words,
+                   row_bits=narrow(row_bits), col_idx=col_idx, row_ptr=row_ptr)
+
+    @property
+    def nnz(self) -> int:
+        return int(self.col_idx.shape[0])
+
+    @property
+    def stream_bits(self) -> int:
+        """Sum of the code lengths of the stored values."""
+        return int(self.row_bits[-1])
+
+    def _prepare(self) -> None:
+        self._tab = decode_tables(self.omega, self.length_counts, LUT_BITS)
+        self._row_bits = self.row_bits.astype(np.int64)
+        self._row_ptr = self.row_ptr.astype(np.int64)
+        self._stats: np.ndarray | None = None  # scan totals, computed by cost()
+
+    def _args(self) -> tuple:
+        t = self._tab
+        return (self.words, self._row_bits, self.col_idx, self._row_ptr, t.lut_bits,
+                t.lut_len, t.lut_val, t.limit, t.base, self.omega)
+
+    def to_dense(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=np.float32)
+        if self.nnz:
+            k.sham_to_dense(*self._args(), out)
+        return out
+
+    def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        k.sham_matvec(*self._args(), x, y)
+
+    def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        k.sham_matmul(*self._args(), X, Y)
+
+    def _check(self) -> None:
+        m, n = self.shape
+        nnz = self.col_idx.shape[0]
+        require_pointers("sham", "row_ptr", self.row_ptr, m + 1, nnz)
+        require_below("sham", "col_idx", self.col_idx, n)
+        check_code("sham", self.omega, self.length_counts, nnz)
+        if np.any(self.omega.view(np.uint32) == 0):
+            raise FormatError("sham: array 'omega' holds +0.0, which is never stored")
+        check_stream("sham", self.words, self.row_bits, m)
+        tab = decode_tables(self.omega, self.length_counts, LUT_BITS)
+        scan("sham", self.words, self.row_bits.astype(np.int64),
+             self.row_ptr.astype(np.int64), tab)
+
+    def cost(self) -> Cost:
+        m, n = self.shape
+        nnz = self.nnz
+        if self._stats is None:
+            self._stats = scan("sham", self.words, self._row_bits, self._row_ptr, self._tab)
+        nlong, ncmp, _ = (int(v) for v in self._stats)
+        c = Cost(adds=nnz, mults=nnz)
+        rp, rb = self._row_ptr, self._row_bits
+        rows = rp[1:] > rp[:-1]
+        c.read("words", words_touched(rb[:-1][rows], rb[1:][rows]), self.words)
+        huffman_cost(c, self._tab, self.omega, nnz, nlong, ncmp)
+        c.read("col_idx", nnz, self.col_idx)
+        c.read("row_ptr", m + 1, self.row_ptr)
+        c.read("row_bits", m, self.row_bits)
+        c.read("x", nnz, 32, 4 * n)
+        c.write("y", m, 32, 4 * m)
+        return c

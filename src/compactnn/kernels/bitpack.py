@@ -1,0 +1,192 @@
+"""MSB-first bit packing into uint32 words, and the fixed-width (index map) kernels.
+
+Bit order: stream bit ``p`` is bit ``31 - p % 32`` (counting from the least
+significant) of ``words[p // 32]``, so the first code fills the most significant bits
+of word 0. Every stream is followed by padding: the word holding bit ``total`` (one
+past the data) exists and is followed by one more word, so the 64-bit window
+``words[p >> 5] << 32 | words[(p >> 5) + 1]`` is in bounds for every ``p <= total``
+and a code of ``l <= 32`` bits at ``p`` is ``window << (p & 31) >> 32 >> (32 - l)``.
+Kernels therefore read two words per code without bounds checks; callers must have
+validated the word count first.
+
+Costs: ``pack_codes`` O(entries) serial; the fixed-width kernels touch each data word
+once per product (plus the padding word) and decode O(m * n) codes.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from compactnn.kernels._jit import FASTMATH, jit, prange
+
+_U32 = np.uint64(32)
+
+inline = numba.njit(inline="always", cache=True, nogil=True, fastmath=FASTMATH)
+"""``jit`` for small helpers, inlined at numba-IR level into the kernels that call
+them: a call to a separately compiled helper taking arrays costs ~40 ns (reference
+counting), ten times a whole decode. Same flags as :func:`compactnn.kernels._jit.jit`."""
+
+
+@inline
+def peek32(words, p):  # pragma: no cover - compiled
+    """The 32 stream bits starting at bit ``p`` (uint64, right-aligned)."""
+    w = p >> 5
+    win = (np.uint64(words[w]) << _U32) | np.uint64(words[w + 1])
+    return (win << np.uint64(p & 31)) >> _U32
+
+
+@inline
+def start(words, p):  # pragma: no cover - compiled
+    """Bit reader ``(buf, nb, wi)`` at stream bit ``p``: ``buf`` holds ``nb`` valid
+    bits left-aligned (the bits below them are zero), ``wi`` is the next word to load.
+    Reads ``words[p >> 5]``."""
+    wi = p >> 5
+    return np.uint64(words[wi]) << np.uint64(32 + (p & 31)), 32 - (p & 31), wi + 1
+
+
+@inline
+def refill(words, buf, nb, wi):  # pragma: no cover - compiled
+    """Load the next word if fewer than 32 bits are buffered (then ``nb >= 32``). The
+    word loaded starts before stream bit ``position + 32``, so reading up to any
+    position ``<= total`` stays inside the padded array."""
+    if nb < 32:
+        buf |= np.uint64(words[wi]) << np.uint64(32 - nb)
+        wi += 1
+        nb += 32
+    return buf, nb, wi
+
+
+@jit
+def pack_codes(sym, codes, lengths, starts, words, row_bits):  # pragma: no cover - compiled
+    """Write ``codes[sym[i]]`` (``lengths[sym[i]]`` bits, right-aligned in uint32) for
+    every i, MSB-first, into zero-filled ``words``; ``row_bits[r]`` receives the bit
+    offset of entry ``starts[r]`` (``starts`` int64 (m+1,), row_bits int64 (m+1,)).
+    Serial: rows share boundary words. Lengths are at most 32."""
+    acc = np.uint64(0)  # pending bits, right-aligned
+    nacc = np.int64(0)  # number of pending bits (< 32 between codes)
+    wi = np.int64(0)
+    r = np.int64(0)
+    nrows = starts.shape[0]
+    for i in range(sym.shape[0] + 1):
+        while r < nrows and starts[r] == i:
+            row_bits[r] = wi * 32 + nacc
+            r += 1
+        if i == sym.shape[0]:
+            break
+        s = sym[i]
+        ln = np.int64(lengths[s])
+        acc = (acc << np.uint64(ln)) | np.uint64(codes[s])
+        nacc += ln
+        if nacc >= 32:
+            nacc -= 32
+            words[wi] = np.uint32((acc >> np.uint64(nacc)) & np.uint64(0xFFFFFFFF))
+            wi += 1
+    if nacc > 0:
+        words[wi] = np.uint32((acc << np.uint64(32 - nacc)) & np.uint64(0xFFFFFFFF))
+    while r < nrows:
+        row_bits[r] = wi * 32 + nacc
+        r += 1
+
+
+@jit(parallel=True)
+def fixed_matvec(words, b, omega, x, y):  # pragma: no cover - compiled
+    """y (m,) = W @ x (n,) for an index map: entry (r, j) is the ``b``-bit code at bit
+    ``(r * n + j) * b`` (b <= 32; 0 means every code is 0), its value
+    ``omega[code]``. A bit reader per row; four accumulators."""
+    m = y.shape[0]
+    n = x.shape[0]
+    sh = np.uint64(32 - b)
+    ub = np.uint64(b)
+    for r in prange(m):
+        buf, nb, wi = start(words, np.int64(r) * n * b)
+        a0 = np.float32(0.0)
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        j = 0
+        while j + 4 <= n:
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c0 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c1 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c2 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c3 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            a0 += omega[c0] * x[j]
+            a1 += omega[c1] * x[j + 1]
+            a2 += omega[c2] * x[j + 2]
+            a3 += omega[c3] * x[j + 3]
+            j += 4
+        while j < n:
+            buf, nb, wi = refill(words, buf, nb, wi)
+            a0 += omega[(buf >> _U32) >> sh] * x[j]
+            buf <<= ub
+            nb -= b
+            j += 1
+        y[r] = (a0 + a1) + (a2 + a3)
+
+
+@jit(parallel=True)
+def fixed_matmul(words, b, omega, X, Y):  # pragma: no cover - compiled
+    """Y (m, k) = W @ X (n, k) for an index map (see ``fixed_matvec``)."""
+    m = Y.shape[0]
+    n = X.shape[0]
+    k = X.shape[1]
+    sh = np.uint64(32 - b)
+    ub = np.uint64(b)
+    for r in prange(m):
+        acc = np.zeros(k, dtype=np.float32)
+        buf, nb, wi = start(words, np.int64(r) * n * b)
+        for j in range(n):
+            buf, nb, wi = refill(words, buf, nb, wi)
+            v = omega[(buf >> _U32) >> sh]
+            buf <<= ub
+            nb -= b
+            xr = X[j]
+            for c in range(k):
+                acc[c] += v * xr[c]
+        Y[r] = acc
+
+
+@jit(parallel=True)
+def fixed_to_dense(words, b, omega, out):  # pragma: no cover - compiled
+    """out (m, n) = omega[code] of every entry of an index map."""
+    m, n = out.shape
+    sh = np.uint64(32 - b)
+    ub = np.uint64(b)
+    for r in prange(m):
+        buf, nb, wi = start(words, np.int64(r) * n * b)
+        for j in range(n):
+            buf, nb, wi = refill(words, buf, nb, wi)
+            out[r, j] = omega[(buf >> _U32) >> sh]
+            buf <<= ub
+            nb -= b
+
+
+@jit(parallel=True)
+def fixed_max(words, b, count, chunks):  # pragma: no cover - compiled
+    """Largest of the ``count`` fixed-width codes (0 if none), scanned in ``chunks``
+    parallel pieces."""
+    sh = np.uint64(32 - b)
+    best = np.zeros(chunks, np.uint64)
+    size = (count + chunks - 1) // chunks
+    for c in prange(chunks):
+        hi = np.uint64(0)
+        p = np.int64(c) * size * b
+        for _ in range(c * size, min(count, (c + 1) * size)):
+            v = peek32(words, p) >> sh
+            if v > hi:
+                hi = v
+            p += b
+        best[c] = hi
+    return best.max()
