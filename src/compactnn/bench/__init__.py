@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
-__all__ = ["TimingStats", "time_call", "threads"]
+__all__ = ["TimingStats", "format_times", "model_latency", "threads", "time_call"]
 
 
 @dataclass(frozen=True)
@@ -108,3 +108,41 @@ def threads(n: int) -> Iterator[None]:
     finally:
         torch.set_num_threads(old_torch)
         numba.set_num_threads(old_numba)
+
+
+def model_latency(model: Any, x: Any, repeats: int = 30, warmup: int = 3,
+                  max_total_s: float | None = 5.0) -> TimingStats:
+    """Median wall time of ``model(x)`` under ``torch.no_grad()`` (any ``nn.Module``,
+    compact or dense)."""
+    import torch
+
+    def run() -> None:
+        with torch.no_grad():
+            model(x)
+
+    return time_call(run, repeats, warmup, max_total_s=max_total_s)
+
+
+def format_times(weights: dict[str, Any], columns: int = 1, fids: list[str] | None = None,
+                 repeats: int = 15, seed: int = 0) -> dict[str, dict[str, float]]:
+    """Median seconds of ``W @ X`` (``matvec`` when ``columns == 1``) for every named
+    float32 matrix in every format that can store it: ``{name: {format: seconds}}``."""
+    import numpy as np
+
+    from compactnn import formats
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, dict[str, float]] = {}
+    for name, W in weights.items():
+        n = W.shape[1]
+        X = rng.standard_normal((n, columns)).astype(np.float32)
+        x = np.ascontiguousarray(X[:, 0])
+        out[name] = {}
+        for fid in fids or formats.available():
+            try:
+                M = formats.get(fid).from_dense(W)
+            except (ValueError, TypeError):
+                continue
+            fn = (lambda M=M, x=x: M.matvec(x)) if columns == 1 else (lambda M=M, X=X: M.matmul(X))
+            out[name][fid] = time_call(fn, repeats, 2, max_total_s=0.5).median
+    return out

@@ -15,6 +15,7 @@ from compactnn.nn.convert import (
     compactable_layers,
     layer_records,
     to_compact,
+    to_dense,
 )
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord, UnsupportedLayerError
 
@@ -28,4 +29,5 @@ __all__ = [
     "compactable_layers",
     "layer_records",
     "to_compact",
+    "to_dense",
 ]

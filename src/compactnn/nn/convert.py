@@ -30,7 +30,8 @@ from compactnn.formats import CompactMatrix
 from compactnn.io import archive
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord, UnsupportedLayerError
 
-__all__ = ["POLICIES", "STORAGES", "to_compact", "layer_records", "compactable_layers"]
+__all__ = ["POLICIES", "STORAGES", "to_compact", "to_dense", "layer_records",
+           "compactable_layers"]
 
 POLICIES = ("smallest", "fastest", "energy")
 STORAGES = ("auto", "raw", "archive")
@@ -256,5 +257,25 @@ def to_compact(
         it = tqdm(layers, desc="convert", unit="layer")
     for name, m in it:
         new = _convert_layer(name, m, _layer_policy(policy, name), storage, cols.get(name), seed)
+        _set_module(model, name, new)
+    return model.eval()
+
+
+def to_dense(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every compact layer decoded back to ``nn.Linear`` /
+    ``nn.Conv2d`` (bit-identical weights): the dense twin used as the baseline."""
+    model = copy.deepcopy(model)
+    for name, m in list(model.named_modules()):
+        if isinstance(m, CompactLinear):
+            new: nn.Module = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)
+        elif isinstance(m, CompactConv2d):
+            new = nn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding,
+                            m.dilation, m.groups, bias=m.bias is not None)
+        else:
+            continue
+        with torch.no_grad():
+            new.weight.copy_(torch.from_numpy(m.weight_matrix()).reshape(new.weight.shape))
+            if m.bias is not None:
+                new.bias.copy_(m.bias)
         _set_module(model, name, new)
     return model.eval()

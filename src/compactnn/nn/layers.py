@@ -74,19 +74,28 @@ class LayerRecord:
 def _as_input(x: torch.Tensor) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"expected a torch.Tensor input, got {type(x).__name__}")
-    if x.device.type != "cpu":
+    if not x.is_cpu:
         raise ValueError(f"compact layers run on the CPU, got a tensor on {x.device}")
-    if not x.is_floating_point():
-        raise TypeError(f"expected a floating-point input, got {x.dtype}")
-    return x.detach().to(torch.float32)
+    if x.dtype is not torch.float32:
+        if not x.is_floating_point():
+            raise TypeError(f"expected a floating-point input, got {x.dtype}")
+        x = x.to(torch.float32)
+    return x.detach() if x.requires_grad else x
 
 
-def _product(M: CompactMatrix, X: torch.Tensor) -> torch.Tensor:
-    """``M @ X`` for a torch ``(n, b)`` matrix ``X``; returns a torch ``(m, b)`` tensor."""
-    if X.shape[1] == 1:
-        y = M.matvec(X[:, 0].contiguous().numpy())
-        return torch.from_numpy(y)[:, None]
-    return torch.from_numpy(M.matmul(X.contiguous().numpy()))
+def _product(M: CompactMatrix, X: np.ndarray) -> np.ndarray:
+    """``M @ X`` for a C-contiguous float32 ``(n, b)`` array (``matvec`` when b == 1),
+    calling the format's product hooks on arrays this module already validated."""
+    m, b = M.shape[0], X.shape[1]
+    if b == 1:
+        y = np.empty(m, np.float32)
+        if m:
+            M._matvec(X.reshape(-1), y)
+        return y.reshape(m, 1)
+    Y = np.empty((m, b), np.float32)
+    if Y.size:
+        M._matmul(X, Y)
+    return Y
 
 
 class _CompactBase(nn.Module):
@@ -149,16 +158,17 @@ class CompactLinear(_CompactBase):
                 f"CompactLinear expects inputs with last dimension {self.in_features}, "
                 f"got shape {tuple(x.shape)}"
             )
-        lead = x.shape[:-1]
-        X = x.reshape(-1, self.in_features)
-        with torch.no_grad():
-            if X.shape[0] == 0:
-                y = torch.zeros(0, self.out_features)
-            else:
-                y = _product(self.matrix, X.T).T
-            if self.bias is not None:
-                y = y + self.bias
-        return y.reshape(*lead, self.out_features)
+        n, m = self.in_features, self.out_features
+        X = x.reshape(-1, n).numpy()
+        if X.shape[0] == 1:
+            Y = _product(self.matrix, X.reshape(n, 1)).reshape(1, m)
+        else:
+            Y = _product(self.matrix, np.ascontiguousarray(X.T)).T
+        bias = self._buffers["bias"]
+        if bias is not None:
+            np.add(Y, bias.numpy(), out=Y)
+        y = torch.from_numpy(Y)
+        return y if x.dim() == 2 else y.reshape(*x.shape[:-1], m)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -259,7 +269,7 @@ class CompactConv2d(_CompactBase):
             outs = []
             for g, M in enumerate(self.matrices):
                 Xg = cols[:, g * n:(g + 1) * n, :].permute(1, 0, 2).reshape(n, B * L)
-                outs.append(_product(M, Xg) if B * L else torch.zeros(M.shape[0], 0))
+                outs.append(torch.from_numpy(_product(M, np.ascontiguousarray(Xg.numpy()))))
             Y = torch.cat(outs, 0) if len(outs) > 1 else outs[0]  # (O, B*L)
             y = Y.reshape(self.out_channels, B, L).permute(1, 0, 2)
             if self.bias is not None:

@@ -1,0 +1,204 @@
+"""The end-to-end steps shared by the CLI, the demo and ``benchmarks/end_to_end.py``:
+model arguments for a dataset, checkpoints that remember their zoo model, the float32
+baseline file size, and the baseline-vs-compact comparison (metric, file bytes, ratio,
+latency, throughput, prediction agreement).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+__all__ = ["RECIPES", "Row", "model_kwargs", "dense_file_bytes", "save_checkpoint",
+           "load_checkpoint", "compare", "predictions_agree", "format_rows"]
+
+# Recipes used by the demo and the end-to-end benchmark (compactnn.transforms format).
+RECIPES: dict[str, list[dict[str, Any]]] = {
+    "lenet300": [
+        {"method": "prune", "p": 94, "scope": "global", "schedule": [60, 80, 90, 93],
+         "finetune": {"epochs": 2, "lr": 1e-3}},
+        {"method": "finetune", "epochs": 4, "lr": 5e-4},
+        {"method": "cws", "k": 16},
+        {"method": "finetune", "epochs": 3, "lr": 1e-4},
+    ],
+    "demo": [
+        {"method": "prune", "p": 94, "scope": "global", "schedule": [70, 88],
+         "finetune": {"epochs": 1, "lr": 1e-3}},
+        {"method": "finetune", "epochs": 1, "lr": 5e-4},
+        {"method": "cws", "k": 16},
+        {"method": "finetune", "epochs": 1, "lr": 1e-4},
+    ],
+}
+
+
+def model_kwargs(name: str, data: TensorDataset) -> dict[str, Any]:
+    """Constructor arguments of zoo model ``name`` for a dataset's input shape and
+    number of classes (or regression outputs)."""
+    x, y = data.tensors
+    shape = tuple(x.shape[1:])
+    flat = int(torch.tensor(shape).prod())
+    regression = torch.is_floating_point(y)
+    outputs = int(y.shape[1]) if regression else int(y.max()) + 1
+    if name in ("lenet300",):
+        if regression:
+            raise ValueError("lenet300 is a classifier; use 'mlp' for regression datasets")
+        return {"in_features": flat, "num_classes": outputs}
+    if name == "mlp":
+        return {"in_features": flat, "out_features": outputs}
+    if name in ("lenet5", "vgg_small"):
+        if len(shape) != 3:
+            raise ValueError(f"{name} needs image inputs (C, H, W), the dataset has {shape}")
+        if regression:
+            raise ValueError(f"{name} is a classifier; use 'mlp' for regression datasets")
+        kw = {"in_channels": shape[0], "num_classes": outputs}
+        if name == "lenet5":
+            kw["image_size"] = shape[1]
+        return kw
+    from compactnn import zoo
+
+    raise ValueError(f"unknown model {name!r}; available: {', '.join(zoo.MODELS)}")
+
+
+def dense_file_bytes(model: nn.Module) -> int:
+    """Size of the model's float32 ``state_dict`` as a safetensors file (the baseline
+    every compression ratio is measured against; every tensor counted)."""
+    from safetensors.torch import save
+
+    state = {k: v.detach().to(torch.float32).contiguous() if v.is_floating_point()
+             else v.detach().contiguous() for k, v in model.state_dict().items()}
+    return len(save(state))
+
+
+def save_checkpoint(model: nn.Module, path: str | os.PathLike, name: str,
+                    kwargs: dict[str, Any], **info: Any) -> None:
+    """Save a dense (possibly constrained) zoo model with its name, constructor
+    arguments and ``info`` (JSON values) in the header; written atomically."""
+    import tempfile
+
+    from compactnn.train import save_checkpoint as save_ckpt
+
+    meta = {"model": name, "model_kwargs": json.dumps(kwargs, sort_keys=True)}
+    meta.update({k: json.dumps(v, sort_keys=True) for k, v in info.items()})
+    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
+    fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=folder)
+    os.close(fd)
+    try:
+        save_ckpt(model, tmp, meta)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, str, dict[str, Any],
+                                                      dict[str, Any]]:
+    """``(model, zoo name, kwargs, info)`` of a checkpoint written by ``save_checkpoint``.
+
+    Raises ``ValueError`` naming the problem for a missing, foreign or corrupt file."""
+    from compactnn import zoo
+    from compactnn.train import checkpoint_metadata
+    from compactnn.train import load_checkpoint as load_ckpt
+
+    p = os.fspath(path)
+    if not os.path.isfile(p):
+        raise ValueError(f"{p}: no such checkpoint file")
+    try:
+        meta = checkpoint_metadata(p)
+    except Exception as exc:  # safetensors raises its own error type
+        raise ValueError(f"{p}: not a readable safetensors checkpoint ({exc})") from None
+    if "model" not in meta or "model_kwargs" not in meta:
+        raise ValueError(f"{p}: checkpoint does not say which zoo model it holds "
+                         "(write it with `compactnn train`)")
+    try:
+        kwargs = json.loads(meta["model_kwargs"])
+        info = {k: json.loads(v) for k, v in meta.items() if k not in ("model", "model_kwargs")}
+    except json.JSONDecodeError:
+        raise ValueError(f"{p}: checkpoint metadata is not valid JSON") from None
+    model = zoo.build(meta["model"], **kwargs)
+    try:
+        load_ckpt(model, p)
+    except Exception as exc:
+        raise ValueError(f"{p}: checkpoint does not fit model {meta['model']!r} ({exc})") \
+            from None
+    return model.eval(), meta["model"], kwargs, info
+
+
+@dataclass
+class Row:
+    """One model in a comparison table."""
+
+    label: str
+    metric_name: str
+    metric: float
+    file_bytes: int
+    ratio: float
+    latency_ms: dict[int, float]
+    throughput: dict[int, float]
+
+
+def _batch(x: torch.Tensor, b: int) -> torch.Tensor:
+    if len(x) >= b:
+        return x[:b]
+    reps = (b + len(x) - 1) // len(x)
+    return x.repeat((reps,) + (1,) * (x.dim() - 1))[:b]
+
+
+def compare(models: Sequence[tuple[str, nn.Module, int]], test: TensorDataset,
+            batch_sizes: Sequence[int] = (1, 256), repeats: int = 30) -> list[Row]:
+    """Metric, file bytes, ratio to the first model's bytes, latency (median ms) and
+    throughput (inputs/s) of each ``(label, model, file bytes)``."""
+    from compactnn.bench import model_latency
+    from compactnn.train import evaluate
+    from compactnn.zoo import task_of
+
+    metric_name = "accuracy" if task_of(test) == "classification" else "mse"
+    x = test.tensors[0]
+    ref = models[0][2]
+    rows = []
+    for label, model, nbytes in models:
+        metric = evaluate(model, test)[metric_name]
+        lat, thr = {}, {}
+        for b in batch_sizes:
+            t = model_latency(model, _batch(x, b), repeats=repeats).median
+            lat[b], thr[b] = 1e3 * t, b / t
+        rows.append(Row(label, metric_name, metric, nbytes, ref / nbytes, lat, thr))
+    return rows
+
+
+@torch.no_grad()
+def predictions_agree(a: nn.Module, b: nn.Module, x: torch.Tensor,
+                      batch_size: int = 1024) -> tuple[int, int]:
+    """``(number of inputs whose argmax prediction agrees, total)`` over all of ``x``."""
+    same = 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        same += int((a(xb).argmax(1) == b(xb).argmax(1)).sum())
+    return same, len(x)
+
+
+def format_rows(rows: Sequence[Row]) -> str:
+    """The comparison as an aligned text table."""
+    batch_sizes = list(rows[0].latency_ms) if rows else []
+    head = ["model", rows[0].metric_name if rows else "metric", "file bytes", "ratio"]
+    head += [f"latency b={b} (ms)" for b in batch_sizes]
+    head += [f"throughput b={b} (/s)" for b in batch_sizes]
+    table = [head]
+    for r in rows:
+        metric = f"{100 * r.metric:.2f}%" if r.metric_name == "accuracy" else f"{r.metric:.4f}"
+        table.append([r.label, metric, str(r.file_bytes), f"{r.ratio:.1f}x"]
+                     + [f"{r.latency_ms[b]:.3f}" for b in batch_sizes]
+                     + [f"{r.throughput[b]:.0f}" for b in batch_sizes])
+    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+             for row in table]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines)
