@@ -1,0 +1,259 @@
+"""Accuracy vs bits per weight of the lossy pipeline on real models and data.
+
+Experiments (``--experiment``):
+
+- ``lenet300`` (default): LeNet-300-100 on Fashion-MNIST. A dense baseline, then
+  pruning alone (global magnitude pruning, p in 50..99, each level reached from the
+  previous one and fine-tuned: an iterative schedule), each quantizer alone (CWS, PWS,
+  UQ, ECSQ with k in 2..64 on the dense baseline) and pruning + each quantizer (every
+  p x k), each followed by one epoch of constraint-keeping fine-tuning.
+- ``lenet5``: the Caffe LeNet-5 on Fashion-MNIST, a smaller grid.
+- ``diabetes``: a regression MLP (10-64-64-1) on scikit-learn's diabetes data.
+
+Every point reports test accuracy (MSE for diabetes), sparsity, the number of distinct
+values and the empirical entropy of the weights in bits per weight: the sum over the
+Linear/Conv2d layers of ``compactnn.coding.entropy_bits`` of each layer's weight
+(each layer coded with its own statistics) divided by the number of weights. Biases
+(float32, 0.15% of LeNet-300-100's parameters) are not included.
+
+The run is resumable: the baseline and pruned models are cached as safetensors files
+and every finished point is appended to ``<out>/<experiment>/results.json``; rerunning
+skips what is there. It prints the wall time of this run and the summed compute time
+of all points (which adds up over resumed runs).
+
+Usage:
+    python benchmarks/pipeline_sweep.py [--experiment lenet300|lenet5|diabetes]
+        [--data DIR] [--out out/pipeline] [--threads 1] [--plot PNG] [--table MD]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from compactnn import train, zoo
+from compactnn.transforms import CWS, ECSQ, PWS, UQ, FineTune, Prune, compress_, layer_report
+
+QUANTIZERS = {"cws": CWS, "pws": PWS, "uq": UQ, "ecsq": ECSQ}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything one experiment needs: model, data, training and sweep grid."""
+
+    model: str
+    model_kw: dict
+    dataset: str
+    epochs: int
+    lr: float
+    batch_size: int
+    ps: tuple[float, ...]
+    ks: tuple[int, ...]
+    prune_epochs: int  # fine-tuning after each pruning level
+    prune_lr: float
+    quant_epochs: int  # fine-tuning after weight sharing
+    quant_lr: float
+    quant_alone: bool  # also run every quantizer on the dense model
+
+
+SETUPS = {
+    "lenet300": Setup("lenet300", {}, "fashion-mnist", 15, 1e-3, 128,
+                      (50, 80, 90, 95, 97, 99), (2, 4, 16, 32, 64),
+                      3, 1e-3, 1, 3e-3, True),
+    "lenet5": Setup("lenet5", {}, "fashion-mnist", 6, 1e-3, 128,
+                    (90, 95), (4, 16), 2, 1e-3, 1, 3e-3, False),
+    "diabetes": Setup("mlp", {"in_features": 10, "hidden": (64, 64)}, "diabetes", 10, 1e-3,
+                      32, (50, 80, 90, 95), (2, 4, 8, 16), 5, 1e-3, 5, 1e-3, True),
+}
+
+
+def metric_of(metrics: dict) -> tuple[str, float]:
+    return ("mse", metrics["mse"]) if "mse" in metrics else ("accuracy", metrics["accuracy"])
+
+
+def record(name: str, method: str, p: float, k: int, model, test, seconds: float) -> dict:
+    report = layer_report(model)
+    key, value = metric_of(train.evaluate(model, test))
+    return {"name": name, "method": method, "p": p, "k": k, key: value,
+            "bits_per_weight": report.bits_per_weight, "sparsity": report.sparsity,
+            "distinct_max": max(s.distinct for s in report.layers), "seconds": seconds}
+
+
+class Store:
+    """results.json of finished points, saved after each new one."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.rows = json.loads(path.read_text()) if path.exists() else []
+        self.done = {r["name"] for r in self.rows}
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        self.done.add(row["name"])
+        self.path.write_text(json.dumps(self.rows, indent=1))
+
+
+def run(setup: Setup, exp: str, data_dir: str | None, out: Path) -> list[dict]:
+    out.mkdir(parents=True, exist_ok=True)
+    store = Store(out / "results.json")
+    tr, te = zoo.load_dataset(setup.dataset, data_dir)
+    build = lambda: zoo.build(setup.model, **setup.model_kw)  # noqa: E731
+
+    def load(path: Path):
+        model = build()
+        train.load_checkpoint(model, path)
+        return model
+
+    base_path = out / "dense.safetensors"
+    if "dense" not in store.done or not base_path.exists():
+        torch.manual_seed(0)
+        model = build()
+        t = time.perf_counter()
+        train.fit(model, tr, setup.epochs, setup.lr, setup.batch_size, seed=0, progress=False)
+        train.save_checkpoint(model, base_path, {"model": setup.model})
+        store.add(record("dense", "dense", 0, 0, model, te, time.perf_counter() - t))
+    print(f"[{exp}] dense baseline: {fmt(store.rows[0])}", flush=True)
+
+    prev = base_path
+    for p in setup.ps:  # iterative pruning: each level starts from the previous one
+        path = out / f"prune{p:g}.safetensors"
+        name = f"prune p={p:g}"
+        if name not in store.done or not path.exists():
+            model = load(prev)
+            t = time.perf_counter()
+            compress_(model, [Prune(p, scope="global"),
+                              FineTune(setup.prune_epochs, setup.prune_lr, setup.batch_size)], tr)
+            train.save_checkpoint(model, path, {"model": setup.model, "p": str(p)})
+            store.add(record(name, "prune", p, 0, model, te, time.perf_counter() - t))
+            print(f"[{exp}] {name}: {fmt(store.rows[-1])}", flush=True)
+        prev = path
+
+    starts = ([(0, base_path)] if setup.quant_alone else []) + [
+        (p, out / f"prune{p:g}.safetensors") for p in setup.ps]
+    for p, path in starts:
+        for method, cls in QUANTIZERS.items():
+            for k in setup.ks:
+                name = f"{method} p={p:g} k={k}"
+                if name in store.done:
+                    continue
+                model = load(path)
+                t = time.perf_counter()
+                compress_(model, [cls(k=k),
+                                  FineTune(setup.quant_epochs, setup.quant_lr, setup.batch_size)],
+                          tr)
+                store.add(record(name, method, p, k, model, te, time.perf_counter() - t))
+                print(f"[{exp}] {name}: {fmt(store.rows[-1])}", flush=True)
+    return store.rows
+
+
+def fmt(r: dict) -> str:
+    m = f"acc {100 * r['accuracy']:.2f}%" if "accuracy" in r else f"mse {r['mse']:.4f}"
+    return (f"{m}, {r['bits_per_weight']:.3f} bits/weight, sparsity {100 * r['sparsity']:.1f}%, "
+            f"max distinct {r['distinct_max']}, {r['seconds']:.1f}s")
+
+
+def table(rows: list[dict]) -> str:
+    base = rows[0]
+    cls = "accuracy" in base
+    head = ("| point | test accuracy % | Δ vs dense (points) |" if cls
+            else "| point | test MSE | Δ vs dense (%) |")
+    lines = [head + " bits/weight (entropy) | x vs float32 | sparsity % | max distinct/layer |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        if cls:
+            m, d = f"{100 * r['accuracy']:.2f}", f"{100 * (r['accuracy'] - base['accuracy']):+.2f}"
+        else:
+            m, d = f"{r['mse']:.4f}", f"{100 * (r['mse'] / base['mse'] - 1):+.1f}"
+        bits = r["bits_per_weight"]
+        lines.append(f"| {r['name']} | {m} | {d} | {bits:.3f} | {32 / bits:.1f} | "
+                     f"{100 * r['sparsity']:.1f} | {r['distinct_max']} |")
+    return "\n".join(lines)
+
+
+def best(rows: list[dict], tol_points: float = 0.5, tol_mse: float = 0.05) -> dict | None:
+    """Lowest bits/weight among the compressed points within the tolerance of dense."""
+    base = rows[0]
+    if "accuracy" in base:
+        ok = [r for r in rows[1:] if 100 * (base["accuracy"] - r["accuracy"]) <= tol_points]
+    else:
+        ok = [r for r in rows[1:] if r["mse"] <= base["mse"] * (1 + tol_mse)]
+    return min(ok, key=lambda r: r["bits_per_weight"]) if ok else None
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base = rows[0]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = {"prune": "k", "cws": "C0", "pws": "C1", "uq": "C2", "ecsq": "C3"}
+    for method, color in colors.items():
+        for pruned in (False, True):
+            pts = [r for r in rows[1:] if r["method"] == method and (r["p"] > 0) == pruned]
+            if not pts:
+                continue
+            label = (method if method == "prune" else
+                     f"prune + {method}" if pruned else f"{method} alone")
+            ax.scatter([r["bits_per_weight"] for r in pts], [100 * r["accuracy"] for r in pts],
+                       s=22, color=color, marker="o" if pruned else "x", label=label,
+                       alpha=0.85)
+    ax.axhline(100 * base["accuracy"], color="gray", lw=1, label="dense (32 bits/weight)")
+    ax.axhline(100 * base["accuracy"] - 0.5, color="gray", lw=1, ls="--",
+               label="dense - 0.5 points")
+    ax.axvline(0.7, color="gray", lw=1, ls=":", label="0.7 bits/weight")
+    ax.set_xscale("log")
+    ax.set_xlabel("weight entropy, bits per weight (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    lo = min(100 * r["accuracy"] for r in rows)
+    ax.set_ylim(max(lo - 1, 100 * base["accuracy"] - 15), 100 * base["accuracy"] + 1)
+    ax.set_title(title)
+    ax.legend(fontsize=7, ncol=2, loc="lower right")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--experiment", choices=sorted(SETUPS), default="lenet300")
+    ap.add_argument("--data", help="folder with the Fashion-MNIST IDX files")
+    ap.add_argument("--out", default="out/pipeline", help="cache and results folder")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--plot", help="write the accuracy-vs-bits plot here (classification)")
+    ap.add_argument("--table", help="write the markdown table here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    setup = SETUPS[args.experiment]
+    t0 = time.perf_counter()
+    try:
+        rows = run(setup, args.experiment, args.data, Path(args.out) / args.experiment)
+    except zoo.DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    wall = time.perf_counter() - t0
+    text = table(rows)
+    print(text)
+    b = best(rows)
+    print(f"\nbest point within tolerance of dense: {b['name'] + ': ' + fmt(b) if b else 'none'}")
+    print(f"points: {len(rows)}; wall time of this run: {wall:.0f} s; summed compute time of "
+          f"all points (incl. earlier runs): {sum(r['seconds'] for r in rows):.0f} s; "
+          f"torch threads: {args.threads}; cpus: {os.cpu_count()}")
+    if args.table:
+        Path(args.table).write_text(text + "\n")
+    if args.plot and "accuracy" in rows[0]:
+        plot(rows, Path(args.plot), f"{setup.model} on {setup.dataset}: accuracy vs entropy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
