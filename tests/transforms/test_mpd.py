@@ -97,6 +97,19 @@ def test_masked_weights_are_zero_and_get_no_gradient():
         block_mask_(lin, 3, seed=7)
 
 
+def test_rescaled_initialisation_keeps_output_scale():
+    torch.manual_seed(0)
+    lin = nn.Linear(400, 200)
+    before = lin.weight.detach().clone()
+    spec = block_mask_(lin, 16, seed=1, rescale=True)
+    keep = torch.from_numpy(spec.dense())
+    W = lin.weight.detach()
+    assert torch.allclose(W[keep], before[keep] * spec.density**-0.5)
+    x = torch.randn(256, 400)
+    ratio = (x @ W.T).std() / (x @ before.T).std()
+    assert 0.9 < ratio < 1.1, ratio
+
+
 def test_conv_mask_covers_channel_groups():
     conv = nn.Conv2d(6, 8, 3)
     spec = block_mask_(conv, 2, seed=0)

@@ -120,12 +120,19 @@ def _channel_shape(layer: nn.Module) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def block_mask_(layer: nn.Module, blocks: int, seed: int) -> BlockMask:
+def block_mask_(layer: nn.Module, blocks: int, seed: int, rescale: bool = False) -> BlockMask:
     """Mask ``layer``'s weight with a seeded ``blocks``-block mask (in place); the spec
-    is kept as ``layer.block_mask`` (it survives ``bake_``)."""
+    is kept as ``layer.block_mask`` (it survives ``bake_``).
+
+    ``rescale`` multiplies the weights by ``density ** -0.5`` (about ``sqrt(N)``), so a
+    freshly initialised layer keeps the output scale of its default initialisation with
+    the smaller fan-in (use it when training from scratch, not on trained weights).
+    """
     spec = BlockMask(_channel_shape(layer), blocks, seed)
     if constraint_of(layer) is not None or hasattr(layer, "block_mask"):
         raise ValueError("apply block masks before pruning or weight sharing, once per layer")
+    if rescale and spec.density > 0:
+        layer.weight.mul_(spec.density**-0.5)
     mask = torch.from_numpy(spec.dense()).to(layer.weight.device)
     mask = mask.reshape(mask.shape + (1,) * (layer.weight.dim() - 2)).expand_as(layer.weight)
     parametrize.register_parametrization(layer, "weight", BlockMasked(mask.clone(), spec))
@@ -136,11 +143,13 @@ def block_mask_(layer: nn.Module, blocks: int, seed: int) -> BlockMask:
 @dataclass(frozen=True)
 class MPDConfig:
     """``blocks`` N per layer; layer ``i`` (in module order) gets seed ``seed + i``.
-    ``last_dense`` leaves the last compressible layer unmasked."""
+    ``last_dense`` leaves the last compressible layer unmasked; ``rescale_init``: see
+    ``block_mask_(rescale=...)``."""
 
     blocks: int
     seed: int = 0
     last_dense: bool = False
+    rescale_init: bool = False
 
 
 def mpd_(model: nn.Module, config: MPDConfig) -> dict[str, BlockMask]:
@@ -155,7 +164,7 @@ def mpd_(model: nn.Module, config: MPDConfig) -> dict[str, BlockMask]:
     items = list(layers_of(model).items())
     if config.last_dense:
         items = items[:-1]
-    return {name: block_mask_(layer, config.blocks, config.seed + i)
+    return {name: block_mask_(layer, config.blocks, config.seed + i, config.rescale_init)
             for i, (name, layer) in enumerate(items)}
 
 
