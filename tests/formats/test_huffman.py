@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from compactnn import formats
-from compactnn.coding import entropy_bits
+from compactnn.coding import entropy_bits, frequency_codebook
 from compactnn.coding.huffman import (
     MAX_CODE_LENGTH,
     build_code,
@@ -23,6 +23,7 @@ from compactnn.coding.huffman import (
     huffman_lengths,
     kraft_sum,
     length_counts,
+    sparse_frequency_codebook,
     stream_words,
 )
 from compactnn.formats import FormatError
@@ -177,6 +178,16 @@ def test_encode_matches_reference_packing_and_decodes(counts, seed, rows):
     got = ref_decode(words, row_bits, lc, np.diff(starts))
     assert np.concatenate([np.array(r, np.int64) for r in got] + [np.zeros(0, np.int64)]) \
         .tolist() == sym.tolist()
+
+
+@SETTINGS
+@given(W=low_entropy(max_rows=30, max_cols=50), ties=st.booleans())
+def test_sparse_frequency_codebook_equals_frequency_codebook(W, ties):
+    if ties:  # +0.0 ties (or nearly ties) with a negative, -0.0 and a positive value
+        W = np.resize(np.array([2.0, 0, -0.0, -1.5], np.float32), W.shape)
+    a, b = sparse_frequency_codebook(W), frequency_codebook(W)
+    assert same_bits(a[0], b[0])
+    assert np.array_equal(a[1], b[1]) and np.array_equal(a[2], b[2])
 
 
 # ---- HAM / sHAM -----------------------------------------------------------------------

@@ -24,8 +24,8 @@ are a runtime cache built by ``_prepare()``; they are not stored and not in
 ``row_bits`` (from 0, non-decreasing, covered by ``words``), zero padding, and runs a
 decoding pass that must find exactly ``n`` codes in every row.
 
-Products: when +0.0 is symbol 0 with the 1-bit code ``0`` (a matrix with more zeros
-than anything else), runs of zero entries are runs of 0 bits, skipped with a
+Products: when +0.0 is symbol 0 with the 1-bit code ``0`` (always the case when more
+than 40% of the entries are +0.0), runs of zero entries are runs of 0 bits, skipped with a
 count-leading-zeros instruction; only the other entries are looked up, multiplied and
 added ("zero-run mode"). Otherwise every entry is decoded and multiplied.
 

@@ -22,8 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compactnn.coding.codebook import frequency_codebook
-from compactnn.coding.huffman import stream_words
+from compactnn.coding.huffman import sparse_frequency_codebook, stream_words
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -77,7 +76,7 @@ class IndexMap(CompactMatrix):
     def from_dense(cls, W: np.ndarray) -> IndexMap:
         W = as_dense_input(W)
         m, n = W.shape
-        omega, sym, _ = frequency_codebook(W)
+        omega, sym, _ = sparse_frequency_codebook(W)
         b = code_bits(omega.size)
         words = np.zeros(stream_words(m * n * b), np.uint32)
         codes = np.arange(max(omega.size, 1), dtype=np.uint32)

@@ -1,17 +1,17 @@
-"""MSB-first bit packing into uint32 words, and the fixed-width (index map) kernels.
+"""MSB-first bit streams in uint32 words: packing, bit readers, index-map kernels.
 
 Bit order: stream bit ``p`` is bit ``31 - p % 32`` (counting from the least
 significant) of ``words[p // 32]``, so the first code fills the most significant bits
 of word 0. Every stream is followed by padding: the word holding bit ``total`` (one
-past the data) exists and is followed by one more word, so the 64-bit window
-``words[p >> 5] << 32 | words[(p >> 5) + 1]`` is in bounds for every ``p <= total``
-and a code of ``l <= 32`` bits at ``p`` is ``window << (p & 31) >> 32 >> (32 - l)``.
-Kernels therefore read two words per code without bounds checks; callers must have
-validated the word count first.
+past the data) exists and is followed by one more word. Two readers rely on it
+without bounds checks: ``peek32`` (a 64-bit window ``words[p >> 5] << 32 |
+words[(p >> 5) + 1]``, in bounds for every ``p <= total``) and the bit buffer
+``start``/``refill`` (64 bits, refilled one word at a time; the word it loads always
+starts before ``position + 32``). Callers must have validated the word count first.
 
-Costs: ``pack_codes`` O(entries) serial; the fixed-width kernels touch each data word
-once per product (plus the padding word) and decode O(m * n) codes.
-"""
+Costs: ``pack_codes`` O(entries), serial (rows share boundary words); the index-map
+kernels decode each of the m*n codes once per product, touching each data word once
+(plus one look-ahead word per row)."""
 
 from __future__ import annotations
 

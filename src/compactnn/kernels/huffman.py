@@ -18,8 +18,9 @@ HAM's ``zrun`` mode (symbol 0 is +0.0 with the 1-bit code ``0``): a run of zero
 entries is a run of 0 bits, skipped with one count-leading-zeros; only the non-zero
 entries are looked up and multiplied. Products assume a validated stream
 (``huffman_scan`` found no error), so they never read past the padding word.
-Cost: one decode per coded entry (HAM: m*n, or one per non-zero entry plus one per
-run of up to 64 zeros in ``zrun`` mode; sHAM: nnz) plus the multiply-adds.
+Cost: one LUT lookup and one multiply-add per coded entry (HAM: m*n, or in ``zrun``
+mode the entries that are not +0.0, plus one count-leading-zeros per run of zeros or
+buffer refill; sHAM: nnz).
 """
 
 from __future__ import annotations
@@ -91,14 +92,18 @@ def ham_next(
     while True:
         buf, nb, wi = refill(words, buf, nb, wi)
         if zrun:
-            z = min(np.int64(clz64(buf)), nb, n - j)
+            z = np.int64(clz64(buf))
+            if z >= nb or z >= n - j:  # the zeros reach the buffer's or the row's end
+                z = min(z, nb, n - j)
+                buf <<= np.uint64(z)
+                nb -= z
+                j += z
+                if j >= n:
+                    return buf, nb, wi, j, np.float32(0.0)
+                continue
             buf <<= np.uint64(z)
             nb -= z
             j += z
-            if j >= n:
-                return buf, nb, wi, j, np.float32(0.0)
-            if nb == 0:
-                continue
         v, ln = lookup(buf >> _U32, t, lut_len, lut_val, limit, base, omega)
         if ln > nb:
             buf, nb, wi = refill(words, buf, nb, wi)
