@@ -12,11 +12,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from compactnn import formats
+from compactnn import formats, load, save
 from compactnn.bench import threads
 from compactnn.formats import FormatError
 from compactnn.formats.blockdiag import BlockDiag, even_split, seeded_layout
 from compactnn.formats.permseq import seeded_permutations
+from compactnn.nn import CompactLinear
 from compactnn.train import evaluate, fit
 from compactnn.transforms.mpd import (
     BlockDiagConv2d,
@@ -325,3 +326,21 @@ def test_mpd_training_on_digits():
     assert acc > 0.85, acc
     assert abs(acc2 - acc) <= 1 / len(test)  # same model, float rounding only
     assert fuse_permutations_(net) == 0  # already fused: nothing left to do
+
+
+def test_seeded_model_file_stores_blocks_only(tmp_path):
+    torch.manual_seed(0)
+    net = build("lenet300")
+    mpd_(net, MPDConfig(blocks=10, seed=0))
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        ref = net(x)
+    bake_(net)
+    for name, layer in to_block_diagonal_(net, fuse=False).items():
+        setattr(net, name, CompactLinear(layer.to_blockdiag(), layer.bias.detach()))
+    size = save(net, tmp_path / "m.cnn", zoo=("lenet300", {}))
+    kept = 4 * (784 * 300 + 300 * 100 + 100 * 10) // 10
+    assert size < kept + 4 * 410 + 4096  # blocks + biases + header: ~10x below dense
+    back = load(tmp_path / "m.cnn")
+    with torch.no_grad():
+        assert torch.allclose(back(x), ref, atol=1e-5)

@@ -9,9 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from compactnn import load, save, to_compact
 from compactnn.bench import threads
 from compactnn.formats import FormatError
 from compactnn.formats.permseq import PermSeq, seeded_groups, seeded_permutations
+from compactnn.nn import CompactLinear
 from compactnn.train import evaluate, fit
 from compactnn.transforms.permuted import (
     PermuteConfig,
@@ -284,3 +286,23 @@ def test_bad_arguments():
         PermutedLinear.from_linear(nn.Conv2d(1, 1, 1))
     with pytest.raises(ValueError, match="kind"):
         PermuteConfig(kind="random")
+
+
+def test_seeded_model_file_stores_base_sequences_only(tmp_path):
+    torch.manual_seed(0)
+    net = build("lenet300")
+    layers = permute_(net, PermuteConfig(groups=2, kind="seeded", seed=3))
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        ref = net(x)
+    for name, layer in layers.items():
+        setattr(net, name, CompactLinear(layer.to_permseq(), layer.bias.detach()))
+    cm = to_compact(net, "dense")  # the classifier; the permseq layers stay as they are
+    size = save(cm, tmp_path / "m.cnn", zoo=("lenet300", {}))
+    weights = 4 * (2 * 784 + 2 * 300 + 100 * 10)  # base sequences + dense classifier
+    assert size < weights + 4 * 410 + 4096  # + biases + header
+    back = load(tmp_path / "m.cnn")
+    assert [m.matrix.format_id for m in back.modules() if isinstance(m, CompactLinear)] == [
+        "permseq", "permseq", "dense"]
+    with torch.no_grad():
+        assert torch.allclose(back(x), ref, atol=1e-5)
