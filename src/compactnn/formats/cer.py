@@ -39,8 +39,9 @@ the ``sum(x)`` term is skipped. The shift is a float32 subtraction: a codebook w
 values of opposite sign whose difference exceeds the float32 range (about 3.4e38)
 makes products overflow to inf.
 
-Cost of one ``W @ x`` (``cost()``), ``G`` = groups stored, ``G+`` = non-empty groups,
-``s`` = 1 when ``omega[0]`` is non-zero else 0:
+Cost of one ``W @ x`` (``cost()``) counts the paper's algorithm: add each group's
+inputs, multiply once per non-empty group. ``G`` = groups stored, ``G+`` = non-empty
+groups, ``s`` = 1 when ``omega[0]`` is non-zero else 0:
 
 - adds: ``nnz`` (each input added into its group sum) + ``G+`` (each group product
   added to its row) + ``s*(n + m)`` (``sum(x)`` and adding ``omega[0]*sum(x)`` to each
@@ -48,8 +49,12 @@ Cost of one ``W @ x`` (``cost()``), ``G`` = groups stored, ``G+`` = non-empty gr
 - mults: ``G+`` + ``s`` (``omega[0]*sum(x)`` is computed once per product);
 - reads: ``omega`` ``G+ + s``, ``col_idx`` ``nnz``, ``omega_ptr`` ``G + m`` (each row
   reads its ``K_r + 1`` pointers), ``row_ptr`` ``m + 1``, ``omega_idx`` (CSER) ``G``,
-  ``x`` ``nnz + s*n`` gathers; writes: ``y`` ``m``. Empty CER groups cost a pointer
-  read only (the kernel skips them).
+  ``x`` ``nnz + s*n`` gathers; writes: ``y`` ``m``.
+
+An empty CER group costs a pointer read only in this count. Left out, as CSR's
+accumulator combining is: the branch-free matvec kernel (``kernels/cer.py``) spends
+four more adds per group on prefix sums, stores one running sum per entry to a
+cache-resident scratch, and multiplies empty CER groups by an exact 0.
 """
 
 from __future__ import annotations
@@ -223,8 +228,9 @@ class GroupedRows(CompactMatrix):
             base = self._omega0 * X.sum(axis=0, dtype=np.float32)
         else:
             base = np.zeros(X.shape[1], dtype=np.float32)
+        chunks = min(self.shape[0], 16 * numba.get_num_threads())
         k.cer_matmul(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
-                     self.explicit, self._shifted, base, X, Y)
+                     self.explicit, self._shifted, base, X, Y, chunks)
 
     # ---- validation -------------------------------------------------------------------
     def _check(self) -> None:

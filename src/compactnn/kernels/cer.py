@@ -85,44 +85,46 @@ def cer_matvec(
 
 @jit(parallel=True)
 def cer_matmul(
-    col_idx, omega_ptr, row_ptr, omega_idx, explicit, shifted, base, X, Y,
+    col_idx, omega_ptr, row_ptr, omega_idx, explicit, shifted, base, X, Y, chunks,
 ):  # pragma: no cover - compiled
     """Y (m, b) = W @ X (n, b); rows of X are contiguous. Each group sums its rows of X
-    four at a time into a b-length buffer, then adds ``value * buffer`` to ``Y[r]``."""
+    four at a time into a b-length buffer (one per chunk of rows), then adds
+    ``value * buffer`` to ``Y[r]``; empty groups are skipped."""
     m = row_ptr.shape[0] - 1
     b = X.shape[1]
-    for r in prange(m):
-        g0 = np.int64(row_ptr[r])
-        g1 = np.int64(row_ptr[r + 1])
-        acc = Y[r]
-        for k in range(b):
-            acc[k] = base[k]
+    per = (m + chunks - 1) // chunks
+    for c in prange(chunks):
         s = np.empty(b, dtype=np.float32)
-        j = np.int64(omega_ptr[g0])
-        for g in range(g0, g1):
-            end = np.int64(omega_ptr[g + 1])
-            if end > j:
-                x0 = X[col_idx[j]]
-                for k in range(b):
-                    s[k] = x0[k]
-                j += 1
-                while j + 4 <= end:
-                    xa = X[col_idx[j]]
-                    xb = X[col_idx[j + 1]]
-                    xc = X[col_idx[j + 2]]
-                    xd = X[col_idx[j + 3]]
+        for r in range(c * per, min(m, (c + 1) * per)):
+            g0 = np.int64(row_ptr[r])
+            g1 = np.int64(row_ptr[r + 1])
+            for k in range(b):
+                Y[r, k] = base[k]
+            j = np.int64(omega_ptr[g0])
+            for g in range(g0, g1):
+                end = np.int64(omega_ptr[g + 1])
+                if end > j:
+                    ca = col_idx[j]
                     for k in range(b):
-                        s[k] += (xa[k] + xb[k]) + (xc[k] + xd[k])
-                    j += 4
-                while j < end:
-                    xa = X[col_idx[j]]
-                    for k in range(b):
-                        s[k] += xa[k]
+                        s[k] = X[ca, k]
                     j += 1
-                code = np.int64(omega_idx[g]) if explicit else g - g0 + 1
-                w = shifted[code]
-                for k in range(b):
-                    acc[k] += w * s[k]
+                    while j + 4 <= end:
+                        ca = col_idx[j]
+                        cb = col_idx[j + 1]
+                        cc = col_idx[j + 2]
+                        cd = col_idx[j + 3]
+                        for k in range(b):
+                            s[k] += (X[ca, k] + X[cb, k]) + (X[cc, k] + X[cd, k])
+                        j += 4
+                    while j < end:
+                        ca = col_idx[j]
+                        for k in range(b):
+                            s[k] += X[ca, k]
+                        j += 1
+                    code = np.int64(omega_idx[g]) if explicit else g - g0 + 1
+                    w = shifted[code]
+                    for k in range(b):
+                        Y[r, k] += w * s[k]
 
 
 @jit(parallel=True)
