@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from compactnn.cli import minilm
+
 __all__ = ["main", "build_parser"]
 
 EXIT_USAGE = 2
@@ -83,10 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compress", help="apply a compression recipe with fine-tuning",
                        description="Prune / weight-share a trained checkpoint with a recipe "
                        "(YAML/JSON file or a built-in name) and fine-tune it.")
-    p.add_argument("checkpoint", help="checkpoint written by `compactnn train`")
+    p.add_argument("checkpoint", help="checkpoint written by `compactnn train`, or minilm "
+                   "(the pretrained all-MiniLM-L6-v2, distilled on generated sentences)")
     p.add_argument("--recipe", required=True,
-                   help="recipe file (.yaml/.yml/.json) or built-in name (lenet300, demo)")
-    _add_data(p)
+                   help="recipe file (.yaml/.yml/.json) or built-in name (lenet300, demo, minilm)")
+    _add_data(p, required=False)
+    p.add_argument("--embedding-k", type=int, help="minilm: share the word embeddings with "
+                   "K values and pack them (default: keep them float32)")
+    p.add_argument("--sentences", type=int, default=3000, help="minilm: distillation sentences")
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
 
     p = sub.add_parser("convert", help="convert a checkpoint to a compact file",
@@ -208,6 +214,12 @@ def _cmd_compress(a: argparse.Namespace) -> None:
     from compactnn.transforms import check_recipe, compress_
 
     _check_output(a.output)
+    if minilm.is_minilm(a.checkpoint):
+        q = minilm.compress(None if a.recipe == "minilm" else _recipe(a.recipe), a.output,
+                            embedding_k=a.embedding_k, sentences=a.sentences)
+        print(f"vs the original on {minilm.HELD_OUT} held-out sentences: {_fmt_metrics(q)}")
+        print(f"wrote {a.output}")
+        return
     model, name, kwargs, info = pipeline.load_checkpoint(a.checkpoint)
     recipe = _recipe(a.recipe)
     tr, te = _dataset(a.dataset, a.data)
@@ -228,7 +240,8 @@ def _cmd_convert(a: argparse.Namespace) -> None:
     from compactnn.bench import pipeline
 
     _check_output(a.output)
-    model, name, kwargs, info = pipeline.load_checkpoint(a.checkpoint)
+    model, name, kwargs, info = (minilm.pretrained() if minilm.is_minilm(a.checkpoint)
+                                 else pipeline.load_checkpoint(a.checkpoint))
     example = None
     if a.policy == "fastest" or isinstance(a.policy, dict):
         dataset = info.get("dataset")
@@ -239,7 +252,8 @@ def _cmd_convert(a: argparse.Namespace) -> None:
                     example_input=example, progress=True)
     meta = {k: info[k] for k in ("dataset", "metrics", "baseline_metrics", "recipe")
             if k in info}
-    meta["dense_bytes"] = pipeline.dense_file_bytes(model)
+    meta["dense_bytes"] = (minilm.original_bytes() if name == "minilm"
+                           else pipeline.dense_file_bytes(model))
     size = save(cm, a.output, zoo=(name, kwargs), metadata=meta)
     from compactnn.io import inspect
 
@@ -281,6 +295,10 @@ def _cmd_eval(a: argparse.Namespace) -> None:
     from compactnn import train
 
     model, info = _load_compact(a.file)
+    if info.model["zoo"]["name"] == "minilm":
+        q = minilm.evaluate(model)
+        print(f"{a.file}: {_fmt_metrics(q)} vs the original on {minilm.HELD_OUT} sentences")
+        return
     _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
     metrics = train.evaluate(model, te)
     print(f"{a.file}: {_fmt_metrics(metrics)} on {len(te)} test inputs")
@@ -293,6 +311,9 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     from compactnn.nn import to_dense
 
     model, info = _load_compact(a.file)
+    if info.model["zoo"]["name"] == "minilm":
+        print(minilm.bench(model, info.file_bytes, a.batch_sizes, a.threads))
+        return
     dense = to_dense(model)
     _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
     dense_bytes = int(info.metadata.get("dense_bytes") or pipeline.dense_file_bytes(dense))
@@ -358,5 +379,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -54,19 +54,21 @@ def layer_records(model: nn.Module) -> list[LayerRecord]:
             if isinstance(m, (CompactLinear, CompactConv2d)) and m.record is not None]
 
 
-def _weight_groups(name: str, m: nn.Module) -> list[np.ndarray]:
-    w = m.weight.detach()
-    if w.device.type != "cpu":
-        w = w.cpu()
-    if w.dtype != torch.float32:
+def _check_layer(name: str, m: nn.Module) -> None:
+    if m.weight.dtype != torch.float32:
         raise UnsupportedLayerError(
-            f"layer {name!r}: weights are {w.dtype}; convert the model with .float() first")
-    W = w.numpy()
-    if isinstance(m, nn.Linear):
-        return [np.ascontiguousarray(W)]
-    if m.padding_mode != "zeros":
+            f"layer {name!r}: weights are {m.weight.dtype}; convert the model with .float() "
+            "first")
+    if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
         raise UnsupportedLayerError(
             f"layer {name!r}: padding_mode={m.padding_mode!r} is not supported (only 'zeros')")
+
+
+def _weight_groups(name: str, m: nn.Module) -> list[np.ndarray]:
+    _check_layer(name, m)
+    W = m.weight.detach().cpu().numpy()
+    if isinstance(m, nn.Linear):
+        return [np.ascontiguousarray(W)]
     og = m.out_channels // m.groups
     return [np.ascontiguousarray(W[g * og:(g + 1) * og].reshape(og, -1))
             for g in range(m.groups)]
@@ -239,6 +241,8 @@ def to_compact(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     layers = compactable_layers(model)
     _validate_policy(policy, [n for n, _ in layers])
+    for name, m in layers:
+        _check_layer(name, m)
     cols: dict[str, int] = {}
     if any(_layer_policy(policy, n) == "fastest" for n, _ in layers):
         if example_input is not None:
