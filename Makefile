@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 
 demo: $(STAMP)
-	$(BIN)/python benchmarks/formats.py --quick
+	$(BIN)/compactnn demo --out demo_out
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/formats.py
