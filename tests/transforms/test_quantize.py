@@ -149,6 +149,15 @@ def test_ecsq_reaches_k_with_less_entropy_than_kmeans():
         assert entropy_bits(ve) < entropy_bits(vk)
 
 
+def test_ecsq_keeps_about_k_clusters_on_tiny_layers():
+    # 16 values: at the λ where 9 clusters drop to <= 8, all of them merge into one;
+    # ecsq_1d then restarts from fewer initial clusters.
+    x = np.array([-0.182, -0.162, -0.143, -0.143, -0.143, -0.143, -0.143, -0.143, -0.143,
+                  -0.143, -0.143, 0.14, 0.143, 0.151, 0.173, 0.184])
+    for k in (2, 4, 8):
+        assert k // 2 <= ecsq_1d(x, k).codebook.size <= k
+
+
 @pytest.mark.parametrize("name", sorted(QUANTIZERS))
 def test_bad_input(name):
     with pytest.raises(ValueError, match="k must be"):

@@ -23,12 +23,14 @@ the quantizer and stay zero, so ``k`` bounds the number of distinct *non-zero* v
 - ``uq_1d``: ŵ = Δ·rint(w/Δ) with Δ the smallest step on a geometric grid (32 steps
   per octave) giving at most k non-zero levels; values that round to 0 become zeros.
 - ``ecsq_1d``: entropy-constrained scalar quantization (Chou, Lookabaugh, Gray 1989):
-  starting from ``oversample·k`` evenly spaced centroids, alternately assign each value
-  to ``argmin_l (w - c_l)²/σ² - λ·log2 p_l`` and update centroids and probabilities,
-  dropping empty clusters. λ (in units of the data variance σ² per bit) is found by
-  bisection as the smallest value leaving at most k clusters. Each cluster's cost is a
-  parabola in w, so the decision regions are intervals given by the lower envelope of
-  k lines; the same sorted-data iteration as ``kmeans_1d`` (λ = 0) applies.
+  starting from the k-means solution with ``oversample·k`` clusters, alternately assign
+  each value to ``argmin_l (w - c_l)²/σ² - λ·log2 p_l`` and update centroids and
+  probabilities, dropping empty clusters. λ (in units of the data variance σ² per bit)
+  is found by bisection as the smallest value leaving at most k clusters; if that
+  leaves fewer than k/2 (the count can jump on small layers), it retries from fewer
+  initial clusters. Each cluster's cost is a parabola in w, so the decision regions
+  are intervals given by the lower envelope of k lines; the same sorted-data
+  iteration as ``kmeans_1d`` (λ = 0) applies.
 
 ``share_weights_`` applies a quantizer to layers; afterwards ``layer.weight`` is
 ``codebook[assign]`` (0 where ``assign == -1``). The codebook is an ``nn.Parameter``
@@ -311,19 +313,11 @@ def ecsq_fixed_lambda(x, lam: float, n_clusters: int, max_iter: int = 200) -> Qu
     return _ecsq(x, _Sorted(x), init, lam, max_iter)
 
 
-def ecsq_1d(x, k: int, oversample: int = 2, max_iter: int = 200,
-            bisect_steps: int = 24) -> Quantized:
-    """ECSQ with λ tuned by bisection: the smallest λ whose solution, started from the
-    k-means solution with ``oversample·k`` clusters, keeps at most ``k`` of them."""
-    _check_k(k)
-    if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or (
-            oversample < 1):
-        raise ValueError(f"oversample must be an integer >= 1, got {oversample!r}")
-    x = _as_values(x)
-    init = kmeans_1d(x, oversample * k, max_iter=max_iter)
+def _ecsq_bisect(x: np.ndarray, data: _Sorted, init: Quantized, k: int, max_iter: int,
+                 bisect_steps: int) -> Quantized:
+    """The smallest λ (by bisection) whose solution from ``init`` has at most k clusters."""
     if init.codebook.size <= k:
         return init
-    data = _Sorted(x)
     lo, hi = 0.0, 1.0
     while (q := _ecsq(x, data, init, hi, max_iter)).codebook.size > k:
         lo, hi = hi, hi * 4
@@ -336,6 +330,32 @@ def ecsq_1d(x, k: int, oversample: int = 2, max_iter: int = 200,
         else:
             lo = mid
     return best
+
+
+def ecsq_1d(x, k: int, oversample: int = 2, max_iter: int = 200,
+            bisect_steps: int = 24) -> Quantized:
+    """ECSQ with λ tuned by bisection: the smallest λ whose solution, started from the
+    k-means solution with ``n0 = oversample·k`` clusters, keeps at most ``k`` of them.
+
+    On small layers the cluster count can jump from above k to far below it as λ grows;
+    when fewer than ``ceil(k/2)`` clusters survive, the search is repeated from fewer
+    initial clusters (``n0 = k + (n0 - k) // 2`` ..., down to ``n0 = k``, which is plain
+    k-means), so the result has about k clusters.
+    """
+    _check_k(k)
+    if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or (
+            oversample < 1):
+        raise ValueError(f"oversample must be an integer >= 1, got {oversample!r}")
+    x = _as_values(x)
+    data = _Sorted(x)
+    distinct = 1 + int(np.count_nonzero(np.diff(data.xs))) if x.size else 0
+    n0 = oversample * k
+    while True:
+        q = _ecsq_bisect(x, data, kmeans_1d(x, n0, max_iter=max_iter), k, max_iter,
+                         bisect_steps)
+        if n0 == k or 2 * q.codebook.size >= min(k, distinct):
+            return q
+        n0 = k + (n0 - k) // 2
 
 
 class SharedWeights(Constraint):
