@@ -13,7 +13,10 @@ Conventions:
 * ``K == 1``: the **zero-length code**. ``length_counts`` is empty, the single symbol
   costs 0 bits, and a decoder emits it without consuming input. This is what Huffman's
   construction gives (entropy 0) and keeps a constant matrix at 0 stream bits.
-* ``K >= 2``: lengths come from Huffman's algorithm (``heapq``); if the longest
+* ``K >= 2``: lengths come from Huffman's algorithm (Moffat and Katajainen's O(K)
+  in-place version on the sorted counts, ``kernels.huffman.code_lengths_sorted``:
+  ``heapq`` took 20 s for a million symbols, and an unquantized matrix has up to
+  ``m * n``); if the longest
   exceeds ``max_len`` (32 by default, so a decoder can peek 32 bits), the length
   histogram is rebalanced with JPEG's ``adjust_bits`` (ITU T.81 Annex K.3), which keeps
   the Kraft sum at exactly 1. Sorted lengths are then given to the symbols in order of
@@ -31,7 +34,6 @@ and per-length left-justified limits for the canonical search of longer codes.
 
 from __future__ import annotations
 
-import heapq
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -39,7 +41,10 @@ import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
 from compactnn.kernels import bitpack
-from compactnn.kernels.huffman import ESCAPE  # lut_len marker: longer code or unused
+from compactnn.kernels.huffman import (
+    ESCAPE,  # lut_len marker: longer code or unused
+    code_lengths_sorted,
+)
 
 __all__ = [
     "MAX_CODE_LENGTH",
@@ -61,30 +66,11 @@ MAX_CODE_LENGTH = 32
 
 
 
-def _unlimited_lengths(counts: list[int]) -> list[int]:
-    """Huffman code lengths (tree depths) of ``counts`` (at least 2 symbols)."""
-    k = len(counts)
-    heap = [(c, i) for i, c in enumerate(counts)]
-    heapq.heapify(heap)
-    parent = [0] * (2 * k - 1)
-    node = k
-    while len(heap) > 1:
-        c1, a = heapq.heappop(heap)
-        c2, b = heapq.heappop(heap)
-        parent[a] = parent[b] = node
-        heapq.heappush(heap, (c1 + c2, node))
-        node += 1
-    depth = [0] * (2 * k - 1)
-    for i in range(2 * k - 3, -1, -1):  # parents have larger ids than children
-        depth[i] = depth[parent[i]] + 1
-    return depth[:k]
-
-
 def huffman_lengths(counts: np.ndarray, max_len: int = MAX_CODE_LENGTH) -> np.ndarray:
     """Length-limited Huffman code lengths (uint8) for symbols with ``counts``.
 
-    Ties are broken by symbol index, so the result is deterministic. Lengths are
-    non-increasing in count: the most frequent symbols get the shortest codes.
+    Lengths are non-increasing in count (ties: lower symbol index first), so the
+    most frequent symbols get the shortest codes; the result is deterministic.
 
     >>> huffman_lengths(np.array([5, 2, 1, 1])).tolist()
     [1, 2, 3, 3]
@@ -101,8 +87,11 @@ def huffman_lengths(counts: np.ndarray, max_len: int = MAX_CODE_LENGTH) -> np.nd
         raise ValueError(f"{k} symbols do not fit in codes of at most {max_len} bits")
     if k <= 1:
         return np.zeros(k, np.uint8)
-    depth = _unlimited_lengths([int(c) for c in counts])
-    bits = np.bincount(np.asarray(depth), minlength=max_len + 1).astype(np.int64)
+    counts = counts.astype(np.int64)
+    ordered = bool(np.all(counts[:-1] >= counts[1:]))  # already by decreasing count
+    depth = counts[::-1].copy() if ordered else np.sort(counts)
+    code_lengths_sorted(depth)
+    bits = np.bincount(depth, minlength=max_len + 1).astype(np.int64)
     # JPEG Annex K.3 adjust_bits: move pairs of deepest leaves up until every length
     # is <= max_len; each step keeps the Kraft sum at exactly 1.
     for i in range(bits.size - 1, max_len, -1):
@@ -115,9 +104,10 @@ def huffman_lengths(counts: np.ndarray, max_len: int = MAX_CODE_LENGTH) -> np.nd
             bits[j + 1] += 2
             bits[j] -= 1
     sorted_lengths = np.repeat(np.arange(bits.size, dtype=np.uint8), bits)
-    order = np.lexsort((np.arange(k), -counts.astype(np.int64)))
+    if ordered:
+        return sorted_lengths
     lengths = np.empty(k, np.uint8)
-    lengths[order] = sorted_lengths
+    lengths[np.argsort(-counts, kind="stable")] = sorted_lengths
     return lengths
 
 

@@ -111,6 +111,51 @@ def ham_next(
         return buf << np.uint64(ln), nb - ln, wi, j, v
 
 
+@jit
+def code_lengths_sorted(a):  # pragma: no cover - compiled
+    """In place: Huffman code lengths for the int64 weights ``a`` sorted ascending
+    (n >= 2). Moffat & Katajainen, "In-place calculation of minimum-redundancy codes"
+    (WADS 1995): O(n), no heap. Afterwards ``a[i]`` is the length for weight ``i``."""
+    n = a.shape[0]
+    a[0] += a[1]
+    root = 0
+    leaf = 2
+    for nxt in range(1, n - 1):  # first pass: internal node weights, parent pointers
+        if leaf >= n or a[root] < a[leaf]:
+            a[nxt] = a[root]
+            a[root] = nxt
+            root += 1
+        else:
+            a[nxt] = a[leaf]
+            leaf += 1
+        if leaf >= n or (root < nxt and a[root] < a[leaf]):
+            a[nxt] += a[root]
+            a[root] = nxt
+            root += 1
+        else:
+            a[nxt] += a[leaf]
+            leaf += 1
+    a[n - 2] = 0  # second pass: depths of the internal nodes
+    for nxt in range(n - 3, -1, -1):
+        a[nxt] = a[a[nxt]] + 1
+    avbl = 1  # third pass: depths of the leaves
+    used = 0
+    depth = 0
+    root = n - 2
+    nxt = n - 1
+    while avbl > 0:
+        while root >= 0 and a[root] == depth:
+            used += 1
+            root -= 1
+        while avbl > used:
+            a[nxt] = depth
+            nxt -= 1
+            avbl -= 1
+        avbl = 2 * used
+        depth += 1
+        used = 0
+
+
 @jit(parallel=True)
 def huffman_scan(
     words, row_bits, row_ptr, t, lmax, lut_len, limit, err, stats
