@@ -29,15 +29,22 @@ def assert_one_line_error(code, err, match):
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    """A trained, compressed and converted digits model (the end-to-end run)."""
+def trained(tmp_path_factory):
+    """A LeNet-300-100 trained on digits by `compactnn train`."""
     d = tmp_path_factory.mktemp("cli")
+    assert main(["train", "--model", "lenet300", "--dataset", "digits", "--epochs", "4",
+                 "-o", str(d / "base.safetensors")]) == 0
+    return d
+
+
+@pytest.fixture(scope="module")
+def workdir(trained):
+    """The same model compressed and converted (the end-to-end run)."""
+    d = trained
     recipe = d / "recipe.yaml"
     recipe.write_text("- {method: prune, p: 60}\n- {method: finetune, epochs: 2, lr: 0.001}\n"
                       "- {method: cws, k: 8}\n- {method: finetune, epochs: 1, lr: 0.0005}\n")
     steps = [
-        ["train", "--model", "lenet300", "--dataset", "digits", "--epochs", "4",
-         "-o", str(d / "base.safetensors")],
         ["compress", str(d / "base.safetensors"), "--recipe", str(recipe), "--dataset",
          "digits", "-o", str(d / "small.safetensors")],
         ["convert", str(d / "small.safetensors"), "--policy", "smallest",
@@ -68,7 +75,8 @@ def test_end_to_end_outputs(capsys, workdir):
     assert code == 0 and "dense float32" in out and "compact" in out
     html = workdir / "r.html"
     code, out, _ = run(capsys, "report", str(workdir / "m.cnn"), "--baseline",
-                       str(workdir / "base.safetensors"), "-o", str(html))
+                       str(workdir / "base.safetensors"), "--batch-sizes", "1,8",
+                       "--repeats", "3", "-o", str(html))
     assert code == 0
     page = html.read_text()
     assert page.count("<img") == 3 and "baseline (float32)" in page and "entropy bound" in page
@@ -128,12 +136,12 @@ def test_unknown_model_and_missing_dataset(capsys, tmp_path):
     ("- {method: cws, k: 4, layers: [\"9\"]}\n", ".yml", "no Linear/Conv2d layer named"),
     (None, ".yaml", "neither a file nor a built-in recipe"),
 ])
-def test_bad_recipes(capsys, workdir, tmp_path, content, suffix, match):
+def test_bad_recipes(capsys, trained, tmp_path, content, suffix, match):
     recipe = tmp_path / f"r{suffix}"
     if content is not None:
         recipe.write_text(content)
     out = tmp_path / "c.safetensors"
-    code, _, err = run(capsys, "compress", str(workdir / "base.safetensors"), "--recipe",
+    code, _, err = run(capsys, "compress", str(trained / "base.safetensors"), "--recipe",
                        str(recipe), "--dataset", "digits", "-o", str(out))
     assert_one_line_error(code, err, match)
     assert not out.exists()

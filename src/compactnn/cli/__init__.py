@@ -133,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "size per layer and format, time per format, accuracy vs size.")
     p.add_argument("file")
     p.add_argument("--baseline", help="dense checkpoint to compare against")
+    p.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 256])
+    p.add_argument("--repeats", type=int, default=15, help="timed runs per measurement")
     _add_data(p, required=False)
     _add_threads(p)
     p.add_argument("-o", "--output", required=True, help="HTML file to write")
@@ -336,7 +338,8 @@ def _cmd_report(a: argparse.Namespace) -> None:
         baseline, *_ = pipeline.load_checkpoint(a.baseline)
         baseline_bytes = pipeline.dense_file_bytes(baseline)
     with threads(a.threads):
-        data = collect(a.file, te, baseline=baseline, baseline_bytes=baseline_bytes)
+        data = collect(a.file, te, baseline=baseline, baseline_bytes=baseline_bytes,
+                       batch_sizes=a.batch_sizes, repeats=a.repeats)
     write_report(data, a.output)
     print(f"wrote {a.output}")
 

@@ -159,12 +159,14 @@ class CompactLinear(_CompactBase):
                 f"got shape {tuple(x.shape)}"
             )
         n, m = self.in_features, self.out_features
-        X = x.reshape(-1, n).numpy()
-        if X.shape[0] == 1:
-            Y = _product(self.matrix, X.reshape(n, 1)).reshape(1, m)
-        else:
-            Y = _product(self.matrix, np.ascontiguousarray(X.T)).T
+        X = (x if x.dim() == 2 else x.reshape(-1, n)).numpy()
         bias = self._buffers["bias"]
+        if X.shape[0] == 1:  # batch 1: one matvec on the row, no transposes
+            Y = np.empty((1, m), np.float32)
+            if m:
+                self.matrices[0]._matvec(X[0], Y[0])
+        else:
+            Y = _product(self.matrices[0], np.ascontiguousarray(X.T)).T
         if bias is not None:
             np.add(Y, bias.numpy(), out=Y)
         y = torch.from_numpy(Y)

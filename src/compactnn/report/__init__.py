@@ -69,11 +69,12 @@ def format_sizes(weights: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
 
 def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
             baseline_bytes: int | None = None, batch_sizes: Sequence[int] = (1, 256),
-            title: str | None = None) -> ReportData:
+            title: str | None = None, repeats: int = 15) -> ReportData:
     """Load a compact file and measure it: per-layer table, bytes per format, product
     time per format (batch 1), and, with ``test`` data, the metric of the compact model,
     of its dense twin and of an optional dense ``baseline`` model (whose float32 file
-    size is ``baseline_bytes``), plus model latency at ``batch_sizes``."""
+    size is ``baseline_bytes``), plus model latency at ``batch_sizes`` (``repeats``
+    timed runs per measurement)."""
     import torch
 
     from compactnn.bench import format_times, model_latency
@@ -110,7 +111,7 @@ def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
                          info.header_bytes})
     layers_table.append({"layer": "file", "bytes": info.file_bytes})
     sizes = format_sizes(weights)
-    times = format_times(weights, columns=1)
+    times = format_times(weights, columns=1, repeats=repeats)
     metric = "accuracy"
     summary: list[dict[str, Any]] = []
     points: list[Point] = []
@@ -131,7 +132,7 @@ def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
             row["ratio"] = round(ref / nbytes, 2) if ref and nbytes else None
             for b in batch_sizes:
                 xb = x[:b] if len(x) >= b else x.repeat((b + len(x) - 1) // len(x), 1, 1, 1)[:b]
-                t = model_latency(net, xb).median
+                t = model_latency(net, xb, repeats=repeats).median
                 row[f"latency b={b} (ms)"] = round(1e3 * t, 3)
                 row[f"throughput b={b} (/s)"] = round(b / t)
             summary.append(row)
