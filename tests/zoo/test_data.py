@@ -82,3 +82,26 @@ def test_fashion_mnist_from_debian_package():
     train, test = zoo.load_dataset("fashion-mnist")
     assert train.tensors[0].shape == (60000, 1, 28, 28) and len(test) == 10000
     assert torch.bincount(test.tensors[1]).tolist() == [1000] * 10
+
+
+def test_torchvision_copy_is_used_when_present(tmp_path, monkeypatch):
+    """CIFAR-10 (and MNIST without IDX files) come from torchvision's dataset classes."""
+    import sys
+    import types
+
+    class FakeCIFAR10:
+        def __init__(self, root, train, download):
+            assert root == str(tmp_path) and download is False
+            n = 6 if train else 4
+            self.data = np.full((n, 32, 32, 3), 7 if train else 9, np.uint8)
+            self.data[0, 0, 0] = 200  # non-constant channels
+            self.targets = list(range(n))
+
+    fake = types.ModuleType("torchvision.datasets")
+    fake.CIFAR10 = FakeCIFAR10
+    fake.MNIST = fake.FashionMNIST = FakeCIFAR10
+    monkeypatch.setitem(sys.modules, "torchvision", types.ModuleType("torchvision"))
+    monkeypatch.setitem(sys.modules, "torchvision.datasets", fake)
+    train, test = zoo.load_dataset("cifar10", tmp_path)
+    assert train.tensors[0].shape == (6, 3, 32, 32) and test.tensors[1].tolist() == [0, 1, 2, 3]
+    assert torch.allclose(train.tensors[0].mean(dim=(0, 2, 3)), torch.zeros(3), atol=1e-5)
