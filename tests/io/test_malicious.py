@@ -250,26 +250,35 @@ def archive_key(a):
 
 
 def archive_edit(fn):
+    """Edit the first archive buffer (its header fields are uint32 at offsets 0..19)."""
     def edit(a, d):
         key = archive_key(a)
-        name = key[: -len(".weight.archive")]
-        fn(a, d["layers"][name]["archive"][0], key)
+        a[key] = fn(a[key].copy())
     return edit
 
 
+def set_u32(offset, value):
+    def fn(b):
+        b[offset:offset + 4] = np.array([value], "<u4").view(np.uint8)
+        return b
+    return fn
+
+
+def garbage_stream(b):
+    words = int(b[16:20].view("<u4")[0])
+    tail = np.random.default_rng(1).integers(1, 255, 4 * words, dtype=np.uint8)
+    return np.concatenate([b[: len(b) - 4 * words], tail])
+
+
 ARCHIVE_CASES = {
-    "nnz larger than the matrix": (
-        archive_edit(lambda a, at, k: at.update(nnz=10**12)), "nnz"),
-    "garbage stream": (archive_edit(lambda a, at, k: a.__setitem__(k, np.concatenate(
-        [a[k][: len(a[k]) - 4 * at["words"]],
-         np.random.default_rng(1).integers(1, 255, 4 * at["words"], dtype=np.uint8)]))),
-        "archive"),
-    "codebook NaN": (archive_edit(lambda a, at, k: a[k].__setitem__(slice(0, 4), 255)),
-                     "NaN"),
-    "buffer shorter than attributes": (archive_edit(
-        lambda a, at, k: a.__setitem__(k, a[k][:-4].copy())), "attributes say"),
-    "archive attrs wrong type": (archive_edit(lambda a, at, k: at.update(words="12")),
-                                 "words"),
+    "nnz larger than the matrix": (archive_edit(set_u32(4, 2**32 - 1)), "nnz"),
+    "unknown archive version": (archive_edit(set_u32(0, 7)), "unsupported version"),
+    "garbage stream": (archive_edit(garbage_stream), "archive"),
+    "codebook NaN": (archive_edit(lambda b: np.concatenate(
+        [b[:20], np.full(4, 255, np.uint8), b[24:]])), "NaN"),
+    "buffer shorter than its header says": (archive_edit(lambda b: b[:-4].copy()),
+                                            "header says"),
+    "buffer shorter than a header": (archive_edit(lambda b: b[:7].copy()), "shorter than"),
 }
 
 

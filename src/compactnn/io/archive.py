@@ -16,9 +16,9 @@ structure and the values with an asymmetric numeral system (``constriction``'s
 An alphabet with a single symbol (one distinct value, or only gap symbol 0) is implied
 and not coded.
 
-Byte layout of the single ``uint8`` buffer (little-endian), lengths in the attributes
-``values`` (K), ``gap_symbols`` (G) and ``words`` (S)::
+Byte layout of the single ``uint8`` buffer (little-endian)::
 
+    header       5 x uint32      version (1), nnz, K (values), G (gap symbols), S (words)
     omega        K x float32     codebook, bit patterns, most frequent first
     value_freq   K x uint16      scaled frequencies of the value codes
     gap_freq     G x uint16      scaled frequencies of the gap symbols
@@ -35,7 +35,6 @@ gap symbols, the low-bit chunks, then the ``nnz`` value codes, and must end exac
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -54,17 +53,34 @@ class ArchiveError(ValueError):
     """An archive buffer or its attributes are inconsistent."""
 
 
+_HEADER = 20
+
+
 @dataclass(frozen=True)
 class Archive:
-    """The encoded buffer of one matrix and its JSON attributes."""
+    """The encoded buffer of one matrix (self-describing: it starts with its header)."""
 
     buffer: np.ndarray
-    attrs: dict[str, Any]
 
     @property
     def nbytes(self) -> int:
         """Stored bytes of the buffer."""
         return int(self.buffer.nbytes)
+
+    @property
+    def attrs(self) -> dict[str, int]:
+        """The header fields: version, nnz, values, gap_symbols, words."""
+        return _header(self.buffer)
+
+
+def _header(buffer: np.ndarray) -> dict[str, int]:
+    if not isinstance(buffer, np.ndarray) or buffer.dtype != np.uint8 or buffer.ndim != 1:
+        raise ArchiveError("archive: buffer must be a 1-D uint8 array")
+    if buffer.size < _HEADER:
+        raise ArchiveError(f"archive: buffer of {buffer.size} bytes is shorter than its header")
+    fields = np.frombuffer(buffer[:_HEADER].tobytes(), "<u4")
+    names = ("version", "nnz", "values", "gap_symbols", "words")
+    return {k: int(v) for k, v in zip(names, fields, strict=True)}
 
 
 def _scaled_freq(counts: np.ndarray) -> np.ndarray:
@@ -143,23 +159,22 @@ def encode(W: np.ndarray) -> Archive | None:
         if G > 1:
             coder.encode_reverse(sym, _categorical(gap_freq))
     stream = np.asarray(coder.get_compressed(), dtype="<u4")
+    header = np.array([VERSION, pos.size, omega.size, G, stream.size], "<u4")
     buf = np.concatenate([
-        omega.astype("<f4").view(np.uint8), value_freq.view(np.uint8),
+        header.view(np.uint8), omega.astype("<f4").view(np.uint8), value_freq.view(np.uint8),
         gap_freq.view(np.uint8), stream.view(np.uint8),
     ])
-    attrs = {"version": VERSION, "nnz": int(pos.size), "values": int(omega.size),
-             "gap_symbols": G, "words": int(stream.size)}
-    return Archive(buf, attrs)
+    return Archive(buf)
 
 
-def _int_attr(attrs: dict[str, Any], name: str, hi: int) -> int:
-    v = attrs.get(name)
-    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= hi:
-        raise ArchiveError(f"archive: attribute {name!r} must be an int in [0, {hi}], got {v!r}")
+def _field(attrs: dict[str, int], name: str, hi: int) -> int:
+    v = attrs[name]
+    if not 0 <= v <= hi:
+        raise ArchiveError(f"archive: header field {name!r} is {v}, outside [0, {hi}]")
     return v
 
 
-def decode(buffer: np.ndarray, attrs: dict[str, Any], shape: tuple[int, int]) -> np.ndarray:
+def decode(buffer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Decode an archive into the dense float32 ``shape`` matrix it encodes.
 
     Every length is checked against the buffer and ``shape`` before anything is
@@ -167,25 +182,24 @@ def decode(buffer: np.ndarray, attrs: dict[str, Any], shape: tuple[int, int]) ->
     """
     import constriction
 
-    if attrs.get("version") != VERSION:
-        raise ArchiveError(f"archive: unsupported version {attrs.get('version')!r}")
+    attrs = _header(buffer)
+    if attrs["version"] != VERSION:
+        raise ArchiveError(f"archive: unsupported version {attrs['version']}")
     m, n = shape
     size = m * n
     if size >= _MAX_ELEMENTS:
         raise ArchiveError(f"archive: shape {shape} is too large for an archive")
-    if not isinstance(buffer, np.ndarray) or buffer.dtype != np.uint8 or buffer.ndim != 1:
-        raise ArchiveError("archive: buffer must be a 1-D uint8 array")
-    nnz = _int_attr(attrs, "nnz", size)
-    K = _int_attr(attrs, "values", min(nnz, _MAX_VALUES))
-    G = _int_attr(attrs, "gap_symbols", _MAX_GAP_SYMBOLS)
-    S = _int_attr(attrs, "words", buffer.size // 4)
+    nnz = _field(attrs, "nnz", size)
+    K = _field(attrs, "values", min(nnz, _MAX_VALUES))
+    G = _field(attrs, "gap_symbols", _MAX_GAP_SYMBOLS)
+    S = _field(attrs, "words", buffer.size // 4)
     if (K == 0 or G == 0) and nnz:
         raise ArchiveError("archive: non-empty matrix without codebook or gap symbols")
-    need = 4 * K + 2 * K + 2 * G + 4 * S
+    need = _HEADER + 4 * K + 2 * K + 2 * G + 4 * S
     if buffer.size != need:
-        raise ArchiveError(f"archive: buffer has {buffer.size} bytes, attributes say {need}")
+        raise ArchiveError(f"archive: buffer has {buffer.size} bytes, its header says {need}")
     raw = buffer.tobytes()
-    o = 0
+    o = _HEADER
     omega = np.frombuffer(raw, "<f4", K, o).astype(np.float32)
     o += 4 * K
     value_freq = np.frombuffer(raw, "<u2", K, o)

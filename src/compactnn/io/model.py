@@ -109,7 +109,6 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         if isinstance(m, CompactConv2d):
             entry["conv"] = _conv_geometry(m)
         if m.archives:
-            entry["archive"] = [a.attrs for a in m.archives]
             for g, a in enumerate(m.archives):
                 tensors[f"{_prefix(name, groups, g)}.archive"] = a.buffer
         else:
@@ -192,10 +191,10 @@ def _validate_description(desc: dict[str, Any], source: str) -> None:
                 or not (ent is None or (isinstance(ent, (int, float))
                                         and not isinstance(ent, bool) and ent >= 0))):
             raise _err(source, f"{where}: bad bytes, reason or entropy_bits")
-        key = "archive" if e["storage"] == "archive" else "attrs"
-        if (not isinstance(e.get(key), list) or len(e[key]) != e["groups"]
-                or not all(isinstance(a, dict) for a in e[key])):
-            raise _err(source, f"{where}: needs one {key} object per group")
+        if e["storage"] == "raw" and (
+                not isinstance(e.get("attrs"), list) or len(e["attrs"]) != e["groups"]
+                or not all(isinstance(a, dict) for a in e["attrs"])):
+            raise _err(source, f"{where}: needs one attrs object per group")
         if e["kind"] == "conv2d":
             c = e.get("conv")
             pad = c.get("padding") if isinstance(c, dict) else None
@@ -276,16 +275,16 @@ def _matrices(e: dict[str, Any], name: str, arrays: dict[str, np.ndarray], used:
     try:
         if e["storage"] == "archive":
             archives = []
-            for g, attrs in enumerate(e["archive"]):
+            for g in range(groups):
                 key = f"{_prefix(name, groups, g)}.archive"
                 if key not in arrays:
                     raise _err(source, f"{where}: missing tensor {key!r}")
                 used.add(key)
-                W = archive.decode(arrays[key], attrs, shape)
+                W = archive.decode(arrays[key], shape)
                 M = F.from_dense(W)
                 M.check()
                 mats.append(M)
-                archives.append(archive.Archive(arrays[key], dict(attrs)))
+                archives.append(archive.Archive(arrays[key]))
         else:
             for g, attrs in enumerate(e["attrs"]):
                 prefix = _prefix(name, groups, g) + "."
