@@ -1,0 +1,338 @@
+"""Structured methods: permuted-feature layers and MPDCompress block masks.
+
+Sections (everything measured in this process, on 1 thread):
+
+1. ``counts``: VGG16 (224x224, 1000 classes) parameter count with one base sequence per
+   hidden FC layer and the last layer dense, from the architecture alone.
+2. ``mpd``: LeNet-300-100 on Fashion-MNIST, trained from scratch with N-block masks on
+   every layer (rescaled initialisation), N in {2, 4, 8, 10, 16}, and N = 10 with the
+   classifier dense, against the dense baseline trained the same way;
+   each masked model is then converted to block-diagonal layers (fused permutations)
+   and evaluated again; storage is the ``blockdiag`` format (seeded) plus the biases.
+3. ``permuted``: LeNet-300-100 with permuted-feature hidden layers (classifier dense),
+   G in {1, 2, 4, 8, 16, 32}: *seeded* (trained from scratch like the baseline) and
+   *data-derived* (converted from the trained baseline, then fine-tuned); parameters
+   counted without and with the stored permutations, and ``permseq`` bytes.
+4. ``speed``: 4096x4096 layer, N = 8 blocks / G = 1 sequence, batch 1 and 256: dense
+   ``nn.Linear`` vs ``BlockDiagLinear`` (torch.bmm) and the ``blockdiag`` format
+   (numpy), and ``PermutedLinear`` (weight gather + F.linear) vs the per-row input
+   gather it replaces and the ``permseq`` format. Median of repeats after warm-up;
+   every timed result is checked against a float64 reference.
+
+Usage: python benchmarks/structured.py [--sections counts,mpd,permuted,speed]
+       [--epochs 10] [--finetune-epochs 3] [--json results.json]
+"""
+
+from __future__ import annotations
+
+import os
+
+# numba's OpenMP workers busy-wait after a parallel kernel (the seeded permutations are
+# one), which slows every later torch call on a loaded machine ~10x; let them sleep.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import argparse  # noqa: E402
+import copy  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+from compactnn.bench import threads, time_call  # noqa: E402
+from compactnn.train import evaluate, fit  # noqa: E402
+from compactnn.transforms.mpd import (  # noqa: E402
+    BlockDiagLinear,
+    MPDConfig,
+    block_mask_,
+    mpd_,
+    to_block_diagonal_,
+)
+from compactnn.transforms.permuted import (  # noqa: E402
+    PermuteConfig,
+    PermutedLinear,
+    parameter_count,
+    permute_,
+    projected_parameter_count,
+)
+from compactnn.transforms.prune import bake_  # noqa: E402
+from compactnn.zoo import build, load_dataset  # noqa: E402
+
+MPD_BLOCKS = (2, 4, 8, 10, 16)
+GROUPS = (1, 2, 4, 8, 16, 32)
+
+
+def vgg16(num_classes: int = 1000) -> nn.Sequential:
+    """VGG16 (configuration D, Simonyan & Zisserman 2015) for 224x224 inputs."""
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+           512, 512, 512, "M"]
+    layers: list[nn.Module] = []
+    c = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU()]
+            c = v
+    layers += [nn.Flatten(), nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Dropout(),
+               nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(), nn.Linear(4096, num_classes)]
+    return nn.Sequential(*layers)
+
+
+def section_counts() -> dict:
+    with torch.device("meta"):
+        net = vgg16()
+    dense = parameter_count(net)
+    perm = projected_parameter_count(net, groups=1, last_dense=True)
+    perm_idx = projected_parameter_count(net, groups=1, last_dense=True, count_permutations=True)
+    print("\n## VGG16: one base sequence per hidden FC layer, last layer dense\n")
+    print("| count | parameters | reduction |\n|---|---:|---:|")
+    print(f"| dense VGG16 | {dense:,} | 1.00x |")
+    print(f"| permuted, permutations not counted (seeded) | {perm:,} | {dense / perm:.2f}x |")
+    print(f"| permuted, + stored indices (data-derived) | {perm_idx:,} | {dense / perm_idx:.2f}x |")
+    return {"dense": dense, "permuted": perm, "permuted_with_indices": perm_idx}
+
+
+def train_eval(net: nn.Module, train, test, epochs: int, lr: float = 1e-3) -> float:
+    fit(net, train, epochs=epochs, lr=lr, batch_size=128, progress=False)
+    return evaluate(net, test)["accuracy"]
+
+
+def baseline(train, test, epochs: int, seed: int) -> tuple[nn.Module, float]:
+    torch.manual_seed(seed)
+    net = build("lenet300")
+    t = time.perf_counter()
+    acc = train_eval(net, train, test, epochs)
+    print(f"\ndense LeNet-300-100: accuracy {100 * acc:.2f}% ({epochs} epochs, "
+          f"{time.perf_counter() - t:.0f} s)", flush=True)
+    return net, acc
+
+
+def section_mpd(train, test, epochs: int, seed: int, base_acc: float) -> list[dict]:
+    dense_w = sum(m.weight.numel() for m in build("lenet300").modules() if isinstance(m, nn.Linear))
+    dense_bytes = 4 * parameter_count(build("lenet300"))
+    rows = []
+    print("\n## MPD on LeNet-300-100 / Fashion-MNIST (all layers masked)\n")
+    print("| N | accuracy | vs dense | block-diagonal accuracy | kept weights | weight "
+          "compression | bytes (blockdiag + bias) | size reduction | time |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print(f"| 1 (dense) | {100 * base_acc:.2f}% | 0.00 | - | {dense_w:,} | 1.00x | "
+          f"{dense_bytes:,} | 1.00x | - |")
+    for N, last_dense in [(N, False) for N in MPD_BLOCKS] + [(10, True)]:
+        torch.manual_seed(seed)
+        net = build("lenet300")
+        mpd_(net, MPDConfig(blocks=N, seed=seed, last_dense=last_dense, rescale_init=True))
+        t = time.perf_counter()
+        acc = train_eval(net, train, test, epochs)
+        secs = time.perf_counter() - t
+        bake_(net)
+        layers = to_block_diagonal_(net, fuse=True)
+        acc_bd = evaluate(net, test)["accuracy"]
+        mats = [layer.to_blockdiag() for layer in layers.values()]
+        dense_rest = [m for m in net.modules() if isinstance(m, nn.Linear)]
+        kept = sum(M.data.size for M in mats) + sum(m.weight.numel() for m in dense_rest)
+        nbytes = (sum(M.nbytes for M in mats) + 4 * sum(p.numel() for m in dense_rest
+                                                         for p in m.parameters())
+                  + 4 * sum(layer.bias.numel() for layer in layers.values()))
+        row = {"N": N, "last_dense": last_dense, "accuracy": acc,
+               "block_diagonal_accuracy": acc_bd, "kept_weights": kept,
+               "weight_compression": dense_w / kept, "bytes": nbytes,
+               "size_reduction": dense_bytes / nbytes, "seconds": secs}
+        rows.append(row)
+        label = f"{N}, last layer dense" if last_dense else str(N)
+        print(f"| {label} | {100 * acc:.2f}% | {100 * (acc - base_acc):+.2f} | "
+              f"{100 * acc_bd:.2f}% | "
+              f"{kept:,} | {row['weight_compression']:.2f}x | {nbytes:,} | "
+              f"{row['size_reduction']:.2f}x | {secs:.0f} s |", flush=True)
+    return rows
+
+
+def permuted_bytes(net: nn.Module) -> int:
+    """permseq bytes of the permuted layers + float32 bytes of every other parameter."""
+    total = 0
+    for m in net.modules():
+        if isinstance(m, PermutedLinear):
+            total += m.to_permseq().nbytes + 4 * m.bias.numel()
+        elif isinstance(m, nn.Linear):
+            total += 4 * (m.weight.numel() + m.bias.numel())
+    return total
+
+
+def section_permuted(train, test, epochs: int, ft_epochs: int, seed: int,
+                     trained: nn.Module, base_acc: float) -> list[dict]:
+    dense_params = parameter_count(trained)
+    rows = []
+    print("\n## Permuted features on LeNet-300-100 / Fashion-MNIST (classifier dense)\n")
+    print("| kind | G | accuracy | vs dense | before fine-tuning | parameters | reduction | "
+          "+ permutations | reduction | bytes (permseq) | size reduction | time |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind in ("seeded", "data"):
+        for G in GROUPS:
+            t = time.perf_counter()
+            if kind == "seeded":
+                torch.manual_seed(seed)
+                net = build("lenet300")
+                permute_(net, PermuteConfig(groups=G, kind="seeded", seed=seed))
+                before = None
+                acc = train_eval(net, train, test, epochs)
+            else:
+                net = copy.deepcopy(trained)
+                permute_(net, PermuteConfig(groups=G, kind="data", seed=seed))
+                before = evaluate(net, test)["accuracy"]
+                acc = train_eval(net, train, test, ft_epochs)
+            secs = time.perf_counter() - t
+            params = parameter_count(net)
+            params_idx = parameter_count(net, count_permutations=True)
+            nbytes = permuted_bytes(net)
+            row = {"kind": kind, "G": G, "accuracy": acc, "before_finetune": before,
+                   "parameters": params, "reduction": dense_params / params,
+                   "parameters_with_permutations": params_idx,
+                   "reduction_with_permutations": dense_params / params_idx,
+                   "bytes": nbytes, "size_reduction": 4 * dense_params / nbytes,
+                   "seconds": secs}
+            rows.append(row)
+            b = "-" if before is None else f"{100 * before:.2f}%"
+            print(f"| {kind} | {G} | {100 * acc:.2f}% | {100 * (acc - base_acc):+.2f} | {b} | "
+                  f"{params:,} | {row['reduction']:.1f}x | {params_idx:,} | "
+                  f"{row['reduction_with_permutations']:.2f}x | {nbytes:,} | "
+                  f"{row['size_reduction']:.2f}x | {secs:.0f} s |", flush=True)
+    print()
+    for kind in ("seeded", "data"):
+        ok = [r for r in rows if r["kind"] == kind and base_acc - r["accuracy"] <= 0.01]
+        if ok:
+            best = max(ok, key=lambda r: r["reduction"])
+            print(f"- {kind}: largest reduction within 1 point of the dense baseline: "
+                  f"G = {best['G']}, {best['reduction']:.1f}x parameters "
+                  f"({best['reduction_with_permutations']:.2f}x counting permutations), "
+                  f"accuracy {100 * best['accuracy']:.2f}%")
+        else:
+            print(f"- {kind}: no G within 1 point of the dense baseline")
+    return rows
+
+
+def cpu_median(fn, repeats: int) -> float:
+    """Median CPU time of the calling thread per call (1-thread code: robust to other
+    processes competing for the cores, unlike wall time)."""
+    samples = []
+    for _ in range(repeats):
+        t = time.thread_time()
+        fn()
+        samples.append(time.thread_time() - t)
+    return float(np.median(samples))
+
+
+def check(got: np.ndarray, ref: np.ndarray, what: str) -> None:
+    err = np.abs(got - ref).max() / (np.abs(ref).max() + 1e-30)
+    if not err < 1e-4:
+        raise AssertionError(f"{what}: relative error {err:.2e}")
+
+
+def section_speed(repeats: int, size: int = 4096) -> list[dict]:
+    m = n = size
+    N, G = 8, 1
+    torch.manual_seed(0)
+    dense = nn.Linear(n, m)
+    masked = copy.deepcopy(dense)
+    block_mask_(masked, N, seed=0)
+    bd = BlockDiagLinear.from_linear(masked)
+    bd_fmt = bd.to_blockdiag()
+    Wm = bd.dense_weight().numpy().astype(np.float64)
+    perm = PermutedLinear(n, m, groups=G, seed=0)
+    ps_fmt = perm.to_permseq()
+    Wp = perm.weight.detach().numpy().astype(np.float64)
+    rows_perm = ps_fmt.permutations.astype(np.int64)
+    base = perm.base.detach()[0]
+
+    def input_gather(x: torch.Tensor, chunk: int = 64) -> torch.Tensor:
+        """The alternative forward: gather the input per row, one dot product per row."""
+        out = torch.empty(x.shape[0], m)
+        idx = torch.from_numpy(rows_perm)
+        for r0 in range(0, m, chunk):
+            out[:, r0:r0 + chunk] = x[:, idx[r0:r0 + chunk]] @ base
+        return out
+
+    Wd = dense.weight.detach().numpy().astype(np.float64)
+    print(f"\n## Speed: {m}x{n}, 1 thread, median of repeats (load average before: "
+          f"{os.getloadavg()[0]:.1f})\n")
+    print("| batch | method | wall ms | CPU ms | vs dense (wall) | vs dense (CPU) |\n"
+          "|---:|---|---:|---:|---:|---:|")
+    results = []
+    with threads(1), torch.no_grad():
+        for B in (1, 256):
+            x = torch.randn(B, n)
+            X = np.ascontiguousarray(x.numpy().T)
+            xv = X[:, 0].copy()
+            cases = [
+                ("dense nn.Linear", lambda x=x: dense(x), Wd, dense.bias),
+                (f"BlockDiagLinear N={N} (torch.bmm)", lambda x=x: bd(x), Wm, bd.bias),
+                (f"blockdiag format N={N} (numpy)",
+                 (lambda xv=xv: bd_fmt.matvec(xv)) if B == 1 else (lambda X=X: bd_fmt.matmul(X)),
+                 Wm, None),
+                (f"PermutedLinear G={G} (weight gather + F.linear)", lambda x=x: perm(x), Wp,
+                 perm.bias),
+                (f"PermutedLinear G={G} input gather per row", lambda x=x: input_gather(x), Wp,
+                 None),
+                (f"permseq format G={G} (numba)",
+                 (lambda xv=xv: ps_fmt.matvec(xv)) if B == 1 else (lambda X=X: ps_fmt.matmul(X)),
+                 Wp, None),
+            ]
+            base_t = base_c = None
+            for name, fn, W, bias in cases:
+                out = fn()  # (B, m) tensor, or the format's (m,) / (m, B) array
+                if isinstance(out, torch.Tensor):
+                    out = out.numpy()
+                else:
+                    out = out.reshape(1, -1) if out.ndim == 1 else out.T
+                ref = (W @ X).T
+                if bias is not None:
+                    ref = ref + bias.detach().numpy().astype(np.float64)
+                check(out, ref, f"{name}, batch {B}")
+                slow = "input gather" in name and B > 1
+                st = time_call(fn, repeats=2 if slow else repeats, warmup=0 if slow else 3,
+                               max_total_s=20)
+                cpu = cpu_median(fn, 2 if slow else repeats)
+                base_t, base_c = base_t or st.median, base_c or cpu
+                results.append({"batch": B, "method": name, "wall_s": st.median, "cpu_s": cpu,
+                                "speedup_wall": base_t / st.median, "speedup_cpu": base_c / cpu})
+                print(f"| {B} | {name} | {1e3 * st.median:.3f} | {1e3 * cpu:.3f} | "
+                      f"{base_t / st.median:.2f}x | {base_c / cpu:.2f}x |", flush=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f} (2-core machine shared with other "
+          "agents; timings under contention)")
+    return results
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sections", default="counts,mpd,permuted,speed")
+    ap.add_argument("--epochs", type=int, default=10, help="training epochs from scratch")
+    ap.add_argument("--finetune-epochs", type=int, default=3,
+                    help="fine-tuning epochs after a data-derived conversion")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--size", type=int, default=4096, help="speed: the layer is size x size")
+    ap.add_argument("--json", help="write all results to this file")
+    args = ap.parse_args()
+    sections = set(args.sections.split(","))
+    torch.set_num_threads(1)
+    out: dict = {"args": vars(args)}
+    if "counts" in sections:
+        out["counts"] = section_counts()
+    if sections & {"mpd", "permuted"}:
+        train, test = load_dataset("fashion-mnist")
+        trained, base_acc = baseline(train, test, args.epochs, args.seed)
+        out["baseline_accuracy"] = base_acc
+        if "mpd" in sections:
+            out["mpd"] = section_mpd(train, test, args.epochs, args.seed, base_acc)
+        if "permuted" in sections:
+            out["permuted"] = section_permuted(train, test, args.epochs, args.finetune_epochs,
+                                               args.seed, trained, base_acc)
+    if "speed" in sections:
+        out["speed"] = section_speed(args.repeats, args.size)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
