@@ -184,7 +184,7 @@ def _convert_layer(name: str, m: nn.Module, policy: str, storage: str, cols: int
             if storage == "archive" or total < sizes[fid]:
                 archives = encoded
         elif storage == "archive":
-            reason += " (archive not applicable: too many distinct values)"
+            reason += " (no archive: matrix too large or its codebook outweighs its values)"
     bias = m.bias.detach().cpu() if m.bias is not None else None
     if isinstance(m, nn.Linear):
         layer: nn.Module = CompactLinear(chosen[0], bias)
