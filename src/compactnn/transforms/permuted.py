@@ -231,6 +231,7 @@ def _reseed_after_load(module: PermutedLinear, incompatible_keys) -> None:
     s = int(module.perm_seed)
     if module.seed is not None and s != module.seed:
         if s < 0:
+            module.perm_seed.fill_(module.seed)
             raise ValueError("state dict holds a data-derived PermutedLinear; load it into "
                              "a layer built with PermutedLinear.from_linear")
         module._set_seeded(s)
