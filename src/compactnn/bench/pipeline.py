@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-__all__ = ["RECIPES", "Row", "model_kwargs", "dense_file_bytes", "save_checkpoint",
+__all__ = ["RECIPES", "Row", "model_kwargs", "dense_file_bytes", "compact_bytes",
+           "save_checkpoint",
            "load_checkpoint", "compare", "predictions_agree", "format_rows"]
 
 # Recipes used by the demo and the end-to-end benchmark (compactnn.transforms format).
@@ -41,6 +42,15 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
         {"method": "finetune", "epochs": 1, "lr": 5e-4},
         {"method": "cws", "k": 16},
         {"method": "finetune", "epochs": 1, "lr": 1e-4},
+    ],
+    # the demo's fallback: 45x fewer images, so more epochs, and per-layer pruning (with
+    # 64 inputs, global magnitude pruning would empty the 300x100 layer)
+    "demo-digits": [
+        {"method": "prune", "p": 90, "scope": "layer", "schedule": [50, 75],
+         "finetune": {"epochs": 10, "lr": 1e-3}, "overrides": {"5": {"p": 60}}},
+        {"method": "finetune", "epochs": 10, "lr": 5e-4},
+        {"method": "cws", "k": 16},
+        {"method": "finetune", "epochs": 5, "lr": 1e-4},
     ],
 }
 
@@ -81,6 +91,16 @@ def dense_file_bytes(model: nn.Module) -> int:
     state = {k: v.detach().to(torch.float32).contiguous() if v.is_floating_point()
              else v.detach().contiguous() for k, v in model.state_dict().items()}
     return len(save(state))
+
+
+def compact_bytes(model: nn.Module) -> int:
+    """Bytes a compact model's file would have (``save`` to memory, nothing written)."""
+    import tempfile
+
+    from compactnn.io import save
+
+    with tempfile.TemporaryDirectory() as d:
+        return save(model, os.path.join(d, "m.cnn"), zoo=getattr(model, "zoo_spec", None))
 
 
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, name: str,

@@ -60,7 +60,7 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
     from compactnn import load, save, to_compact, train, zoo
     from compactnn.bench import pipeline, threads
     from compactnn.io import inspect
-    from compactnn.report import collect, write_report
+    from compactnn.report import Point, collect, write_report
     from compactnn.transforms import Recipe, compress_
 
     if epochs < 1:
@@ -74,6 +74,8 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
     _say(f"    {dataset}: {len(tr)} training and {len(te)} test images "
          f"{tuple(tr.tensors[0].shape[1:])}")
 
+    if dataset == "digits":
+        epochs *= 10  # 1347 training images instead of 60000
     _say(f"2/7 train LeNet-300-100 for {epochs} epoch(s)")
     kwargs = pipeline.model_kwargs("lenet300", tr)
     torch.manual_seed(0)
@@ -88,18 +90,30 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
     _say(f"    baseline accuracy {100 * base_metrics['accuracy']:.2f}%, "
          f"float32 file {baseline} bytes")
 
-    _say("3/7 prune + weight-share with fine-tuning")
-    recipe = Recipe.from_list(pipeline.RECIPES["demo"])
-    report = compress_(model, recipe, tr, te, progress=True)
+    _say("3/7 prune, then weight-share, with fine-tuning")
+    steps = pipeline.RECIPES["demo-digits" if dataset == "digits" else "demo"]
+    split = next(i for i, st in enumerate(steps) if st["method"] in ("cws", "pws", "uq", "ecsq"))
+    points = []
+    for label, part, bake in (("pruned", steps[:split], False),
+                              ("pruned + shared", steps[split:], True)):
+        report = compress_(model, Recipe.from_list(part), tr, te, bake=bake, progress=True)
+        acc = train.evaluate(model, te)["accuracy"]
+        nbytes = pipeline.compact_bytes(to_compact(model, "smallest"))
+        points.append(Point(f"{label} (compact file)", nbytes, acc))
+        _say(f"    {label}: accuracy {100 * acc:.2f}%, compact file {nbytes} bytes")
     _say("    " + report.table().replace("\n", "\n    "))
 
     _say("4/7 convert with policy 'smallest' and save")
     cm = to_compact(model, "smallest", progress=True)
     path = os.path.join(out, "model.cnn")
-    meta = {"dataset": dataset, "metrics": train.evaluate(model, te),
-            "baseline_metrics": base_metrics, "dense_bytes": baseline,
-            "recipe": recipe.to_list()}
+    metrics = train.evaluate(model, te)
+    meta = {"dataset": dataset, "accuracy": round(metrics["accuracy"], 5),
+            "baseline_accuracy": round(base_metrics["accuracy"], 5), "dense_bytes": baseline}
     size = save(cm, path, zoo=("lenet300", kwargs), metadata=meta)
+    with threads(n_threads):
+        fast = to_compact(model, "fastest", example_input=te.tensors[0][:1])
+    fast_path = os.path.join(out, "model_fastest.cnn")
+    fast_size = save(fast, fast_path, zoo=("lenet300", kwargs), metadata=meta)
 
     _say("5/7 reload from the file and evaluate")
     back = load(path)
@@ -111,7 +125,9 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
     _say("6/7 baseline vs compact")
     with threads(n_threads):
         rows = pipeline.compare([("baseline float32", base_model, baseline),
-                                 ("compact file", back, size)], te, (1, 256))
+                                 ("compact (smallest)", back, size),
+                                 ("compact (fastest)", load(fast_path), fast_size)],
+                                te, (1, 256))
     table = pipeline.format_rows(rows)
     _say(table)
 
@@ -119,10 +135,12 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
     with threads(n_threads):
         data = collect(path, te, baseline=base_model, baseline_bytes=baseline,
                        title=f"compactnn demo: LeNet-300-100 on {dataset}")
+    data.points += points[:1]
     write_report(data, os.path.join(out, "report.html"))
     elapsed = time.perf_counter() - t_start
     _say(f"wrote {out}/baseline.safetensors, {out}/model.cnn ({size} bytes, "
-         f"{baseline / size:.1f}x smaller), {out}/report.html in {elapsed:.0f} s")
+         f"{baseline / size:.1f}x smaller), {out}/model_fastest.cnn ({fast_size} bytes), "
+         f"{out}/report.html in {elapsed:.0f} s")
     sys.stdout.flush()
     return {"dataset": dataset, "rows": rows, "file_bytes": size, "baseline_bytes": baseline,
             "agree": (same, total), "seconds": elapsed}

@@ -127,7 +127,8 @@ def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
             rows.insert(0, ("baseline (float32)", baseline, baseline_bytes))
         ref = rows[0][2]
         for label, net, nbytes in rows:
-            row: dict[str, Any] = {"model": label, metric: evaluate(net, test)[metric],
+            row: dict[str, Any] = {"model": label,
+                                   metric: round(evaluate(net, test)[metric], 5),
                                    "bytes": nbytes}
             row["ratio"] = round(ref / nbytes, 2) if ref and nbytes else None
             for b in batch_sizes:
@@ -172,7 +173,8 @@ def _bars(data: dict[str, dict[str, float]], ylabel: str, title: str, log: bool)
     width = 0.8 / max(len(keys), 1)
     for i, k in enumerate(keys):
         vals = [data[layer].get(k, np.nan) for layer in layers]
-        ax.bar(np.arange(len(layers)) + i * width, vals, width, label=k)
+        ax.bar(np.arange(len(layers)) + i * width, vals, width, label=k,
+               color=plt.cm.tab20(i % 20))
     ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2)
     ax.set_xticklabels([f"layer {n}" for n in layers])
     if log:
