@@ -180,8 +180,11 @@ def _convert_layer(name: str, m: nn.Module, policy: str, storage: str, cols: int
     if storage != "raw":
         encoded = [archive.encode(W) for W in mats]
         if all(a is not None for a in encoded):
-            total = sum(a.nbytes for a in encoded)  # type: ignore[union-attr]
-            if storage == "archive" or total < sizes[fid]:
+            arrays = formats.get(fid).arrays
+            raw_cost = sizes[fid] + len(mats) * sum(_entry_bytes(name, a) for a in arrays)
+            archive_cost = sum(a.nbytes + _entry_bytes(name, "archive")  # type: ignore[union-attr]
+                               for a in encoded)
+            if storage == "archive" or archive_cost < raw_cost:
                 archives = encoded
         elif storage == "archive":
             reason += " (no archive: matrix too large or its codebook outweighs its values)"
@@ -202,6 +205,14 @@ def _convert_layer(name: str, m: nn.Module, policy: str, storage: str, cols: int
         energy_pj=energies[fid], reason=reason, candidates=sizes, times=times,
     )
     return layer
+
+
+def _entry_bytes(layer: str, array: str) -> int:
+    """Approximate header bytes one stored tensor costs in a file: its safetensors entry
+    (``"<layer>.weight.<array>":{"dtype":"U8","shape":[n],"data_offsets":[a,b]},``) and
+    its escaped checksum in the description (``\\"<name>\\":\\"<crc32>\\",``)."""
+    name = len(f"{layer}.weight.{array}")
+    return (name + 60) + (name + 18)
 
 
 def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
