@@ -23,18 +23,18 @@ __all__ = ["RECIPES", "Row", "model_kwargs", "dense_file_bytes", "compact_bytes"
 # Recipes used by the demo and the end-to-end benchmark (compactnn.transforms format).
 RECIPES: dict[str, list[dict[str, Any]]] = {
     "lenet300": [
-        {"method": "prune", "p": 95, "scope": "global", "schedule": [60, 80, 90, 93],
-         "finetune": {"epochs": 2, "lr": 1e-3}},
-        {"method": "finetune", "epochs": 4, "lr": 5e-4},
+        {"method": "prune", "p": 94, "scope": "global", "schedule": [50, 70, 80, 87, 91, 93],
+         "finetune": {"epochs": 2, "lr": 1e-3, "weight_decay": 1e-4}},
+        {"method": "finetune", "epochs": 8, "lr": 1e-3, "weight_decay": 1e-4},
         {"method": "cws", "k": 16},
-        {"method": "finetune", "epochs": 3, "lr": 1e-4},
+        {"method": "finetune", "epochs": 3, "lr": 1e-4, "weight_decay": 1e-4},
     ],
     "lenet5": [
-        {"method": "prune", "p": 95, "scope": "global", "schedule": [60, 80, 90],
-         "finetune": {"epochs": 1, "lr": 1e-3}},
-        {"method": "finetune", "epochs": 3, "lr": 5e-4},
+        {"method": "prune", "p": 93, "scope": "global", "schedule": [60, 80, 90],
+         "finetune": {"epochs": 1, "lr": 1e-3, "weight_decay": 1e-4}},
+        {"method": "finetune", "epochs": 3, "lr": 5e-4, "weight_decay": 1e-4},
         {"method": "cws", "k": 16},
-        {"method": "finetune", "epochs": 2, "lr": 1e-4},
+        {"method": "finetune", "epochs": 2, "lr": 1e-4, "weight_decay": 1e-4},
     ],
     "demo": [
         {"method": "prune", "p": 94, "scope": "global", "schedule": [70, 88],
