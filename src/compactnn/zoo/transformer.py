@@ -447,22 +447,33 @@ def encode(model: SentenceEncoder, sentences: Sequence[str], batch_size: int = 3
 
 class _PackedInput(nn.Module):
     """``(batch, 2, length)`` int64 input (ids, attention mask) -> the encoder's embeddings,
-    trimmed to the longest sentence of the batch (so ``fit`` can shuffle one tensor)."""
+    trimmed to the longest sentence of the batch (so ``fit`` can shuffle one tensor).
+    With ``dropout=False`` the encoder stays in eval mode when ``fit`` calls ``train()``
+    (gradients still flow; only dropout is off)."""
 
-    def __init__(self, encoder: nn.Module) -> None:
+    def __init__(self, encoder: nn.Module, dropout: bool = False) -> None:
         super().__init__()
         self.encoder = encoder
+        self.dropout = dropout
+
+    def train(self, mode: bool = True) -> _PackedInput:
+        super().train(mode)
+        if not self.dropout:
+            self.encoder.eval()
+        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         length = int(x[:, 1].sum(dim=1).max())
         return self.encoder(x[:, 0, :length], x[:, 1, :length])
 
 
-def distillation_model(student: nn.Module) -> nn.Module:
+def distillation_model(student: nn.Module, dropout: bool = False) -> nn.Module:
     """A view of ``student`` (same parameters) that takes the single input tensor of
     :func:`distillation_dataset`, for ``compactnn.train.fit`` / ``compactnn.compress_``
-    (its layer names gain the prefix ``encoder.``)."""
-    return _PackedInput(student)
+    (its layer names gain the prefix ``encoder.``). **[choice]** By default the student
+    trains without dropout, so it sees the same deterministic forward as the teacher
+    whose embeddings it matches."""
+    return _PackedInput(student, dropout)
 
 
 def distillation_dataset(model: SentenceEncoder, sentences: Sequence[str],

@@ -1,0 +1,341 @@
+"""all-MiniLM-L6-v2 end to end: compress, convert, save, reload, encode, measure.
+
+For every (sparsity p, shared values k) of the grid, starting from the pretrained
+sentence-transformers/all-MiniLM-L6-v2 (``compactnn.zoo.transformer.load_minilm``):
+
+1. recipe on the 36 ``nn.Linear`` layers: magnitude pruning to p % per layer (skipped for
+   p = 0), then CWS (k-means weight sharing, k values per layer over the non-zero
+   weights); optionally a ``finetune`` step that distils the original model's
+   sentence embeddings of the generated training sentences (``--distill``);
+2. the word-embedding table (30522 x 384) weight-shared with ``--embedding-k`` values and
+   packed (``PackedEmbedding``: fixed-width codes, rows decoded at lookup);
+3. ``to_compact(policy)`` with ``storage="auto"`` (each layer's arrays as they are or
+   as an entropy-coded archive, whichever is smaller), ``compactnn.save``, then
+   ``compactnn.load`` (rebuilt from the JSON description alone) and ``encode`` of 500
+   held-out sentences through the compact layers;
+4. quality against the original model's embeddings: mean / min cosine, top-1 / top-5
+   nearest-neighbour overlap; sizes: Linear weights as stored vs float32, whole file vs
+   the original ``model.safetensors``.
+
+Then the encode throughput at batch 32 on 1 thread (torch, numba and BLAS pinned) of
+the dense model and of the chosen configuration under several conversion policies.
+
+Rows are cached in ``--cache`` (JSON), so an interrupted run resumes. Prints markdown
+and writes ``--out`` (markdown) and ``--plot`` (PNG).
+
+Per-layer-type k (``--mixed``, ``k = mix``): 8 values for query/key, 16 for
+value/attention-output, 12 for the feed-forward layers (the least sensitive layers get
+the fewest values; sensitivities measured one layer type at a time).
+
+Usage: python benchmarks/minilm.py [--quick] [--sparsities 0,30,50] [--ks 8,16,32]
+       [--mixed 0] [--distill 0:16,0:mix] [--headline 0:mix] [--embedding-k 15] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from compactnn import load, save, to_compact
+from compactnn.bench import threads
+from compactnn.bench.embeddings import embedding_quality, encode_throughput
+from compactnn.io import inspect
+from compactnn.zoo import transformer as T
+from compactnn.zoo.sentences import sentence_split
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# per-layer-type shared values (least sensitive layers get fewest): q,k 8; v,ao 16; FFN 12
+MIXED = [
+    {"method": "cws", "k": 8, "layers": ["*.query", "*.key"]},
+    {"method": "cws", "k": 16, "layers": ["*.value", "*.attention.output.dense"]},
+    {"method": "cws", "k": 12, "layers": ["*.intermediate.dense", "*layer.?.output.dense"]},
+]
+MIXED_LABEL = "8/16/12"
+
+
+def _pairs(text: str) -> list[tuple[float, int | str]]:
+    out: list[tuple[float, int | str]] = []
+    for part in filter(None, text.split(",")):
+        p, k = part.split(":")
+        out.append((float(p), k if k == "mix" else int(k)))
+    return out
+
+
+def _recipe(p: float, k: int | str, distilled: bool, args) -> list[dict]:
+    recipe: list[dict] = [{"method": "prune", "p": p}] if p > 0 else []
+    recipe += MIXED if k == "mix" else [{"method": "cws", "k": k}]
+    if distilled:
+        recipe.append({"method": "finetune", "epochs": args.epochs, "lr": args.lr,
+                       "batch_size": 32})
+    return recipe
+
+
+def _key(p: float, k: int | str, distilled: bool, args) -> str:
+    d = f"d{args.distill_sentences}x{args.epochs}@{args.lr:g}" if distilled else "nod"
+    return f"p{p:g}-k{k}-e{args.embedding_k}-{d}-{args.policy}"
+
+
+def _compressed(pristine: T.SentenceEncoder, p: float, k: int | str, distilled: bool,
+                data: dict, args) -> tuple[T.SentenceEncoder, list[dict], float]:
+    model = copy.deepcopy(pristine)
+    recipe = _recipe(p, k, distilled, args)
+    n = args.distill_sentences
+    t0 = time.perf_counter()
+    T.compress_minilm_(model, recipe, data["train"][:n], teacher=data["teacher"][:n],
+                       embedding_k=args.embedding_k)
+    return model, recipe, time.perf_counter() - t0
+
+
+def run_row(pristine: T.SentenceEncoder, p: float, k: int | str, distilled: bool, data: dict,
+            args, folder: str) -> dict:
+    model, recipe, t_compress = _compressed(pristine, p, k, distilled, data, args)
+    t0 = time.perf_counter()
+    cm = to_compact(model, args.policy, storage="auto")
+    t_convert = time.perf_counter() - t0
+    path = os.path.join(folder, "minilm.cnn")
+    size = save(cm, path, metadata={"recipe": recipe, "embedding_k": args.embedding_k})
+    t0 = time.perf_counter()
+    back = load(path)
+    t_load = time.perf_counter() - t0
+    emb = T.encode(back, data["held"])
+    q = embedding_quality(data["ref"], emb)
+    info = inspect(path)
+    weights = sum(li.weights for li in info.layers)
+    linear = sum(li.stored_bytes for li in info.layers)
+    packed = back.bert.embeddings.word_embeddings
+    formats = sorted({f"{li.storage}->{li.format}" if li.storage == "archive" else li.format
+                      for li in info.layers})
+    return {
+        "p": p, "k": MIXED_LABEL if k == "mix" else k, "distilled": distilled,
+        "embedding_k": args.embedding_k, "policy": args.policy, "recipe": recipe,
+        "weights": weights, "linear_bytes": linear, "linear_ratio": 4 * weights / linear,
+        "linear_bits": 8 * linear / weights,
+        "embedding_bytes": int(packed.nbytes), "embedding_bits": int(packed.bits),
+        "file_bytes": size, "file_ratio": data["original_bytes"] / size,
+        "formats": formats, **q,
+        "t_compress": t_compress, "t_convert": t_convert, "t_load": t_load,
+    }
+
+
+def throughput(pristine: T.SentenceEncoder, p: float, k: int | str, data: dict,
+               args) -> list[dict]:
+    """Dense vs compact encode throughput (batch 32, 1 thread) for several policies. The
+    model is compressed without distillation: it changes values, not the structure the
+    kernels see (zeros, number of distinct values)."""
+    model, _, _ = _compressed(pristine, p, k, False, data, args)
+    sents = data["held"][:args.bench_sentences]
+    tokens = T.tokenize(pristine, sents)["attention_mask"].sum(1).float().mean().item()
+    cols = int(round(args.batch_size * tokens))
+    rows = []
+    with threads(1):
+        dense = encode_throughput(pristine, sents, args.batch_size, args.repeats)
+        rows.append({"model": "dense float32 (original)", "policy": "-",
+                     "sent_per_s": dense})
+        rows.append({"model": "compressed, dense float32 weights (nn.Linear)", "policy": "-",
+                     "sent_per_s": encode_throughput(model, sents, args.batch_size,
+                                                     args.repeats)})
+        for policy in args.bench_policies.split(","):
+            cm = to_compact(model, policy, storage="auto", batch_size=cols)
+            counts: dict[str, int] = {}
+            for r in _records(cm):
+                counts[r.format] = counts.get(r.format, 0) + 1
+            fmts = ", ".join(f"{f} x{c}" for f, c in sorted(counts.items()))
+            rate = encode_throughput(cm, sents, args.batch_size, args.repeats)
+            rows.append({"model": f"compact ({fmts})", "policy": policy, "sent_per_s": rate})
+    for r in rows:
+        r["slowdown"] = dense / r["sent_per_s"]
+        r["columns"] = cols
+    return rows
+
+
+def _records(model):
+    from compactnn.nn import layer_records
+
+    return layer_records(model)
+
+
+def plot(rows: list[dict], path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ks = sorted({r["k"] for r in rows}, key=str)
+    colors = dict(zip(ks, plt.cm.viridis(np.linspace(0, 0.85, len(ks))), strict=True))
+    for k in ks:
+        for distilled, marker, style in ((False, "o", "-"), (True, "*", "--")):
+            sel = sorted((r for r in rows if r["k"] == k and r["distilled"] == distilled),
+                         key=lambda r: r["p"])
+            if not sel:
+                continue
+            ax.plot([r["linear_ratio"] for r in sel], [r["cosine_mean"] for r in sel],
+                    style, marker=marker, color=colors[k], ms=9 if distilled else 5,
+                    label=f"k={k}" + (" + distillation" if distilled else ""))
+            for r in sel:
+                ax.annotate(f"{r['p']:g}%", (r["linear_ratio"], r["cosine_mean"]),
+                            textcoords="offset points", xytext=(4, -10), fontsize=7)
+    ax.axhline(0.98, color="grey", lw=0.8, ls=":")
+    ax.axvline(10, color="grey", lw=0.8, ls=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("Linear weights: float32 bytes / stored bytes")
+    ax.set_ylabel("mean cosine to the original embeddings (500 held-out)")
+    ax.set_title("all-MiniLM-L6-v2: pruning % (labels) + CWS with k values per layer")
+    ax.legend(fontsize=8, loc="lower left")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def quality_table(rows: list[dict]) -> str:
+    head = ("| prune % | k | distilled | Linear bytes | Linear x | bits/w | file bytes | "
+            "file x | cos mean | cos min | top-1 | top-5 | stored as |\n"
+            "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|\n")
+    lines = [f"| {r['p']:g} | {r['k']} | {'yes' if r['distilled'] else 'no'} | "
+             f"{r['linear_bytes']:,} | {r['linear_ratio']:.1f} | {r['linear_bits']:.2f} | "
+             f"{r['file_bytes']:,} | {r['file_ratio']:.1f} | {r['cosine_mean']:.4f} | "
+             f"{r['cosine_min']:.3f} | {r['top1']:.3f} | {r['top5']:.3f} | "
+             f"{', '.join(r['formats'])} |"
+             for r in sorted(rows, key=lambda r: (r["distilled"], str(r["k"]), r["p"]))]
+    return head + "\n".join(lines) + "\n"
+
+
+def speed_table(rows: list[dict]) -> str:
+    head = ("| model | policy | sentences/s | time vs dense |\n|:---|:---|---:|---:|\n")
+    return head + "\n".join(f"| {r['model']} | {r['policy']} | {r['sent_per_s']:.1f} | "
+                            f"{r['slowdown']:.2f}x |" for r in rows) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sparsities", default="0,30,50,70,90")
+    ap.add_argument("--ks", default="8,16,32")
+    ap.add_argument("--mixed", default="0", help="sparsities of extra rows with per-layer-type "
+                    f"k {MIXED_LABEL} (q,k / v,attention-out / FFN); '' for none")
+    ap.add_argument("--distill", default="0:16,0:32,50:32,0:mix",
+                    help="p:k points that also run with distillation (k may be 'mix')")
+    ap.add_argument("--headline", default="0:mix",
+                    help="p:k configuration of the throughput table")
+    ap.add_argument("--embedding-k", type=int, default=15,
+                    help="shared values of the word embeddings (15 + the table's exact "
+                    "zeros = 16 values = 4-bit codes)")
+    ap.add_argument("--policy", default="csr", help="to_compact policy of the quality grid")
+    ap.add_argument("--bench-policies", default="csr,index_map,smallest,fastest")
+    ap.add_argument("--distill-sentences", type=int, default=3000)
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--held-out", type=int, default=500)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--bench-sentences", type=int, default=256)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--quick", action="store_true",
+                    help="tiny run: p in {0, 50}, k=16, 200 distillation sentences")
+    ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(),
+                                                    "compactnn-minilm.json"))
+    ap.add_argument("--out", default=str(ROOT / "docs/results/minilm.md"))
+    ap.add_argument("--plot", default=str(ROOT / "docs/results/minilm_size_vs_cosine.png"),
+                    help="PNG to write (same folder as --out for the markdown link)")
+    ap.add_argument("--no-speed", action="store_true")
+    args = ap.parse_args(argv)
+    if args.quick:
+        args.sparsities, args.ks, args.distill = "0,50", "16", "0:mix"
+        args.distill_sentences, args.held_out, args.headline = 200, 100, "0:mix"
+        args.bench_sentences, args.repeats = 64, 1
+        args.cache = os.path.join(tempfile.gettempdir(), "compactnn-minilm-quick.json")
+        if args.out == ap.get_default("out"):
+            args.out = os.path.join(tempfile.gettempdir(), "minilm-quick.md")
+            args.plot = os.path.join(tempfile.gettempdir(), "minilm-quick.png")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+
+    train, held = sentence_split(max(args.distill_sentences, 1), args.held_out, seed=0)
+    pristine = T.load_minilm()
+    original = os.path.getsize(T.model_dir() / "model.safetensors")
+    print(f"encoding {len(held)} held-out and {len(train)} training sentences "
+          "with the original model ...", flush=True)
+    data = {"train": train, "held": held, "original_bytes": original,
+            "ref": T.encode(pristine, held), "teacher": T.encode(pristine, train)}
+
+    cache: dict = {}
+    if os.path.exists(args.cache):
+        with open(args.cache) as f:
+            cache = json.load(f)
+    grid = [(float(p), int(k), False) for p in args.sparsities.split(",")
+            for k in args.ks.split(",")]
+    grid += [(float(p), "mix", False) for p in filter(None, args.mixed.split(","))]
+    grid += [(p, k, True) for p, k in _pairs(args.distill)]
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for p, k, d in grid:
+            key = _key(p, k, d, args)
+            if key not in cache:
+                print(f"  p={p:g}% k={k} distilled={d} ...", flush=True)
+                cache[key] = run_row(pristine, p, k, d, data, args, folder)
+                with open(args.cache, "w") as f:
+                    json.dump(cache, f, indent=1)
+            rows.append(cache[key])
+            r = cache[key]
+            print(f"    Linear {r['linear_ratio']:.1f}x, file {r['file_ratio']:.1f}x, "
+                  f"cos {r['cosine_mean']:.4f}, top1 {r['top1']:.3f}, top5 {r['top5']:.3f}",
+                  flush=True)
+    qtab = quality_table(rows)
+    print("\n" + qtab)
+    speed = ""
+    if not args.no_speed:
+        (hp, hk), = _pairs(args.headline)
+        srows = throughput(pristine, hp, hk, data, args)
+        speed = speed_table(srows)
+        print(speed)
+        speed_note = (f"Configuration p={hp:g}%, k={MIXED_LABEL if hk == 'mix' else hk} "
+                      f"(not distilled: same structure); {args.bench_sentences} held-out "
+                      f"sentences, batch {args.batch_size} (~{srows[0]['columns']} token "
+                      f"columns per product), median of {args.repeats} runs, 1 thread.")
+        print(speed_note)
+    if args.out:
+        cmd = "python benchmarks/minilm.py " + " ".join(argv if argv is not None
+                                                        else sys.argv[1:])
+        text = [
+            "# all-MiniLM-L6-v2 compressed end to end\n",
+            f"Command: `{cmd.strip()}`  ",
+            f"Machine: {platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores shared with other jobs (timings are contended); "
+            f"torch {torch.__version__}.\n",
+            f"Original `model.safetensors`: {original:,} bytes (float32, incl. the unused "
+            f"pooler). Linear weights: 36 layers, {rows[0]['weights']:,} weights "
+            f"({4 * rows[0]['weights']:,} bytes as float32; \"Linear bytes\" counts the "
+            "stored weight arrays, the 0.1 MB of float32 biases are in the file size). "
+            f"Word embeddings shared with k={args.embedding_k} and packed to "
+            f"{rows[0]['embedding_bits']}-bit codes "
+            f"({rows[0]['embedding_bytes']:,} bytes). Distillation: "
+            f"{args.distill_sentences} generated sentences, {args.epochs} epoch(s), Adam "
+            f"lr {args.lr:g}, batch 32. Quality: {len(held)} held-out generated sentences, "
+            "compact file reloaded with `compactnn.load` and encoded through the compact "
+            f"layers (runtime policy `{args.policy}`, storage `auto`).\n",
+            "## Size vs quality\n", qtab,
+            f"![size vs cosine]({os.path.basename(args.plot)})\n",
+        ]
+        if speed:
+            text += ["## Encode throughput\n", speed, speed_note + "\n"]
+        with open(args.out, "w") as f:
+            f.write("\n".join(text))
+        print(f"wrote {args.out}")
+    if args.plot:
+        plot(rows, args.plot)
+        print(f"wrote {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
