@@ -119,3 +119,19 @@ def test_no_gradient_and_float64_input():
     y = layer(x)
     assert y.dtype == torch.float32 and not y.requires_grad
     close(y, ref(x.float()).detach())
+
+
+def test_bias_changes_are_seen():
+    import copy
+
+    layer = CompactLinear(formats.get("dense").from_dense(np.eye(3, dtype=np.float32)),
+                          torch.zeros(3))
+    x = torch.ones(1, 3)
+    assert layer(x).tolist() == [[1.0, 1.0, 1.0]]
+    layer.load_state_dict({"bias": torch.ones(3)})  # in place
+    assert layer(x).tolist() == [[2.0, 2.0, 2.0]]
+    layer.bias = torch.full((3,), 5.0)  # replaced
+    assert layer(torch.ones(2, 3)).tolist() == [[6.0] * 3] * 2
+    twin = copy.deepcopy(layer)
+    twin.bias.fill_(7.0)
+    assert twin(x).tolist() == [[8.0] * 3] and layer(x).tolist() == [[6.0] * 3]

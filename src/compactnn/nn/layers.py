@@ -111,8 +111,22 @@ class _CompactBase(nn.Module):
             if bias.numel() != out_features:
                 raise ValueError(f"bias has {bias.numel()} entries, expected {out_features}")
         self.register_buffer("bias", bias)
+        self._bias_src: torch.Tensor | None = None
+        self._bias_ptr = 0
+        self._bias_np: np.ndarray | None = None
         self.record = None
         self.archives = None
+
+    def _bias_array(self) -> np.ndarray | None:
+        """The bias as a numpy view of the buffer, cached while the buffer and its memory
+        stay the same (copies and replaced buffers get a fresh view)."""
+        b = self._buffers["bias"]
+        if b is None:
+            return None
+        if b is not self._bias_src or b.data_ptr() != self._bias_ptr:
+            self._bias_src, self._bias_ptr = b, b.data_ptr()
+            self._bias_np = b.detach().numpy()
+        return self._bias_np
 
     @property
     def format_id(self) -> str:
@@ -160,7 +174,7 @@ class CompactLinear(_CompactBase):
             )
         n, m = self.in_features, self.out_features
         X = (x if x.dim() == 2 else x.reshape(-1, n)).numpy()
-        bias = self._buffers["bias"]
+        bias = self._bias_array()
         if X.shape[0] == 1:  # batch 1: one matvec on the row, no transposes
             Y = np.empty((1, m), np.float32)
             if m:
@@ -168,7 +182,7 @@ class CompactLinear(_CompactBase):
         else:
             Y = _product(self.matrices[0], np.ascontiguousarray(X.T)).T
         if bias is not None:
-            np.add(Y, bias.numpy(), out=Y)
+            np.add(Y, bias, out=Y)
         y = torch.from_numpy(Y)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], m)
 
