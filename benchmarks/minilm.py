@@ -56,12 +56,7 @@ from compactnn.zoo.sentences import sentence_split
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# per-layer-type shared values (least sensitive layers get fewest): q,k 8; v,ao 16; FFN 12
-MIXED = [
-    {"method": "cws", "k": 8, "layers": ["*.query", "*.key"]},
-    {"method": "cws", "k": 16, "layers": ["*.value", "*.attention.output.dense"]},
-    {"method": "cws", "k": 12, "layers": ["*.intermediate.dense", "*layer.?.output.dense"]},
-]
+MIXED = T.MIXED_SHARING  # per-layer-type k: q,k 8; v,ao 16; FFN 12
 MIXED_LABEL = "8/16/12"
 
 

