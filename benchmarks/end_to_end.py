@@ -3,10 +3,11 @@ compact file that is loaded and run.
 
 For each model: train a dense baseline, compress it with the recipe in
 ``compactnn.bench.pipeline.RECIPES`` (magnitude pruning with fine-tuning, k-means weight
-sharing, fine-tuning), convert it with policies ``smallest`` and ``fastest`` (storage
-``auto``: archive streams where smaller, decoded at load) and with policy ``smallest``
-and storage ``raw`` (every layer stored in its runtime format), save, reload from the
-file and measure, all in this process:
+sharing, fine-tuning), convert it with policies ``smallest``, ``fastest`` and
+``fastest`` among the compact formats only (no ``dense``), all with storage ``auto``
+(archive streams where smaller, decoded at load), and with policy ``smallest`` and
+storage ``raw`` (every layer stored in its runtime format), save, reload from the file
+and measure, all in this process:
 
 - file bytes vs the float32 safetensors state dict (everything counted: biases,
   headers, tables), per layer: runtime format, whether it is stored raw (runs as
@@ -35,14 +36,18 @@ from pathlib import Path
 
 import torch
 
-from compactnn import load, save, to_compact, train, zoo
+from compactnn import formats, load, save, to_compact, train, zoo
 from compactnn.bench import pipeline, threads
 from compactnn.io import inspect
 from compactnn.transforms import Recipe, compress_
 
 TARGETS = {"lenet300": 50.0, "lenet5": 40.0}
 MAX_LOSS_POINTS = 0.5
-CONVERSIONS = (("smallest", "auto"), ("fastest", "auto"), ("smallest", "raw"))
+# (label, policy, storage, candidate formats: None = all registered)
+CONVERSIONS = (("smallest/auto", "smallest", "auto", None),
+               ("fastest/auto", "fastest", "auto", None),
+               ("fastest-compact/auto", "fastest", "auto", "no-dense"),
+               ("smallest/raw", "smallest", "raw", None))
 
 
 def log(msg: str) -> None:
@@ -92,13 +97,14 @@ def run(name: str, tr, te, args, work: Path) -> dict:
                  "constrained_accuracy": train.evaluate(constrained, te)["accuracy"],
                  "recipe": pipeline.RECIPES[name], "files": {}}
     models = [("dense torch baseline", base, dense_bytes)]
-    for policy, storage in CONVERSIONS:
-        key = f"{policy}/{storage}"
+    for key, policy, storage, only in CONVERSIONS:
+        fids = [f for f in formats.available() if f != "dense"] if only == "no-dense" else None
         t = time.perf_counter()
         with threads(args.threads):  # 'fastest' times the kernels as they will run
-            cm = to_compact(constrained, policy, storage=storage, example_input=x[:1])
+            cm = to_compact(constrained, policy, storage=storage, example_input=x[:1],
+                            candidates=fids)
         convert_s = time.perf_counter() - t
-        path = work / f"{name}_{policy}_{storage}.cnn"
+        path = work / f"{name}_{key.replace('/', '_')}.cnn"
         size = save(cm, path, zoo=(name, kwargs))
         t = time.perf_counter()
         back = load(path)
@@ -117,7 +123,7 @@ def run(name: str, tr, te, args, work: Path) -> dict:
                        for li in info.layers],
         }
         if storage == "auto":
-            models.append((f"compact {policy}", back, size))
+            models.append((f"compact {key.split('/')[0]}", back, size))
     with threads(args.threads), torch.no_grad():
         rows = pipeline.compare(models, te, (1, 256), repeats=50)
     out["rows"] = [{"label": r.label, "accuracy": r.metric, "bytes": r.file_bytes,

@@ -152,3 +152,17 @@ def test_attention_projection_is_left_alone():
     assert isinstance(cm.attn.out_proj, nn.Linear) and isinstance(cm.head, CompactLinear)
     x = torch.randn(2, 5, 8)
     torch.testing.assert_close(cm(x), b(x).detach(), rtol=1e-5, atol=1e-5)
+
+
+def test_candidates_restrict_the_choice():
+    m = model()
+    compact_only = [f for f in formats.available() if f != "dense"]
+    cm = to_compact(m, "fastest", example_input=X[:1], candidates=compact_only)
+    for r in layer_records(cm):
+        assert r.format != "dense" and set(r.candidates) <= set(compact_only)
+    cm = to_compact(m, "smallest", candidates=["csr"])
+    assert {r.format for r in layer_records(cm)} == {"csr"}
+    with pytest.raises(ValueError, match="candidates must be registered formats"):
+        to_compact(m, candidates=["nope"])
+    with pytest.raises(ValueError, match="candidates must be registered formats"):
+        to_compact(m, candidates=[])

@@ -144,9 +144,9 @@ def _validate_policy(policy: Policy, names: Iterable[str]) -> None:
 
 
 def _convert_layer(name: str, m: nn.Module, policy: str, storage: str, cols: int | None,
-                   seed: int) -> nn.Module:
+                   seed: int, candidates: list[str]) -> nn.Module:
     mats = _weight_groups(name, m)
-    fids = formats.available() if policy in POLICIES else [policy]
+    fids = candidates if policy in POLICIES else [policy]
     cands: dict[str, list[CompactMatrix]] = {}
     failed: dict[str, str] = {}
     for fid in fids:
@@ -231,6 +231,7 @@ def to_compact(
     inplace: bool = False,
     seed: int = 0,
     progress: bool = False,
+    candidates: Iterable[str] | None = None,
 ) -> nn.Module:
     """Return ``model`` with every ``nn.Linear`` / ``nn.Conv2d`` replaced by a
     ``CompactLinear`` / ``CompactConv2d`` in the format the policy picks.
@@ -238,8 +239,11 @@ def to_compact(
     Each compact layer carries a ``LayerRecord`` (``layer.record``; all of them:
     ``layer_records(model)``). ``"fastest"`` times each candidate's product on the
     columns the layer sees for ``example_input`` (batch x positions) or, without it,
-    ``batch_size`` columns (linear layers only). Biases, normalisation and every other
-    layer are kept as they are. The input model is copied unless ``inplace``.
+    ``batch_size`` columns (linear layers only). ``candidates`` restricts the formats
+    the policies choose from (default: every registered format; e.g. leave out
+    ``"dense"`` to keep every layer in a compact format). Biases, normalisation and
+    every other layer are kept as they are. The input model is copied unless
+    ``inplace``.
 
     >>> from torch import nn
     >>> cm = to_compact(nn.Sequential(nn.Linear(4, 3)), "csr")
@@ -252,6 +256,10 @@ def to_compact(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     layers = compactable_layers(model)
     _validate_policy(policy, [n for n, _ in layers])
+    fids = list(formats.available() if candidates is None else candidates)
+    unknown = sorted(set(fids) - set(formats.available()))
+    if unknown or not fids:
+        raise ValueError(f"candidates must be registered formats, got {unknown or 'none'}")
     for name, m in layers:
         _check_layer(name, m)
     cols: dict[str, int] = {}
@@ -271,7 +279,8 @@ def to_compact(
 
         it = tqdm(layers, desc="convert", unit="layer")
     for name, m in it:
-        new = _convert_layer(name, m, _layer_policy(policy, name), storage, cols.get(name), seed)
+        new = _convert_layer(name, m, _layer_policy(policy, name), storage, cols.get(name), seed,
+                             fids)
         _set_module(model, name, new)
     return model.eval()
 
