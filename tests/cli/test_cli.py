@@ -90,6 +90,11 @@ def test_convert_with_a_per_layer_policy(capsys, workdir, tmp_path):
     code, out, _ = run(capsys, "inspect", str(out_file), "--json")
     formats = [layer["format"] for layer in json.loads(out)["layers"]]
     assert formats[:2] == ["csr", "dense"]
+    code, out, _ = run(capsys, "convert", str(workdir / "small.safetensors"), "--formats",
+                       "csr,cser", "-o", str(out_file))
+    assert code == 0
+    code, out, _ = run(capsys, "inspect", str(out_file), "--json")
+    assert {layer["format"] for layer in json.loads(out)["layers"]} <= {"csr", "cser"}
 
 
 def test_missing_and_corrupt_files(capsys, workdir, tmp_path):

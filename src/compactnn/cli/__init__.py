@@ -106,6 +106,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "or whichever is smaller (auto)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="batch size the 'fastest' policy measures at")
+    p.add_argument("--formats", type=lambda t: [f.strip() for f in t.split(",") if f.strip()],
+                   default=None, help="comma-separated formats the policy may choose from "
+                   "(default: all registered)")
     p.add_argument("-o", "--output", required=True, help="compact file to write (.cnn)")
 
     p = sub.add_parser("inspect", help="per-layer table of a compact file",
@@ -251,7 +254,7 @@ def _cmd_convert(a: argparse.Namespace) -> None:
             _, te = _dataset(dataset, None)
             example = te.tensors[0][:a.batch_size]
     cm = to_compact(model, a.policy, storage=a.storage, batch_size=a.batch_size,
-                    example_input=example, progress=True)
+                    example_input=example, progress=True, candidates=a.formats)
     meta = {k: info[k] for k in ("dataset", "metrics", "baseline_metrics", "recipe")
             if k in info}
     meta["dense_bytes"] = (minilm.original_bytes() if name == "minilm"
