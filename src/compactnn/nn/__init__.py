@@ -4,8 +4,11 @@
 >>> from torch import nn
 >>> from compactnn.nn import to_compact, layer_records
 >>> model = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
->>> cm = to_compact(model, policy="smallest")
->>> [r.format for r in layer_records(cm)] == [r.format for r in layer_records(cm)]
+>>> cm = to_compact(model, policy="csr")
+>>> [(r.name, r.format) for r in layer_records(cm)]
+[('0', 'csr'), ('2', 'csr')]
+>>> x = torch.randn(5, 8)
+>>> torch.allclose(cm(x), model(x), atol=1e-6)
 True
 """
 
