@@ -165,7 +165,10 @@ def test_every_single_byte_change_is_detected(tmp_path, archive_base):
     from compactnn.io.container import decode_file
 
     rng = np.random.default_rng(0)
-    for i in range(len(archive_base)):
+    header_end = 8 + int.from_bytes(archive_base[:8], "little")
+    # every byte of the length and header; in the data (all behind the same per-tensor
+    # CRC-32 check) every 5th byte
+    for i in [*range(header_end), *range(header_end, len(archive_base), 5)]:
         bad = bytearray(archive_base)
         bad[i] ^= int(rng.integers(1, 256))
         with pytest.raises(CompactFileError):
