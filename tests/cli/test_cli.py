@@ -203,3 +203,16 @@ def test_console_entry_point_prints_no_traceback(tmp_path):
     assert done.returncode == 2
     assert done.stderr.strip().startswith("compactnn inspect: error:")
     assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def test_regression_model_end_to_end(capsys, tmp_path):
+    ckpt, cnn, page = tmp_path / "b.safetensors", tmp_path / "m.cnn", tmp_path / "r.html"
+    assert main(["train", "--model", "mlp", "--dataset", "diabetes", "--epochs", "3",
+                 "-o", str(ckpt)]) == 0
+    assert main(["convert", str(ckpt), "--storage", "raw", "-o", str(cnn)]) == 0
+    capsys.readouterr()
+    code, out, _ = run(capsys, "eval", str(cnn))
+    assert code == 0 and "mse" in out
+    code, _, _ = run(capsys, "report", str(cnn), "--repeats", "1", "--batch-sizes", "1,200",
+                     "-o", str(page))
+    assert code == 0 and "mse vs size" in page.read_text()

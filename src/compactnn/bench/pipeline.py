@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
-__all__ = ["RECIPES", "Row", "model_kwargs", "dense_file_bytes", "compact_bytes",
+__all__ = ["RECIPES", "Row", "batch_of", "model_kwargs", "dense_file_bytes", "compact_bytes",
            "save_checkpoint",
            "load_checkpoint", "compare", "predictions_agree", "format_rows"]
 
@@ -171,7 +171,8 @@ class Row:
     throughput: dict[int, float]
 
 
-def _batch(x: torch.Tensor, b: int) -> torch.Tensor:
+def batch_of(x: torch.Tensor, b: int) -> torch.Tensor:
+    """The first ``b`` inputs of ``x``, repeating ``x`` when it has fewer."""
     if len(x) >= b:
         return x[:b]
     reps = (b + len(x) - 1) // len(x)
@@ -194,7 +195,7 @@ def compare(models: Sequence[tuple[str, nn.Module, int]], test: TensorDataset,
         metric = evaluate(model, test)[metric_name]
         lat, thr = {}, {}
         for b in batch_sizes:
-            t = model_latency(model, _batch(x, b), repeats=repeats).median
+            t = model_latency(model, batch_of(x, b), repeats=repeats).median
             lat[b], thr[b] = 1e3 * t, b / t
         rows.append(Row(label, metric_name, metric, nbytes, ref / nbytes, lat, thr))
     return rows

@@ -78,6 +78,7 @@ def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
     import torch
 
     from compactnn.bench import format_times, model_latency
+    from compactnn.bench.pipeline import batch_of
     from compactnn.io import inspect, load
     from compactnn.nn import CompactConv2d, CompactLinear, to_dense
     from compactnn.train import evaluate
@@ -132,8 +133,7 @@ def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
                                    "bytes": nbytes}
             row["ratio"] = round(ref / nbytes, 2) if ref and nbytes else None
             for b in batch_sizes:
-                xb = x[:b] if len(x) >= b else x.repeat((b + len(x) - 1) // len(x), 1, 1, 1)[:b]
-                t = model_latency(net, xb, repeats=repeats).median
+                t = model_latency(net, batch_of(x, b), repeats=repeats).median
                 row[f"latency b={b} (ms)"] = round(1e3 * t, 3)
                 row[f"throughput b={b} (/s)"] = round(b / t)
             summary.append(row)
