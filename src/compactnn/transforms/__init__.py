@@ -12,6 +12,26 @@ pruning, ``SharedWeights`` for weight sharing. ``compress_`` applies a recipe an
 0.9
 """
 
+from compactnn.transforms.mpd import (
+    BlockDiagConv2d,
+    BlockDiagLinear,
+    BlockMask,
+    BlockMasked,
+    CompactBlocks,
+    MPDConfig,
+    block_mask_,
+    fuse_permutations_,
+    mpd_,
+    to_block_diagonal_,
+)
+from compactnn.transforms.permuted import (
+    PermuteConfig,
+    PermutedLinear,
+    parameter_count,
+    permute_,
+    projected_parameter_count,
+    sorted_row_groups,
+)
 from compactnn.transforms.prune import Masked, bake_, layers_of, magnitude_masks, prune_
 from compactnn.transforms.quantize import (
     Quantized,
@@ -50,4 +70,8 @@ __all__ = [
     "CWS", "ECSQ", "PWS", "UQ", "Prune", "FineTune", "METHODS", "Recipe", "RecipeError",
     "Step", "check_recipe", "compress_", "load_recipe", "layer_report", "LayerStats",
     "CompressionReport",
+    "PermutedLinear", "PermuteConfig", "permute_", "parameter_count",
+    "projected_parameter_count", "sorted_row_groups",
+    "BlockMask", "BlockMasked", "MPDConfig", "block_mask_", "mpd_", "BlockDiagLinear",
+    "BlockDiagConv2d", "to_block_diagonal_", "fuse_permutations_", "CompactBlocks",
 ]
