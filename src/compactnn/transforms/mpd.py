@@ -38,6 +38,7 @@ from torch.nn.utils import parametrize
 from compactnn import formats
 from compactnn.formats.base import CompactMatrix
 from compactnn.formats.blockdiag import BlockDiag, seeded_layout
+from compactnn.formats.permseq import _check_seed
 from compactnn.transforms.prune import Masked, constraint_of, effective_weight, layers_of
 
 __all__ = [
@@ -51,6 +52,8 @@ __all__ = [
     "to_block_diagonal_",
     "fuse_permutations_",
     "CompactBlocks",
+    "mask_shape",
+    "blockdiag_matrix",
 ]
 
 
@@ -64,6 +67,7 @@ class BlockMask:
 
     def __post_init__(self) -> None:
         m, n = self.shape
+        _check_seed(self.seed)
         if isinstance(self.blocks, bool) or not isinstance(self.blocks, int):
             raise ValueError(f"blocks must be an integer, got {self.blocks!r}")
         if not 1 <= self.blocks <= max(m, n, 1):
@@ -109,7 +113,9 @@ class BlockMasked(Masked):
         self.spec = spec
 
 
-def _channel_shape(layer: nn.Module) -> tuple[int, int]:
+def mask_shape(layer: nn.Module) -> tuple[int, int]:
+    """The (rows, columns) a block mask of ``layer`` covers: (out, in) features of an
+    ``nn.Linear``, (out, in) channels of an ``nn.Conv2d`` (``groups=1`` only)."""
     if isinstance(layer, nn.Conv2d):
         if layer.groups != 1:
             raise ValueError("block masks need a Conv2d with groups=1")
@@ -128,7 +134,7 @@ def block_mask_(layer: nn.Module, blocks: int, seed: int, rescale: bool = False)
     freshly initialised layer keeps the output scale of its default initialisation with
     the smaller fan-in (use it when training from scratch, not on trained weights).
     """
-    spec = BlockMask(_channel_shape(layer), blocks, seed)
+    spec = BlockMask(mask_shape(layer), blocks, seed)
     if constraint_of(layer) is not None or hasattr(layer, "block_mask"):
         raise ValueError("apply block masks before pruning or weight sharing, once per layer")
     if rescale and spec.density > 0:
@@ -150,6 +156,11 @@ class MPDConfig:
     seed: int = 0
     last_dense: bool = False
     rescale_init: bool = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) or self.blocks < 1:
+            raise ValueError(f"blocks must be a positive integer, got {self.blocks!r}")
+        _check_seed(self.seed)
 
 
 def mpd_(model: nn.Module, config: MPDConfig) -> dict[str, BlockMask]:
@@ -294,6 +305,15 @@ class BlockDiagLinear(_BlockDiagBase):
         """The (out, in) weight as a dense tensor."""
         return torch.from_numpy(self._dense(self.weight))
 
+    def to_linear(self) -> nn.Linear:
+        """A plain ``nn.Linear`` computing the same function (original row order)."""
+        out = nn.Linear(self.in_features, self.out_features, bias=self.bias is not None)
+        with torch.no_grad():
+            out.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
     def to_blockdiag(self) -> BlockDiag:
         """The weight as a ``blockdiag`` matrix (only the seed and blocks when the layout
         is seeded)."""
@@ -323,6 +343,7 @@ class BlockDiagConv2d(_BlockDiagBase):
         N, R, C = data.shape[:3]
         self.weight = nn.Parameter(torch.from_numpy(data.reshape((N * R, C) + W.shape[2:])))
         self.stride, self.padding, self.dilation = conv.stride, conv.padding, conv.dilation
+        self.kernel_size = conv.kernel_size
         self.out_channels, self.in_channels = spec.shape
 
     @classmethod
@@ -343,6 +364,16 @@ class BlockDiagConv2d(_BlockDiagBase):
         N, R = self.num_blocks, self.block_rows
         return torch.from_numpy(self._dense(self.weight.reshape(N, R, *self.weight.shape[1:])))
 
+    def to_conv(self) -> nn.Conv2d:
+        """A plain ``nn.Conv2d`` computing the same function (original channel order)."""
+        out = nn.Conv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                        self.padding, self.dilation, bias=self.bias is not None)
+        with torch.no_grad():
+            out.weight.copy_(self.dense_weight())
+            if self.bias is not None:
+                out.bias.copy_(self.bias)
+        return out
+
     def to_blockdiag(self) -> BlockDiag:
         """The flattened (out, in*kh*kw) weight as a ``blockdiag`` matrix: the channel
         layout expanded to kernel positions, stored explicitly."""
@@ -352,6 +383,19 @@ class BlockDiagConv2d(_BlockDiagBase):
         rows, cols, rp, cp = self._layout
         flat_cols = (cols[:, None] * k + np.arange(k)).reshape(-1)
         return BlockDiag.from_layout(W.reshape(out_ch, in_ch * k), rows, flat_cols, rp, cp * k)
+
+
+def blockdiag_matrix(layer: nn.Module) -> BlockDiag:
+    """The weight of a block-diagonal layer, or of a block-masked (or baked)
+    ``nn.Linear`` / ``nn.Conv2d``, as a ``blockdiag`` matrix in its ``(out, in*kh*kw)``
+    view: seed only for linear layers, the channel layout expanded to kernel positions
+    for convolutions. ``ValueError`` if an entry outside the blocks is not +0.0."""
+    if isinstance(layer, _BlockDiagBase):
+        return layer.to_blockdiag()
+    spec = _spec_of(layer)
+    if isinstance(layer, nn.Conv2d):
+        return BlockDiagConv2d(layer, spec).to_blockdiag()
+    return BlockDiag.from_masked(effective_weight(layer).cpu().numpy(), spec.blocks, spec.seed)
 
 
 def to_block_diagonal_(model: nn.Module, fuse: bool = True) -> dict[str, nn.Module]:

@@ -1,10 +1,11 @@
 """Recipes: frozen dataclass configs, parsing from YAML/JSON, ``compress_`` and reports.
 
-A recipe is a list of steps; each step is one config (``Prune``, ``CWS``, ``PWS``,
-``UQ``, ``ECSQ``, ``FineTune``) plus an optional ``layers`` filter (names or
+A recipe is a list of steps; each step is one config (``MPD``, ``Prune``, ``CWS``,
+``PWS``, ``UQ``, ``ECSQ``, ``FineTune``) plus an optional ``layers`` filter (names or
 ``fnmatch`` patterns of ``nn.Linear``/``nn.Conv2d`` modules; default: all) and optional
 per-layer ``overrides`` (field values that differ for one named layer). As data::
 
+    - {method: mpd, blocks: 4, seed: 0, layers: ["1", "3"]}
     - {method: prune, p: 90, scope: global, schedule: [50, 80],
        finetune: {epochs: 1, lr: 0.001}, overrides: {"4": {p: 70}}}
     - {method: finetune, epochs: 2, lr: 0.0003}
@@ -13,7 +14,9 @@ per-layer ``overrides`` (field values that differ for one named layer). As data:
 
 ``compress_`` validates the whole recipe against the model before doing any work
 (``RecipeError`` on an unknown method or field, p outside [0, 100), k < 1, a layer name
-that matches nothing, pruning after weight sharing, fine-tuning without data), then
+that matches nothing, pruning after weight sharing, block masks (``mpd``) after pruning
+or weight sharing or twice on one layer, a block count outside [1, max(out, in)],
+fine-tuning without data), then
 runs the steps and returns a ``CompressionReport``: per compressed layer its sparsity,
 number of distinct values and entropy (``compactnn.coding.entropy_bits`` of the weight
 in its ``(out, in*kh*kw)`` view; biases are not included).
@@ -44,10 +47,11 @@ from torch.utils.data import TensorDataset
 from compactnn.coding import entropy_bits
 from compactnn.train import evaluate, fit
 from compactnn.transforms import quantize as q
+from compactnn.transforms.mpd import BlockMask, block_mask_, mask_shape
 from compactnn.transforms.prune import bake_, constraint_of, kind_of, layers_of, prune_
 
 __all__ = [
-    "RecipeError", "FineTune", "Prune", "CWS", "PWS", "UQ", "ECSQ", "Step", "Recipe",
+    "RecipeError", "FineTune", "MPD", "Prune", "CWS", "PWS", "UQ", "ECSQ", "Step", "Recipe",
     "METHODS", "load_recipe", "check_recipe", "compress_", "LayerStats",
     "CompressionReport", "layer_report",
 ]
@@ -214,8 +218,29 @@ class ECSQ(_Sharing):
         return functools.partial(q.ecsq_1d, k=self.k, oversample=self.oversample)
 
 
-Config = Prune | CWS | PWS | UQ | ECSQ | FineTune
-METHODS: dict[str, type] = {c.method: c for c in (Prune, CWS, PWS, UQ, ECSQ, FineTune)}
+@dataclass(frozen=True)
+class MPD:
+    """MPDCompress block masks (``compactnn.transforms.mpd.block_mask_``): ``blocks`` N
+    seeded blocks per layer; the step's ``i``-th layer (module order) gets seed
+    ``seed + i``. ``rescale`` multiplies the weights by about ``sqrt(N)`` (for models
+    trained from scratch after masking). Masks come before pruning and weight sharing on
+    the same layers; fine-tuning keeps them, and the masked layers convert to the
+    ``blockdiag`` format (``compactnn.to_compact``)."""
+
+    blocks: int
+    seed: int = 0
+    rescale: bool = False
+    method: ClassVar[str] = "mpd"
+
+    def __post_init__(self) -> None:
+        _int("mpd blocks", self.blocks, 1)
+        _int("mpd seed", self.seed, 0)
+        if not isinstance(self.rescale, bool):
+            raise RecipeError(f"mpd rescale must be true or false, got {self.rescale!r}")
+
+
+Config = MPD | Prune | CWS | PWS | UQ | ECSQ | FineTune
+METHODS: dict[str, type] = {c.method: c for c in (MPD, Prune, CWS, PWS, UQ, ECSQ, FineTune)}
 
 
 def _build(cls: type, fields: dict[str, Any]):
@@ -394,7 +419,7 @@ def check_recipe(recipe, model: nn.Module,
     recipe = _as_recipe(recipe)
     layers = layers_of(model)
     names = list(layers)
-    shared = set()
+    shared, constrained, masked = set(), set(), set()
     for name, layer in layers.items():
         try:
             con = constraint_of(layer)
@@ -402,6 +427,10 @@ def check_recipe(recipe, model: nn.Module,
             raise RecipeError(f"layer {name!r}: {e}") from None
         if isinstance(con, q.SharedWeights):
             shared.add(name)
+        if con is not None:
+            constrained.add(name)
+        if hasattr(layer, "block_mask"):
+            masked.add(name)
     plan = []
     for i, step in enumerate(recipe.steps):
         cfg = step.config
@@ -412,15 +441,44 @@ def check_recipe(recipe, model: nn.Module,
         chosen = [] if isinstance(cfg, FineTune) else _select(step, names)
         if not isinstance(cfg, FineTune) and not chosen:
             raise RecipeError(f"step {i} ({cfg.method}): the model has no Linear/Conv2d layers")
-        if isinstance(cfg, Prune):
+        if isinstance(cfg, MPD):
+            _check_mpd(i, step, chosen, layers, constrained, masked)
+            masked.update(chosen)
+        elif isinstance(cfg, Prune):
             late = [n for n in chosen if n in shared]
             if late:
                 raise RecipeError(f"step {i}: prune after weight sharing on {', '.join(late)}; "
                                   "prune first, then share weights")
         elif not isinstance(cfg, FineTune):
             shared.update(chosen)
+        constrained.update(chosen)
         plan.append((step, chosen))
     return plan
+
+
+def _check_mpd(i: int, step: Step, chosen: list[str], layers: Mapping[str, nn.Module],
+               constrained: set[str], masked: set[str]) -> None:
+    twice = [n for n in chosen if n in masked]
+    if twice:
+        raise RecipeError(f"step {i} (mpd): {', '.join(twice)} already carry a block mask")
+    late = [n for n in chosen if n in constrained]
+    if late:
+        raise RecipeError(f"step {i}: mpd after pruning or weight sharing on "
+                          f"{', '.join(late)}; apply block masks first")
+    own = dict(step.overrides)
+    for j, name in enumerate(chosen):
+        cfg = own.get(name, step.config)
+        try:
+            BlockMask(mask_shape(layers[name]), cfg.blocks, cfg.seed + j)
+        except (TypeError, ValueError) as e:
+            raise RecipeError(f"step {i} (mpd), layer {name!r}: {e}") from None
+
+
+def _run_mpd(step: Step, layers: Mapping[str, nn.Module], names: list[str]) -> None:
+    own = dict(step.overrides)
+    for j, name in enumerate(names):
+        cfg = own.get(name, step.config)
+        block_mask_(layers[name], cfg.blocks, cfg.seed + j, cfg.rescale)
 
 
 def _run_prune(step: Step, layers: Mapping[str, nn.Module], names: list[str], model: nn.Module,
@@ -543,6 +601,8 @@ def _describe(step: Step, i: int) -> str:
         return f"step {i} prune p={c.p:g} {c.scope}"
     if isinstance(c, FineTune):
         return f"step {i} finetune {c.epochs} epoch(s)"
+    if isinstance(c, MPD):
+        return f"step {i} mpd blocks={c.blocks}"
     return f"step {i} {c.method} k={c.k}{' shared' if c.shared else ''}"
 
 
@@ -563,7 +623,7 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         progress: show tqdm bars while fine-tuning.
 
     Returns:
-        A ``CompressionReport`` of the layers the recipe pruned or weight-shared.
+        A ``CompressionReport`` of the layers the recipe masked, pruned or weight-shared.
 
     >>> from compactnn import zoo
     >>> torch.manual_seed(0) and None
@@ -580,6 +640,8 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         cfg = step.config
         if isinstance(cfg, FineTune):
             _run_finetune(cfg, model, train_data, progress)
+        elif isinstance(cfg, MPD):
+            _run_mpd(step, layers, names)
         elif isinstance(cfg, Prune):
             _run_prune(step, layers, names, model, train_data, progress)
         else:
