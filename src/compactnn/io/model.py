@@ -36,6 +36,7 @@ from compactnn.io.container import (
     write_atomic,
 )
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord
+from compactnn.nn.structured import geometry_shell
 
 __all__ = ["save", "load", "inspect", "FileInfo", "LayerInfo", "CompactFileError",
            "MAX_PARAMS", "VERSION"]
@@ -235,6 +236,7 @@ def _zoo_model(spec: Any, source: str, max_params: int) -> nn.Module:
 
 def _check_geometry(m: nn.Module, e: dict[str, Any], name: str, source: str) -> None:
     where = f"layer {name!r}"
+    m = geometry_shell(m)  # a structured layer of the skeleton: its plain twin's geometry
     m_rows, n_cols = e["shape"]
     if e["kind"] == "linear":
         if not isinstance(m, (nn.Linear, CompactLinear)):
@@ -319,8 +321,9 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
 
     Args:
         path: the file.
-        model: a skeleton with the same architecture (dense or compact layers), needed
-            unless the file names a zoo model. It is copied, not modified.
+        model: a skeleton with the same architecture (dense, compact or structured
+            layers such as ``PermutedLinear`` / ``BlockDiagLinear``), needed unless the
+            file names a zoo model. It is copied, not modified.
         max_params: refuse to build a zoo model with more parameters than this.
 
     Raises:

@@ -29,6 +29,7 @@ from compactnn.cost import energy_pj
 from compactnn.formats import CompactMatrix
 from compactnn.io import archive
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord, UnsupportedLayerError
+from compactnn.nn.structured import CONV_LIKE, STRUCTURED, dense_twin, structured_encodings
 
 __all__ = ["POLICIES", "STORAGES", "to_compact", "to_dense", "layer_records",
            "compactable_layers"]
@@ -40,12 +41,13 @@ Policy = str | Mapping[str, str]
 
 
 def compactable_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """``(name, module)`` of every ``nn.Linear`` / ``nn.Conv2d`` that ``to_compact``
+    """``(name, module)`` of every ``nn.Linear`` / ``nn.Conv2d`` and structured layer
+    (``PermutedLinear``, ``BlockDiagLinear``, ``BlockDiagConv2d``) that ``to_compact``
     replaces (the projections inside ``nn.MultiheadAttention`` are left alone: their
     parent reads the weights directly)."""
     skip = {id(m.out_proj) for m in model.modules() if isinstance(m, nn.MultiheadAttention)}
     return [(name, m) for name, m in model.named_modules()
-            if isinstance(m, (nn.Linear, nn.Conv2d)) and id(m) not in skip]
+            if isinstance(m, (nn.Linear, nn.Conv2d, *STRUCTURED)) and id(m) not in skip]
 
 
 def layer_records(model: nn.Module) -> list[LayerRecord]:
@@ -74,11 +76,14 @@ def _weight_groups(name: str, m: nn.Module) -> list[np.ndarray]:
             for g in range(m.groups)]
 
 
-def _encode(fid: str, mats: list[np.ndarray]) -> list[CompactMatrix]:
+def _encode(fid: str, mats: list[np.ndarray], own: CompactMatrix | None = None
+            ) -> list[CompactMatrix]:
+    """Encode each weight group in format ``fid`` (``own``: the layer's own encoding of
+    its single group, see ``structured_encodings``); checked bit-exact."""
     F = formats.get(fid)
     out = []
     for W in mats:
-        M = F.from_dense(W)
+        M = F.from_dense(W) if own is None else own
         if not np.array_equal(M.to_dense().view(np.uint32), W.view(np.uint32)):
             raise ValueError(f"{fid} does not round-trip this matrix bit-exactly")
         out.append(M)
@@ -104,7 +109,7 @@ def _input_columns(model: nn.Module, layers: list[tuple[str, nn.Module]],
     hooks = []
     for name, m in layers:
         def hook(mod, inp, out, name=name):
-            if isinstance(mod, nn.Conv2d):
+            if isinstance(mod, CONV_LIKE):
                 cols[name] = int(out.shape[0] * out.shape[-1] * out.shape[-2]) if out.dim() == 4 \
                     else int(out.shape[-1] * out.shape[-2])
             else:
@@ -145,13 +150,15 @@ def _validate_policy(policy: Policy, names: Iterable[str]) -> None:
 
 def _convert_layer(name: str, m: nn.Module, policy: str, storage: str, cols: int | None,
                    seed: int, candidates: list[str]) -> nn.Module:
+    own = structured_encodings(m)
+    m = dense_twin(m)
     mats = _weight_groups(name, m)
     fids = candidates if policy in POLICIES else [policy]
     cands: dict[str, list[CompactMatrix]] = {}
     failed: dict[str, str] = {}
     for fid in fids:
         try:
-            cands[fid] = _encode(fid, mats)
+            cands[fid] = _encode(fid, mats, own.get(fid))
         except (ValueError, TypeError) as exc:
             failed[fid] = str(exc)
     if not cands:
@@ -236,6 +243,12 @@ def to_compact(
     """Return ``model`` with every ``nn.Linear`` / ``nn.Conv2d`` replaced by a
     ``CompactLinear`` / ``CompactConv2d`` in the format the policy picks.
 
+    Structured layers convert too: a ``PermutedLinear`` or ``BlockDiagLinear`` to a
+    ``CompactLinear``, a ``BlockDiagConv2d`` to a ``CompactConv2d``, each computing the
+    same function in the original feature order; their own format (``permseq`` from the
+    layer's seed or indices, seeded ``blockdiag`` for block-masked layers) is one of the
+    candidates (``compactnn.nn.structured``).
+
     Each compact layer carries a ``LayerRecord`` (``layer.record``; all of them:
     ``layer_records(model)``). ``"fastest"`` times each candidate's product on the
     columns the layer sees for ``example_input`` (batch x positions) or, without it,
@@ -266,7 +279,7 @@ def to_compact(
     if any(_layer_policy(policy, n) == "fastest" for n, _ in layers):
         if example_input is not None:
             cols = _input_columns(model, layers, example_input)
-        elif any(isinstance(m, nn.Conv2d) for _, m in layers):
+        elif any(isinstance(m, CONV_LIKE) for _, m in layers):
             raise ValueError("policy 'fastest' needs example_input for models with Conv2d layers")
         else:
             cols = {n: batch_size for n, _ in layers}
