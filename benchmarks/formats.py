@@ -14,7 +14,8 @@ Prints markdown tables:
 
 Every timed result is checked against a float64 reference before it is reported.
 
-Usage: python benchmarks/formats.py [--quick] [--no-minilm] [--threads N]
+Usage: python benchmarks/formats.py [--quick] [--sections size,speed,minilm] [--threads N]
+(each full section runs a few minutes on 2 cores; ``speed`` ends with the targets table)
 """
 
 from __future__ import annotations
@@ -149,25 +150,21 @@ def time_products(m: Method, x: np.ndarray, X: np.ndarray, n_threads: int,
 # ---- tables ----------------------------------------------------------------------------
 
 
-def size_table(grid, fids) -> list[dict]:
+def size_table(grid, fids) -> None:
     print("\n### Size: bytes, ratio vs float32 dense (x), ratio to entropy bound (H), "
           "encode throughput (M weights/s)\n")
     print("| shape | sparsity | k | entropy bits/w | " + " | ".join(fids) + " |")
     print("|---|---|---|---|" + "---|" * len(fids))
-    rows = []
     for shape, s, k in grid:
         W = synthetic(shape, s, k)
         H = entropy_bits(W)
         cells = []
         for fid in fids:
             m, _ = compact(W, fid)
-            rows.append(dict(shape=shape, sparsity=s, k=k, fid=fid, nbytes=m.nbytes,
-                             encode_mws=W.size / m.encode_s / 1e6, entropy_bits=H))
             cells.append(f"{m.nbytes:,} B {W.nbytes / m.nbytes:.1f}x "
                          f"{8 * m.nbytes / max(H, 1):.2f}H {W.size / m.encode_s / 1e6:.0f}M/s")
         print(f"| {shape[0]}x{shape[1]} | {s:.0%} | {k} | {H / W.size:.3f} | "
               + " | ".join(cells) + " |", flush=True)
-    return rows
 
 
 def speed_table(cases, fids, n_threads: int, budget: float) -> dict:
@@ -226,7 +223,7 @@ def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -
               f"{1e3 * a[f'mm{n_threads}']:.2f} |", flush=True)
 
 
-def targets(speed: dict, size_rows: list[dict], fids, n_threads: int) -> None:
+def targets(speed: dict, fids) -> None:
     label = "4096x4096 90% k=32"
     get = lambda name, key: speed[(label, name)][key]  # noqa: E731
     compact_fids = [f for f in fids if f != "dense"]
@@ -251,22 +248,27 @@ def targets(speed: dict, size_rows: list[dict], fids, n_threads: int) -> None:
     for what, goal, val, need, who in rows:
         met = val <= -need if need < 0 else val >= need
         print(f"| {what} ({who}) | {goal} | {val:.2f} | {'yes' if met else 'NO'} |")
-    worst = {}
-    for r in size_rows:
-        if r["shape"] == (4096, 4096):
-            worst[r["fid"]] = min(worst.get(r["fid"], np.inf), r["encode_mws"])
-    for fid, mws in worst.items():
-        print(f"| encode >= 10 M weights/s, slowest 4096x4096 case ({fid}) | >= 10 | "
+    worst: dict[str, tuple[float, str]] = {}
+    for (case, name), t in speed.items():
+        if name in compact_fids and case.startswith("4096x4096"):
+            mws = 4096 * 4096 / t["encode_s"] / 1e6
+            worst[name] = min(worst.get(name, (np.inf, "")), (mws, case))
+    for fid, (mws, case) in worst.items():
+        print(f"| encode >= 10 M weights/s, slowest 4096x4096 case: {case} ({fid}) | >= 10 | "
               f"{mws:.1f} | {'yes' if mws >= 10 else 'NO'} |")
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small grid (a demo, ~1 minute)")
-    ap.add_argument("--no-minilm", action="store_true", help="skip the MiniLM layers")
+    ap.add_argument("--sections", default="size,speed,minilm",
+                    help="comma-separated subset of size,speed,minilm")
     ap.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     ap.add_argument("--budget", type=float, default=1.0, help="seconds per timing at most")
     args = ap.parse_args(argv)
+    sections = set(args.sections.split(","))
+    if not sections <= {"size", "speed", "minilm"}:
+        ap.error(f"unknown sections: {sorted(sections - {'size', 'speed', 'minilm'})}")
     fids = [f for f in LOW_ENTROPY_FORMATS if f in formats.available()]
     print(f"# compactnn format benchmark\n\nformats: {', '.join(fids)}; numpy {np.__version__}, "
           f"torch {torch.__version__}, numba {numba.__version__}; {os.cpu_count()} CPUs; "
@@ -285,11 +287,13 @@ def main(argv: list[str] | None = None) -> int:
         M = formats.get(f).from_dense(synthetic((64, 64), 0.5, 8))
         M.matvec(np.ones(64, np.float32))
         M.matmul(np.ones((64, BATCH), np.float32))
-    size_rows = size_table(grid, fids)
-    speed = speed_table(cases, fids, args.threads, args.budget)
-    if not args.quick:
-        targets(speed, size_rows, fids, args.threads)
-    if not args.no_minilm and not args.quick:
+    if "size" in sections:
+        size_table(grid, fids)
+    if "speed" in sections:
+        speed = speed_table(cases, fids, args.threads, args.budget)
+        if not args.quick:
+            targets(speed, fids)
+    if "minilm" in sections and not args.quick:
         minilm_table(fids, args.threads, args.budget, 0.9, 32)
     return 0
 

@@ -8,18 +8,33 @@ from __future__ import annotations
 
 import numpy as np
 
+from compactnn.kernels._jit import jit, prange
+
 __all__ = ["frequency_codebook", "entropy_bits", "symbol_counts"]
+
+
+@jit(parallel=True)
+def _lookup(bits: np.ndarray, keys: np.ndarray, rank: np.ndarray) -> np.ndarray:  # pragma: no cover
+    """``rank[searchsorted(keys, b)]`` for every bit pattern ``b`` (all present in keys)."""
+    out = np.empty(bits.size, np.int64)
+    for i in prange(bits.size):
+        out[i] = rank[np.searchsorted(keys, bits[i])]
+    return out
+
+
+def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
+    if bits.size == 0:
+        return bits, np.empty(0, np.uint32), np.empty(0, np.int64)
+    uniq, counts = np.unique(bits, return_counts=True)
+    return bits, uniq, counts
 
 
 def symbol_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct float32 values of ``values`` (by bit pattern), each entry's index into
     them, and their counts. The distinct values come in ascending bit-pattern order."""
-    bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
-    if bits.size == 0:
-        return np.empty(0, np.float32), np.empty(0, np.int64), np.empty(0, np.int64)
-    uniq = np.unique(bits)
-    inv = np.searchsorted(uniq, bits)
-    counts = np.bincount(inv, minlength=uniq.size)
+    bits, uniq, counts = _distinct(values)
+    inv = _lookup(bits, uniq, np.arange(uniq.size, dtype=np.int64))
     return uniq.view(np.float32), inv, counts
 
 
@@ -32,13 +47,12 @@ def frequency_codebook(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     >>> omega.tolist(), codes.tolist(), counts.tolist()
     ([0.0, 1.0, 2.0], [0, 2, 0, 1], [2, 1, 1])
     """
-    uniq, inv, counts = symbol_counts(values)
-    if uniq.size == 0:
-        return uniq, inv, counts
-    order = np.lexsort((uniq.view(np.uint32), uniq, -counts))
+    bits, uniq, counts = _distinct(values)
+    vals = uniq.view(np.float32)
+    order = np.lexsort((uniq, vals, -counts))
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    return uniq[order], rank[inv], counts[order]
+    return vals[order], _lookup(bits, uniq, rank.astype(np.int64)), counts[order]
 
 
 def entropy_bits(W: np.ndarray) -> float:
