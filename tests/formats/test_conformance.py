@@ -19,7 +19,8 @@ SETTINGS = settings(max_examples=60, deadline=None,
 
 
 def same_bits(a: np.ndarray, b: np.ndarray) -> bool:
-    return a.dtype == b.dtype and a.shape == b.shape and (a.view(np.uint32) == b.view(np.uint32)).all()
+    return (a.dtype == b.dtype and a.shape == b.shape
+            and bool((a.view(np.uint32) == b.view(np.uint32)).all()))
 
 
 def check_products(M, W: np.ndarray, rng: np.random.Generator) -> None:

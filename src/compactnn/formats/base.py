@@ -284,7 +284,7 @@ class CompactMatrix(ABC):
     def _check(self) -> None:
         """Format-specific validation (dtypes, lengths, ranges, monotone pointers)."""
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> None:  # noqa: B027 (optional hook, deliberately empty)
         """Build derived runtime caches (never stored); called after construction."""
 
     # ---- cost model -----------------------------------------------------------------
