@@ -1,5 +1,6 @@
 """``index_map`` and the fixed-width bit packing: code width, exact layout against a
-plain-Python packer, stored size, threading, and the corruptions ``check()`` names."""
+plain-Python packer, stored size, threading, tiled products, and the corruptions
+``check()`` names."""
 
 from __future__ import annotations
 
@@ -11,8 +12,8 @@ from hypothesis import strategies as st
 
 from compactnn import formats
 from compactnn.coding import frequency_codebook
-from compactnn.formats import FormatError
-from compactnn.formats.index_map import code_bits
+from compactnn.formats import FormatError, index_map
+from compactnn.formats.index_map import code_bits, tile_rows
 from compactnn.kernels import bitpack
 
 from .strategies import low_entropy
@@ -77,8 +78,11 @@ def test_fixed_kernels_decode_every_width(b):
                        np.array([0, m * n]), words, np.zeros(2, np.int64))
     W = omega[codes].reshape(m, n)
     out = np.empty((m, n), np.float32)
-    bitpack.fixed_to_dense(words, b, omega, out)
+    bitpack.fixed_rows_to_dense(words, b, omega, 0, out)
     assert same_bits(out, W)
+    tile = np.empty((3, n), np.float32)
+    bitpack.fixed_rows_to_dense(words, b, omega, 4, tile)  # rows 4..6: a tile at the end
+    assert same_bits(tile, W[4:])
     x = rng.standard_normal(n).astype(np.float32)
     y = np.empty(m, np.float32)
     bitpack.fixed_matvec(words, b, omega, x, y)
@@ -101,6 +105,29 @@ def test_single_and_multi_thread_identical():
         numba.set_num_threads(before)
     for a, b in zip(one, many, strict=True):
         assert same_bits(a, b)
+
+
+@pytest.mark.parametrize("m,n", [(8, 8), (1000, 3), (5, 20000), (37, 517)])
+def test_tile_rows(m, n):
+    t = tile_rows(m, n)
+    assert 1 <= t <= m
+    assert t == m or (t % 8 == 0 and (t * n <= index_map.TILE_FLOATS or t == 8))
+
+
+@pytest.mark.parametrize("tile_floats", [1, 517 * 8, 517 * 20, 1 << 16])
+@pytest.mark.parametrize("k", [1, 2, 7, 64])
+def test_tiled_matmul_every_tile_split(monkeypatch, tile_floats, k):
+    """Tiled products (tiles of 8 rows, a partial last tile, one tile) match the float64
+    product of the decoded matrix, and one column is exactly the fused matvec."""
+    monkeypatch.setattr(index_map, "TILE_FLOATS", tile_floats)
+    rng = np.random.default_rng(k)
+    W = rng.standard_normal(13).astype(np.float32)[rng.integers(0, 13, (301, 517))]
+    M = formats.get("index_map").from_dense(W)
+    X = rng.standard_normal((517, k)).astype(np.float32)
+    Y = M.matmul(X)
+    np.testing.assert_allclose(Y, W.astype(np.float64) @ X, rtol=1e-4, atol=1e-4)
+    if k == 1:
+        assert same_bits(Y[:, 0], M.matvec(X[:, 0]))
 
 
 def test_constant_matrix_has_no_code_bits():

@@ -13,9 +13,23 @@ Byte layout (little-endian):
 
 Stored bits = ``32 * (m * n * b // 32 + 2) + 32 * K``.
 
-Cost of ``W @ x``: ``m * n`` adds, multiplies, ``omega`` reads and ``x`` reads;
-``words``: per row, the words from the one holding its first bit through the word
-after the one holding its last bit; ``y``: m writes.
+Products. ``W @ x`` (one column) runs a fused kernel: a bit reader per row decodes
+each code and multiplies it at once. ``W @ X`` with ``k >= 2`` columns is tiled: a
+tile of ``t`` rows (about 256 kB of float32, :func:`tile_rows`) is decoded into a
+scratch buffer (``bitpack.fixed_rows_to_dense``) and multiplied by ``X`` with BLAS
+(``np.matmul``), tile by tile, so only one tile is ever dense and the codes are decoded
+once per product instead of once per column. Measured at 1 thread on 384x1536
+matrices with 12 values and ~400 columns (the MiniLM regime), this runs about 1.1x
+the time of a dense float32 product, against about 4x for a fused row-by-row kernel
+(which cannot use BLAS's register blocking); at 2-16 columns it is still about 3x
+faster than the fused kernel.
+
+Cost of ``W @ x`` (:meth:`IndexMap.cost`, the fused kernel): ``m * n`` adds,
+multiplies, ``omega`` reads and ``x`` reads; ``words``: per row, the words from the
+one holding its first bit through the word after the one holding its last bit; ``y``:
+m writes. A tiled product of ``k`` columns reads the same ``words`` and ``m * n``
+``omega`` entries once in all, writes ``m * n`` scratch floats, and BLAS then does
+``m * n * k`` multiply-adds reading the scratch tile (cache-resident) and ``X``.
 """
 
 from __future__ import annotations
@@ -56,6 +70,17 @@ def check_words(fmt: str, words: np.ndarray, total: int) -> None:
         raise FormatError(f"{fmt}: array 'words' has non-zero padding bits")
 
 
+TILE_FLOATS = 1 << 16
+"""Target size of the scratch tile (floats): 256 kB, so it stays in the L2 cache while
+BLAS reads it."""
+
+
+def tile_rows(m: int, n: int) -> int:
+    """Rows per tile of the tiled product: about ``TILE_FLOATS / n`` (a multiple of 8,
+    at least 8), at most ``m``."""
+    return max(1, min(m, max(8, (TILE_FLOATS // max(n, 1)) // 8 * 8)))
+
+
 def words_touched(starts: np.ndarray, ends: np.ndarray) -> int:
     """Words a row-by-row decoder reads: per row, from the word holding its first bit
     through the word after the one holding its last bit (2 words for a row of
@@ -93,14 +118,23 @@ class IndexMap(CompactMatrix):
     def to_dense(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)
         if out.size:
-            bitpack.fixed_to_dense(self.words, self.bits, self.omega, out)
+            bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, 0, out)
         return out
 
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         bitpack.fixed_matvec(self.words, self.bits, self.omega, x, y)
 
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
-        bitpack.fixed_matmul(self.words, self.bits, self.omega, X, Y)
+        if X.shape[1] == 1:
+            self._matvec(X[:, 0], Y[:, 0])
+            return
+        m, n = self.shape
+        t = tile_rows(m, n)
+        scratch = np.empty((t, n), np.float32)
+        for r0 in range(0, m, t):
+            tile = scratch[:min(t, m - r0)]
+            bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, r0, tile)
+            np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
 
     def _check(self) -> None:
         m, n = self.shape

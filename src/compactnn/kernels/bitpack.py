@@ -10,8 +10,9 @@ words[(p >> 5) + 1]``, in bounds for every ``p <= total``) and the bit buffer
 starts before ``position + 32``). Callers must have validated the word count first.
 
 Costs: ``pack_codes`` O(entries), serial (rows share boundary words); the index-map
-kernels decode each of the m*n codes once per product, touching each data word once
-(plus one look-ahead word per row)."""
+kernels decode each of the m*n codes once per call, touching each data word once
+(plus one look-ahead word per row). ``fixed_rows_to_dense`` decodes a tile of rows
+into a scratch buffer for the tiled matrix product of ``formats.index_map``."""
 
 from __future__ import annotations
 
@@ -137,43 +138,6 @@ def fixed_matvec(words, b, omega, x, y):  # pragma: no cover - compiled
 
 
 @jit(parallel=True)
-def fixed_matmul(words, b, omega, X, Y):  # pragma: no cover - compiled
-    """Y (m, k) = W @ X (n, k) for an index map (see ``fixed_matvec``)."""
-    m = Y.shape[0]
-    n = X.shape[0]
-    k = X.shape[1]
-    sh = np.uint64(32 - b)
-    ub = np.uint64(b)
-    for r in prange(m):
-        acc = np.zeros(k, dtype=np.float32)
-        buf, nb, wi = start(words, np.int64(r) * n * b)
-        for j in range(n):
-            buf, nb, wi = refill(words, buf, nb, wi)
-            v = omega[(buf >> _U32) >> sh]
-            buf <<= ub
-            nb -= b
-            xr = X[j]
-            for c in range(k):
-                acc[c] += v * xr[c]
-        Y[r] = acc
-
-
-@jit(parallel=True)
-def fixed_to_dense(words, b, omega, out):  # pragma: no cover - compiled
-    """out (m, n) = omega[code] of every entry of an index map."""
-    m, n = out.shape
-    sh = np.uint64(32 - b)
-    ub = np.uint64(b)
-    for r in prange(m):
-        buf, nb, wi = start(words, np.int64(r) * n * b)
-        for j in range(n):
-            buf, nb, wi = refill(words, buf, nb, wi)
-            out[r, j] = omega[(buf >> _U32) >> sh]
-            buf <<= ub
-            nb -= b
-
-
-@jit(parallel=True)
 def fixed_max(words, b, count, chunks):  # pragma: no cover - compiled
     """Largest of the ``count`` fixed-width codes (0 if none), scanned in ``chunks``
     parallel pieces."""
@@ -190,3 +154,46 @@ def fixed_max(words, b, count, chunks):  # pragma: no cover - compiled
             p += b
         best[c] = hi
     return best.max()
+
+
+@jit(parallel=True)
+def fixed_rows_to_dense(words, b, omega, r0, out):  # pragma: no cover - compiled
+    """out (t, n) = rows ``r0 .. r0 + t - 1`` of an index map, each entry
+    ``omega[code]`` (the whole matrix when ``r0 = 0, t = m``; a tile of rows for the
+    tiled product, where BLAS multiplies the decoded tile). Reads each row's words once
+    (plus one look-ahead word), writes t * n floats."""
+    t, n = out.shape
+    sh = np.uint64(32 - b)
+    ub = np.uint64(b)
+    for i in prange(t):
+        buf, nb, wi = start(words, (np.int64(r0) + i) * n * b)
+        row = out[i]
+        j = 0
+        while j + 4 <= n:
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c0 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c1 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c2 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            buf, nb, wi = refill(words, buf, nb, wi)
+            c3 = (buf >> _U32) >> sh
+            buf <<= ub
+            nb -= b
+            row[j] = omega[c0]
+            row[j + 1] = omega[c1]
+            row[j + 2] = omega[c2]
+            row[j + 3] = omega[c3]
+            j += 4
+        while j < n:
+            buf, nb, wi = refill(words, buf, nb, wi)
+            row[j] = omega[(buf >> _U32) >> sh]
+            buf <<= ub
+            nb -= b
+            j += 1
