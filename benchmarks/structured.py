@@ -18,9 +18,13 @@ Sections (everything measured in this process, on 1 thread):
    (numpy), and ``PermutedLinear`` (weight gather + F.linear) vs the per-row input
    gather it replaces and the ``permseq`` format. Median of repeats after warm-up;
    every timed result is checked against a float64 reference.
+5. ``mpd-tune`` (not in the default set): MPD N = ``--tune-blocks`` under training
+   variants (epochs, lr, label smoothing, knowledge distillation from the dense model),
+   each against a dense baseline trained with the same epochs, lr and label smoothing.
 
 Usage: python benchmarks/structured.py [--sections counts,mpd,permuted,speed]
-       [--epochs 10] [--finetune-epochs 3] [--json results.json]
+       [--epochs 10] [--lr 1e-3] [--finetune-epochs 3] [--json results.json]
+       python benchmarks/structured.py --sections mpd-tune --variants "lr=3e-3;kd=4:0.9"
 """
 
 from __future__ import annotations
@@ -99,17 +103,18 @@ def train_eval(net: nn.Module, train, test, epochs: int, lr: float = 1e-3) -> fl
     return evaluate(net, test)["accuracy"]
 
 
-def baseline(train, test, epochs: int, seed: int) -> tuple[nn.Module, float]:
+def baseline(train, test, epochs: int, seed: int, lr: float) -> tuple[nn.Module, float]:
     torch.manual_seed(seed)
     net = build("lenet300")
     t = time.perf_counter()
-    acc = train_eval(net, train, test, epochs)
-    print(f"\ndense LeNet-300-100: accuracy {100 * acc:.2f}% ({epochs} epochs, "
+    acc = train_eval(net, train, test, epochs, lr)
+    print(f"\ndense LeNet-300-100: accuracy {100 * acc:.2f}% ({epochs} epochs, lr {lr:g}, "
           f"{time.perf_counter() - t:.0f} s)", flush=True)
     return net, acc
 
 
-def section_mpd(train, test, epochs: int, seed: int, base_acc: float) -> list[dict]:
+def section_mpd(train, test, epochs: int, seed: int, base_acc: float,
+                lr: float) -> list[dict]:
     dense_w = sum(m.weight.numel() for m in build("lenet300").modules() if isinstance(m, nn.Linear))
     dense_bytes = 4 * parameter_count(build("lenet300"))
     rows = []
@@ -124,7 +129,7 @@ def section_mpd(train, test, epochs: int, seed: int, base_acc: float) -> list[di
         net = build("lenet300")
         mpd_(net, MPDConfig(blocks=N, seed=seed, last_dense=last_dense, rescale_init=True))
         t = time.perf_counter()
-        acc = train_eval(net, train, test, epochs)
+        acc = train_eval(net, train, test, epochs, lr)
         secs = time.perf_counter() - t
         bake_(net)
         layers = to_block_diagonal_(net, fuse=True)
@@ -148,6 +153,93 @@ def section_mpd(train, test, epochs: int, seed: int, base_acc: float) -> list[di
     return rows
 
 
+def fit_tuned(net: nn.Module, train, epochs: int, lr: float, seed: int,
+              label_smoothing: float = 0.0, teacher_logits: torch.Tensor | None = None,
+              temperature: float = 4.0, alpha: float = 0.9) -> None:
+    """``compactnn.train.fit``'s loop (Adam, cosine decay to 0, batch 128, seeded
+    shuffling) with label smoothing and knowledge distillation: the loss is
+    ``alpha * T**2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE`` (Hinton et al.
+    2015) for precomputed teacher logits ``t``."""
+    import math
+
+    import torch.nn.functional as F
+
+    x, y = train.tensors
+    opt = torch.optim.Adam(net.parameters(), lr)
+    n, bs = len(x), 128
+    steps = math.ceil(n / bs)
+    total = epochs * steps
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    gen = torch.Generator().manual_seed(seed)
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for b in range(steps):
+            idx = order[b * bs:(b + 1) * bs]
+            out = net(x[idx])
+            loss = F.cross_entropy(out, y[idx], label_smoothing=label_smoothing)
+            if teacher_logits is not None:
+                T = temperature
+                kd = F.kl_div(F.log_softmax(out / T, 1), F.log_softmax(teacher_logits[idx] / T, 1),
+                              reduction="batchmean", log_target=True)
+                loss = alpha * T * T * kd + (1 - alpha) * loss
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    net.eval()
+
+
+def _variant(spec: str) -> dict:
+    """``"epochs=20,lr=3e-3,ls=0.1,kd=4:0.9"`` -> settings (unset keys: the defaults)."""
+    out = {"epochs": 10, "lr": 1e-3, "ls": 0.0, "kd": None}
+    for item in filter(None, spec.split(",")):
+        key, _, val = item.partition("=")
+        if key not in out:
+            raise SystemExit(f"unknown variant key {key!r} in {spec!r}")
+        out[key] = (tuple(float(v) for v in val.split(":")) if key == "kd"
+                    else int(val) if key == "epochs" else float(val))
+    return out
+
+
+def section_mpd_tune(train, test, variants: list[str], blocks: int, seed: int) -> list[dict]:
+    """MPD N = ``blocks`` (all layers, rescaled init) against a dense baseline trained with
+    the same epochs, lr and label smoothing; ``kd`` distils the MPD model from that
+    baseline (the baseline itself is trained without distillation)."""
+    from compactnn.train import predict
+
+    dense_cache: dict[tuple, tuple[float, torch.Tensor]] = {}
+    rows = []
+    print(f"\n## MPD N = {blocks} training variants (LeNet-300-100 / Fashion-MNIST)\n")
+    print("| variant | dense accuracy | MPD accuracy | vs dense | time |\n"
+          "|---|---:|---:|---:|---:|")
+    for spec in variants:
+        v = _variant(spec)
+        key = (v["epochs"], v["lr"], v["ls"])
+        t = time.perf_counter()
+        if key not in dense_cache:
+            torch.manual_seed(seed)
+            net = build("lenet300")
+            fit_tuned(net, train, v["epochs"], v["lr"], seed, v["ls"])
+            dense_cache[key] = (evaluate(net, test)["accuracy"], predict(net, train.tensors[0]))
+        dense_acc, logits = dense_cache[key]
+        torch.manual_seed(seed)
+        net = build("lenet300")
+        mpd_(net, MPDConfig(blocks=blocks, seed=seed, rescale_init=True))
+        kd = v["kd"]
+        fit_tuned(net, train, v["epochs"], v["lr"], seed, v["ls"],
+                  teacher_logits=None if kd is None else logits,
+                  **({} if kd is None else {"temperature": kd[0], "alpha": kd[1]}))
+        acc = evaluate(net, test)["accuracy"]
+        secs = time.perf_counter() - t
+        rows.append({"variant": spec, **{k: v[k] for k in ("epochs", "lr", "ls")},
+                     "kd": kd, "dense_accuracy": dense_acc, "accuracy": acc, "seconds": secs})
+        print(f"| {spec or 'default'} | {100 * dense_acc:.2f}% | {100 * acc:.2f}% | "
+              f"{100 * (acc - dense_acc):+.2f} | {secs:.0f} s |", flush=True)
+    return rows
+
+
 def permuted_bytes(net: nn.Module) -> int:
     """permseq bytes of the permuted layers + float32 bytes of every other parameter."""
     total = 0
@@ -160,7 +252,7 @@ def permuted_bytes(net: nn.Module) -> int:
 
 
 def section_permuted(train, test, epochs: int, ft_epochs: int, seed: int,
-                     trained: nn.Module, base_acc: float) -> list[dict]:
+                     trained: nn.Module, base_acc: float, lr: float) -> list[dict]:
     dense_params = parameter_count(trained)
     rows = []
     print("\n## Permuted features on LeNet-300-100 / Fashion-MNIST (classifier dense)\n")
@@ -175,7 +267,7 @@ def section_permuted(train, test, epochs: int, ft_epochs: int, seed: int,
                 net = build("lenet300")
                 permute_(net, PermuteConfig(groups=G, kind="seeded", seed=seed))
                 before = None
-                acc = train_eval(net, train, test, epochs)
+                acc = train_eval(net, train, test, epochs, lr)
             else:
                 net = copy.deepcopy(trained)
                 permute_(net, PermuteConfig(groups=G, kind="data", seed=seed))
@@ -306,11 +398,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sections", default="counts,mpd,permuted,speed")
     ap.add_argument("--epochs", type=int, default=10, help="training epochs from scratch")
+    ap.add_argument("--lr", type=float, default=1e-3,
+                    help="learning rate of every training from scratch (the dense baseline, "
+                         "MPD, seeded permuted); fine-tuning keeps 1e-3")
     ap.add_argument("--finetune-epochs", type=int, default=3,
                     help="fine-tuning epochs after a data-derived conversion")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--size", type=int, default=4096, help="speed: the layer is size x size")
+    ap.add_argument("--variants", default="",
+                    help="mpd-tune: ';'-separated variants, each 'epochs=E,lr=L,ls=S,kd=T:A'")
+    ap.add_argument("--tune-blocks", type=int, default=10, help="mpd-tune: N")
     ap.add_argument("--json", help="write all results to this file")
     args = ap.parse_args()
     sections = set(args.sections.split(","))
@@ -320,13 +418,17 @@ def main() -> None:
         out["counts"] = section_counts()
     if sections & {"mpd", "permuted"}:
         train, test = load_dataset("fashion-mnist")
-        trained, base_acc = baseline(train, test, args.epochs, args.seed)
+        trained, base_acc = baseline(train, test, args.epochs, args.seed, args.lr)
         out["baseline_accuracy"] = base_acc
         if "mpd" in sections:
-            out["mpd"] = section_mpd(train, test, args.epochs, args.seed, base_acc)
+            out["mpd"] = section_mpd(train, test, args.epochs, args.seed, base_acc, args.lr)
         if "permuted" in sections:
             out["permuted"] = section_permuted(train, test, args.epochs, args.finetune_epochs,
-                                               args.seed, trained, base_acc)
+                                               args.seed, trained, base_acc, args.lr)
+    if "mpd-tune" in sections:
+        train, test = load_dataset("fashion-mnist")
+        out["mpd_tune"] = section_mpd_tune(train, test, args.variants.split(";"),
+                                           args.tune_blocks, args.seed)
     if "speed" in sections:
         out["speed"] = section_speed(args.repeats, args.size)
     if args.json:
