@@ -389,8 +389,8 @@ def section_speed(repeats: int, size: int = 4096) -> list[dict]:
                                 "speedup_wall": base_t / st.median, "speedup_cpu": base_c / cpu})
                 print(f"| {B} | {name} | {1e3 * st.median:.3f} | {1e3 * cpu:.3f} | "
                       f"{base_t / st.median:.2f}x | {base_c / cpu:.2f}x |", flush=True)
-    print(f"\nload average after: {os.getloadavg()[0]:.1f} (2-core machine shared with other "
-          "agents; timings under contention)")
+    print(f"\nload average after: {os.getloadavg()[0]:.1f} (a shared 2-core machine: run it "
+          "alone, e.g. under a lock, for clean timings)")
     return results
 
 
