@@ -56,8 +56,27 @@ from compactnn.zoo.sentences import sentence_split
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# formats that store only the nonzeros and/or few distinct values (as benchmarks/end_to_end.py)
+LOW_ENTROPY = ("csr", "index_map", "cer", "cser", "ham", "sham")
 MIXED = T.MIXED_SHARING  # per-layer-type k: q,k 8; v,ao 16; FFN 12
 MIXED_LABEL = "8/16/12"
+
+
+class _Data(dict):
+    """Sentences and the original model's embeddings, encoded on first use: ``ref``
+    (held-out) and ``teacher`` (distillation sentences)."""
+
+    def __init__(self, pristine: T.SentenceEncoder, train: list[str], held: list[str],
+                 original_bytes: int) -> None:
+        super().__init__(train=train, held=held, original_bytes=original_bytes)
+        self.pristine = pristine
+
+    def __missing__(self, key: str) -> torch.Tensor:
+        sents = {"ref": "held", "teacher": "train"}[key]
+        print(f"encoding {len(self[sents])} {sents} sentences with the original model ...",
+              flush=True)
+        self[key] = T.encode(self.pristine, self[sents])
+        return self[key]
 
 
 def _pairs(text: str) -> list[tuple[float, int | str]]:
@@ -86,10 +105,13 @@ def _compressed(pristine: T.SentenceEncoder, p: float, k: int | str, distilled: 
                 data: dict, args) -> tuple[T.SentenceEncoder, list[dict], float]:
     model = copy.deepcopy(pristine)
     recipe = _recipe(p, k, distilled, args)
-    n = args.distill_sentences
     t0 = time.perf_counter()
-    T.compress_minilm_(model, recipe, data["train"][:n], teacher=data["teacher"][:n],
-                       embedding_k=args.embedding_k)
+    if distilled:
+        n = args.distill_sentences
+        T.compress_minilm_(model, recipe, data["train"][:n], teacher=data["teacher"][:n],
+                           embedding_k=args.embedding_k)
+    else:  # no finetune step: the distillation data is never used
+        T.compress_minilm_(model, recipe, data["train"][:1], embedding_k=args.embedding_k)
     return model, recipe, time.perf_counter() - t0
 
 
@@ -142,7 +164,11 @@ def throughput(pristine: T.SentenceEncoder, p: float, k: int | str, data: dict,
                      "sent_per_s": encode_throughput(model, sents, args.batch_size,
                                                      args.repeats)})
         for policy in args.bench_policies.split(","):
-            cm = to_compact(model, policy, storage="auto", batch_size=cols)
+            # 'fastest-compact': 'fastest' among the formats that store only the nonzeros
+            # and/or few distinct values (no dense-like layout)
+            cands = LOW_ENTROPY if policy == "fastest-compact" else None
+            cm = to_compact(model, policy.removesuffix("-compact"), storage="auto",
+                            batch_size=cols, candidates=cands)
             counts: dict[str, int] = {}
             for r in _records(cm):
                 counts[r.format] = counts.get(r.format, 0) + 1
@@ -227,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="shared values of the word embeddings (15 + the table's exact "
                     "zeros = 16 values = 4-bit codes)")
     ap.add_argument("--policy", default="csr", help="to_compact policy of the quality grid")
-    ap.add_argument("--bench-policies", default="csr,index_map,smallest,fastest")
+    ap.add_argument("--bench-policies",
+                    default="csr,index_map,smallest,fastest,fastest-compact",
+                    help="to_compact policies of the throughput table; 'fastest-compact' is "
+                    f"'fastest' among {', '.join(LOW_ENTROPY)}")
     ap.add_argument("--distill-sentences", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=2)
     ap.add_argument("--lr", type=float, default=5e-4)
@@ -243,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--plot", default=str(ROOT / "docs/results/minilm_size_vs_cosine.png"),
                     help="PNG to write (same folder as --out for the markdown link)")
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--no-grid", action="store_true",
+                    help="throughput table only (prints it; writes neither --out nor --plot)")
     args = ap.parse_args(argv)
     if args.quick:
         args.sparsities, args.ks, args.distill = "0,50", "16", "0:mix"
@@ -258,10 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     train, held = sentence_split(max(args.distill_sentences, 1), args.held_out, seed=0)
     pristine = T.load_minilm()
     original = os.path.getsize(T.model_dir() / "model.safetensors")
-    print(f"encoding {len(held)} held-out and {len(train)} training sentences "
-          "with the original model ...", flush=True)
-    data = {"train": train, "held": held, "original_bytes": original,
-            "ref": T.encode(pristine, held), "teacher": T.encode(pristine, train)}
+    data = _Data(pristine, train, held, original)
 
     cache: dict = {}
     if os.path.exists(args.cache):
@@ -271,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
             for k in args.ks.split(",")]
     grid += [(float(p), "mix", False) for p in filter(None, args.mixed.split(","))]
     grid += [(p, k, True) for p, k in _pairs(args.distill)]
+    if args.no_grid:
+        grid, args.out, args.plot = [], "", ""
     rows = []
     with tempfile.TemporaryDirectory() as folder:
         for p, k, d in grid:
@@ -285,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"    Linear {r['linear_ratio']:.1f}x, file {r['file_ratio']:.1f}x, "
                   f"cos {r['cosine_mean']:.4f}, top1 {r['top1']:.3f}, top5 {r['top5']:.3f}",
                   flush=True)
-    qtab = quality_table(rows)
+    qtab = quality_table(rows) if rows else ""
     print("\n" + qtab)
     speed = ""
     if not args.no_speed:
