@@ -60,15 +60,18 @@ def log(msg: str) -> None:
 
 def baseline(name: str, tr, te, epochs: int, work: Path):
     path = work / f"{name}_baseline.safetensors"
-    if path.exists():
-        model, *_ = pipeline.load_checkpoint(path)
-        return model
+    if path.exists():  # reused only if trained for as many epochs
+        model, _, _, info = pipeline.load_checkpoint(path)
+        if info.get("epochs") == epochs:
+            return model
+        log(f"{name}: {path} was trained for {info.get('epochs')} epochs; training again")
     kwargs = pipeline.model_kwargs(name, tr)
     torch.manual_seed(0)
     model = zoo.build(name, **kwargs)
     t = time.perf_counter()
     train.fit(model, tr, epochs, lr=1e-3, batch_size=128, progress=True)
     log(f"{name}: baseline trained in {time.perf_counter() - t:.0f} s")
+    (work / f"{name}_compressed.safetensors").unlink(missing_ok=True)  # made from another
     pipeline.save_checkpoint(model, path, name, kwargs, metrics=train.evaluate(model, te),
                              epochs=epochs)
     return model.eval()
@@ -76,12 +79,14 @@ def baseline(name: str, tr, te, epochs: int, work: Path):
 
 def compressed(name: str, base, tr, te, work: Path):
     path = work / f"{name}_compressed.safetensors"
-    if path.exists():
-        model, *_ = pipeline.load_checkpoint(path)
-        return model
+    recipe = Recipe.from_list(pipeline.RECIPES[name])
+    if path.exists():  # reused only if it was made with the current recipe
+        model, _, _, info = pipeline.load_checkpoint(path)
+        if info.get("recipe") == recipe.to_list():
+            return model
+        log(f"{name}: {path} was made with another recipe; compressing again")
     model = zoo.build(name, **pipeline.model_kwargs(name, tr))
     model.load_state_dict(base.state_dict())
-    recipe = Recipe.from_list(pipeline.RECIPES[name])
     t = time.perf_counter()
     report = compress_(model, recipe, tr, te, progress=True)
     log(f"{name}: compressed in {time.perf_counter() - t:.0f} s\n{report.table()}")
@@ -189,7 +194,9 @@ def main() -> None:
     for name in args.models.split(","):
         results[name] = run(name, tr, te, args, work)
         print(markdown(results[name]), flush=True)
-    (work / "end_to_end.json").write_text(json.dumps(results, indent=1))
+    out = work / "end_to_end.json"  # results of earlier runs for other models are kept
+    previous = json.loads(out.read_text()) if out.exists() else {}
+    out.write_text(json.dumps({**previous, **results}, indent=1))
     print(f"command: python benchmarks/end_to_end.py --models {args.models} --threads "
           f"{args.threads} (wall {time.perf_counter() - t0:.0f} s, torch "
           f"{torch.__version__}, {os.cpu_count()} CPUs)")
