@@ -14,10 +14,9 @@ from hypothesis import HealthCheck, given, settings
 
 import compactnn.formats.cer as cer_module
 from compactnn import formats
-from compactnn.coding.codebook import frequency_codebook
 from compactnn.formats import FormatError, index_dtype
 
-from .strategies import arbitrary, low_entropy
+from .strategies import low_entropy
 from .test_conformance import check_products, same_bits
 
 SETTINGS = settings(max_examples=80, deadline=None,
@@ -105,17 +104,6 @@ def test_encoder_matches_reference(fid, W):
         got = bufs[name]
         assert got.dtype == want.dtype and got.shape == want.shape, name
         assert got.tobytes() == want.tobytes(), name
-
-
-@SETTINGS
-@given(W=low_entropy() | arbitrary())
-def test_codebook_shortcut_equals_frequency_codebook(W):
-    """The encoder counts only the entries other than +0.0 and inserts +0.0 itself."""
-    omega, flat, code = cer_module._coded_entries(W)
-    want_omega, want_codes, _ = frequency_codebook(W)
-    assert same_bits(omega, want_omega)
-    assert np.array_equal(flat, np.flatnonzero(want_codes))
-    assert code.dtype == np.int64 and np.array_equal(code, want_codes[flat])
 
 
 @SETTINGS

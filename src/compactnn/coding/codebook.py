@@ -10,7 +10,7 @@ import numpy as np
 
 from compactnn.kernels._jit import jit, prange
 
-__all__ = ["frequency_codebook", "entropy_bits", "symbol_counts"]
+__all__ = ["codebook", "frequency_codebook", "entropy_bits", "symbol_counts"]
 
 
 @jit(parallel=True)
@@ -22,20 +22,39 @@ def _lookup(bits: np.ndarray, keys: np.ndarray, rank: np.ndarray) -> np.ndarray:
     return out
 
 
-def _distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
-    if bits.size == 0:
-        return bits, np.empty(0, np.uint32), np.empty(0, np.int64)
-    uniq, counts = np.unique(bits, return_counts=True)
-    return bits, uniq, counts
-
-
 def symbol_counts(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct float32 values of ``values`` (by bit pattern), each entry's index into
     them, and their counts. The distinct values come in ascending bit-pattern order."""
-    bits, uniq, counts = _distinct(values)
+    bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
+    uniq, counts = np.unique(bits, return_counts=True)
     inv = _lookup(bits, uniq, np.arange(uniq.size, dtype=np.int64))
     return uniq.view(np.float32), inv, counts
+
+
+def codebook(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The frequency-ordered codebook of ``values``: ``omega`` (float32, decreasing
+    count; ties: ascending value, then bit pattern), the ``counts`` of its entries, and
+    for coding: the distinct bit patterns in ascending order (``keys``) with the code
+    (index into ``omega``) of each (``rank``).
+
+    Only the entries other than +0.0 are sorted (ten times less work on a 90%-pruned
+    matrix); +0.0 is inserted where the order puts it (ties: after the negative values
+    of equal count, before the others).
+    """
+    bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
+    keys, counts = np.unique(bits[bits != 0], return_counts=True)
+    vals = keys.view(np.float32)
+    order = np.lexsort((keys, vals, -counts))
+    omega, counts = vals[order], counts[order]
+    zeros = bits.size - int(counts.sum())
+    if zeros:
+        pos = int(np.count_nonzero((counts > zeros) | ((counts == zeros) & (omega < 0))))
+        omega = np.insert(omega, pos, np.float32(0.0))
+        counts = np.insert(counts, pos, zeros)
+    keys = np.sort(omega.view(np.uint32))
+    rank = np.empty(keys.size, np.int64)
+    rank[np.searchsorted(keys, omega.view(np.uint32))] = np.arange(omega.size)
+    return omega, counts, keys, rank
 
 
 def frequency_codebook(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -47,12 +66,9 @@ def frequency_codebook(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     >>> omega.tolist(), codes.tolist(), counts.tolist()
     ([0.0, 1.0, 2.0], [0, 2, 0, 1], [2, 1, 1])
     """
-    bits, uniq, counts = _distinct(values)
-    vals = uniq.view(np.float32)
-    order = np.lexsort((uniq, vals, -counts))
-    rank = np.empty_like(order)
-    rank[order] = np.arange(order.size)
-    return vals[order], _lookup(bits, uniq, rank.astype(np.int64)), counts[order]
+    omega, counts, keys, rank = codebook(values)
+    bits = np.ascontiguousarray(values, dtype=np.float32).reshape(-1).view(np.uint32)
+    return omega, _lookup(bits, keys, rank), counts
 
 
 def entropy_bits(W: np.ndarray) -> float:

@@ -55,7 +55,6 @@ __all__ = [
     "canonical_codes",
     "kraft_sum",
     "build_code",
-    "sparse_frequency_codebook",
     "encode",
     "stream_words",
     "decode_tables",
@@ -154,23 +153,6 @@ def canonical_codes(counts_per_length: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return codes.astype(np.uint32), lengths
 
 
-def sparse_frequency_codebook(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`~compactnn.coding.codebook.frequency_codebook` (same ``omega``, codes and
-    counts) that sorts only the entries that are not +0.0: ten times less work on a
-    90%-pruned matrix. +0.0 is inserted where the frequency order puts it (ties: it
-    follows the negative values of equal count and precedes the others)."""
-    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-    nz = flat.view(np.uint32) != 0
-    n_zero = flat.size - int(np.count_nonzero(nz))
-    if n_zero in (0, flat.size):
-        return frequency_codebook(flat)
-    omega, sym_nz, counts = frequency_codebook(flat[nz])
-    pos = int(np.count_nonzero((counts > n_zero) | ((counts == n_zero) & (omega < 0))))
-    sym = np.full(flat.size, pos, np.int64)
-    sym[nz] = sym_nz + (sym_nz >= pos)
-    return np.insert(omega, pos, np.float32(0)), sym, np.insert(counts, pos, n_zero)
-
-
 def build_code(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Canonical Huffman code of the entries of ``values``.
 
@@ -179,7 +161,7 @@ def build_code(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     (int64), the symbol index of every entry (int64, C order) and the count of each
     symbol.
     """
-    omega, sym, counts = sparse_frequency_codebook(values)
+    omega, sym, counts = frequency_codebook(values)
     lengths = huffman_lengths(counts)
     return omega, length_counts(lengths), sym, counts
 

@@ -65,7 +65,7 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from compactnn.coding.codebook import frequency_codebook
+from compactnn.coding.codebook import codebook
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -90,9 +90,9 @@ def grouped_arrays(W: np.ndarray) -> dict[str, np.ndarray]:
 
     Returns ``omega``, ``col_idx`` (identical for CER and CSER), the CSER
     ``omega_ptr``/``row_ptr``/``omega_idx`` and the CER ``cer_omega_ptr``/
-    ``cer_row_ptr``, with the smallest index dtypes. Vectorised: one ``np.sort`` of
-    ``(row, code, column)`` packed into an int64 per entry with a non-zero code.
-    Raises ``ValueError`` if ``m*K*n`` does not fit in 63 bits.
+    ``cer_row_ptr``, with the smallest index dtypes. The codebook is one ``np.unique``;
+    the grouping is a per-row counting sort by code in two parallel kernel passes
+    (``kernels/cer.py``: ``group_counts``, ``group_fill``), O(m*n + groups).
 
     >>> g = grouped_arrays(np.array([[0, 2, 1, 2], [0, 0, 0, 1]], np.float32))
     >>> g["omega"].tolist(), g["col_idx"].tolist(), g["omega_idx"].tolist()
@@ -101,74 +101,29 @@ def grouped_arrays(W: np.ndarray) -> dict[str, np.ndarray]:
     ([0, 1, 3, 4], [0, 2, 3])
     """
     m, n = W.shape
-    omega, flat, code = _coded_entries(W)
+    omega, _, keys, rank = codebook(W)
     K = omega.size
-    nnz = flat.size
-    if m * K * n >= 2**63:
-        raise ValueError(
-            f"a {m}x{n} matrix with {K} distinct values is too large for the CER/CSER "
-            "encoder: its (row, code, column) sort key needs more than 63 bits"
-        )
-    # Sorting (row, code, column) packed in one int64 groups each row by code with
-    # ascending columns: (row*K + code)*n + column = flat + n*(row*(K-1) + code).
-    key = np.sort(flat + n * ((flat // max(n, 1)) * (K - 1) + code))
-    group_key = key // max(n, 1)  # row*K + code
-    col_idx = key - group_key * n
-    key = group_key
-    # CSER: one group per distinct (row, code), in key order.
-    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]]) if nnz else np.empty(0, np.int64)
-    group_row = key[starts] // max(K, 1)
-    omega_idx = key[starts] - group_row * K
-    omega_ptr = np.append(starts, nnz)
-    row_ptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.bincount(group_row, minlength=m), out=row_ptr[1:])
-    # CER: K_r = the code of each row's last group; groups 1..K_r per row.
-    k_r = np.zeros(m, dtype=np.int64)
-    filled = row_ptr[1:] > row_ptr[:-1]
-    k_r[filled] = omega_idx[row_ptr[1:][filled] - 1]
-    cer_row_ptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(k_r, out=cer_row_ptr[1:])
-    groups = int(cer_row_ptr[-1])
-    sizes = np.zeros(groups, dtype=np.int64)
-    sizes[cer_row_ptr[group_row] + omega_idx - 1] = np.diff(omega_ptr)
-    cer_omega_ptr = np.zeros(groups + 1, dtype=np.int64)
-    np.cumsum(sizes, out=cer_omega_ptr[1:])
+    bits = W.view(np.uint32)
+    codes = np.empty((m, n), dtype=np.int32 if K < 2**31 else np.int64)
+    nnz_r, grp_r, top_r = (np.empty(m, np.int64) for _ in range(3))
+    k.group_counts(bits, keys, rank, codes, nnz_r, grp_r, top_r)
+    col_off, grp_off, cer_off = (np.concatenate(([0], np.cumsum(a))) for a in
+                                 (nnz_r, grp_r, top_r))
+    nnz, groups, cer_groups = int(col_off[-1]), int(grp_off[-1]), int(cer_off[-1])
+    col_idx = np.empty(nnz, index_dtype(max(n - 1, 0)))
+    sizes = np.empty(groups, np.int64)
+    omega_idx = np.empty(groups, index_dtype(max(K - 1, 0)))
+    cer_sizes = np.empty(cer_groups, np.int64)
+    k.group_fill(codes, col_off, grp_off, cer_off, col_idx, sizes, omega_idx, cer_sizes)
     return {
         "omega": omega,
-        "col_idx": col_idx.astype(index_dtype(max(n - 1, 0))),
-        "omega_ptr": omega_ptr.astype(index_dtype(nnz)),
-        "row_ptr": row_ptr.astype(index_dtype(starts.size)),
-        "omega_idx": omega_idx.astype(index_dtype(max(K - 1, 0))),
-        "cer_omega_ptr": cer_omega_ptr.astype(index_dtype(nnz)),
-        "cer_row_ptr": cer_row_ptr.astype(index_dtype(groups)),
+        "col_idx": col_idx,
+        "omega_ptr": np.concatenate(([0], np.cumsum(sizes))).astype(index_dtype(nnz)),
+        "row_ptr": grp_off.astype(index_dtype(groups)),
+        "omega_idx": omega_idx,
+        "cer_omega_ptr": np.concatenate(([0], np.cumsum(cer_sizes))).astype(index_dtype(nnz)),
+        "cer_row_ptr": cer_off.astype(index_dtype(cer_groups)),
     }
-
-
-def _coded_entries(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``frequency_codebook(W)``'s codebook, and the flat positions and codes (int64) of
-    the entries whose code is not 0.
-
-    The codebook is counted over the entries other than +0.0 only (a tenth of the work
-    at 90% zeros); +0.0 is then inserted where ``frequency_codebook`` sorts it: after
-    the values that are more frequent, or as frequent and smaller (``-0.0`` compares
-    equal and has the larger bit pattern, so it comes after +0.0).
-    """
-    bits = W.reshape(-1).view(np.uint32)
-    flat = np.flatnonzero(bits)
-    omega, codes, counts = frequency_codebook(W.reshape(-1)[flat])
-    zeros = bits.size - flat.size
-    if zeros == 0:
-        keep = np.flatnonzero(codes)
-        return omega, flat[keep], codes[keep]
-    pos = int(np.count_nonzero((counts > zeros) | ((counts == zeros) & (omega < 0))))
-    omega = np.insert(omega, pos, np.float32(0.0))
-    codes += codes >= pos
-    if pos == 0:
-        return omega, flat, codes
-    full = np.full(bits.size, pos, dtype=index_dtype(omega.size))
-    full[flat] = codes
-    keep = np.flatnonzero(full)
-    return omega, keep, full[keep].astype(np.int64)
 
 
 class GroupedRows(CompactMatrix):

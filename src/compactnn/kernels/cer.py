@@ -168,3 +168,63 @@ def cer_bad_rows(
             bad[r] = not ok
             for j in range(np.int64(omega_ptr[row_ptr[r]]), np.int64(omega_ptr[row_ptr[r + 1]])):
                 seen[col_idx[j]] = False
+
+
+@jit(parallel=True)
+def group_counts(bits, keys, rank, codes, nnz, groups, max_code):  # pragma: no cover
+    """Encoder pass 1, per row of ``bits`` ((m, n) uint32 bit patterns): the code of
+    every entry (``rank[searchsorted(keys, bit)]``) into ``codes``, the row's number of
+    entries with code != 0 (``nnz``), of distinct non-zero codes (``groups``) and its
+    largest code (``max_code``)."""
+    m, n = bits.shape
+    for r in prange(m):
+        top = 0
+        cnt = 0
+        for j in range(n):
+            c = rank[np.searchsorted(keys, bits[r, j])]
+            codes[r, j] = c
+            if c != 0:
+                cnt += 1
+                if c > top:
+                    top = c
+        seen = np.zeros(top + 1, np.bool_)
+        g = 0
+        for j in range(n):
+            c = codes[r, j]
+            if c != 0 and not seen[c]:
+                seen[c] = True
+                g += 1
+        nnz[r] = cnt
+        groups[r] = g
+        max_code[r] = top
+
+
+@jit(parallel=True)
+def group_fill(codes, col_off, grp_off, cer_off, col_idx, sizes, omega_idx,
+               cer_sizes):  # pragma: no cover
+    """Encoder pass 2, per row: a counting sort of the row's entries by code (stable, so
+    columns ascend inside a group) into ``col_idx`` from ``col_off[r]``; the sizes and
+    codes of its non-empty groups (CSER) from ``grp_off[r]``; the sizes of its groups
+    ``1..max_code`` (CER, empty ones included) from ``cer_off[r]``."""
+    m, n = codes.shape
+    for r in prange(m):
+        top = cer_off[r + 1] - cer_off[r]
+        cnt = np.zeros(top + 1, np.int64)
+        for j in range(n):
+            cnt[codes[r, j]] += 1
+        pos = np.empty(top + 1, np.int64)
+        p = col_off[r]
+        g = grp_off[r]
+        for c in range(1, top + 1):
+            pos[c] = p
+            p += cnt[c]
+            cer_sizes[cer_off[r] + c - 1] = cnt[c]
+            if cnt[c] != 0:
+                sizes[g] = cnt[c]
+                omega_idx[g] = c
+                g += 1
+        for j in range(n):
+            c = codes[r, j]
+            if c != 0:
+                col_idx[pos[c]] = j
+                pos[c] += 1
