@@ -79,35 +79,42 @@ class _Data(dict):
         return self[key]
 
 
-def _pairs(text: str) -> list[tuple[float, int | str]]:
-    out: list[tuple[float, int | str]] = []
+Distill = tuple[int, int] | None
+"""Distillation of a grid point: ``(epochs, sentences)``, or None for none."""
+
+
+def _pairs(text: str, args) -> list[tuple[float, int | str, Distill]]:
+    """``p:k[:epochs[:sentences]]`` items (defaults ``--epochs``, ``--distill-sentences``)."""
+    out: list[tuple[float, int | str, Distill]] = []
     for part in filter(None, text.split(",")):
-        p, k = part.split(":")
-        out.append((float(p), k if k == "mix" else int(k)))
+        p, k, *rest = part.split(":")
+        e = int(rest[0]) if rest else args.epochs
+        n = int(rest[1]) if len(rest) > 1 else args.distill_sentences
+        out.append((float(p), k if k == "mix" else int(k), (e, n)))
     return out
 
 
-def _recipe(p: float, k: int | str, distilled: bool, args) -> list[dict]:
+def _recipe(p: float, k: int | str, distill: Distill, args) -> list[dict]:
     recipe: list[dict] = [{"method": "prune", "p": p}] if p > 0 else []
     recipe += MIXED if k == "mix" else [{"method": "cws", "k": k}]
-    if distilled:
-        recipe.append({"method": "finetune", "epochs": args.epochs, "lr": args.lr,
+    if distill:
+        recipe.append({"method": "finetune", "epochs": distill[0], "lr": args.lr,
                        "batch_size": 32})
     return recipe
 
 
-def _key(p: float, k: int | str, distilled: bool, args) -> str:
-    d = f"d{args.distill_sentences}x{args.epochs}@{args.lr:g}" if distilled else "nod"
+def _key(p: float, k: int | str, distill: Distill, args) -> str:
+    d = f"d{distill[1]}x{distill[0]}@{args.lr:g}" if distill else "nod"
     return f"p{p:g}-k{k}-e{args.embedding_k}-{d}-{args.policy}"
 
 
-def _compressed(pristine: T.SentenceEncoder, p: float, k: int | str, distilled: bool,
+def _compressed(pristine: T.SentenceEncoder, p: float, k: int | str, distill: Distill,
                 data: dict, args) -> tuple[T.SentenceEncoder, list[dict], float]:
     model = copy.deepcopy(pristine)
-    recipe = _recipe(p, k, distilled, args)
+    recipe = _recipe(p, k, distill, args)
     t0 = time.perf_counter()
-    if distilled:
-        n = args.distill_sentences
+    if distill:
+        n = distill[1]
         T.compress_minilm_(model, recipe, data["train"][:n], teacher=data["teacher"][:n],
                            embedding_k=args.embedding_k)
     else:  # no finetune step: the distillation data is never used
@@ -115,9 +122,9 @@ def _compressed(pristine: T.SentenceEncoder, p: float, k: int | str, distilled: 
     return model, recipe, time.perf_counter() - t0
 
 
-def run_row(pristine: T.SentenceEncoder, p: float, k: int | str, distilled: bool, data: dict,
+def run_row(pristine: T.SentenceEncoder, p: float, k: int | str, distill: Distill, data: dict,
             args, folder: str) -> dict:
-    model, recipe, t_compress = _compressed(pristine, p, k, distilled, data, args)
+    model, recipe, t_compress = _compressed(pristine, p, k, distill, data, args)
     t0 = time.perf_counter()
     cm = to_compact(model, args.policy, storage="auto")
     t_convert = time.perf_counter() - t0
@@ -135,7 +142,8 @@ def run_row(pristine: T.SentenceEncoder, p: float, k: int | str, distilled: bool
     formats = sorted({f"{li.storage}->{li.format}" if li.storage == "archive" else li.format
                       for li in info.layers})
     return {
-        "p": p, "k": MIXED_LABEL if k == "mix" else k, "distilled": distilled,
+        "p": p, "k": MIXED_LABEL if k == "mix" else k, "distilled": bool(distill),
+        "epochs": distill[0] if distill else 0, "sentences": distill[1] if distill else 0,
         "embedding_k": args.embedding_k, "policy": args.policy, "recipe": recipe,
         "weights": weights, "linear_bytes": linear, "linear_ratio": 4 * weights / linear,
         "linear_bits": 8 * linear / weights,
@@ -151,7 +159,7 @@ def throughput(pristine: T.SentenceEncoder, p: float, k: int | str, data: dict,
     """Dense vs compact encode throughput (batch 32, 1 thread) for several policies. The
     model is compressed without distillation: it changes values, not the structure the
     kernels see (zeros, number of distinct values)."""
-    model, _, _ = _compressed(pristine, p, k, False, data, args)
+    model, _, _ = _compressed(pristine, p, k, None, data, args)
     sents = data["held"][:args.bench_sentences]
     tokens = T.tokenize(pristine, sents)["attention_mask"].sum(1).float().mean().item()
     cols = int(round(args.batch_size * tokens))
@@ -271,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "docs/results/minilm.md"))
     ap.add_argument("--plot", default=str(ROOT / "docs/results/minilm_size_vs_cosine.png"),
                     help="PNG to write (same folder as --out for the markdown link)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for compression, "
+                    "distillation and quality (the throughput table always runs on 1)")
     ap.add_argument("--no-speed", action="store_true")
     ap.add_argument("--no-grid", action="store_true",
                     help="throughput table only (prints it; writes neither --out nor --plot)")
@@ -283,10 +293,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.out == ap.get_default("out"):
             args.out = os.path.join(tempfile.gettempdir(), "minilm-quick.md")
             args.plot = os.path.join(tempfile.gettempdir(), "minilm-quick.png")
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
-    train, held = sentence_split(max(args.distill_sentences, 1), args.held_out, seed=0)
+    distilled = _pairs(args.distill, args)
+    n_train = max([args.distill_sentences] + [d[1] for _, _, d in distilled])
+    train, held = sentence_split(n_train, args.held_out, seed=0)
     pristine = T.load_minilm()
     original = os.path.getsize(T.model_dir() / "model.safetensors")
     data = _Data(pristine, train, held, original)
@@ -295,10 +307,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(args.cache):
         with open(args.cache) as f:
             cache = json.load(f)
-    grid = [(float(p), int(k), False) for p in args.sparsities.split(",")
-            for k in args.ks.split(",")]
-    grid += [(float(p), "mix", False) for p in filter(None, args.mixed.split(","))]
-    grid += [(p, k, True) for p, k in _pairs(args.distill)]
+    grid: list[tuple[float, int | str, Distill]] = [
+        (float(p), int(k), None) for p in filter(None, args.sparsities.split(","))
+        for k in filter(None, args.ks.split(","))]
+    grid += [(float(p), "mix", None) for p in filter(None, args.mixed.split(","))]
+    grid += distilled
     if args.no_grid:
         grid, args.out, args.plot = [], "", ""
     rows = []
@@ -306,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         for p, k, d in grid:
             key = _key(p, k, d, args)
             if key not in cache:
-                print(f"  p={p:g}% k={k} distilled={d} ...", flush=True)
+                print(f"  p={p:g}% k={k} distillation={d} ...", flush=True)
                 cache[key] = run_row(pristine, p, k, d, data, args, folder)
                 with open(args.cache, "w") as f:
                     json.dump(cache, f, indent=1)
@@ -319,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + qtab)
     speed = ""
     if not args.no_speed:
-        (hp, hk), = _pairs(args.headline)
+        (hp, hk, _), = _pairs(args.headline, args)
         srows = throughput(pristine, hp, hk, data, args)
         speed = speed_table(srows)
         print(speed)

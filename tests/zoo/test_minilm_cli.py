@@ -36,3 +36,32 @@ def test_minilm_compress_convert_inspect_eval_bench(capsys, tmp_path, monkeypatc
     assert main(["bench", str(cnn), "--batch-sizes", "32"]) == 0
     out = capsys.readouterr().out
     assert "original float32" in out and "compact" in out
+    # 'fastest' times each layer at batch x tokens columns and picks among the formats given
+    fast = tmp_path / "fast.cnn"
+    assert main(["convert", str(ckpt), "--policy", "fastest", "--formats", "csr,index_map",
+                 "--batch-size", "2", "-o", str(fast)]) == 0
+    out = capsys.readouterr().out
+    assert "bert.encoder.layer.0.attention.self.query" in out
+    assert set(minilm_formats(out)) <= {"csr", "index_map"}
+
+
+def test_minilm_by_name_inspect_bench_convert(capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(minilm, "BENCH_SENTENCES", 16)
+    assert main(["inspect", "minilm"]) == 0
+    out = capsys.readouterr().out
+    assert "bert.encoder.layer.5.output.dense" in out and "1536x384" in out
+    assert "total Linear" in out and " 42467328" in out and "90868376 bytes" in out
+    assert main(["bench", "minilm", "--batch-sizes", "8"]) == 0
+    out = capsys.readouterr().out
+    assert "original float32" in out and "compact" not in out
+    cnn = tmp_path / "dense.cnn"
+    assert main(["convert", "minilm", "--policy", "dense", "-o", str(cnn)]) == 0
+    out = capsys.readouterr().out
+    assert set(minilm_formats(out)) == {"dense"} and "smaller than the float32" in out
+    assert main(["eval", str(cnn)]) == 0
+    assert "cosine_mean 1.0000" in capsys.readouterr().out
+
+
+def minilm_formats(table: str) -> list[str]:
+    """The format column of the Linear layers in an ``inspect`` table."""
+    return [line.split()[2] for line in table.splitlines() if line.startswith("bert.")]

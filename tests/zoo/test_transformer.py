@@ -42,7 +42,9 @@ def test_sentences_deterministic_distinct_and_split():
     train, held = sentence_split(300, 100, seed=3)
     assert (len(train), len(held)) == (300, 100)
     assert set(train).isdisjoint(held)
-    assert train + held == a[:400]
+    assert held + train == a[:400]
+    more, held2 = sentence_split(350, 100, seed=3)  # held-out fixed, training extended
+    assert held2 == held and more[:300] == train
 
 
 def test_sentences_cover_topics():

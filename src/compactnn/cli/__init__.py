@@ -114,7 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="per-layer table of a compact file",
                        description="Show each layer's format, shape, bytes, bits per weight, "
                        "entropy bound and share of the file.")
-    p.add_argument("file")
+    p.add_argument("file", help="compact file, or minilm (the original model's layers)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = sub.add_parser("eval", help="accuracy or MSE of a compact file",
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="compact vs dense latency and throughput",
                        description="Time the compact model against its dense twin "
                        "(decoded float32 weights) at several batch sizes.")
-    p.add_argument("file")
+    p.add_argument("file", help="compact file, or minilm (the original model alone)")
     p.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 256])
     _add_data(p, required=False)
     _add_threads(p)
@@ -248,12 +248,15 @@ def _cmd_convert(a: argparse.Namespace) -> None:
     model, name, kwargs, info = (minilm.pretrained() if minilm.is_minilm(a.checkpoint)
                                  else pipeline.load_checkpoint(a.checkpoint))
     example = None
-    if a.policy == "fastest" or isinstance(a.policy, dict):
+    batch_size = a.batch_size
+    if name == "minilm" and (a.policy == "fastest" or isinstance(a.policy, dict)):
+        batch_size = minilm.columns(a.batch_size)  # sentences x tokens per product
+    elif a.policy == "fastest" or isinstance(a.policy, dict):
         dataset = info.get("dataset")
         if dataset:
             _, te = _dataset(dataset, None)
             example = te.tensors[0][:a.batch_size]
-    cm = to_compact(model, a.policy, storage=a.storage, batch_size=a.batch_size,
+    cm = to_compact(model, a.policy, storage=a.storage, batch_size=batch_size,
                     example_input=example, progress=True, candidates=a.formats)
     meta = {k: info[k] for k in ("dataset", "metrics", "baseline_metrics", "recipe")
             if k in info}
@@ -272,6 +275,9 @@ def _cmd_inspect(a: argparse.Namespace) -> None:
 
     from compactnn.io import inspect
 
+    if minilm.is_minilm(a.file) and not a.json:
+        print(minilm.describe())
+        return
     info = inspect(a.file)
     if a.json:
         print(json.dumps(asdict(info), indent=1, sort_keys=True))
@@ -315,6 +321,9 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     from compactnn.bench import pipeline, threads
     from compactnn.nn import to_dense
 
+    if minilm.is_minilm(a.file):
+        print(minilm.bench(None, None, a.batch_sizes, a.threads))
+        return
     model, info = _load_compact(a.file)
     if info.model["zoo"]["name"] == "minilm":
         print(minilm.bench(model, info.file_bytes, a.batch_sizes, a.threads))

@@ -6,12 +6,18 @@
   optionally shared (K values) and packed; writes a checkpoint that ``convert`` reads.
 - ``compactnn convert minilm -o file.cnn``: the uncompressed pretrained model converted
   as it is (a baseline); a compressed checkpoint converts through the generic path.
+  Policy ``fastest`` times each layer at ``--batch-size`` sentences times the mean
+  sentence length in tokens (:func:`columns`), the columns its products really have.
+- ``compactnn inspect minilm``: the original model's 36 Linear layers (shape, float32
+  bytes, entropy bound) and its file size, before any compression.
 - ``compactnn eval file.cnn`` / ``bench file.cnn``: embedding quality against the
   original model on held-out generated sentences; encode throughput (sentences/s) of
-  the compact model, its dense twin and the original model.
+  the compact model, its dense twin and the original model (``bench minilm``: the
+  original model alone).
 
 Quality is measured on the 500 held-out sentences of ``zoo.sentences.sentence_split``
-(seed 0), which never appear in the distillation sentences.
+(seed 0: the first 500 generated), which never appear in the distillation sentences
+(the ones after them).
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["is_minilm", "original_bytes", "pretrained", "compress",
+__all__ = ["is_minilm", "original_bytes", "pretrained", "compress", "columns", "describe",
            "evaluate", "bench"]
+
 
 def _builtin() -> list[dict[str, Any]]:
     from compactnn.zoo.transformer import MIXED_SHARING
@@ -89,14 +96,55 @@ def compress(recipe: Any, output: str, *, embedding_k: int | None = None,
     return quality
 
 
+def columns(batch_size: int) -> int:
+    """Columns of a Linear product when encoding ``batch_size`` sentences: the batch
+    times the mean token count of the held-out sentences (what policy ``fastest`` should
+    time)."""
+    from compactnn.zoo.sentences import sentence_split
+    from compactnn.zoo.transformer import load_minilm, tokenize
+
+    _, held = sentence_split(0, HELD_OUT)
+    tokens = tokenize(load_minilm(), held)["attention_mask"].sum(1).double().mean().item()
+    return max(1, round(batch_size * tokens))
+
+
+def describe() -> str:
+    """Per-layer table of the original model's Linear layers (float32, before any
+    compression): shape, bytes, entropy bound in bits per weight; then the totals."""
+    import numpy as np
+    from torch import nn
+
+    from compactnn.coding import entropy_bits
+    from compactnn.zoo.transformer import MODEL_NAME, load_minilm
+
+    model = load_minilm()
+    rows = [("layer", "shape", "float32 bytes", "entropy b/w")]
+    weights = 0
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            W = m.weight.detach().numpy()
+            weights += W.size
+            rows.append((name, f"{W.shape[0]}x{W.shape[1]}", str(4 * W.size),
+                         f"{entropy_bits(np.ascontiguousarray(W)) / W.size:.3f}"))
+    rows.append(("total Linear", "", str(4 * weights), ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    params = sum(p.numel() for p in model.parameters())
+    return "\n".join(lines) + (f"\n{MODEL_NAME}: {params} parameters, model.safetensors "
+                               f"{original_bytes()} bytes (float32, original)")
+
+
 def evaluate(model: Any) -> dict[str, float]:
     """Quality of a (compact) MiniLM against the original on the held-out sentences."""
     return _quality(model)
 
 
-def bench(model: Any, file_bytes: int, batch_sizes: list[int], n_threads: int,
+def bench(model: Any, file_bytes: int | None, batch_sizes: list[int], n_threads: int,
           n_sentences: int | None = None, repeats: int = 3) -> str:
-    """Encode throughput table: original model, the file's dense twin, the compact model."""
+    """Encode throughput table: original model, the file's dense twin, the compact model
+    (``model=None``: the original model alone)."""
     from compactnn.bench import threads
     from compactnn.bench.embeddings import encode_throughput
     from compactnn.nn import to_dense
@@ -105,9 +153,10 @@ def bench(model: Any, file_bytes: int, batch_sizes: list[int], n_threads: int,
 
     n_sentences = BENCH_SENTENCES if n_sentences is None else n_sentences
     _, held = sentence_split(0, n_sentences)
-    models = [("original float32", load_minilm(), original_bytes()),
-              ("dense twin (decoded weights)", to_dense(model), None),
-              ("compact", model, file_bytes)]
+    models = [("original float32", load_minilm(), original_bytes())]
+    if model is not None:
+        models += [("dense twin (decoded weights)", to_dense(model), None),
+                   ("compact", model, file_bytes)]
     rows = [("model", "file bytes") + tuple(f"b={b} (sent/s)" for b in batch_sizes)]
     with threads(n_threads):
         for label, m, size in models:

@@ -203,13 +203,18 @@ def generate_sentences(n: int, seed: int = 0) -> list[str]:
 def sentence_split(n_train: int = 3000, n_held_out: int = 500,
                    seed: int = 0) -> tuple[list[str], list[str]]:
     """Disjoint ``(train, held_out)`` lists of distinct sentences (distillation data and
-    the evaluation set), deterministic in ``seed``.
+    the evaluation set), deterministic in ``seed``: the held-out sentences are the first
+    ``n_held_out`` generated, the training sentences the next ``n_train``, so the
+    held-out set does not depend on ``n_train`` and a larger ``n_train`` extends the
+    training list (the generator is prefix-stable).
 
     >>> train, held = sentence_split(10, 5)
     >>> len(train), len(held)
     (10, 5)
+    >>> sentence_split(20, 5)[0][:10] == train and sentence_split(20, 5)[1] == held
+    True
     """
     if n_train < 0 or n_held_out < 0:
         raise ValueError(f"sizes must be non-negative, got {n_train}, {n_held_out}")
-    sents = generate_sentences(n_train + n_held_out, seed)
-    return sents[:n_train], sents[n_train:]
+    sents = generate_sentences(n_held_out + n_train, seed)
+    return sents[n_held_out:], sents[:n_held_out]
