@@ -436,3 +436,24 @@ def test_decoding_tables_are_not_stored():
     assert M.nbytes == sum(v.nbytes for v in bufs.values())
     assert M._tab.lut_len.nbytes > 0  # runtime cache exists but is not stored
     assert math.isclose(M.bits_per_weight, 8 * M.nbytes / 64**2)
+
+
+@SETTINGS
+@given(keys=st.sets(st.integers(0, 2**32 - 1), min_size=1, max_size=300),
+       hashed=st.booleans(), data=st.data())
+def test_code_lookup_equals_binary_search(keys, hashed, data):
+    """The hash-table lookup (small codebooks) and the binary search (large ones) give
+    ``rank[searchsorted(keys, b)]``, including the key 0 (+0.0) and colliding keys."""
+    import compactnn.coding.codebook as cb
+
+    keys = np.array(sorted(keys | {0}), np.uint32)
+    rank = np.random.default_rng(len(keys)).permutation(keys.size).astype(np.int64)
+    picks = data.draw(st.lists(st.integers(0, keys.size - 1), max_size=500))
+    flat = keys[np.array(picks, np.int64)]
+    saved = cb._HASH_MAX_KEYS
+    cb._HASH_MAX_KEYS = saved if hashed else 0
+    try:
+        got = cb._lookup(flat, keys, rank)
+    finally:
+        cb._HASH_MAX_KEYS = saved
+    assert np.array_equal(got, rank[np.searchsorted(keys, flat)])

@@ -65,7 +65,7 @@ from typing import ClassVar
 import numba
 import numpy as np
 
-from compactnn.coding.codebook import codebook
+from compactnn.coding.codebook import frequency_codebook
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -90,9 +90,10 @@ def grouped_arrays(W: np.ndarray) -> dict[str, np.ndarray]:
 
     Returns ``omega``, ``col_idx`` (identical for CER and CSER), the CSER
     ``omega_ptr``/``row_ptr``/``omega_idx`` and the CER ``cer_omega_ptr``/
-    ``cer_row_ptr``, with the smallest index dtypes. The codebook is one ``np.unique``;
-    the grouping is a per-row counting sort by code in two parallel kernel passes
-    (``kernels/cer.py``: ``group_counts``, ``group_fill``), O(m*n + groups).
+    ``cer_row_ptr``, with the smallest index dtypes. The codebook is
+    ``frequency_codebook``; the grouping is a per-row counting sort by code in two
+    parallel kernel passes (``kernels/cer.py``: ``group_counts``, ``group_fill``),
+    O(m*n + groups).
 
     >>> g = grouped_arrays(np.array([[0, 2, 1, 2], [0, 0, 0, 1]], np.float32))
     >>> g["omega"].tolist(), g["col_idx"].tolist(), g["omega_idx"].tolist()
@@ -101,12 +102,11 @@ def grouped_arrays(W: np.ndarray) -> dict[str, np.ndarray]:
     ([0, 1, 3, 4], [0, 2, 3])
     """
     m, n = W.shape
-    omega, _, keys, rank = codebook(W)
+    omega, codes, _ = frequency_codebook(W)
     K = omega.size
-    bits = W.view(np.uint32)
-    codes = np.empty((m, n), dtype=np.int32 if K < 2**31 else np.int64)
+    codes = codes.reshape(m, n)
     nnz_r, grp_r, top_r = (np.empty(m, np.int64) for _ in range(3))
-    k.group_counts(bits, keys, rank, codes, nnz_r, grp_r, top_r)
+    k.group_counts(codes, nnz_r, grp_r, top_r)
     col_off, grp_off, cer_off = (np.concatenate(([0], np.cumsum(a))) for a in
                                  (nnz_r, grp_r, top_r))
     nnz, groups, cer_groups = int(col_off[-1]), int(grp_off[-1]), int(cer_off[-1])

@@ -171,18 +171,16 @@ def cer_bad_rows(
 
 
 @jit(parallel=True)
-def group_counts(bits, keys, rank, codes, nnz, groups, max_code):  # pragma: no cover
-    """Encoder pass 1, per row of ``bits`` ((m, n) uint32 bit patterns): the code of
-    every entry (``rank[searchsorted(keys, bit)]``) into ``codes``, the row's number of
-    entries with code != 0 (``nnz``), of distinct non-zero codes (``groups``) and its
+def group_counts(codes, nnz, groups, max_code):  # pragma: no cover
+    """Encoder pass 1, per row of ``codes`` ((m, n) codebook indices): the row's number
+    of entries with code != 0 (``nnz``), of distinct non-zero codes (``groups``) and its
     largest code (``max_code``)."""
-    m, n = bits.shape
+    m, n = codes.shape
     for r in prange(m):
         top = 0
         cnt = 0
         for j in range(n):
-            c = rank[np.searchsorted(keys, bits[r, j])]
-            codes[r, j] = c
+            c = codes[r, j]
             if c != 0:
                 cnt += 1
                 if c > top:
