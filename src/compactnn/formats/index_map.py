@@ -18,11 +18,12 @@ each code and multiplies it at once. ``W @ X`` with ``k >= 2`` columns is tiled:
 tile of ``t`` rows (about 256 kB of float32, :func:`tile_rows`) is decoded into a
 scratch buffer (``bitpack.fixed_rows_to_dense``) and multiplied by ``X`` with BLAS
 (``np.matmul``), tile by tile, so only one tile is ever dense and the codes are decoded
-once per product instead of once per column. Measured at 1 thread on 384x1536
-matrices with 12 values and ~400 columns (the MiniLM regime), this runs about 1.1x
-the time of a dense float32 product, against about 4x for a fused row-by-row kernel
-(which cannot use BLAS's register blocking); at 2-16 columns it is still about 3x
-faster than the fused kernel.
+once per product instead of once per column. Measured at 1 thread on MiniLM's
+384x384 / 1536x384 / 384x1536 matrices with 12 values and 400 columns
+(``benchmarks/minilm_kernels.py``), this takes 1.1-1.2x the time of a dense float32
+product, against about 3.7x for the fused row-by-row kernel it replaced (which cannot
+use BLAS's register blocking); at 2-16 columns it is still about 3x faster than that
+kernel.
 
 Cost of ``W @ x`` (:meth:`IndexMap.cost`, the fused kernel): ``m * n`` adds,
 multiplies, ``omega`` reads and ``x`` reads; ``words``: per row, the words from the
@@ -36,7 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from compactnn.coding.huffman import sparse_frequency_codebook, stream_words
+from compactnn.coding.codebook import frequency_codebook
+from compactnn.coding.huffman import stream_words
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -101,7 +103,7 @@ class IndexMap(CompactMatrix):
     def from_dense(cls, W: np.ndarray) -> IndexMap:
         W = as_dense_input(W)
         m, n = W.shape
-        omega, sym, _ = sparse_frequency_codebook(W)
+        omega, sym, _ = frequency_codebook(W)
         b = code_bits(omega.size)
         words = np.zeros(stream_words(m * n * b), np.uint32)
         codes = np.arange(max(omega.size, 1), dtype=np.uint32)
