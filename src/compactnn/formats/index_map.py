@@ -16,7 +16,7 @@ Stored bits = ``32 * (m * n * b // 32 + 2) + 32 * K``.
 Products. ``W @ x`` (one column) runs a fused kernel: a bit reader per row decodes
 each code and multiplies it at once. ``W @ X`` with ``k >= 2`` columns is tiled: a
 tile of ``t`` rows (about 256 kB of float32, :func:`tile_rows`) is decoded into a
-scratch buffer (``bitpack.fixed_rows_to_dense``) and multiplied by ``X`` with BLAS
+scratch buffer (``bitpack.fixed_tile_to_dense``, one thread) and multiplied by ``X`` with BLAS
 (``np.matmul``), tile by tile, so only one tile is ever dense and the codes are decoded
 once per product instead of once per column. Measured at 1 thread on MiniLM's
 384x384 / 1536x384 / 384x1536 matrices with 12 values and 400 columns
@@ -135,7 +135,7 @@ class IndexMap(CompactMatrix):
         scratch = np.empty((t, n), np.float32)
         for r0 in range(0, m, t):
             tile = scratch[:min(t, m - r0)]
-            bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, r0, tile)
+            bitpack.fixed_tile_to_dense(self.words, self.bits, self.omega, r0, tile)
             np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
 
     def _check(self) -> None:

@@ -11,7 +11,7 @@ starts before ``position + 32``). Callers must have validated the word count fir
 
 Costs: ``pack_codes`` O(entries), serial (rows share boundary words); the index-map
 kernels decode each of the m*n codes once per call, touching each data word once
-(plus one look-ahead word per row). ``fixed_rows_to_dense`` decodes a tile of rows
+(plus one look-ahead word per row). ``fixed_tile_to_dense`` decodes a tile of rows
 into a scratch buffer for the tiled matrix product of ``formats.index_map``."""
 
 from __future__ import annotations
@@ -156,44 +156,61 @@ def fixed_max(words, b, count, chunks):  # pragma: no cover - compiled
     return best.max()
 
 
+@inline
+def _decode_row(words, b, omega, first, row):  # pragma: no cover - compiled
+    """``row[j] = omega[code j]`` for the ``row.size`` codes of ``b`` bits starting at
+    stream bit ``first``."""
+    n = row.shape[0]
+    sh = np.uint64(32 - b)
+    ub = np.uint64(b)
+    buf, nb, wi = start(words, first)
+    j = 0
+    while j + 4 <= n:
+        buf, nb, wi = refill(words, buf, nb, wi)
+        c0 = (buf >> _U32) >> sh
+        buf <<= ub
+        nb -= b
+        buf, nb, wi = refill(words, buf, nb, wi)
+        c1 = (buf >> _U32) >> sh
+        buf <<= ub
+        nb -= b
+        buf, nb, wi = refill(words, buf, nb, wi)
+        c2 = (buf >> _U32) >> sh
+        buf <<= ub
+        nb -= b
+        buf, nb, wi = refill(words, buf, nb, wi)
+        c3 = (buf >> _U32) >> sh
+        buf <<= ub
+        nb -= b
+        row[j] = omega[c0]
+        row[j + 1] = omega[c1]
+        row[j + 2] = omega[c2]
+        row[j + 3] = omega[c3]
+        j += 4
+    while j < n:
+        buf, nb, wi = refill(words, buf, nb, wi)
+        row[j] = omega[(buf >> _U32) >> sh]
+        buf <<= ub
+        nb -= b
+        j += 1
+
+
 @jit(parallel=True)
 def fixed_rows_to_dense(words, b, omega, r0, out):  # pragma: no cover - compiled
     """out (t, n) = rows ``r0 .. r0 + t - 1`` of an index map, each entry
-    ``omega[code]`` (the whole matrix when ``r0 = 0, t = m``; a tile of rows for the
-    tiled product, where BLAS multiplies the decoded tile). Reads each row's words once
-    (plus one look-ahead word), writes t * n floats."""
+    ``omega[code]``, rows in parallel. Reads each row's words once (plus one look-ahead
+    word), writes t * n floats."""
     t, n = out.shape
-    sh = np.uint64(32 - b)
-    ub = np.uint64(b)
     for i in prange(t):
-        buf, nb, wi = start(words, (np.int64(r0) + i) * n * b)
-        row = out[i]
-        j = 0
-        while j + 4 <= n:
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c0 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c1 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c2 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c3 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
-            row[j] = omega[c0]
-            row[j + 1] = omega[c1]
-            row[j + 2] = omega[c2]
-            row[j + 3] = omega[c3]
-            j += 4
-        while j < n:
-            buf, nb, wi = refill(words, buf, nb, wi)
-            row[j] = omega[(buf >> _U32) >> sh]
-            buf <<= ub
-            nb -= b
-            j += 1
+        _decode_row(words, b, omega, (np.int64(r0) + i) * n * b, out[i])
+
+
+@jit
+def fixed_tile_to_dense(words, b, omega, r0, out):  # pragma: no cover - compiled
+    """``fixed_rows_to_dense`` on one thread, for the tiles of the tiled product:
+    BLAS runs multi-threaded between them, and two thread pools taking turns every
+    tile (each spinning while the other works) made 2-thread products 100x slower."""
+    t, n = out.shape
+    for i in range(t):
+        _decode_row(words, b, omega, (np.int64(r0) + i) * n * b, out[i])
+
