@@ -133,17 +133,22 @@ def verified(fn, arg: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> bool:
     return got.shape == ref.shape and bool((np.abs(got - ref) <= 1e-4 * scale + 1e-6).all())
 
 
-def time_products(m: Method, x: np.ndarray, X: np.ndarray, n_threads: int,
-                  refs: tuple, budget: float) -> dict[str, float]:
-    out: dict[str, float] = {}
+def time_products(methods: list[Method], x: np.ndarray, X: np.ndarray, n_threads: int,
+                  refs: tuple, budget: float, pause: float = 0.2) -> list[dict[str, float]]:
+    """Median times of every method's matvec and matmul, all methods on 1 thread first,
+    then on ``n_threads``. A pause before each method lets the previous one's thread
+    pools (BLAS, OpenMP) stop spinning, which otherwise slows the next kernel 2-3x."""
+    out: list[dict[str, float]] = [{} for _ in methods]
     for t in sorted({1, n_threads}):
         with threads(t):
-            for kind, fn, arg, ref, scale in (("mv", m.matvec, x, *refs[0]),
-                                              ("mm", m.matmul, X, *refs[1])):
-                if not verified(fn, arg, ref, scale):
-                    raise RuntimeError(f"{m.name}: wrong {kind} result")
-                out[f"{kind}{t}"] = time_call(partial(fn, arg), repeats=15, warmup=2,
-                                              max_total_s=budget).median
+            for m, res in zip(methods, out, strict=True):
+                for kind, fn, arg, ref, scale in (("mv", m.matvec, x, *refs[0]),
+                                                  ("mm", m.matmul, X, *refs[1])):
+                    if not verified(fn, arg, ref, scale):
+                        raise RuntimeError(f"{m.name}: wrong {kind} result")
+                    time.sleep(pause)
+                    res[f"{kind}{t}"] = time_call(partial(fn, arg), repeats=15, warmup=2,
+                                                  max_total_s=budget).median
     return out
 
 
@@ -181,8 +186,8 @@ def speed_table(cases, fids, n_threads: int, budget: float) -> dict:
         W64 = W.astype(np.float64)
         refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
         methods = baselines(W) + [compact(W, f)[0] for f in fids]
-        for m in methods:
-            t = time_products(m, x, X, n_threads, refs, budget)
+        for m, t in zip(methods, time_products(methods, x, X, n_threads, refs, budget),
+                        strict=True):
             results[(label, m.name)] = t | {"nbytes": m.nbytes, "encode_s": m.encode_s}
             e = f"{m.energy_uj:.1f}" if m.energy_uj is not None else ""
             print(f"| {label} | {m.name} | {m.nbytes:,} | {1e3 * t['mv1']:.3f} | "
@@ -208,8 +213,9 @@ def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -
         X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
         W64 = W.astype(np.float64)
         refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
-        for m in baselines(W) + [compact(W, f)[0] for f in fids]:
-            t = time_products(m, x, X, n_threads, refs, budget)
+        methods = baselines(W) + [compact(W, f)[0] for f in fids]
+        for m, t in zip(methods, time_products(methods, x, X, n_threads, refs, budget, 0.02),
+                        strict=True):
             acc = totals.setdefault(m.name, {})
             for key, v in t.items():
                 acc[key] = acc.get(key, 0.0) + v
