@@ -16,14 +16,14 @@ Stored bits = ``32 * (m * n * b // 32 + 2) + 32 * K``.
 Products. ``W @ x`` (one column) runs a fused kernel: a bit reader per row decodes
 each code and multiplies it at once. ``W @ X`` with ``k >= 2`` columns is tiled: a
 tile of ``t`` rows (about 256 kB of float32, :func:`tile_rows`) is decoded into a
-scratch buffer (``bitpack.fixed_tile_to_dense``, one thread) and multiplied by ``X`` with BLAS
-(``np.matmul``), tile by tile, so only one tile is ever dense and the codes are decoded
-once per product instead of once per column. Measured at 1 thread on MiniLM's
-384x384 / 1536x384 / 384x1536 matrices with 12 values and 400 columns
-(``benchmarks/minilm_kernels.py``), this takes 1.1-1.2x the time of a dense float32
-product, against about 3.7x for the fused row-by-row kernel it replaced (which cannot
-use BLAS's register blocking); at 2-16 columns it is still about 3x faster than that
-kernel.
+scratch buffer (``bitpack.fixed_rows_to_dense`` on one numba thread) and multiplied
+by ``X`` with BLAS (``np.matmul``, all its threads), tile by tile, so only one tile
+is ever dense and the codes are decoded once per product instead of once per column.
+Measured at 1 thread on MiniLM's 384x384 / 1536x384 / 384x1536 matrices with 12
+values and 400 columns (``benchmarks/minilm_kernels.py``), this takes 1.1-1.2x the
+time of a dense float32 product, against about 3.7x for the fused row-by-row kernel
+it replaced (which cannot use BLAS's register blocking). With few columns the decode
+dominates: at 64 columns on 4096x4096 it is about 1.6x the dense time.
 
 Cost of ``W @ x`` (:meth:`IndexMap.cost`, the fused kernel): ``m * n`` adds,
 multiplies, ``omega`` reads and ``x`` reads; ``words``: per row, the words from the
@@ -35,6 +35,7 @@ m writes. A tiled product of ``k`` columns reads the same ``words`` and ``m * n`
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
@@ -133,10 +134,18 @@ class IndexMap(CompactMatrix):
         m, n = self.shape
         t = tile_rows(m, n)
         scratch = np.empty((t, n), np.float32)
-        for r0 in range(0, m, t):
-            tile = scratch[:min(t, m - r0)]
-            bitpack.fixed_tile_to_dense(self.words, self.bits, self.omega, r0, tile)
-            np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
+        # One thread pool at a time: tiles decode on one numba thread while BLAS runs
+        # the tile products on all of its threads (two pools taking turns every tile,
+        # each spinning while the other works, made 2-thread products 15x slower).
+        threads = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            for r0 in range(0, m, t):
+                tile = scratch[:min(t, m - r0)]
+                bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, r0, tile)
+                np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
+        finally:
+            numba.set_num_threads(threads)
 
     def _check(self) -> None:
         m, n = self.shape

@@ -11,8 +11,8 @@ starts before ``position + 32``). Callers must have validated the word count fir
 
 Costs: ``pack_codes`` O(entries), serial (rows share boundary words); the index-map
 kernels decode each of the m*n codes once per call, touching each data word once
-(plus one look-ahead word per row). ``fixed_tile_to_dense`` decodes a tile of rows
-into a scratch buffer for the tiled matrix product of ``formats.index_map``."""
+(plus one look-ahead word per row). ``fixed_rows_to_dense`` also decodes a tile of
+rows into a scratch buffer for the tiled matrix product of ``formats.index_map``."""
 
 from __future__ import annotations
 
@@ -202,15 +202,5 @@ def fixed_rows_to_dense(words, b, omega, r0, out):  # pragma: no cover - compile
     word), writes t * n floats."""
     t, n = out.shape
     for i in prange(t):
-        _decode_row(words, b, omega, (np.int64(r0) + i) * n * b, out[i])
-
-
-@jit
-def fixed_tile_to_dense(words, b, omega, r0, out):  # pragma: no cover - compiled
-    """``fixed_rows_to_dense`` on one thread, for the tiles of the tiled product:
-    BLAS runs multi-threaded between them, and two thread pools taking turns every
-    tile (each spinning while the other works) made 2-thread products 100x slower."""
-    t, n = out.shape
-    for i in range(t):
         _decode_row(words, b, omega, (np.int64(r0) + i) * n * b, out[i])
 
