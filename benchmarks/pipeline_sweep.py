@@ -28,17 +28,20 @@ of all points (which adds up over resumed runs).
 
 Usage:
     python benchmarks/pipeline_sweep.py [--experiment lenet300|lenet5|diabetes]
-        [--data DIR] [--out out/pipeline] [--threads 1] [--plot PNG] [--table MD]
+        [--data DIR] [--out out/pipeline] [--threads 1] [--jobs 2] [--plot PNG] [--table MD]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 
 import torch
@@ -122,7 +125,7 @@ class Store:
         self.path.write_text(json.dumps(self.rows, indent=1))
 
 
-def run(setup: Setup, exp: str, data_dir: str | None, out: Path) -> list[dict]:
+def run(setup: Setup, exp: str, data_dir: str | None, out: Path, jobs: int = 1) -> list[dict]:
     out.mkdir(parents=True, exist_ok=True)
     store = Store(out / "results.json")
     tr, te = zoo.load_dataset(setup.dataset, data_dir)
@@ -161,20 +164,37 @@ def run(setup: Setup, exp: str, data_dir: str | None, out: Path) -> list[dict]:
 
     starts = ([(0, base_path)] if setup.quant_alone else []) + [
         (p, out / f"prune{p:g}.safetensors") for p in setup.ps]
-    for p, path in starts:
-        for method, cls in QUANTIZERS.items():
-            for k in setup.ks:
-                name = f"{method} p={p:g} k={k}"
-                if name in store.done:
-                    continue
-                model = load(path)
-                t = time.perf_counter()
-                compress_(model, [cls(k=k),
-                                  FineTune(setup.quant_epochs, setup.quant_lr, setup.batch_size)],
-                          tr)
-                store.add(record(name, method, p, k, model, te, time.perf_counter() - t))
-                print(f"[{exp}] {name}: {fmt(store.rows[-1])}", flush=True)
+    todo = [(setup, p, str(path), method, k) for p, path in starts for method in QUANTIZERS
+            for k in setup.ks if f"{method} p={p:g} k={k}" not in store.done]
+    if jobs > 1:  # points are independent: one process per core
+        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"),
+                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
+            for row in pool.map(quantized_point, todo, [data_dir] * len(todo)):
+                store.add(row)
+                print(f"[{exp}] {row['name']}: {fmt(row)}", flush=True)
+    else:
+        for task in todo:
+            store.add(quantized_point(task, data_dir, (tr, te)))
+            print(f"[{exp}] {store.rows[-1]['name']}: {fmt(store.rows[-1])}", flush=True)
     return store.rows
+
+
+@functools.lru_cache(maxsize=1)
+def _dataset(name: str, data_dir: str | None) -> tuple:
+    """The dataset, read once per worker process."""
+    return zoo.load_dataset(name, data_dir)
+
+
+def quantized_point(task: tuple, data_dir: str | None, data: tuple | None = None) -> dict:
+    """One quantizer point: load the (pruned) model, share its weights, fine-tune."""
+    setup, p, path, method, k = task
+    tr, te = data if data is not None else _dataset(setup.dataset, data_dir)
+    model = zoo.build(setup.model, **setup.model_kw)
+    train.load_checkpoint(model, path)
+    t = time.perf_counter()
+    compress_(model, [QUANTIZERS[method](k=k),
+                      FineTune(setup.quant_epochs, setup.quant_lr, setup.batch_size)], tr)
+    return record(f"{method} p={p:g} k={k}", method, p, k, model, te, time.perf_counter() - t)
 
 
 def fmt(r: dict) -> str:
@@ -262,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", help="folder with the Fashion-MNIST IDX files")
     ap.add_argument("--out", default="out/pipeline", help="cache and results folder")
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="processes for the quantizer points (1 torch thread each)")
     ap.add_argument("--plot", help="write the accuracy-vs-bits plot here (classification)")
     ap.add_argument("--table", help="write the markdown table here")
     args = ap.parse_args(argv)
@@ -269,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     setup = SETUPS[args.experiment]
     t0 = time.perf_counter()
     try:
-        rows = run(setup, args.experiment, args.data, Path(args.out) / args.experiment)
+        rows = run(setup, args.experiment, args.data, Path(args.out) / args.experiment,
+                   args.jobs)
     except zoo.DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
