@@ -14,8 +14,10 @@ Prints markdown tables:
 
 Every timed result is checked against a float64 reference before it is reported.
 
-Usage: python benchmarks/formats.py [--quick] [--sections size,speed,minilm] [--threads N]
-(each full section runs a few minutes on 2 cores; ``speed`` ends with the targets table)
+Usage: python benchmarks/formats.py [--quick] [--sections size,speed,targets,minilm]
+[--threads N] (each section runs a few minutes on 2 cores; ``speed`` ends with the
+targets checked on its single pass, ``targets`` re-times the target matrix alone in
+round-robin rounds)
 """
 
 from __future__ import annotations
@@ -229,7 +231,7 @@ def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -
               f"{1e3 * a[f'mm{n_threads}']:.2f} |", flush=True)
 
 
-def targets(speed: dict, fids) -> None:
+def targets(speed: dict, fids, encode: bool = True) -> None:
     label = "4096x4096 90% k=32"
     get = lambda name, key: speed[(label, name)][key]  # noqa: E731
     compact_fids = [f for f in fids if f != "dense"]
@@ -255,7 +257,7 @@ def targets(speed: dict, fids) -> None:
         met = val <= -need if need < 0 else val >= need
         print(f"| {what} ({who}) | {goal} | {val:.2f} | {'yes' if met else 'NO'} |")
     worst: dict[str, tuple[float, str]] = {}
-    for (case, name), t in speed.items():
+    for (case, name), t in speed.items() if encode else ():
         if name in compact_fids and case.startswith("4096x4096"):
             mws = 4096 * 4096 / t["encode_s"] / 1e6
             worst[name] = min(worst.get(name, (np.inf, "")), (mws, case))
@@ -264,17 +266,43 @@ def targets(speed: dict, fids) -> None:
               f"{mws:.1f} | {'yes' if mws >= 10 else 'NO'} |")
 
 
+def target_rounds(fids, budget: float, rounds: int = 5) -> None:
+    """The speed targets alone, on 1 thread: every method timed once per round,
+    round-robin, and the median over rounds reported (robust to load that drifts
+    during a run, which a single pass over the methods is not)."""
+    label = "4096x4096 90% k=32"
+    W = synthetic((4096, 4096), 0.9, 32)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(W.shape[1], dtype=np.float32)
+    X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
+    W64 = W.astype(np.float64)
+    refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
+    methods = baselines(W) + [compact(W, f)[0] for f in fids]
+    runs = [time_products(methods, x, X, 1, refs, budget, 0.1) for _ in range(rounds)]
+    speed = {(label, m.name): {key: float(np.median([r[i][key] for r in runs]))
+                               for key in ("mv1", "mm1")} for i, m in enumerate(methods)}
+    print(f"\n### {label}, 1 thread: median over {rounds} round-robin rounds (ms)\n")
+    print("| method | mv 1T | mv 1T per round | mm 1T |")
+    print("|---|---|---|---|")
+    for i, m in enumerate(methods):
+        per = " ".join(f"{1e3 * r[i]['mv1']:.2f}" for r in runs)
+        t = speed[(label, m.name)]
+        print(f"| {m.name} | {1e3 * t['mv1']:.3f} | {per} | {1e3 * t['mm1']:.2f} |")
+    targets(speed, fids, encode=False)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small grid (a demo, ~1 minute)")
-    ap.add_argument("--sections", default="size,speed,minilm",
-                    help="comma-separated subset of size,speed,minilm")
+    ap.add_argument("--sections", default="size,speed,targets,minilm",
+                    help="comma-separated subset of size,speed,targets,minilm")
     ap.add_argument("--threads", type=int, default=numba.config.NUMBA_NUM_THREADS)
     ap.add_argument("--budget", type=float, default=1.0, help="seconds per timing at most")
     args = ap.parse_args(argv)
     sections = set(args.sections.split(","))
-    if not sections <= {"size", "speed", "minilm"}:
-        ap.error(f"unknown sections: {sorted(sections - {'size', 'speed', 'minilm'})}")
+    known = {"size", "speed", "targets", "minilm"}
+    if not sections <= known:
+        ap.error(f"unknown sections: {sorted(sections - known)}")
     fids = [f for f in LOW_ENTROPY_FORMATS if f in formats.available()]
     print(f"# compactnn format benchmark\n\nformats: {', '.join(fids)}; numpy {np.__version__}, "
           f"torch {torch.__version__}, numba {numba.__version__}; {os.cpu_count()} CPUs; "
@@ -299,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
         speed = speed_table(cases, fids, args.threads, args.budget)
         if not args.quick:
             targets(speed, fids)
+    if "targets" in sections and not args.quick:
+        target_rounds(fids, args.budget)
     if "minilm" in sections and not args.quick:
         minilm_table(fids, args.threads, args.budget, 0.9, 32)
     return 0
