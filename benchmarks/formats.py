@@ -136,6 +136,16 @@ def compact(W: np.ndarray, fid: str) -> tuple[Method, object]:
     return Method(fid, M.matvec, M.matmul, M.nbytes, enc, energy_pj(M.cost()) * 1e-6), M
 
 
+def inputs(W: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """A random vector and batch for ``W``, with float64 references (results and error
+    scales) for ``verified``."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(W.shape[1], dtype=np.float32)
+    X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
+    W64 = W.astype(np.float64)
+    return x, X, ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
+
+
 def verified(fn, arg: np.ndarray, ref: np.ndarray, scale: np.ndarray) -> bool:
     got = np.asarray(fn(arg), dtype=np.float64)
     return got.shape == ref.shape and bool((np.abs(got - ref) <= 1e-4 * scale + 1e-6).all())
@@ -188,11 +198,7 @@ def speed_table(cases, fids, n_threads: int, budget: float) -> dict:
     print("|---|---|---|---|---|---|---|---|")
     results = {}
     for label, W in cases:
-        rng = np.random.default_rng(1)
-        x = rng.standard_normal(W.shape[1], dtype=np.float32)
-        X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
-        W64 = W.astype(np.float64)
-        refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
+        x, X, refs = inputs(W, 1)
         methods = baselines(W) + [compact(W, f)[0] for f in fids]
         for m, t in zip(methods, time_products(methods, x, X, n_threads, refs, budget),
                         strict=True):
@@ -216,11 +222,7 @@ def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -
     print("|---|---|---|---|---|---|---|---|---|")
     totals: dict[str, dict[str, float]] = {}
     for W in ws.values():
-        rng = np.random.default_rng(2)
-        x = rng.standard_normal(W.shape[1], dtype=np.float32)
-        X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
-        W64 = W.astype(np.float64)
-        refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
+        x, X, refs = inputs(W, 2)
         methods = baselines(W) + [compact(W, f)[0] for f in fids]
         for m, t in zip(methods, time_products(methods, x, X, n_threads, refs, budget, 0.02),
                         strict=True):
@@ -278,11 +280,7 @@ def target_rounds(fids, budget: float, rounds: int = 5) -> None:
     during a run, which a single pass over the methods is not)."""
     label = "4096x4096 90% k=32"
     W = synthetic((4096, 4096), 0.9, 32)
-    rng = np.random.default_rng(1)
-    x = rng.standard_normal(W.shape[1], dtype=np.float32)
-    X = rng.standard_normal((W.shape[1], BATCH), dtype=np.float32)
-    W64 = W.astype(np.float64)
-    refs = ((W64 @ x, np.abs(W64) @ np.abs(x)), (W64 @ X, np.abs(W64) @ np.abs(X)))
+    x, X, refs = inputs(W, 1)
     methods = baselines(W) + [compact(W, f)[0] for f in fids]
     runs = [time_products(methods, x, X, 1, refs, budget, 0.1) for _ in range(rounds)]
     speed = {(label, m.name): {key: float(np.median([r[i][key] for r in runs]))
