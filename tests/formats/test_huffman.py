@@ -457,3 +457,15 @@ def test_code_lookup_equals_binary_search(keys, hashed, data):
     finally:
         cb._HASH_MAX_KEYS = saved
     assert np.array_equal(got, rank[np.searchsorted(keys, flat)])
+
+
+@SETTINGS
+@given(W=low_entropy(max_rows=30, max_cols=50), signed_zeros=st.booleans())
+def test_entropy_bits_matches_the_definition(W, signed_zeros):
+    """Counts by bit pattern (-0.0 is its own symbol), entropy times the entry count."""
+    if signed_zeros:
+        W = W.copy()
+        W.reshape(-1)[::3] = -0.0
+    _, counts = np.unique(W.reshape(-1).view(np.uint32), return_counts=True)
+    want = float(-(counts * np.log2(counts / max(W.size, 1))).sum()) if W.size else 0.0
+    assert entropy_bits(W) == pytest.approx(want, rel=1e-12, abs=1e-9)

@@ -117,7 +117,7 @@ def frequency_codebook(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 def entropy_bits(W: np.ndarray) -> float:
     """Empirical entropy of the entries of ``W`` times their count, in bits: the lower
     bound for coding the entries as i.i.d. symbols (values by float32 bit pattern)."""
-    _, _, counts = symbol_counts(np.asarray(W, dtype=np.float32))
+    _, counts, _, _ = codebook(W)
     total = counts.sum()
     if total == 0:
         return 0.0
