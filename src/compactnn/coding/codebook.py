@@ -8,13 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from compactnn.kernels._jit import jit, prange
+from compactnn.kernels._jit import inline, jit, prange
 
 __all__ = ["codebook", "frequency_codebook", "entropy_bits", "symbol_counts"]
 
 
 _HASH_MAX_KEYS = 1 << 16  # larger codebooks use a binary search (table stays in L2)
 _HASH_MUL = np.uint64(2654435761)  # Knuth's multiplicative hash
+
+
+@inline
+def _slot(key, bits):  # pragma: no cover - compiled
+    """Home slot of ``key`` in a table of ``2**bits`` slots (top bits of the product)."""
+    return np.int64(((np.uint64(key) * _HASH_MUL) & np.uint64(0xFFFFFFFF))
+                    >> np.uint64(32 - bits))
 
 
 @jit
@@ -24,8 +31,7 @@ def _hash_table(keys: np.ndarray, rank: np.ndarray, bits: int):  # pragma: no co
     table_rank = np.full(size, -1, np.int64)
     table_key = np.zeros(size, np.uint32)
     for i in range(keys.size):
-        h = np.int64(((np.uint64(keys[i]) * _HASH_MUL) & np.uint64(0xFFFFFFFF))
-                     >> np.uint64(32 - bits))
+        h = _slot(keys[i], bits)
         while table_rank[h] >= 0:
             h = (h + 1) & (size - 1)
         table_rank[h] = rank[i]
@@ -38,8 +44,7 @@ def _lookup_hashed(flat, table_rank, table_key, bits, out):  # pragma: no cover
     mask = (1 << bits) - 1
     for i in prange(flat.size):
         b = flat[i]
-        h = np.int64(((np.uint64(b) * _HASH_MUL) & np.uint64(0xFFFFFFFF))
-                     >> np.uint64(32 - bits))
+        h = _slot(b, bits)
         while table_rank[h] < 0 or table_key[h] != b:
             h = (h + 1) & mask
         out[i] = table_rank[h]

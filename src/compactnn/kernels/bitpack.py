@@ -16,17 +16,12 @@ rows into a scratch buffer for the tiled matrix product of ``formats.index_map``
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
-from compactnn.kernels._jit import FASTMATH, jit, prange
+from compactnn.kernels._jit import inline, jit, prange
 
 _U32 = np.uint64(32)
 
-inline = numba.njit(inline="always", cache=True, nogil=True, fastmath=FASTMATH)
-"""``jit`` for small helpers, inlined at numba-IR level into the kernels that call
-them: a call to a separately compiled helper taking arrays costs ~40 ns (reference
-counting), ten times a whole decode. Same flags as :func:`compactnn.kernels._jit.jit`."""
 
 
 @inline

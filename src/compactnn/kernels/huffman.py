@@ -31,8 +31,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from compactnn.kernels._jit import jit, prange
-from compactnn.kernels.bitpack import inline, peek32, refill, start
+from compactnn.kernels._jit import inline, jit, prange
+from compactnn.kernels.bitpack import peek32, refill, start
 
 ESCAPE = 255
 _U32 = np.uint64(32)
