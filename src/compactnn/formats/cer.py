@@ -107,8 +107,7 @@ def grouped_arrays(W: np.ndarray) -> dict[str, np.ndarray]:
     codes = codes.reshape(m, n)
     nnz_r, grp_r, top_r = (np.empty(m, np.int64) for _ in range(3))
     k.group_counts(codes, nnz_r, grp_r, top_r)
-    col_off, grp_off, cer_off = (np.concatenate(([0], np.cumsum(a))) for a in
-                                 (nnz_r, grp_r, top_r))
+    col_off, grp_off, cer_off = _offsets(nnz_r), _offsets(grp_r), _offsets(top_r)
     nnz, groups, cer_groups = int(col_off[-1]), int(grp_off[-1]), int(cer_off[-1])
     col_idx = np.empty(nnz, index_dtype(max(n - 1, 0)))
     sizes = np.empty(groups, np.int64)
@@ -118,12 +117,19 @@ def grouped_arrays(W: np.ndarray) -> dict[str, np.ndarray]:
     return {
         "omega": omega,
         "col_idx": col_idx,
-        "omega_ptr": np.concatenate(([0], np.cumsum(sizes))).astype(index_dtype(nnz)),
+        "omega_ptr": _offsets(sizes).astype(index_dtype(nnz)),
         "row_ptr": grp_off.astype(index_dtype(groups)),
         "omega_idx": omega_idx,
-        "cer_omega_ptr": np.concatenate(([0], np.cumsum(cer_sizes))).astype(index_dtype(nnz)),
+        "cer_omega_ptr": _offsets(cer_sizes).astype(index_dtype(nnz)),
         "cer_row_ptr": cer_off.astype(index_dtype(cer_groups)),
     }
+
+
+def _offsets(sizes: np.ndarray) -> np.ndarray:
+    """Start of each part and the total (int64, ``len(sizes) + 1``)."""
+    out = np.zeros(sizes.size + 1, np.int64)
+    np.cumsum(sizes, out=out[1:])
+    return out
 
 
 class GroupedRows(CompactMatrix):
