@@ -34,6 +34,7 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import json
 import os
@@ -166,19 +167,20 @@ def run(setup: Setup, exp: str, data_dir: str | None, out: Path, jobs: int = 1) 
         (p, out / f"prune{p:g}.safetensors") for p in setup.ps]
     todo = [(setup, p, str(path), method, k) for p, path in starts for method in QUANTIZERS
             for k in setup.ks if f"{method} p={p:g} k={k}" not in store.done]
-    if jobs > 1:  # points are independent: one process per core, one thread each
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                    "NUMBA_NUM_THREADS"):  # read by the workers' libraries at import
-            os.environ[var] = "1"
-        with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"),
-                                 initializer=torch.set_num_threads, initargs=(1,)) as pool:
-            for row in pool.map(quantized_point, todo, [data_dir] * len(todo)):
-                store.add(row)
-                print(f"[{exp}] {row['name']}: {fmt(row)}", flush=True)
-    else:
-        for task in todo:
-            store.add(quantized_point(task, data_dir, (tr, te)))
-            print(f"[{exp}] {store.rows[-1]['name']}: {fmt(store.rows[-1])}", flush=True)
+    with contextlib.ExitStack() as stack:
+        if jobs > 1:  # points are independent: one process per core, one thread each
+            for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                        "NUMBA_NUM_THREADS"):  # read by the workers' libraries at import
+                os.environ[var] = "1"
+            pool = stack.enter_context(ProcessPoolExecutor(
+                jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
+                initargs=(1,)))
+            rows = pool.map(quantized_point, todo, [data_dir] * len(todo))
+        else:
+            rows = (quantized_point(task, data_dir, (tr, te)) for task in todo)
+        for row in rows:
+            store.add(row)
+            print(f"[{exp}] {row['name']}: {fmt(row)}", flush=True)
     return store.rows
 
 
