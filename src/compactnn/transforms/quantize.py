@@ -380,7 +380,9 @@ class SharedWeights(Constraint):
 
 @torch.no_grad()
 def share_weights_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
-                   shared: bool = False) -> dict[str, nn.Parameter]:
+                   shared: bool = False,
+                   moments: Callable[[str], torch.Tensor] | None = None,
+                   damp: float = 0.1) -> dict[str, nn.Parameter]:
     """Replace the weights of ``layers`` by shared values, in place.
 
     Args:
@@ -389,10 +391,18 @@ def share_weights_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndar
             the non-zero weights (float64) and must return a ``Quantized``.
         shared: one codebook for all layers of a kind (linear / conv) instead of one
             per layer.
+        moments: if given, ``moments(name)`` returns the input second moments of that
+            layer (``compactnn.transforms.calibrate.input_moments``), asked for each
+            layer in turn *after* the layers before it are shared; the assignments to
+            the quantizer's codebook are then chosen by GPTQ error compensation
+            (``calibrate.gptq_assign`` with ``damp``) instead of the quantizer's own.
+            The codebook is kept whole (a value no weight uses stays in it).
 
     Returns:
         The codebook parameter of each layer (the same object for a shared group).
     """
+    from compactnn.transforms.calibrate import gptq_assign
+
     groups: dict[str, list[str]] = {}
     for name, layer in layers.items():
         groups.setdefault(kind_of(layer) if shared else name, []).append(name)
@@ -406,11 +416,16 @@ def share_weights_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndar
         parts = torch.from_numpy(q.assign).split([int(nz.sum()) for nz in nonzero])
         for n, nz, part in zip(names, nonzero, parts, strict=True):
             layer = layers[n]
-            assign = torch.full(nz.shape, -1, dtype=torch.int64)
-            assign[nz] = part
+            shape = layer.weight.shape
+            if moments is not None and q.codebook.size:
+                assign = torch.from_numpy(gptq_assign(
+                    layer.weight.detach().reshape(shape[0], -1), moments(n), q.codebook, damp))
+            else:
+                assign = torch.full(nz.shape, -1, dtype=torch.int64)
+                assign[nz] = part
             if constraint_of(layer) is not None:
                 parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
             parametrize.register_parametrization(
-                layer, "weight", SharedWeights(book, assign.reshape(layer.weight.shape)))
+                layer, "weight", SharedWeights(book, assign.reshape(shape)))
             books[n] = book
     return books

@@ -47,6 +47,7 @@ from torch.utils.data import TensorDataset
 from compactnn.coding import entropy_bits
 from compactnn.train import evaluate, fit
 from compactnn.transforms import quantize as q
+from compactnn.transforms.calibrate import input_moments
 from compactnn.transforms.mpd import BlockMask, block_mask_, mask_shape
 from compactnn.transforms.prune import bake_, constraint_of, kind_of, layers_of, prune_
 
@@ -141,13 +142,25 @@ class Prune:
 
 @dataclass(frozen=True)
 class _Sharing:
+    """Fields of every weight-sharing config: ``k`` values, one codebook per layer or
+    ``shared`` by the layers of a kind, and ``calibrate``: if > 0, that many training
+    samples (evenly spaced through ``train_data``) give each layer's input second
+    moments, and the assignments to the codebook are chosen by GPTQ error compensation
+    with damping ``damp`` (``compactnn.transforms.calibrate``) instead of nearest value."""
+
     k: int
     shared: bool = False
+    calibrate: int = 0
+    damp: float = 0.1
 
     def __post_init__(self) -> None:
         _int(f"{self.method} k", self.k, 1)
         if not isinstance(self.shared, bool):
             raise RecipeError(f"{self.method} shared must be true or false, got {self.shared!r}")
+        _int(f"{self.method} calibrate", self.calibrate, 0)
+        if isinstance(self.damp, bool) or not isinstance(self.damp, (int, float)) or not (
+                self.damp > 0):
+            raise RecipeError(f"{self.method} damp must be a positive number, got {self.damp!r}")
 
     def quantizer(self) -> Callable[[np.ndarray], q.Quantized]:
         """The 1-D quantizer this config describes (values -> ``Quantized``)."""
@@ -438,6 +451,10 @@ def check_recipe(recipe, model: nn.Module,
             isinstance(cfg, Prune) and len(cfg.steps()) > 1 and cfg.finetune.epochs > 0)
         if needs_data and train_data is None:
             raise RecipeError(f"step {i} ({cfg.method}) fine-tunes, so compress_ needs train_data")
+        if isinstance(cfg, _Sharing) and train_data is None and any(
+                c.calibrate for c in (cfg, *(c for _, c in step.overrides))):
+            raise RecipeError(f"step {i} ({cfg.method}) calibrates, so compress_ needs "
+                              "train_data")
         chosen = [] if isinstance(cfg, FineTune) else _select(step, names)
         if not isinstance(cfg, FineTune) and not chosen:
             raise RecipeError(f"step {i} ({cfg.method}): the model has no Linear/Conv2d layers")
@@ -497,13 +514,30 @@ def _run_prune(step: Step, layers: Mapping[str, nn.Module], names: list[str], mo
             _run_finetune(cfg.finetune, model, train_data, progress)
 
 
-def _run_sharing(step: Step, layers: Mapping[str, nn.Module], names: list[str]) -> None:
+def _calibration(cfg: _Sharing, model: nn.Module, layers: Mapping[str, nn.Module],
+                 train_data) -> Callable[[str], torch.Tensor] | None:
+    """``moments(name)`` for ``share_weights_`` from ``cfg.calibrate`` evenly spaced
+    training inputs, or None when the config does not calibrate."""
+    if not cfg.calibrate:
+        return None
+    inputs = train_data.tensors[0]
+    count = min(cfg.calibrate, len(inputs))
+    pick = torch.from_numpy(np.linspace(0, len(inputs) - 1, count).round().astype(np.int64))
+    sample = inputs[pick]
+    return lambda name: input_moments(model, layers[name], sample)
+
+
+def _run_sharing(step: Step, layers: Mapping[str, nn.Module], names: list[str],
+                 model: nn.Module, train_data) -> None:
     own = dict(step.overrides)
     group = {n: layers[n] for n in names if n not in own}
+    cfg = step.config
     if group:
-        q.share_weights_(group, step.config.quantizer(), step.config.shared)
-    for n, cfg in own.items():
-        q.share_weights_({n: layers[n]}, cfg.quantizer())
+        q.share_weights_(group, cfg.quantizer(), cfg.shared,
+                         _calibration(cfg, model, layers, train_data), cfg.damp)
+    for n, c in own.items():
+        q.share_weights_({n: layers[n]}, c.quantizer(),
+                         moments=_calibration(c, model, layers, train_data), damp=c.damp)
 
 
 def _run_finetune(cfg: FineTune, model: nn.Module, train_data, progress: bool) -> None:
@@ -603,7 +637,8 @@ def _describe(step: Step, i: int) -> str:
         return f"step {i} finetune {c.epochs} epoch(s)"
     if isinstance(c, MPD):
         return f"step {i} mpd blocks={c.blocks}"
-    return f"step {i} {c.method} k={c.k}{' shared' if c.shared else ''}"
+    return (f"step {i} {c.method} k={c.k}{' shared' if c.shared else ''}"
+            f"{f' calibrated on {c.calibrate}' if c.calibrate else ''}")
 
 
 def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
@@ -645,7 +680,7 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         elif isinstance(cfg, Prune):
             _run_prune(step, layers, names, model, train_data, progress)
         else:
-            _run_sharing(step, layers, names)
+            _run_sharing(step, layers, names, model, train_data)
         touched += [n for n in names if n not in touched]
         if val_data is not None:
             history.append((_describe(step, i), evaluate(model, val_data)))

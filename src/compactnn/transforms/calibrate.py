@@ -1,0 +1,144 @@
+"""Data-aware assignments for weight sharing: GPTQ error compensation.
+
+Plain weight sharing gives each weight its *nearest* codebook value, which minimises
+the weight error ``||W - Ŵ||²``. What matters is the layer's output on real inputs:
+``||(W - Ŵ) X||²`` summed over the inputs ``x`` the layer sees, a quadratic form in
+each row's error with the input second moments ``H = E[x xᵀ]``. GPTQ (Frantar,
+Ashkboos, Hoefler, Alistarh, ICLR 2023; after Optimal Brain Quantization) assigns the
+columns of ``W`` one at a time and, after each, spreads the column's rounding error
+over the columns not yet assigned so that the output error stays as small as
+possible (the update is ``δ = -(e / [H⁻¹]_qq) [H⁻¹]_q,:``, computed from the upper
+Cholesky factor of ``H⁻¹``). Here the "grid" is the layer's codebook from any 1-D
+quantizer (CWS, PWS, UQ, ECSQ), so it works for non-uniform codebooks, and pruned
+weights stay exactly zero (their error is compensated like any other).
+
+- :func:`input_moments`: ``H`` of one ``nn.Linear``/``nn.Conv2d`` (``in*kh*kw``
+  square) from calibration inputs fed to the whole model; the forward pass stops at
+  the layer, so later layers cost nothing.
+- :func:`gptq_assign`: codebook indices of one weight matrix given ``H``.
+
+**[choice]** Damping: ``H + damp · mean(diag H) · I`` with ``damp = 0.1`` (GPTQ's
+default is 0.01; on all-MiniLM-L6-v2 0.01 over-fits the calibration sentences: mean
+cosine 0.943 against 0.979 with 0.1, see docs/results.md). Columns are visited in
+decreasing ``diag H`` ("act order"), in blocks of 128 with lazy updates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["input_moments", "gptq_assign"]
+
+
+class _Reached(Exception):
+    """Raised by the hook once the layer's input is recorded: ends the forward pass."""
+
+
+def _columns(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The layer's input as rows of the ``(out, in*kh*kw)`` weight view's columns."""
+    if isinstance(layer, nn.Conv2d):
+        x = F.unfold(x, layer.kernel_size, layer.dilation, layer.padding, layer.stride)
+        return x.transpose(1, 2).reshape(-1, x.shape[1])
+    return x.reshape(-1, x.shape[-1])
+
+
+@torch.no_grad()
+def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
+                  batch_size: int = 64) -> torch.Tensor:
+    """``E[x xᵀ]`` (float64) of the inputs ``layer`` (a submodule of ``model``) receives
+    when ``model`` runs on ``inputs`` (a tensor of samples along dim 0), in eval mode.
+    A Linear layer applied to ``(..., in)`` tensors counts every position as one input.
+    """
+    if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+        raise TypeError(f"expected nn.Linear or nn.Conv2d, got {type(layer).__name__}")
+    if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"
+                                         or isinstance(layer.padding, str)):
+        raise ValueError("calibration supports Conv2d with groups=1 and numeric zero "
+                         "padding only")
+    if len(inputs) == 0:
+        raise ValueError("calibration needs at least one input")
+    width = layer.weight[0].numel()
+    total = torch.zeros(width, width, dtype=torch.float64)
+    count = 0
+
+    def hook(module: nn.Module, args: tuple) -> None:
+        nonlocal count
+        cols = _columns(module, args[0].detach()).to(torch.float64)
+        total.addmm_(cols.T, cols)
+        count += cols.shape[0]
+        raise _Reached
+
+    was_training = model.training
+    model.eval()
+    handle = layer.register_forward_pre_hook(hook)
+    try:
+        for i in range(0, len(inputs), batch_size):
+            try:
+                model(inputs[i:i + batch_size])
+            except _Reached:
+                continue
+            raise ValueError("the layer was not called by the model's forward pass")
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+def _nearest(codebook: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    mids = (codebook[1:] + codebook[:-1]) / 2
+    return lambda w: torch.searchsorted(mids, w.contiguous())
+
+
+@torch.no_grad()
+def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarray,
+                damp: float = 0.1, block: int = 128) -> np.ndarray:
+    """Indices into ``codebook`` (ascending, non-empty) for ``weight`` ``(out, in)``
+    chosen by GPTQ error compensation under the input second moments ``moments``
+    ``(in, in)``; exact zeros of ``weight`` stay zero (index -1). Returns int64
+    ``(out, in)``.
+
+    >>> w = torch.tensor([[0.3, -0.2, 0.1]])
+    >>> gptq_assign(w, torch.eye(3), np.array([-0.25, 0.25], np.float32)).tolist()
+    [[1, 0, 1]]
+    """
+    if weight.ndim != 2 or moments.shape != (weight.shape[1],) * 2:
+        raise ValueError(f"moments must be ({weight.shape[-1]}, {weight.shape[-1]}) for a "
+                         f"weight of shape {tuple(weight.shape)}, got {tuple(moments.shape)}")
+    if not damp > 0:
+        raise ValueError(f"damp must be > 0, got {damp!r}")
+    book = torch.as_tensor(np.asarray(codebook, np.float64))
+    if book.ndim != 1 or book.numel() == 0:
+        raise ValueError("the codebook must be a non-empty 1-D array")
+    nearest = _nearest(book)
+    n = weight.shape[1]
+    W = weight.detach().to(torch.float64).clone()
+    keep = W != 0
+    H = moments.detach().to(torch.float64).clone()
+    idle = torch.diagonal(H) <= 0
+    H[idle, idle] = 1.0
+    order = torch.argsort(torch.diagonal(H), descending=True, stable=True)
+    W, keep, H = W[:, order], keep[:, order], H[order][:, order]
+    H.diagonal().add_(damp * torch.diagonal(H).mean())
+    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
+    assign = torch.full(W.shape, -1, dtype=torch.int64)
+    for a in range(0, n, block):
+        b = min(a + block, n)
+        Wb, Ub = W[:, a:b], U[a:b, a:b]
+        errors = torch.zeros_like(Wb)
+        for j in range(b - a):
+            w = Wb[:, j]
+            idx = torch.where(keep[:, a + j], nearest(w), -1)
+            q = torch.where(idx >= 0, book[idx.clamp(min=0)], 0.0)
+            assign[:, a + j] = idx
+            e = (w - q) / Ub[j, j]
+            Wb[:, j:] -= e[:, None] * Ub[j, j:][None, :]
+            errors[:, j] = e
+        W[:, b:] -= errors @ U[a:b, b:]
+    out = torch.empty_like(assign)
+    out[:, order] = assign
+    return out.numpy()

@@ -1,0 +1,165 @@
+"""GPTQ calibration: input moments, error-compensated assignments, recipe field."""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import TensorDataset
+
+from compactnn.transforms import RecipeError, compress_, share_weights_
+from compactnn.transforms.calibrate import gptq_assign, input_moments
+from compactnn.transforms.quantize import kmeans_1d
+
+
+def correlated(n: int, d: int, seed: int) -> torch.Tensor:
+    """Inputs whose features are strongly correlated (a low-rank mix plus noise)."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randn(n, 3, generator=g, dtype=torch.float64)
+    mix = torch.randn(3, d, generator=g, dtype=torch.float64)
+    return base @ mix + 0.1 * torch.randn(n, d, generator=g, dtype=torch.float64)
+
+
+def output_error(W: torch.Tensor, Wq: torch.Tensor, X: torch.Tensor) -> float:
+    return float(((X @ (W - Wq).T) ** 2).sum())
+
+
+def nearest_assign(W: torch.Tensor, book: np.ndarray) -> np.ndarray:
+    mids = (book[1:] + book[:-1]) / 2
+    return np.where(W.numpy() != 0, np.searchsorted(mids, W.numpy()), -1)
+
+
+def decode(book: np.ndarray, assign: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.concatenate([[0.0], book.astype(np.float64)])[assign + 1])
+
+
+@given(out=st.integers(1, 12), d=st.integers(1, 40), k=st.integers(1, 8),
+       zero_frac=st.floats(0, 1), seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_assignments_index_the_codebook_and_keep_zeros(out, d, k, zero_frac, seed):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(out, d, generator=g)
+    W[torch.rand(out, d, generator=g) < zero_frac] = 0
+    book = np.sort(np.random.default_rng(seed).normal(size=k)).astype(np.float32)
+    book = np.unique(book)
+    X = correlated(64, d, seed)
+    a = gptq_assign(W, X.T @ X / 64, book)
+    assert a.shape == (out, d) and a.dtype == np.int64
+    assert ((a == -1) == (W.numpy() == 0)).all()
+    assert a.max(initial=-1) < book.size
+
+
+def test_uncorrelated_inputs_give_nearest_values():
+    torch.manual_seed(0)
+    W = torch.randn(16, 24)
+    book = kmeans_1d(W.double().reshape(-1).numpy(), 6).codebook
+    H = torch.diag(torch.rand(24, dtype=torch.float64) + 0.5)  # no correlation: no compensation
+    assert (gptq_assign(W, H, book) == nearest_assign(W, book)).all()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_compensation_lowers_the_output_error(seed):
+    g = torch.Generator().manual_seed(seed)
+    W = torch.randn(32, 48, generator=g, dtype=torch.float64)
+    W[torch.rand(32, 48, generator=g) < 0.3] = 0  # pruned weights stay zero
+    X = correlated(500, 48, seed)
+    book = kmeans_1d(W[W != 0].numpy(), 4).codebook
+    gptq = gptq_assign(W, X.T @ X / 500, book, damp=0.01)
+    assert ((gptq == -1) == (W.numpy() == 0)).all()
+    err_gptq = output_error(W, decode(book, gptq), X)
+    err_near = output_error(W, decode(book, nearest_assign(W, book)), X)
+    assert err_gptq < 0.5 * err_near
+
+
+def test_gptq_checks_its_arguments():
+    W = torch.ones(2, 3)
+    with pytest.raises(ValueError, match="moments must be"):
+        gptq_assign(W, torch.eye(2), np.array([1.0]))
+    with pytest.raises(ValueError, match="damp"):
+        gptq_assign(W, torch.eye(3), np.array([1.0]), damp=0)
+    with pytest.raises(ValueError, match="codebook"):
+        gptq_assign(W, torch.eye(3), np.array([], np.float32))
+
+
+def test_linear_moments_are_the_input_second_moments():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 3), nn.Linear(3, 2))
+    calls = []
+    model[3].register_forward_hook(lambda *a: calls.append(1))
+    x = torch.randn(50, 5)
+    H = input_moments(model, model[2], x, batch_size=16)
+    hidden = torch.relu(model[0](x)).double()
+    torch.testing.assert_close(H, hidden.T @ hidden / 50)
+    assert not calls  # the forward pass stopped at the calibrated layer
+    assert model.training  # the model's mode is restored
+
+
+def test_linear_moments_count_every_position():
+    layer = nn.Linear(4, 2)
+    x = torch.randn(3, 5, 4)
+    flat = x.reshape(-1, 4).double()
+    torch.testing.assert_close(input_moments(layer, layer, x), flat.T @ flat / 15)
+
+
+def test_conv_moments_use_the_im2col_columns():
+    torch.manual_seed(0)
+    conv = nn.Conv2d(2, 3, 3, stride=2, padding=1)
+    x = torch.randn(4, 2, 9, 9)
+    cols = F.unfold(x, 3, padding=1, stride=2).transpose(1, 2).reshape(-1, 18).double()
+    torch.testing.assert_close(input_moments(conv, conv, x), cols.T @ cols / cols.shape[0])
+    grouped = nn.Conv2d(2, 2, 3, groups=2)
+    with pytest.raises(ValueError, match="groups"):
+        input_moments(grouped, grouped, x)
+
+
+def test_moments_need_the_layer_in_the_forward_pass():
+    model, other = nn.Linear(4, 2), nn.Linear(4, 2)
+    with pytest.raises(ValueError, match="not called"):
+        input_moments(model, other, torch.randn(3, 4))
+    with pytest.raises(ValueError, match="at least one"):
+        input_moments(model, model, torch.randn(0, 4))
+
+
+def test_share_weights_with_moments_uses_only_codebook_values():
+    torch.manual_seed(0)
+    layer = nn.Linear(20, 10)
+    with torch.no_grad():
+        layer.weight[:, :5] = 0
+    X = correlated(200, 20, 0)
+    books = share_weights_({"l": layer}, functools.partial(kmeans_1d, k=4),
+                           moments=lambda name: X.T @ X / 200)
+    W = layer.weight.detach()
+    assert (W[:, :5] == 0).all()
+    assert set(W[:, 5:].reshape(-1).tolist()) <= set(books["l"].detach().tolist())
+
+
+def regression_task(seed: int = 0) -> tuple[nn.Module, TensorDataset]:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(16, 32), nn.Tanh(), nn.Linear(32, 1))
+    x = correlated(400, 16, seed).float()
+    return model, TensorDataset(x, model(x).detach())
+
+
+def test_recipe_calibration_keeps_the_outputs_closer():
+    errors = {}
+    for calibrate in (0, 200):
+        model, data = regression_task()
+        compress_(model, [{"method": "cws", "k": 4, "calibrate": calibrate}], data)
+        x, y = data.tensors
+        errors[calibrate] = float(((model(x) - y) ** 2).mean().detach())
+    assert errors[200] < 0.5 * errors[0]
+
+
+def test_recipe_calibration_needs_train_data():
+    model, _ = regression_task()
+    with pytest.raises(RecipeError, match="calibrates"):
+        compress_(model, [{"method": "uq", "k": 4, "calibrate": 10}])
+    for bad in ({"calibrate": -1}, {"calibrate": 1.5}, {"damp": 0}, {"damp": True}):
+        with pytest.raises(RecipeError):
+            compress_(model, [{"method": "cws", "k": 4, **bad}])
