@@ -17,7 +17,7 @@ def test_minilm_compress_convert_inspect_eval_bench(capsys, tmp_path, monkeypatc
     monkeypatch.setattr(minilm, "HELD_OUT", 40)
     monkeypatch.setattr(minilm, "BENCH_SENTENCES", 32)
     recipe = tmp_path / "r.yaml"
-    recipe.write_text("- {method: prune, p: 20}\n- {method: cws, k: 32}\n"
+    recipe.write_text("- {method: prune, p: 20}\n- {method: cws, k: 32, calibrate: 16}\n"
                       "- {method: finetune, epochs: 1, lr: 0.0003, batch_size: 16}\n")
     ckpt, cnn = tmp_path / "m.safetensors", tmp_path / "m.cnn"
     assert main(["compress", "minilm", "--recipe", str(recipe), "--embedding-k", "15",

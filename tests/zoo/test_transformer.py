@@ -243,3 +243,25 @@ def test_pack_convert_save_load_round_trip(tiny, tmp_path):
     back = load(path)  # no skeleton: rebuilt from the zoo spec in the description
     assert isinstance(back, T.SentenceEncoder)
     assert torch.equal(T.encode(back, SENTS), T.encode(compact, SENTS))
+
+
+def test_distillation_dataset_orders_by_length_and_keeps_pairs(tiny):
+    sents = ["a much longer sentence than the others in this list", "short", "two words"]
+    targets = torch.eye(3, 32)
+    inputs, got = T.distillation_dataset(tiny, sents, targets).tensors
+    lengths = inputs[:, 1].sum(dim=1)
+    assert (lengths[1:] >= lengths[:-1]).all()
+    for row, target in zip(inputs, got, strict=True):
+        ids = row[0, :int(row[1].sum())]
+        i = int(target.argmax())
+        assert torch.equal(ids, T.tokenize(tiny, [sents[i]])["input_ids"][0])
+
+
+def test_compress_minilm_with_gptq_calibration(model, tiny):
+    train = generate_sentences(48, seed=3)
+    proj = torch.randn(384, 32, generator=torch.Generator().manual_seed(0))
+    teacher = nn.functional.normalize(T.encode(model, train) @ proj, dim=1)
+    report = T.compress_minilm_(tiny, [{"method": "cws", "k": 4, "calibrate": 24}], train,
+                                teacher=teacher)
+    assert all(s.distinct <= 4 for s in report.layers)
+    assert len(report.layers) == len(layers_of(tiny))

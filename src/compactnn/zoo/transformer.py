@@ -489,7 +489,9 @@ def distillation_dataset(model: SentenceEncoder, sentences: Sequence[str],
                          targets: torch.Tensor):
     """``TensorDataset(inputs, targets)`` for distillation: ``inputs`` packs token ids and
     attention mask as ``(n, 2, length)`` int64, ``targets`` are the teacher's unit
-    embeddings ``(n, hidden)`` float32 (so the loss is their mean squared error)."""
+    embeddings ``(n, hidden)`` float32 (so the loss is their mean squared error).
+    Samples are ordered by token count (training shuffles them; a calibration subset
+    taken in order then pads little)."""
     from torch.utils.data import TensorDataset
 
     if targets.shape != (len(sentences), model.hidden_size):
@@ -497,7 +499,8 @@ def distillation_dataset(model: SentenceEncoder, sentences: Sequence[str],
                          f"({len(sentences)}, {model.hidden_size})")
     enc = tokenize(model, sentences)
     packed = torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1)
-    return TensorDataset(packed, targets.detach().to(torch.float32).clone())
+    order = torch.argsort(enc["attention_mask"].sum(dim=1), stable=True)
+    return TensorDataset(packed[order], targets.detach().to(torch.float32)[order].clone())
 
 
 def distill_(student: SentenceEncoder, teacher: SentenceEncoder | torch.Tensor,
