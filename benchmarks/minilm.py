@@ -27,8 +27,13 @@ Per-layer-type k (``--mixed``, ``k = mix``): 8 values for query/key, 16 for
 value/attention-output, 12 for the feed-forward layers (the least sensitive layers get
 the fewest values; sensitivities measured one layer type at a time).
 
+GPTQ rows (``--gptq`` points, and ``--distill`` points whose k ends in ``g``): the
+sharing steps get ``calibrate: --calibrate`` (the codebook is the same k-means one; the
+assignments to it are chosen by GPTQ error compensation on the layer inputs of that
+many training sentences, ``compactnn.transforms.calibrate``).
+
 Usage: python benchmarks/minilm.py [--quick] [--sparsities 0,30,50] [--ks 8,16,32]
-       [--mixed 0] [--distill 0:16,0:mix] [--headline 0:mix] [--embedding-k 15] ...
+       [--mixed 0] [--gptq 0:8,0:mix] [--distill 0:16,0:mixg] [--headline 0:mix] ...
 """
 
 from __future__ import annotations
@@ -83,38 +88,61 @@ Distill = tuple[int, int] | None
 """Distillation of a grid point: ``(epochs, sentences)``, or None for none."""
 
 
-def _pairs(text: str, args) -> list[tuple[float, int | str, Distill]]:
+def _k_token(k: str) -> str:
+    """A grid k: an integer or ``mix``, optionally suffixed ``g`` (GPTQ-calibrated)."""
+    base = k.removesuffix("g")
+    if base != "mix" and not base.isdigit():
+        raise SystemExit(f"bad k {k!r}: expected an integer or 'mix', optionally + 'g'")
+    return k
+
+
+def _pairs(text: str, args) -> list[tuple[float, str, Distill]]:
     """``p:k[:epochs[:sentences]]`` items (defaults ``--epochs``, ``--distill-sentences``)."""
-    out: list[tuple[float, int | str, Distill]] = []
+    out: list[tuple[float, str, Distill]] = []
     for part in filter(None, text.split(",")):
         p, k, *rest = part.split(":")
         e = int(rest[0]) if rest else args.epochs
         n = int(rest[1]) if len(rest) > 1 else args.distill_sentences
-        out.append((float(p), k if k == "mix" else int(k), (e, n)))
+        out.append((float(p), _k_token(k), (e, n)))
     return out
 
 
-def _recipe(p: float, k: int | str, distill: Distill, args) -> list[dict]:
+def _calibrated(k: str) -> bool:
+    return k.endswith("g")
+
+
+def _label(k: str) -> int | str:
+    base = k.removesuffix("g")
+    return MIXED_LABEL if base == "mix" else int(base)
+
+
+def _recipe(p: float, k: str, distill: Distill, args) -> list[dict]:
     recipe: list[dict] = [{"method": "prune", "p": p}] if p > 0 else []
-    recipe += MIXED if k == "mix" else [{"method": "cws", "k": k}]
+    base = k.removesuffix("g")
+    sharing = MIXED if base == "mix" else [{"method": "cws", "k": int(base)}]
+    extra = {"calibrate": args.calibrate, "damp": args.damp} if _calibrated(k) else {}
+    recipe += [{**step, **extra} for step in sharing]
     if distill:
         recipe.append({"method": "finetune", "epochs": distill[0], "lr": args.lr,
                        "batch_size": 32})
     return recipe
 
 
-def _key(p: float, k: int | str, distill: Distill, args) -> str:
+def _key(p: float, k: str, distill: Distill, args) -> str:
     d = f"d{distill[1]}x{distill[0]}@{args.lr:g}" if distill else "nod"
-    return f"p{p:g}-k{k}-e{args.embedding_k}-{d}-{args.policy}"
+    g = (f"-gptq{args.calibrate}" + (f"d{args.damp:g}" if args.damp != 0.1 else "")
+         if _calibrated(k) else "")
+    return f"p{p:g}-k{k.removesuffix('g')}{g}-e{args.embedding_k}-{d}-{args.policy}"
 
 
-def _compressed(pristine: T.SentenceEncoder, p: float, k: int | str, distill: Distill,
+def _compressed(pristine: T.SentenceEncoder, p: float, k: str, distill: Distill,
                 data: dict, args) -> tuple[T.SentenceEncoder, list[dict], float]:
     model = copy.deepcopy(pristine)
     recipe = _recipe(p, k, distill, args)
+    # sentences the recipe reads: distillation, GPTQ calibration (a subset), or none
+    n = distill[1] if distill else (args.calibrate if _calibrated(k) else 0)
     t0 = time.perf_counter()
-    if distill:
-        n = distill[1]
+    if n:
         T.compress_minilm_(model, recipe, data["train"][:n], teacher=data["teacher"][:n],
                            embedding_k=args.embedding_k)
     else:  # no finetune step: the distillation data is never used
@@ -122,7 +150,7 @@ def _compressed(pristine: T.SentenceEncoder, p: float, k: int | str, distill: Di
     return model, recipe, time.perf_counter() - t0
 
 
-def run_row(pristine: T.SentenceEncoder, p: float, k: int | str, distill: Distill, data: dict,
+def run_row(pristine: T.SentenceEncoder, p: float, k: str, distill: Distill, data: dict,
             args, folder: str) -> dict:
     model, recipe, t_compress = _compressed(pristine, p, k, distill, data, args)
     t0 = time.perf_counter()
@@ -142,7 +170,9 @@ def run_row(pristine: T.SentenceEncoder, p: float, k: int | str, distill: Distil
     formats = sorted({f"{li.storage}->{li.format}" if li.storage == "archive" else li.format
                       for li in info.layers})
     return {
-        "p": p, "k": MIXED_LABEL if k == "mix" else k, "distilled": bool(distill),
+        "p": p, "k": _label(k), "gptq": args.calibrate if _calibrated(k) else 0,
+        "damp": args.damp if _calibrated(k) else None,
+        "distilled": bool(distill),
         "epochs": distill[0] if distill else 0, "sentences": distill[1] if distill else 0,
         "embedding_k": args.embedding_k, "policy": args.policy, "recipe": recipe,
         "weights": weights, "linear_bytes": linear, "linear_ratio": 4 * weights / linear,
@@ -154,12 +184,12 @@ def run_row(pristine: T.SentenceEncoder, p: float, k: int | str, distill: Distil
     }
 
 
-def throughput(pristine: T.SentenceEncoder, p: float, k: int | str, data: dict,
+def throughput(pristine: T.SentenceEncoder, p: float, k: str, data: dict,
                args) -> list[dict]:
     """Dense vs compact encode throughput (batch 32, 1 thread) for several policies. The
-    model is compressed without distillation: it changes values, not the structure the
-    kernels see (zeros, number of distinct values)."""
-    model, _, _ = _compressed(pristine, p, k, None, data, args)
+    model is compressed without distillation or calibration: they change values, not
+    the structure the kernels see (zeros, number of distinct values)."""
+    model, _, _ = _compressed(pristine, p, k.removesuffix("g"), None, data, args)
     sents = data["held"][:args.bench_sentences]
     tokens = T.tokenize(pristine, sents)["attention_mask"].sum(1).float().mean().item()
     cols = int(round(args.batch_size * tokens))
@@ -202,17 +232,23 @@ def plot(rows: list[dict], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ks = sorted({r["k"] for r in rows}, key=str)
-    colors = dict(zip(ks, plt.cm.viridis(np.linspace(0, 0.85, len(ks))), strict=True))
-    for k in ks:
-        for d in sorted({_distilled(r) for r in rows if r["k"] == k}, key=lambda d: d != "no"):
+    def group(r: dict) -> tuple:
+        gptq = r.get("gptq", 0)
+        return r["k"], gptq, (r.get("damp") or 0.1) if gptq else None
+
+    ks = sorted({group(r) for r in rows}, key=str)
+    colors = dict(zip(ks, plt.cm.viridis(np.linspace(0, 0.9, len(ks))), strict=True))
+    for k, g, damp in ks:
+        mine = [r for r in rows if group(r) == (k, g, damp)]
+        for d in sorted({_distilled(r) for r in mine}, key=lambda d: d != "no"):
             distilled = d != "no"
             marker, style = ("*", "--") if distilled else ("o", "-")
-            sel = sorted((r for r in rows if r["k"] == k and _distilled(r) == d),
-                         key=lambda r: r["p"])
+            sel = sorted((r for r in mine if _distilled(r) == d), key=lambda r: r["p"])
             ax.plot([r["linear_ratio"] for r in sel], [r["cosine_mean"] for r in sel],
-                    style, marker=marker, color=colors[k], ms=9 if distilled else 5,
-                    label=f"k={k}" + (f" + distillation {d}" if distilled else ""))
+                    style, marker=marker, color=colors[k, g, damp], ms=9 if distilled else 5,
+                    label=f"k={k}" + (f" GPTQ {g}" if g else "")
+                    + (f" damp {damp:g}" if damp not in (None, 0.1) else "")
+                    + (f" + distillation {d}" if distilled else ""))
             for r in sel:
                 ax.annotate(f"{r['p']:g}%", (r["linear_ratio"], r["cosine_mean"]),
                             textcoords="offset points", xytext=(4, -10), fontsize=7)
@@ -228,22 +264,30 @@ def plot(rows: list[dict], path: str) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _assign(r: dict) -> str:
+    """How the row's weights were assigned to the codebook values."""
+    if not r.get("gptq"):
+        return "nearest"
+    return f"GPTQ ({r['gptq']} sentences, damp {r.get('damp') or 0.1:g})"
+
+
 def _distilled(r: dict) -> str:
     """'no', or 'epochs x sentences' of the distillation."""
     return f"{r['epochs']} x {r['sentences']}" if r["distilled"] else "no"
 
 
 def quality_table(rows: list[dict]) -> str:
-    head = ("| prune % | k | distilled | Linear bytes | Linear x | bits/w | file bytes | "
-            "file x | cos mean | cos min | top-1 | top-5 | stored as |\n"
-            "|---:|---:|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|\n")
-    lines = [f"| {r['p']:g} | {r['k']} | {_distilled(r)} | "
+    head = ("| prune % | k | assignment | distilled | Linear bytes | Linear x | bits/w | "
+            "file bytes | file x | cos mean | cos min | top-1 | top-5 | stored as |\n"
+            "|---:|---:|:---|:---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---|\n")
+    lines = [f"| {r['p']:g} | {r['k']} | {_assign(r)} | {_distilled(r)} | "
              f"{r['linear_bytes']:,} | {r['linear_ratio']:.1f} | {r['linear_bits']:.2f} | "
              f"{r['file_bytes']:,} | {r['file_ratio']:.1f} | {r['cosine_mean']:.4f} | "
              f"{r['cosine_min']:.3f} | {r['top1']:.3f} | {r['top5']:.3f} | "
              f"{', '.join(r['formats'])} |"
-             for r in sorted(rows, key=lambda r: (r["distilled"], str(r["k"]), r["p"],
-                                                  r["epochs"], r["sentences"]))]
+             for r in sorted(rows, key=lambda r: (r["distilled"], r.get("gptq", 0),
+                                                  str(r["k"]), r["p"], r["epochs"],
+                                                  r["sentences"]))]
     return head + "\n".join(lines) + "\n"
 
 
@@ -261,7 +305,8 @@ def targets(rows: list[dict], srows: list[dict]) -> str:
     closest = max(small, key=lambda r: r["cosine_mean"], default=None)
 
     def cfg(r: dict) -> str:
-        return f"p={r['p']:g}%, k={r['k']}, distilled {_distilled(r)}"
+        return (f"p={r['p']:g}%, k={r['k']}, {_assign(r)} assignment, "
+                f"distilled {_distilled(r)}")
 
     out = ["| target | measured | met |", "|:---|:---|:---:|"]
     parts = []
@@ -292,10 +337,16 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sparsities", default="0,30,50,70,90")
     ap.add_argument("--ks", default="8,16,32")
+    ap.add_argument("--gptq", default="0:8,0:16,0:mix,50:16",
+                    help="p:k points (no distillation) assigned with GPTQ calibration")
     ap.add_argument("--mixed", default="0", help="sparsities of extra rows with per-layer-type "
                     f"k {MIXED_LABEL} (q,k / v,attention-out / FFN); '' for none")
-    ap.add_argument("--distill", default="0:16,0:32,50:32,0:mix",
-                    help="p:k points that also run with distillation (k may be 'mix')")
+    ap.add_argument("--distill", default="0:16,0:32,50:32,0:mix,0:mixg",
+                    help="p:k points that also run with distillation (k may be 'mix'; "
+                    "a 'g' suffix calibrates, e.g. 'mixg')")
+    ap.add_argument("--calibrate", type=int, default=1024,
+                    help="sentences whose layer inputs guide GPTQ assignments (k with 'g')")
+    ap.add_argument("--damp", type=float, default=0.1, help="GPTQ damping (k with 'g')")
     ap.add_argument("--headline", default="0:mix",
                     help="p:k configuration of the throughput table")
     ap.add_argument("--embedding-k", type=int, default=15,
@@ -328,6 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.quick:
         args.sparsities, args.ks, args.distill = "0,50", "16", "0:mix"
+        args.gptq, args.calibrate = "0:16", 100
         args.distill_sentences, args.held_out, args.headline = 200, 100, "0:mix"
         args.bench_sentences, args.repeats = 64, 1
         args.cache = os.path.join(tempfile.gettempdir(), "compactnn-minilm-quick.json")
@@ -338,7 +390,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(0)
 
     distilled = _pairs(args.distill, args)
-    n_train = max([args.distill_sentences] + [d[1] for _, _, d in distilled])
+    n_train = max([args.distill_sentences, args.calibrate]
+                  + [d[1] for _, _, d in distilled])
     train, held = sentence_split(n_train, args.held_out, seed=0)
     pristine = T.load_minilm()
     original = os.path.getsize(T.model_dir() / "model.safetensors")
@@ -348,10 +401,11 @@ def main(argv: list[str] | None = None) -> int:
     if os.path.exists(args.cache):
         with open(args.cache) as f:
             cache = json.load(f)
-    grid: list[tuple[float, int | str, Distill]] = [
-        (float(p), int(k), None) for p in filter(None, args.sparsities.split(","))
+    grid: list[tuple[float, str, Distill]] = [
+        (float(p), _k_token(k), None) for p in filter(None, args.sparsities.split(","))
         for k in filter(None, args.ks.split(","))]
     grid += [(float(p), "mix", None) for p in filter(None, args.mixed.split(","))]
+    grid += [(p, k + "g", None) for p, k, _ in _pairs(args.gptq, args)]
     grid += distilled
     if args.no_grid:
         grid, args.out, args.plot = [], "", ""
@@ -377,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         srows = throughput(pristine, hp, hk, data, args)
         speed = speed_table(srows)
         print(speed)
-        speed_note = (f"Configuration p={hp:g}%, k={MIXED_LABEL if hk == 'mix' else hk} "
+        speed_note = (f"Configuration p={hp:g}%, k={_label(hk)} "
                       f"(not distilled: same structure); {args.bench_sentences} held-out "
                       f"sentences, batch {args.batch_size} (~{srows[0]['columns']} token "
                       f"columns per product), median of {args.repeats} runs, 1 thread.")
