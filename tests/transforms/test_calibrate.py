@@ -163,3 +163,14 @@ def test_recipe_calibration_needs_train_data():
     for bad in ({"calibrate": -1}, {"calibrate": 1.5}, {"damp": 0}, {"damp": True}):
         with pytest.raises(RecipeError):
             compress_(model, [{"method": "cws", "k": 4, **bad}])
+
+
+def test_recipe_calibrates_an_overridden_layer_alone():
+    errors = {}
+    for overrides in ({}, {"2": {"calibrate": 200}}):
+        model, data = regression_task()
+        report = compress_(model, [{"method": "cws", "k": 4, "overrides": overrides}], data)
+        assert [s.distinct for s in report.layers] == [4, 4]
+        x, y = data.tensors
+        errors[bool(overrides)] = float(((model(x) - y) ** 2).mean().detach())
+    assert errors[True] < errors[False]

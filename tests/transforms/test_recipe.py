@@ -97,8 +97,9 @@ def test_yaml_and_json_files_and_round_trip(tmp_path):
         {"method": "prune", "p": 80, "scope": "global", "schedule": [50],
          "finetune": {"epochs": 1, "lr": 0.001}, "overrides": {"5": {"p": 60}}},
         {"method": "finetune", "epochs": 1},
-        {"method": "cws", "k": 8, "layers": ["1", "3"], "overrides": {"3": {"k": 4}}},
-        {"method": "ecsq", "k": 4, "layers": ["5"]},
+        {"method": "cws", "k": 8, "layers": ["1", "3"],
+         "overrides": {"3": {"k": 4, "calibrate": 32}}},
+        {"method": "ecsq", "k": 4, "layers": ["5"], "calibrate": 64, "damp": 0.05},
     ]
     (tmp_path / "r.json").write_text(json.dumps(steps))
     yaml_text = """
@@ -109,8 +110,8 @@ steps:
   - method: cws
     k: 8
     layers: ["1", "3"]
-    overrides: {"3": {k: 4}}
-  - {method: ecsq, k: 4, layers: ["5"]}
+    overrides: {"3": {k: 4, calibrate: 32}}
+  - {method: ecsq, k: 4, layers: ["5"], calibrate: 64, damp: 0.05}
 """
     (tmp_path / "r.yaml").write_text(yaml_text)
     a, b = load_recipe(tmp_path / "r.json"), load_recipe(tmp_path / "r.yaml")
@@ -118,7 +119,8 @@ steps:
     assert Recipe.from_list(a.to_list()) == a
     assert json.loads(json.dumps(a.to_list())) == a.to_list()
     assert a.steps[0].config.finetune == FineTune(epochs=1, lr=0.001)
-    assert dict(a.steps[2].overrides)["3"] == CWS(k=4)
+    assert dict(a.steps[2].overrides)["3"] == CWS(k=4, calibrate=32)
+    assert (a.steps[3].config.calibrate, a.steps[3].config.damp) == (64, 0.05)
     (tmp_path / "r.txt").write_text("[]")
     with pytest.raises(RecipeError, match="must end in"):
         load_recipe(tmp_path / "r.txt")
