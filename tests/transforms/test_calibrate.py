@@ -174,3 +174,10 @@ def test_recipe_calibrates_an_overridden_layer_alone():
         x, y = data.tensors
         errors[bool(overrides)] = float(((model(x) - y) ** 2).mean().detach())
     assert errors[True] < errors[False]
+
+
+def test_calibration_progress_bar_counts_layers(capsys):
+    model, data = regression_task()
+    compress_(model, [{"method": "uq", "k": 4, "calibrate": 50}], data, progress=True)
+    err = capsys.readouterr().err
+    assert "uq: GPTQ calibration" in err and "2/2" in err

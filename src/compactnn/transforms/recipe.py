@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import TensorDataset
+from tqdm.auto import tqdm
 
 from compactnn.coding import entropy_bits
 from compactnn.train import evaluate, fit
@@ -515,29 +516,42 @@ def _run_prune(step: Step, layers: Mapping[str, nn.Module], names: list[str], mo
 
 
 def _calibration(cfg: _Sharing, model: nn.Module, layers: Mapping[str, nn.Module],
-                 train_data) -> Callable[[str], torch.Tensor] | None:
+                 train_data, bar: tqdm | None) -> Callable[[str], torch.Tensor] | None:
     """``moments(name)`` for ``share_weights_`` from ``cfg.calibrate`` evenly spaced
-    training inputs, or None when the config does not calibrate."""
+    training inputs (ticking ``bar`` once per layer), or None when the config does not
+    calibrate."""
     if not cfg.calibrate:
         return None
     inputs = train_data.tensors[0]
     count = min(cfg.calibrate, len(inputs))
     pick = torch.from_numpy(np.linspace(0, len(inputs) - 1, count).round().astype(np.int64))
     sample = inputs[pick]
-    return lambda name: input_moments(model, layers[name], sample)
+
+    def moments(name: str) -> torch.Tensor:
+        out = input_moments(model, layers[name], sample)
+        if bar is not None:
+            bar.update()
+        return out
+
+    return moments
 
 
 def _run_sharing(step: Step, layers: Mapping[str, nn.Module], names: list[str],
-                 model: nn.Module, train_data) -> None:
+                 model: nn.Module, train_data, progress: bool) -> None:
     own = dict(step.overrides)
     group = {n: layers[n] for n in names if n not in own}
     cfg = step.config
-    if group:
-        q.share_weights_(group, cfg.quantizer(), cfg.shared,
-                         _calibration(cfg, model, layers, train_data), cfg.damp)
-    for n, c in own.items():
-        q.share_weights_({n: layers[n]}, c.quantizer(),
-                         moments=_calibration(c, model, layers, train_data), damp=c.damp)
+    calibrated = sum(1 for n in names if own.get(n, cfg).calibrate)
+    bar = tqdm(total=calibrated, desc=f"{cfg.method}: GPTQ calibration", unit="layer",
+               disable=not (progress and calibrated))
+    with bar:
+        if group:
+            q.share_weights_(group, cfg.quantizer(), cfg.shared,
+                             _calibration(cfg, model, layers, train_data, bar), cfg.damp)
+        for n, c in own.items():
+            q.share_weights_({n: layers[n]}, c.quantizer(),
+                             moments=_calibration(c, model, layers, train_data, bar),
+                             damp=c.damp)
 
 
 def _run_finetune(cfg: FineTune, model: nn.Module, train_data, progress: bool) -> None:
@@ -655,7 +669,7 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         bake: make the constraints permanent at the end (plain weights that obey them);
             with ``bake=False`` the layers keep their parametrizations, so further
             ``compactnn.train.fit`` calls keep masks and shared values.
-        progress: show tqdm bars while fine-tuning.
+        progress: show tqdm bars while fine-tuning and calibrating.
 
     Returns:
         A ``CompressionReport`` of the layers the recipe masked, pruned or weight-shared.
@@ -680,7 +694,7 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         elif isinstance(cfg, Prune):
             _run_prune(step, layers, names, model, train_data, progress)
         else:
-            _run_sharing(step, layers, names, model, train_data)
+            _run_sharing(step, layers, names, model, train_data, progress)
         touched += [n for n in names if n not in touched]
         if val_data is not None:
             history.append((_describe(step, i), evaluate(model, val_data)))
