@@ -63,6 +63,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # formats that store only the nonzeros and/or few distinct values (as benchmarks/end_to_end.py)
 LOW_ENTROPY = ("csr", "index_map", "cer", "cser", "ham", "sham")
+NOTES_MARKER = "<!-- notes: kept when this page is regenerated -->"
 MIXED = T.MIXED_SHARING  # per-layer-type k: q,k 8; v,ao 16; FFN 12
 MIXED_LABEL = "8/16/12"
 
@@ -228,42 +229,57 @@ def _records(model):
 
 
 def plot(rows: list[dict], path: str) -> None:
+    """Size vs cosine: the whole grid (left) and the region of the targets (right).
+    Colour: k; marker: square for GPTQ assignments, star for distilled rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
     def group(r: dict) -> tuple:
         gptq = r.get("gptq", 0)
         return r["k"], gptq, (r.get("damp") or 0.1) if gptq else None
 
-    ks = sorted({group(r) for r in rows}, key=str)
-    colors = dict(zip(ks, plt.cm.viridis(np.linspace(0, 0.9, len(ks))), strict=True))
-    for k, g, damp in ks:
+    fig, (full, zoom) = plt.subplots(1, 2, figsize=(12, 5))
+    ks = sorted({r["k"] for r in rows}, key=str)
+    colors = dict(zip(ks, plt.cm.viridis(np.linspace(0, 0.85, len(ks))), strict=True))
+    for k, g, damp in sorted({group(r) for r in rows}, key=str):
         mine = [r for r in rows if group(r) == (k, g, damp)]
         for d in sorted({_distilled(r) for r in mine}, key=lambda d: d != "no"):
             distilled = d != "no"
-            marker, style = ("*", "--") if distilled else ("o", "-")
+            marker = "*" if distilled else ("s" if g else "o")
             sel = sorted((r for r in mine if _distilled(r) == d), key=lambda r: r["p"])
-            ax.plot([r["linear_ratio"] for r in sel], [r["cosine_mean"] for r in sel],
-                    style, marker=marker, color=colors[k, g, damp], ms=9 if distilled else 5,
-                    label=f"k={k}" + (f" GPTQ {g}" if g else "")
-                    + (f" damp {damp:g}" if damp not in (None, 0.1) else "")
-                    + (f" + distillation {d}" if distilled else ""))
+            label = (f"k={k}" + (f", GPTQ {g}" if g else "")
+                     + (f" damp {damp:g}" if damp not in (None, 0.1) else "")
+                     + (f", distilled {d}" if distilled else ""))
+            for ax in (full, zoom):
+                ax.plot([r["linear_ratio"] for r in sel], [r["cosine_mean"] for r in sel],
+                        "--" if g else "-", marker=marker, color=colors[k],
+                        ms=11 if distilled else 6, label=label if ax is full else None)
             for r in sel:
-                ax.annotate(f"{r['p']:g}%", (r["linear_ratio"], r["cosine_mean"]),
-                            textcoords="offset points", xytext=(4, -10), fontsize=7)
-    ax.axhline(0.98, color="grey", lw=0.8, ls=":")
-    ax.axvline(10, color="grey", lw=0.8, ls=":")
-    ax.set_xscale("log")
-    ax.set_xlabel("Linear weights: float32 bytes / stored bytes")
-    ax.set_ylabel("mean cosine to the original embeddings (500 held-out)")
-    ax.set_title("all-MiniLM-L6-v2: pruning % (labels) + CWS with k values per layer")
-    ax.legend(fontsize=8, loc="lower left")
-    ax.grid(alpha=0.3)
+                xy = (r["linear_ratio"], r["cosine_mean"])
+                full.annotate(f"{r['p']:g}%", xy, textcoords="offset points", xytext=(4, -10),
+                              fontsize=7)
+                if 6.5 <= xy[0] <= 13 and xy[1] >= 0.9:
+                    tag = (f"k={k}" + (f" p={r['p']:g}%" if r["p"] else "")
+                           + (" GPTQ" if g else "") + (" + distil." if distilled else ""))
+                    zoom.annotate(tag, xy, textcoords="offset points", xytext=(6, -3),
+                                  fontsize=7)
+    for ax in (full, zoom):
+        ax.axhline(0.98, color="grey", lw=0.8, ls=":")
+        ax.axvline(10, color="grey", lw=0.8, ls=":")
+        ax.set_xlabel("Linear weights: float32 bytes / stored bytes")
+        ax.grid(alpha=0.3)
+    full.set_xscale("log")
+    full.set_ylabel("mean cosine to the original embeddings (500 held-out)")
+    full.set_title("pruning % (labels) + weight sharing, k values per layer")
+    zoom.set_xlim(6.5, 13)
+    zoom.set_ylim(0.9, 1.0)
+    zoom.set_title("the target region: >= 10x at cosine >= 0.98")
+    full.legend(fontsize=7, loc="lower left")
+    fig.suptitle("all-MiniLM-L6-v2")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def _assign(r: dict) -> str:
@@ -467,8 +483,14 @@ def main(argv: list[str] | None = None) -> int:
         if speed:
             text += ["## Encode throughput\n", speed, speed_note + "\n",
                      "## Targets\n", targets(rows, srows)]
+        notes = ""  # hand-written analysis below the marker survives a regeneration
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                old = f.read()
+            if NOTES_MARKER in old:
+                notes = old[old.index(NOTES_MARKER):]
         with open(args.out, "w") as f:
-            f.write("\n".join(text))
+            f.write("\n".join(text) + ("\n" + notes if notes else ""))
         print(f"wrote {args.out}")
     if args.plot:
         plot(rows, args.plot)
