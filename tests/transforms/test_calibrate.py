@@ -40,19 +40,31 @@ def decode(book: np.ndarray, assign: np.ndarray) -> torch.Tensor:
 
 
 @given(out=st.integers(1, 12), d=st.integers(1, 40), k=st.integers(1, 8),
-       zero_frac=st.floats(0, 1), seed=st.integers(0, 2**16))
+       zero_frac=st.floats(0, 1), zero=st.booleans(), seed=st.integers(0, 2**16))
 @settings(max_examples=40, deadline=None)
-def test_assignments_index_the_codebook_and_keep_zeros(out, d, k, zero_frac, seed):
+def test_assignments_index_the_codebook_and_keep_zeros(out, d, k, zero_frac, zero, seed):
     g = torch.Generator().manual_seed(seed)
     W = torch.randn(out, d, generator=g)
     W[torch.rand(out, d, generator=g) < zero_frac] = 0
     book = np.sort(np.random.default_rng(seed).normal(size=k)).astype(np.float32)
     book = np.unique(book)
     X = correlated(64, d, seed)
-    a = gptq_assign(W, X.T @ X / 64, book)
+    a = gptq_assign(W, X.T @ X / 64, book, zero=zero)
     assert a.shape == (out, d) and a.dtype == np.int64
-    assert ((a == -1) == (W.numpy() == 0)).all()
+    assert (a[W.numpy() == 0] == -1).all()  # pruned weights stay zero
+    if not zero:
+        assert ((a == -1) == (W.numpy() == 0)).all()
     assert a.max(initial=-1) < book.size
+
+
+def test_zero_is_a_value_when_allowed():
+    W = torch.tensor([[0.02, -0.9, 0.45, -0.03]])
+    book = np.array([-1.0, 0.5], np.float32)
+    H = torch.eye(4, dtype=torch.float64)  # no correlation: plain nearest values
+    assert gptq_assign(W, H, book).tolist() == [[1, 0, 1, 1]]
+    assert gptq_assign(W, H, book, zero=True).tolist() == [[-1, 0, 1, -1]]
+    both = np.array([-1.0, 0.0, 0.5], np.float32)  # 0 in the codebook already
+    assert gptq_assign(W, H, both, zero=True).tolist() == [[1, 0, 2, 1]]
 
 
 def test_uncorrelated_inputs_give_nearest_values():
@@ -181,3 +193,10 @@ def test_calibration_progress_bar_counts_layers(capsys):
     compress_(model, [{"method": "uq", "k": 4, "calibrate": 50}], data, progress=True)
     err = capsys.readouterr().err
     assert "uq: GPTQ calibration" in err and "2/2" in err
+
+
+def test_uq_keeps_its_zero_level_under_calibration():
+    for calibrate in (0, 200):
+        model, data = regression_task()
+        report = compress_(model, [{"method": "uq", "k": 2, "calibrate": calibrate}], data)
+        assert all(s.sparsity > 0.05 for s in report.layers), calibrate

@@ -89,18 +89,25 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     return total / max(count, 1)
 
 
-def _nearest(codebook: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+def _nearest(codebook: torch.Tensor, zero: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``w -> index`` of the nearest codebook value (-1: zero, when ``zero`` allows it)."""
+    index = torch.arange(codebook.numel())
+    if zero and not (codebook == 0).any():
+        at = int(torch.searchsorted(codebook, torch.zeros(())))
+        codebook = torch.cat([codebook[:at], codebook.new_zeros(1), codebook[at:]])
+        index = torch.cat([index[:at], torch.tensor([-1]), index[at:]])
     mids = (codebook[1:] + codebook[:-1]) / 2
-    return lambda w: torch.searchsorted(mids, w.contiguous())
+    return lambda w: index[torch.searchsorted(mids, w.contiguous())]
 
 
 @torch.no_grad()
 def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarray,
-                damp: float = 0.1, block: int = 128) -> np.ndarray:
+                damp: float = 0.1, block: int = 128, zero: bool = False) -> np.ndarray:
     """Indices into ``codebook`` (ascending, non-empty) for ``weight`` ``(out, in)``
     chosen by GPTQ error compensation under the input second moments ``moments``
-    ``(in, in)``; exact zeros of ``weight`` stay zero (index -1). Returns int64
-    ``(out, in)``.
+    ``(in, in)``; exact zeros of ``weight`` stay zero (index -1). With ``zero``, 0 is
+    one more value the other weights may take (index -1), as for quantizers that round
+    small weights to zero (UQ). Returns int64 ``(out, in)``.
 
     >>> w = torch.tensor([[0.3, -0.2, 0.1]])
     >>> gptq_assign(w, torch.eye(3), np.array([-0.25, 0.25], np.float32)).tolist()
@@ -114,7 +121,7 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
     book = torch.as_tensor(np.asarray(codebook, np.float64))
     if book.ndim != 1 or book.numel() == 0:
         raise ValueError("the codebook must be a non-empty 1-D array")
-    nearest = _nearest(book)
+    nearest = _nearest(book, zero)
     n = weight.shape[1]
     W = weight.detach().to(torch.float64).clone()
     keep = W != 0

@@ -395,8 +395,10 @@ def share_weights_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndar
             layer (``compactnn.transforms.calibrate.input_moments``), asked for each
             layer in turn *after* the layers before it are shared; the assignments to
             the quantizer's codebook are then chosen by GPTQ error compensation
-            (``calibrate.gptq_assign`` with ``damp``) instead of the quantizer's own.
-            The codebook is kept whole (a value no weight uses stays in it).
+            (``calibrate.gptq_assign`` with ``damp``) instead of the quantizer's own;
+            0 is among the values when the quantizer itself rounded some non-zero
+            weights to 0 (UQ). The codebook is kept whole (a value no weight uses
+            stays in it).
 
     Returns:
         The codebook parameter of each layer (the same object for a shared group).
@@ -414,12 +416,14 @@ def share_weights_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndar
         q = quantizer(values.to(torch.float64).numpy())
         book = nn.Parameter(torch.from_numpy(q.codebook.astype(np.float32)))
         parts = torch.from_numpy(q.assign).split([int(nz.sum()) for nz in nonzero])
+        rounds_to_zero = bool((q.assign == -1).any())  # 0 is one of the quantizer's values
         for n, nz, part in zip(names, nonzero, parts, strict=True):
             layer = layers[n]
             shape = layer.weight.shape
             if moments is not None and q.codebook.size:
                 assign = torch.from_numpy(gptq_assign(
-                    layer.weight.detach().reshape(shape[0], -1), moments(n), q.codebook, damp))
+                    layer.weight.detach().reshape(shape[0], -1), moments(n), q.codebook, damp,
+                    zero=rounds_to_zero))
             else:
                 assign = torch.full(nz.shape, -1, dtype=torch.int64)
                 assign[nz] = part
