@@ -10,6 +10,7 @@ per-layer ``overrides`` (field values that differ for one named layer). As data:
        finetune: {epochs: 1, lr: 0.001}, overrides: {"4": {p: 70}}}
     - {method: finetune, epochs: 2, lr: 0.0003}
     - {method: cws, k: 32, shared: false, layers: ["0", "2"]}
+    - {method: uq, k: 4, layers: ["4"], calibrate: 1024}
     - {method: finetune, epochs: 1}
 
 ``compress_`` validates the whole recipe against the model before doing any work
@@ -20,6 +21,10 @@ fine-tuning without data), then
 runs the steps and returns a ``CompressionReport``: per compressed layer its sparsity,
 number of distinct values and entropy (``compactnn.coding.entropy_bits`` of the weight
 in its ``(out, in*kh*kw)`` view; biases are not included).
+
+``calibrate: n`` on a sharing step (any quantizer) assigns the weights to the codebook
+by GPTQ error compensation on the layer inputs of n training samples instead of to the
+nearest value (``compactnn.transforms.calibrate``).
 
 Override semantics: for ``prune`` only ``p`` can be overridden; an overridden layer is
 pruned on its own (per layer, outside a global pool) and its schedule is the step's
@@ -516,7 +521,7 @@ def _run_prune(step: Step, layers: Mapping[str, nn.Module], names: list[str], mo
 
 
 def _calibration(cfg: _Sharing, model: nn.Module, layers: Mapping[str, nn.Module],
-                 train_data, bar: tqdm | None) -> Callable[[str], torch.Tensor] | None:
+                 train_data, bar: tqdm) -> Callable[[str], torch.Tensor] | None:
     """``moments(name)`` for ``share_weights_`` from ``cfg.calibrate`` evenly spaced
     training inputs (ticking ``bar`` once per layer), or None when the config does not
     calibrate."""
@@ -529,8 +534,7 @@ def _calibration(cfg: _Sharing, model: nn.Module, layers: Mapping[str, nn.Module
 
     def moments(name: str) -> torch.Tensor:
         out = input_moments(model, layers[name], sample)
-        if bar is not None:
-            bar.update()
+        bar.update()
         return out
 
     return moments
