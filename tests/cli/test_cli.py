@@ -43,7 +43,8 @@ def workdir(trained):
     d = trained
     recipe = d / "recipe.yaml"
     recipe.write_text("- {method: prune, p: 60}\n- {method: finetune, epochs: 2, lr: 0.001}\n"
-                      "- {method: cws, k: 8}\n- {method: finetune, epochs: 1, lr: 0.0005}\n")
+                      "- {method: cws, k: 8, calibrate: 256}\n"
+                      "- {method: finetune, epochs: 1, lr: 0.0005}\n")
     steps = [
         ["compress", str(d / "base.safetensors"), "--recipe", str(recipe), "--dataset",
          "digits", "-o", str(d / "small.safetensors")],
@@ -139,6 +140,7 @@ def test_unknown_model_and_missing_dataset(capsys, tmp_path):
     ("- {method: prune, p: [\n", ".yaml", "not valid YAML"),
     ("[{\"method\": \"cws\"", ".json", "not valid JSON"),
     ("- {method: cws, k: 4, layers: [\"9\"]}\n", ".yml", "no Linear/Conv2d layer named"),
+    ("- {method: cws, k: 4, calibrate: 64, damp: 0}\n", ".yaml", "damp must be a positive"),
     (None, ".yaml", "neither a file nor a built-in recipe"),
 ])
 def test_bad_recipes(capsys, trained, tmp_path, content, suffix, match):
