@@ -200,3 +200,13 @@ def test_uq_keeps_its_zero_level_under_calibration():
         model, data = regression_task()
         report = compress_(model, [{"method": "uq", "k": 2, "calibrate": calibrate}], data)
         assert all(s.sparsity > 0.05 for s in report.layers), calibrate
+
+
+def test_recipe_rejects_a_conv_it_cannot_calibrate_before_any_work():
+    model = nn.Sequential(nn.Conv2d(2, 4, 3, groups=2), nn.Flatten(), nn.Linear(4, 1))
+    data = TensorDataset(torch.randn(8, 2, 3, 3), torch.randn(8, 1))
+    before = model[2].weight.detach().clone()
+    with pytest.raises(RecipeError, match="layer '0': calibration supports Conv2d"):
+        compress_(model, [{"method": "cws", "k": 2, "layers": ["2"]},
+                          {"method": "cws", "k": 2, "calibrate": 8}], data)
+    assert torch.equal(model[2].weight, before)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["input_moments", "gptq_assign"]
+__all__ = ["check_calibratable", "input_moments", "gptq_assign"]
 
 
 class _Reached(Exception):
@@ -47,6 +47,17 @@ def _columns(layer: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-1])
 
 
+def check_calibratable(layer: nn.Module) -> None:
+    """Raise ``TypeError``/``ValueError`` unless :func:`input_moments` supports ``layer``:
+    ``nn.Linear``, or ``nn.Conv2d`` with ``groups=1`` and numeric zero padding."""
+    if not isinstance(layer, (nn.Linear, nn.Conv2d)):
+        raise TypeError(f"expected nn.Linear or nn.Conv2d, got {type(layer).__name__}")
+    if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"
+                                         or isinstance(layer.padding, str)):
+        raise ValueError("calibration supports Conv2d with groups=1 and numeric zero "
+                         "padding only")
+
+
 @torch.no_grad()
 def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
                   batch_size: int = 64) -> torch.Tensor:
@@ -54,12 +65,7 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     when ``model`` runs on ``inputs`` (a tensor of samples along dim 0), in eval mode.
     A Linear layer applied to ``(..., in)`` tensors counts every position as one input.
     """
-    if not isinstance(layer, (nn.Linear, nn.Conv2d)):
-        raise TypeError(f"expected nn.Linear or nn.Conv2d, got {type(layer).__name__}")
-    if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"
-                                         or isinstance(layer.padding, str)):
-        raise ValueError("calibration supports Conv2d with groups=1 and numeric zero "
-                         "padding only")
+    check_calibratable(layer)
     if len(inputs) == 0:
         raise ValueError("calibration needs at least one input")
     width = layer.weight[0].numel()

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from compactnn.coding import entropy_bits
 from compactnn.train import evaluate, fit
 from compactnn.transforms import quantize as q
-from compactnn.transforms.calibrate import input_moments
+from compactnn.transforms.calibrate import check_calibratable, input_moments
 from compactnn.transforms.mpd import BlockMask, block_mask_, mask_shape
 from compactnn.transforms.prune import bake_, constraint_of, kind_of, layers_of, prune_
 
@@ -462,6 +462,8 @@ def check_recipe(recipe, model: nn.Module,
             raise RecipeError(f"step {i} ({cfg.method}) calibrates, so compress_ needs "
                               "train_data")
         chosen = [] if isinstance(cfg, FineTune) else _select(step, names)
+        if isinstance(cfg, _Sharing):
+            _check_calibration(i, step, chosen, layers)
         if not isinstance(cfg, FineTune) and not chosen:
             raise RecipeError(f"step {i} ({cfg.method}): the model has no Linear/Conv2d layers")
         if isinstance(cfg, MPD):
@@ -477,6 +479,18 @@ def check_recipe(recipe, model: nn.Module,
         constrained.update(chosen)
         plan.append((step, chosen))
     return plan
+
+
+def _check_calibration(i: int, step: Step, chosen: list[str],
+                       layers: Mapping[str, nn.Module]) -> None:
+    own = dict(step.overrides)
+    for name in chosen:
+        if own.get(name, step.config).calibrate:
+            try:
+                check_calibratable(layers[name])
+            except (TypeError, ValueError) as e:
+                raise RecipeError(f"step {i} ({step.config.method}), layer {name!r}: "
+                                  f"{e}") from None
 
 
 def _check_mpd(i: int, step: Step, chosen: list[str], layers: Mapping[str, nn.Module],
