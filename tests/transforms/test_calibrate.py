@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from compactnn.transforms import RecipeError, compress_, share_weights_
-from compactnn.transforms.calibrate import gptq_assign, input_moments
+from compactnn.transforms.calibrate import gptq_assign, input_moments, same_input
 from compactnn.transforms.quantize import kmeans_1d
 
 
@@ -210,3 +210,53 @@ def test_recipe_rejects_a_conv_it_cannot_calibrate_before_any_work():
         compress_(model, [{"method": "cws", "k": 2, "layers": ["2"]},
                           {"method": "cws", "k": 2, "calibrate": 8}], data)
     assert torch.equal(model[2].weight, before)
+
+
+class Attention(nn.Module):
+    """Query, key and value read one tensor; the output layer reads their sum."""
+
+    def __init__(self, split: bool = False) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.q, self.k, self.v, self.o = (nn.Linear(6, 6) for _ in range(4))
+        self.split = split
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.tanh(x)
+        k_in = h.clone() if self.split else h
+        return self.o(self.q(h) * self.k(k_in) + self.v(h))
+
+
+def test_same_input_finds_query_key_value():
+    model = Attention()
+    x = correlated(16, 6, 0).float()
+    others = {"k": model.k, "v": model.v, "o": model.o}
+    assert same_input(model, model.q, others, x) == ["k", "v"]
+    assert same_input(model, model.v, others, x) == []  # o reads another tensor
+    split = Attention(split=True)  # k reads a copy: stops the search (conservative)
+    assert same_input(split, split.q, {"k": split.k, "v": split.v}, x) == []
+
+
+def test_reused_moments_give_the_same_assignments(monkeypatch):
+    from compactnn.transforms import recipe
+
+    x = correlated(64, 6, 1).float()
+    data = TensorDataset(x, Attention()(x).detach())
+    runs, weights = [], []
+    for reuse in (True, False):
+        if not reuse:
+            monkeypatch.setattr(recipe, "same_input", lambda *a: [])
+        model = Attention()
+        calls: list[int] = []
+
+        def counted(*args, _calls=calls, **kwargs):
+            _calls.append(1)
+            return input_moments(*args, **kwargs)
+
+        monkeypatch.setattr(recipe, "input_moments", counted)
+        compress_(model, [{"method": "cws", "k": 3, "calibrate": 64}], data)
+        runs.append(len(calls))
+        weights.append([m.weight.detach().clone() for m in (model.q, model.k, model.v, model.o)])
+    assert runs == [2, 4]  # q (reused for k and v) and o, against one pass per layer
+    for a, b in zip(*weights, strict=True):
+        assert torch.equal(a, b)

@@ -15,6 +15,8 @@ weights stay exactly zero (their error is compensated like any other).
 - :func:`input_moments`: ``H`` of one ``nn.Linear``/``nn.Conv2d`` (``in*kh*kw``
   square) from calibration inputs fed to the whole model; the forward pass stops at
   the layer, so later layers cost nothing.
+- :func:`same_input`: the layers called with the very same input tensor right after
+  a layer (query, key, value), whose moments are then reused instead of measured again.
 - :func:`gptq_assign`: codebook indices of one weight matrix given ``H``.
 
 **[choice]** Damping: ``H + damp · mean(diag H) · I`` with ``damp = 0.1`` (GPTQ's
@@ -25,14 +27,14 @@ decreasing ``diag H`` ("act order"), in blocks of 128 with lazy updates.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["check_calibratable", "input_moments", "gptq_assign"]
+__all__ = ["check_calibratable", "input_moments", "same_input", "gptq_assign"]
 
 
 class _Reached(Exception):
@@ -93,6 +95,44 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
         handle.remove()
         model.train(was_training)
     return total / max(count, 1)
+
+
+@torch.no_grad()
+def same_input(model: nn.Module, layer: nn.Module, others: Mapping[str, nn.Module],
+               inputs: torch.Tensor) -> list[str]:
+    """Names of ``others`` that the forward pass on ``inputs`` calls with the very
+    tensor ``layer`` receives (as query, key and value share their input), right after
+    ``layer`` and before any layer with another input. Their input moments equal
+    ``layer``'s, and quantizing ``layer`` cannot change them (their input exists before
+    ``layer`` runs). Conservative: a sibling called after another layer is not listed."""
+    seen: dict[str, torch.Tensor] = {}
+    found: list[str] = []
+    names = {id(m): n for n, m in others.items()}
+
+    def first(module: nn.Module, args: tuple) -> None:
+        seen.setdefault("x", args[0])
+
+    def later(module: nn.Module, args: tuple) -> None:
+        if "x" not in seen or module is layer:
+            return
+        if args[0] is not seen["x"] or id(module) not in names:
+            raise _Reached
+        found.append(names[id(module)])
+
+    handles = [layer.register_forward_pre_hook(first)]
+    handles += [m.register_forward_pre_hook(later) for m in model.modules()
+                if isinstance(m, (nn.Linear, nn.Conv2d))]
+    was_training = model.training
+    model.eval()
+    try:
+        model(inputs[:1])
+    except _Reached:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return found
 
 
 def _nearest(codebook: torch.Tensor, zero: bool) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -53,7 +53,7 @@ from tqdm.auto import tqdm
 from compactnn.coding import entropy_bits
 from compactnn.train import evaluate, fit
 from compactnn.transforms import quantize as q
-from compactnn.transforms.calibrate import check_calibratable, input_moments
+from compactnn.transforms.calibrate import check_calibratable, input_moments, same_input
 from compactnn.transforms.mpd import BlockMask, block_mask_, mask_shape
 from compactnn.transforms.prune import bake_, constraint_of, kind_of, layers_of, prune_
 
@@ -545,10 +545,18 @@ def _calibration(cfg: _Sharing, model: nn.Module, layers: Mapping[str, nn.Module
     count = min(cfg.calibrate, len(inputs))
     pick = torch.from_numpy(np.linspace(0, len(inputs) - 1, count).round().astype(np.int64))
     sample = inputs[pick]
+    done: set[str] = set()
+    reuse: dict[str, torch.Tensor] = {}  # siblings of the last measured layer
 
     def moments(name: str) -> torch.Tensor:
-        out = input_moments(model, layers[name], sample)
+        done.add(name)
         bar.update()
+        if name in reuse:
+            return reuse.pop(name)
+        reuse.clear()  # another layer is shared now: the siblings' moments may be stale
+        out = input_moments(model, layers[name], sample)
+        pending = {n: m for n, m in layers.items() if n not in done}
+        reuse.update(dict.fromkeys(same_input(model, layers[name], pending, sample), out))
         return out
 
     return moments
