@@ -30,8 +30,11 @@ def check_products(M, W: np.ndarray, rng: np.random.Generator) -> None:
     X = rng.standard_normal((n, 5)).astype(np.float32)
     W64 = W.astype(np.float64)
     mode = np.float64(np.abs(W).max()) if W.size else 0.0
+    rows = np.ascontiguousarray(X.T)  # the same inputs as rows: X @ Wᵀ = (W @ X)ᵀ
     for got, ref, xs in ((M.matvec(x), W64 @ x, np.abs(x)),
-                         (M.matmul(X), W64 @ X, np.abs(X))):
+                         (M.matmul(X), W64 @ X, np.abs(X)),
+                         (M.rmatmul(rows).T, W64 @ X, np.abs(X)),
+                         (M.rmatmul(rows[:1]).T, W64 @ X[:, :1], np.abs(X[:, :1]))):
         assert got.dtype == np.float32 and got.shape == ref.shape
         bound = 4 * (n + 2) * EPS32 * (np.abs(W64) @ xs + mode * xs.sum(axis=0)) + 1e-30
         assert (np.abs(got - ref) <= bound).all(), np.abs(got - ref).max()
@@ -111,6 +114,9 @@ def test_rejects_bad_input(fid):
         M.matvec(np.zeros(4, np.float32))
     with pytest.raises(ValueError):
         M.matmul(np.zeros((4, 2), np.float32))
+    with pytest.raises(ValueError, match=r"rmatmul expects X of shape \(b, 3\)"):
+        M.rmatmul(np.zeros((2, 4), np.float32))
+    assert M.rmatmul(np.zeros((0, 3), np.float32)).shape == (0, 3)
 
 
 def corrupted_variants(M):

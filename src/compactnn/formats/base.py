@@ -6,9 +6,11 @@ its scalar attributes (``attrs``, JSON-serialisable). Size (``nbytes``), seriali
 reported bytes are exactly the bytes stored. Dense float32 is the hub: every format
 converts from and to a dense ``(m, n)`` float32 matrix bit-identically.
 
-Products go through one checked entry point (``matvec``/``matmul``) that validates the
-operand and allocates the output, then calls the per-format ``_matvec``/``_matmul``
-hooks, which call numba kernels on raw arrays.
+Products go through checked entry points (``matvec``/``matmul``/``rmatmul``) that
+validate the operand and allocate the output, then call the per-format
+``_matvec``/``_matmul``/``_rmatmul`` hooks, which call numba kernels on raw arrays.
+``rmatmul`` (``X @ Wᵀ``, inputs as rows, what ``CompactLinear`` runs) defaults to
+``_matmul`` on transposed copies; ``dense`` and ``index_map`` write it directly.
 """
 
 from __future__ import annotations
@@ -193,6 +195,18 @@ class CompactMatrix(ABC):
             self._matmul(X, Y)
         return Y
 
+    def rmatmul(self, X: np.ndarray) -> np.ndarray:
+        """``X @ Wᵀ`` for ``X`` of shape ``(b, n)`` (one input per row, as
+        ``nn.Linear`` takes it); returns float32 ``(b, m)``."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.shape[1]:
+            raise ValueError(f"rmatmul expects X of shape (b, {self.shape[1]}), got {X.shape}")
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        Y = np.empty((X.shape[0], self.shape[0]), dtype=np.float32)
+        if Y.size:
+            self._rmatmul(X, Y)
+        return Y
+
     @abstractmethod
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         """Fill ``y`` (m,) with ``W @ x``; x is C-contiguous float32 (n,), m > 0."""
@@ -200,6 +214,17 @@ class CompactMatrix(ABC):
     @abstractmethod
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
         """Fill ``Y`` (m, b) with ``W @ X``; X is C-contiguous float32 (n, b), Y non-empty."""
+
+    def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Fill ``Y`` (b, m) with ``X @ Wᵀ``; X is C-contiguous float32 (b, n), Y
+        C-contiguous and non-empty. Default: ``_matmul`` on the transposed operands
+        (two copies); formats that can write row-major outputs directly override it."""
+        if X.shape[0] == 1:
+            self._matvec(X[0], Y[0])
+            return
+        Yt = np.empty((Y.shape[1], Y.shape[0]), dtype=np.float32)
+        self._matmul(np.ascontiguousarray(X.T), Yt)
+        Y[...] = Yt.T
 
     # ---- storage --------------------------------------------------------------------
     @property

@@ -38,6 +38,9 @@ class Dense(CompactMatrix):
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
         np.matmul(self.data, X, out=Y)
 
+    def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        np.matmul(X, self.data.T, out=Y)
+
     def _multi_dim_arrays(self) -> tuple[str, ...]:
         return ("data",)
 

@@ -131,19 +131,32 @@ class IndexMap(CompactMatrix):
         if X.shape[1] == 1:
             self._matvec(X[:, 0], Y[:, 0])
             return
+        for r0, tile in self._tiles():
+            np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
+
+    def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        if X.shape[0] == 1:
+            self._matvec(X[0], Y[0])
+            return
+        for r0, tile in self._tiles():  # a column block of the row-major output
+            np.matmul(X, tile.T, out=Y[:, r0:r0 + tile.shape[0]])
+
+    def _tiles(self):
+        """Yield ``(first row, decoded rows)`` tile by tile (one scratch buffer).
+
+        One thread pool at a time: tiles decode on one numba thread while BLAS runs the
+        tile products on all of its threads (two pools taking turns every tile, each
+        spinning while the other works, made 2-thread products 15x slower)."""
         m, n = self.shape
         t = tile_rows(m, n)
         scratch = np.empty((t, n), np.float32)
-        # One thread pool at a time: tiles decode on one numba thread while BLAS runs
-        # the tile products on all of its threads (two pools taking turns every tile,
-        # each spinning while the other works, made 2-thread products 15x slower).
         threads = numba.get_num_threads()
         numba.set_num_threads(1)
         try:
             for r0 in range(0, m, t):
                 tile = scratch[:min(t, m - r0)]
                 bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, r0, tile)
-                np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
+                yield r0, tile
         finally:
             numba.set_num_threads(threads)
 

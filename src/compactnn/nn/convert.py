@@ -90,12 +90,17 @@ def _encode(fid: str, mats: list[np.ndarray], own: CompactMatrix | None = None
     return out
 
 
-def _time(mats: list[CompactMatrix], cols: int, seed: int) -> float:
+def _time(mats: list[CompactMatrix], cols: int, seed: int, rows: bool) -> float:
+    """Median time of the layer's products at ``cols`` columns, in the layout the layer
+    runs: inputs as rows (``rmatmul``, Linear) or as columns (``matmul``, Conv2d)."""
     rng = np.random.default_rng(seed)
     n = mats[0].shape[1]
     if cols == 1:
         x = rng.standard_normal(n).astype(np.float32)
         fn: Callable[[], Any] = lambda: [M.matvec(x) for M in mats]  # noqa: E731
+    elif rows:
+        X = rng.standard_normal((cols, n)).astype(np.float32)
+        fn = lambda: [M.rmatmul(X) for M in mats]  # noqa: E731
     else:
         X = rng.standard_normal((n, cols)).astype(np.float32)
         fn = lambda: [M.matmul(X) for M in mats]  # noqa: E731
@@ -174,7 +179,8 @@ def _convert_layer(name: str, m: nn.Module, policy: str, storage: str, cols: int
         reason = f"energy: {energies[fid]:.4g} pJ per product"
     elif policy == "fastest":
         assert cols is not None
-        times = {f: _time(ms, cols, seed) for f, ms in cands.items()}
+        rows = isinstance(m, nn.Linear)
+        times = {f: _time(ms, cols, seed, rows) for f, ms in cands.items()}
         fid = min(times, key=times.__getitem__)
         reason = f"fastest at {cols} columns"  # the times are in the record, not the file
     else:

@@ -173,14 +173,11 @@ class CompactLinear(_CompactBase):
                 f"got shape {tuple(x.shape)}"
             )
         n, m = self.in_features, self.out_features
-        X = (x if x.dim() == 2 else x.reshape(-1, n)).numpy()
+        X = np.ascontiguousarray((x if x.dim() == 2 else x.reshape(-1, n)).numpy())
         bias = self._bias_array()
-        if X.shape[0] == 1:  # batch 1: one matvec on the row, no transposes
-            Y = np.empty((1, m), np.float32)
-            if m:
-                self.matrices[0]._matvec(X[0], Y[0])
-        else:
-            Y = _product(self.matrices[0], np.ascontiguousarray(X.T)).T
+        Y = np.empty((X.shape[0], m), np.float32)
+        if Y.size:  # inputs as rows: X @ Wᵀ (batch 1: one matvec on the row)
+            self.matrices[0]._rmatmul(X, Y)
         if bias is not None:
             np.add(Y, bias, out=Y)
         y = torch.from_numpy(Y)
