@@ -4,8 +4,10 @@ times many token columns (batch 32 x ~13 tokens), on 1 thread.
 For each MiniLM Linear shape and column count: dense float32 ``np.matmul``, the
 ``index_map`` product (tiled: a tile of rows decoded into a scratch buffer, then BLAS)
 and ``csr``, all on the same matrix (``--values`` distinct values drawn from a normal
-distribution, uniform random assignment). Every product is checked against the dense
-result before it is timed. Prints a markdown table (median of ``--repeats`` runs).
+distribution, uniform random assignment), in both layouts: ``matmul`` (``W @ X``,
+inputs as columns) and ``rmatmul`` (``X @ Wᵀ``, inputs as rows, what ``CompactLinear``
+runs; csr transposes around its ``matmul`` there). Every product is checked against the
+dense result before it is timed. Prints a markdown table (median of ``--repeats`` runs).
 
 Usage: python benchmarks/minilm_kernels.py [--values 12] [--columns 16,400] [--repeats 9]
 """
@@ -41,8 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
-    print("| shape | columns | dense np.matmul | index_map (tiled) | csr | index_map / dense |")
-    print("|:---|---:|---:|---:|---:|---:|")
+    print("| shape | columns | dense W @ X | index_map matmul | csr matmul | index_map / dense "
+          "| dense X @ Wᵀ | index_map rmatmul | csr rmatmul | index_map / dense |")
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     with threads(1):
         for m, n in SHAPES:
             W = rng.standard_normal(args.values).astype(np.float32)[
@@ -58,8 +61,19 @@ def main(argv: list[str] | None = None) -> int:
                                     args.repeats)
                 t = {f: median_time(lambda M=M, X=X: M.matmul(X), args.repeats)
                      for f, M in mats.items()}
+                R = np.ascontiguousarray(X.T)  # the same inputs as rows
+                for M in mats.values():
+                    np.testing.assert_allclose(M.rmatmul(R), ref.T, rtol=1e-3, atol=1e-3)
+                Yr = np.empty((k, m), np.float32)
+                dense_r = median_time(lambda W=W, R=R, Y=Yr: np.matmul(R, W.T, out=Y),
+                                      args.repeats)
+                tr = {f: median_time(lambda M=M, R=R: M.rmatmul(R), args.repeats)
+                      for f, M in mats.items()}
                 print(f"| {m}x{n} | {k} | {dense * 1e3:.2f} ms | {t['index_map'] * 1e3:.2f} ms "
-                      f"| {t['csr'] * 1e3:.2f} ms | {t['index_map'] / dense:.2f}x |", flush=True)
+                      f"| {t['csr'] * 1e3:.2f} ms | {t['index_map'] / dense:.2f}x "
+                      f"| {dense_r * 1e3:.2f} ms | {tr['index_map'] * 1e3:.2f} ms "
+                      f"| {tr['csr'] * 1e3:.2f} ms | {tr['index_map'] / dense_r:.2f}x |",
+                      flush=True)
     return 0
 
 
