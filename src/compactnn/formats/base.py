@@ -186,10 +186,7 @@ class CompactMatrix(ABC):
 
     def matmul(self, X: np.ndarray) -> np.ndarray:
         """``W @ X`` for ``X`` of shape ``(n, b)``; returns float32 ``(m, b)``."""
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[0] != self.shape[1]:
-            raise ValueError(f"matmul expects X of shape ({self.shape[1]}, b), got {X.shape}")
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = self._operand(X, "matmul", 0)
         Y = np.empty((self.shape[0], X.shape[1]), dtype=np.float32)
         if Y.size:
             self._matmul(X, Y)
@@ -198,14 +195,20 @@ class CompactMatrix(ABC):
     def rmatmul(self, X: np.ndarray) -> np.ndarray:
         """``X @ Wᵀ`` for ``X`` of shape ``(b, n)`` (one input per row, as
         ``nn.Linear`` takes it); returns float32 ``(b, m)``."""
-        X = np.asarray(X)
-        if X.ndim != 2 or X.shape[1] != self.shape[1]:
-            raise ValueError(f"rmatmul expects X of shape (b, {self.shape[1]}), got {X.shape}")
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = self._operand(X, "rmatmul", 1)
         Y = np.empty((X.shape[0], self.shape[0]), dtype=np.float32)
         if Y.size:
             self._rmatmul(X, Y)
         return Y
+
+    def _operand(self, X: np.ndarray, op: str, axis: int) -> np.ndarray:
+        """``X`` as C-contiguous float32 after checking it is 2-D with ``n`` along
+        ``axis``."""
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[axis] != self.shape[1]:
+            want = f"({self.shape[1]}, b)" if axis == 0 else f"(b, {self.shape[1]})"
+            raise ValueError(f"{op} expects X of shape {want}, got {X.shape}")
+        return np.ascontiguousarray(X, dtype=np.float32)
 
     @abstractmethod
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
