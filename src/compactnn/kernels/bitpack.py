@@ -53,6 +53,14 @@ def refill(words, buf, nb, wi):  # pragma: no cover - compiled
     return buf, nb, wi
 
 
+@inline
+def take(words, buf, nb, wi, b, sh, ub):  # pragma: no cover - compiled
+    """The next ``b``-bit code of a fixed-width stream (``sh = 32 - b``, ``ub = b`` as
+    uint64) and the advanced reader ``(buf, nb, wi)``."""
+    buf, nb, wi = refill(words, buf, nb, wi)
+    return (buf >> _U32) >> sh, buf << ub, nb - b, wi
+
+
 @jit
 def pack_codes(sym, codes, lengths, starts, words, row_bits):  # pragma: no cover - compiled
     """Write ``codes[sym[i]]`` (``lengths[sym[i]]`` bits, right-aligned in uint32) for
@@ -102,32 +110,18 @@ def fixed_matvec(words, b, omega, x, y):  # pragma: no cover - compiled
         a3 = np.float32(0.0)
         j = 0
         while j + 4 <= n:
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c0 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c1 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c2 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
-            buf, nb, wi = refill(words, buf, nb, wi)
-            c3 = (buf >> _U32) >> sh
-            buf <<= ub
-            nb -= b
+            c0, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+            c1, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+            c2, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+            c3, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
             a0 += omega[c0] * x[j]
             a1 += omega[c1] * x[j + 1]
             a2 += omega[c2] * x[j + 2]
             a3 += omega[c3] * x[j + 3]
             j += 4
         while j < n:
-            buf, nb, wi = refill(words, buf, nb, wi)
-            a0 += omega[(buf >> _U32) >> sh] * x[j]
-            buf <<= ub
-            nb -= b
+            c0, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+            a0 += omega[c0] * x[j]
             j += 1
         y[r] = (a0 + a1) + (a2 + a3)
 
@@ -161,32 +155,18 @@ def _decode_row(words, b, omega, first, row):  # pragma: no cover - compiled
     buf, nb, wi = start(words, first)
     j = 0
     while j + 4 <= n:
-        buf, nb, wi = refill(words, buf, nb, wi)
-        c0 = (buf >> _U32) >> sh
-        buf <<= ub
-        nb -= b
-        buf, nb, wi = refill(words, buf, nb, wi)
-        c1 = (buf >> _U32) >> sh
-        buf <<= ub
-        nb -= b
-        buf, nb, wi = refill(words, buf, nb, wi)
-        c2 = (buf >> _U32) >> sh
-        buf <<= ub
-        nb -= b
-        buf, nb, wi = refill(words, buf, nb, wi)
-        c3 = (buf >> _U32) >> sh
-        buf <<= ub
-        nb -= b
+        c0, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+        c1, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+        c2, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+        c3, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
         row[j] = omega[c0]
         row[j + 1] = omega[c1]
         row[j + 2] = omega[c2]
         row[j + 3] = omega[c3]
         j += 4
     while j < n:
-        buf, nb, wi = refill(words, buf, nb, wi)
-        row[j] = omega[(buf >> _U32) >> sh]
-        buf <<= ub
-        nb -= b
+        c0, buf, nb, wi = take(words, buf, nb, wi, b, sh, ub)
+        row[j] = omega[c0]
         j += 1
 
 
