@@ -15,25 +15,19 @@ Usage: python benchmarks/minilm_kernels.py [--values 12] [--columns 16,400] [--r
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from compactnn import formats
-from compactnn.bench import threads
+from compactnn.bench import threads, time_call
 
 SHAPES = ((384, 384), (1536, 384), (384, 1536))
 
 
 def median_time(fn, repeats: int) -> float:
-    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    """Median seconds of ``fn()`` over ``repeats`` runs after one warm-up (one call
+    per sample)."""
+    return time_call(fn, repeats, warmup=1, min_sample_s=0.0).median
 
 
 def main(argv: list[str] | None = None) -> int:
