@@ -6,9 +6,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 TORCH := torch==2.13.0
 
-.PHONY: demo test bench lint clean
+NATIVE := setup.py $(wildcard src/compactnn/kernels/csrc/*)
+ASAN := build/asan
 
-$(STAMP): pyproject.toml Makefile
+.PHONY: demo test bench lint sanitize clean
+
+$(STAMP): pyproject.toml Makefile $(NATIVE)
 	$(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
@@ -22,6 +25,16 @@ test: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/compactnn demo --out demo_out
 
+# The native kernels built with AddressSanitizer and UBSan, then the kernel tests on them.
+sanitize: $(STAMP)
+	rm -rf $(ASAN) && mkdir -p $(ASAN) && cp -r src setup.py pyproject.toml $(ASAN)/
+	find $(ASAN) -name '*.so' -delete
+	cd $(ASAN) && CFLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -O1" \
+		LDFLAGS="-fsanitize=address,undefined" $(CURDIR)/$(BIN)/python setup.py -q build_ext --inplace
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		ASAN_OPTIONS=detect_leaks=0 PYTHONPATH=$(ASAN)/src COMPACTNN_REQUIRE_BUILD=$(ASAN) \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/kernels
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/formats.py
 
@@ -29,4 +42,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info
+	rm -rf $(VENV) build dist src/*.egg-info src/compactnn/kernels/*.so

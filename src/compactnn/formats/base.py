@@ -321,6 +321,12 @@ class CompactMatrix(ABC):
         """Counts of adds, multiplies and array reads/writes for one ``W @ x``."""
 
     # ---- misc -----------------------------------------------------------------------
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave out the native kernel object (rebuilt on first use)."""
+        state = self.__dict__.copy()
+        state.pop("_kernel", None)
+        return state
+
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented

@@ -40,6 +40,7 @@ import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
 from compactnn.coding.huffman import stream_words
+from compactnn.formats._tiles import matmul_tiles, rmatmul_tiles
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -48,7 +49,11 @@ from compactnn.formats.base import (
     register,
     require_finite,
 )
-from compactnn.kernels import bitpack
+from compactnn.kernels import backend, bitpack
+
+FUSED_MAX_BATCH = 8
+"""Largest batch the native fused kernel multiplies (decoding each row once for all
+inputs); larger batches decode tiles for torch's GEMM (:mod:`compactnn.formats._tiles`)."""
 
 
 def code_bits(n_symbols: int) -> int:
@@ -121,20 +126,56 @@ class IndexMap(CompactMatrix):
     def to_dense(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)
         if out.size:
-            bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, 0, out)
+            k = self._native()
+            if k is not None:
+                k.decode_rows(0, self.shape[0], out)
+            else:
+                bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, 0, out)
         return out
 
+    def _native(self):
+        """The native kernel object (built on first use: the codes repacked into the
+        kernels' nibble or byte layout), or None on the numba path or for K > 256."""
+        nat = backend.native()
+        if nat is None or self.bits > 8:
+            return None
+        k = self.__dict__.get("_kernel")
+        if k is None:
+            m, n = self.shape
+            k = self._kernel = nat.LutMatrix(self.words, self.bits, m, n, self.omega)
+        return k
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        k = self._native()
+        if k is not None:
+            k.rows(x, y, 1, None)
+            return
         bitpack.fixed_matvec(self.words, self.bits, self.omega, x, y)
 
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
         if X.shape[1] == 1:
             self._matvec(X[:, 0], Y[:, 0])
             return
+        k = self._native()
+        if k is not None:
+            if X.shape[1] <= FUSED_MAX_BATCH:
+                Yt = np.empty((X.shape[1], self.shape[0]), np.float32)
+                k.rows(np.ascontiguousarray(X.T), Yt, X.shape[1], None)
+                Y[...] = Yt.T
+            else:
+                matmul_tiles(k.decode_rows, self.shape, X, Y)
+            return
         for r0, tile in self._tiles():
             np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
 
     def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        k = self._native()
+        if k is not None:
+            if X.shape[0] <= FUSED_MAX_BATCH:
+                k.rows(X, Y, X.shape[0], None)
+            else:
+                rmatmul_tiles(k.decode_rows, self.shape, X, Y)
+            return
         if X.shape[0] == 1:
             self._matvec(X[0], Y[0])
             return

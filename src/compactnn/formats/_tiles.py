@@ -1,0 +1,62 @@
+"""Batched products that decode a tile of rows once and multiply it with torch's
+GEMM (MKL/oneDNN, on the OpenMP pool the native kernels share).
+
+Formats whose native kernel decodes rows (``decode_rows(r0, nr, out)`` writes rows
+``r0 .. r0 + nr - 1`` as float32 into ``out`` of shape ``(nr, n)``) use these for
+batches too large for their fused kernels: the codes are decoded once per product,
+not once per column, and only one tile (about :data:`TILE_FLOATS` floats, or the
+whole matrix when it is small) is ever dense. torch is imported on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = ["TILE_FLOATS", "rmatmul_tiles", "matmul_tiles"]
+
+TILE_FLOATS = 1 << 20
+"""Floats of the scratch tile (4 MB): one tile covers MiniLM-size matrices whole, so a
+product is one decode and one GEMM call."""
+
+Decode = Callable[[int, int, np.ndarray], None]
+
+
+def _tile_rows(m: int, n: int) -> int:
+    return max(1, min(m, TILE_FLOATS // max(n, 1)))
+
+
+def rmatmul_tiles(decode_rows: Decode, shape: tuple[int, int], X: np.ndarray,
+                  Y: np.ndarray) -> None:
+    """``Y (b, m) = X (b, n) @ Wᵀ`` tile by tile (X, Y C-contiguous float32)."""
+    import torch
+
+    m, n = shape
+    t = _tile_rows(m, n)
+    scratch = np.empty((t, n), np.float32)
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    for r0 in range(0, m, t):
+        nr = min(t, m - r0)
+        tile = scratch[:nr]
+        decode_rows(r0, nr, tile)
+        if nr == m:
+            torch.mm(Xt, torch.from_numpy(tile).T, out=Yt)
+        else:
+            Yt[:, r0:r0 + nr] = torch.mm(Xt, torch.from_numpy(tile).T)
+
+
+def matmul_tiles(decode_rows: Decode, shape: tuple[int, int], X: np.ndarray,
+                 Y: np.ndarray) -> None:
+    """``Y (m, b) = W @ X (n, b)`` tile by tile: each tile fills a block of rows."""
+    import torch
+
+    m, n = shape
+    t = _tile_rows(m, n)
+    scratch = np.empty((t, n), np.float32)
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    for r0 in range(0, m, t):
+        nr = min(t, m - r0)
+        tile = scratch[:nr]
+        decode_rows(r0, nr, tile)
+        torch.mm(torch.from_numpy(tile), Xt, out=Yt[r0:r0 + nr])

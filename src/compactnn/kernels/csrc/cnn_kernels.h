@@ -1,0 +1,67 @@
+/* compactnn native kernels: the C ABI.
+ *
+ * Plain functions on raw arrays that the Python layer has already validated
+ * (every array passed CompactMatrix.check()). Each kernel has a portable C
+ * version and, on x86-64, AVX2+FMA and AVX-512 versions compiled with
+ * function-level target attributes; cnn_set_level() picks one at run time
+ * (the best the CPU supports by default). Multi-threaded kernels run on the
+ * OpenMP runtime (libgomp), the same pool torch and MKL use, with
+ * cnn_get_num_threads() threads.
+ *
+ * Shapes: W is m x n (rows x columns). "rows" layout products compute
+ * Y[i, j] = sum_k X[i, k] * W[j, k] (+ bias[j]) for B input rows X (B x n,
+ * row stride ldx floats) into Y (B x m, row stride ldy floats): what
+ * nn.Linear computes, X @ W^T. matvec is B == 1.
+ */
+#ifndef COMPACTNN_KERNELS_H
+#define COMPACTNN_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum { CNN_PORTABLE = 0, CNN_AVX2 = 1, CNN_AVX512 = 2 };
+
+/* Best level this CPU supports (CNN_PORTABLE on non-x86). */
+int cnn_cpu_level(void);
+/* Select a level; returns 0, or -1 when the CPU does not support it. */
+int cnn_set_level(int level);
+int cnn_get_level(void);
+/* Threads for multi-threaded kernels; n <= 0 follows omp_get_max_threads()
+ * (what torch.set_num_threads sets). */
+void cnn_set_num_threads(int n);
+int cnn_get_num_threads(void);
+
+/* ---- index map with a codebook lookup (LUT) ----------------------------------
+ * Runtime layout (built at load by cnn_lut_repack, never stored):
+ *   nibble = 1 (K <= 16): each row is ceil(n / 32) blocks of 16 bytes; byte t of
+ *     block q holds the code of column 32q + t in its low nibble and of column
+ *     32q + 16 + t in its high nibble. stride = 16 * ceil(n / 32) bytes.
+ *   nibble = 0 (K <= 256): one byte per code, stride = 16 * ceil(n / 16) bytes.
+ * Padding codes are 0. omega holds K floats; lut is omega padded with zeros to
+ * 64 entries (K <= 64) so SIMD lookups may read 64 floats. */
+typedef struct {
+    int64_t m, n, stride;
+    int32_t K, nibble;
+    const uint8_t *codes;
+    const float *omega;
+    const float *lut; /* 64 floats when K <= 64, else == omega */
+} cnn_lut;
+
+/* Repack an MSB-first stream of b-bit codes (entry (r, j) at bit (r*n+j)*b of
+ * the uint32 words, the index_map format) into the runtime layout. */
+void cnn_lut_repack(const uint32_t *words, int bits, int64_t m, int64_t n,
+                    int nibble, int64_t stride, uint8_t *out);
+/* dst[r * ldd + j] = W[r0 + r, j] for r < nr, j < n. */
+void cnn_lut_decode_rows(const cnn_lut *W, int64_t r0, int64_t nr, float *dst, int64_t ldd);
+/* Y = X @ W^T (+ bias); bias may be NULL. Returns 0, or -1 when scratch
+ * memory could not be allocated. */
+int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
+                 float *Y, int64_t ldy, const float *bias);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,48 @@
+/* CPU level detection, level selection and the thread count. */
+#include "cnn_internal.h"
+
+#include <stdlib.h>
+#include <omp.h>
+
+int cnn_level_ = -1;
+static int threads_ = 0;
+
+int cnn_cpu_level(void) {
+#if CNN_X86
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("bmi2"))
+        return CNN_AVX512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+        __builtin_cpu_supports("bmi2"))
+        return CNN_AVX2;
+#endif
+    return CNN_PORTABLE;
+}
+
+int cnn_set_level(int level) {
+    if (level < CNN_PORTABLE || level > cnn_cpu_level()) return -1;
+    cnn_level_ = level;
+    return 0;
+}
+
+int cnn_get_level(void) {
+    if (cnn_level_ < 0) cnn_level_ = cnn_cpu_level();
+    return cnn_level_;
+}
+
+void cnn_set_num_threads(int n) { threads_ = n > 0 ? n : 0; }
+
+int cnn_get_num_threads(void) {
+    int n = threads_ > 0 ? threads_ : omp_get_max_threads();
+    return n > 0 ? n : 1;
+}
+
+void *cnn_alloc(size_t bytes) {
+    void *p = NULL;
+    if (posix_memalign(&p, 64, bytes ? (bytes + 63) / 64 * 64 : 64)) return NULL;
+    return p;
+}
+
+void cnn_free(void *p) { free(p); }

@@ -1,0 +1,308 @@
+/* Index-map products with the codebook in SIMD registers (cnn_kernels.h).
+ *
+ * AVX-512: 16 codes become 16 int32 lanes (vpmovzxbd) and one vpermps looks
+ * all of them up in a 16-entry codebook register (K <= 16, nibble layout), a
+ * vpermt2ps in two registers (K <= 32), two and a blend (K <= 64) or a gather.
+ * AVX2: two vpermps on 8-entry halves and a blend on bit 3 (K <= 16), else a
+ * gather. Portable: scalar lookups.
+ *
+ * Products: B == 1 decodes and multiplies in registers, row by row. B > 1
+ * decodes R = 4 rows at a time into a per-thread buffer (L1/L2), then every
+ * input row is multiplied with them (8 accumulator chains), so the codes are
+ * decoded once per product whatever B is. Rows are split across threads.
+ */
+#include "cnn_internal.h"
+
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define R 4
+
+static inline int64_t padded_cols(const cnn_lut *W) {
+    return W->nibble ? (W->n + 31) / 32 * 32 : (W->n + 15) / 16 * 16;
+}
+
+/* ---- repack ---------------------------------------------------------------- */
+
+void cnn_lut_repack(const uint32_t *words, int bits, int64_t m, int64_t n, int nibble,
+                    int64_t stride, uint8_t *out) {
+    memset(out, 0, (size_t)(m * stride));
+    if (bits == 0) return;
+    for (int64_t r = 0; r < m; r++) {
+        uint8_t *row = out + r * stride;
+        uint64_t p = (uint64_t)r * (uint64_t)n * (uint64_t)bits;
+        for (int64_t j = 0; j < n; j++, p += (uint64_t)bits) {
+            uint64_t w = p >> 5;
+            uint64_t win = ((uint64_t)words[w] << 32) | (uint64_t)words[w + 1];
+            uint8_t c = (uint8_t)((win << (p & 31)) >> (64 - bits));
+            if (nibble) {
+                int64_t q = j >> 5, t = j & 31;
+                row[q * 16 + (t & 15)] |= (uint8_t)(t < 16 ? c : c << 4);
+            } else {
+                row[j] = c;
+            }
+        }
+    }
+}
+
+/* ---- portable -------------------------------------------------------------- */
+
+static inline int lut_code(const cnn_lut *W, const uint8_t *row, int64_t j) {
+    if (!W->nibble) return row[j];
+    uint8_t v = row[(j >> 5) * 16 + (j & 15)];
+    return (j & 16) ? v >> 4 : v & 15;
+}
+
+static void decode_row_c(const cnn_lut *W, int64_t r, float *dst, int64_t ncols) {
+    const uint8_t *row = W->codes + r * W->stride;
+    for (int64_t j = 0; j < ncols; j++) dst[j] = W->omega[lut_code(W, row, j)];
+}
+
+static void rows_c(const cnn_lut *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                   int64_t ldy, const float *bias, int64_t j0, int64_t j1, float *buf) {
+    const int64_t n = W->n;
+    for (int64_t j = j0; j < j1; j++) {
+        decode_row_c(W, j, buf, n);
+        for (int64_t i = 0; i < B; i++) {
+            const float *x = X + i * ldx;
+            float a0 = 0.f, a1 = 0.f, a2 = 0.f, a3 = 0.f;
+            int64_t k = 0;
+            for (; k + 4 <= n; k += 4) {
+                a0 += x[k] * buf[k];
+                a1 += x[k + 1] * buf[k + 1];
+                a2 += x[k + 2] * buf[k + 2];
+                a3 += x[k + 3] * buf[k + 3];
+            }
+            for (; k < n; k++) a0 += x[k] * buf[k];
+            Y[i * ldy + j] = (a0 + a1) + (a2 + a3) + (bias ? bias[j] : 0.f);
+        }
+    }
+}
+
+#if CNN_X86
+/* ---- AVX2 ------------------------------------------------------------------ */
+
+CNN_AVX2_FN static inline __m256 lut16_avx2(__m256 l0, __m256 l1, __m256i c) {
+    __m256 sel = _mm256_castsi256_ps(_mm256_slli_epi32(c, 28));
+    return _mm256_blendv_ps(_mm256_permutevar8x32_ps(l0, c), _mm256_permutevar8x32_ps(l1, c), sel);
+}
+
+CNN_AVX2_FN static inline __m256i tail_mask_avx2(int64_t valid) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(valid < 8 ? valid : 8)), lane);
+}
+
+/* Decode columns [0, ncols) of row r (ncols <= padded_cols). */
+CNN_AVX2_FN static void decode_row_avx2(const cnn_lut *W, int64_t r, float *dst, int64_t ncols) {
+    const uint8_t *row = W->codes + r * W->stride;
+    if (W->nibble) {
+        const __m256 l0 = _mm256_loadu_ps(W->lut), l1 = _mm256_loadu_ps(W->lut + 8);
+        for (int64_t q = 0; q * 32 < ncols; q++) {
+            const uint8_t *p = row + q * 16;
+            __m256i ca = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+            __m256i cb = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+            __m256 v[4] = {lut16_avx2(l0, l1, ca), lut16_avx2(l0, l1, cb),
+                           lut16_avx2(l0, l1, _mm256_srli_epi32(ca, 4)),
+                           lut16_avx2(l0, l1, _mm256_srli_epi32(cb, 4))};
+            for (int s = 0; s < 4; s++) {
+                int64_t c0 = q * 32 + s * 8;
+                if (c0 + 8 <= ncols) _mm256_storeu_ps(dst + c0, v[s]);
+                else if (c0 < ncols) _mm256_maskstore_ps(dst + c0, tail_mask_avx2(ncols - c0), v[s]);
+            }
+        }
+    } else {
+        for (int64_t c0 = 0; c0 < ncols; c0 += 8) {
+            __m256i c = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(row + c0)));
+            __m256 v = _mm256_i32gather_ps(W->omega, c, 4);
+            if (c0 + 8 <= ncols) _mm256_storeu_ps(dst + c0, v);
+            else _mm256_maskstore_ps(dst + c0, tail_mask_avx2(ncols - c0), v);
+        }
+    }
+}
+
+CNN_AVX2_FN static inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+CNN_AVX2_FN static void rows_avx2(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
+                                  float *Y, int64_t ldy, const float *bias, int64_t j0,
+                                  int64_t j1, float *buf) {
+    const int64_t n = W->n, np = padded_cols(W), nv = (n + 7) / 8, full = n / 8;
+    const __m256i tail = tail_mask_avx2(n - full * 8);
+    for (int64_t jb = j0; jb < j1; jb += R) {
+        int64_t nr = j1 - jb < R ? j1 - jb : R;
+        for (int64_t r = 0; r < nr; r++) decode_row_avx2(W, jb + r, buf + r * np, np);
+        for (int64_t r = nr; r < R; r++) memset(buf + r * np, 0, (size_t)np * 4);
+        for (int64_t i = 0; i < B; i++) {
+            const float *x = X + i * ldx;
+            __m256 a[R][2];
+            for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm256_setzero_ps();
+            for (int64_t v = 0; v < nv; v++) {
+                __m256 xv = v < full ? _mm256_loadu_ps(x + v * 8) : _mm256_maskload_ps(x + v * 8, tail);
+                for (int r = 0; r < R; r++)
+                    a[r][v & 1] = _mm256_fmadd_ps(xv, _mm256_loadu_ps(buf + r * np + v * 8), a[r][v & 1]);
+            }
+            for (int64_t r = 0; r < nr; r++)
+                Y[i * ldy + jb + r] = hsum_avx2(_mm256_add_ps(a[r][0], a[r][1])) + (bias ? bias[jb + r] : 0.f);
+        }
+    }
+}
+
+/* ---- AVX-512 --------------------------------------------------------------- */
+
+CNN_AVX512_FN static inline __m512 lookup_bytes_512(const cnn_lut *W, __m512i c, __m512 l0,
+                                                    __m512 l1, __m512 l2, __m512 l3) {
+    if (W->K <= 32) return _mm512_permutex2var_ps(l0, c, l1);
+    if (W->K <= 64) {
+        __mmask16 hi = _mm512_test_epi32_mask(c, _mm512_set1_epi32(32));
+        return _mm512_mask_blend_ps(hi, _mm512_permutex2var_ps(l0, c, l1),
+                                    _mm512_permutex2var_ps(l2, c, l3));
+    }
+    return _mm512_i32gather_ps(c, W->omega, 4);
+}
+
+static inline __mmask16 tail_mask_512(int64_t valid) {
+    return valid >= 16 ? (__mmask16)0xFFFF : valid <= 0 ? (__mmask16)0 : (__mmask16)((1u << valid) - 1u);
+}
+
+CNN_AVX512_FN static void decode_row_512(const cnn_lut *W, int64_t r, float *dst, int64_t ncols) {
+    const uint8_t *row = W->codes + r * W->stride;
+    const __m512 l0 = _mm512_loadu_ps(W->lut);
+    if (W->nibble) {
+        for (int64_t q = 0; q * 32 < ncols; q++) {
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + q * 16)));
+            __m512 v0 = _mm512_permutexvar_ps(c, l0);
+            __m512 v1 = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), l0);
+            int64_t c0 = q * 32;
+            _mm512_mask_storeu_ps(dst + c0, tail_mask_512(ncols - c0), v0);
+            if (c0 + 16 < ncols) _mm512_mask_storeu_ps(dst + c0 + 16, tail_mask_512(ncols - c0 - 16), v1);
+        }
+    } else {
+        const int big = W->K > 64;
+        const __m512 l1 = big ? l0 : _mm512_loadu_ps(W->lut + 16);
+        const __m512 l2 = big ? l0 : _mm512_loadu_ps(W->lut + 32);
+        const __m512 l3 = big ? l0 : _mm512_loadu_ps(W->lut + 48);
+        for (int64_t c0 = 0; c0 < ncols; c0 += 16) {
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + c0)));
+            _mm512_mask_storeu_ps(dst + c0, tail_mask_512(ncols - c0), lookup_bytes_512(W, c, l0, l1, l2, l3));
+        }
+    }
+}
+
+/* B == 1, nibble codes: decode and multiply in registers (4 chains). */
+CNN_AVX512_FN static void matvec_nibble_512(const cnn_lut *W, const float *x, float *y,
+                                            const float *bias, int64_t j0, int64_t j1) {
+    const int64_t n = W->n, nq = (n + 31) / 32;
+    const __m512 l0 = _mm512_loadu_ps(W->lut);
+    const int64_t last = nq - 1;
+    const __mmask16 m0 = tail_mask_512(n - last * 32), m1 = tail_mask_512(n - last * 32 - 16);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *row = W->codes + j * W->stride;
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        int64_t q = 0;
+        for (; q + 2 <= last; q += 2) {
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + q * 16)));
+            __m512i d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + q * 16 + 16)));
+            const float *xq = x + q * 32;
+            a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c, l0), _mm512_loadu_ps(xq), a0);
+            a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), l0), _mm512_loadu_ps(xq + 16), a1);
+            a2 = _mm512_fmadd_ps(_mm512_permutexvar_ps(d, l0), _mm512_loadu_ps(xq + 32), a2);
+            a3 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), l0), _mm512_loadu_ps(xq + 48), a3);
+        }
+        for (; q <= last; q++) {
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + q * 16)));
+            const float *xq = x + q * 32;
+            __mmask16 k0 = q == last ? m0 : 0xFFFF, k1 = q == last ? m1 : 0xFFFF;
+            a0 = _mm512_fmadd_ps(_mm512_permutexvar_ps(c, l0), _mm512_maskz_loadu_ps(k0, xq), a0);
+            if (k1) a1 = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), l0),
+                                         _mm512_maskz_loadu_ps(k1, xq + 16), a1);
+        }
+        y[j] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))) +
+               (bias ? bias[j] : 0.f);
+    }
+}
+
+CNN_AVX512_FN static void rows_512(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
+                                   float *Y, int64_t ldy, const float *bias, int64_t j0,
+                                   int64_t j1, float *buf) {
+    if (B == 1 && W->nibble) {
+        matvec_nibble_512(W, X, Y, bias, j0, j1);
+        return;
+    }
+    const int64_t n = W->n, np = padded_cols(W), nv = (n + 15) / 16, full = n / 16;
+    const __mmask16 tail = tail_mask_512(n - full * 16);
+    for (int64_t jb = j0; jb < j1; jb += R) {
+        int64_t nr = j1 - jb < R ? j1 - jb : R;
+        for (int64_t r = 0; r < nr; r++) decode_row_512(W, jb + r, buf + r * np, np);
+        for (int64_t r = nr; r < R; r++) memset(buf + r * np, 0, (size_t)np * 4);
+        for (int64_t i = 0; i < B; i++) {
+            const float *x = X + i * ldx;
+            __m512 a[R][2];
+            for (int r = 0; r < R; r++) a[r][0] = a[r][1] = _mm512_setzero_ps();
+            for (int64_t v = 0; v < nv; v++) {
+                __m512 xv = v < full ? _mm512_loadu_ps(x + v * 16) : _mm512_maskz_loadu_ps(tail, x + v * 16);
+                for (int r = 0; r < R; r++)
+                    a[r][v & 1] = _mm512_fmadd_ps(xv, _mm512_load_ps(buf + r * np + v * 16), a[r][v & 1]);
+            }
+            for (int64_t r = 0; r < nr; r++)
+                Y[i * ldy + jb + r] = _mm512_reduce_add_ps(_mm512_add_ps(a[r][0], a[r][1])) +
+                                      (bias ? bias[jb + r] : 0.f);
+        }
+    }
+}
+#endif /* CNN_X86 */
+
+/* ---- entry points ------------------------------------------------------------ */
+
+void cnn_lut_decode_rows(const cnn_lut *W, int64_t r0, int64_t nr, float *dst, int64_t ldd) {
+    const int level = cnn_get_level();
+    const int nt = cnn_threads_for(nr * W->n);
+#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
+    for (int64_t r = 0; r < nr; r++) {
+#if CNN_X86
+        if (level == CNN_AVX512) decode_row_512(W, r0 + r, dst + r * ldd, W->n);
+        else if (level == CNN_AVX2) decode_row_avx2(W, r0 + r, dst + r * ldd, W->n);
+        else
+#endif
+            decode_row_c(W, r0 + r, dst + r * ldd, W->n);
+    }
+    (void)level;
+}
+
+int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                 int64_t ldy, const float *bias) {
+    const int level = cnn_get_level();
+    const int64_t m = W->m, blocks = (m + R - 1) / R;
+    const int nt0 = cnn_threads_for(B * m * W->n);
+    const int nt = nt0 < blocks ? nt0 : (int)blocks;
+    const size_t bufbytes = (size_t)(R * padded_cols(W)) * sizeof(float);
+    float *bufs = cnn_alloc(bufbytes * (size_t)nt);
+    if (!bufs) return -1;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = 0, T = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        T = omp_get_num_threads();
+#endif
+        int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;
+        int64_t j0 = b0 * R, j1 = b1 * R < m ? b1 * R : m;
+        float *buf = bufs + (size_t)t * (bufbytes / sizeof(float));
+        if (j0 < j1) {
+#if CNN_X86
+            if (level == CNN_AVX512) rows_512(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
+            else if (level == CNN_AVX2) rows_avx2(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
+            else
+#endif
+                rows_c(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
+        }
+    }
+    cnn_free(bufs);
+    (void)level;
+    return 0;
+}
