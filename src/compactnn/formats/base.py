@@ -229,6 +229,13 @@ class CompactMatrix(ABC):
         self._matmul(np.ascontiguousarray(X.T), Yt)
         Y[...] = Yt.T
 
+    def _fused_rows(self, batch: int) -> Any:
+        """A native kernel object whose ``rows(X, Y, batch, bias)`` computes ``Y = X @ Wᵀ
+        + bias`` in one call for this batch size (``X`` may be the address of a
+        checked float32 tensor), or ``None`` to use ``_rmatmul``. The fast path of
+        ``CompactLinear``; formats with native fused kernels override it."""
+        return None
+
     # ---- storage --------------------------------------------------------------------
     @property
     def nbytes(self) -> int:

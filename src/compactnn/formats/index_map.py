@@ -145,6 +145,9 @@ class IndexMap(CompactMatrix):
             k = self._kernel = nat.LutMatrix(self.words, self.bits, m, n, self.omega)
         return k
 
+    def _fused_rows(self, batch: int):
+        return self._native() if batch <= FUSED_MAX_BATCH else None
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         k = self._native()
         if k is not None:

@@ -173,13 +173,20 @@ class CompactLinear(_CompactBase):
                 f"got shape {tuple(x.shape)}"
             )
         n, m = self.in_features, self.out_features
-        X = np.ascontiguousarray((x if x.dim() == 2 else x.reshape(-1, n)).numpy())
+        x2 = x if x.dim() == 2 else x.reshape(-1, n)
+        if not x2.is_contiguous():
+            x2 = x2.contiguous()
+        b = x2.shape[0]
         bias = self._bias_array()
-        Y = np.empty((X.shape[0], m), np.float32)
-        if Y.size:  # inputs as rows: X @ Wᵀ (batch 1: one matvec on the row)
-            self.matrices[0]._rmatmul(X, Y)
-        if bias is not None:
-            np.add(Y, bias, out=Y)
+        Y = np.empty((b, m), np.float32)
+        kernel = self.matrices[0]._fused_rows(b) if b and m else None
+        if kernel is not None:  # one native call, bias included; x2 checked above
+            kernel.rows(x2.data_ptr(), Y, b, bias)
+        else:
+            if Y.size:  # inputs as rows: X @ Wᵀ (batch 1: one matvec on the row)
+                self.matrices[0]._rmatmul(x2.numpy(), Y)
+            if bias is not None:
+                np.add(Y, bias, out=Y)
         y = torch.from_numpy(Y)
         return y if x.dim() == 2 else y.reshape(*x.shape[:-1], m)
 

@@ -129,9 +129,38 @@ CNN_AVX2_FN static inline float hsum_avx2(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/* B == 1, nibble codes: decode and multiply in registers (4 chains). */
+CNN_AVX2_FN static void matvec_nibble_avx2(const cnn_lut *W, const float *x, float *y,
+                                           const float *bias, int64_t j0, int64_t j1) {
+    const int64_t n = W->n, full = n / 32;
+    const __m256 l0 = _mm256_loadu_ps(W->lut), l1 = _mm256_loadu_ps(W->lut + 8);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *row = W->codes + j * W->stride;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t q = 0; q < full; q++) {
+            const uint8_t *p = row + q * 16;
+            const float *xq = x + q * 32;
+            __m256i ca = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+            __m256i cb = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+            a0 = _mm256_fmadd_ps(lut16_avx2(l0, l1, ca), _mm256_loadu_ps(xq), a0);
+            a1 = _mm256_fmadd_ps(lut16_avx2(l0, l1, cb), _mm256_loadu_ps(xq + 8), a1);
+            a2 = _mm256_fmadd_ps(lut16_avx2(l0, l1, _mm256_srli_epi32(ca, 4)), _mm256_loadu_ps(xq + 16), a2);
+            a3 = _mm256_fmadd_ps(lut16_avx2(l0, l1, _mm256_srli_epi32(cb, 4)), _mm256_loadu_ps(xq + 24), a3);
+        }
+        float acc = 0.f;
+        for (int64_t k = full * 32; k < n; k++) acc += x[k] * W->omega[lut_code(W, row, k)];
+        __m256 s = _mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3));
+        y[j] = hsum_avx2(s) + acc + (bias ? bias[j] : 0.f);
+    }
+}
+
 CNN_AVX2_FN static void rows_avx2(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
                                   float *Y, int64_t ldy, const float *bias, int64_t j0,
                                   int64_t j1, float *buf) {
+    if (B == 1 && W->nibble) {
+        matvec_nibble_avx2(W, X, Y, bias, j0, j1);
+        return;
+    }
     const int64_t n = W->n, np = padded_cols(W), nv = (n + 7) / 8, full = n / 8;
     const __m256i tail = tail_mask_avx2(n - full * 8);
     for (int64_t jb = j0; jb < j1; jb += R) {

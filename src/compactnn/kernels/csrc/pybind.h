@@ -38,6 +38,23 @@ static inline int get_buf(PyObject *obj, Py_buffer *b, char code, Py_ssize_t ite
     return 0;
 }
 
+/* An input operand: a float32 array (checked like get_buf), or an int, the
+ * address of `count` floats that the caller (compactnn.nn's layers, on a torch
+ * tensor it checked: float32, CPU, contiguous, of that size) vouches for. */
+static inline int cnn_input(PyObject *obj, Py_buffer *b, int64_t count, const float **ptr) {
+    if (PyLong_Check(obj)) {
+        *ptr = (const float *)PyLong_AsVoidPtr(obj);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (get_buf(obj, b, 'f', 4, count, 0, "X") < 0) return -1;
+    *ptr = (const float *)b->buf;
+    return 0;
+}
+
+static inline void cnn_input_release(PyObject *obj, Py_buffer *b) {
+    if (!PyLong_Check(obj)) PyBuffer_Release(b);
+}
+
 /* Ready `type` and add it to `mod` under `name`; 0 or -1 with an exception. */
 static inline int cnn_add_type(PyObject *mod, PyTypeObject *type, const char *name) {
     if (PyType_Ready(type) < 0) return -1;

@@ -1,0 +1,136 @@
+"""Whole-model speed of compact models against their originals, at 1 and 2 threads and
+at the default thread count, in one process, round robin.
+
+* MiniLM (all-MiniLM-L6-v2): every encoder Linear weight-shared to ``--k`` values
+  (k-means, no fine-tuning: speed does not depend on the values) and the word
+  embeddings packed, converted with policy ``index_map``; sentences per second of
+  ``encode`` at batch 1 and 32 on held-out generated sentences, original vs compact,
+  and torch's ``quantize_dynamic`` int8 model as the baseline users try first.
+* LeNet-300-100 (random weights pruned 94% and shared to 16 values, as the demo's
+  recipe leaves it), policy ``smallest``: batch-1 latency against the dense torch model.
+
+Writes a JSON file (``--json``) and prints a markdown table.
+
+Usage: python benchmarks/model_speed.py [--k 16] [--rounds 5] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+
+import numpy as np
+import torch
+
+from compactnn.bench import threads
+from compactnn.kernels import backend
+
+
+def share_(layers: dict[str, torch.nn.Module], k: int) -> None:
+    """Weight-share ``layers`` to ``k`` values each (k-means) and bake, in place."""
+    from compactnn.transforms import bake_, kmeans_1d, share_weights_
+
+    share_weights_(layers, lambda w: kmeans_1d(w, k=k))
+    bake_(layers.values())
+
+
+def linears(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    return {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+
+
+def minilm_models(k: int) -> dict[str, torch.nn.Module]:
+    from compactnn.nn import to_compact
+    from compactnn.zoo.transformer import load_minilm, pack_embeddings_, word_embeddings
+
+    original = load_minilm().eval()
+    shared = load_minilm().eval()
+    share_(linears(shared), k)
+    share_(word_embeddings(shared), k)
+    pack_embeddings_(shared)
+    compact = to_compact(shared, policy="index_map").eval()
+    int8 = torch.ao.quantization.quantize_dynamic(load_minilm().eval(), {torch.nn.Linear},
+                                                  dtype=torch.qint8)
+    return {"original": original, "int8 dynamic": int8, "compact index_map": compact}
+
+
+def encode_rate(model: torch.nn.Module, sentences: list[str], batch: int) -> float:
+    from compactnn.zoo.transformer import encode
+
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        encode(model, sentences, batch)
+    return len(sentences) / (time.perf_counter() - t0)
+
+
+def lenet_models() -> tuple[dict[str, torch.nn.Module], torch.Tensor]:
+    from compactnn import zoo
+    from compactnn.nn import to_compact
+    from compactnn.transforms import bake_, prune_
+
+    torch.manual_seed(0)
+    dense = zoo.build("lenet300").eval()
+    shared = zoo.build("lenet300").eval()
+    shared.load_state_dict(dense.state_dict())
+    prune_(linears(shared), 94, scope="global")
+    bake_(shared)
+    share_(linears(shared), 16)
+    return ({"dense torch": dense, "compact smallest": to_compact(shared, "smallest").eval()},
+            torch.randn(1, 1, 28, 28))
+
+
+def latency(model: torch.nn.Module, x: torch.Tensor, n: int = 200) -> float:
+    with torch.no_grad():
+        t0 = time.perf_counter()
+        for _ in range(n):
+            model(x)
+    return (time.perf_counter() - t0) / n
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--k", type=int, default=16)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--sentences", type=int, default=64)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--skip-minilm", action="store_true")
+    args = ap.parse_args(argv)
+    from compactnn.zoo.sentences import sentence_split
+
+    _, held = sentence_split(0, args.sentences)
+    default_threads = torch.get_num_threads()
+    settings = [("1 thread", 1), ("2 threads", 2), (f"default ({default_threads})", None)]
+    results: dict[str, dict[str, list[float]]] = {}
+    lenet, x = lenet_models()
+    minilm = {} if args.skip_minilm else minilm_models(args.k)
+    for _ in range(args.rounds):
+        for label, n in settings:
+            ctx = threads(n) if n else threads(default_threads)
+            with ctx:
+                for name, model in lenet.items():
+                    model(x)
+                    results.setdefault(f"LeNet-300-100 {name} b=1 latency ms | {label}",
+                                       {}).setdefault("v", []).append(1e3 * latency(model, x))
+                for name, model in minilm.items():
+                    for b in (1, 32):
+                        encode_rate(model, held[:b], b)  # warm-up
+                        key = f"MiniLM {name} b={b} sentences/s | {label}"
+                        results.setdefault(key, {}).setdefault("v", []).append(
+                            encode_rate(model, held, b))
+    out = {"backend": backend.describe(), "cpu": os.cpu_count(), "rounds": args.rounds,
+           "rows": {k: {"median": float(np.median(v["v"])), "min": float(np.min(v["v"])),
+                        "max": float(np.max(v["v"]))} for k, v in results.items()}}
+    print(f"{out['backend']}; median (min-max) of {args.rounds} round-robin rounds")
+    print("| measurement | setting | median | min | max |\n|:---|:---|---:|---:|---:|")
+    for k, v in out["rows"].items():
+        what, setting = k.split(" | ")
+        print(f"| {what} | {setting} | {v['median']:.3f} | {v['min']:.3f} | {v['max']:.3f} |")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
