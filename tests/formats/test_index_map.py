@@ -137,10 +137,26 @@ def test_constant_matrix_has_no_code_bits():
 
 
 def test_cost_counts_words_touched():
+    from compactnn.kernels import backend
+
     W = np.random.default_rng(0).choice(np.arange(5, dtype=np.float32), (4, 32))
-    c = formats.get("index_map").from_dense(W).cost()  # b = 3: 96 bits = 3 words per row
+    with backend.use("numba"):
+        c = formats.get("index_map").from_dense(W).cost()  # b = 3: 96 bits = 3 words a row
     assert c.reads["words"][0] == 4 * (3 + 1)
     assert c.reads["omega"][0] == c.reads["x"][0] == c.mults == 128
+
+
+def test_cost_of_the_native_kernel_counts_runtime_codes():
+    from compactnn.kernels import backend
+
+    if backend._ext is None:
+        pytest.skip("native extension not built")
+    W = np.random.default_rng(0).choice(np.arange(5, dtype=np.float32), (4, 40))
+    with backend.use(backend.BACKENDS[backend._ext.cpu_level()]):
+        c = formats.get("index_map").from_dense(W).cost()
+    # K = 5 <= 16: nibbles, 40 columns -> 2 blocks of 16 bytes per row, read as 16-byte loads
+    assert c.reads["codes"][:3] == (4 * 2, 128, 4 * 32)
+    assert c.reads["omega"][0] == 5 and c.reads["x"][0] == c.mults == 160
 
 
 def _rejects(bufs, attrs, match):

@@ -88,26 +88,15 @@ def time_call(
 
 @contextlib.contextmanager
 def threads(n: int) -> Iterator[None]:
-    """Run the block with ``n`` threads in torch, numba and numpy's BLAS (restored
-    afterwards), so one library's spinning pool does not slow the next one's call.
+    """Run the block with ``n`` threads in torch, the native kernels, numba and numpy's
+    BLAS (restored afterwards): :func:`compactnn.kernels.backend.threads`.
 
-    ``n`` is clamped to numba's configured maximum.
+    ``n`` is clamped to numba's configured maximum for numba.
     """
-    import numba
-    import torch
-    from threadpoolctl import threadpool_limits
+    from compactnn.kernels import backend
 
-    if n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n}")
-    old_torch, old_numba = torch.get_num_threads(), numba.get_num_threads()
-    torch.set_num_threads(n)
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        with threadpool_limits(limits=n):
-            yield
-    finally:
-        torch.set_num_threads(old_torch)
-        numba.set_num_threads(old_numba)
+    with backend.threads(n):
+        yield
 
 
 def model_latency(model: Any, x: Any, repeats: int = 30, warmup: int = 3,

@@ -62,8 +62,18 @@ def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads for torch and numba while timing (default 1)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="threads for torch, the kernels, numba and BLAS while timing "
+                   "(default: torch's default, what a user gets)")
+
+
+def _threads_of(a: argparse.Namespace) -> int:
+    """``--threads``, or torch's default thread count when it was not given."""
+    if a.threads is not None:
+        return a.threads
+    import torch
+
+    return torch.get_num_threads()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -319,7 +329,11 @@ def _cmd_bench(a: argparse.Namespace) -> None:
     import torch
 
     from compactnn.bench import pipeline, threads
+    from compactnn.kernels import backend
     from compactnn.nn import to_dense
+
+    a.threads = _threads_of(a)
+    print(backend.describe())
 
     if minilm.is_minilm(a.file):
         print(minilm.bench(None, None, a.batch_sizes, a.threads))
@@ -349,7 +363,7 @@ def _cmd_report(a: argparse.Namespace) -> None:
     if a.baseline:
         baseline, *_ = pipeline.load_checkpoint(a.baseline)
         baseline_bytes = pipeline.dense_file_bytes(baseline)
-    with threads(a.threads):
+    with threads(_threads_of(a)):
         data = collect(a.file, te, baseline=baseline, baseline_bytes=baseline_bytes,
                        batch_sizes=a.batch_sizes, repeats=a.repeats)
     write_report(data, a.output)
@@ -360,7 +374,7 @@ def _cmd_demo(a: argparse.Namespace) -> None:
     from compactnn.cli.demo import run_demo
 
     run_demo(a.out, epochs=a.epochs, dataset=a.dataset, data_dir=a.data,
-             install=not a.no_install, n_threads=a.threads)
+             install=not a.no_install, n_threads=_threads_of(a))
 
 
 def _fmt_metrics(m: dict[str, float]) -> str:

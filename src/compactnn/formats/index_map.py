@@ -25,7 +25,21 @@ time of a dense float32 product, against about 3.7x for the fused row-by-row ker
 it replaced (which cannot use BLAS's register blocking). With few columns the decode
 dominates: at 64 columns on 4096x4096 it is about 1.6x the dense time.
 
-Cost of ``W @ x`` (:meth:`IndexMap.cost`, the fused kernel): ``m * n`` adds,
+Native kernels (:mod:`compactnn.kernels.backend`, the default where the extension is
+built). At first use the codes are repacked into a runtime layout (never stored): 4-bit
+nibbles when K <= 16 (32 codes per 16 bytes), else one byte per code, rows padded to 16
+bytes. A product loads 16 codes into 16 int32 lanes and looks them all up with one
+register permute (AVX-512 ``vpermps``: the whole 16-value codebook lives in one
+register; K <= 32 and K <= 64 use two-register permutes, larger codebooks a gather;
+AVX2 uses two 8-entry permutes and a blend). Batches up to ``FUSED_MAX_BATCH`` decode
+each group of 4 rows once into a per-thread buffer and multiply every input row with
+it; larger batches decode tiles for torch's GEMM (:mod:`compactnn.formats._tiles`).
+The runtime codes cost ``m * ceil(n/32) * 16`` bytes (K <= 16) beside the stored
+words; K > 256 stays on the numba kernels.
+
+Cost of ``W @ x`` (:meth:`IndexMap.cost`): on the native path the runtime codes are
+read once in 16-byte loads and the K codebook values once; the numba path's fused
+kernel counts ``m * n`` adds,
 multiplies, ``omega`` reads and ``x`` reads; ``words``: per row, the words from the
 one holding its first bit through the word after the one holding its last bit; ``y``:
 m writes. A tiled product of ``k`` columns reads the same ``words`` and ``m * n``
@@ -229,9 +243,17 @@ class IndexMap(CompactMatrix):
         m, n = self.shape
         b = self.bits
         c = Cost(adds=m * n, mults=m * n)
-        starts = np.arange(m, dtype=np.int64) * n * b
-        c.read("words", words_touched(starts, starts + n * b) if n else 0, self.words)
-        c.read("omega", m * n, self.omega)
+        k = self._native()
+        if k is not None:
+            # native kernel: the runtime codes (nibbles or bytes, rows padded to 16
+            # bytes) are read once in 16-byte loads; the codebook is loaded once into
+            # registers and looked up by a register permute (no memory access per entry)
+            c.read("codes", k.nbytes // 16, 128, k.nbytes)
+            c.read("omega", self.omega.shape[0], self.omega)
+        else:
+            starts = np.arange(m, dtype=np.int64) * n * b
+            c.read("words", words_touched(starts, starts + n * b) if n else 0, self.words)
+            c.read("omega", m * n, self.omega)
         c.read("x", m * n, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
         return c

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from types import ModuleType
 
 __all__ = ["BACKENDS", "backend", "native", "use", "set_num_threads", "get_num_threads",
-           "describe"]
+           "threads", "describe"]
 
 BACKENDS = ("portable", "avx2", "avx512", "numba")
 """Kernel paths; the first three are levels of the native library (0, 1, 2)."""
@@ -124,8 +124,32 @@ def set_num_threads(n: int) -> None:
     if _ext is not None:
         _ext.set_num_threads(n)
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(n)
+    threadpool_limits(limits=n)
     _threads = n
+
+
+@contextlib.contextmanager
+def threads(n: int) -> Iterator[None]:
+    """:func:`set_num_threads` for the ``with`` block; every pool's count is restored
+    afterwards."""
+    global _threads
+    import numba
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"thread count must be >= 1, got {n!r}")
+    old = torch.get_num_threads(), numba.get_num_threads(), _threads
+    try:
+        with threadpool_limits(limits=n):
+            set_num_threads(n)
+            yield
+    finally:
+        torch.set_num_threads(old[0])
+        numba.set_num_threads(old[1])
+        _threads = old[2]
+        if _ext is not None:
+            _ext.set_num_threads(old[2] or 0)
 
 
 def get_num_threads() -> int:
