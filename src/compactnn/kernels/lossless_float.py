@@ -7,7 +7,8 @@ and the remaining stored mantissa bits, ``w`` bits in ``tails``). The decoding c
 ``lut_val`` and ``omega`` are passed as uint32 views: a decoded head is the entry's
 bit pattern with sign and tail bits cleared. Rows come in blocks of ``BLOCK``; the
 head stream of a block starts at ``block_bits[b]``, the tail of row ``r`` at bit ``r *
-n * w``, so blocks decode independently (in parallel, or one tile at a time).
+n * w``, so blocks decode independently (in parallel, or one tile at a time); kernels
+decode two blocks in one loop so that their table lookups overlap.
 """
 
 from __future__ import annotations
@@ -65,50 +66,112 @@ def _decode_row(words, hb, hn, hw, tails, tb, tn, tw, w, z, t, lut_len, lut_val,
     return hb, hn, hw, tb, tn, tw
 
 
+@inline
+def _decode_two_rows(words, ha, hna, hwa, hb, hnb, hwb, tails, ta, tna, twa, tb, tnb, twb, w,
+                     z, t, lut_len, lut_val, limit, base, omega, row_a,
+                     row_b):  # pragma: no cover - compiled
+    """``_decode_row`` on two rows of different blocks in one loop (two independent
+    dependency chains, so their table lookups overlap). Returns the four readers."""
+    sh = np.uint64(32 - w)
+    ub = np.uint64(w)
+    top = np.uint64(w - 1)
+    mmask = np.uint64((1 << (w - 1)) - 1)
+    uz = np.uint64(z)
+    for j in range(row_a.shape[0]):
+        ha, hna, hwa = refill(words, ha, hna, hwa)
+        hb, hnb, hwb = refill(words, hb, hnb, hwb)
+        head_a, la = lookup(ha >> _U32, t, lut_len, lut_val, limit, base, omega)
+        head_b, lb = lookup(hb >> _U32, t, lut_len, lut_val, limit, base, omega)
+        ha <<= np.uint64(la)
+        hna -= la
+        hb <<= np.uint64(lb)
+        hnb -= lb
+        tail_a, ta, tna, twa = take(tails, ta, tna, twa, w, sh, ub)
+        tail_b, tb, tnb, twb = take(tails, tb, tnb, twb, w, sh, ub)
+        row_a[j] = np.uint32(np.uint64(head_a) | ((tail_a >> top) << np.uint64(31))
+                             | ((tail_a & mmask) << uz))
+        row_b[j] = np.uint32(np.uint64(head_b) | ((tail_b >> top) << np.uint64(31))
+                             | ((tail_b & mmask) << uz))
+    return ha, hna, hwa, hb, hnb, hwb, ta, tna, twa, tb, tnb, twb
+
+
 @jit(parallel=True)
 def rows_to_bits(words, block_bits, tails, w, z, t, lut_len, lut_val, limit, base, omega, r0,
                  out):  # pragma: no cover - compiled
     """out (rows, n) uint32 = the bit patterns of rows ``r0 .. r0 + rows - 1`` (``r0`` a
-    multiple of ``BLOCK``); blocks in parallel."""
+    multiple of ``BLOCK``). Blocks go in pairs (in parallel), the two blocks of a pair
+    decoded row by row in one loop."""
     rows, n = out.shape
     b0 = r0 // BLOCK
-    for bi in prange((rows + BLOCK - 1) // BLOCK):
-        i0 = bi * BLOCK
-        hb, hn, hw = start(words, block_bits[b0 + bi])
-        tb, tn, tw = start(tails, np.int64(r0 + i0) * n * w)
-        for i in range(i0, min(i0 + BLOCK, rows)):
-            hb, hn, hw, tb, tn, tw = _decode_row(words, hb, hn, hw, tails, tb, tn, tw, w, z, t,
-                                                 lut_len, lut_val, limit, base, omega, out[i])
+    for g in prange((rows + 2 * BLOCK - 1) // (2 * BLOCK)):
+        ia = 2 * g * BLOCK
+        ib = ia + BLOCK
+        na = min(BLOCK, rows - ia)
+        nb = max(0, min(BLOCK, rows - ib))
+        ha, hna, hwa = start(words, block_bits[b0 + 2 * g])
+        ta, tna, twa = start(tails, np.int64(r0 + ia) * n * w)
+        if nb:
+            hb, hnb, hwb = start(words, block_bits[b0 + 2 * g + 1])
+            tb, tnb, twb = start(tails, np.int64(r0 + ib) * n * w)
+            for i in range(nb):
+                ha, hna, hwa, hb, hnb, hwb, ta, tna, twa, tb, tnb, twb = _decode_two_rows(
+                    words, ha, hna, hwa, hb, hnb, hwb, tails, ta, tna, twa, tb, tnb, twb, w,
+                    z, t, lut_len, lut_val, limit, base, omega, out[ia + i], out[ib + i])
+        for i in range(nb, na):
+            ha, hna, hwa, ta, tna, twa = _decode_row(words, ha, hna, hwa, tails, ta, tna, twa,
+                                                     w, z, t, lut_len, lut_val, limit, base,
+                                                     omega, out[ia + i])
+
+
+@inline
+def _dot(vals, x):  # pragma: no cover - compiled
+    """``vals @ x`` in float32 with four accumulators."""
+    n = x.shape[0]
+    a0 = np.float32(0.0)
+    a1 = np.float32(0.0)
+    a2 = np.float32(0.0)
+    a3 = np.float32(0.0)
+    j = 0
+    while j + 4 <= n:
+        a0 += vals[j] * x[j]
+        a1 += vals[j + 1] * x[j + 1]
+        a2 += vals[j + 2] * x[j + 2]
+        a3 += vals[j + 3] * x[j + 3]
+        j += 4
+    while j < n:
+        a0 += vals[j] * x[j]
+        j += 1
+    return (a0 + a1) + (a2 + a3)
 
 
 @jit(parallel=True)
 def float_matvec(words, block_bits, tails, w, z, t, lut_len, lut_val, limit, base, omega, x,
                  y):  # pragma: no cover - compiled
-    """y (m,) = W @ x (n,): each block decodes its rows one at a time into a row buffer
-    and takes the dot product with four accumulators; blocks in parallel."""
+    """y (m,) = W @ x (n,): blocks in pairs (in parallel); a pair decodes one row of
+    each block at a time into two row buffers (as ``rows_to_bits``) and dots them with
+    ``x``."""
     m = y.shape[0]
     n = x.shape[0]
-    for bi in prange((m + BLOCK - 1) // BLOCK):
-        r0 = bi * BLOCK
-        row = np.empty(n, np.uint32)
-        vals = row.view(np.float32)
-        hb, hn, hw = start(words, block_bits[bi])
-        tb, tn, tw = start(tails, np.int64(r0) * n * w)
-        for r in range(r0, min(r0 + BLOCK, m)):
-            hb, hn, hw, tb, tn, tw = _decode_row(words, hb, hn, hw, tails, tb, tn, tw, w, z, t,
-                                                 lut_len, lut_val, limit, base, omega, row)
-            a0 = np.float32(0.0)
-            a1 = np.float32(0.0)
-            a2 = np.float32(0.0)
-            a3 = np.float32(0.0)
-            j = 0
-            while j + 4 <= n:
-                a0 += vals[j] * x[j]
-                a1 += vals[j + 1] * x[j + 1]
-                a2 += vals[j + 2] * x[j + 2]
-                a3 += vals[j + 3] * x[j + 3]
-                j += 4
-            while j < n:
-                a0 += vals[j] * x[j]
-                j += 1
-            y[r] = (a0 + a1) + (a2 + a3)
+    for g in prange((m + 2 * BLOCK - 1) // (2 * BLOCK)):
+        ia = 2 * g * BLOCK
+        ib = ia + BLOCK
+        na = min(BLOCK, m - ia)
+        nb = max(0, min(BLOCK, m - ib))
+        buf = np.empty((2, n), np.uint32)
+        vals = buf.view(np.float32)
+        ha, hna, hwa = start(words, block_bits[2 * g])
+        ta, tna, twa = start(tails, np.int64(ia) * n * w)
+        if nb:
+            hb, hnb, hwb = start(words, block_bits[2 * g + 1])
+            tb, tnb, twb = start(tails, np.int64(ib) * n * w)
+            for i in range(nb):
+                ha, hna, hwa, hb, hnb, hwb, ta, tna, twa, tb, tnb, twb = _decode_two_rows(
+                    words, ha, hna, hwa, hb, hnb, hwb, tails, ta, tna, twa, tb, tnb, twb, w,
+                    z, t, lut_len, lut_val, limit, base, omega, buf[0], buf[1])
+                y[ia + i] = _dot(vals[0], x)
+                y[ib + i] = _dot(vals[1], x)
+        for i in range(nb, na):
+            ha, hna, hwa, ta, tna, twa = _decode_row(words, ha, hna, hwa, tails, ta, tna, twa,
+                                                     w, z, t, lut_len, lut_val, limit, base,
+                                                     omega, buf[0])
+            y[ia + i] = _dot(vals[0], x)
