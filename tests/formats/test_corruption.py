@@ -82,6 +82,18 @@ CASES: dict[str, list[tuple[str, str, Callable]]] = {
         ("group out of range", "group", set_at(0.5, lambda M: M.groups)),
         ("NaN in base", "base", lambda a, M: np.where(a == a.flat[0], np.nan, a).astype(a.dtype)),
     ],
+    "lossless_float": [
+        ("over-full code", "length_counts", set_at(0.0, lambda M: 2)),
+        ("stream does not decode", "words", lambda a, M: np.r_[~a[:-2], a[-2:]]),
+        ("non-monotone block_bits", "block_bits", swap_middle),
+        ("block_bits beyond the words", "block_bits", set_at(1.0, lambda M: 32 * M.words.size)),
+        ("non-zero tail padding", "tails", lambda a, M: np.r_[a[:-1], np.uint32(1)]),
+        ("truncated tails", "tails", lambda a, M: a[:-2]),
+        ("head with a tail bit", "omega", lambda a, M: (a.view(np.uint32) | np.uint32(1)
+                                                       ).view(np.float32)),
+        ("head with the sign bit", "omega", lambda a, M: -a),
+        ("head repeated", "omega", lambda a, M: np.r_[a[:1], a[:-1]]),
+    ],
     "blockdiag": [
         ("row index out of range", "rows", set_at(0.5, lambda M: M.shape[0])),
         ("rows not a permutation", "rows", set_at(0.0, lambda M: int(M.rows[1]))),

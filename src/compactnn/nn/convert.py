@@ -60,7 +60,7 @@ def _check_layer(name: str, m: nn.Module) -> None:
     if m.weight.dtype != torch.float32:
         raise UnsupportedLayerError(
             f"layer {name!r}: weights are {m.weight.dtype}; convert the model with .float() "
-            "first")
+            "first (exact for bfloat16, which format lossless_float then stores in its 16 bits)")
     if isinstance(m, nn.Conv2d) and m.padding_mode != "zeros":
         raise UnsupportedLayerError(
             f"layer {name!r}: padding_mode={m.padding_mode!r} is not supported (only 'zeros')")

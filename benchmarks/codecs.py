@@ -1,0 +1,197 @@
+"""Side by side: compactnn's smallest file and NNCodec (DeepCABAC) on the same
+constrained LeNet-300-100, with general-purpose compressors as a floor.
+
+The model is LeNet-300-100 on Fashion-MNIST, trained and compressed with the
+``lenet300`` recipe (``compactnn.bench.pipeline.RECIPES``) exactly as
+``benchmarks/end_to_end.py`` does, sharing its checkpoints in ``--work``. Its
+constrained weights and biases (the dense twin of the compact model, bit-identical)
+are then stored four ways, and each is decoded and evaluated on the test set:
+
+- compactnn: ``to_compact(policy="smallest", storage="auto")`` and ``save``; the file
+  is loaded back and run (everything counted: description, tables, biases);
+- gzip -9, xz -9e and zstd -19 (when the ``zstd`` program exists) of the float32
+  safetensors file of the same weights (lossless);
+- NNCodec (the reference software of ISO/IEC 15938-17, DeepCABAC), only with
+  ``--nncodec-venv DIR``: ``nncodec.nnc.compression.compress`` with
+  ``codebook_mode=1`` at each ``--qps`` value on the numpy dict of the same weights
+  and biases, then ``decompress``; the decoded tensors are loaded into the model and
+  evaluated. NNCodec is never a dependency of compactnn: if ``DIR`` has no NNCodec,
+  a virtual environment is made there with numpy, pybind11 and setuptools, the sdist
+  of ``nncodec==--nncodec-version`` is fetched with ``pip download --no-deps`` and
+  built with ``pip install --no-deps --no-build-isolation`` (a C++ compiler is needed).
+  Its ``framework`` package (torch/tensorflow adapters) is replaced by empty modules;
+  only the numpy path is used.
+
+Usage: python benchmarks/codecs.py [--work DIR] [--nncodec-venv DIR] [--qps -38,-34,-30]
+       [--data DIR] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import lzma
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save as st_save
+
+from compactnn import load, save, to_compact, train, zoo
+from compactnn.bench import pipeline, threads
+from compactnn.io import inspect
+from compactnn.nn import to_dense
+
+sys.path.insert(0, str(Path(__file__).parent))
+from end_to_end import baseline, compressed  # noqa: E402  (the same checkpoints)
+
+NAME = "lenet300"
+EPOCHS = 20  # end_to_end.py's default for lenet300
+
+WORKER = r'''
+import json, sys, types
+import numpy as np
+fw = types.ModuleType("nncodec.framework")  # torch/tensorflow adapters: not needed
+for sub in ("tensorflow_model", "pytorch_model", "use_case_init"):
+    mod = types.ModuleType("nncodec.framework." + sub)
+    setattr(fw, sub, mod)
+    sys.modules[mod.__name__] = mod
+sys.modules["nncodec.framework"] = fw
+from nncodec.nnc import compression
+
+src, out, qps = sys.argv[1], sys.argv[2], [int(q) for q in sys.argv[3].split(",")]
+params = {k: np.ascontiguousarray(v, np.float32) for k, v in np.load(src).items()}
+results, decoded = [], {}
+for qp in qps:
+    bs = compression.compress(params, bitstream_path=out + ".nnc", qp=qp, codebook_mode=1,
+                              return_bitstream=True, verbose=False)
+    dec = compression.decompress(bs)
+    results.append({"qp": qp, "bytes": len(bs)})
+    decoded.update({f"{qp}/{k}": np.asarray(dec[k], np.float32) for k in params})
+np.savez(out, **decoded)
+print(json.dumps(results))
+'''
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def ensure_nncodec(venv: Path, version: str) -> Path:
+    """The python of a virtual environment holding NNCodec, built there if missing."""
+    py = venv / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-m", "pip", "show", "nncodec"],
+                                      capture_output=True).returncode == 0:
+        return py
+    log(f"building NNCodec {version} from its sdist into {venv}")
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(py), "-m", "pip", "install", "-q"]
+    subprocess.run(pip + ["numpy", "pybind11", "setuptools", "wheel"], check=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([str(py), "-m", "pip", "download", "-q", "--no-deps", "--no-binary",
+                        ":all:", f"nncodec=={version}", "-d", tmp], check=True)
+        sdist = next(Path(tmp).glob("nncodec-*"))
+        subprocess.run(pip + ["--no-deps", "--no-build-isolation", str(sdist)], check=True)
+    return py
+
+
+def with_params(model: torch.nn.Module, params: dict[str, np.ndarray]) -> torch.nn.Module:
+    """A copy of the plain model with ``params`` loaded (same names and shapes)."""
+    import copy
+
+    m = copy.deepcopy(model)
+    state = m.state_dict()
+    state.update({k: torch.from_numpy(np.ascontiguousarray(v).reshape(state[k].shape))
+                  for k, v in params.items()})
+    m.load_state_dict(state)
+    return m.eval()
+
+
+def floors(plain: torch.nn.Module) -> dict[str, int]:
+    """Sizes of the float32 safetensors file of ``plain`` and its general-purpose
+    compressions."""
+    raw = st_save({k: v.contiguous() for k, v in plain.state_dict().items()})
+    out = {"float32 safetensors": len(raw), "gzip -9": len(gzip.compress(raw, 9, mtime=0)),
+           "xz -9e": len(lzma.compress(raw, preset=9 | lzma.PRESET_EXTREME))}
+    if shutil.which("zstd"):
+        z = subprocess.run(["zstd", "-19", "-q", "-c"], input=raw, capture_output=True,
+                           check=True).stdout
+        out["zstd -19"] = len(z)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default="/tmp/compactnn-e2e")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--nncodec-venv", default=None, type=Path)
+    ap.add_argument("--nncodec-version", default="2.1.3")
+    ap.add_argument("--qps", default="-38,-34,-30")
+    args = ap.parse_args(argv)
+    t0 = time.perf_counter()
+    torch.set_num_threads(args.threads)
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    tr, te = zoo.load_dataset("fashion-mnist", args.data)
+    base = baseline(NAME, tr, te, EPOCHS, work)
+    constrained = compressed(NAME, base, tr, te, work)
+    with threads(args.threads):
+        cm = to_compact(constrained, "smallest", storage="auto")
+    path = work / "codecs_smallest.cnn"
+    size = save(cm, path, zoo=(NAME, pipeline.model_kwargs(NAME, tr)))
+    back = load(path)
+    plain = to_dense(back)  # the constrained weights, bit-identical, as plain layers
+    rows = [("float32 baseline (dense, unconstrained)", pipeline.dense_file_bytes(base),
+             train.evaluate(base, te)["accuracy"])]
+    acc_constrained = train.evaluate(plain, te)["accuracy"]
+    rows += [(f"constrained, {k}", b, acc_constrained) for k, b in floors(plain).items()]
+    rows.append(("compactnn smallest/auto (.cnn)", size, train.evaluate(back, te)["accuracy"]))
+    info = inspect(path)
+    detail = [f"compactnn file: {info.file_bytes} bytes = layers "
+              f"{sum(li.stored_bytes for li in info.layers)} + plain tensors "
+              f"{info.state_bytes} + header/description {info.header_bytes}; "
+              + ", ".join(f"{li.name} {li.format}/{li.storage} {li.stored_bytes} B"
+                          for li in info.layers)]
+    if args.nncodec_venv is not None:
+        py = ensure_nncodec(args.nncodec_venv.resolve(), args.nncodec_version)
+        params = {k: v.detach().numpy() for k, v in plain.state_dict().items()}
+        src, out = work / "nncodec_in.npz", work / "nncodec_out"
+        np.savez(src, **params)
+        worker = work / "nncodec_worker.py"
+        worker.write_text(WORKER)
+        res = subprocess.run([str(py), str(worker), str(src), str(out), args.qps],
+                             capture_output=True, text=True, cwd=work)
+        if res.returncode:
+            raise SystemExit(f"NNCodec failed:\n{res.stderr[-2000:]}")
+        decoded = np.load(str(out) + ".npz")
+        for r in json.loads(res.stdout.strip().splitlines()[-1]):
+            dec = {k: decoded[f"{r['qp']}/{k}"] for k in params}
+            err = max(float(np.abs(dec[k] - params[k]).max()) for k in params)
+            acc = train.evaluate(with_params(plain, dec), te)["accuracy"]
+            rows.append((f"NNCodec {args.nncodec_version} codebook_mode=1 qp={r['qp']}",
+                         r["bytes"], acc))
+            detail.append(f"NNCodec qp={r['qp']}: largest weight change {err:.3g}")
+    dense = rows[0][1]
+    print("| model / coder | bytes | x vs float32 baseline | test accuracy |")
+    print("|:---|---:|---:|---:|")
+    for label, b, acc in rows:
+        print(f"| {label} | {b} | {dense / b:.1f}x | {100 * acc:.2f}% |")
+    print("\n" + "\n".join(detail))
+    nnc = [b for label, b, _ in rows if label.startswith("NNCodec")]
+    if nnc:
+        print(f"compactnn / smallest NNCodec stream: {size / min(nnc):.3f}")
+    print(f"command: python benchmarks/codecs.py --work {args.work}"
+          + (f" --nncodec-venv {args.nncodec_venv} --qps {args.qps}" if nnc else "")
+          + f" (wall {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

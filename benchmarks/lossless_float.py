@@ -1,0 +1,107 @@
+"""MiniLM's original weights in ``lossless_float``: size (float32 and bfloat16) and
+product time against dense float32, 1 thread.
+
+Sizes: every 2-D float tensor of all-MiniLM-L6-v2's ``model.safetensors`` (the 36
+Linear weights, the word, position and token-type embeddings) is encoded as stored
+(float32) and after a cast to bfloat16 (round to nearest, then ``.float()``, exact);
+each encoding goes through ``to_buffers``/``from_buffers`` (what ``save``/``load`` do,
+``check()`` included) and must decode to the same bits (bfloat16: ``.bfloat16()`` of
+the decoded float32 equals the cast). Ratios are float32 bytes (4 per weight) or
+bfloat16 bytes (2 per weight) over the format's stored bytes.
+
+Times: one Linear weight of each of MiniLM's three shapes (layer 0's query,
+intermediate and output), ``rmatmul`` (``X @ Wᵀ``, inputs as rows, what
+``CompactLinear`` runs) at each ``--columns`` count against ``np.matmul(X, W.T)``;
+median of ``--repeats`` calls, each checked against the dense result first.
+
+Usage: python benchmarks/lossless_float.py [--columns 1,32,400] [--repeats 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from safetensors.numpy import load_file
+
+from compactnn import formats
+from compactnn.bench import threads, time_call
+from compactnn.zoo.transformer import model_dir
+
+F = formats.get("lossless_float")
+TIMED = ("encoder.layer.0.attention.self.query.weight",
+         "encoder.layer.0.intermediate.dense.weight",
+         "encoder.layer.0.output.dense.weight")
+
+
+def encode_exact(W: np.ndarray):
+    """Encode, store and reload ``W``; the reloaded matrix must decode bit-identically."""
+    M = F.from_dense(W)
+    M = F.from_buffers(*M.to_buffers())
+    if not np.array_equal(M.to_dense().view(np.uint32), W.view(np.uint32)):
+        raise AssertionError("lossless_float did not decode bit-identically")
+    return M
+
+
+def sizes(state: dict[str, np.ndarray]) -> None:
+    rows = {"all 2-D tensors": [0, 0, 0], "Linear weights": [0, 0, 0]}
+    for name, W in state.items():
+        if W.ndim != 2 or W.dtype != np.float32:
+            continue
+        fp32 = encode_exact(np.ascontiguousarray(W)).nbytes
+        bf = torch.from_numpy(W).bfloat16()
+        M = encode_exact(bf.float().numpy())
+        if not torch.equal(torch.from_numpy(M.to_dense()).bfloat16().view(torch.int16),
+                           bf.view(torch.int16)):
+            raise AssertionError(f"{name}: bfloat16 did not survive")
+        keys = ["all 2-D tensors"] + (["Linear weights"] if name.startswith("encoder.") else [])
+        for k in keys:
+            rows[k][0] += W.size
+            rows[k][1] += fp32
+            rows[k][2] += M.nbytes
+    print("| tensors | weights | float32 bytes | stored | ratio | bits/weight "
+          "| bfloat16 bytes | stored | ratio | bits/weight |")
+    print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for k, (n, a, b) in rows.items():
+        print(f"| {k} | {n} | {4 * n} | {a} | {4 * n / a:.3f}x | {8 * a / n:.2f} "
+              f"| {2 * n} | {b} | {2 * n / b:.3f}x | {8 * b / n:.2f} |")
+
+
+def times(state: dict[str, np.ndarray], columns: list[int], repeats: int) -> None:
+    rng = np.random.default_rng(0)
+    print("\n| weight | shape | columns | dense X @ Wᵀ | float32 rmatmul | ratio "
+          "| bfloat16 rmatmul | ratio |")
+    print("|:---|:---|---:|---:|---:|---:|---:|---:|")
+    with threads(1):
+        for name in TIMED:
+            W = np.ascontiguousarray(state[name])
+            Wb = torch.from_numpy(W).bfloat16().float().numpy()
+            mats = {"fp32": (W, F.from_dense(W)), "bf16": (Wb, F.from_dense(Wb))}
+            for k in columns:
+                X = rng.standard_normal((k, W.shape[1])).astype(np.float32)
+                Y = np.empty((k, W.shape[0]), np.float32)
+                t = {"dense": time_call(lambda W=W, X=X, Y=Y: np.matmul(X, W.T, out=Y),
+                                        repeats, warmup=2).median}
+                for key, (D, M) in mats.items():
+                    np.testing.assert_allclose(M.rmatmul(X), X @ D.T, rtol=1e-4, atol=1e-5)
+                    t[key] = time_call(lambda M=M, X=X: M.rmatmul(X), repeats, warmup=2).median
+                short = name.replace("encoder.layer.0.", "").replace(".weight", "")
+                print(f"| {short} | {W.shape[0]}x{W.shape[1]} | {k} | {t['dense'] * 1e3:.3f} ms "
+                      f"| {t['fp32'] * 1e3:.3f} ms | {t['fp32'] / t['dense']:.2f}x "
+                      f"| {t['bf16'] * 1e3:.3f} ms | {t['bf16'] / t['dense']:.2f}x |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--columns", default="1,32,400")
+    ap.add_argument("--repeats", type=int, default=15)
+    args = ap.parse_args(argv)
+    state = load_file(str(model_dir() / "model.safetensors"))
+    sizes(state)
+    times(state, [int(c) for c in args.columns.split(",")], args.repeats)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
