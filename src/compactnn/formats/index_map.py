@@ -151,10 +151,12 @@ class IndexMap(CompactMatrix):
         """The native kernel object (built on first use: the codes repacked into the
         kernels' nibble or byte layout), or None on the numba path or for K > 256."""
         nat = backend.native()
-        if nat is None or self.bits > 8:
+        if nat is None:
             return None
         k = self.__dict__.get("_kernel")
         if k is None:
+            if self.bits > 8:
+                return None
             m, n = self.shape
             k = self._kernel = nat.LutMatrix(self.words, self.bits, m, n, self.omega)
         return k
