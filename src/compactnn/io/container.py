@@ -34,7 +34,7 @@ import numpy as np
 
 __all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "decode_file",
            "write_atomic", "canonical_json", "read_bytes", "open_regular", "check_writable",
-           "same_file", "MAX_JSON_DEPTH"]
+           "same_file", "check_tree", "MAX_JSON_DEPTH"]
 
 KEY = "compactnn"
 MAX_HEADER = 100_000_000  # safetensors' own limit
@@ -313,7 +313,7 @@ def parse_json(text: str, what: str) -> Any:
         raise CompactFileError(f"{what}: JSON nested too deeply") from None
     except ValueError as exc:
         raise CompactFileError(f"{what} is not valid JSON ({exc})") from None
-    _check_tree(obj, what)
+    check_tree(obj, what)
     return obj
 
 
@@ -326,9 +326,10 @@ def _parse_int(text: str) -> int:
     return v
 
 
-def _check_tree(obj: Any, what: str) -> None:
-    """Nesting depth at most ``MAX_JSON_DEPTH`` and every float finite (iteratively, so
-    a deep document cannot exhaust the Python stack)."""
+def check_tree(obj: Any, what: str) -> None:
+    """Raise ``CompactFileError`` unless the nesting depth is at most
+    ``MAX_JSON_DEPTH``, every float is finite and every integer fits 64 bits (checked
+    iteratively, so a deep document cannot exhaust the Python stack)."""
     stack = [(obj, 1)]
     while stack:
         v, depth = stack.pop()
@@ -338,6 +339,8 @@ def _check_tree(obj: Any, what: str) -> None:
             stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
         elif isinstance(v, float) and not (-1.8e308 < v < 1.8e308):
             raise CompactFileError(f"{what}: JSON number out of range")
+        elif isinstance(v, int) and not isinstance(v, bool) and not -2**64 < v < 2**64:
+            raise CompactFileError(f"{what}: JSON integer {v} is out of range")
 
 
 def _is_int(v: Any) -> bool:

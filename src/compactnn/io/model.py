@@ -31,6 +31,7 @@ from compactnn.io import archive
 from compactnn.io.container import (
     CompactFileError,
     canonical_json,
+    check_tree,
     decode_file,
     encode_file,
     read_bytes,
@@ -150,6 +151,14 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         canonical_json(desc)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+    # refuse exactly what load() refuses, with the same messages
+    source = os.fspath(path)
+    check_tree(desc, f"{source}: description")
+    _validate_description(desc, source)
+    if desc["model"]["zoo"] is not None:
+        _check_zoo_spec(desc["model"]["zoo"], source)
+    for k in desc["state"]:
+        _check_state_tensor(k, state[k], source)
     data = encode_file(tensors, desc)
     write_atomic(path, data)
     return len(data)
@@ -250,19 +259,26 @@ class _LargeOnMeta(TorchFunctionMode):
         return func(*args, **kwargs)
 
 
-def _zoo_model(spec: Any, source: str, max_params: int) -> nn.Module:
-    """The zoo model a file names, with every tensor of more than ``_SMALL`` elements on
-    the meta device (materialised from the file's tensors by ``load``)."""
+def _check_zoo_spec(spec: Any, source: str) -> None:
     from compactnn import zoo
 
     if (not isinstance(spec, dict) or not isinstance(spec.get("name"), str)
             or not isinstance(spec.get("kwargs"), dict)):
         raise _err(source, "bad zoo model entry")
-    name, kwargs = spec["name"], spec["kwargs"]
-    if name not in zoo.MODELS:
-        raise _err(source, f"unknown zoo model {name!r}; available: {', '.join(zoo.MODELS)}")
-    if len(canonical_json(kwargs)) > 4096:
+    if spec["name"] not in zoo.MODELS:
+        raise _err(source, f"unknown zoo model {spec['name']!r}; available: "
+                   f"{', '.join(zoo.MODELS)}")
+    if len(canonical_json(spec["kwargs"])) > 4096:
         raise _err(source, "zoo model arguments are too long")
+
+
+def _zoo_model(spec: Any, source: str, max_params: int) -> nn.Module:
+    """The zoo model a file names, with every tensor of more than ``_SMALL`` elements on
+    the meta device (materialised from the file's tensors by ``load``)."""
+    from compactnn import zoo
+
+    _check_zoo_spec(spec, source)
+    name, kwargs = spec["name"], spec["kwargs"]
     try:
         with _LargeOnMeta():
             model = zoo.build(name, **kwargs)
