@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "entropy bound and share of the file.")
     p.add_argument("file", help="compact file, or minilm (the original model's layers)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--check", action="store_true", help="also validate every array (what "
+                   "load does: format checks, archive decoding, finite plain tensors)")
 
     p = sub.add_parser("eval", help="accuracy or MSE of a compact file",
                        description="Evaluate a compact file on a dataset's test split "
@@ -166,12 +168,15 @@ def _dataset(name: str | None, data_dir: str | None, fallback: str | None = None
     return zoo.load_dataset(name, data_dir)
 
 
-def _check_output(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"output folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"output {path} is a directory")
+def _check_output(path: str, *inputs: str | None) -> None:
+    """Before any work: the output is not one of the inputs (same file by inode) and
+    its folder accepts a new file."""
+    from compactnn.io.container import check_writable, same_file
+
+    for src in inputs:
+        if src and same_file(src, path):
+            raise ValueError(f"output {path} is the input file {src}; choose another name")
+    check_writable(path)
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
@@ -218,7 +223,7 @@ def _cmd_compress(a: argparse.Namespace) -> None:
     from compactnn.bench import pipeline
     from compactnn.transforms import check_recipe, compress_
 
-    _check_output(a.output)
+    _check_output(a.output, a.checkpoint, a.recipe)
     if minilm.is_minilm(a.checkpoint):
         q = minilm.compress(None if a.recipe == "minilm" else _recipe(a.recipe), a.output,
                             embedding_k=a.embedding_k, sentences=a.sentences)
@@ -244,7 +249,7 @@ def _cmd_convert(a: argparse.Namespace) -> None:
     from compactnn import save, to_compact
     from compactnn.bench import pipeline
 
-    _check_output(a.output)
+    _check_output(a.output, a.checkpoint)
     model, name, kwargs, info = (minilm.pretrained() if minilm.is_minilm(a.checkpoint)
                                  else pipeline.load_checkpoint(a.checkpoint))
     example = None
@@ -278,11 +283,13 @@ def _cmd_inspect(a: argparse.Namespace) -> None:
     if minilm.is_minilm(a.file) and not a.json:
         print(minilm.describe())
         return
-    info = inspect(a.file)
+    info = inspect(a.file, check=a.check)
     if a.json:
         print(json.dumps(asdict(info), indent=1, sort_keys=True))
         return
     print(info.table())
+    print("validated: every array (--check)" if info.validated == "arrays" else
+          "validated: checksums and description only; --check validates every array")
     if info.model.get("zoo"):
         print(f"model: zoo {info.model['zoo']['name']} {json.dumps(info.model['zoo']['kwargs'])}")
     else:
@@ -342,7 +349,7 @@ def _cmd_report(a: argparse.Namespace) -> None:
     from compactnn.bench import pipeline, threads
     from compactnn.report import collect, write_report
 
-    _check_output(a.output)
+    _check_output(a.output, a.file, a.baseline)
     model, info = _load_compact(a.file)
     _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
     baseline = baseline_bytes = None
@@ -374,23 +381,42 @@ COMMANDS = {"train": _cmd_train, "compress": _cmd_compress, "convert": _cmd_conv
             "report": _cmd_report, "demo": _cmd_demo}
 
 
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc)
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; returns the exit status (0, or 2 on a user error)."""
-    parser = build_parser()
+    """Run one subcommand; returns the exit status (0, 2 on a user error, 130 when
+    interrupted with Ctrl-C, at any moment)."""
+    command = "compactnn"
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        command = f"compactnn {args.command}"
         COMMANDS[args.command](args)
-    except (ValueError, TypeError, OSError, KeyError) as exc:
-        msg = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args
-                           else exc).split())
-        sys.stderr.write(f"compactnn {args.command}: error: {msg}\n")
-        return EXIT_USAGE
     except KeyboardInterrupt:
-        sys.stderr.write(f"compactnn {args.command}: interrupted\n")
+        _interrupted(command)
         return 130
+    except (ValueError, TypeError, OSError, KeyError, MemoryError, RecursionError) as exc:
+        try:
+            sys.stderr.write(f"{command}: error: {_message(exc)}\n")
+        except KeyboardInterrupt:
+            return 130
+        return EXIT_USAGE
     return 0
 
 
+def _interrupted(command: str) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt this
+    sys.stderr.write(f"{command}: interrupted\n")

@@ -559,6 +559,10 @@ class FileInfo:
     layers: list[LayerInfo]
     model: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
+    validated: str = "checksums"
+    """``"checksums"``: every checksum and the description's structure were verified;
+    ``"arrays"`` (``inspect(check=True)``): also every layer's arrays (format checks,
+    archive decoding) and the plain tensors, as ``load`` does."""
 
     def table(self) -> str:
         """The per-layer table as aligned text."""
@@ -585,12 +589,27 @@ class FileInfo:
         return "\n".join(lines)
 
 
-def inspect(path: str | os.PathLike) -> FileInfo:
-    """Read a file's description (verifying every checksum) without building the model."""
+def inspect(path: str | os.PathLike, *, check: bool = False) -> FileInfo:
+    """Read a file's description (verifying every checksum) without building the model;
+    with ``check=True`` also validate every array as ``load`` does (``FileInfo.validated``
+    says which)."""
     source = os.fspath(path)
     raw = read_bytes(path)
     arrays, desc = decode_file(raw, source)
     _validate_description(desc, source)
+    if check:
+        _archive_budget(desc, len(raw), source)
+        used: set[str] = set()
+        for name, e in desc["layers"].items():
+            _matrices(e, name, arrays, used, source)
+        for k in desc["state"]:
+            if k not in arrays or k in used:
+                raise _err(source, f"state tensor {k!r} is missing")
+            _check_state_tensor(k, arrays[k], source)
+            used.add(k)
+        unused = sorted(set(arrays) - used)
+        if unused:
+            raise _err(source, f"tensors not referenced by the description: {unused[:5]}")
     header = 8 + int.from_bytes(raw[:8], "little")
     size = len(raw)
     infos, counted = [], 0
@@ -606,4 +625,5 @@ def inspect(path: str | os.PathLike) -> FileInfo:
             share=stored / size))
     state = sum(arrays[k].nbytes for k in desc["state"] if k in arrays)
     return FileInfo(path=source, file_bytes=size, header_bytes=header, state_bytes=state,
-                    layers=infos, model=desc["model"], metadata=desc["metadata"])
+                    layers=infos, model=desc["model"], metadata=desc["metadata"],
+                    validated="arrays" if check else "checksums")
