@@ -125,6 +125,7 @@ def build(folder: str | os.PathLike) -> list[Case]:
 
     base = _base({"1": "csr", "3": "sham", "5": "cer"})
     arch = _base("smallest", "archive")
+    add("valid", base, "ok", "a valid 3-layer file (csr, sham, cer), for comparison")
     fifo = d / "fifo.cnn"
     if not fifo.exists():
         os.mkfifo(fifo)

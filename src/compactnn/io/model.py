@@ -591,14 +591,25 @@ class FileInfo:
 
 def inspect(path: str | os.PathLike, *, check: bool = False) -> FileInfo:
     """Read a file's description (verifying every checksum) without building the model;
-    with ``check=True`` also validate every array as ``load`` does (``FileInfo.validated``
-    says which)."""
+    with ``check=True`` also validate every array as ``load`` does, and the layers and
+    plain tensors against the zoo model the file names (built with its large tensors on
+    the meta device). ``FileInfo.validated`` says which."""
     source = os.fspath(path)
     raw = read_bytes(path)
     arrays, desc = decode_file(raw, source)
     _validate_description(desc, source)
     if check:
         _archive_budget(desc, len(raw), source)
+        spec = desc["model"].get("zoo")
+        if spec is not None:  # the zoo model, large tensors on meta: geometry and state
+            model = _zoo_model(spec, source, MAX_PARAMS)
+            for name, e in desc["layers"].items():
+                try:
+                    _check_geometry(model.get_submodule(name), e, name, source)
+                except AttributeError:
+                    raise _err(source, f"layer {name!r} does not exist in the model") from None
+            _check_state_names(model, desc, arrays, source)
+            del model
         used: set[str] = set()
         for name, e in desc["layers"].items():
             _matrices(e, name, arrays, used, source)
