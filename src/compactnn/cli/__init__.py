@@ -9,14 +9,26 @@ outputs are written atomically, so a failed command leaves no partial file.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
+import signal
 import sys
-from collections.abc import Sequence
-from typing import Any, NoReturn
 
-from compactnn.cli import minilm
+
+def _early_interrupt(signum, frame):  # pragma: no cover - only before main() starts
+    os.write(2, b"compactnn: interrupted\n")
+    os._exit(130)
+
+
+if sys.argv and (sys.argv[0] == "-m" or os.path.basename(sys.argv[0]) == "compactnn"):
+    # this process is the command line: Ctrl-C while the rest is imported is one line too
+    signal.signal(signal.SIGINT, _early_interrupt)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
+from typing import Any, NoReturn  # noqa: E402
+
+from compactnn.cli import minilm  # noqa: E402
 
 __all__ = ["main", "build_parser"]
 
@@ -395,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one subcommand; returns the exit status (0, 2 on a user error, 130 when
     interrupted with Ctrl-C, at any moment)."""
     command = "compactnn"
+    if signal.getsignal(signal.SIGINT) is _early_interrupt:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         parser = build_parser()
         try:
@@ -416,7 +430,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _interrupted(command: str) -> None:
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt this
     sys.stderr.write(f"{command}: interrupted\n")
