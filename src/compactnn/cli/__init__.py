@@ -121,6 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", type=lambda t: [f.strip() for f in t.split(",") if f.strip()],
                    default=None, help="comma-separated formats the policy may choose from "
                    "(default: all registered)")
+    p.add_argument("--formats-from", metavar="FILE", help="use the per-layer formats of an "
+                   "earlier compact file (e.g. one written with --policy fastest: its timings "
+                   "are recorded in it and copied over), instead of --policy")
     p.add_argument("-o", "--output", required=True, help="compact file to write (.cnn)")
 
     p = sub.add_parser("inspect", help="per-layer table of a compact file",
@@ -261,7 +264,14 @@ def _cmd_convert(a: argparse.Namespace) -> None:
     from compactnn import save, to_compact
     from compactnn.bench import pipeline
 
-    _check_output(a.output, a.checkpoint)
+    _check_output(a.output, a.checkpoint, a.formats_from)
+    replayed = None
+    if a.formats_from:
+        from compactnn.io import inspect as inspect_file
+
+        earlier = inspect_file(a.formats_from)
+        a.policy = {li.name: li.format for li in earlier.layers}
+        replayed = earlier.metadata.get("fastest")
     model, name, kwargs, info = (minilm.pretrained() if minilm.is_minilm(a.checkpoint)
                                  else pipeline.load_checkpoint(a.checkpoint))
     example = None
@@ -279,6 +289,15 @@ def _cmd_convert(a: argparse.Namespace) -> None:
             if k in info}
     meta["dense_bytes"] = (minilm.original_bytes() if name == "minilm"
                            else pipeline.dense_file_bytes(model))
+    if a.policy == "fastest":
+        from compactnn.nn import layer_records
+
+        meta["fastest"] = {"batch_size": batch_size, "layers": {
+            r.name: {"format": r.format, "seconds": {f: float(f"{t:.3g}")
+                                                     for f, t in sorted(r.times.items())}}
+            for r in layer_records(cm) if r.times}}
+    elif replayed is not None:
+        meta["fastest"] = replayed
     size = save(cm, a.output, zoo=(name, kwargs), metadata=meta)
     from compactnn.io import inspect
 
