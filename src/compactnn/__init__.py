@@ -6,8 +6,22 @@ cheap and the command line can answer Ctrl-C with one line from its first moment
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+import os
+import signal
+import sys
+
+
+def _early_interrupt(signum, frame):  # pragma: no cover - only before the CLI's main()
+    os.write(2, b"compactnn: interrupted\n")
+    os._exit(130)
+
+
+if sys.argv and (sys.argv[0] == "-m" or os.path.basename(sys.argv[0]) == "compactnn"):
+    # this process is the command line (``compactnn`` or ``python -m compactnn.cli``):
+    # Ctrl-C while it is still importing is one line and exit status 130 too
+    signal.signal(signal.SIGINT, _early_interrupt)
+
+import importlib  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -23,7 +37,7 @@ _LAZY = {
 __all__ = ["formats", "entropy_bits", "load", "save", "to_compact", "compress_", "__version__"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     try:
         module, attr = _LAZY[name]
     except KeyError:

@@ -9,26 +9,16 @@ outputs are written atomically, so a failed command leaves no partial file.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import signal
 import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
-
-def _early_interrupt(signum, frame):  # pragma: no cover - only before main() starts
-    os.write(2, b"compactnn: interrupted\n")
-    os._exit(130)
-
-
-if sys.argv and (sys.argv[0] == "-m" or os.path.basename(sys.argv[0]) == "compactnn"):
-    # this process is the command line: Ctrl-C while the rest is imported is one line too
-    signal.signal(signal.SIGINT, _early_interrupt)
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from typing import Any, NoReturn  # noqa: E402
-
-from compactnn.cli import minilm  # noqa: E402
+from compactnn import _early_interrupt
+from compactnn.cli import minilm
 
 __all__ = ["main", "build_parser"]
 
