@@ -159,6 +159,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         _check_zoo_spec(desc["model"]["zoo"], source)
     for k in desc["state"]:
         _check_state_tensor(k, state[k], source)
+    _check_modules(model, source)
     data = encode_file(tensors, desc)
     write_atomic(path, data)
     return len(data)
@@ -391,10 +392,23 @@ def _archive_budget(desc: dict[str, Any], file_bytes: int, source: str) -> None:
                    f"{file_bytes}-byte file may ({limit})")
 
 
+def _check_modules(model: nn.Module, source: str) -> None:
+    """Layer kinds stored as plain tensors that validate them (a ``check_state()``
+    method, e.g. ``PackedEmbedding``): run before any forward pass can use them."""
+    for name, mod in model.named_modules():
+        check = getattr(mod, "check_state", None)
+        if callable(check) and not any(t.is_meta for t in mod.buffers(recurse=False)):
+            try:
+                check()
+            except ValueError as exc:
+                raise _err(source, f"module {name!r}: {exc}") from None
+
+
 def _materialise(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
     """Load ``state`` into ``model``, replacing (not copying into) its tensors, so a
     tensor built on the meta device gets the file's data; no meta tensor may remain."""
     model.load_state_dict(state, strict=True, assign=True)
+    _check_modules(model, source)
     for mod_name, mod in model.named_modules():
         for t_name, t in list(mod.named_parameters(recurse=False)) + list(
                 mod.named_buffers(recurse=False)):
