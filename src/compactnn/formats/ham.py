@@ -156,6 +156,7 @@ class HAM(CompactMatrix):
 
     format_id = "ham"
     arrays = ("omega", "length_counts", "words", "row_bits")
+    pointer_arrays = ("row_bits",)
 
     @classmethod
     def from_dense(cls, W: np.ndarray) -> HAM:

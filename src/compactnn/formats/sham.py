@@ -62,6 +62,10 @@ class SHAM(CompactMatrix):
 
     format_id = "sham"
     arrays = ("omega", "length_counts", "words", "row_bits", "col_idx", "row_ptr")
+    pointer_arrays = ("row_bits", "row_ptr")
+
+    def _index_bounds(self) -> dict[str, int]:
+        return {"col_idx": self.shape[1] - 1}
 
     @classmethod
     def from_dense(cls, W: np.ndarray) -> SHAM:
