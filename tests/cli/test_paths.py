@@ -109,8 +109,11 @@ def test_inspect_says_what_it_validated(tmp_path, capsys):
     assert "validated: every array" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("delay", [0.05, 0.3, 1.0])
+@pytest.mark.parametrize("delay", [0.4, 1.0, 2.5])
 def test_ctrl_c_at_any_moment_is_one_line(ckpt, tmp_path, delay):
+    """While importing (torch takes seconds), loading and compressing. (A signal in the
+    interpreter's own first milliseconds, before compactnn's first line runs, cannot be
+    caught by any Python program; under load that window exceeds 0.05 s.)"""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "compactnn.cli", "compress", str(ckpt), "--recipe", "demo",
