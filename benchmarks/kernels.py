@@ -18,6 +18,7 @@ Measured:
 Writes JSON (``--json``) and prints markdown tables with the targets.
 
 Usage: python benchmarks/kernels.py [--rounds 5] [--json kernels.json]
+[--docs docs/results.md] (writes its generated section there)
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", default=None)
+    ap.add_argument("--docs", default=None, help="results page to write the section into")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     mats = {"imap0": shared(rng, 0.0, 16), "p90": shared(rng, 0.9, 32)}
@@ -119,15 +121,15 @@ def main(argv: list[str] | None = None) -> int:
     nbytes = {f"{c}/{n}": int(m["ops"][3]) for (c, n), m in methods.items()}
     out = {"backend": backend.describe(), "rounds": args.rounds, "bandwidth_Bps": bw,
            "median_s": med, "bytes": nbytes, "decode_codes_per_s": decode}
-    print(f"{out['backend']}; median of {args.rounds} round-robin rounds; "
-          f"1-thread read bandwidth {bw / 1e9:.1f} GB/s\n")
-    print("| case | method | bytes | mv 1T ms | mv 2T ms | mm64 1T ms | rmm64 1T ms "
-          "| rmm64 2T ms | mv 1T GB/s |\n|:--|:--|--:|--:|--:|--:|--:|--:|--:|")
+    lines = [f"{out['backend']}; median of {args.rounds} round-robin rounds; "
+             f"1-thread read bandwidth {bw / 1e9:.1f} GB/s\n",
+             "| case | method | bytes | mv 1T ms | mv 2T ms | mm64 1T ms | rmm64 1T ms "
+             "| rmm64 2T ms | mv 1T GB/s |\n|:--|:--|--:|--:|--:|--:|--:|--:|--:|"]
     for key, t in med.items():
         case, name = key.split("/")
-        print(f"| {case} | {name} | {nbytes[key]} | {1e3 * t['mv1']:.3f} | "
-              f"{1e3 * t['mv2']:.3f} | {1e3 * t['mm1']:.2f} | {1e3 * t['rmm1']:.2f} | "
-              f"{1e3 * t['rmm2']:.2f} | {nbytes[key] / t['mv1'] / 1e9:.1f} |")
+        lines.append(f"| {case} | {name} | {nbytes[key]} | {1e3 * t['mv1']:.3f} | "
+                     f"{1e3 * t['mv2']:.3f} | {1e3 * t['mm1']:.2f} | {1e3 * t['rmm1']:.2f} | "
+                     f"{1e3 * t['rmm2']:.2f} | {nbytes[key] / t['mv1'] / 1e9:.1f} |")
     dense = {c: med[f"{c}/numpy dense"] for c in mats}
     tcsr = med["p90/torch csr"]
     rows = [("index_map 16 values 0%, batch 1 vs numpy dense", 4.0,
@@ -150,10 +152,15 @@ def main(argv: list[str] | None = None) -> int:
         for kind in ("mv", "rmm"):
             rows.append((f"{key} {kind}: 2 threads vs 1", 1.7,
                          med[key][f"{kind}1"] / med[key][f"{kind}2"]))
-    print("\n| target | goal | measured | met |\n|:--|--:|--:|:--|")
+    lines.append("\n| target | goal | measured | met |\n|:--|--:|--:|:--|")
     for what, goal, val in rows:
-        print(f"| {what} | >= {goal:g}x | {val:.2f} | {'yes' if val >= goal else 'NO'} |")
+        lines.append(f"| {what} | >= {goal:g}x | {val:.2f} | {'yes' if val >= goal else 'NO'} |")
+    print("\n".join(lines))
     out["targets"] = [{"target": w, "goal": g, "measured": v, "met": v >= g} for w, g, v in rows]
+    if args.docs:
+        from _docs import write_section
+
+        write_section(args.docs, "kernels", "\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)
