@@ -18,6 +18,7 @@ Usage: python benchmarks/model_speed.py [--k 16] [--rounds 5] [--json out.json]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -135,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     minilm = {} if args.skip_minilm else minilm_models(args.k)
     for _ in range(args.rounds):
         for label, n in settings:
-            ctx = threads(n) if n else threads(default_threads)
-            with ctx:
+            with threads(n) if n else contextlib.nullcontext():  # default: nothing pinned
                 for name, model in lenet.items():
                     model(x)
                     results.setdefault(f"LeNet-300-100 {name} b=1 latency ms | {label}",
