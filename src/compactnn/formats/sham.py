@@ -34,7 +34,6 @@ import numpy as np
 
 from compactnn.coding.huffman import build_code, decode_tables, encode
 from compactnn.formats.base import (
-    CompactMatrix,
     Cost,
     FormatError,
     as_dense_input,
@@ -45,6 +44,8 @@ from compactnn.formats.base import (
 from compactnn.formats.csr import csr_arrays
 from compactnn.formats.ham import (
     LUT_BITS,
+    SPARSE_MAX_DENSITY,
+    HuffmanProducts,
     check_code,
     check_stream,
     huffman_cost,
@@ -56,7 +57,7 @@ from compactnn.kernels import huffman as k
 
 
 @register
-class SHAM(CompactMatrix):
+class SHAM(HuffmanProducts):
     """CSR indices with canonical-Huffman-coded values; the dot product decodes values
     while walking the indices."""
 
@@ -86,22 +87,28 @@ class SHAM(CompactMatrix):
         self._row_bits = self.row_bits.astype(np.int64)
         self._row_ptr = self.row_ptr.astype(np.int64)
         self._stats: np.ndarray | None = None  # scan totals, computed by cost()
+        m, n = self.shape
+        self._sparse_products = self.nnz <= SPARSE_MAX_DENSITY * m * n
 
     def _args(self) -> tuple:
         t = self._tab
         return (self.words, self._row_bits, self.col_idx, self._row_ptr, t.lut_bits,
                 t.lut_len, t.lut_val, t.limit, t.base, self.omega)
 
-    def to_dense(self) -> np.ndarray:
-        out = np.zeros(self.shape, dtype=np.float32)
+    def _new_kernel(self, nat):
+        m, n = self.shape
+        cols = self.col_idx if self.col_idx.dtype.itemsize >= 2 else self.col_idx.astype(np.uint16)
+        return nat.HuffMatrix(self.words, self._row_bits, self.length_counts.astype(np.int64),
+                              self.omega, m, n, False, cols, self._row_ptr)
+
+    def _numba_to_dense(self, out: np.ndarray) -> None:
         if self.nnz:
             k.sham_to_dense(*self._args(), out)
-        return out
 
-    def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _numba_matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         k.sham_matvec(*self._args(), x, y)
 
-    def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _numba_matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
         k.sham_matmul(*self._args(), X, Y)
 
     def _check(self) -> None:
