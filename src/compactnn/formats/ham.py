@@ -230,9 +230,7 @@ class HuffmanProducts(CompactMatrix):
         if kern is None or b == 1:
             super()._rmatmul(X, Y)
         elif self._sparse_products or b <= FUSED_MAX_BATCH:
-            Yt = np.empty((self.shape[0], b), np.float32)
-            kern.matmul(np.ascontiguousarray(X.T), Yt, b)
-            Y[...] = Yt.T
+            kern.rows(X, Y, b, None)
         else:
             rmatmul_tiles(kern.decode_rows, self.shape, X, Y)
 

@@ -73,6 +73,14 @@ int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
  * columns cols[row_ptr[r] ..] (uint16 when colw == 2, else uint32). */
 #define CNN_HUFF_T 11
 #define CNN_HUFF_PAD 16
+/* A table entry: up to two symbols, the bits they take and, in zero-run mode,
+ * the column gap from symbol 0 to symbol 1 (so bytes 1-2 read as a uint16 are
+ * gap << 8 | s1) and the columns advanced (adv << 8). n == 0: an escape (a code
+ * longer than CNN_HUFF_T bits; advj == 0x8000 flags it). */
+typedef struct {
+    uint8_t s0, s1, gap, n, bits, len0;
+    uint16_t advj;
+} cnn_huff_entry;
 typedef struct {
     int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
     int32_t K, lmax, zrun, colw;
@@ -80,7 +88,7 @@ typedef struct {
     const int64_t *row_bits; /* m + 1 */
     const int64_t *row_ptr;  /* m + 1 (sham) or NULL (ham) */
     const void *cols;        /* sham column indices */
-    const uint64_t *table;
+    const cnn_huff_entry *table;
     const uint64_t *limit;
     const int64_t *base;
     const float *lut;
@@ -88,7 +96,7 @@ typedef struct {
 
 /* Decoding tables of the canonical code with length_counts[0 .. lmax); zrun
  * selects the zero-run table. Returns 0, or -1 (bad lmax, no memory). */
-int cnn_huff_tables(const int64_t *length_counts, int lmax, int zrun, uint64_t *table,
+int cnn_huff_tables(const int64_t *length_counts, int lmax, int zrun, cnn_huff_entry *table,
                     uint64_t *limit, int64_t *base);
 /* out (4 * nwords + CNN_HUFF_PAD bytes) = the words as big-endian bytes + zeros. */
 void cnn_huff_stream(const uint32_t *words, int64_t nwords, uint8_t *out);

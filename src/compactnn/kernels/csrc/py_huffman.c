@@ -8,7 +8,7 @@ typedef struct {
     cnn_huff W;
     uint8_t *bytes;
     int64_t *row_bits, *row_ptr;
-    uint64_t *table;
+    cnn_huff_entry *table;
     uint64_t limit[34];
     int64_t base[34];
     float *lut;
@@ -120,7 +120,7 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
     }
     const int64_t nwords = wb.len / 4;
     self->bytes = cnn_alloc((size_t)(4 * nwords + CNN_HUFF_PAD));
-    self->table = cnn_alloc(sizeof(uint64_t) << CNN_HUFF_T);
+    self->table = cnn_alloc(sizeof(cnn_huff_entry) << CNN_HUFF_T);
     const int64_t nlut = K > 64 ? K : 64;
     self->lut = cnn_alloc((size_t)nlut * 4);
     int rc = -1;
@@ -303,7 +303,7 @@ static PyObject *Huff_nbytes(HuffObject *self, void *closure) {
     (void)closure;
     if (!self->table) return PyLong_FromLong(0);
     int64_t words = (self->W.row_bits[self->W.m] / 32 + 2) * 4;
-    return PyLong_FromLongLong(words + CNN_HUFF_PAD + (8 << CNN_HUFF_T) + 16 * (self->W.m + 1));
+    return PyLong_FromLongLong(words + CNN_HUFF_PAD + ((int64_t)sizeof(cnn_huff_entry) << CNN_HUFF_T) + 16 * (self->W.m + 1));
 }
 
 static PyMethodDef Huff_methods[] = {
