@@ -147,3 +147,13 @@ def test_constructor_refuses_inconsistent_arrays():
         k.decode_rows(4, 3, np.zeros(90, np.float32))
     with pytest.raises(ValueError, match="at least"):
         k.matmul(np.zeros(30, np.float32), np.zeros(12, np.float32), 2)
+
+
+@pytest.mark.parametrize("n", [1, 30, 58, 59, 60, 61, 75])
+def test_row_lengths_around_the_four_row_loop_margin(n):
+    """Zero-run rows shorter than, at and just past the 59 entries the 4-row loop keeps
+    in reserve (a negative margin was a UBSan error)."""
+    W = skewed_matrix(np.random.default_rng(n), 9, n, 32, 0.9, 1.0)
+    M = formats.get("ham").from_dense(W)
+    assert M._zrun or n == 1
+    check_all(M, W, "ham", batches=(1, 20))

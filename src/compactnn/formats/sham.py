@@ -21,11 +21,19 @@ The stored entries are those whose bit pattern is not +0.0, so the round trip is
 bit-exact. The decoding lookup table and per-length limits are a runtime cache built
 by ``_prepare()`` (not stored, not in ``nbytes``); see :mod:`compactnn.formats.ham`.
 
-Cost of ``W @ x``: ``nnz`` decodes, adds and multiplies; ``words`` counted as for HAM
-(words spanned per row plus the 64-bit window's look-ahead word); ``lut`` one read
-per decode, ``limit``/``base``/``omega`` for codes longer than the LUT; ``col_idx``
-and ``x`` one read per stored entry; ``row_ptr`` m+1 reads, ``row_bits`` m reads;
-``y`` m writes.
+Native kernels (as HAM's, plain mode; layout unchanged, version 1): 4 rows' values
+decoded 2 symbols per 11-bit table lookup into per-row symbol buffers, then
+``matvec`` dots them with ``x[col_idx]`` (scalar loads: AVX-512/AVX2 gathers were
+slower on Zen 4), and ``matmul``/``rmatmul`` add ``value * X[col, :]`` 32 columns at a
+time for any batch when at most half of the entries are stored (else, for batches
+> 8, tiles for torch's GEMM). The runtime copy of ``col_idx`` is uint16 (uint8
+widened) or the stored uint16/uint32 array itself.
+
+Cost of ``W @ x`` (the numba kernels' operations): ``nnz`` decodes, adds and
+multiplies; ``words`` counted as for HAM (words spanned per row plus the 64-bit
+window's look-ahead word); ``lut`` one read per decode, ``limit``/``base``/``omega``
+for codes longer than the LUT; ``col_idx`` and ``x`` one read per stored entry;
+``row_ptr`` m+1 reads, ``row_bits`` m reads; ``y`` m writes.
 """
 
 from __future__ import annotations

@@ -271,7 +271,7 @@ INLINE int64_t dec_zrun1(const cnn_huff *W, int64_t p, int64_t j, int64_t o, uin
 INLINE void dec_zrun4(const cnn_huff *W, const int64_t *p0_, int64_t *cnt, uint32_t **rec) {
     const entry *tab = W->table;
     const uint8_t *bytes = W->bytes;
-    const int64_t safe = (W->n - (ZMAX + T + 2)) << 8;
+    const int64_t safe = W->n > ZMAX + T + 2 ? (W->n - (ZMAX + T + 2)) * 256 : 0;
     int64_t p0 = p0_[0], p1 = p0_[1], p2 = p0_[2], p3 = p0_[3];
     int64_t J0 = 0, J1 = 0, J2 = 0, J3 = 0, o0 = 0, o1 = 0, o2 = 0, o3 = 0;
     uint32_t *rec0 = rec[0], *rec1 = rec[1], *rec2 = rec[2], *rec3 = rec[3];
