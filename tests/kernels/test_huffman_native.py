@@ -44,12 +44,14 @@ def check_all(M, W: np.ndarray, fid: str, batches=(1, 2, 5, 9, 40)) -> None:
         with backend.use(name):
             M.__dict__.pop("_kernel", None)
             kern = M._native()
-            assert kern is not None, name
             assert M.to_dense().tobytes() == W.tobytes(), name
-            sym = np.empty(ref_sym.size, np.uint8)
-            kern.decode_symbols(0, m, sym)
-            assert np.array_equal(sym, ref_sym), name
-            if m > 3:  # a row range that is not a multiple of the 4-row blocks
+            if M.omega.shape[0] > 256:  # the numba kernels run the products
+                assert kern is None
+            else:
+                sym = np.empty(ref_sym.size, np.uint8)
+                kern.decode_symbols(0, m, sym)
+                assert np.array_equal(sym, ref_sym), name
+            if kern is not None and m > 3:  # rows that are not a multiple of the 4-row blocks
                 r0, nr = 1, m - 3
                 part = np.empty((nr, n), np.float32)
                 kern.decode_rows(r0, nr, part)
