@@ -43,8 +43,9 @@ records of each row add ``value * X[column, :]`` 32 columns at a time (AVX-512: 
 registers, AVX2: 4), on a 64-byte aligned (for ``rmatmul``: transposed) copy of X,
 so the decode does not grow with ``b``; plain mode with ``b > 8`` decodes tiles for
 torch's GEMM (``formats/_tiles.py``). Measured on 4096x4096, 90% pruned, 32 values,
-1 thread (``benchmarks/huffman.py``): decoding about 11 cycles per non-zero entry,
-so the matvec is 2.5x numpy dense's time, not the 1.5x speed-up aimed for.
+1 thread (``benchmarks/huffman.py``): decoding takes about 11 cycles per non-zero
+entry (one peek, count, table load and record per step), so the matvec takes 2.5-3x
+numpy dense's time, not the 1.5x speed-up aimed for.
 
 Cost of ``W @ x`` (``cost()``, the numba kernels' operations; the native decoder
 reads one table entry per symbol pair or zero run, fewer than counted here): "coded"
