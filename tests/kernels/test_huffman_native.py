@@ -144,6 +144,8 @@ def test_constructor_refuses_inconsistent_arrays():
         H(S.words, rb, lc, S.omega, 6, 30, False, cols.astype(np.int16), rp)
     with pytest.raises(ValueError, match="more than 256"):
         H(S.words, rb, lc, np.zeros(300, np.float32), 6, 30, False, cols, rp)
+    with pytest.raises(ValueError, match="below 2\\*\\*24"):
+        H(S.words, rb, lc, S.omega, 6, 1 << 24, True)
     k = H(S.words, rb, lc, S.omega, 6, 30, False, cols, rp)
     with pytest.raises(ValueError, match="rows out of range"):
         k.decode_rows(4, 3, np.zeros(90, np.float32))

@@ -94,8 +94,8 @@ LUT_BITS = 10
 values); the native kernels use an 11-bit two-symbol table (``CNN_HUFF_T``)."""
 
 NATIVE_MAX_SYMBOLS = 256
-"""Largest codebook the native kernels decode (symbols are bytes); larger ones run on
-the numba kernels."""
+"""Largest codebook the native kernels decode (symbols are bytes); larger ones, and
+matrices of 2**24 columns or more, run on the numba kernels."""
 
 SPARSE_MAX_DENSITY = 0.5
 """Batched products walk the decoded non-zeros (``HuffMatrix.matmul``) when at most
@@ -195,8 +195,8 @@ class HuffmanProducts(CompactMatrix):
     def _native(self):
         """The native kernel object (built on first use), or None."""
         nat = backend.native()
-        if nat is None or self.omega.shape[0] > NATIVE_MAX_SYMBOLS:
-            return None
+        if nat is None or self.omega.shape[0] > NATIVE_MAX_SYMBOLS or self.shape[1] >= 1 << 24:
+            return None  # records pack a column in 24 bits
         kern = self.__dict__.get("_kernel")
         if kern is None:
             kern = self._kernel = self._new_kernel(nat)

@@ -85,6 +85,7 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
     int sparse = cobj != Py_None;
     if (sparse != (rpobj != Py_None)) return fail("col_idx and row_ptr go together");
     if (sparse && zrun) return fail("zero-run mode is for ham only");
+    if (zrun && n >= (1 << 24)) return fail("zero-run records hold columns below 2**24");
     Py_buffer ob, lb, wb;
     if (get_buf(oobj, &ob, 'f', 4, 0, 0, "omega") < 0) return -1;
     const int64_t K = ob.len / 4;
