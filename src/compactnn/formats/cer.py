@@ -78,6 +78,7 @@ from compactnn.formats.base import (
     require_finite,
     require_pointers,
 )
+from compactnn.kernels import backend
 from compactnn.kernels import cer as k
 
 __all__ = ["CER", "grouped_arrays"]
@@ -178,13 +179,36 @@ class GroupedRows(CompactMatrix):
         return out
 
     # ---- products ---------------------------------------------------------------------
+    def _native(self):
+        """The native kernel object (built on first use; it reads the stored arrays in
+        place), or None on the numba path."""
+        nat = backend.native()
+        if nat is None:
+            return None
+        kern = self.__dict__.get("_kernel")
+        if kern is None:
+            m, n = self.shape
+            idx = self._kernel_idx() if self.explicit else None
+            kern = self._kernel = nat.GroupedMatrix(
+                self.col_idx, self.omega_ptr, self.row_ptr, idx, self._shifted,
+                float(self._omega0), m, n)
+        return kern
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.rows(x, y, 1, None)
+            return
         base = self._omega0 * x.sum(dtype=np.float32) if self._shift else np.float32(0.0)
         chunks = min(self.shape[0], 16 * numba.get_num_threads())
         k.cer_matvec(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
                      self.explicit, self._shifted, np.float32(base), x, y, chunks, self._width)
 
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.matmul(X, Y, X.shape[1])
+            return
         if self._shift:
             base = self._omega0 * X.sum(axis=0, dtype=np.float32)
         else:
@@ -192,6 +216,13 @@ class GroupedRows(CompactMatrix):
         chunks = min(self.shape[0], 16 * numba.get_num_threads())
         k.cer_matmul(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
                      self.explicit, self._shifted, base, X, Y, chunks)
+
+    def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.rows(X, Y, X.shape[0], None)
+            return
+        super()._rmatmul(X, Y)
 
     # ---- validation -------------------------------------------------------------------
     def _check(self) -> None:

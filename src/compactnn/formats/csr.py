@@ -21,6 +21,7 @@ from compactnn.formats.base import (
     require_len,
     require_pointers,
 )
+from compactnn.kernels import backend
 from compactnn.kernels import csr as k
 
 
@@ -63,11 +64,38 @@ class CSR(CompactMatrix):
             k.csr_to_dense(self.data, self.indices, self.indptr, out)
         return out
 
+    def _native(self):
+        """The native kernel object (built on first use; it reads the stored arrays in
+        place), or None on the numba path."""
+        nat = backend.native()
+        if nat is None:
+            return None
+        kern = self.__dict__.get("_kernel")
+        if kern is None:
+            m, n = self.shape
+            kern = self._kernel = nat.CsrMatrix(self.data, self.indices, self.indptr, m, n)
+        return kern
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.rows(x, y, 1, None)
+            return
         k.csr_matvec(self.data, self.indices, self.indptr, x, y)
 
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.matmul(X, Y, X.shape[1])
+            return
         k.csr_matmul(self.data, self.indices, self.indptr, X, Y)
+
+    def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.rows(X, Y, X.shape[0], None)
+            return
+        super()._rmatmul(X, Y)
 
     def _check(self) -> None:
         m, n = self.shape
