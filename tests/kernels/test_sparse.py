@@ -86,11 +86,12 @@ def test_every_index_width(fid, col, ptr):
 
 @pytest.mark.parametrize("fid", SPARSE)
 def test_wide_matrix_uint32_columns(fid):
+    """n > 65536: uint32 columns, and batched kernels split the batch into blocks."""
     rng = np.random.default_rng(4)
     W = pruned_shared(rng, 3, 70_000, 5, 0.999)
     M = formats.get(fid).from_dense(W)
     assert (M.indices if fid == "csr" else M.col_idx).dtype == np.uint32
-    X = rng.standard_normal((3, W.shape[1])).astype(np.float32)
+    X = rng.standard_normal((40, W.shape[1])).astype(np.float32)  # column blocks < 40
     for name in levels():
         with backend.use(name):
             assert_products(M, W, X, f"{fid} {name}")
@@ -111,6 +112,7 @@ def test_results_do_not_depend_on_threads(fid):
     finally:
         nat.set_num_threads(backend._threads or 0)
     assert out[0] == out[1]
+    assert_products(M, W, X, fid)  # several chunks of rows in the batched kernels
 
 
 def kernel(M):

@@ -7,6 +7,25 @@
  * 0..b-1) = W @ X for X (n x b) row-major, the layout of W @ X; the rows layout
  * (X @ W^T) transposes X and Y around them (sparse.c). */
 
+/* End of the chunk of rows from r (at most r1) whose entries the batched kernels
+ * run through once per column block: about CHUNK_ENTRIES entries, so their
+ * indices stay in L2 meanwhile. */
+#ifdef WITH_CSR
+static inline int64_t SFX(csr_chunk)(const cnn_csr *W, int64_t r, int64_t r1) {
+    int64_t e = r + 1;
+    while (e < r1 && W->rowptr[e] - W->rowptr[r] < CHUNK_ENTRIES) e++;
+    return e;
+}
+#endif
+
+static inline int64_t SFX(grp_chunk)(const cnn_grouped *W, int64_t r, int64_t r1) {
+    const PT *gp = W->gptr;
+    const int64_t start = (int64_t)gp[W->rowptr[r]];
+    int64_t e = r + 1;
+    while (e < r1 && (int64_t)gp[W->rowptr[e]] - start < CHUNK_ENTRIES) e++;
+    return e;
+}
+
 /* ---- portable ---------------------------------------------------------------- */
 
 #ifdef WITH_CSR
@@ -175,21 +194,26 @@ CNN_AVX2_FN static void SFX(csr_mm_avx2)(const cnn_csr *W, const float *X, int64
                                          int64_t r1) {
     const CT *col = W->cols;
     const float *d = W->data;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t j = W->rowptr[r], e = W->rowptr[r + 1];
-        for (int64_t c0 = 0; c0 < b; c0 += 32) {
-            const int64_t w = b - c0 < 32 ? b - c0 : 32;
+    const int64_t cb = col_block(W->n, 8, 32);
+    for (int64_t rc = r0; rc < r1;) {
+        const int64_t re = SFX(csr_chunk)(W, rc, r1);
+        for (int64_t c0 = 0; c0 < b; c0 += cb) {
+            const int64_t w = b - c0 < cb ? b - c0 : cb;
             const int nv = (int)((w + 7) / 8);
             const __m256i ml = tail_mask256(w - 8 * (nv - 1));
-            float *y = Y + r * ldy + c0;
             const float *x = X + c0;
-            switch (nv) {
-            case 4: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 4, ml); break;
-            case 3: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 3, ml); break;
-            case 2: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 2, ml); break;
-            default: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 1, ml); break;
+            for (int64_t r = rc; r < re; r++) {
+                float *y = Y + r * ldy + c0;
+                const int64_t j = W->rowptr[r], e = W->rowptr[r + 1];
+                switch (nv) {
+                case 4: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 4, ml); break;
+                case 3: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 3, ml); break;
+                case 2: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 2, ml); break;
+                default: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 1, ml); break;
+                }
             }
         }
+        rc = re;
     }
 }
 #endif /* WITH_CSR */
@@ -276,53 +300,57 @@ CNN_AVX2_FN static inline __attribute__((always_inline)) void SFX(grp_blk_avx2)(
 CNN_AVX2_FN static void SFX(grp_mm_avx2)(const cnn_grouped *W, const float *X, int64_t ldx,
                                          int64_t b, const float *base, float *Y, int64_t ldy,
                                          int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t g0 = W->rowptr[r], g1 = W->rowptr[r + 1];
-        for (int64_t c0 = 0; c0 < b; c0 += 32) {
-            const int64_t w = b - c0 < 32 ? b - c0 : 32;
+    const int64_t cb = col_block(W->n, 8, 32);
+    for (int64_t rc = r0; rc < r1;) {
+        const int64_t re = SFX(grp_chunk)(W, rc, r1);
+        for (int64_t c0 = 0; c0 < b; c0 += cb) {
+            const int64_t w = b - c0 < cb ? b - c0 : cb;
             const int nv = (int)((w + 7) / 8);
             const __m256i ml = tail_mask256(w - 8 * (nv - 1));
-            float *y = Y + r * ldy + c0;
-            const float *x = X + c0, *bs = base + c0;
-            switch (nv) {
-            case 4: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, bs, y, 4, ml); break;
-            case 3: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, bs, y, 3, ml); break;
-            case 2: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, bs, y, 2, ml); break;
-            default: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, bs, y, 1, ml); break;
+            const float *x = X + c0;
+            for (int64_t r = rc; r < re; r++) {
+                float *y = Y + r * ldy + c0;
+                const int64_t g0 = W->rowptr[r], g1 = W->rowptr[r + 1];
+                switch (nv) {
+                case 4: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, base + c0, y, 4, ml); break;
+                case 3: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, base + c0, y, 3, ml); break;
+                case 2: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, base + c0, y, 2, ml); break;
+                default: SFX(grp_blk_avx2)(W, g0, g1, x, ldx, base + c0, y, 1, ml); break;
+                }
             }
         }
+        rc = re;
     }
 }
 
 /* ---- AVX-512 ----------------------------------------------------------------- */
 
 #ifdef WITH_CSR
-/* Batched: csr_blk_avx2 with 16 columns per register (blocks of 64 columns). */
+/* Batched: csr_blk_avx2 with 16 columns per register and four entries in flight. */
 CNN_AVX512_FN static inline __attribute__((always_inline)) void SFX(csr_blk_512)(
     const CT *col, const float *d, int64_t j, int64_t e, const float *X, int64_t ldx, float *y,
     const int nv, __mmask16 ml) {
-    __m512 a[2][4];
-    for (int q = 0; q < 4; q++) a[0][q] = a[1][q] = _mm512_setzero_ps();
-    for (; j + 2 <= e; j += 2) {
-        const float *p0 = X + (int64_t)col[j] * ldx, *p1 = X + (int64_t)col[j + 1] * ldx;
-        const __m512 v0 = _mm512_set1_ps(d[j]), v1 = _mm512_set1_ps(d[j + 1]);
-        for (int q = 0; q < nv; q++) {
-            const __mmask16 k = q == nv - 1 ? ml : (__mmask16)0xFFFF;
-            a[0][q] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(k, p0 + 16 * q), a[0][q]);
-            a[1][q] = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(k, p1 + 16 * q), a[1][q]);
+    __m512 a[4][4];
+    for (int q = 0; q < 4; q++) a[0][q] = a[1][q] = a[2][q] = a[3][q] = _mm512_setzero_ps();
+    for (; j + 4 <= e; j += 4)
+        for (int u = 0; u < 4; u++) {
+            const float *p = X + (int64_t)col[j + u] * ldx;
+            const __m512 v = _mm512_set1_ps(d[j + u]);
+            for (int q = 0; q < nv; q++)
+                a[u][q] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(q == nv - 1 ? ml : (__mmask16)0xFFFF,
+                                                                   p + 16 * q), a[u][q]);
         }
-    }
-    if (j < e) {
-        const float *p0 = X + (int64_t)col[j] * ldx;
-        const __m512 v0 = _mm512_set1_ps(d[j]);
-        for (int q = 0; q < nv; q++) {
-            const __mmask16 k = q == nv - 1 ? ml : (__mmask16)0xFFFF;
-            a[0][q] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(k, p0 + 16 * q), a[0][q]);
-        }
+    for (; j < e; j++) {
+        const float *p = X + (int64_t)col[j] * ldx;
+        const __m512 v = _mm512_set1_ps(d[j]);
+        for (int q = 0; q < nv; q++)
+            a[0][q] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(q == nv - 1 ? ml : (__mmask16)0xFFFF,
+                                                               p + 16 * q), a[0][q]);
     }
     for (int q = 0; q < nv; q++)
         _mm512_mask_storeu_ps(y + 16 * q, q == nv - 1 ? ml : (__mmask16)0xFFFF,
-                              _mm512_add_ps(a[0][q], a[1][q]));
+                              _mm512_add_ps(_mm512_add_ps(a[0][q], a[1][q]),
+                                            _mm512_add_ps(a[2][q], a[3][q])));
 }
 
 CNN_AVX512_FN static void SFX(csr_mm_512)(const cnn_csr *W, const float *X, int64_t ldx,
@@ -330,26 +358,31 @@ CNN_AVX512_FN static void SFX(csr_mm_512)(const cnn_csr *W, const float *X, int6
                                           int64_t r1) {
     const CT *col = W->cols;
     const float *d = W->data;
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t j = W->rowptr[r], e = W->rowptr[r + 1];
-        for (int64_t c0 = 0; c0 < b; c0 += 64) {
-            const int64_t w = b - c0 < 64 ? b - c0 : 64;
+    const int64_t cb = col_block(W->n, 16, 64);
+    for (int64_t rc = r0; rc < r1;) {
+        const int64_t re = SFX(csr_chunk)(W, rc, r1);
+        for (int64_t c0 = 0; c0 < b; c0 += cb) {
+            const int64_t w = b - c0 < cb ? b - c0 : cb;
             const int nv = (int)((w + 15) / 16);
             const __mmask16 ml = tail_mask16(w - 16 * (nv - 1));
-            float *y = Y + r * ldy + c0;
             const float *x = X + c0;
-            switch (nv) {
-            case 4: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 4, ml); break;
-            case 3: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 3, ml); break;
-            case 2: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 2, ml); break;
-            default: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 1, ml); break;
+            for (int64_t r = rc; r < re; r++) {
+                float *y = Y + r * ldy + c0;
+                const int64_t j = W->rowptr[r], e = W->rowptr[r + 1];
+                switch (nv) {
+                case 4: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 4, ml); break;
+                case 3: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 3, ml); break;
+                case 2: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 2, ml); break;
+                default: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 1, ml); break;
+                }
             }
         }
+        rc = re;
     }
 }
 #endif /* WITH_CSR */
 
-/* Batched: grp_blk_avx2 with 16 columns per register (blocks of 64 columns). */
+/* Batched: grp_blk_avx2 with 16 columns per register. */
 CNN_AVX512_FN static inline __attribute__((always_inline)) void SFX(grp_blk_512)(
     const cnn_grouped *W, int64_t g0, int64_t g1, const float *X, int64_t ldx,
     const float *base, float *y, const int nv, __mmask16 ml) {
@@ -362,25 +395,25 @@ CNN_AVX512_FN static inline __attribute__((always_inline)) void SFX(grp_blk_512)
         int64_t j = (int64_t)gp[g];
         const int64_t e = (int64_t)gp[g + 1];
         if (j == e) continue;
-        __m512 s[2][4];
-        for (int q = 0; q < 4; q++) s[0][q] = s[1][q] = _mm512_setzero_ps();
-        for (; j + 2 <= e; j += 2) {
-            const float *p0 = X + (int64_t)col[j] * ldx, *p1 = X + (int64_t)col[j + 1] * ldx;
-            for (int q = 0; q < nv; q++) {
-                const __mmask16 k = q == nv - 1 ? ml : (__mmask16)0xFFFF;
-                s[0][q] = _mm512_add_ps(s[0][q], _mm512_maskz_loadu_ps(k, p0 + 16 * q));
-                s[1][q] = _mm512_add_ps(s[1][q], _mm512_maskz_loadu_ps(k, p1 + 16 * q));
+        __m512 s[4][4];
+        for (int q = 0; q < 4; q++) s[0][q] = s[1][q] = s[2][q] = s[3][q] = _mm512_setzero_ps();
+        for (; j + 4 <= e; j += 4)
+            for (int u = 0; u < 4; u++) {
+                const float *p = X + (int64_t)col[j + u] * ldx;
+                for (int q = 0; q < nv; q++)
+                    s[u][q] = _mm512_add_ps(s[u][q], _mm512_maskz_loadu_ps(
+                        q == nv - 1 ? ml : (__mmask16)0xFFFF, p + 16 * q));
             }
-        }
-        if (j < e) {
-            const float *p0 = X + (int64_t)col[j] * ldx;
-            for (int q = 0; q < nv; q++) {
-                const __mmask16 k = q == nv - 1 ? ml : (__mmask16)0xFFFF;
-                s[0][q] = _mm512_add_ps(s[0][q], _mm512_maskz_loadu_ps(k, p0 + 16 * q));
-            }
+        for (; j < e; j++) {
+            const float *p = X + (int64_t)col[j] * ldx;
+            for (int q = 0; q < nv; q++)
+                s[0][q] = _mm512_add_ps(s[0][q], _mm512_maskz_loadu_ps(
+                    q == nv - 1 ? ml : (__mmask16)0xFFFF, p + 16 * q));
         }
         const __m512 v = _mm512_set1_ps(group_value(W, g, g0));
-        for (int q = 0; q < nv; q++) acc[q] = _mm512_fmadd_ps(v, _mm512_add_ps(s[0][q], s[1][q]), acc[q]);
+        for (int q = 0; q < nv; q++)
+            acc[q] = _mm512_fmadd_ps(v, _mm512_add_ps(_mm512_add_ps(s[0][q], s[1][q]),
+                                                      _mm512_add_ps(s[2][q], s[3][q])), acc[q]);
     }
     for (int q = 0; q < nv; q++)
         _mm512_mask_storeu_ps(y + 16 * q, q == nv - 1 ? ml : (__mmask16)0xFFFF, acc[q]);
@@ -389,21 +422,26 @@ CNN_AVX512_FN static inline __attribute__((always_inline)) void SFX(grp_blk_512)
 CNN_AVX512_FN static void SFX(grp_mm_512)(const cnn_grouped *W, const float *X, int64_t ldx,
                                           int64_t b, const float *base, float *Y, int64_t ldy,
                                           int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-        const int64_t g0 = W->rowptr[r], g1 = W->rowptr[r + 1];
-        for (int64_t c0 = 0; c0 < b; c0 += 64) {
-            const int64_t w = b - c0 < 64 ? b - c0 : 64;
+    const int64_t cb = col_block(W->n, 16, 64);
+    for (int64_t rc = r0; rc < r1;) {
+        const int64_t re = SFX(grp_chunk)(W, rc, r1);
+        for (int64_t c0 = 0; c0 < b; c0 += cb) {
+            const int64_t w = b - c0 < cb ? b - c0 : cb;
             const int nv = (int)((w + 15) / 16);
             const __mmask16 ml = tail_mask16(w - 16 * (nv - 1));
-            float *y = Y + r * ldy + c0;
-            const float *x = X + c0, *bs = base + c0;
-            switch (nv) {
-            case 4: SFX(grp_blk_512)(W, g0, g1, x, ldx, bs, y, 4, ml); break;
-            case 3: SFX(grp_blk_512)(W, g0, g1, x, ldx, bs, y, 3, ml); break;
-            case 2: SFX(grp_blk_512)(W, g0, g1, x, ldx, bs, y, 2, ml); break;
-            default: SFX(grp_blk_512)(W, g0, g1, x, ldx, bs, y, 1, ml); break;
+            const float *x = X + c0;
+            for (int64_t r = rc; r < re; r++) {
+                float *y = Y + r * ldy + c0;
+                const int64_t g0 = W->rowptr[r], g1 = W->rowptr[r + 1];
+                switch (nv) {
+                case 4: SFX(grp_blk_512)(W, g0, g1, x, ldx, base + c0, y, 4, ml); break;
+                case 3: SFX(grp_blk_512)(W, g0, g1, x, ldx, base + c0, y, 3, ml); break;
+                case 2: SFX(grp_blk_512)(W, g0, g1, x, ldx, base + c0, y, 2, ml); break;
+                default: SFX(grp_blk_512)(W, g0, g1, x, ldx, base + c0, y, 1, ml); break;
+                }
             }
         }
+        rc = re;
     }
 }
 #endif /* CNN_X86 */
