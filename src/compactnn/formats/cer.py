@@ -52,9 +52,21 @@ groups, ``s`` = 1 when ``omega[0]`` is non-zero else 0:
   ``x`` ``nnz + s*n`` gathers; writes: ``y`` ``m``.
 
 An empty CER group costs a pointer read only in this count. Left out, as CSR's
-accumulator combining is: the branch-free matvec kernel (``kernels/cer.py``) spends
-four more adds per group on prefix sums, stores one running sum per entry to a
-cache-resident scratch, and multiplies empty CER groups by an exact 0.
+accumulator combining is: the branch-free matvec kernels spend four more adds per
+group on prefix sums, store one running sum per entry to a cache-resident scratch,
+and multiply empty CER groups by an exact 0.
+
+Kernels: the native ones (``kernels/csrc/sparse.c``, reading ``col_idx``,
+``omega_ptr`` and ``omega_idx`` in place at their stored widths; ``row_ptr`` copied
+to int64) when a native path is active, else the numba kernels of
+``kernels/cer.py``. Both compute the algorithm above. Batch 1: per row, four
+running sums of the inputs (column indices read eight per 64-bit load) stored to the
+scratch, each group's sum the difference of two prefixes, one multiply per group
+(SIMD gathers with an in-register prefix scan measured slower on AMD Zen 4).
+Batched (``W @ X``; ``X @ Wᵀ`` transposes ``X`` and the result around it): per row,
+block of up to 64 inputs and group, the group's rows of ``X`` are added in SIMD
+registers and multiplied once by the group's value, so the indices are decoded once
+per block of 64 inputs.
 """
 
 from __future__ import annotations
