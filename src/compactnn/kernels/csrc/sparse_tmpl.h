@@ -63,6 +63,43 @@ static void SFX(csr_mm_c)(const cnn_csr *W, const float *X, int64_t ldx, int64_t
 }
 #endif
 
+/* The groups of one row from its running sums T (the layout of grp_mv_c): each
+ * group's input sum P(e) - P(s), times its value; two chains, the code lookup chosen
+ * once per row. */
+#define GRP_PREFIX(e) ((T[(e) + 3] + T[(e) + 2]) + (T[(e) + 1] + T[(e)]))
+#define GRP_GROUPS(CODE)                                                           \
+    for (; g + 2 <= g1; g += 2) {                                                  \
+        const float P1 = GRP_PREFIX((int64_t)gp[g + 1] - j0);                      \
+        const float P2 = GRP_PREFIX((int64_t)gp[g + 2] - j0);                      \
+        a0 += W->shifted[CODE(g)] * (P1 - prev);                                   \
+        a1 += W->shifted[CODE(g + 1)] * (P2 - P1);                                 \
+        prev = P2;                                                                 \
+    }                                                                              \
+    if (g < g1) a0 += W->shifted[CODE(g)] * (GRP_PREFIX((int64_t)gp[g + 1] - j0) - prev);
+static inline float SFX(grp_groups)(const cnn_grouped *W, const float *T, int64_t j0,
+                                    int64_t g0, int64_t g1) {
+    const PT *gp = W->gptr;
+    float a0 = 0.f, a1 = 0.f, prev = 0.f;
+    int64_t g = g0;
+#define CODE_CER(g) ((g) - g0 + 1)
+#define CODE_U8(g) (((const uint8_t *)W->gidx)[g])
+#define CODE_U16(g) (((const uint16_t *)W->gidx)[g])
+#define CODE_U32(g) (((const uint32_t *)W->gidx)[g])
+    switch (W->idx_bytes) {
+    case 0: GRP_GROUPS(CODE_CER) break;
+    case 1: GRP_GROUPS(CODE_U8) break;
+    case 2: GRP_GROUPS(CODE_U16) break;
+    default: GRP_GROUPS(CODE_U32) break;
+    }
+#undef CODE_CER
+#undef CODE_U8
+#undef CODE_U16
+#undef CODE_U32
+    return a0 + a1;
+}
+#undef GRP_GROUPS
+#undef GRP_PREFIX
+
 /* Branch-free over group boundaries (kernels/cer.py's cer_matvec): four running
  * sums, entry p of the row going to sum p % 4, stored after each update in T
  * (T[p + 4]; T[0..3] = 0), so the inputs before row position e add up to
@@ -85,15 +122,7 @@ static void SFX(grp_mv_c)(const cnn_grouped *W, const float *x, float *y, const 
             T[p + 7] = t3 += x[c[p + 3]];
         }
         for (; p < L; p++) T[p + 4] = T[p] + x[c[p]];
-        float acc0 = 0.f, acc1 = 0.f, prev = 0.f;
-        for (int64_t g = g0; g < g1; g++) {
-            const int64_t e = (int64_t)gp[g + 1] - j0;
-            const float P = (T[e + 3] + T[e + 2]) + (T[e + 1] + T[e]);
-            const float v = group_value(W, g, g0) * (P - prev);
-            if ((g - g0) & 1) acc1 += v; else acc0 += v;
-            prev = P;
-        }
-        y[r] = (acc0 + acc1) + base + (bias ? bias[r] : 0.f);
+        y[r] = SFX(grp_groups)(W, T, j0, g0, g1) + base + (bias ? bias[r] : 0.f);
     }
 }
 
@@ -245,15 +274,7 @@ CNN_AVX2_FN static void SFX(grp_mv_avx2)(const cnn_grouped *W, const float *x, f
             T[p + 11] = t3 += x[k[7]];
         }
         for (; p < L; p++) T[p + 4] = T[p] + x[c[p]];
-        float acc0 = 0.f, acc1 = 0.f, prev = 0.f;
-        for (int64_t g = g0; g < g1; g++) {
-            const int64_t e = (int64_t)gp[g + 1] - j0;
-            const float P = (T[e + 3] + T[e + 2]) + (T[e + 1] + T[e]);
-            const float v = group_value(W, g, g0) * (P - prev);
-            if ((g - g0) & 1) acc1 += v; else acc0 += v;
-            prev = P;
-        }
-        y[r] = (acc0 + acc1) + base + (bias ? bias[r] : 0.f);
+        y[r] = SFX(grp_groups)(W, T, j0, g0, g1) + base + (bias ? bias[r] : 0.f);
     }
 }
 
