@@ -193,3 +193,39 @@ def test_grouped_kernel_checks_the_arrays_it_relies_on():
     with pytest.raises(ValueError, match="row_ptr: not a pointer array"):
         nat.GroupedMatrix(cer.col_idx, cer.omega_ptr, np.array([0, 3, 2], np.uint8), None, sh,
                           0.0, 2, 4)
+
+
+@pytest.mark.parametrize("seeded", [False, True])
+@pytest.mark.parametrize("shape", [(0, 5), (7, 0), (9, 33), (40, 300)])
+def test_permseq_matvec_every_level(seeded, shape):
+    """permseq's batch-1 product runs the csr kernel on shared rows (``dataoff``)."""
+    rng = np.random.default_rng(8)
+    m, n = shape
+    PS = formats.get("permseq")
+    if seeded:
+        M = PS.seeded(rng.standard_normal((3, n)).astype(np.float32), m, seed=11)
+    else:
+        M = PS.from_dense(rng.standard_normal((m, n)).astype(np.float32))
+    W = M.to_dense()
+    x = rng.standard_normal(n).astype(np.float32)
+    ref = W.astype(np.float64) @ x
+    tol = 1e-4 * (1 + np.abs(x).sum() * np.abs(W).max(initial=0))
+    for name in levels():
+        with backend.use(name):
+            assert np.all(np.abs(M.matvec(x) - ref) <= tol), name
+            assert np.all(np.abs(M.rmatmul(x[None]) - ref) <= tol), name
+
+
+def test_shared_rows_must_stay_inside_the_values():
+    nat = backend._ext
+    data = np.arange(6, dtype=np.float32)
+    cols = np.array([0, 1, 2, 0, 1, 2], np.uint8)
+    ptr = np.array([0, 3, 6], np.uint64)
+    k = nat.CsrMatrix(data[:3], cols, ptr, 2, 3, dataoff=np.array([0, 0], np.uint64))
+    y = np.empty(2, np.float32)
+    k.rows(np.ones(3, np.float32), y, 1, None)
+    assert y.tolist() == [3.0, 3.0]
+    with pytest.raises(ValueError, match="reads past"):
+        nat.CsrMatrix(data[:3], cols, ptr, 2, 3, dataoff=np.array([0, 1], np.uint64))
+    with pytest.raises(ValueError, match="dataoff: expected 2"):
+        nat.CsrMatrix(data[:3], cols, ptr, 2, 3, dataoff=np.array([0], np.uint64))

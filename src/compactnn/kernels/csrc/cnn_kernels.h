@@ -71,8 +71,11 @@ typedef struct {
     int64_t m, n;
     int32_t col_bytes;
     const void *cols;      /* nnz columns, row by row */
-    const float *data;     /* nnz values */
-    const int64_t *rowptr; /* m + 1: start of each row in cols/data */
+    const float *data;     /* nnz values, or (dataoff) the shared rows */
+    const int64_t *rowptr; /* m + 1: start of each row in cols (and data) */
+    /* NULL, or m offsets: row r's values are data[dataoff[r] ...] (rows that share
+     * values, as permseq's rows share base sequences). */
+    const int64_t *dataoff;
 } cnn_csr;
 
 /* Y = X @ W^T (+ bias); bias may be NULL. 0, or -1 when scratch memory could not

@@ -169,7 +169,7 @@ typedef struct {
     cnn_csr W;
     Py_buffer data, cols;
     int held;
-    int64_t *rowptr;
+    int64_t *rowptr, *dataoff;
     uint32_t *cols32;
 } CsrObject;
 
@@ -180,8 +180,9 @@ static void Csr_clear(CsrObject *self) {
         self->held = 0;
     }
     cnn_free(self->rowptr);
+    cnn_free(self->dataoff);
     cnn_free(self->cols32);
-    self->rowptr = NULL;
+    self->rowptr = self->dataoff = NULL;
     self->cols32 = NULL;
 }
 
@@ -190,11 +191,34 @@ static void Csr_dealloc(CsrObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* dataoff (m entries): every row's values data[dataoff[r] .. + row length] in range. */
+static int64_t *prepare_dataoff(PyObject *obj, const int64_t *rowptr, int64_t m, int64_t ndata) {
+    Py_buffer b;
+    if (get_ubuf(obj, &b, "dataoff") < 0) return NULL;
+    int64_t *out = NULL;
+    if (ulen(&b) != m) {
+        PyErr_Format(PyExc_ValueError, "dataoff: expected %lld entries, got %lld", (long long)m,
+                     (long long)ulen(&b));
+    } else if ((out = int64_copy(&b))) {
+        for (int64_t r = 0; r < m; r++)
+            if (uget(&b, r) > (uint64_t)ndata || rowptr[r + 1] - rowptr[r] > ndata - out[r]) {
+                PyErr_Format(PyExc_ValueError, "dataoff: row %lld reads past the %lld values",
+                             (long long)r, (long long)ndata);
+                cnn_free(out);
+                out = NULL;
+                break;
+            }
+    }
+    PyBuffer_Release(&b);
+    return out;
+}
+
 static int Csr_init(CsrObject *self, PyObject *args, PyObject *kwds) {
-    static char *kw[] = {"data", "indices", "indptr", "m", "n", NULL};
-    PyObject *dobj, *iobj, *pobj;
+    static char *kw[] = {"data", "indices", "indptr", "m", "n", "dataoff", NULL};
+    PyObject *dobj, *iobj, *pobj, *oobj = Py_None;
     long long m, n;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOLL", kw, &dobj, &iobj, &pobj, &m, &n))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOLL|O", kw, &dobj, &iobj, &pobj, &m, &n,
+                                     &oobj))
         return -1;
     Csr_clear(self);
     if (m < 0 || n < 0) {
@@ -209,18 +233,19 @@ static int Csr_init(CsrObject *self, PyObject *args, PyObject *kwds) {
     }
     self->held = 1;
     if (get_ubuf(pobj, &pb, "indptr") < 0) return -1;
-    const int64_t nnz = self->data.len / 4;
+    const int64_t ndata = self->data.len / 4, nnz = oobj == Py_None ? ndata : ulen(&self->cols);
     int bytes = -1;
     if (ulen(&self->cols) != nnz)
         PyErr_Format(PyExc_ValueError, "indices: expected %lld entries, got %lld",
                      (long long)nnz, (long long)ulen(&self->cols));
-    else if (check_ptr(&pb, m + 1, nnz, "indptr") == 0 && (self->rowptr = int64_copy(&pb)))
+    else if (check_ptr(&pb, m + 1, nnz, "indptr") == 0 && (self->rowptr = int64_copy(&pb)) &&
+             (oobj == Py_None || (self->dataoff = prepare_dataoff(oobj, self->rowptr, m, ndata))))
         bytes = prepare_cols(&self->cols, n, &self->cols32, "indices");
     PyBuffer_Release(&pb);
     if (bytes < 0) return -1;
     self->W = (cnn_csr){.m = m, .n = n, .col_bytes = bytes, .data = self->data.buf,
                         .cols = self->cols32 ? (const void *)self->cols32 : self->cols.buf,
-                        .rowptr = self->rowptr};
+                        .rowptr = self->rowptr, .dataoff = self->dataoff};
     return 0;
 }
 
@@ -256,7 +281,9 @@ static PyTypeObject CsrType = {
     .tp_name = "compactnn.kernels._native.CsrMatrix",
     .tp_basicsize = sizeof(CsrObject),
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "CsrMatrix(data, indices, indptr, m, n): csr arrays for the sparse kernels",
+    .tp_doc = "CsrMatrix(data, indices, indptr, m, n, dataoff=None): csr arrays for the sparse "
+              "kernels; with dataoff (m offsets), row r's values are data[dataoff[r]:] "
+              "(rows sharing values, as in permseq)",
     .tp_new = PyType_GenericNew,
     .tp_init = (initproc)Csr_init,
     .tp_dealloc = (destructor)Csr_dealloc,

@@ -39,6 +39,11 @@ static inline int64_t col_block(int64_t n, int64_t v, int64_t hi) {
     return c;
 }
 
+/* The values of row r: its own entries, or (permseq) the shared row at dataoff[r]. */
+static inline const float *csr_row_data(const cnn_csr *W, int64_t r) {
+    return W->data + (W->dataoff ? W->dataoff[r] : W->rowptr[r]);
+}
+
 static inline float group_value(const cnn_grouped *W, int64_t g, int64_t g0) {
     switch (W->idx_bytes) {
     case 0: return W->shifted[g - g0 + 1];

@@ -31,11 +31,11 @@ static inline int64_t SFX(grp_chunk)(const cnn_grouped *W, int64_t r, int64_t r1
 #ifdef WITH_CSR
 static void SFX(csr_mv_c)(const cnn_csr *W, const float *x, float *y, const float *bias,
                           int64_t r0, int64_t r1) {
-    const CT *col = W->cols;
-    const float *d = W->data;
     for (int64_t r = r0; r < r1; r++) {
         float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-        int64_t j = W->rowptr[r], e = W->rowptr[r + 1];
+        const CT *col = (const CT *)W->cols + W->rowptr[r];
+        const float *d = csr_row_data(W, r);
+        int64_t j = 0, e = W->rowptr[r + 1] - W->rowptr[r];
         for (; j + 8 <= e; j += 8)
             for (int u = 0; u < 8; u++) a[u] += d[j + u] * x[col[j + u]];
         for (; j < e; j++) a[0] += d[j] * x[col[j]];
@@ -46,14 +46,15 @@ static void SFX(csr_mv_c)(const cnn_csr *W, const float *x, float *y, const floa
 
 static void SFX(csr_mm_c)(const cnn_csr *W, const float *X, int64_t ldx, int64_t b, float *Y,
                           int64_t ldy, int64_t r0, int64_t r1) {
-    const CT *col = W->cols;
-    const float *d = W->data;
     float acc[BLK];
     for (int64_t r = r0; r < r1; r++) {
+        const CT *col = (const CT *)W->cols + W->rowptr[r];
+        const float *d = csr_row_data(W, r);
+        const int64_t e = W->rowptr[r + 1] - W->rowptr[r];
         for (int64_t c0 = 0; c0 < b; c0 += BLK) {
             const int64_t w = b - c0 < BLK ? b - c0 : BLK;
             for (int64_t c = 0; c < w; c++) acc[c] = 0.f;
-            for (int64_t j = W->rowptr[r]; j < W->rowptr[r + 1]; j++) {
+            for (int64_t j = 0; j < e; j++) {
                 const float v = d[j], *xr = X + (int64_t)col[j] * ldx + c0;
                 for (int64_t c = 0; c < w; c++) acc[c] += v * xr[c];
             }
@@ -169,10 +170,10 @@ static inline void SFX(cols8_scalar)(const CT *p, int64_t c[8]) {
 /* Batch-1: 8 entries per FMA, two chains; the tail is scalar. */
 CNN_AVX2_FN static void SFX(csr_mv_avx2)(const cnn_csr *W, const float *x, float *y,
                                          const float *bias, int64_t r0, int64_t r1) {
-    const CT *col = W->cols;
-    const float *d = W->data;
     for (int64_t r = r0; r < r1; r++) {
-        int64_t j = W->rowptr[r], e = W->rowptr[r + 1], c[8], c2[8];
+        const CT *col = (const CT *)W->cols + W->rowptr[r];
+        const float *d = csr_row_data(W, r);
+        int64_t j = 0, e = W->rowptr[r + 1] - W->rowptr[r], c[8], c2[8];
         __m256 a0 = _mm256_setzero_ps(), a1 = a0;
         for (; j + 16 <= e; j += 16) {
             SFX(cols8_scalar)(col + j, c);
@@ -221,8 +222,6 @@ CNN_AVX2_FN static inline __attribute__((always_inline)) void SFX(csr_blk_avx2)(
 CNN_AVX2_FN static void SFX(csr_mm_avx2)(const cnn_csr *W, const float *X, int64_t ldx,
                                          int64_t b, float *Y, int64_t ldy, int64_t r0,
                                          int64_t r1) {
-    const CT *col = W->cols;
-    const float *d = W->data;
     const int64_t cb = col_block(W->n, 8, 32);
     for (int64_t rc = r0; rc < r1;) {
         const int64_t re = SFX(csr_chunk)(W, rc, r1);
@@ -233,7 +232,9 @@ CNN_AVX2_FN static void SFX(csr_mm_avx2)(const cnn_csr *W, const float *X, int64
             const float *x = X + c0;
             for (int64_t r = rc; r < re; r++) {
                 float *y = Y + r * ldy + c0;
-                const int64_t j = W->rowptr[r], e = W->rowptr[r + 1];
+                const CT *col = (const CT *)W->cols + W->rowptr[r];
+                const float *d = csr_row_data(W, r);
+                const int64_t j = 0, e = W->rowptr[r + 1] - W->rowptr[r];
                 switch (nv) {
                 case 4: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 4, ml); break;
                 case 3: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 3, ml); break;
@@ -377,8 +378,6 @@ CNN_AVX512_FN static inline __attribute__((always_inline)) void SFX(csr_blk_512)
 CNN_AVX512_FN static void SFX(csr_mm_512)(const cnn_csr *W, const float *X, int64_t ldx,
                                           int64_t b, float *Y, int64_t ldy, int64_t r0,
                                           int64_t r1) {
-    const CT *col = W->cols;
-    const float *d = W->data;
     const int64_t cb = col_block(W->n, 16, 64);
     for (int64_t rc = r0; rc < r1;) {
         const int64_t re = SFX(csr_chunk)(W, rc, r1);
@@ -389,7 +388,9 @@ CNN_AVX512_FN static void SFX(csr_mm_512)(const cnn_csr *W, const float *X, int6
             const float *x = X + c0;
             for (int64_t r = rc; r < re; r++) {
                 float *y = Y + r * ldy + c0;
-                const int64_t j = W->rowptr[r], e = W->rowptr[r + 1];
+                const CT *col = (const CT *)W->cols + W->rowptr[r];
+                const float *d = csr_row_data(W, r);
+                const int64_t j = 0, e = W->rowptr[r + 1] - W->rowptr[r];
                 switch (nv) {
                 case 4: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 4, ml); break;
                 case 3: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 3, ml); break;
