@@ -115,6 +115,18 @@ def test_results_do_not_depend_on_threads(fid):
     assert_products(M, W, X, fid)  # several chunks of rows in the batched kernels
 
 
+@pytest.mark.parametrize("fid", SPARSE)
+def test_large_batches_run_in_chunks(fid):
+    """X @ Wᵀ transposes at most 256 inputs at a time (im2col batches are large)."""
+    rng = np.random.default_rng(9)
+    W = pruned_shared(rng, 50, 90, 7, 0.7)
+    M = formats.get(fid).from_dense(W)
+    X = rng.standard_normal((600, 90)).astype(np.float32)
+    for name in levels():
+        with backend.use(name):
+            assert_products(M, W, X, f"{fid} {name}")
+
+
 def kernel(M):
     """The native kernel object of ``M`` (built outside the format class)."""
     m, n = M.shape

@@ -226,6 +226,32 @@ static void transpose(const float *src, int64_t lds, int64_t rows, int64_t cols,
     }
 }
 
+/* The rows layout for B > 1: chunks of at most ROWS_CHUNK inputs transposed into
+ * scratch (n x bc), multiplied by the W @ X kernel (grouped: cnn_grouped_matmul,
+ * else cnn_csr_matmul) and the result transposed back with the bias, so the scratch
+ * stays (n + m) * ROWS_CHUNK floats whatever B is (im2col batches are large). */
+#define ROWS_CHUNK 256
+
+static int rows_by_chunks(const void *W, int grouped, const float *X, int64_t ldx, int64_t B,
+                          float *Y, int64_t ldy, const float *bias) {
+    const int64_t m = grouped ? ((const cnn_grouped *)W)->m : ((const cnn_csr *)W)->m;
+    const int64_t n = grouped ? ((const cnn_grouped *)W)->n : ((const cnn_csr *)W)->n;
+    const int64_t bmax = B < ROWS_CHUNK ? B : ROWS_CHUNK;
+    float *Xt = cnn_alloc((size_t)(n * bmax) * sizeof(float));
+    float *Yt = cnn_alloc((size_t)(m * bmax) * sizeof(float));
+    int rc = Xt && Yt ? 0 : -1;
+    for (int64_t i0 = 0; rc == 0 && i0 < B; i0 += bmax) {
+        const int64_t bc = B - i0 < bmax ? B - i0 : bmax;
+        transpose(X + i0 * ldx, ldx, bc, n, Xt, bc, NULL);
+        rc = grouped ? cnn_grouped_matmul(W, Xt, bc, bc, Yt, bc)
+                     : cnn_csr_matmul(W, Xt, bc, bc, Yt, bc);
+        if (rc == 0) transpose(Yt, bc, m, bc, Y + i0 * ldy, ldy, bias);
+    }
+    cnn_free(Xt);
+    cnn_free(Yt);
+    return rc;
+}
+
 /* ---- csr -------------------------------------------------------------------------- */
 
 int cnn_csr_matmul(const cnn_csr *W, const float *X, int64_t ldx, int64_t b, float *Y,
@@ -246,7 +272,7 @@ int cnn_csr_matmul(const cnn_csr *W, const float *X, int64_t ldx, int64_t b, flo
 int cnn_csr_rows(const cnn_csr *W, const float *X, int64_t ldx, int64_t B, float *Y,
                  int64_t ldy, const float *bias) {
     const int level = cnn_get_level();
-    const int64_t m = W->m, n = W->n;
+    const int64_t m = W->m;
     if (B == 1) {
         const csr_mv_fn f = csr_mv_tab[level][col_slot(W->col_bytes)];
         const int nt = cnn_threads_for(W->rowptr[m] + m);
@@ -259,19 +285,7 @@ int cnn_csr_rows(const cnn_csr *W, const float *X, int64_t ldx, int64_t B, float
         }
         return 0;
     }
-    float *Xt = cnn_alloc((size_t)(n * B) * sizeof(float));
-    float *Yt = cnn_alloc((size_t)(m * B) * sizeof(float));
-    if (!Xt || !Yt) {
-        cnn_free(Xt);
-        cnn_free(Yt);
-        return -1;
-    }
-    transpose(X, ldx, B, n, Xt, B, NULL);
-    cnn_csr_matmul(W, Xt, B, B, Yt, B);
-    transpose(Yt, B, m, B, Y, ldy, bias);
-    cnn_free(Xt);
-    cnn_free(Yt);
-    return 0;
+    return rows_by_chunks(W, 0, X, ldx, B, Y, ldy, bias);
 }
 
 /* ---- cer / cser ---------------------------------------------------------------- */
@@ -334,15 +348,5 @@ int cnn_grouped_rows(const cnn_grouped *W, const float *X, int64_t ldx, int64_t 
         cnn_free(Ts);
         return 0;
     }
-    float *Xt = cnn_alloc((size_t)(n * B) * sizeof(float));
-    float *Yt = cnn_alloc((size_t)(m * B) * sizeof(float));
-    int rc = -1;
-    if (Xt && Yt) {
-        transpose(X, ldx, B, n, Xt, B, NULL);
-        rc = cnn_grouped_matmul(W, Xt, B, B, Yt, B);
-        if (rc == 0) transpose(Yt, B, m, B, Y, ldy, bias);
-    }
-    cnn_free(Xt);
-    cnn_free(Yt);
-    return rc;
+    return rows_by_chunks(W, 1, X, ldx, B, Y, ldy, bias);
 }
