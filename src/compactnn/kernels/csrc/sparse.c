@@ -1,20 +1,23 @@
-/* Sparse-row products: csr, and cer/cser sum-then-multiply (cnn_kernels.h).
+/* Sparse-row products: csr (and permseq through it), and cer/cser
+ * sum-then-multiply (cnn_kernels.h).
  *
  * Column indices stay in their stored width (uint8/16/32): sparse_tmpl.h is
  * instantiated once per column type and cer/cser group pointer type (uint32/64).
  *
- * Batch 1 (y = W x): CSR gathers 16 (AVX-512) or 8 (AVX2) inputs per
- * instruction and multiplies them with 16 stored values in one FMA; CER/CSER
- * gather the row's inputs into running sums (an in-register prefix scan), take
- * each group's sum as the difference of two running sums and multiply it once
- * by the group's value, without a branch per group.
- * Batched (W @ X, X n x b row-major): per row of W and block of up to 64
- * columns (16 AVX2: 32), CSR broadcasts each value and FMAs the matching row
- * of X into register accumulators; CER/CSER add the rows of X of a group in
- * registers and multiply once per group. Each entry is decoded once per block
- * of 64 columns. The rows layout (X @ W^T, X b x n) transposes X into scratch,
- * runs the same kernel and transposes the result (O((n + m) b), small against
- * O(nnz b)). Rows are split across threads.
+ * Batch 1 (y = W x), AVX2 and AVX-512 levels alike: column indices are read eight
+ * per 64-bit load; CSR loads the eight inputs into one register (scalar loads and
+ * inserts) for one FMA with eight stored values; CER/CSER add the inputs into four
+ * running sums stored per entry, take each group's sum as the difference of two
+ * prefixes and multiply it once by the group's value, without a branch per group.
+ * AVX-512 and AVX2 gathers, and in-register prefix scans, measured slower on AMD
+ * Zen 4 (about one gathered element per cycle; docs/architecture/cer.md).
+ * Batched (W @ X, X n x b row-major): per chunk of rows (~CHUNK_ENTRIES entries)
+ * and block of up to 64 columns (AVX2: 32), CSR broadcasts each value and FMAs the
+ * matching row of X into register accumulators; CER/CSER add the rows of X of a
+ * group in registers and multiply once per group. Each entry is decoded once per
+ * block of columns. The rows layout (X @ W^T) transposes up to 256 inputs at a time
+ * into scratch, runs the same kernel and transposes the result back
+ * (O((n + m) b), small against O(nnz b)). Rows are split across threads by entries.
  */
 #include "cnn_internal.h"
 
