@@ -100,9 +100,9 @@ def test_wide_matrix_uint32_columns(fid):
 @pytest.mark.parametrize("fid", SPARSE)
 def test_results_do_not_depend_on_threads(fid):
     rng = np.random.default_rng(5)
-    W = pruned_shared(rng, 300, 400, 16, 0.7)
+    W = pruned_shared(rng, 300, 800, 16, 0.5)  # enough work for 2 threads at batch 1
     M = formats.get(fid).from_dense(W)
-    X = rng.standard_normal((9, 400)).astype(np.float32)
+    X = rng.standard_normal((9, 800)).astype(np.float32)
     nat = backend._ext
     try:
         out = []

@@ -213,20 +213,27 @@ static int thread_id(int *T) {
 
 /* dst (cols x rows, row stride ldd) = src^T (src rows x cols, row stride lds), in
  * 16 x 16 tiles; bias (rows entries, may be NULL) is added to column i of dst. */
+static void transpose_block(const float *src, int64_t lds, int64_t rows, int64_t cols,
+                            float *dst, int64_t ldd, const float *bias, int64_t j0) {
+    const int64_t j1 = j0 + 16 < cols ? j0 + 16 : cols;
+    for (int64_t i0 = 0; i0 < rows; i0 += 16) {
+        const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
+        for (int64_t j = j0; j < j1; j++)
+            for (int64_t i = i0; i < i1; i++)
+                dst[j * ldd + i] = src[i * lds + j] + (bias ? bias[i] : 0.f);
+    }
+}
+
 static void transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst,
                       int64_t ldd, const float *bias) {
     const int nt = cnn_threads_for(rows * cols);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t j0 = 0; j0 < cols; j0 += 16) {
-        const int64_t j1 = j0 + 16 < cols ? j0 + 16 : cols;
-        for (int64_t i0 = 0; i0 < rows; i0 += 16) {
-            const int64_t i1 = i0 + 16 < rows ? i0 + 16 : rows;
-            for (int64_t j = j0; j < j1; j++) {
-                for (int64_t i = i0; i < i1; i++)
-                    dst[j * ldd + i] = src[i * lds + j] + (bias ? bias[i] : 0.f);
-            }
-        }
+    if (nt == 1) {
+        for (int64_t j0 = 0; j0 < cols; j0 += 16)
+            transpose_block(src, lds, rows, cols, dst, ldd, bias, j0);
+        return;
     }
+#pragma omp parallel for num_threads(nt) schedule(static)
+    for (int64_t j0 = 0; j0 < cols; j0 += 16) transpose_block(src, lds, rows, cols, dst, ldd, bias, j0);
 }
 
 /* The rows layout for B > 1: chunks of at most ROWS_CHUNK inputs transposed into
@@ -262,7 +269,11 @@ int cnn_csr_matmul(const cnn_csr *W, const float *X, int64_t ldx, int64_t b, flo
     const int level = cnn_get_level();
     const csr_mm_fn f = csr_mm_tab[level][col_slot(W->col_bytes)];
     const int nt = cnn_threads_for(W->rowptr[W->m] * b + W->m);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+    if (nt == 1) { /* no OpenMP region: small products cost under a microsecond less */
+        f(W, X, ldx, b, Y, ldy, 0, W->m);
+        return 0;
+    }
+#pragma omp parallel num_threads(nt)
     {
         int T, t = thread_id(&T);
         int64_t r0, r1;
@@ -279,7 +290,11 @@ int cnn_csr_rows(const cnn_csr *W, const float *X, int64_t ldx, int64_t B, float
     if (B == 1) {
         const csr_mv_fn f = csr_mv_tab[level][col_slot(W->col_bytes)];
         const int nt = cnn_threads_for(W->rowptr[m] + m);
-#pragma omp parallel num_threads(nt) if (nt > 1)
+        if (nt == 1) {
+            f(W, X, Y, bias, 0, m);
+            return 0;
+        }
+#pragma omp parallel num_threads(nt)
         {
             int T, t = thread_id(&T);
             int64_t r0, r1;
@@ -315,12 +330,16 @@ int cnn_grouped_matmul(const cnn_grouped *W, const float *X, int64_t ldx, int64_
         for (int64_t c = 0; c < b; c++) base[c] *= W->omega0;
     }
     const int nt = cnn_threads_for((grp_entries(W) + W->m) * b);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int T, t = thread_id(&T);
-        int64_t r0, r1;
-        row_range(W->rowptr, W->gptr, W->ptr_bytes, W->m, t, T, &r0, &r1);
-        if (r0 < r1) f(W, X, ldx, b, base, Y, ldy, r0, r1);
+    if (nt == 1) {
+        f(W, X, ldx, b, base, Y, ldy, 0, W->m);
+    } else {
+#pragma omp parallel num_threads(nt)
+        {
+            int T, t = thread_id(&T);
+            int64_t r0, r1;
+            row_range(W->rowptr, W->gptr, W->ptr_bytes, W->m, t, T, &r0, &r1);
+            if (r0 < r1) f(W, X, ldx, b, base, Y, ldy, r0, r1);
+        }
     }
     cnn_free(base);
     return 0;
@@ -341,12 +360,16 @@ int cnn_grouped_rows(const cnn_grouped *W, const float *X, int64_t ldx, int64_t 
         const size_t tfloats = (size_t)W->width + 32;
         float *Ts = cnn_alloc(tfloats * sizeof(float) * (size_t)nt);
         if (!Ts) return -1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-        {
-            int T, t = thread_id(&T);
-            int64_t r0, r1;
-            row_range(W->rowptr, W->gptr, W->ptr_bytes, m, t, T, &r0, &r1);
-            if (r0 < r1) f(W, X, Y, bias, base, r0, r1, Ts + (size_t)t * tfloats);
+        if (nt == 1) {
+            f(W, X, Y, bias, base, 0, m, Ts);
+        } else {
+#pragma omp parallel num_threads(nt)
+            {
+                int T, t = thread_id(&T);
+                int64_t r0, r1;
+                row_range(W->rowptr, W->gptr, W->ptr_bytes, m, t, T, &r0, &r1);
+                if (r0 < r1) f(W, X, Y, bias, base, r0, r1, Ts + (size_t)t * tfloats);
+            }
         }
         cnn_free(Ts);
         return 0;
