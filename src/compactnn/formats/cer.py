@@ -52,9 +52,21 @@ groups, ``s`` = 1 when ``omega[0]`` is non-zero else 0:
   ``x`` ``nnz + s*n`` gathers; writes: ``y`` ``m``.
 
 An empty CER group costs a pointer read only in this count. Left out, as CSR's
-accumulator combining is: the branch-free matvec kernel (``kernels/cer.py``) spends
-four more adds per group on prefix sums, stores one running sum per entry to a
-cache-resident scratch, and multiplies empty CER groups by an exact 0.
+accumulator combining is: the branch-free matvec kernels spend four more adds per
+group on prefix sums, store one running sum per entry to a cache-resident scratch,
+and multiply empty CER groups by an exact 0.
+
+Kernels: the native ones (``kernels/csrc/sparse.c``, reading ``col_idx``,
+``omega_ptr`` and ``omega_idx`` in place at their stored widths; ``row_ptr`` copied
+to int64) when a native path is active, else the numba kernels of
+``kernels/cer.py``. Both compute the algorithm above. Batch 1: per row, four
+running sums of the inputs (column indices read eight per 64-bit load) stored to the
+scratch, each group's sum the difference of two prefixes, one multiply per group
+(SIMD gathers with an in-register prefix scan measured slower on AMD Zen 4).
+Batched (``W @ X``; ``X @ Wᵀ`` transposes ``X`` and the result around it): per row,
+block of up to 64 inputs and group, the group's rows of ``X`` are added in SIMD
+registers and multiplied once by the group's value, so the indices are decoded once
+per block of 64 inputs.
 """
 
 from __future__ import annotations
@@ -78,6 +90,7 @@ from compactnn.formats.base import (
     require_finite,
     require_pointers,
 )
+from compactnn.kernels import backend
 from compactnn.kernels import cer as k
 
 __all__ = ["CER", "grouped_arrays"]
@@ -183,13 +196,39 @@ class GroupedRows(CompactMatrix):
         return out
 
     # ---- products ---------------------------------------------------------------------
+    def _native(self):
+        """The native kernel object (built on first use; it reads the stored arrays in
+        place), or None on the numba path."""
+        nat = backend.native()
+        if nat is None:
+            return None
+        kern = self.__dict__.get("_kernel")
+        if kern is None:
+            m, n = self.shape
+            idx = self._kernel_idx() if self.explicit else None
+            kern = self._kernel = nat.GroupedMatrix(
+                self.col_idx, self.omega_ptr, self.row_ptr, idx, self._shifted,
+                float(self._omega0), m, n)
+        return kern
+
+    def _fused_rows(self, batch: int):
+        return self._native()
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.rows(x, y, 1, None)
+            return
         base = self._omega0 * x.sum(dtype=np.float32) if self._shift else np.float32(0.0)
         chunks = min(self.shape[0], 16 * numba.get_num_threads())
         k.cer_matvec(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
                      self.explicit, self._shifted, np.float32(base), x, y, chunks, self._width)
 
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.matmul(X, Y, X.shape[1])
+            return
         if self._shift:
             base = self._omega0 * X.sum(axis=0, dtype=np.float32)
         else:
@@ -197,6 +236,13 @@ class GroupedRows(CompactMatrix):
         chunks = min(self.shape[0], 16 * numba.get_num_threads())
         k.cer_matmul(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
                      self.explicit, self._shifted, base, X, Y, chunks)
+
+    def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.rows(X, Y, X.shape[0], None)
+            return
+        super()._rmatmul(X, Y)
 
     # ---- validation -------------------------------------------------------------------
     def _check(self) -> None:

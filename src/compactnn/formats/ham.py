@@ -85,9 +85,14 @@ from compactnn.formats.base import (
     require_finite,
     require_len,
 )
-from compactnn.formats.index_map import FUSED_MAX_BATCH, check_words, words_touched
+from compactnn.formats.index_map import check_words, words_touched
 from compactnn.kernels import backend
 from compactnn.kernels import huffman as k
+
+DENSE_FUSED_MAX_BATCH = 8
+"""Largest batch dense HAM multiplies in its fused kernel; larger ones decode tiles for
+torch's GEMM (:mod:`compactnn.formats._tiles`). Sparse (sHAM, zero-run) products are
+always fused."""
 
 LUT_BITS = 10
 """First-level decoding table index bits of the numba kernels (4 KiB of lengths +
@@ -224,6 +229,11 @@ class HuffmanProducts(CompactMatrix):
                 self._numba_to_dense(out)
         return out
 
+    def _fused_rows(self, batch: int):
+        if self._sparse_products or batch <= DENSE_FUSED_MAX_BATCH:
+            return self._native()
+        return None
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         kern = self._native()
         if kern is not None:
@@ -239,7 +249,7 @@ class HuffmanProducts(CompactMatrix):
         kern = self._native()
         if kern is None:
             self._numba_matmul(X, Y)
-        elif self._sparse_products or b <= FUSED_MAX_BATCH:
+        elif self._sparse_products or b <= DENSE_FUSED_MAX_BATCH:
             kern.matmul(X, Y, b)
         else:
             matmul_tiles(kern.decode_rows, self.shape, X, Y)
@@ -249,7 +259,7 @@ class HuffmanProducts(CompactMatrix):
         kern = self._native()
         if kern is None or b == 1:
             super()._rmatmul(X, Y)
-        elif self._sparse_products or b <= FUSED_MAX_BATCH:
+        elif self._sparse_products or b <= DENSE_FUSED_MAX_BATCH:
             kern.rows(X, Y, b, None)
         else:
             rmatmul_tiles(kern.decode_rows, self.shape, X, Y)

@@ -20,6 +20,12 @@ rank order of row ``i`` under the total order of float32 bit patterns (-0.0 befo
 numbered by first occurrence). A matrix without shared structure gets ``G = m``
 and is larger than dense; the format pays off for layers trained as permuted
 sequences (``PermSeq.seeded`` / ``PermSeq.from_parts``).
+
+Products: ``W @ x`` runs the native CSR kernel (``kernels/csrc/sparse.c``) on rows of
+``n`` entries whose columns are ``perm[i]`` and whose values are the shared row
+``base[group[i]]`` (read in place), else the numba kernel; batches decode a tile of
+rows and multiply it with BLAS. Cost: ``m * n`` multiply-adds, ``base``, ``perm`` and
+``x`` reads, ``m`` ``group`` reads.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from compactnn.formats.base import (
     require_finite,
     require_len,
 )
+from compactnn.kernels import backend
 from compactnn.kernels import permute as k
 
 __all__ = ["PermSeq", "seeded_permutations", "seeded_groups", "sortable_keys", "MAX_SEED"]
@@ -202,7 +209,27 @@ class PermSeq(CompactMatrix):
             k.permseq_decode(self.base, self._group, self._perm, 0, out)
         return out
 
+    def _native(self):
+        """The native kernel object for ``W @ x`` (built on first use): the rows as CSR
+        rows of ``n`` entries with columns ``perm[i]`` and values ``base[group[i]]``
+        read in place, or None on the numba path."""
+        nat = backend.native()
+        if nat is None:
+            return None
+        kern = self.__dict__.get("_kernel")
+        if kern is None:
+            m, n = self.shape
+            indptr = np.arange(m + 1, dtype=np.uint64) * np.uint64(n)
+            kern = self._kernel = nat.CsrMatrix(
+                self.base.reshape(-1), np.ascontiguousarray(self._perm).reshape(-1), indptr,
+                m, n, dataoff=self._group.astype(np.uint64) * np.uint64(n))
+        return kern
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+        kern = self._native()
+        if kern is not None:
+            kern.rows(x, y, 1, None)
+            return
         k.permseq_matvec(self.base, self._group, self._perm, x, y)
 
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:

@@ -112,6 +112,51 @@ int cnn_huff_decode_rows(const cnn_huff *W, int64_t r0, int64_t nr, float *dst, 
  * included; sham: the row's codes), concatenated. All return 0 or -1 (no memory). */
 int cnn_huff_decode_symbols(const cnn_huff *W, int64_t r0, int64_t nr, uint8_t *out);
 
+/* ---- sparse rows: csr, and cer/cser (columns grouped by value) ---------------
+ * Column indices are used in place, 1, 2 or 4 bytes each (col_bytes); the group
+ * pointers of cer/cser in place, 4 or 8 bytes (ptr_bytes); row pointers are
+ * int64 (m + 1 entries, converted when the binding builds the struct). The
+ * binding checks every column < n and every pointer array non-decreasing and
+ * in range before a kernel runs. */
+typedef struct {
+    int64_t m, n;
+    int32_t col_bytes;
+    const void *cols;      /* nnz columns, row by row */
+    const float *data;     /* nnz values, or (dataoff) the shared rows */
+    const int64_t *rowptr; /* m + 1: start of each row in cols (and data) */
+    /* NULL, or m offsets: row r's values are data[dataoff[r] ...] (rows that share
+     * values, as permseq's rows share base sequences). */
+    const int64_t *dataoff;
+} cnn_csr;
+
+/* Y = X @ W^T (+ bias); bias may be NULL. 0, or -1 when scratch memory could not
+ * be allocated. */
+int cnn_csr_rows(const cnn_csr *W, const float *X, int64_t ldx, int64_t B,
+                 float *Y, int64_t ldy, const float *bias);
+/* Y (m x b, row stride ldy) = W @ X (n x b, row stride ldx). */
+int cnn_csr_matmul(const cnn_csr *W, const float *X, int64_t ldx, int64_t b,
+                   float *Y, int64_t ldy);
+
+/* cer / cser: row r owns groups rowptr[r] .. rowptr[r+1]-1; group g holds the
+ * columns cols[gptr[g] .. gptr[g+1]-1] and the value shifted[code], code =
+ * gidx[g] (cser, idx_bytes 1, 2 or 4) or g - rowptr[r] + 1 (cer, idx_bytes 0).
+ * W[r, j] = shifted[code] + omega0 for a column in a group, omega0 elsewhere
+ * (omega0 is used only when shift != 0). width >= the most entries in a row. */
+typedef struct {
+    int64_t m, n, width;
+    int32_t col_bytes, ptr_bytes, idx_bytes, shift;
+    float omega0;
+    const void *cols, *gptr, *gidx;
+    const int64_t *rowptr;
+    const float *shifted;
+} cnn_grouped;
+
+/* Sum-then-multiply products: per group, add its inputs, multiply once. */
+int cnn_grouped_rows(const cnn_grouped *W, const float *X, int64_t ldx, int64_t B,
+                     float *Y, int64_t ldy, const float *bias);
+int cnn_grouped_matmul(const cnn_grouped *W, const float *X, int64_t ldx, int64_t b,
+                       float *Y, int64_t ldy);
+
 #ifdef __cplusplus
 }
 #endif

@@ -14,9 +14,6 @@
 #include "cnn_internal.h"
 
 #include <string.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #define R 4
 /* Batches up to this size use the dot-product kernels (rows in registers), larger
@@ -381,19 +378,34 @@ static void rows_tiles(const cnn_lut *W, int level, const float *xt, int64_t B, 
 
 /* ---- entry points ------------------------------------------------------------ */
 
+static void decode_row(const cnn_lut *W, int level, int64_t r, float *dst) {
+#if CNN_X86
+    if (level == CNN_AVX512) decode_row_512(W, r, dst, W->n);
+    else if (level == CNN_AVX2) decode_row_avx2(W, r, dst, W->n);
+    else
+#endif
+        decode_row_c(W, r, dst, W->n);
+    (void)level;
+}
+
+static void rows_dot(const cnn_lut *W, int level, const float *X, int64_t ldx, int64_t B,
+                     float *Y, int64_t ldy, const float *bias, int64_t j0, int64_t j1,
+                     float *buf) {
+#if CNN_X86
+    if (level == CNN_AVX512) rows_512(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
+    else if (level == CNN_AVX2) rows_avx2(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
+    else
+#endif
+        rows_c(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
+    (void)level;
+}
+
 void cnn_lut_decode_rows(const cnn_lut *W, int64_t r0, int64_t nr, float *dst, int64_t ldd) {
     const int level = cnn_get_level();
     const int nt = cnn_threads_for(nr * W->n);
-#pragma omp parallel for num_threads(nt) schedule(static) if (nt > 1)
-    for (int64_t r = 0; r < nr; r++) {
-#if CNN_X86
-        if (level == CNN_AVX512) decode_row_512(W, r0 + r, dst + r * ldd, W->n);
-        else if (level == CNN_AVX2) decode_row_avx2(W, r0 + r, dst + r * ldd, W->n);
-        else
-#endif
-            decode_row_c(W, r0 + r, dst + r * ldd, W->n);
-    }
-    (void)level;
+    CNN_PARALLEL(
+        int64_t a = nr * cnn_tid() / cnn_nthreads(), b = nr * (cnn_tid() + 1) / cnn_nthreads();
+        for (int64_t r = a; r < b; r++) decode_row(W, level, r0 + r, dst + r * ldd););
 }
 
 #if CNN_X86
@@ -424,18 +436,12 @@ static int rows_by_tiles(const cnn_lut *W, int level, const float *X, int64_t ld
         cnn_free(xt);
         return -1;
     }
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int t = 0, TT = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        TT = omp_get_num_threads();
-#endif
+    CNN_PARALLEL(
+        int t = cnn_tid(), TT = cnn_nthreads();
         int64_t b0 = blocks * t / TT, b1 = blocks * (t + 1) / TT;
         int64_t j0 = b0 * MR, j1 = b1 * MR < m ? b1 * MR : m;
         float *rb = scratch + (size_t)t * (rbf + accf);
-        if (j0 < j1) rows_tiles(W, level, xt, B, T, MR, block, Y, ldy, bias, j0, j1, rb, rb + rbf);
-    }
+        if (j0 < j1) rows_tiles(W, level, xt, B, T, MR, block, Y, ldy, bias, j0, j1, rb, rb + rbf););
     cnn_free(scratch);
     cnn_free(xt);
     return 0;
@@ -455,25 +461,12 @@ int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B, float
     const size_t bufbytes = (size_t)(R * padded_cols(W)) * sizeof(float);
     float *bufs = cnn_alloc(bufbytes * (size_t)nt);
     if (!bufs) return -1;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int t = 0, T = 1;
-#ifdef _OPENMP
-        t = omp_get_thread_num();
-        T = omp_get_num_threads();
-#endif
+    CNN_PARALLEL(
+        int t = cnn_tid(), T = cnn_nthreads();
         int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;
         int64_t j0 = b0 * R, j1 = b1 * R < m ? b1 * R : m;
         float *buf = bufs + (size_t)t * (bufbytes / sizeof(float));
-        if (j0 < j1) {
-#if CNN_X86
-            if (level == CNN_AVX512) rows_512(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
-            else if (level == CNN_AVX2) rows_avx2(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
-            else
-#endif
-                rows_c(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
-        }
-    }
+        if (j0 < j1) rows_dot(W, level, X, ldx, B, Y, ldy, bias, j0, j1, buf););
     cnn_free(bufs);
     (void)level;
     return 0;

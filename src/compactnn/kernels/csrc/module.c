@@ -59,15 +59,14 @@ static struct PyModuleDef moduledef = {
 };
 
 PyMODINIT_FUNC PyInit__native(void) {
+    static int (*const add[])(PyObject *) = {cnn_add_lut, cnn_add_huffman, cnn_add_sparse};
     PyObject *mod = PyModule_Create(&moduledef);
     if (!mod) return NULL;
-    if (cnn_add_lut(mod) < 0) {
-        Py_DECREF(mod);
-        return NULL;
-    }
-    if (cnn_add_huffman(mod) < 0) {
-        Py_DECREF(mod);
-        return NULL;
+    for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {
+        if (add[i](mod) < 0) {
+            Py_DECREF(mod);
+            return NULL;
+        }
     }
     return mod;
 }

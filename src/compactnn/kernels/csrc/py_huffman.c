@@ -198,23 +198,24 @@ static PyObject *Huff_rows(HuffObject *self, PyObject *const *args, Py_ssize_t n
     const cnn_huff *W = &self->W;
     Py_buffer xb, yb, bb;
     int has_bias = args[3] != Py_None;
-    if (get_buf(args[0], &xb, 'f', 4, B * W->n, 0, "X") < 0) return NULL;
+    const float *X;
+    if (cnn_input(args[0], &xb, B * W->n, &X) < 0) return NULL;
     if (get_buf(args[1], &yb, 'f', 4, B * W->m, 1, "Y") < 0) {
-        PyBuffer_Release(&xb);
+        cnn_input_release(args[0], &xb);
         return NULL;
     }
     if (has_bias && get_buf(args[3], &bb, 'f', 4, W->m, 0, "bias") < 0) {
-        PyBuffer_Release(&xb);
+        cnn_input_release(args[0], &xb);
         PyBuffer_Release(&yb);
         return NULL;
     }
     int rc = 0;
     if (B > 0 && W->m > 0) {
         Py_BEGIN_ALLOW_THREADS
-        rc = cnn_huff_rows(W, xb.buf, W->n, B, yb.buf, W->m, has_bias ? bb.buf : NULL);
+        rc = cnn_huff_rows(W, X, W->n, B, yb.buf, W->m, has_bias ? bb.buf : NULL);
         Py_END_ALLOW_THREADS
     }
-    PyBuffer_Release(&xb);
+    cnn_input_release(args[0], &xb);
     PyBuffer_Release(&yb);
     if (has_bias) PyBuffer_Release(&bb);
     if (rc) return PyErr_NoMemory();
