@@ -7,8 +7,10 @@ The model is LeNet-300-100 on Fashion-MNIST, trained and compressed with the
 constrained weights and biases (the dense twin of the compact model, bit-identical)
 are then stored four ways, and each is decoded and evaluated on the test set:
 
-- compactnn: ``to_compact(policy="smallest", storage="auto")`` and ``save``; the file
-  is loaded back and run (everything counted: description, tables, biases);
+- compactnn: ``to_compact(policy="smallest", storage="auto")`` and ``save``, in the
+  safetensors layout and in the packed layout (``save(..., pack=True)``: compressed
+  description, entropy-coded biases); each file is loaded back and run (everything
+  counted: description, tables, biases);
 - gzip -9, xz -9e and zstd -19 (when the ``zstd`` program exists) of the float32
   safetensors file of the same weights (lossless);
 - NNCodec (the reference software of ISO/IEC 15938-17, DeepCABAC), only with
@@ -144,21 +146,32 @@ def main(argv: list[str] | None = None) -> int:
     constrained = compressed(NAME, base, tr, te, work)
     with threads(args.threads):
         cm = to_compact(constrained, "smallest", storage="auto")
-    path = work / "codecs_smallest.cnn"
-    size = save(cm, path, zoo=(NAME, pipeline.model_kwargs(NAME, tr)))
-    back = load(path)
+    spec = (NAME, pipeline.model_kwargs(NAME, tr))
+    path, ppath = work / "codecs_smallest.cnn", work / "codecs_smallest_packed.cnn"
+    plain_size = save(cm, path, zoo=spec)
+    size = save(cm, ppath, zoo=spec, pack=True)
+    back, pback = load(path), load(ppath)
     plain = to_dense(back)  # the constrained weights, bit-identical, as plain layers
+    for k, v in to_dense(pback).state_dict().items():
+        if not torch.equal(v, plain.state_dict()[k]):
+            raise SystemExit(f"packed file decodes {k} differently")
     rows = [("float32 baseline (dense, unconstrained)", pipeline.dense_file_bytes(base),
              train.evaluate(base, te)["accuracy"])]
     acc_constrained = train.evaluate(plain, te)["accuracy"]
     rows += [(f"constrained, {k}", b, acc_constrained) for k, b in floors(plain).items()]
-    rows.append(("compactnn smallest/auto (.cnn)", size, train.evaluate(back, te)["accuracy"]))
-    info = inspect(path)
-    detail = [f"compactnn file: {info.file_bytes} bytes = layers "
-              f"{sum(li.stored_bytes for li in info.layers)} + plain tensors "
-              f"{info.state_bytes} + header/description {info.header_bytes}; "
-              + ", ".join(f"{li.name} {li.format}/{li.storage} {li.stored_bytes} B"
-                          for li in info.layers)]
+    rows.append(("compactnn smallest/auto (.cnn)", plain_size,
+                 train.evaluate(back, te)["accuracy"]))
+    rows.append(("compactnn smallest/auto, packed (.cnn)", size,
+                 train.evaluate(pback, te)["accuracy"]))
+    detail = []
+    for label, p in (("safetensors layout", path), ("packed layout", ppath)):
+        info = inspect(p)
+        detail.append(
+            f"compactnn file, {label}: {info.file_bytes} bytes = layers "
+            f"{sum(li.stored_bytes for li in info.layers)} + plain tensors "
+            f"{info.state_bytes} + header/description {info.header_bytes}; "
+            + ", ".join(f"{li.name} {li.format}/{li.storage}/{li.coder} {li.stored_bytes} B"
+                        for li in info.layers))
     if args.nncodec_venv is not None:
         py = ensure_nncodec(args.nncodec_venv.resolve(), args.nncodec_version)
         params = {k: v.detach().numpy() for k, v in plain.state_dict().items()}
@@ -186,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + "\n".join(detail))
     nnc = [b for label, b, _ in rows if label.startswith("NNCodec")]
     if nnc:
-        print(f"compactnn / smallest NNCodec stream: {size / min(nnc):.3f}")
+        print(f"compactnn (packed) / smallest NNCodec stream: {size / min(nnc):.3f}")
     print(f"command: python benchmarks/codecs.py --work {args.work}"
           + (f" --nncodec-venv {args.nncodec_venv} --qps {args.qps}" if nnc else "")
           + f" (wall {time.perf_counter() - t0:.0f} s)")

@@ -42,6 +42,12 @@ the entry ``period`` to the left or of the left neighbour (``K``: zero), and, fo
 top two levels, the node and the column or the row; the mixer's weight set is
 selected by the node's depth.
 
+**Float32 bit patterns** (:func:`encode_floats`, for biases and other plain
+tensors): per value, the 8 exponent bits (bisection tree, models by node and by node
+and the previous value's exponent), the sign (by exponent), the top 4 mantissa bits
+(tree, by node and by node and exponent) and the 19 others (by bit position), each
+bit mixed from its two models and a bias.
+
 Speed: about 60 ns per coded decision (``m * n`` map bits, until the last
 significant entry, plus ``ceil(log2 K)`` per value) on one core, encoding or decoding.
 """
@@ -52,7 +58,7 @@ import numpy as np
 
 from compactnn.kernels._jit import inline, jit
 
-__all__ = ["encode_matrix", "decode_matrix", "MAX_VALUES"]
+__all__ = ["encode_matrix", "decode_matrix", "encode_floats", "decode_floats", "MAX_VALUES"]
 
 MAX_VALUES = 256  # codebook size the value contexts are sized for
 
@@ -138,22 +144,76 @@ def _train(w, base, st, k, y, p):  # pragma: no cover - compiled
         w[base + j] += (st[j] * err + 32768) >> 16
 
 
+@inline
+def _put(out, nout, byte):  # pragma: no cover - compiled
+    """Append a byte, doubling the buffer when full; returns the (new) buffer."""
+    if nout == out.size:
+        grown = np.zeros(2 * out.size, np.uint8)
+        grown[:nout] = out[:nout]
+        out = grown
+    out[nout] = byte
+    return out
+
+
+@inline
+def _bit(decoding, cs, out, stream, y, p):  # pragma: no cover - compiled
+    """Code one bit with ``P(1) = p / 4096``: encode ``y``, or decode and return it.
+    ``cs`` holds the coder state ``[x1, x2, x, read position, bytes written]``."""
+    x1 = cs[0]
+    x2 = cs[1]
+    xmid = x1 + ((x2 - x1) >> 12) * p
+    if decoding:
+        y = 1 if cs[2] <= xmid else 0
+    if y:
+        x2 = xmid
+    else:
+        x1 = xmid + 1
+    while ((x1 ^ x2) & 0xFF000000) == 0:
+        if decoding:
+            pos = cs[3]
+            b = np.int64(stream[pos]) if pos < stream.size else np.int64(0)
+            cs[3] = pos + 1
+            cs[2] = ((cs[2] << 8) & 0xFFFFFFFF) | b
+        else:
+            out = _put(out, cs[4], np.uint8(x2 >> 24))
+            cs[4] += 1
+        x1 = (x1 << 8) & 0xFFFFFFFF
+        x2 = ((x2 << 8) & 0xFFFFFFFF) | 255
+    cs[0] = x1
+    cs[1] = x2
+    return y, out
+
+
+@inline
+def _start(decoding, stream):  # pragma: no cover - compiled
+    cs = np.zeros(5, np.int64)
+    cs[1] = 0xFFFFFFFF
+    if decoding:
+        for _ in range(4):
+            pos = cs[3]
+            b = np.int64(stream[pos]) if pos < stream.size else np.int64(0)
+            cs[3] = pos + 1
+            cs[2] = (cs[2] << 8) | b
+    return cs
+
+
+@inline
+def _finish(cs, out):  # pragma: no cover - compiled
+    """Flush the encoder (the 4 bytes of ``x1``); returns the stream."""
+    x1 = cs[0]
+    for _ in range(4):
+        out = _put(out, cs[4], np.uint8(x1 >> 24))
+        cs[4] += 1
+        x1 = (x1 << 8) & 0xFFFFFFFF
+    return out[:cs[4]].copy()
+
+
 @jit
 def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cover - compiled
     """Encode (``sig``/``vidx`` given) or decode (``stream`` given, ``sig``/``vidx``
     filled) one matrix; returns ``(stream bytes, bytes read, significant entries)``."""
-    # ---- coder state
     out = np.zeros(1024 if not decoding else 1, np.uint8)
-    nout = 0
-    x1 = np.int64(0)
-    x2 = np.int64(0xFFFFFFFF)
-    x = np.int64(0)
-    pos = 0
-    if decoding:
-        for _ in range(4):
-            b = stream[pos] if pos < stream.size else 0
-            pos += 1
-            x = (x << 8) | b
+    cs = _start(decoding, stream)
     # ---- significance models
     nb_p = np.full(128, 32768, np.int64)
     nb_n = np.zeros(128, np.int64)
@@ -242,30 +302,8 @@ def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cove
             st[7] = 256
             wb = ((l1 | (u << 1)) | ((ccls >> 2) << 2)) * _S_INPUTS
             p = _mix(sw, wb, st, _S_INPUTS)
-            # code the bit
-            xmid = x1 + ((x2 - x1) >> 12) * p
-            if decoding:
-                y = 1 if x <= xmid else 0
-            else:
-                y = np.int64(sig[r * n + c])
-            if y:
-                x2 = xmid
-            else:
-                x1 = xmid + 1
-            while ((x1 ^ x2) & 0xFF000000) == 0:
-                if decoding:
-                    b = stream[pos] if pos < stream.size else 0
-                    pos += 1
-                    x = ((x << 8) & 0xFFFFFFFF) | b
-                else:
-                    if nout == out.size:
-                        grown = np.zeros(2 * out.size, np.uint8)
-                        grown[:nout] = out[:nout]
-                        out = grown
-                    out[nout] = np.uint8(x2 >> 24)
-                    nout += 1
-                x1 = (x1 << 8) & 0xFFFFFFFF
-                x2 = ((x2 << 8) & 0xFFFFFFFF) | 255
+            y, out = _bit(decoding, cs, out, stream, np.int64(0 if decoding else sig[r * n + c]),
+                          p)
             _train(sw, wb, st, _S_INPUTS, y, p)
             _sm_update(nb_p, nb_n, i_nb, y, 255)
             _sm_update(col_p, col_n, c, y, 1023)
@@ -307,29 +345,8 @@ def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cove
                 st[7] = 256
                 vb = (depth if depth < 15 else 15) * _V_INPUTS
                 p = _mix(vw, vb, st, _V_INPUTS)
-                xmid = x1 + ((x2 - x1) >> 12) * p
-                if decoding:
-                    y = 1 if x <= xmid else 0
-                else:
-                    y = 1 if vidx[vi] >= mid else 0
-                if y:
-                    x2 = xmid
-                else:
-                    x1 = xmid + 1
-                while ((x1 ^ x2) & 0xFF000000) == 0:
-                    if decoding:
-                        b = stream[pos] if pos < stream.size else 0
-                        pos += 1
-                        x = ((x << 8) & 0xFFFFFFFF) | b
-                    else:
-                        if nout == out.size:
-                            grown = np.zeros(2 * out.size, np.uint8)
-                            grown[:nout] = out[:nout]
-                            out = grown
-                        out[nout] = np.uint8(x2 >> 24)
-                        nout += 1
-                    x1 = (x1 << 8) & 0xFFFFFFFF
-                    x2 = ((x2 << 8) & 0xFFFFFFFF) | 255
+                y, out = _bit(decoding, cs, out, stream,
+                              np.int64(0 if decoding or vidx[vi] < mid else 1), p)
                 _train(vw, vb, st, _V_INPUTS, y, p)
                 _sm_update(v0_p, v0_n, node, y, 255)
                 _sm_update(vr_p, vr_n, i_r, y, 255)
@@ -356,15 +373,9 @@ def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cove
         prev_row = cur
         cur = tmp
     if not decoding:
-        for _ in range(4):
-            if nout == out.size:
-                grown = np.zeros(2 * out.size, np.uint8)
-                grown[:nout] = out[:nout]
-                out = grown
-            out[nout] = np.uint8(x1 >> 24)
-            nout += 1
-            x1 = (x1 << 8) & 0xFFFFFFFF
-    return out[:nout].copy(), pos, done
+        out = _finish(cs, out)
+    return out, cs[3], done
+
 
 
 def encode_matrix(sig: np.ndarray, vidx: np.ndarray, K: int, period: int) -> np.ndarray:
@@ -395,3 +406,97 @@ def decode_matrix(stream: np.ndarray, m: int, n: int, nnz: int, K: int,
     if done != nnz:
         raise ValueError(f"stream holds {done} significant entries, expected {nnz}")
     return sig, vidx, read
+
+
+_F_SETS = 14  # mixer weight sets of the float coder: 8 exponent levels, sign, 4 + 1 mantissa
+_F_FINE = 65536 + 256 + 4096 + 32
+
+
+@jit
+def _code_floats(decoding, bits, stream):  # pragma: no cover - compiled
+    """Encode ``bits`` (uint32 patterns as int64) or decode ``bits.size`` of them into
+    ``bits``; returns ``(stream, bytes read)``."""
+    out = np.zeros(1024 if not decoding else 1, np.uint8)
+    cs = _start(decoding, stream)
+    a_p = np.full(1024, 32768, np.int64)
+    a_n = np.zeros(1024, np.int64)
+    b_p = np.full(_F_FINE, 32768, np.int64)
+    b_n = np.zeros(_F_FINE, np.int64)
+    w = np.full(_F_SETS * 3, 21845, np.int64)
+    st = np.zeros(3, np.int64)
+    prev_e = 0
+    for i in range(bits.size):
+        v = 0 if decoding else bits[i]
+        e = 0
+        node = 1
+        for k in range(23):  # 8 exponent bits, sign, 4 + 19 mantissa bits
+            if k < 8:
+                ia = node
+                ib = node * 256 + prev_e
+                ws = k
+                y = (v >> (30 - k)) & 1
+            elif k == 8:
+                ia = 256
+                ib = 65536 + e
+                ws = 8
+                y = (v >> 31) & 1
+                node = 1
+            elif k < 13:
+                ia = 512 + node
+                ib = 65536 + 256 + e * 16 + node
+                ws = k
+                y = (v >> (31 - k)) & 1  # mantissa bits 22..19
+            else:
+                ia = 600 + k
+                ib = 65536 + 256 + 4096 + k
+                ws = 13
+                y = 0
+            if k < 13:
+                st[0] = _STRETCH[_p12(a_p[ia])]
+                st[1] = _STRETCH[_p12(b_p[ib])]
+                st[2] = 256
+                p = _mix(w, ws * 3, st, 3)
+                y, out = _bit(decoding, cs, out, stream, np.int64(y), p)
+                _train(w, ws * 3, st, 3, y, p)
+                _sm_update(a_p, a_n, ia, y, 255)
+                _sm_update(b_p, b_n, ib, y, 255)
+                if k < 8:
+                    e = (e << 1) | y
+                    node = 2 * node + y
+                elif k == 8:
+                    if decoding:
+                        v = (y << 31) | (e << 23)
+                else:
+                    node = 2 * node + y
+                    if decoding:
+                        v |= y << (31 - k)
+            else:  # the 19 low mantissa bits, one model per position
+                for j in range(18, -1, -1):
+                    ia = 600 + j
+                    y = (v >> j) & 1
+                    p = _p12(a_p[ia])
+                    y, out = _bit(decoding, cs, out, stream, np.int64(y), p)
+                    _sm_update(a_p, a_n, ia, y, 1023)
+                    if decoding:
+                        v |= y << j
+                break
+        if decoding:
+            bits[i] = v
+        prev_e = e
+    if not decoding:
+        out = _finish(cs, out)
+    return out, cs[3]
+
+
+def encode_floats(values: np.ndarray) -> np.ndarray:
+    """The stream of a float32 array's bit patterns (any shape, row-major)."""
+    bits = np.ascontiguousarray(values, np.float32).reshape(-1).view(np.uint32)
+    stream, _ = _code_floats(False, bits.astype(np.int64), np.zeros(0, np.uint8))
+    return stream
+
+
+def decode_floats(stream: np.ndarray, count: int) -> tuple[np.ndarray, int]:
+    """Inverse of :func:`encode_floats`: ``(count float32 values, stream bytes read)``."""
+    bits = np.zeros(count, np.int64)
+    _, read = _code_floats(True, bits, np.ascontiguousarray(stream, np.uint8))
+    return bits.astype(np.uint32).view(np.float32), read

@@ -26,11 +26,10 @@ from torch import nn
 from compactnn import formats
 from compactnn.cost import energy_pj
 from compactnn.formats import FormatError
-from compactnn.io import archive
+from compactnn.io import archive, packed
 from compactnn.io.container import (
     CompactFileError,
     canonical_json,
-    decode_file,
     encode_file,
     read_bytes,
     write_atomic,
@@ -75,7 +74,7 @@ def _zoo_spec(model: nn.Module, zoo: Any) -> dict[str, Any] | None:
 
 
 def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
-         metadata: dict[str, Any] | None = None) -> int:
+         metadata: dict[str, Any] | None = None, pack: bool = False) -> int:
     """Write a compact model (from ``to_compact`` or ``load``) to one file; returns its size.
 
     Args:
@@ -86,6 +85,9 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         zoo: ``(name, kwargs)`` of the zoo model it was built from, so ``load`` can
             rebuild it without a skeleton (default: ``model.zoo_spec`` if set).
         metadata: JSON-serialisable extra information (dataset, metrics, recipe).
+        pack: write the packed layout (``compactnn.io.packed``: compressed description,
+            entropy-coded float tensors; smallest, but other safetensors readers see
+            one opaque tensor) instead of one safetensors tensor per array.
 
     The same model and arguments always give the same bytes.
     """
@@ -145,7 +147,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         canonical_json(desc)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
-    data = encode_file(tensors, desc)
+    data = packed.encode(tensors, desc) if pack else encode_file(tensors, desc)
     write_atomic(path, data)
     return len(data)
 
@@ -332,7 +334,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
             the problem.
     """
     source = os.fspath(path)
-    arrays, desc = decode_file(read_bytes(path), source)
+    arrays, desc, _, _ = packed.read(read_bytes(path), source)
     _validate_description(desc, source)
     if model is None:
         spec = desc["model"].get("zoo")
@@ -418,6 +420,7 @@ class LayerInfo:
     runtime_bytes: int
     entropy_bits: float | None
     share: float
+    coder: str = "-"  # archive storage: the archive coder(s), "ans" and/or "adaptive"
 
     @property
     def bits_per_weight(self) -> float:
@@ -452,7 +455,8 @@ class FileInfo:
                 f"{li.shape[0]}x{li.shape[1]}"
             ent = li.entropy_bits_per_weight
             rows.append((li.name, li.kind, li.format,
-                         "archive->" + li.format if li.storage == "archive" else "raw", shape,
+                         f"archive({li.coder})->{li.format}" if li.storage == "archive"
+                         else "raw", shape,
                          str(li.stored_bytes), f"{li.bits_per_weight:.3f}",
                          "-" if ent is None else f"{ent:.3f}", f"{100 * li.share:.1f}%"))
         for label, b in (("plain tensors", self.state_bytes), ("header", self.header_bytes)):
@@ -471,21 +475,24 @@ def inspect(path: str | os.PathLike) -> FileInfo:
     """Read a file's description (verifying every checksum) without building the model."""
     source = os.fspath(path)
     raw = read_bytes(path)
-    arrays, desc = decode_file(raw, source)
+    arrays, desc, nbytes, header = packed.read(raw, source)
     _validate_description(desc, source)
-    header = 8 + int.from_bytes(raw[:8], "little")
     size = len(raw)
     infos, counted = [], 0
     for name, e in desc["layers"].items():
         prefix = f"{name}.weight."
-        stored = sum(a.nbytes for k, a in arrays.items() if k.startswith(prefix))
+        stored = sum(b for k, b in nbytes.items() if k.startswith(prefix))
         counted += stored
         m, n = e["shape"]
+        coders = sorted({archive.Archive(a).coder for k, a in arrays.items()
+                         if k.startswith(prefix) and k.endswith(".archive")
+                         and isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 1
+                         and a.size >= 20})
         infos.append(LayerInfo(
             name=name, kind=e["kind"], format=e["format"], storage=e["storage"], shape=(m, n),
             groups=e["groups"], weights=e["groups"] * m * n, stored_bytes=stored,
             runtime_bytes=e["bytes"], entropy_bits=e["entropy_bits"],
-            share=stored / size))
-    state = sum(arrays[k].nbytes for k in desc["state"] if k in arrays)
+            share=stored / size, coder="+".join(coders) or "-"))
+    state = sum(nbytes[k] for k in desc["state"] if k in nbytes)
     return FileInfo(path=source, file_bytes=size, header_bytes=header, state_bytes=state,
                     layers=infos, model=desc["model"], metadata=desc["metadata"])
