@@ -86,7 +86,7 @@ def encode(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) -> by
             raise ValueError(f"invalid tensor name {name!r}")
         arr = np.asarray(tensors[name])
         dt = container._dtype_name(arr)
-        arr = np.ascontiguousarray(arr, dtype=DTYPES[dt])
+        arr = np.asarray(arr, dtype=DTYPES[dt], order="C")  # keeps 0-d shapes
         coder, data = _stored(arr)
         blobs.append([name, dt, list(arr.shape), coder, len(data)])
         parts.append(data)
