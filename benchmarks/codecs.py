@@ -17,8 +17,9 @@ are then stored four ways, and each is decoded and evaluated on the test set:
   ``--nncodec-venv DIR``: ``nncodec.nnc.compression.compress`` with
   ``codebook_mode=1`` at each ``--qps`` value on the numpy dict of the same weights
   and biases, then ``decompress``; the decoded tensors are loaded into the model and
-  evaluated. NNCodec is never a dependency of compactnn: if ``DIR`` has no NNCodec,
-  a virtual environment is made there with numpy, pybind11 and setuptools, the sdist
+  evaluated; the same again with the weights alone (biases kept exact), to compare
+  the weight coding by itself. NNCodec is never a dependency of compactnn: if ``DIR``
+  has no NNCodec, a virtual environment is made there with numpy, pybind11 and setuptools, the sdist
   of ``nncodec==--nncodec-version`` is fetched with ``pip download --no-deps`` and
   built with ``pip install --no-deps --no-build-isolation`` (a C++ compiler is needed).
   Its ``framework`` package (torch/tensorflow adapters) is replaced by empty modules;
@@ -164,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     rows.append(("compactnn smallest/auto, packed (.cnn)", size,
                  train.evaluate(pback, te)["accuracy"]))
     detail = []
+    layers_bytes = sum(li.stored_bytes for li in inspect(ppath).layers)
     for label, p in (("safetensors layout", path), ("packed layout", ppath)):
         info = inspect(p)
         detail.append(
@@ -175,29 +177,34 @@ def main(argv: list[str] | None = None) -> int:
     if args.nncodec_venv is not None:
         py = ensure_nncodec(args.nncodec_venv.resolve(), args.nncodec_version)
         params = {k: v.detach().numpy() for k, v in plain.state_dict().items()}
-        src, out = work / "nncodec_in.npz", work / "nncodec_out"
-        np.savez(src, **params)
+        weights = {k: v for k, v in params.items() if k.endswith(".weight")}
         worker = work / "nncodec_worker.py"
         worker.write_text(WORKER)
-        res = subprocess.run([str(py), str(worker), str(src), str(out), args.qps],
-                             capture_output=True, text=True, cwd=work)
-        if res.returncode:
-            raise SystemExit(f"NNCodec failed:\n{res.stderr[-2000:]}")
-        decoded = np.load(str(out) + ".npz")
-        for r in json.loads(res.stdout.strip().splitlines()[-1]):
-            dec = {k: decoded[f"{r['qp']}/{k}"] for k in params}
-            err = max(float(np.abs(dec[k] - params[k]).max()) for k in params)
-            acc = train.evaluate(with_params(plain, dec), te)["accuracy"]
-            rows.append((f"NNCodec {args.nncodec_version} codebook_mode=1 qp={r['qp']}",
-                         r["bytes"], acc))
-            detail.append(f"NNCodec qp={r['qp']}: largest weight change {err:.3g}")
+        for tag, subset in (("", params), (" (weights only)", weights)):
+            src, out = work / "nncodec_in.npz", work / "nncodec_out"
+            np.savez(src, **subset)
+            res = subprocess.run([str(py), str(worker), str(src), str(out), args.qps],
+                                 capture_output=True, text=True, cwd=work)
+            if res.returncode:
+                raise SystemExit(f"NNCodec failed:\n{res.stderr[-2000:]}")
+            decoded = np.load(str(out) + ".npz")
+            for r in json.loads(res.stdout.strip().splitlines()[-1]):
+                dec = {k: decoded[f"{r['qp']}/{k}"] for k in subset}
+                err = max(float(np.abs(dec[k] - subset[k]).max()) for k in subset)
+                acc = train.evaluate(with_params(plain, dec), te)["accuracy"]
+                rows.append((f"NNCodec {args.nncodec_version} codebook_mode=1 qp={r['qp']}{tag}",
+                             r["bytes"], acc))
+                detail.append(f"NNCodec qp={r['qp']}{tag}: largest weight change {err:.3g}")
+        nnc_w = [b for label, b, _ in rows if label.endswith("(weights only)")]
+        detail.append(f"weights alone: compactnn archives {layers_bytes} B, smallest NNCodec "
+                      f"weights-only stream {min(nnc_w)} B, ratio {layers_bytes / min(nnc_w):.3f}")
     dense = rows[0][1]
     print("| model / coder | bytes | x vs float32 baseline | test accuracy |")
     print("|:---|---:|---:|---:|")
     for label, b, acc in rows:
         print(f"| {label} | {b} | {dense / b:.1f}x | {100 * acc:.2f}% |")
     print("\n" + "\n".join(detail))
-    nnc = [b for label, b, _ in rows if label.startswith("NNCodec")]
+    nnc = [b for label, b, _ in rows if label.startswith("NNCodec") and "only" not in label]
     if nnc:
         print(f"compactnn (packed) / smallest NNCodec stream: {size / min(nnc):.3f}")
     print(f"command: python benchmarks/codecs.py --work {args.work}"
