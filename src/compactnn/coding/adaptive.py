@@ -38,9 +38,10 @@ decisions split by sign and magnitude): coded right after its significance bit a
 the path in the balanced bisection tree of ``[0, K)`` (node ``t``: 1 at the root,
 ``2t + bit`` below), with models indexed by the node alone, the node and the
 previous value of the same row, the previous value of the same column, the value of
-the entry ``period`` to the left or of the left neighbour (``K``: zero), and, for the
-top two levels, the node and the column or the row; the mixer's weight set is
-selected by the node's depth.
+the entry ``period`` to the left or of the left neighbour (``K``: zero), the mean
+index of the significant ones among the left neighbour and the three entries around
+``period`` to the left (in halves), and, for the top two levels, the node and the
+column or the row; the mixer's weight set is selected by the node's depth.
 
 **Float32 bit patterns** (:func:`encode_floats`, for biases and other plain
 tensors): per value, the 8 exponent bits (bisection tree, models by node and by node
@@ -98,7 +99,7 @@ _RECIP = np.array([131072 // (2 * n + 3) for n in range(1024)], np.int64)  # 2^1
 # significance models: neighbourhood, column, row, density classes, run, class x neighbours
 _S_NB, _S_COL, _S_ROW, _S_CLS, _S_RUN, _S_CLN = range(6)
 _S_INPUTS = 8  # seven models and a bias
-_V_INPUTS = 8  # seven models and a bias
+_V_INPUTS = 9  # eight models and a bias
 _LR = 16
 
 
@@ -230,7 +231,7 @@ def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cove
     per_p = np.full(1024, 32768, np.int64)
     per_n = np.zeros(1024, np.int64)
     sw = np.full(64 * _S_INPUTS, 8192, np.int64)
-    st = np.zeros(8, np.int64)
+    st = np.zeros(9, np.int64)
     # ---- value models (node < 2 * MAX_VALUES)
     NODES = 2 * MAX_VALUES
     v0_p = np.full(NODES, 32768, np.int64)
@@ -247,6 +248,8 @@ def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cove
     vp_n = np.zeros(NODES * (K + 1), np.int64)
     vl_p = np.full(NODES * (K + 1), 32768, np.int64)
     vl_n = np.zeros(NODES * (K + 1), np.int64)
+    vq_p = np.full(NODES * (2 * K + 2), 32768, np.int64)
+    vq_n = np.zeros(NODES * (2 * K + 2), np.int64)
     vw = np.full(16 * _V_INPUTS, 8192, np.int64)
     # ---- matrix state
     prev_row = np.zeros(n + 2, np.int64)  # bits of row r-1, offset 1 (index c + 1)
@@ -342,7 +345,21 @@ def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cove
                 i_l = node * (K + 1) + (cur_v[c - 1] if c >= 1 else K)
                 st[5] = _STRETCH[_p12(vp_p[i_p])]
                 st[6] = _STRETCH[_p12(vl_p[i_l])]
-                st[7] = 256
+                # the neighbours' mean value index (2x, rounded down), 2K + 1: none
+                tot = 0
+                cntn = 0
+                if c >= 1 and cur_v[c - 1] < K:
+                    tot += cur_v[c - 1]
+                    cntn += 1
+                for dq in range(-1, 2):
+                    q2 = c - period + dq
+                    if 0 <= q2 < c and cur_v[q2] < K:
+                        tot += cur_v[q2]
+                        cntn += 1
+                pred = (2 * tot) // cntn if cntn else 2 * K + 1
+                i_q = node * (2 * K + 2) + pred
+                st[7] = _STRETCH[_p12(vq_p[i_q])]
+                st[8] = 256
                 vb = (depth if depth < 15 else 15) * _V_INPUTS
                 p = _mix(vw, vb, st, _V_INPUTS)
                 y, out = _bit(decoding, cs, out, stream,
@@ -353,6 +370,7 @@ def _code(decoding, m, n, nnz, K, period, sig, vidx, stream):  # pragma: no cove
                 _sm_update(vc_p, vc_n, i_c, y, 255)
                 _sm_update(vp_p, vp_n, i_p, y, 255)
                 _sm_update(vl_p, vl_n, i_l, y, 255)
+                _sm_update(vq_p, vq_n, i_q, y, 255)
                 if node < 4:
                     _sm_update(vcol_p, vcol_n, i_col, y, 1023)
                     _sm_update(vrow_p, vrow_n, i_row, y, 1023)
