@@ -1,8 +1,8 @@
 """Side by side: compactnn's smallest file and NNCodec (DeepCABAC) on the same
-constrained LeNet-300-100, with general-purpose compressors as a floor.
+constrained LeNet-300-100 or LeNet-5, with general-purpose compressors as a floor.
 
-The model is LeNet-300-100 on Fashion-MNIST, trained and compressed with the
-``lenet300`` recipe (``compactnn.bench.pipeline.RECIPES``) exactly as
+The model (``--model``) is LeNet-300-100 or LeNet-5 on Fashion-MNIST, trained and
+compressed with its recipe (``compactnn.bench.pipeline.RECIPES``) exactly as
 ``benchmarks/end_to_end.py`` does, sharing its checkpoints in ``--work``. Its
 constrained weights and biases (the dense twin of the compact model, bit-identical)
 are then stored four ways, and each is decoded and evaluated on the test set:
@@ -25,8 +25,8 @@ are then stored four ways, and each is decoded and evaluated on the test set:
   Its ``framework`` package (torch/tensorflow adapters) is replaced by empty modules;
   only the numpy path is used.
 
-Usage: python benchmarks/codecs.py [--work DIR] [--nncodec-venv DIR] [--qps -38,-34,-30]
-       [--data DIR] [--threads 1]
+Usage: python benchmarks/codecs.py [--model lenet300|lenet5] [--work DIR]
+       [--nncodec-venv DIR] [--qps -38,-34,-30] [--data DIR] [--threads 1]
 """
 
 from __future__ import annotations
@@ -54,8 +54,7 @@ from compactnn.nn import to_dense
 sys.path.insert(0, str(Path(__file__).parent))
 from end_to_end import baseline, compressed  # noqa: E402  (the same checkpoints)
 
-NAME = "lenet300"
-EPOCHS = 20  # end_to_end.py's default for lenet300
+EPOCHS = {"lenet300": 20, "lenet5": 12}  # end_to_end.py's defaults
 
 WORKER = r'''
 import json, sys, types
@@ -131,6 +130,7 @@ def floors(plain: torch.nn.Module) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="lenet300", choices=sorted(EPOCHS))
     ap.add_argument("--work", default="/tmp/compactnn-e2e")
     ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=1)
@@ -143,12 +143,13 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     tr, te = zoo.load_dataset("fashion-mnist", args.data)
-    base = baseline(NAME, tr, te, EPOCHS, work)
-    constrained = compressed(NAME, base, tr, te, work)
+    name = args.model
+    base = baseline(name, tr, te, EPOCHS[name], work)
+    constrained = compressed(name, base, tr, te, work)
     with threads(args.threads):
         cm = to_compact(constrained, "smallest", storage="auto")
-    spec = (NAME, pipeline.model_kwargs(NAME, tr))
-    path, ppath = work / "codecs_smallest.cnn", work / "codecs_smallest_packed.cnn"
+    spec = (name, pipeline.model_kwargs(name, tr))
+    path, ppath = work / f"codecs_{name}.cnn", work / f"codecs_{name}_packed.cnn"
     plain_size = save(cm, path, zoo=spec)
     size = save(cm, ppath, zoo=spec, pack=True)
     back, pback = load(path), load(ppath)
@@ -207,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     nnc = [b for label, b, _ in rows if label.startswith("NNCodec") and "only" not in label]
     if nnc:
         print(f"compactnn (packed) / smallest NNCodec stream: {size / min(nnc):.3f}")
-    print(f"command: python benchmarks/codecs.py --work {args.work}"
+    print(f"command: python benchmarks/codecs.py --model {name} --work {args.work}"
           + (f" --nncodec-venv {args.nncodec_venv} --qps {args.qps}" if nnc else "")
           + f" (wall {time.perf_counter() - t0:.0f} s)")
     return 0
