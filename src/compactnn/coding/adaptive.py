@@ -49,8 +49,9 @@ and the previous value's exponent), the sign (by exponent), the top 4 mantissa b
 (tree, by node and by node and exponent) and the 19 others (by bit position), each
 bit mixed from its two models and a bias.
 
-Speed: about 60 ns per coded decision (``m * n`` map bits, until the last
-significant entry, plus ``ceil(log2 K)`` per value) on one core, encoding or decoding.
+Cost: one coded decision per map entry up to the last significant one, plus
+``ceil(log2 K)`` or ``floor(log2 K)`` per value, the same for encoding and decoding
+(``benchmarks/archive_coders.py`` measures it).
 """
 
 from __future__ import annotations
