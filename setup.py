@@ -17,7 +17,8 @@ setup(
     ext_modules=[
         Extension(
             "compactnn.kernels._native",
-            sources=[_SRC + f for f in ("dispatch.c", "module.c", "lut.c", "py_lut.c")],
+            sources=[_SRC + f for f in ("dispatch.c", "module.c", "lut.c", "py_lut.c",
+                                                     "huffman.c", "py_huffman.c")],
             depends=[_SRC + f for f in ("cnn_kernels.h", "cnn_internal.h", "pybind.h")],
             extra_compile_args=["-O3", "-std=c11", "-fopenmp", "-fno-math-errno",
                                 "-Wall", "-Wextra", "-Wno-unused-parameter"] if _unix else [],

@@ -12,11 +12,13 @@ at the default thread count, in one process, round robin.
 Writes a JSON file (``--json``) and prints a markdown table.
 
 Usage: python benchmarks/model_speed.py [--k 16] [--rounds 5] [--json out.json]
+[--docs docs/results.md] (writes its generated section there)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -88,6 +90,33 @@ def latency(model: torch.nn.Module, x: torch.Tensor, n: int = 200) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def ratios(rows: dict[str, dict[str, float]], settings: list[str]) -> list[str]:
+    """The targets: compact vs original per setting (speed-up > 1 means faster)."""
+    out = ["\n| target | setting | goal | measured | met |\n|:---|:---|---:|---:|:---|"]
+
+    def get(what: str, setting: str) -> float | None:
+        v = rows.get(f"{what} | {setting}")
+        return None if v is None else v["median"]
+
+    for s in settings:
+        for b, goal in ((1, 1.25), (32, 1.0)):
+            c = get(f"MiniLM compact index_map b={b} sentences/s", s)
+            o = get(f"MiniLM original b={b} sentences/s", s)
+            q = get(f"MiniLM int8 dynamic b={b} sentences/s", s)
+            if c and o:
+                out.append(f"| MiniLM compact vs original, b={b} | {s} | >= {goal}x | "
+                           f"{c / o:.2f} | {'yes' if c / o >= goal else 'NO'} |")
+            if c and q:
+                out.append(f"| MiniLM compact vs int8 dynamic, b={b} (reference) | {s} | - | "
+                           f"{c / q:.2f} | - |")
+        c = get("LeNet-300-100 compact smallest b=1 latency ms", s)
+        d = get("LeNet-300-100 dense torch b=1 latency ms", s)
+        if c and d:
+            out.append(f"| LeNet-300-100 smallest latency / dense torch, b=1 | {s} | <= 0.7 | "
+                       f"{c / d:.2f} | {'yes' if c / d <= 0.7 else 'NO'} |")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--k", type=int, default=16)
@@ -95,6 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sentences", type=int, default=64)
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-minilm", action="store_true")
+    ap.add_argument("--docs", default=None, help="results page to write the section into")
     args = ap.parse_args(argv)
     from compactnn.zoo.sentences import sentence_split
 
@@ -106,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
     minilm = {} if args.skip_minilm else minilm_models(args.k)
     for _ in range(args.rounds):
         for label, n in settings:
-            ctx = threads(n) if n else threads(default_threads)
-            with ctx:
+            with threads(n) if n else contextlib.nullcontext():  # default: nothing pinned
                 for name, model in lenet.items():
                     model(x)
                     results.setdefault(f"LeNet-300-100 {name} b=1 latency ms | {label}",
@@ -121,11 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     out = {"backend": backend.describe(), "cpu": os.cpu_count(), "rounds": args.rounds,
            "rows": {k: {"median": float(np.median(v["v"])), "min": float(np.min(v["v"])),
                         "max": float(np.max(v["v"]))} for k, v in results.items()}}
-    print(f"{out['backend']}; median (min-max) of {args.rounds} round-robin rounds")
-    print("| measurement | setting | median | min | max |\n|:---|:---|---:|---:|---:|")
+    lines = [f"{out['backend']}; median (min-max) of {args.rounds} round-robin rounds\n",
+             "| measurement | setting | median | min | max |\n|:---|:---|---:|---:|---:|"]
     for k, v in out["rows"].items():
         what, setting = k.split(" | ")
-        print(f"| {what} | {setting} | {v['median']:.3f} | {v['min']:.3f} | {v['max']:.3f} |")
+        lines.append(f"| {what} | {setting} | {v['median']:.3f} | {v['min']:.3f} | "
+                     f"{v['max']:.3f} |")
+    lines += ratios(out["rows"], [label for label, _ in settings])
+    print("\n".join(lines))
+    if args.docs:
+        from _docs import write_section
+
+        write_section(args.docs, "model-speed", "\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

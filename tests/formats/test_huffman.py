@@ -232,7 +232,7 @@ def test_ham_stored_bits_are_the_huffman_length(W):
     assert M.stream_bits == code_bits
     assert M.words.size == code_bits // 32 + 2
     assert M.nbytes == (4 * (code_bits // 32 + 2) + 4 * omega.size + M.length_counts.nbytes
-                        + M.row_bits.nbytes)
+                        + M.to_buffers()[0]["row_bits"].nbytes)
     if W.size:
         h = entropy_bits(W)
         assert h - 1e-6 * W.size <= code_bits < h + W.size

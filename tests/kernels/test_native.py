@@ -30,7 +30,7 @@ def codebook_matrix(rng: np.random.Generator, m: int, n: int, k: int) -> np.ndar
 @settings(max_examples=60, deadline=None)
 @given(m=st.integers(0, 40), n=st.integers(0, 140),
        k=st.sampled_from([1, 2, 3, 15, 16, 17, 32, 33, 64, 65, 200, 256]),
-       b=st.integers(1, 12), seed=st.integers(0, 2**16))
+       b=st.integers(1, 40), seed=st.integers(0, 2**16))
 def test_index_map_products_every_level(m, n, k, b, seed):
     rng = np.random.default_rng(seed)
     W = codebook_matrix(rng, m, n, k)

@@ -109,56 +109,79 @@ def compact_bytes(model: nn.Module) -> int:
 def save_checkpoint(model: nn.Module, path: str | os.PathLike, name: str,
                     kwargs: dict[str, Any], **info: Any) -> None:
     """Save a dense (possibly constrained) zoo model with its name, constructor
-    arguments and ``info`` (JSON values) in the header; written atomically."""
-    import tempfile
-
+    arguments and ``info`` (JSON values) in the header; written atomically (an
+    existing file keeps its permissions)."""
+    from compactnn.io.container import write_atomic
     from compactnn.train import save_checkpoint as save_ckpt
 
     meta = {"model": name, "model_kwargs": json.dumps(kwargs, sort_keys=True)}
     meta.update({k: json.dumps(v, sort_keys=True) for k, v in info.items()})
-    folder = os.path.dirname(os.path.abspath(os.fspath(path)))
-    fd, tmp = tempfile.mkstemp(prefix=".ckpt.", suffix=".tmp", dir=folder)
-    os.close(fd)
-    try:
-        save_ckpt(model, tmp, meta)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, writer=lambda tmp: save_ckpt(model, tmp, meta))
 
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, str, dict[str, Any],
                                                       dict[str, Any]]:
     """``(model, zoo name, kwargs, info)`` of a checkpoint written by ``save_checkpoint``.
 
-    Raises ``ValueError`` naming the problem for a missing, foreign or corrupt file."""
+    The same guards as for compact files: a regular file only, strict bounded JSON
+    metadata, and the zoo model built with its large tensors on the meta device and
+    compared tensor by tensor (names, shapes, dtypes) with the checkpoint's header
+    before the real model is built. Raises ``CompactFileError`` (a ``ValueError``)
+    naming the problem for a missing, foreign, corrupt or mismatched file."""
+    from safetensors import safe_open
+
     from compactnn import zoo
-    from compactnn.train import checkpoint_metadata
+    from compactnn.io.container import CompactFileError, open_regular, parse_json
+    from compactnn.io.model import _LargeOnMeta
     from compactnn.train import load_checkpoint as load_ckpt
 
     p = os.fspath(path)
-    if not os.path.isfile(p):
-        raise ValueError(f"{p}: no such checkpoint file")
+    fd, _ = open_regular(p, "checkpoint file")
+    os.close(fd)
     try:
-        meta = checkpoint_metadata(p)
+        with safe_open(p, "pt") as f:
+            meta = dict(f.metadata() or {})
+            header = {k: (tuple(f.get_slice(k).get_shape()), f.get_slice(k).get_dtype())
+                      for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
     except Exception as exc:  # safetensors raises its own error type
-        raise ValueError(f"{p}: not a readable safetensors checkpoint ({exc})") from None
+        msg = " ".join(str(exc).split())[:200]
+        raise CompactFileError(f"{p}: not a readable safetensors checkpoint ({msg})") from None
     if "model" not in meta or "model_kwargs" not in meta:
-        raise ValueError(f"{p}: checkpoint does not say which zoo model it holds "
-                         "(write it with `compactnn train`)")
+        raise CompactFileError(f"{p}: checkpoint does not say which zoo model it holds "
+                               "(write it with `compactnn train`)")
+    kwargs = parse_json(meta["model_kwargs"], f"{p}: model_kwargs")
+    info = {k: parse_json(v, f"{p}: {k}") for k, v in meta.items()
+            if k not in ("model", "model_kwargs")}
+    name = meta["model"]
+    if not isinstance(kwargs, dict) or name not in zoo.MODELS or len(meta["model_kwargs"]) > 4096:
+        raise CompactFileError(f"{p}: unknown zoo model {name!r} or bad arguments "
+                               f"(available: {', '.join(zoo.MODELS)})")
     try:
-        kwargs = json.loads(meta["model_kwargs"])
-        info = {k: json.loads(v) for k, v in meta.items() if k not in ("model", "model_kwargs")}
-    except json.JSONDecodeError:
-        raise ValueError(f"{p}: checkpoint metadata is not valid JSON") from None
-    model = zoo.build(meta["model"], **kwargs)
+        with _LargeOnMeta():
+            probe = zoo.build(name, **kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError,
+            RecursionError) as exc:
+        msg = " ".join(str(exc).split())[:200]
+        raise CompactFileError(f"{p}: cannot build zoo model {name!r} with {kwargs}: {msg}") \
+            from None
+    expected = {k: tuple(t.shape) for k, t in probe.state_dict().items()}
+    del probe
+    # shared tensors are stored once: a tensor the header lacks must have the shape of
+    # one it holds, so the real model is no larger than the checkpoint says
+    stored = {shape for shape, _ in header.values()}
+    bad = sorted([k for k in header if expected.get(k) != header[k][0]]
+                 + [k for k in expected if k not in header and expected[k] not in stored])
+    if bad:
+        raise CompactFileError(f"{p}: checkpoint does not fit model {name!r} "
+                               f"(tensors {bad[:3]} differ)")
+    model = zoo.build(name, **kwargs)
     try:
         load_ckpt(model, p)
     except Exception as exc:
-        raise ValueError(f"{p}: checkpoint does not fit model {meta['model']!r} ({exc})") \
+        msg = " ".join(str(exc).split())[:200]
+        raise CompactFileError(f"{p}: checkpoint does not fit model {name!r} ({msg})") \
             from None
-    return model.eval(), meta["model"], kwargs, info
+    return model.eval(), name, kwargs, info
 
 
 @dataclass

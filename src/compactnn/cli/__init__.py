@@ -12,10 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from compactnn import _early_interrupt
 from compactnn.cli import minilm
 
 __all__ = ["main", "build_parser"]
@@ -122,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--formats", type=lambda t: [f.strip() for f in t.split(",") if f.strip()],
                    default=None, help="comma-separated formats the policy may choose from "
                    "(default: all registered)")
+    p.add_argument("--formats-from", metavar="FILE", help="use the per-layer formats of an "
+                   "earlier compact file (e.g. one written with --policy fastest: its timings "
+                   "are recorded in it and copied over), instead of --policy")
     p.add_argument("-o", "--output", required=True, help="compact file to write (.cnn)")
 
     p = sub.add_parser("inspect", help="per-layer table of a compact file",
@@ -129,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "entropy bound and share of the file.")
     p.add_argument("file", help="compact file, or minilm (the original model's layers)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--check", action="store_true", help="also validate every array (what "
+                   "load does: format checks, archive decoding, finite plain tensors)")
 
     p = sub.add_parser("eval", help="accuracy or MSE of a compact file",
                        description="Evaluate a compact file on a dataset's test split "
@@ -179,12 +186,15 @@ def _dataset(name: str | None, data_dir: str | None, fallback: str | None = None
     return zoo.load_dataset(name, data_dir)
 
 
-def _check_output(path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValueError(f"output folder {folder} does not exist")
-    if os.path.isdir(path):
-        raise ValueError(f"output {path} is a directory")
+def _check_output(path: str, *inputs: str | None) -> None:
+    """Before any work: the output is not one of the inputs (same file by inode) and
+    its folder accepts a new file."""
+    from compactnn.io.container import check_writable, same_file
+
+    for src in inputs:
+        if src and same_file(src, path):
+            raise ValueError(f"output {path} is the input file {src}; choose another name")
+    check_writable(path)
 
 
 def _cmd_train(a: argparse.Namespace) -> None:
@@ -231,7 +241,7 @@ def _cmd_compress(a: argparse.Namespace) -> None:
     from compactnn.bench import pipeline
     from compactnn.transforms import check_recipe, compress_
 
-    _check_output(a.output)
+    _check_output(a.output, a.checkpoint, a.recipe)
     if minilm.is_minilm(a.checkpoint):
         q = minilm.compress(None if a.recipe == "minilm" else _recipe(a.recipe), a.output,
                             embedding_k=a.embedding_k, sentences=a.sentences)
@@ -257,7 +267,14 @@ def _cmd_convert(a: argparse.Namespace) -> None:
     from compactnn import save, to_compact
     from compactnn.bench import pipeline
 
-    _check_output(a.output)
+    _check_output(a.output, a.checkpoint, a.formats_from)
+    replayed = None
+    if a.formats_from:
+        from compactnn.io import inspect as inspect_file
+
+        earlier = inspect_file(a.formats_from)
+        a.policy = {li.name: li.format for li in earlier.layers}
+        replayed = earlier.metadata.get("fastest")
     model, name, kwargs, info = (minilm.pretrained() if minilm.is_minilm(a.checkpoint)
                                  else pipeline.load_checkpoint(a.checkpoint))
     example = None
@@ -275,6 +292,15 @@ def _cmd_convert(a: argparse.Namespace) -> None:
             if k in info}
     meta["dense_bytes"] = (minilm.original_bytes() if name == "minilm"
                            else pipeline.dense_file_bytes(model))
+    if a.policy == "fastest":
+        from compactnn.nn import layer_records
+
+        meta["fastest"] = {"batch_size": batch_size, "layers": {
+            r.name: {"format": r.format, "seconds": {f: float(f"{t:.3g}")
+                                                     for f, t in sorted(r.times.items())}}
+            for r in layer_records(cm) if r.times}}
+    elif replayed is not None:
+        meta["fastest"] = replayed
     size = save(cm, a.output, zoo=(name, kwargs), metadata=meta, pack=a.pack)
     from compactnn.io import inspect
 
@@ -291,11 +317,13 @@ def _cmd_inspect(a: argparse.Namespace) -> None:
     if minilm.is_minilm(a.file) and not a.json:
         print(minilm.describe())
         return
-    info = inspect(a.file)
+    info = inspect(a.file, check=a.check)
     if a.json:
         print(json.dumps(asdict(info), indent=1, sort_keys=True))
         return
     print(info.table())
+    print("validated: every array (--check)" if info.validated == "arrays" else
+          "validated: checksums and description only; --check validates every array")
     if info.model.get("zoo"):
         print(f"model: zoo {info.model['zoo']['name']} {json.dumps(info.model['zoo']['kwargs'])}")
     else:
@@ -359,7 +387,7 @@ def _cmd_report(a: argparse.Namespace) -> None:
     from compactnn.bench import pipeline, threads
     from compactnn.report import collect, write_report
 
-    _check_output(a.output)
+    _check_output(a.output, a.file, a.baseline)
     model, info = _load_compact(a.file)
     _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
     baseline = baseline_bytes = None
@@ -391,23 +419,42 @@ COMMANDS = {"train": _cmd_train, "compress": _cmd_compress, "convert": _cmd_conv
             "report": _cmd_report, "demo": _cmd_demo}
 
 
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, KeyError) and exc.args:
+        text = str(exc.args[0])
+    elif isinstance(exc, OSError) and exc.strerror:
+        text = f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    else:
+        text = str(exc)
+    return " ".join(text.split())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one subcommand; returns the exit status (0, or 2 on a user error)."""
-    parser = build_parser()
+    """Run one subcommand; returns the exit status (0, 2 on a user error, 130 when
+    interrupted with Ctrl-C, at any moment)."""
+    command = "compactnn"
+    if signal.getsignal(signal.SIGINT) is _early_interrupt:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:
-        return int(exc.code or 0)
-    try:
+        parser = build_parser()
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:
+            return int(exc.code or 0)
+        command = f"compactnn {args.command}"
         COMMANDS[args.command](args)
-    except (ValueError, TypeError, OSError, KeyError) as exc:
-        msg = " ".join(str(exc.args[0] if isinstance(exc, KeyError) and exc.args
-                           else exc).split())
-        sys.stderr.write(f"compactnn {args.command}: error: {msg}\n")
-        return EXIT_USAGE
     except KeyboardInterrupt:
-        sys.stderr.write(f"compactnn {args.command}: interrupted\n")
+        _interrupted(command)
         return 130
+    except (ValueError, TypeError, OSError, KeyError, MemoryError, RecursionError) as exc:
+        try:
+            sys.stderr.write(f"{command}: error: {_message(exc)}\n")
+        except KeyboardInterrupt:
+            return 130
+        return EXIT_USAGE
     return 0
 
 
+def _interrupted(command: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C cannot interrupt this
+    sys.stderr.write(f"{command}: interrupted\n")

@@ -30,6 +30,10 @@ __all__ = [
     "available",
     "as_dense_input",
     "index_dtype",
+    "canonical_index",
+    "canonical_pointer",
+    "KERNEL_INDEX_DTYPES",
+    "KERNEL_POINTER_DTYPES",
 ]
 
 
@@ -74,6 +78,41 @@ def index_dtype(max_value: int) -> np.dtype:
         if max_value <= np.iinfo(dt).max:
             return np.dtype(dt)
     raise ValueError(f"index range {max_value} does not fit in 64 bits")
+
+
+KERNEL_INDEX_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32))
+"""Dtypes an index array (column, codebook, group index) has at run time: the smallest
+that holds its bound (uint64 only for a side beyond 2**32, which files refuse)."""
+KERNEL_POINTER_DTYPES = (np.dtype(np.uint32), np.dtype(np.uint64))
+"""Dtypes a pointer array (row starts, group starts, bit offsets) has at run time."""
+
+
+def canonical_index(arr: Any, bound: int) -> Any:
+    """An unsigned index array whose entries must lie in ``[0, bound]``, in the
+    smallest dtype that holds ``bound`` (derived from shapes, never from the data), so
+    the dtypes reaching the kernels are a small fixed set whatever a file stores.
+    Arrays that are not unsigned or hold a larger value are returned unchanged (for
+    ``check()`` to reject)."""
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "u":
+        return arr
+    target = index_dtype(max(int(bound), 0))
+    return _convert(arr, target)
+
+
+def canonical_pointer(arr: Any) -> Any:
+    """An unsigned pointer array as uint32 (uint64 when its largest entry needs it)."""
+    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "u":
+        return arr
+    top = int(arr.max()) if arr.size else 0
+    return _convert(arr, np.dtype(np.uint32) if top <= 0xFFFFFFFF else np.dtype(np.uint64))
+
+
+def _convert(arr: np.ndarray, target: np.dtype) -> np.ndarray:
+    if arr.dtype == target and arr.flags.c_contiguous and arr.flags.writeable:
+        return arr
+    if arr.size and int(arr.max()) > np.iinfo(target).max:
+        return arr
+    return np.array(arr, dtype=target, order="C")
 
 
 def as_dense_input(W: Any) -> np.ndarray:
@@ -144,6 +183,9 @@ class CompactMatrix(ABC):
     version: ClassVar[int] = 1
     arrays: ClassVar[tuple[str, ...]] = ()
     attrs: ClassVar[tuple[str, ...]] = ()
+    pointer_arrays: ClassVar[tuple[str, ...]] = ()
+    """Arrays of non-decreasing offsets: uint32/uint64 at run time, stored in the
+    smallest dtype that holds their largest entry."""
 
     def __init__(self, shape: tuple[int, int], **fields: Any) -> None:
         m, n = (int(s) for s in shape)
@@ -160,6 +202,7 @@ class CompactMatrix(ABC):
             missing.discard(name)
         if missing:
             raise TypeError(f"{self.format_id}: missing fields {sorted(missing)}")
+        self._canonicalise()
         self._prepare()
 
     # ---- conversion -----------------------------------------------------------------
@@ -240,7 +283,48 @@ class CompactMatrix(ABC):
     @property
     def nbytes(self) -> int:
         """Bytes of every stored array (codebooks and code tables included)."""
-        return int(sum(getattr(self, a).nbytes for a in self.arrays))
+        return int(sum(self._stored_nbytes(a) for a in self.arrays))
+
+    def _stored(self, name: str) -> np.ndarray:
+        """Array ``name`` as it is stored: pointer arrays narrowed to the smallest dtype
+        that holds their largest entry, every other array as it is."""
+        arr = getattr(self, name)
+        if name in self.pointer_arrays and arr.dtype.kind == "u":
+            dt = index_dtype(int(arr.max()) if arr.size else 0)
+            if dt != arr.dtype:
+                return arr.astype(dt)
+        return arr
+
+    def _stored_nbytes(self, name: str) -> int:
+        arr = getattr(self, name)
+        if name in self.pointer_arrays and arr.dtype.kind == "u":
+            return arr.size * index_dtype(int(arr.max()) if arr.size else 0).itemsize
+        return int(arr.nbytes)
+
+    def _index_bounds(self) -> dict[str, int]:
+        """Largest valid entry of each index array (from the shape and the other arrays'
+        lengths, not from the data); those arrays get the smallest dtype holding it."""
+        return {}
+
+    def _canonicalise(self) -> None:
+        """Give index and pointer arrays their canonical run-time dtypes (see
+        ``canonical_index`` / ``canonical_pointer``) and every array its own writable,
+        C-contiguous memory layout, so no file can make the kernels compile a new
+        specialisation. Runs before ``check()``; arrays it cannot convert are left for
+        ``check()`` to reject."""
+        for a in self.pointer_arrays:
+            setattr(self, a, canonical_pointer(getattr(self, a, None)))
+        try:
+            bounds = self._index_bounds()
+        except (AttributeError, TypeError, IndexError, ValueError):
+            bounds = {}  # malformed arrays: check() names the problem
+        for a, bound in bounds.items():
+            setattr(self, a, canonical_index(getattr(self, a, None), bound))
+        for a in self.arrays:
+            arr = getattr(self, a, None)
+            if isinstance(arr, np.ndarray) and not (arr.flags.writeable
+                                                    and arr.flags.c_contiguous):
+                setattr(self, a, np.array(arr, order="C"))
 
     @property
     def bits_per_weight(self) -> float:
@@ -250,7 +334,7 @@ class CompactMatrix(ABC):
 
     def to_buffers(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Stored arrays by name, and JSON attributes (``shape``, ``format``, ``version``)."""
-        bufs = {a: getattr(self, a) for a in self.arrays}
+        bufs = {a: self._stored(a) for a in self.arrays}
         attrs: dict[str, Any] = {
             "format": self.format_id,
             "version": self.version,
@@ -296,6 +380,7 @@ class CompactMatrix(ABC):
         obj.shape = (int(shape[0]), int(shape[1]))
         for k, v in fields.items():
             setattr(obj, k, v)
+        obj._canonicalise()
         obj.check()
         obj._prepare()
         return obj

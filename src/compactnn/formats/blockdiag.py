@@ -111,6 +111,12 @@ class BlockDiag(CompactMatrix):
     arrays = ("data", "rows", "cols", "row_ptr", "col_ptr")
     attrs = ("seed", "blocks")
 
+    def _index_bounds(self) -> dict[str, int]:
+        m, n = self.shape
+        if self.seed is not None:  # nothing stored: empty uint8 arrays
+            return dict.fromkeys(("rows", "cols", "row_ptr", "col_ptr"), 0)
+        return {"rows": m - 1, "cols": n - 1, "row_ptr": m, "col_ptr": n}
+
     # ---- constructors -----------------------------------------------------------------
     @classmethod
     def from_dense(cls, W: np.ndarray) -> BlockDiag:

@@ -155,9 +155,14 @@ class GroupedRows(CompactMatrix):
         """Number of stored groups (CER: padding groups included)."""
         return int(self.omega_ptr.shape[0]) - 1
 
+    pointer_arrays = ("omega_ptr", "row_ptr")
+
     def _kernel_idx(self) -> np.ndarray:
         """The ``omega_idx`` array the kernels read (empty for CER)."""
         return _NO_IDX
+
+    def _index_bounds(self) -> dict[str, int]:
+        return {"col_idx": self.shape[1] - 1}
 
     def _prepare(self) -> None:
         K = self.omega.shape[0]

@@ -62,6 +62,9 @@ class CSER(GroupedRows):
     def _kernel_idx(self) -> np.ndarray:
         return self.omega_idx
 
+    def _index_bounds(self) -> dict[str, int]:
+        return {"col_idx": self.shape[1] - 1, "omega_idx": self.omega.shape[0] - 1}
+
     def _check_groups(self, K: int) -> None:
         G = self.groups
         idx = self.omega_idx

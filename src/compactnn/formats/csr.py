@@ -46,6 +46,10 @@ class CSR(CompactMatrix):
 
     format_id = "csr"
     arrays = ("data", "indices", "indptr")
+    pointer_arrays = ("indptr",)
+
+    def _index_bounds(self) -> dict[str, int]:
+        return {"indices": self.shape[1] - 1}
 
     @classmethod
     def from_dense(cls, W: np.ndarray) -> CSR:

@@ -97,6 +97,11 @@ class PermSeq(CompactMatrix):
     arrays = ("base", "group", "perm")
     attrs = ("seed",)
 
+    def _index_bounds(self) -> dict[str, int]:
+        if self.seed is not None:  # nothing stored: empty uint8 arrays
+            return {"group": 0, "perm": 0}
+        return {"group": self.base.shape[0] - 1, "perm": self.shape[1] - 1}
+
     # ---- constructors -----------------------------------------------------------------
     @classmethod
     def from_dense(cls, W: np.ndarray) -> PermSeq:

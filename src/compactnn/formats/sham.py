@@ -21,11 +21,19 @@ The stored entries are those whose bit pattern is not +0.0, so the round trip is
 bit-exact. The decoding lookup table and per-length limits are a runtime cache built
 by ``_prepare()`` (not stored, not in ``nbytes``); see :mod:`compactnn.formats.ham`.
 
-Cost of ``W @ x``: ``nnz`` decodes, adds and multiplies; ``words`` counted as for HAM
-(words spanned per row plus the 64-bit window's look-ahead word); ``lut`` one read
-per decode, ``limit``/``base``/``omega`` for codes longer than the LUT; ``col_idx``
-and ``x`` one read per stored entry; ``row_ptr`` m+1 reads, ``row_bits`` m reads;
-``y`` m writes.
+Native kernels (as HAM's, plain mode; layout unchanged, version 1): 4 rows' values
+decoded 2 symbols per 11-bit table lookup into per-row symbol buffers, then
+``matvec`` dots them with ``x[col_idx]`` (scalar loads: AVX-512/AVX2 gathers were
+slower on Zen 4), and ``matmul``/``rmatmul`` add ``value * X[col, :]`` 32 columns at a
+time for any batch when at most half of the entries are stored (else, for batches
+> 8, tiles for torch's GEMM). The runtime copy of ``col_idx`` is uint16 (uint8
+widened) or the stored uint16/uint32 array itself.
+
+Cost of ``W @ x`` (the numba kernels' operations): ``nnz`` decodes, adds and
+multiplies; ``words`` counted as for HAM (words spanned per row plus the 64-bit
+window's look-ahead word); ``lut`` one read per decode, ``limit``/``base``/``omega``
+for codes longer than the LUT; ``col_idx`` and ``x`` one read per stored entry;
+``row_ptr`` m+1 reads, ``row_bits`` m reads; ``y`` m writes.
 """
 
 from __future__ import annotations
@@ -34,7 +42,6 @@ import numpy as np
 
 from compactnn.coding.huffman import build_code, decode_tables, encode
 from compactnn.formats.base import (
-    CompactMatrix,
     Cost,
     FormatError,
     as_dense_input,
@@ -45,6 +52,8 @@ from compactnn.formats.base import (
 from compactnn.formats.csr import csr_arrays
 from compactnn.formats.ham import (
     LUT_BITS,
+    SPARSE_MAX_DENSITY,
+    HuffmanProducts,
     check_code,
     check_stream,
     huffman_cost,
@@ -56,12 +65,16 @@ from compactnn.kernels import huffman as k
 
 
 @register
-class SHAM(CompactMatrix):
+class SHAM(HuffmanProducts):
     """CSR indices with canonical-Huffman-coded values; the dot product decodes values
     while walking the indices."""
 
     format_id = "sham"
     arrays = ("omega", "length_counts", "words", "row_bits", "col_idx", "row_ptr")
+    pointer_arrays = ("row_bits", "row_ptr")
+
+    def _index_bounds(self) -> dict[str, int]:
+        return {"col_idx": self.shape[1] - 1}
 
     @classmethod
     def from_dense(cls, W: np.ndarray) -> SHAM:
@@ -86,22 +99,28 @@ class SHAM(CompactMatrix):
         self._row_bits = self.row_bits.astype(np.int64)
         self._row_ptr = self.row_ptr.astype(np.int64)
         self._stats: np.ndarray | None = None  # scan totals, computed by cost()
+        m, n = self.shape
+        self._sparse_products = self.nnz <= SPARSE_MAX_DENSITY * m * n
 
     def _args(self) -> tuple:
         t = self._tab
         return (self.words, self._row_bits, self.col_idx, self._row_ptr, t.lut_bits,
                 t.lut_len, t.lut_val, t.limit, t.base, self.omega)
 
-    def to_dense(self) -> np.ndarray:
-        out = np.zeros(self.shape, dtype=np.float32)
+    def _new_kernel(self, nat):
+        m, n = self.shape
+        cols = self.col_idx if self.col_idx.dtype.itemsize >= 2 else self.col_idx.astype(np.uint16)
+        return nat.HuffMatrix(self.words, self._row_bits, self.length_counts.astype(np.int64),
+                              self.omega, m, n, False, cols, self._row_ptr)
+
+    def _numba_to_dense(self, out: np.ndarray) -> None:
         if self.nnz:
             k.sham_to_dense(*self._args(), out)
-        return out
 
-    def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
+    def _numba_matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         k.sham_matvec(*self._args(), x, y)
 
-    def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
+    def _numba_matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
         k.sham_matmul(*self._args(), X, Y)
 
     def _check(self) -> None:

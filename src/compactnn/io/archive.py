@@ -292,11 +292,17 @@ def _field(attrs: dict[str, int], name: str, hi: int) -> int:
     return v
 
 
+_WINDOW = 1 << 18  # symbols (or matrix entries) decoded per step: bounded temporaries
+
+
 def decode(buffer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Decode an archive into the dense float32 ``shape`` matrix it encodes.
 
     Every length is checked against the buffer and ``shape`` before anything is
-    allocated; raises ``ArchiveError`` naming the first inconsistency.
+    allocated; raises ``ArchiveError`` naming the first inconsistency. Memory: the
+    output, one byte per stored entry (its gap symbol) and bounded windows: the
+    positions are marked in the output itself (a non-zero bit pattern) and the values
+    then written over the marks in order, so no position array is ever built.
     """
     import constriction
 
@@ -318,15 +324,14 @@ def decode(buffer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     need = _HEADER + 4 * K + 2 * K + 2 * G + 4 * S
     if buffer.size != need:
         raise ArchiveError(f"archive: buffer has {buffer.size} bytes, its header says {need}")
-    raw = buffer.tobytes()
     o = _HEADER
-    omega = np.frombuffer(raw, "<f4", K, o).astype(np.float32)
+    omega = np.frombuffer(buffer, "<f4", K, o).astype(np.float32)
     o += 4 * K
-    value_freq = np.frombuffer(raw, "<u2", K, o)
+    value_freq = np.frombuffer(buffer, "<u2", K, o).copy()
     o += 2 * K
-    gap_freq = np.frombuffer(raw, "<u2", G, o)
+    gap_freq = np.frombuffer(buffer, "<u2", G, o).copy()
     o += 2 * G
-    words = np.frombuffer(raw, "<u4", S, o).astype(np.uint32)
+    words = np.frombuffer(buffer, "<u4", S, o).astype(np.uint32)
     if K and not np.isfinite(omega).all():
         raise ArchiveError("archive: codebook has NaN or Inf")
     if np.any(omega.view(np.uint32) == 0):
@@ -340,42 +345,17 @@ def decode(buffer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         raise ArchiveError("archive: stream is not properly terminated")
     try:
         coder = constriction.stream.stack.AnsCoder(words)
-        sym = (np.asarray(coder.decode(_categorical(gap_freq), nnz), np.int64) if G > 1
-               else np.zeros(nnz, np.int64))
-        e = (sym + 1) // 2
-        if np.any(e >= 32):
-            raise ArchiveError("archive: gap symbol out of range")
-        nlow = np.maximum(e - 1, 0)
-        nch = (nlow + _CHUNK - 1) // _CHUNK
-        total = int(nch.sum())
-        if total > 2 * size:
-            raise ArchiveError("archive: more low-bit chunks than the matrix allows")
-        v = np.where(e > 0, (np.int64(1) << e) | (((sym + 1) % 2) << np.maximum(e - 1, 0)), 1)
-        if total:
-            owner = np.repeat(np.arange(nnz), nch)
-            first = np.cumsum(nch) - nch
-            k = np.arange(total) - first[owner]
-            top_bits = nlow[owner] - (nch[owner] - 1) * _CHUNK
-            width = np.where(k == 0, top_bits, _CHUNK)
-            chunk_vals = np.asarray(coder.decode(
-                constriction.stream.model.Uniform(), (np.int64(1) << width).astype(np.int32)
-            ), np.int64)
-            shift = np.where(k == 0, nlow[owner] - top_bits, nlow[owner] - top_bits - k * _CHUNK)
-            np.add.at(v, owner, chunk_vals << shift)
-        codes = (np.asarray(coder.decode(_categorical(value_freq), nnz), np.int64) if K > 1
-                 else np.zeros(nnz, np.int64))
+        del words
+        sym = _decode_gap_symbols(coder, gap_freq, G, nnz)
+        _mark_positions(coder, sym, out.view(np.uint32), size)
+        del sym
+        _write_values(coder, value_freq, omega, out.view(np.uint32), nnz)
         if not coder.is_empty():
             raise ArchiveError("archive: stream has trailing data")
     except ArchiveError:
         raise
     except Exception as exc:  # constriction reports corrupt streams as generic errors
         raise ArchiveError(f"archive: corrupt stream ({exc})") from None
-    if np.any(v > size):
-        raise ArchiveError("archive: position gap beyond the end of the matrix")
-    pos = np.cumsum(v) - 1
-    if pos[-1] >= size:
-        raise ArchiveError(f"archive: position {int(pos[-1])} beyond the matrix ({size} entries)")
-    out[pos] = omega[codes]
     return out.reshape(m, n)
 
 
@@ -394,7 +374,7 @@ def _decode_adaptive(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) 
     need = _HEADER + 4 * K + B
     if buffer.size != need:
         raise ArchiveError(f"archive: buffer has {buffer.size} bytes, its header says {need}")
-    omega = np.frombuffer(buffer.tobytes(), "<f4", K, _HEADER).astype(np.float32)
+    omega = np.frombuffer(buffer, "<f4", K, _HEADER).astype(np.float32)
     if not np.isfinite(omega).all():
         raise ArchiveError("archive: codebook has NaN or Inf")
     if np.any(omega.view(np.uint32) == 0):
@@ -414,3 +394,70 @@ def _decode_adaptive(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) 
         raise ArchiveError(f"archive: the decoder read {read} of the stream's {B} bytes")
     out[sig.astype(bool)] = omega[vidx]
     return out.reshape(m, n)
+
+
+def _decode_gap_symbols(coder, gap_freq: np.ndarray, G: int, nnz: int) -> np.ndarray:
+    """The ``nnz`` gap symbols (uint8: at most 63 after the range check)."""
+    sym = np.zeros(nnz, np.uint8)
+    if G > 1:
+        model = _categorical(gap_freq)
+        for c0 in range(0, nnz, _WINDOW):
+            s = np.asarray(coder.decode(model, min(_WINDOW, nnz - c0)))
+            if s.size and int(s.max()) >= 63:
+                raise ArchiveError("archive: gap symbol out of range")
+            sym[c0:c0 + s.size] = s
+    return sym
+
+
+def _mark_positions(coder, sym: np.ndarray, marks: np.ndarray, size: int) -> None:
+    """Decode the low bits of the gaps window by window and set ``marks[pos] = 1`` at
+    every stored position (strictly increasing, checked against ``size``)."""
+    import constriction
+
+    uniform = constriction.stream.model.Uniform()
+    nnz, nxt = sym.size, 0  # nxt: first position the next entry may take
+    for c0 in range(0, nnz, _WINDOW):
+        s = sym[c0:c0 + _WINDOW].astype(np.int64)
+        e = (s + 1) // 2
+        nlow = np.maximum(e - 1, 0)
+        nch = (nlow + _CHUNK - 1) // _CHUNK
+        v = np.where(e > 0, (np.int64(1) << e) | (((s + 1) % 2) << np.maximum(e - 1, 0)), 1)
+        total = int(nch.sum())
+        if total:
+            owner = np.repeat(np.arange(s.size), nch)
+            first = np.cumsum(nch) - nch
+            k = np.arange(total) - first[owner]
+            top_bits = nlow[owner] - (nch[owner] - 1) * _CHUNK
+            width = np.where(k == 0, top_bits, _CHUNK)
+            chunk_vals = np.asarray(coder.decode(
+                uniform, (np.int64(1) << width).astype(np.int32)), np.int64)
+            shift = np.where(k == 0, nlow[owner] - top_bits, nlow[owner] - top_bits - k * _CHUNK)
+            np.add.at(v, owner, chunk_vals << shift)
+        if np.any(v > size):
+            raise ArchiveError("archive: position gap beyond the end of the matrix")
+        pos = np.cumsum(v) + (nxt - 1)
+        if pos[-1] >= size:
+            raise ArchiveError(
+                f"archive: position {int(pos[-1])} beyond the matrix ({size} entries)")
+        marks[pos] = 1
+        nxt = int(pos[-1]) + 1
+
+
+def _write_values(coder, value_freq: np.ndarray, omega: np.ndarray, out: np.ndarray,
+                  nnz: int) -> None:
+    """Decode the value codes and write them over the marks, in position order."""
+    bits = omega.view(np.uint32)
+    model = _categorical(value_freq) if omega.size > 1 else None
+    done = 0
+    for w0 in range(0, out.size, _WINDOW):
+        if done == nnz:
+            break
+        window = out[w0:w0 + _WINDOW]
+        idx = np.flatnonzero(window)
+        if not idx.size:
+            continue
+        if model is None:
+            window[idx] = bits[0]
+        else:
+            window[idx] = bits[np.asarray(coder.decode(model, idx.size), np.int64)]
+        done += idx.size

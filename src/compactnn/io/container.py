@@ -20,9 +20,12 @@ a changed byte anywhere in the file is reported, never silently used.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import tempfile
+import re
+import secrets
+import stat
 import zlib
 from collections.abc import Mapping
 from typing import Any
@@ -30,10 +33,12 @@ from typing import Any
 import numpy as np
 
 __all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "decode_file",
-           "write_atomic", "canonical_json", "read_bytes"]
+           "write_atomic", "canonical_json", "read_bytes", "open_regular", "check_writable",
+           "same_file", "check_tree", "MAX_JSON_DEPTH"]
 
 KEY = "compactnn"
 MAX_HEADER = 100_000_000  # safetensors' own limit
+MAX_JSON_DEPTH = 64  # nesting a description may use (json itself allows ~1000)
 DTYPES: dict[str, np.dtype] = {
     "BOOL": np.dtype("?"), "U8": np.dtype("u1"), "I8": np.dtype("i1"),
     "U16": np.dtype("<u2"), "I16": np.dtype("<i2"), "F16": np.dtype("<f2"),
@@ -53,10 +58,11 @@ def canonical_json(obj: Any) -> str:
                       allow_nan=False)
 
 
-def crc32(data: bytes | np.ndarray) -> str:
-    """CRC-32 (zlib) as 8 lowercase hex digits."""
+def crc32(data: bytes | memoryview | np.ndarray) -> str:
+    """CRC-32 (zlib) as 8 lowercase hex digits (of an array's bytes, without a copy
+    when it is contiguous)."""
     if isinstance(data, np.ndarray):
-        data = np.ascontiguousarray(data).tobytes()
+        data = memoryview(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
     return f"{zlib.crc32(data) & 0xFFFFFFFF:08x}"
 
 
@@ -107,38 +113,177 @@ def encode_file(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) 
     return b"".join([len(header).to_bytes(8, "little"), header] + [a.tobytes() for *_, a in items])
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename,
-    so ``path`` never holds a partial file."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+_TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.compactnn-tmp$")
+
+
+def _temp_name(path: str) -> str:
+    """``.<name>.<pid>.<random>.compactnn-tmp`` beside ``path`` (the project's naming)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{base}.{os.getpid()}.{secrets.token_hex(4)}.compactnn-tmp")
+
+
+def _remove_stale_temps(path: str) -> None:
+    """Delete temporary files of earlier writes to ``path`` whose process is gone
+    (a write killed with -9 leaves its temporary file behind)."""
+    folder, base = os.path.split(os.path.abspath(path))
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        m = _TMP.match(name)
+        if not m or m["name"] != base:
+            continue
+        pid = int(m["pid"])
+        try:
+            if pid != os.getpid():
+                os.kill(pid, 0)
+            continue  # its writer is still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OverflowError):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
+
+
+def check_writable(path: str | os.PathLike) -> None:
+    """Raise ``OSError`` (one line) unless ``path`` can be written atomically: its folder
+    exists and accepts a new file, and ``path`` is not a directory. Call before work."""
+    path = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(path)
+    if not os.path.isdir(folder):
+        raise OSError(errno.ENOENT, f"output folder {folder} does not exist")
+    if os.path.isdir(path):
+        raise OSError(errno.EISDIR, f"output {path} is a directory")
+    tmp = _temp_name(path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write to {folder} ({exc.strerror})") from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two paths name the same existing file (same device and inode)."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def write_atomic(path: str | os.PathLike, data: bytes | None = None, *,
+                 writer=None) -> None:
+    """Write ``data`` (or call ``writer(temp_path)``) to a temporary file in the same
+    folder, then rename it to ``path``, so ``path`` never holds a partial file.
+
+    An existing target keeps its permission bits (a new file gets ``0o666 & ~umask``);
+    temporary files left by earlier killed writes to ``path`` are removed; an error
+    names ``path``, never the temporary file."""
+    path = os.fspath(path)
+    _remove_stale_temps(path)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
         umask = os.umask(0)
         os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        mode = 0o666 & ~umask
+    tmp = _temp_name(path)
+    try:
+        if writer is not None:
+            writer(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+        else:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
+    except OSError as exc:
+        _unlink_quiet(tmp)
+        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror or exc})") from None
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        _unlink_quiet(tmp)
         raise
 
 
-def read_bytes(path: str | os.PathLike) -> bytes:
-    """The file's bytes; a missing or unreadable file is a ``CompactFileError``."""
+def _unlink_quiet(p: str) -> None:
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        os.unlink(p)
+    except OSError:
+        pass
+
+
+def open_regular(path: str | os.PathLike, what: str = "file") -> tuple[int, int]:
+    """Open ``path`` for reading without blocking and return ``(fd, size)``; only a
+    regular file is accepted (never a FIFO, socket, device or directory, also not
+    through a symlink), and its size is known before anything is read."""
+    p = os.fspath(path)
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
-        raise CompactFileError(f"{os.fspath(path)}: no such file") from None
+        raise CompactFileError(f"{p}: no such {what}") from None
     except IsADirectoryError:
-        raise CompactFileError(f"{os.fspath(path)}: is a directory, not a file") from None
+        raise CompactFileError(f"{p}: is a directory, not a {what}") from None
     except OSError as exc:
-        raise CompactFileError(f"{os.fspath(path)}: cannot read ({exc.strerror})") from None
+        raise CompactFileError(f"{p}: cannot open ({exc.strerror})") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise CompactFileError(f"{p}: is a directory, not a {what}")
+        if not stat.S_ISREG(st.st_mode):
+            kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device"
+                    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                    "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+            raise CompactFileError(f"{p}: is {kind}, not a regular {what}")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, int(st.st_size)
+
+
+def _read_exact(fd: int, buf: memoryview, source: str) -> None:
+    got = 0
+    while got < len(buf):
+        try:
+            k = os.readv(fd, [buf[got:]])
+        except OSError as exc:
+            raise CompactFileError(f"{source}: cannot read ({exc.strerror})") from None
+        if k == 0:
+            raise CompactFileError(f"{source}: file shrank while being read")
+        got += k
+
+
+def read_bytes(path: str | os.PathLike) -> bytearray:
+    """The file's bytes (one bounded read of its known size, after checking the
+    header length against it); a missing, non-regular or unreadable file, or one
+    whose header length does not fit, is a ``CompactFileError``."""
+    source = os.fspath(path)
+    fd, size = open_regular(path)
+    try:
+        if size < 8:
+            raise CompactFileError(f"{source}: truncated ({size} bytes; a header needs 8)")
+        first = bytearray(8)
+        _read_exact(fd, memoryview(first), source)
+        n = int.from_bytes(first, "little")
+        if n > size - 8:
+            raise CompactFileError(
+                f"{source}: header length {n} is larger than the file ({size} bytes)")
+        if n > MAX_HEADER or n < 2:
+            raise CompactFileError(f"{source}: header length {n} out of range")
+        raw = bytearray(size)
+        raw[:8] = first
+        _read_exact(fd, memoryview(raw)[8:], source)
+        return raw
+    finally:
+        os.close(fd)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -155,16 +300,47 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_json(text: str, what: str) -> Any:
-    """Strict JSON: no duplicate keys, no NaN/Infinity, bounded nesting."""
+    """Strict JSON: no duplicate keys, no NaN/Infinity, bounded nesting
+    (``MAX_JSON_DEPTH``) and integers of at most 64 bits."""
+    if len(text) > MAX_HEADER:
+        raise CompactFileError(f"{what}: JSON text is too long ({len(text)} characters)")
     try:
-        return json.loads(text, object_pairs_hook=_no_duplicates,
-                          parse_constant=_reject_constant)
+        obj = json.loads(text, object_pairs_hook=_no_duplicates,
+                         parse_constant=_reject_constant, parse_int=_parse_int)
     except CompactFileError as exc:
         raise CompactFileError(f"{what}: {exc}") from None
     except RecursionError:
         raise CompactFileError(f"{what}: JSON nested too deeply") from None
     except ValueError as exc:
         raise CompactFileError(f"{what} is not valid JSON ({exc})") from None
+    check_tree(obj, what)
+    return obj
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > 20:  # beyond 64 bits whatever the digits
+        raise CompactFileError(f"JSON integer {text[:24]}... is out of range")
+    v = int(text)
+    if not -2**64 < v < 2**64:
+        raise CompactFileError(f"JSON integer {v} is out of range")
+    return v
+
+
+def check_tree(obj: Any, what: str) -> None:
+    """Raise ``CompactFileError`` unless the nesting depth is at most
+    ``MAX_JSON_DEPTH``, every float is finite and every integer fits 64 bits (checked
+    iteratively, so a deep document cannot exhaust the Python stack)."""
+    stack = [(obj, 1)]
+    while stack:
+        v, depth = stack.pop()
+        if isinstance(v, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise CompactFileError(f"{what}: JSON nested more than {MAX_JSON_DEPTH} deep")
+            stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
+        elif isinstance(v, float) and not (-1.8e308 < v < 1.8e308):
+            raise CompactFileError(f"{what}: JSON number out of range")
+        elif isinstance(v, int) and not isinstance(v, bool) and not -2**64 < v < 2**64:
+            raise CompactFileError(f"{what}: JSON integer {v} is out of range")
 
 
 def _is_int(v: Any) -> bool:
@@ -179,14 +355,16 @@ def _checksums(desc: dict[str, Any]) -> dict[str, str]:
     return table
 
 
-def decode_file(raw: bytes, source: str = "file") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def decode_file(raw: bytes | bytearray, source: str = "file"
+                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Validate a file's bytes and return its tensors and description.
 
     Checks, in order: header length within the file; header ASCII, strict JSON and
     exactly canonical; description canonical with a matching CRC-32; tensor table
     consistent with the header (dtype, shape, contiguous in-range offsets whose span
     is the shape's size, computed without overflow); data fully covered; every
-    tensor's CRC-32. Then safetensors parses the same bytes and must agree.
+    tensor's CRC-32. The arrays are views of ``raw`` (writable when it is a
+    ``bytearray``), never copies.
     """
     size = len(raw)
     if size < 8:
@@ -251,17 +429,14 @@ def decode_file(raw: bytes, source: str = "file") -> tuple[dict[str, np.ndarray]
     if crc32(_table_json(entries).encode("ascii")) != desc.get("table_crc32"):
         raise CompactFileError(f"{source}: tensor table checksum mismatch (corrupted header)")
     base = 8 + n
-    for name, _, _, b, e in entries:
-        if crc32(raw[base + b:base + e]) != sums[name]:
+    view = memoryview(raw)
+    arrays: dict[str, np.ndarray] = {}
+    for name, dt, shape, b, e in entries:
+        if crc32(view[base + b:base + e]) != sums[name]:
             raise CompactFileError(f"{source}: tensor {name!r}: checksum mismatch (corrupted data)")
-    try:
-        from safetensors.numpy import load
-
-        arrays = load(raw)
-    except Exception as exc:  # safetensors raises its own SafetensorError
-        raise CompactFileError(f"{source}: safetensors rejected the file ({exc})") from None
-    for name, dt, shape, _, _ in entries:
-        a = arrays.get(name)
-        if a is None or list(a.shape) != shape or a.dtype != DTYPES[dt]:
-            raise CompactFileError(f"{source}: tensor {name!r}: safetensors disagrees")
+        if e == b:
+            arrays[name] = np.empty(shape, DTYPES[dt])
+        else:
+            arrays[name] = np.frombuffer(raw, DTYPES[dt], (e - b) // DTYPES[dt].itemsize,
+                                         base + b).reshape(shape)
     return arrays, body

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from compactnn import formats
 from compactnn.cost import energy_pj
@@ -30,6 +31,7 @@ from compactnn.io import archive, packed
 from compactnn.io.container import (
     CompactFileError,
     canonical_json,
+    check_tree,
     encode_file,
     read_bytes,
     write_atomic,
@@ -42,6 +44,10 @@ __all__ = ["save", "load", "inspect", "FileInfo", "LayerInfo", "CompactFileError
 
 VERSION = 1
 MAX_PARAMS = 2**31  # largest model (parameters + buffers) a file may ask to build
+MAX_DIM = 2**31 - 1  # largest matrix side (column indices fit in uint32)
+MAX_ENTRIES = 2**40  # largest matrix (rows x columns) a layer may declare
+ARCHIVE_FLOOR = 2**24  # entries any file may decode from archives ...
+ARCHIVE_EXPANSION = 16  # ... or this many per byte of the file, if more
 _NAME = re.compile(r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)*$")
 _KINDS = ("linear", "conv2d")
 
@@ -147,6 +153,15 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         canonical_json(desc)
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from None
+    # refuse exactly what load() refuses, with the same messages
+    source = os.fspath(path)
+    check_tree(desc, f"{source}: description")
+    _validate_description(desc, source)
+    if desc["model"]["zoo"] is not None:
+        _check_zoo_spec(desc["model"]["zoo"], source)
+    for k in desc["state"]:
+        _check_state_tensor(k, state[k], source)
+    _check_modules(model, source)
     data = packed.encode(tensors, desc) if pack else encode_file(tensors, desc)
     write_atomic(path, data)
     return len(data)
@@ -187,6 +202,11 @@ def _validate_description(desc: dict[str, Any], source: str) -> None:
             raise _err(source, f"{where}: bad format id or version")
         if not _int_list(e.get("shape"), 2) or not _is_int(e.get("groups"), 1):
             raise _err(source, f"{where}: bad shape or groups")
+        m_rows, n_cols = e["shape"]
+        if (max(m_rows, n_cols) > MAX_DIM or e["groups"] > MAX_DIM
+                or m_rows * n_cols * e["groups"] > MAX_ENTRIES):
+            raise _err(source, f"{where}: shape {e['shape']} x {e['groups']} group(s) is too "
+                       f"large (at most {MAX_DIM} per side, {MAX_ENTRIES} entries)")
         if not isinstance(e.get("bias"), bool) or e.get("storage") not in ("raw", "archive"):
             raise _err(source, f"{where}: bad bias flag or storage")
         ent = e.get("entropy_bits", "missing")
@@ -205,35 +225,75 @@ def _validate_description(desc: dict[str, Any], source: str) -> None:
                     or not _is_int(c.get("out"), 1) or not _int_list(c.get("kernel"), 2, 1)
                     or not _int_list(c.get("stride"), 2, 1)
                     or not _int_list(c.get("dilation"), 2, 1) or c.get("groups") != e["groups"]
-                    or not (pad in ("same", "valid") or _int_list(pad, 2))):
+                    or not (pad in ("same", "valid") or _int_list(pad, 2))
+                    or max(c["in"], c["out"], *c["kernel"], *c["stride"], *c["dilation"],
+                           *(pad if isinstance(pad, list) else [0])) > MAX_DIM):
                 raise _err(source, f"{where}: bad convolution geometry")
     if not all(isinstance(s, str) for s in state):
         raise _err(source, "state list holds a non-string name")
 
 
-def _zoo_model(spec: Any, source: str, max_params: int) -> nn.Module:
+_SIZED_FACTORIES = (torch.empty, torch.zeros, torch.ones, torch.rand, torch.randn, torch.full)
+_SMALL = 4096  # elements: tensors up to this size are built for real
+
+
+class _LargeOnMeta(TorchFunctionMode):
+    """While active, factory calls for tensors of more than ``_SMALL`` elements (with no
+    explicit device) create meta tensors: a zoo model is built without its weights,
+    which the file then supplies (or compact layers replace)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = dict(kwargs or {})
+        if func in _SIZED_FACTORIES and kwargs.get("device") is None:
+            if "size" in kwargs:
+                size = kwargs["size"]
+            elif args and not isinstance(args[0], int):
+                size = args[0]
+            else:
+                size = args if func is not torch.full else args[:1]
+            try:
+                count = 1
+                for d in size:
+                    count *= int(d)
+            except (TypeError, ValueError):
+                count = 0
+            if count > _SMALL:
+                kwargs["device"] = "meta"
+        return func(*args, **kwargs)
+
+
+def _check_zoo_spec(spec: Any, source: str) -> None:
     from compactnn import zoo
 
     if (not isinstance(spec, dict) or not isinstance(spec.get("name"), str)
             or not isinstance(spec.get("kwargs"), dict)):
         raise _err(source, "bad zoo model entry")
-    name, kwargs = spec["name"], spec["kwargs"]
-    if name not in zoo.MODELS:
-        raise _err(source, f"unknown zoo model {name!r}; available: {', '.join(zoo.MODELS)}")
-    if len(canonical_json(kwargs)) > 4096:
+    if spec["name"] not in zoo.MODELS:
+        raise _err(source, f"unknown zoo model {spec['name']!r}; available: "
+                   f"{', '.join(zoo.MODELS)}")
+    if len(canonical_json(spec["kwargs"])) > 4096:
         raise _err(source, "zoo model arguments are too long")
+
+
+def _zoo_model(spec: Any, source: str, max_params: int) -> nn.Module:
+    """The zoo model a file names, with every tensor of more than ``_SMALL`` elements on
+    the meta device (materialised from the file's tensors by ``load``)."""
+    from compactnn import zoo
+
+    _check_zoo_spec(spec, source)
+    name, kwargs = spec["name"], spec["kwargs"]
     try:
-        with torch.device("meta"):
-            probe = zoo.build(name, **kwargs)
-        count = sum(t.numel() for t in probe.state_dict().values())
-        if count > max_params:
-            raise _err(source, f"zoo model {name!r} with {kwargs} has {count} parameters, "
-                       f"more than the limit {max_params}")
-        return zoo.build(name, **kwargs)
-    except CompactFileError:
-        raise
-    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
-        raise _err(source, f"cannot build zoo model {name!r} with {kwargs}: {exc}") from None
+        with _LargeOnMeta():
+            model = zoo.build(name, **kwargs)
+    except (TypeError, ValueError, RuntimeError, OverflowError, MemoryError,
+            RecursionError) as exc:
+        msg = " ".join(str(exc).split())[:300]
+        raise _err(source, f"cannot build zoo model {name!r} with {kwargs}: {msg}") from None
+    count = sum(t.numel() for t in model.state_dict().values())
+    if count > max_params:
+        raise _err(source, f"zoo model {name!r} with {kwargs} has {count} parameters, "
+                   f"more than the limit {max_params}")
+    return model
 
 
 def _check_geometry(m: nn.Module, e: dict[str, Any], name: str, source: str) -> None:
@@ -317,25 +377,74 @@ def _torch_dtype(a: np.ndarray) -> torch.dtype:
     return torch.from_numpy(np.empty(0, a.dtype)).dtype
 
 
+def _check_state_tensor(k: str, a: np.ndarray, source: str) -> None:
+    """What ``save`` and ``load`` both refuse in a plain tensor."""
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        raise _err(source, f"state tensor {k!r} has NaN or Inf")
+
+
+def _archive_budget(desc: dict[str, Any], file_bytes: int, source: str) -> None:
+    """Archives decode into dense matrices first: their total size is bounded by the
+    file's size (``ARCHIVE_EXPANSION`` entries per byte, at least ``ARCHIVE_FLOOR``)."""
+    total = sum(e["groups"] * e["shape"][0] * e["shape"][1] for e in desc["layers"].values()
+                if e["storage"] == "archive")
+    limit = max(ARCHIVE_FLOOR, ARCHIVE_EXPANSION * file_bytes)
+    if total > limit:
+        raise _err(source, f"archives would decode to {total} entries, more than this "
+                   f"{file_bytes}-byte file may ({limit})")
+
+
+def _check_modules(model: nn.Module, source: str) -> None:
+    """Layer kinds stored as plain tensors that validate them (a ``check_state()``
+    method, e.g. ``PackedEmbedding``): run before any forward pass can use them."""
+    for name, mod in model.named_modules():
+        check = getattr(mod, "check_state", None)
+        if callable(check) and not any(t.is_meta for t in mod.buffers(recurse=False)):
+            try:
+                check()
+            except ValueError as exc:
+                raise _err(source, f"module {name!r}: {exc}") from None
+
+
+def _materialise(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Load ``state`` into ``model``, replacing (not copying into) its tensors, so a
+    tensor built on the meta device gets the file's data; no meta tensor may remain."""
+    model.load_state_dict(state, strict=True, assign=True)
+    _check_modules(model, source)
+    for mod_name, mod in model.named_modules():
+        for t_name, t in list(mod.named_parameters(recurse=False)) + list(
+                mod.named_buffers(recurse=False)):
+            if t is not None and t.is_meta:
+                raise _err(source, f"the model's tensor {mod_name}.{t_name} is not stored in "
+                           "the file and too large to rebuild")
+
+
 def load(path: str | os.PathLike, model: nn.Module | None = None, *,
          max_params: int = MAX_PARAMS) -> nn.Module:
     """Load a file written by ``save`` into a runnable compact model (eval mode).
 
     Args:
-        path: the file.
+        path: the file (a regular file; read once, its size checked first).
         model: a skeleton with the same architecture (dense, compact or structured
             layers such as ``PermutedLinear`` / ``BlockDiagLinear``), needed unless the
             file names a zoo model. It is copied, not modified.
         max_params: refuse to build a zoo model with more parameters than this.
 
+    A zoo model is built with its large tensors on the meta device; every layer's
+    geometry and every plain tensor's shape are compared with it before any array is
+    decoded, and its tensors then come from the file, so a file cannot make ``load``
+    allocate much more than its own size.
+
     Raises:
-        CompactFileError: the file is missing, corrupt or inconsistent, names an unknown
-            format, version or model, or does not fit the skeleton; the message names
-            the problem.
+        CompactFileError: the file is missing, not a regular file, corrupt or
+            inconsistent, names an unknown format, version or model, or does not fit the
+            skeleton; the message names the problem.
     """
     source = os.fspath(path)
-    arrays, desc, _, _ = packed.read(read_bytes(path), source)
+    raw = read_bytes(path)
+    arrays, desc, _, _ = packed.read(raw, source)
     _validate_description(desc, source)
+    _archive_budget(desc, len(raw), source)
     if model is None:
         spec = desc["model"].get("zoo")
         if spec is None:
@@ -349,13 +458,16 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
         model = copy.deepcopy(model)
         if desc["model"].get("zoo") is not None:
             model.zoo_spec = desc["model"]["zoo"]
-    used: set[str] = set()
+    targets = {}
     for name, e in desc["layers"].items():
         try:
-            m = model.get_submodule(name)
+            targets[name] = model.get_submodule(name)
         except AttributeError:
             raise _err(source, f"layer {name!r} does not exist in the model") from None
-        _check_geometry(m, e, name, source)
+        _check_geometry(targets[name], e, name, source)
+    _check_state_names(model, desc, arrays, source)
+    used: set[str] = set()
+    for name, e in desc["layers"].items():
         mats, archives = _matrices(e, name, arrays, used, source)
         bias = torch.zeros(e["shape"][0] * e["groups"]) if e["bias"] else None
         if e["kind"] == "linear":
@@ -375,7 +487,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
             energy_pj=sum(energy_pj(M.cost()) for M in mats), reason=e["reason"],
         )
         _set_module(model, name, new)
-    expected = model.state_dict()
+    expected = {k: (tuple(t.shape), t.dtype) for k, t in model.state_dict().items()}
     state_names = desc["state"]
     if set(state_names) != set(expected):
         missing = sorted(set(expected) - set(state_names))
@@ -387,19 +499,39 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
         if k not in arrays or k in used:
             raise _err(source, f"state tensor {k!r} is missing")
         a = arrays[k]
-        t = expected[k]
-        if tuple(a.shape) != tuple(t.shape) or _torch_dtype(a) != t.dtype:
+        shape, dtype = expected[k]
+        if tuple(a.shape) != shape or _torch_dtype(a) != dtype:
             raise _err(source, f"state tensor {k!r} has {a.dtype}{list(a.shape)}, the model "
-                       f"expects {t.dtype}{list(t.shape)}")
-        if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
-            raise _err(source, f"state tensor {k!r} has NaN or Inf")
+                       f"expects {dtype}{list(shape)}")
+        _check_state_tensor(k, a, source)
         used.add(k)
-        state[k] = torch.from_numpy(a.copy())
+        state[k] = torch.from_numpy(np.array(a))  # own memory, not the file buffer
     unused = sorted(set(arrays) - used)
     if unused:
         raise _err(source, f"tensors not referenced by the description: {unused[:5]}")
-    model.load_state_dict(state, strict=True)
+    _materialise(model, state, source)
     return model.eval()
+
+
+def _check_state_names(model: nn.Module, desc: dict[str, Any], arrays: dict[str, np.ndarray],
+                       source: str) -> None:
+    """Every plain tensor the file lists has the shape and dtype the model expects,
+    and holds finite values (checked before any compact layer is decoded)."""
+    expected = model.state_dict()
+    prefixes = tuple(f"{name}." for name in desc["layers"])
+    for k in desc["state"]:
+        if k not in arrays:
+            raise _err(source, f"state tensor {k!r} is missing")
+        a = arrays[k]
+        t = expected.get(k)
+        if t is None:
+            if k.startswith(prefixes):
+                continue  # a compact layer's own tensor (its bias), checked after it is built
+            raise _err(source, f"state tensor {k!r} is not a tensor of the model")
+        if tuple(a.shape) != tuple(t.shape) or _torch_dtype(a) != t.dtype:
+            raise _err(source, f"state tensor {k!r} has {a.dtype}{list(a.shape)}, the model "
+                       f"expects {t.dtype}{list(t.shape)}")
+        _check_state_tensor(k, a, source)
 
 
 # ---- inspecting ------------------------------------------------------------------------
@@ -444,6 +576,10 @@ class FileInfo:
     layers: list[LayerInfo]
     model: dict[str, Any]
     metadata: dict[str, Any] = field(default_factory=dict)
+    validated: str = "checksums"
+    """``"checksums"``: every checksum and the description's structure were verified;
+    ``"arrays"`` (``inspect(check=True)``): also every layer's arrays (format checks,
+    archive decoding) and the plain tensors, as ``load`` does."""
 
     def table(self) -> str:
         """The per-layer table as aligned text."""
@@ -471,12 +607,38 @@ class FileInfo:
         return "\n".join(lines)
 
 
-def inspect(path: str | os.PathLike) -> FileInfo:
-    """Read a file's description (verifying every checksum) without building the model."""
+def inspect(path: str | os.PathLike, *, check: bool = False) -> FileInfo:
+    """Read a file's description (verifying every checksum) without building the model;
+    with ``check=True`` also validate every array as ``load`` does, and the layers and
+    plain tensors against the zoo model the file names (built with its large tensors on
+    the meta device). ``FileInfo.validated`` says which."""
     source = os.fspath(path)
     raw = read_bytes(path)
     arrays, desc, nbytes, header = packed.read(raw, source)
     _validate_description(desc, source)
+    if check:
+        _archive_budget(desc, len(raw), source)
+        spec = desc["model"].get("zoo")
+        if spec is not None:  # the zoo model, large tensors on meta: geometry and state
+            model = _zoo_model(spec, source, MAX_PARAMS)
+            for name, e in desc["layers"].items():
+                try:
+                    _check_geometry(model.get_submodule(name), e, name, source)
+                except AttributeError:
+                    raise _err(source, f"layer {name!r} does not exist in the model") from None
+            _check_state_names(model, desc, arrays, source)
+            del model
+        used: set[str] = set()
+        for name, e in desc["layers"].items():
+            _matrices(e, name, arrays, used, source)
+        for k in desc["state"]:
+            if k not in arrays or k in used:
+                raise _err(source, f"state tensor {k!r} is missing")
+            _check_state_tensor(k, arrays[k], source)
+            used.add(k)
+        unused = sorted(set(arrays) - used)
+        if unused:
+            raise _err(source, f"tensors not referenced by the description: {unused[:5]}")
     size = len(raw)
     infos, counted = [], 0
     for name, e in desc["layers"].items():
@@ -495,4 +657,5 @@ def inspect(path: str | os.PathLike) -> FileInfo:
             share=stored / size, coder="+".join(coders) or "-"))
     state = sum(nbytes[k] for k in desc["state"] if k in nbytes)
     return FileInfo(path=source, file_bytes=size, header_bytes=header, state_bytes=state,
-                    layers=infos, model=desc["model"], metadata=desc["metadata"])
+                    layers=infos, model=desc["model"], metadata=desc["metadata"],
+                    validated="arrays" if check else "checksums")

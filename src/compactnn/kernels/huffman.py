@@ -1,4 +1,6 @@
-"""Table-driven canonical Huffman decoding inside the HAM and sHAM products.
+"""Table-driven canonical Huffman decoding inside the HAM and sHAM products (the numba
+path: the native kernels in ``csrc/huffman.c`` run instead when the extension is
+active and K <= 256).
 
 Common arguments: ``words`` uint32 MSB-first stream with padding (see
 :mod:`compactnn.kernels.bitpack`); ``row_bits`` int64 (m+1,) bit offset of each row;

@@ -61,6 +61,57 @@ void cnn_lut_decode_rows(const cnn_lut *W, int64_t r0, int64_t nr, float *dst, i
 int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
                  float *Y, int64_t ldy, const float *bias);
 
+/* ---- Huffman-coded entries (ham, sham): huffman.c ----------------------------
+ * Runtime layout (built at load, never stored): `bytes` is the stored MSB-first
+ * uint32 stream as big-endian bytes plus CNN_HUFF_PAD zero bytes (one unaligned
+ * 8-byte load gives the next 57+ bits anywhere); `table` has 2^CNN_HUFF_T
+ * entries (up to two symbols per lookup), limit/base (34 entries) drive the
+ * canonical search of longer codes; lut holds K <= 256 floats, padded with
+ * zeros to at least 64. Rows: ham row r holds n codes from bit row_bits[r]
+ * (zrun: +0.0 is symbol 0 with the code "0", so zero runs are skipped with a
+ * count of leading zeros); sham row r holds row_ptr[r+1] - row_ptr[r] codes for
+ * columns cols[row_ptr[r] ..] (uint16 when colw == 2, else uint32). */
+#define CNN_HUFF_T 11
+#define CNN_HUFF_PAD 16
+/* A table entry: up to two symbols, the bits they take and, in zero-run mode,
+ * the column gap from symbol 0 to symbol 1 (so bytes 1-2 read as a uint16 are
+ * gap << 8 | s1) and the columns advanced (adv << 8). n == 0: an escape (a code
+ * longer than CNN_HUFF_T bits; advj == 0x8000 flags it). */
+typedef struct {
+    uint8_t s0, s1, gap, n, bits, len0;
+    uint16_t advj;
+} cnn_huff_entry;
+typedef struct {
+    int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
+    int32_t K, lmax, zrun, colw;
+    const uint8_t *bytes;
+    const int64_t *row_bits; /* m + 1 */
+    const int64_t *row_ptr;  /* m + 1 (sham) or NULL (ham) */
+    const void *cols;        /* sham column indices */
+    const cnn_huff_entry *table;
+    const uint64_t *limit;
+    const int64_t *base;
+    const float *lut;
+} cnn_huff;
+
+/* Decoding tables of the canonical code with length_counts[0 .. lmax); zrun
+ * selects the zero-run table. Returns 0, or -1 (bad lmax, no memory). */
+int cnn_huff_tables(const int64_t *length_counts, int lmax, int zrun, cnn_huff_entry *table,
+                    uint64_t *limit, int64_t *base);
+/* out (4 * nwords + CNN_HUFF_PAD bytes) = the words as big-endian bytes + zeros. */
+void cnn_huff_stream(const uint32_t *words, int64_t nwords, uint8_t *out);
+/* Y = X @ W^T (+ bias; may be NULL), B inputs of n floats. */
+int cnn_huff_rows(const cnn_huff *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                  int64_t ldy, const float *bias);
+/* Y (m x k, row stride ldy) = W @ X (n x k, row stride ldx). */
+int cnn_huff_matmul(const cnn_huff *W, const float *X, int64_t ldx, int64_t k, float *Y,
+                    int64_t ldy);
+/* dst[r * ldd + j] = W[r0 + r, j]. */
+int cnn_huff_decode_rows(const cnn_huff *W, int64_t r0, int64_t nr, float *dst, int64_t ldd);
+/* The symbols of rows r0 .. r0 + nr - 1 in stream order (ham: n per row, zeros
+ * included; sham: the row's codes), concatenated. All return 0 or -1 (no memory). */
+int cnn_huff_decode_symbols(const cnn_huff *W, int64_t r0, int64_t nr, uint8_t *out);
+
 #ifdef __cplusplus
 }
 #endif

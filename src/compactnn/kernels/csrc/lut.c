@@ -19,6 +19,9 @@
 #endif
 
 #define R 4
+/* Batches up to this size use the dot-product kernels (rows in registers), larger
+ * ones the token-tile kernels. */
+#define LUT_DOT_MAX 4
 
 static inline int64_t padded_cols(const cnn_lut *W) {
     return W->nibble ? (W->n + 31) / 32 * 32 : (W->n + 15) / 16 * 16;
@@ -284,6 +287,96 @@ CNN_AVX512_FN static void rows_512(const cnn_lut *W, const float *X, int64_t ldx
         }
     }
 }
+
+/* ---- batches: token tiles ---------------------------------------------------
+ * Y^T = W X^T with the inputs transposed once into tiles of T tokens (Xt[k][t]),
+ * W decoded MR rows at a time into a per-thread buffer (rows stay row-major: no
+ * transpose of W), and an MR x T register block per tile: for every k one (or
+ * two) loads of Xt, MR broadcasts of W[j, k] and MR (2 MR) FMAs. The codes are
+ * decoded once per product whatever B is. */
+
+CNN_AVX512_FN static void block_t16_512(const float *rb, int64_t np, const float *xt, int64_t n,
+                                        float *acc) {
+    __m512 c[12];
+    for (int r = 0; r < 12; r++) c[r] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        __m512 xv = _mm512_load_ps(xt + k * 16);
+        for (int r = 0; r < 12; r++) c[r] = _mm512_fmadd_ps(_mm512_set1_ps(rb[r * np + k]), xv, c[r]);
+    }
+    for (int r = 0; r < 12; r++) _mm512_store_ps(acc + r * 16, c[r]);
+}
+
+CNN_AVX512_FN static void block_t32_512(const float *rb, int64_t np, const float *xt, int64_t n,
+                                        float *acc) {
+    __m512 c[6][2];
+    for (int r = 0; r < 6; r++) c[r][0] = c[r][1] = _mm512_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        __m512 x0 = _mm512_load_ps(xt + k * 32), x1 = _mm512_load_ps(xt + k * 32 + 16);
+        for (int r = 0; r < 6; r++) {
+            __m512 w = _mm512_set1_ps(rb[r * np + k]);
+            c[r][0] = _mm512_fmadd_ps(w, x0, c[r][0]);
+            c[r][1] = _mm512_fmadd_ps(w, x1, c[r][1]);
+        }
+    }
+    for (int r = 0; r < 6; r++) {
+        _mm512_store_ps(acc + r * 32, c[r][0]);
+        _mm512_store_ps(acc + r * 32 + 16, c[r][1]);
+    }
+}
+
+CNN_AVX2_FN static void block_t8_avx2(const float *rb, int64_t np, const float *xt, int64_t n,
+                                      float *acc) {
+    __m256 c[12];
+    for (int r = 0; r < 12; r++) c[r] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        __m256 xv = _mm256_load_ps(xt + k * 8);
+        for (int r = 0; r < 12; r++) c[r] = _mm256_fmadd_ps(_mm256_broadcast_ss(rb + r * np + k), xv, c[r]);
+    }
+    for (int r = 0; r < 12; r++) _mm256_store_ps(acc + r * 8, c[r]);
+}
+
+CNN_AVX2_FN static void block_t16_avx2(const float *rb, int64_t np, const float *xt, int64_t n,
+                                       float *acc) {
+    __m256 c[6][2];
+    for (int r = 0; r < 6; r++) c[r][0] = c[r][1] = _mm256_setzero_ps();
+    for (int64_t k = 0; k < n; k++) {
+        __m256 x0 = _mm256_load_ps(xt + k * 16), x1 = _mm256_load_ps(xt + k * 16 + 8);
+        for (int r = 0; r < 6; r++) {
+            __m256 w = _mm256_broadcast_ss(rb + r * np + k);
+            c[r][0] = _mm256_fmadd_ps(w, x0, c[r][0]);
+            c[r][1] = _mm256_fmadd_ps(w, x1, c[r][1]);
+        }
+    }
+    for (int r = 0; r < 6; r++) {
+        _mm256_store_ps(acc + r * 16, c[r][0]);
+        _mm256_store_ps(acc + r * 16 + 8, c[r][1]);
+    }
+}
+
+typedef void (*block_fn)(const float *, int64_t, const float *, int64_t, float *);
+
+/* Rows j0 .. j1 of Y for all B inputs; xt holds ceil(B / T) tiles of n x T. */
+static void rows_tiles(const cnn_lut *W, int level, const float *xt, int64_t B, int T, int MR,
+                       block_fn block, float *Y, int64_t ldy, const float *bias, int64_t j0,
+                       int64_t j1, float *rb, float *acc) {
+    const int64_t n = W->n, np = padded_cols(W), tiles = (B + T - 1) / T;
+    for (int64_t jb = j0; jb < j1; jb += MR) {
+        int64_t nr = j1 - jb < MR ? j1 - jb : MR;
+        for (int64_t r = 0; r < nr; r++) {
+            if (level == CNN_AVX512) decode_row_512(W, jb + r, rb + r * np, np);
+            else decode_row_avx2(W, jb + r, rb + r * np, np);
+        }
+        if (nr < MR) memset(rb + nr * np, 0, (size_t)((MR - nr) * np) * sizeof(float));
+        for (int64_t t = 0; t < tiles; t++) {
+            block(rb, np, xt + t * n * T, n, acc);
+            int64_t i0 = t * T, ni = B - i0 < T ? B - i0 : T;
+            for (int64_t r = 0; r < nr; r++) {
+                float b = bias ? bias[jb + r] : 0.f;
+                for (int64_t i = 0; i < ni; i++) Y[(i0 + i) * ldy + jb + r] = acc[r * T + i] + b;
+            }
+        }
+    }
+}
 #endif /* CNN_X86 */
 
 /* ---- entry points ------------------------------------------------------------ */
@@ -303,9 +396,59 @@ void cnn_lut_decode_rows(const cnn_lut *W, int64_t r0, int64_t nr, float *dst, i
     (void)level;
 }
 
+#if CNN_X86
+/* Y = X W^T by token tiles (B > LUT_DOT_MAX, SIMD levels). */
+static int rows_by_tiles(const cnn_lut *W, int level, const float *X, int64_t ldx, int64_t B,
+                         float *Y, int64_t ldy, const float *bias) {
+    const int wide = level == CNN_AVX512 ? 16 : 8;
+    const int T = B <= wide ? wide : 2 * wide, MR = B <= wide ? 12 : 6;
+    block_fn block = level == CNN_AVX512 ? (T == 16 ? block_t16_512 : block_t32_512)
+                                         : (T == 8 ? block_t8_avx2 : block_t16_avx2);
+    const int64_t n = W->n, m = W->m, np = padded_cols(W), tiles = (B + T - 1) / T;
+    float *xt = cnn_alloc((size_t)(tiles * T * n) * sizeof(float));
+    if (!xt) return -1;
+    for (int64_t t = 0; t < tiles; t++) { /* Xt[t][k][i] = X[t * T + i][k], zero padded */
+        float *dst = xt + t * n * T;
+        int64_t ni = B - t * T < T ? B - t * T : T;
+        for (int64_t k = 0; k < n; k++) {
+            for (int64_t i = 0; i < ni; i++) dst[k * T + i] = X[(t * T + i) * ldx + k];
+            for (int64_t i = ni; i < T; i++) dst[k * T + i] = 0.f;
+        }
+    }
+    const int64_t blocks = (m + MR - 1) / MR;
+    const int nt0 = cnn_threads_for(B * m * n);
+    const int nt = nt0 < blocks ? nt0 : (int)blocks;
+    const size_t rbf = (size_t)(MR * np), accf = (size_t)(MR * T);
+    float *scratch = cnn_alloc((rbf + accf) * sizeof(float) * (size_t)nt);
+    if (!scratch) {
+        cnn_free(xt);
+        return -1;
+    }
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = 0, TT = 1;
+#ifdef _OPENMP
+        t = omp_get_thread_num();
+        TT = omp_get_num_threads();
+#endif
+        int64_t b0 = blocks * t / TT, b1 = blocks * (t + 1) / TT;
+        int64_t j0 = b0 * MR, j1 = b1 * MR < m ? b1 * MR : m;
+        float *rb = scratch + (size_t)t * (rbf + accf);
+        if (j0 < j1) rows_tiles(W, level, xt, B, T, MR, block, Y, ldy, bias, j0, j1, rb, rb + rbf);
+    }
+    cnn_free(scratch);
+    cnn_free(xt);
+    return 0;
+}
+#endif
+
 int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B, float *Y,
                  int64_t ldy, const float *bias) {
     const int level = cnn_get_level();
+#if CNN_X86
+    if (B > LUT_DOT_MAX && level != CNN_PORTABLE)
+        return rows_by_tiles(W, level, X, ldx, B, Y, ldy, bias);
+#endif
     const int64_t m = W->m, blocks = (m + R - 1) / R;
     const int nt0 = cnn_threads_for(B * m * W->n);
     const int nt = nt0 < blocks ? nt0 : (int)blocks;

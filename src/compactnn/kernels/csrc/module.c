@@ -65,5 +65,9 @@ PyMODINIT_FUNC PyInit__native(void) {
         Py_DECREF(mod);
         return NULL;
     }
+    if (cnn_add_huffman(mod) < 0) {
+        Py_DECREF(mod);
+        return NULL;
+    }
     return mod;
 }

@@ -67,5 +67,6 @@ static inline int cnn_add_type(PyObject *mod, PyTypeObject *type, const char *na
 }
 
 int cnn_add_lut(PyObject *mod);
+int cnn_add_huffman(PyObject *mod);
 
 #endif

@@ -1,0 +1,54 @@
+"""The hostile corpus (``tests/io/corpus.py``) against the resource targets and the CLI.
+
+For every case: the outcome of ``load`` plus one forward pass, its wall time and the
+peak RSS above the process's RSS at the start (a child forked per case, peak reset via
+``/proc/self/clear_refs``), then ``compactnn inspect / eval / bench`` on it: exit status
+and whether stderr is exactly one line. Prints a Markdown table.
+
+    PYTHONPATH=src python benchmarks/hostile.py
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.io import corpus  # noqa: E402
+
+
+def cli(args: list[str]) -> tuple[int, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    p = subprocess.run([sys.executable, "-m", "compactnn.cli", *args], capture_output=True,
+                       text=True, env=env, timeout=300)
+    return p.returncode, p.stderr
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        cases = corpus.build(d)
+        results = corpus.measure(cases, timeout=120)
+        print("| case | what | load + forward | seconds | peak RSS (MB) "
+              "| inspect --check / eval / bench |")
+        print("|---|---|---|---|---|---|")
+        for c, r in zip(cases, results, strict=True):
+            cmds = []
+            if c.expect == "error":
+                for cmd in (["inspect", "--check", c.path], ["eval", c.path, "--dataset", "digits"],
+                            ["bench", c.path, "--dataset", "digits", "--batch-sizes", "1"]):
+                    code, err = cli(cmd)
+                    lines = err.count("\n")
+                    cmds.append(f"{code}{'' if lines == 1 and 'Traceback' not in err else '!'}")
+            outcome = r["outcome"] if r["outcome"] != "error" else "CompactFileError"
+            print(f"| {c.name} | {c.note} | {outcome} | {r['seconds']:.2f} | "
+                  f"{r['rss'] / 2**20:.1f} | {' / '.join(cmds) or '-'} |", flush=True)
+    print("\nexit status per command; '!' marks stderr that is not exactly one line")
+
+
+if __name__ == "__main__":
+    main()

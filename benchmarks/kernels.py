@@ -1,0 +1,171 @@
+"""The kernel-layer targets (issue 11) measured side by side in one run.
+
+Matrices (4096 x 4096, float32 hub): ``imap0`` = 16 shared values, no pruning (stored
+as ``index_map``, 4-bit codes); ``p90`` = magnitude-pruned to 90% with 32 shared values
+(every sparse format). Baselines in the same process: numpy dense (``W @ x``, OpenBLAS)
+and torch.sparse CSR. Every product is checked against a float64 reference before it is
+timed; each method is timed once per round, round robin over ``--rounds`` rounds, and
+the median is reported (the machine's load drifts).
+
+Measured:
+* batch 1 (``matvec``) on 1 thread, and on 2 threads for the scaling target;
+* batch 64 in both layouts: ``W @ X`` (``matmul``) and ``X @ Wᵀ`` (``rmatmul``, what
+  ``CompactLinear`` runs);
+* decode rate of the Huffman formats (entries decoded per second by ``to_dense``);
+* the bandwidth bound: bytes each batch-1 product must read, over the machine's
+  measured read bandwidth (numpy sum over a 512 MB array, 1 thread).
+
+Writes JSON (``--json``) and prints markdown tables with the targets.
+
+Usage: python benchmarks/kernels.py [--rounds 5] [--json kernels.json]
+[--docs docs/results.md] (writes its generated section there)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import torch
+
+from compactnn import formats
+from compactnn.bench import threads, time_call
+from compactnn.kernels import backend
+
+N = 4096
+BATCH = 64
+SPARSE = ("csr", "cer", "cser", "ham", "sham")
+
+
+def shared(rng: np.random.Generator, sparsity: float, k: int) -> np.ndarray:
+    """A Gaussian N x N matrix pruned to ``sparsity`` with its non-zeros shared among
+    ``k`` values (quantile bins, each bin's mean)."""
+    W = rng.standard_normal((N, N)).astype(np.float32)
+    if sparsity:
+        W[np.abs(W) <= np.quantile(np.abs(W), sparsity)] = 0
+    nz = W != 0
+    v = W[nz]
+    edges = np.quantile(v, np.linspace(0, 1, k + 1)[1:-1])
+    idx = np.searchsorted(edges, v)
+    means = np.array([v[idx == i].mean() for i in range(k)], np.float32)
+    W[nz] = means[idx]
+    return W
+
+
+def bandwidth() -> float:
+    """Read bandwidth in bytes/s of one thread (numpy sum over 512 MB)."""
+    a = np.ones(1 << 27, np.float32)
+    with threads(1):
+        t = time_call(a.sum, repeats=5, warmup=1, max_total_s=10).median
+    return a.nbytes / t
+
+
+def check(got: np.ndarray, ref: np.ndarray, scale: np.ndarray, what: str) -> None:
+    if not (np.abs(np.asarray(got, np.float64) - ref) <= 1e-4 * scale + 1e-6).all():
+        raise RuntimeError(f"{what}: wrong result")
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--docs", default=None, help="results page to write the section into")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    mats = {"imap0": shared(rng, 0.0, 16), "p90": shared(rng, 0.9, 32)}
+    x = rng.standard_normal(N).astype(np.float32)
+    X = rng.standard_normal((N, BATCH)).astype(np.float32)
+    R = np.ascontiguousarray(X.T)
+    methods: dict[tuple[str, str], dict] = {}
+    for case, W in mats.items():
+        W64 = W.astype(np.float64)
+        refs = {"mv": (W64 @ x, np.abs(W64) @ np.abs(x)),
+                "mm": (W64 @ X, np.abs(W64) @ np.abs(X)),
+                "rmm": ((W64 @ X).T, (np.abs(W64) @ np.abs(X)).T)}
+        T = torch.from_numpy(W).to_sparse_csr()
+        ops = {"numpy dense": (lambda v, W=W: W @ v, lambda A, W=W: W @ A,
+                               lambda A, W=W: A @ W.T, W.nbytes)}
+        ops["torch csr"] = (lambda v, T=T: (T @ torch.from_numpy(v)).numpy(),
+                            lambda A, T=T: (T @ torch.from_numpy(A)).numpy(),
+                            lambda A, T=T: (T @ torch.from_numpy(A.T)).numpy().T,
+                            sum(a.numel() * a.element_size()
+                                for a in (T.values(), T.col_indices(), T.crow_indices())))
+        for fid in (("index_map",) if case == "imap0" else SPARSE):
+            M = formats.get(fid).from_dense(W)
+            ops[fid] = (M.matvec, M.matmul, M.rmatmul, M.nbytes, M)
+        for name, op in ops.items():
+            for kind, fn, arg in (("mv", op[0], x), ("mm", op[1], X), ("rmm", op[2], R)):
+                check(fn(arg), *refs[kind], f"{case} {name} {kind}")
+            methods[(case, name)] = {"ops": op, "t": {}}
+    timed = [(key, kind, nt) for key in methods for kind, nt in
+             (("mv", 1), ("mv", 2), ("mm", 1), ("rmm", 1), ("rmm", 2))]
+    for _ in range(args.rounds):
+        for key, kind, nt in timed:
+            op = methods[key]["ops"]
+            fn, arg = {"mv": (op[0], x), "mm": (op[1], X), "rmm": (op[2], R)}[kind]
+            with threads(nt):
+                t = time_call(lambda fn=fn, arg=arg: fn(arg), repeats=7, warmup=2,
+                              max_total_s=1.0).median
+            methods[key]["t"].setdefault(f"{kind}{nt}", []).append(t)
+    decode = {}
+    for fid in ("ham", "sham"):
+        M = methods[("p90", fid)]["ops"][4]
+        with threads(1):
+            t = time_call(M.to_dense, repeats=5, warmup=1, max_total_s=5).median
+        coded = int(np.count_nonzero(mats["p90"])) if fid == "sham" else N * N
+        decode[fid] = coded / t
+    bw = bandwidth()
+    med = {f"{c}/{n}": {k: float(np.median(v)) for k, v in m["t"].items()}
+           for (c, n), m in methods.items()}
+    nbytes = {f"{c}/{n}": int(m["ops"][3]) for (c, n), m in methods.items()}
+    out = {"backend": backend.describe(), "rounds": args.rounds, "bandwidth_Bps": bw,
+           "median_s": med, "bytes": nbytes, "decode_codes_per_s": decode}
+    lines = [f"{out['backend']}; median of {args.rounds} round-robin rounds; "
+             f"1-thread read bandwidth {bw / 1e9:.1f} GB/s\n",
+             "| case | method | bytes | mv 1T ms | mv 2T ms | mm64 1T ms | rmm64 1T ms "
+             "| rmm64 2T ms | mv 1T GB/s |\n|:--|:--|--:|--:|--:|--:|--:|--:|--:|"]
+    for key, t in med.items():
+        case, name = key.split("/")
+        lines.append(f"| {case} | {name} | {nbytes[key]} | {1e3 * t['mv1']:.3f} | "
+                     f"{1e3 * t['mv2']:.3f} | {1e3 * t['mm1']:.2f} | {1e3 * t['rmm1']:.2f} | "
+                     f"{1e3 * t['rmm2']:.2f} | {nbytes[key] / t['mv1'] / 1e9:.1f} |")
+    dense = {c: med[f"{c}/numpy dense"] for c in mats}
+    tcsr = med["p90/torch csr"]
+    rows = [("index_map 16 values 0%, batch 1 vs numpy dense", 4.0,
+             dense["imap0"]["mv1"] / med["imap0/index_map"]["mv1"])]
+    for fid, goal in (("csr", 8), ("cer", 8), ("cser", 8), ("sham", 3), ("ham", 1.5)):
+        rows.append((f"{fid} 90% k=32, batch 1 vs numpy dense", goal,
+                     dense["p90"]["mv1"] / med[f"p90/{fid}"]["mv1"]))
+    for fid in ("ham", "sham"):
+        rows.append((f"{fid} decoding, G codes/s per core", 1.2, decode[fid] / 1e9))
+    for fid in SPARSE:
+        for kind in ("mm1", "rmm1"):
+            rows.append((f"{fid} 90% batch 64 {kind[:-1]} vs numpy dense", 1.0,
+                         dense["p90"][kind] / med[f"p90/{fid}"][kind]))
+            rows.append((f"{fid} 90% batch 64 {kind[:-1]} vs torch csr", 2.0,
+                         tcsr[kind] / med[f"p90/{fid}"][kind]))
+    for kind in ("mm1", "rmm1"):
+        rows.append((f"index_map 0% batch 64 {kind[:-1]} vs numpy dense", 1.0,
+                     dense["imap0"][kind] / med["imap0/index_map"][kind]))
+    for key in [k for k in med if not k.endswith(("numpy dense", "torch csr"))]:
+        for kind in ("mv", "rmm"):
+            rows.append((f"{key} {kind}: 2 threads vs 1", 1.7,
+                         med[key][f"{kind}1"] / med[key][f"{kind}2"]))
+    lines.append("\n| target | goal | measured | met |\n|:--|--:|--:|:--|")
+    for what, goal, val in rows:
+        lines.append(f"| {what} | >= {goal:g}x | {val:.2f} | {'yes' if val >= goal else 'NO'} |")
+    print("\n".join(lines))
+    out["targets"] = [{"target": w, "goal": g, "measured": v, "met": v >= g} for w, g, v in rows]
+    if args.docs:
+        from _docs import write_section
+
+        write_section(args.docs, "kernels", "\n".join(lines))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

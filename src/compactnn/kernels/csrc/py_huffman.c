@@ -1,0 +1,343 @@
+/* HuffMatrix: the ham and sham formats in the kernels' runtime layout (huffman.c). */
+#include "pybind.h"
+
+#include <string.h>
+
+typedef struct {
+    PyObject_HEAD
+    cnn_huff W;
+    uint8_t *bytes;
+    int64_t *row_bits, *row_ptr;
+    cnn_huff_entry *table;
+    uint64_t limit[34];
+    int64_t base[34];
+    float *lut;
+    Py_buffer cols; /* held for the object's lifetime (sham) */
+    int has_cols;
+} HuffObject;
+
+static void Huff_free(HuffObject *self) {
+    cnn_free(self->bytes);
+    cnn_free(self->row_bits);
+    cnn_free(self->row_ptr);
+    cnn_free(self->table);
+    cnn_free(self->lut);
+    self->bytes = NULL, self->row_bits = self->row_ptr = NULL, self->table = NULL, self->lut = NULL;
+    if (self->has_cols) PyBuffer_Release(&self->cols);
+    self->has_cols = 0;
+}
+
+static void Huff_dealloc(HuffObject *self) {
+    Huff_free(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int fail(const char *msg) {
+    PyErr_Format(PyExc_ValueError, "HuffMatrix: %s", msg);
+    return -1;
+}
+
+/* get_buf for int64 items (numpy exports them as 'l' or 'q'). */
+static int get_i64(PyObject *obj, Py_buffer *b, int64_t count, const char *name) {
+    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (!(is_format(b, 'q') || is_format(b, 'l')) || b->itemsize != 8) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous int64 array", name);
+        PyBuffer_Release(b);
+        return -1;
+    }
+    if (b->len / 8 < count) {
+        PyErr_Format(PyExc_ValueError, "%s: expected at least %lld items, got %lld", name,
+                     (long long)count, (long long)(b->len / 8));
+        PyBuffer_Release(b);
+        return -1;
+    }
+    return 0;
+}
+
+/* Copy an int64 array of exactly `count` items that starts at 0 (when `zero`) and
+ * never decreases; returns NULL with an exception otherwise. */
+static int64_t *pointers(PyObject *obj, int64_t count, const char *name) {
+    Py_buffer b;
+    if (get_i64(obj, &b, count, name) < 0) return NULL;
+    const int64_t *v = b.buf;
+    int ok = b.len / 8 == count && v[0] >= 0;
+    for (int64_t i = 1; ok && i < count; i++) ok = v[i] >= v[i - 1];
+    int64_t *out = ok ? cnn_alloc((size_t)count * 8) : NULL;
+    if (out) memcpy(out, v, (size_t)count * 8);
+    PyBuffer_Release(&b);
+    if (!ok) PyErr_Format(PyExc_ValueError, "HuffMatrix: %s must hold %lld non-decreasing offsets",
+                          name, (long long)count);
+    else if (!out) PyErr_NoMemory();
+    return out;
+}
+
+static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
+    static char *kw[] = {"words", "row_bits", "length_counts", "omega", "m", "n", "zrun",
+                         "col_idx", "row_ptr", NULL};
+    PyObject *wobj, *rbobj, *lcobj, *oobj, *cobj = Py_None, *rpobj = Py_None;
+    long long m, n;
+    int zrun;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOOOLLp|OO", kw, &wobj, &rbobj, &lcobj, &oobj,
+                                     &m, &n, &zrun, &cobj, &rpobj))
+        return -1;
+    Huff_free(self);
+    if (m < 0 || n < 0 || n > UINT32_MAX) return fail("bad shape");
+    int sparse = cobj != Py_None;
+    if (sparse != (rpobj != Py_None)) return fail("col_idx and row_ptr go together");
+    if (sparse && zrun) return fail("zero-run mode is for ham only");
+    if (zrun && n >= (1 << 24)) return fail("zero-run records hold columns below 2**24");
+    Py_buffer ob, lb, wb;
+    if (get_buf(oobj, &ob, 'f', 4, 0, 0, "omega") < 0) return -1;
+    const int64_t K = ob.len / 4;
+    if (get_i64(lcobj, &lb, 0, "length_counts") < 0) {
+        PyBuffer_Release(&ob);
+        return -1;
+    }
+    const int64_t lmax = lb.len / 8, *lc = lb.buf;
+    int64_t total = 0;
+    for (int64_t l = 0; l < lmax; l++) total += lc[l] < 0 ? K + 1 : lc[l];
+    const char *bad = K > 256 ? "more than 256 symbols"
+                      : lmax > 32 ? "codes longer than 32 bits"
+                      : (lmax ? total != K : K > 1) ? "length_counts do not match omega"
+                      : zrun && !(lmax && lc[0]) ? "zero-run mode needs a 1-bit code"
+                      : NULL;
+    if (bad) {
+        PyBuffer_Release(&ob);
+        PyBuffer_Release(&lb);
+        return fail(bad);
+    }
+    self->row_bits = pointers(rbobj, m + 1, "row_bits");
+    if (!self->row_bits) {
+        PyBuffer_Release(&ob);
+        PyBuffer_Release(&lb);
+        return -1;
+    }
+    /* words: the bits up to row_bits[m] and one padding word (stream_words). */
+    const int64_t need = self->row_bits[m] / 32 + 2;
+    if (get_buf(wobj, &wb, 'I', 4, need, 0, "words") < 0) {
+        PyBuffer_Release(&ob);
+        PyBuffer_Release(&lb);
+        return -1;
+    }
+    const int64_t nwords = wb.len / 4;
+    self->bytes = cnn_alloc((size_t)(4 * nwords + CNN_HUFF_PAD));
+    self->table = cnn_alloc(sizeof(cnn_huff_entry) << CNN_HUFF_T);
+    const int64_t nlut = K > 64 ? K : 64;
+    self->lut = cnn_alloc((size_t)nlut * 4);
+    int rc = -1;
+    if (self->bytes && self->table && self->lut) {
+        memset(self->lut, 0, (size_t)nlut * 4);
+        memcpy(self->lut, ob.buf, (size_t)K * 4);
+        cnn_huff_stream(wb.buf, nwords, self->bytes);
+        rc = cnn_huff_tables(lc, (int)lmax, zrun, self->table, self->limit, self->base);
+    }
+    PyBuffer_Release(&ob);
+    PyBuffer_Release(&lb);
+    PyBuffer_Release(&wb);
+    if (rc < 0) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    int64_t maxrow = 0, colw = 0;
+    if (sparse) {
+        self->row_ptr = pointers(rpobj, m + 1, "row_ptr");
+        if (!self->row_ptr) return -1;
+        if (self->row_ptr[0] != 0) return fail("row_ptr must start at 0");
+        for (int64_t r = 0; r < m; r++) {
+            int64_t len = self->row_ptr[r + 1] - self->row_ptr[r];
+            maxrow = len > maxrow ? len : maxrow;
+        }
+        const int64_t nnz = self->row_ptr[m];
+        if (PyObject_GetBuffer(cobj, &self->cols, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+        self->has_cols = 1;
+        colw = self->cols.itemsize;
+        if ((colw != 2 && colw != 4) || !(is_format(&self->cols, 'H') || is_format(&self->cols, 'I')))
+            return fail("col_idx must be uint16 or uint32");
+        if (self->cols.len / colw < nnz) return fail("col_idx is shorter than row_ptr[-1]");
+        for (int64_t k = 0; k < nnz; k++) {
+            int64_t c = colw == 2 ? ((const uint16_t *)self->cols.buf)[k]
+                                  : ((const uint32_t *)self->cols.buf)[k];
+            if (c >= n) return fail("col_idx holds a column out of range");
+        }
+        if (nnz && !K) return fail("codes without symbols");
+    } else if (m > 0 && n > 0 && !K) {
+        return fail("codes without symbols");
+    }
+    self->W = (cnn_huff){.m = m, .n = n, .maxrow = maxrow, .K = (int32_t)K, .lmax = (int32_t)lmax,
+                         .zrun = zrun, .colw = (int32_t)colw, .bytes = self->bytes,
+                         .row_bits = self->row_bits, .row_ptr = self->row_ptr,
+                         .cols = sparse ? self->cols.buf : NULL, .table = self->table,
+                         .limit = self->limit, .base = self->base, .lut = self->lut};
+    return 0;
+}
+
+static int ready(HuffObject *self) {
+    if (self->table) return 0;
+    PyErr_SetString(PyExc_RuntimeError, "HuffMatrix is not initialised");
+    return -1;
+}
+
+static int get_count(PyObject *obj, long long *v, const char *name) {
+    *v = PyLong_AsLongLong(obj);
+    if (*v == -1 && PyErr_Occurred()) return -1;
+    if (*v < 0) {
+        PyErr_Format(PyExc_ValueError, "%s must be >= 0", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias). */
+static PyObject *Huff_rows(HuffObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "rows(X, Y, B, bias) takes 4 arguments");
+        return NULL;
+    }
+    long long B;
+    if (ready(self) < 0 || get_count(args[2], &B, "rows: B") < 0) return NULL;
+    const cnn_huff *W = &self->W;
+    Py_buffer xb, yb, bb;
+    int has_bias = args[3] != Py_None;
+    if (get_buf(args[0], &xb, 'f', 4, B * W->n, 0, "X") < 0) return NULL;
+    if (get_buf(args[1], &yb, 'f', 4, B * W->m, 1, "Y") < 0) {
+        PyBuffer_Release(&xb);
+        return NULL;
+    }
+    if (has_bias && get_buf(args[3], &bb, 'f', 4, W->m, 0, "bias") < 0) {
+        PyBuffer_Release(&xb);
+        PyBuffer_Release(&yb);
+        return NULL;
+    }
+    int rc = 0;
+    if (B > 0 && W->m > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = cnn_huff_rows(W, xb.buf, W->n, B, yb.buf, W->m, has_bias ? bb.buf : NULL);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&yb);
+    if (has_bias) PyBuffer_Release(&bb);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* matmul(X, Y, k): Y (m, k) = W @ X (n, k). */
+static PyObject *Huff_matmul(HuffObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "matmul(X, Y, k) takes 3 arguments");
+        return NULL;
+    }
+    long long k;
+    if (ready(self) < 0 || get_count(args[2], &k, "matmul: k") < 0) return NULL;
+    const cnn_huff *W = &self->W;
+    Py_buffer xb, yb;
+    if (get_buf(args[0], &xb, 'f', 4, k * W->n, 0, "X") < 0) return NULL;
+    if (get_buf(args[1], &yb, 'f', 4, k * W->m, 1, "Y") < 0) {
+        PyBuffer_Release(&xb);
+        return NULL;
+    }
+    int rc = 0;
+    if (k > 0 && W->m > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = cnn_huff_matmul(W, xb.buf, k, k, yb.buf, k);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&yb);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static int row_range(HuffObject *self, PyObject *const *args, Py_ssize_t nargs, const char *name,
+                     long long *r0, long long *nr) {
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s(r0, nr, out) takes 3 arguments", name);
+        return -1;
+    }
+    if (ready(self) < 0 || get_count(args[0], r0, "r0") < 0 || get_count(args[1], nr, "nr") < 0)
+        return -1;
+    if (*r0 + *nr > self->W.m) {
+        PyErr_Format(PyExc_ValueError, "%s: rows out of range", name);
+        return -1;
+    }
+    return 0;
+}
+
+/* decode_rows(r0, nr, out): out (nr, n) = W[r0 : r0 + nr]. */
+static PyObject *Huff_decode_rows(HuffObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long r0, nr;
+    if (row_range(self, args, nargs, "decode_rows", &r0, &nr) < 0) return NULL;
+    const cnn_huff *W = &self->W;
+    Py_buffer ob;
+    if (get_buf(args[2], &ob, 'f', 4, nr * W->n, 1, "out") < 0) return NULL;
+    int rc = 0;
+    if (nr > 0 && W->n > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = cnn_huff_decode_rows(W, r0, nr, ob.buf, W->n);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&ob);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* decode_symbols(r0, nr, out): out (uint8) = the symbols of rows r0 .. r0 + nr - 1. */
+static PyObject *Huff_decode_symbols(HuffObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    long long r0, nr;
+    if (row_range(self, args, nargs, "decode_symbols", &r0, &nr) < 0) return NULL;
+    const cnn_huff *W = &self->W;
+    int64_t count = W->row_ptr ? W->row_ptr[r0 + nr] - W->row_ptr[r0] : nr * W->n;
+    Py_buffer ob;
+    if (get_buf(args[2], &ob, 'B', 1, count, 1, "out") < 0) return NULL;
+    int rc = 0;
+    if (count > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = cnn_huff_decode_symbols(W, r0, nr, ob.buf);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&ob);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+static PyObject *Huff_nbytes(HuffObject *self, void *closure) {
+    (void)closure;
+    if (!self->table) return PyLong_FromLong(0);
+    int64_t words = (self->W.row_bits[self->W.m] / 32 + 2) * 4;
+    return PyLong_FromLongLong(words + CNN_HUFF_PAD + ((int64_t)sizeof(cnn_huff_entry) << CNN_HUFF_T) + 16 * (self->W.m + 1));
+}
+
+static PyMethodDef Huff_methods[] = {
+    {"rows", (PyCFunction)(void (*)(void))Huff_rows, METH_FASTCALL,
+     "rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias)"},
+    {"matmul", (PyCFunction)(void (*)(void))Huff_matmul, METH_FASTCALL,
+     "matmul(X, Y, k): Y (m, k) = W @ X (n, k)"},
+    {"decode_rows", (PyCFunction)(void (*)(void))Huff_decode_rows, METH_FASTCALL,
+     "decode_rows(r0, nr, out): out (nr, n) = W[r0 : r0 + nr]"},
+    {"decode_symbols", (PyCFunction)(void (*)(void))Huff_decode_symbols, METH_FASTCALL,
+     "decode_symbols(r0, nr, out): the uint8 symbols of rows r0 .. r0 + nr - 1"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyGetSetDef Huff_getset[] = {
+    {"nbytes", (getter)Huff_nbytes, NULL, "bytes of the runtime arrays (stream, table, offsets)",
+     NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyTypeObject HuffType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "compactnn.kernels._native.HuffMatrix",
+    .tp_basicsize = sizeof(HuffObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "HuffMatrix(words, row_bits, length_counts, omega, m, n, zrun, col_idx=None, "
+              "row_ptr=None): a ham (or, with col_idx and row_ptr, sham) matrix in the "
+              "kernels' runtime layout",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Huff_init,
+    .tp_dealloc = (destructor)Huff_dealloc,
+    .tp_methods = Huff_methods,
+    .tp_getset = Huff_getset,
+};
+
+int cnn_add_huffman(PyObject *mod) { return cnn_add_type(mod, &HuffType, "HuffMatrix"); }

@@ -1,0 +1,163 @@
+"""Native Huffman kernels (``HuffMatrix``, ham and sham): decoding bit-identical to the
+encoder at every level, products against float64 references, the numba fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compactnn import formats
+from compactnn.coding.huffman import build_code
+from compactnn.formats.csr import csr_arrays
+from compactnn.kernels import backend
+
+pytestmark = pytest.mark.skipif(backend._ext is None, reason="native extension not built")
+
+
+def levels() -> list[str]:
+    return list(backend.BACKENDS[: backend._ext.cpu_level() + 1])
+
+
+def skewed_matrix(rng: np.random.Generator, m: int, n: int, k: int, sparsity: float,
+                  skew: float) -> np.ndarray:
+    """Values with geometric frequencies (``skew`` > 1 makes codes long) and a share of
+    +0.0 entries."""
+    vals = rng.standard_normal(k).astype(np.float32)
+    p = skew ** -np.arange(k, dtype=np.float64)
+    W = vals[rng.choice(k, size=(m, n), p=p / p.sum())] if m * n else np.zeros((m, n), np.float32)
+    W[rng.random((m, n)) < sparsity] = 0.0
+    return W
+
+
+def expected_symbols(fid: str, W: np.ndarray) -> np.ndarray:
+    data = W if fid == "ham" else csr_arrays(W)[0]
+    return build_code(data)[2].astype(np.uint8)
+
+
+def check_all(M, W: np.ndarray, fid: str, batches=(1, 2, 5, 9, 40)) -> None:
+    m, n = W.shape
+    rng = np.random.default_rng(m * 1000 + n)
+    ref_sym = expected_symbols(fid, W)
+    for name in levels():
+        with backend.use(name):
+            M.__dict__.pop("_kernel", None)
+            kern = M._native()
+            assert M.to_dense().tobytes() == W.tobytes(), name
+            if M.omega.shape[0] > 256:  # the numba kernels run the products
+                assert kern is None
+            else:
+                sym = np.empty(ref_sym.size, np.uint8)
+                kern.decode_symbols(0, m, sym)
+                assert np.array_equal(sym, ref_sym), name
+            if kern is not None and m > 3:  # rows that are not a multiple of the 4-row blocks
+                r0, nr = 1, m - 3
+                part = np.empty((nr, n), np.float32)
+                kern.decode_rows(r0, nr, part)
+                assert part.tobytes() == W[r0:r0 + nr].tobytes(), name
+            for b in batches:
+                X = rng.standard_normal((b, n)).astype(np.float32)
+                ref = X.astype(np.float64) @ W.T.astype(np.float64)
+                tol = 1e-4 * (1 + np.abs(X).astype(np.float64) @ np.abs(W.T).astype(np.float64))
+                assert np.all(np.abs(M.rmatmul(X) - ref) <= tol), (name, b)
+                assert np.all(np.abs(M.matmul(X.T) - ref.T) <= tol.T), (name, b)
+                if b == 1 and n:
+                    assert np.all(np.abs(M.matvec(X[0]) - ref[0]) <= tol[0]), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(0, 23), n=st.integers(0, 200), k=st.sampled_from([1, 2, 3, 17, 32, 64, 65,
+                                                                       256]),
+       sparsity=st.sampled_from([0.0, 0.5, 0.9, 0.99]), skew=st.sampled_from([1.0, 1.6]),
+       fid=st.sampled_from(["ham", "sham"]), seed=st.integers(0, 2**16))
+def test_products_and_decoding_every_level(m, n, k, sparsity, skew, fid, seed):
+    W = skewed_matrix(np.random.default_rng(seed), m, n, k, sparsity, skew)
+    check_all(formats.get(fid).from_dense(W), W, fid, batches=(1, 3, 12))
+
+
+@pytest.mark.parametrize("fid", ["ham", "sham"])
+@pytest.mark.parametrize("sparsity", [0.0, 0.6, 0.93])
+def test_long_codes_take_the_canonical_search(fid, sparsity):
+    """Codes longer than the 11-bit table (escapes) in long rows (the 4-row loops)."""
+    n = 700 if sparsity < 0.9 else 5000  # enough stored entries for codes of > 11 bits
+    W = skewed_matrix(np.random.default_rng(3), 37, n, 40, sparsity, 1.7)
+    M = formats.get(fid).from_dense(W)
+    assert M.length_counts.shape[0] > 11
+    check_all(M, W, fid)
+
+
+@pytest.mark.parametrize("fid", ["ham", "sham"])
+def test_long_zero_runs_and_rows_of_zeros(fid):
+    W = skewed_matrix(np.random.default_rng(4), 21, 1500, 32, 0.995, 1.0)
+    W[3] = 0.0
+    W[8, :100] = 0.0
+    W[8, -1] = 1.5
+    M = formats.get(fid).from_dense(W)
+    check_all(M, W, fid, batches=(1, 2, 70))
+
+
+def test_dense_ham_batches_use_tiles_and_stay_exact():
+    """ham without the zero-run mode (+0.0 is not the 1-bit code): large batches decode
+    tiles for torch's GEMM."""
+    W = skewed_matrix(np.random.default_rng(5), 30, 90, 16, 0.0, 1.0)
+    M = formats.get("ham").from_dense(W)
+    assert not M._zrun and not M._sparse_products
+    check_all(M, W, "ham", batches=(1, 8, 9, 33))
+
+
+def test_more_than_256_values_fall_back_to_numba():
+    W = np.random.default_rng(6).standard_normal((8, 80)).astype(np.float32)
+    M = formats.get("sham").from_dense(W)
+    assert M._native() is None
+    x = np.ones(80, np.float32)
+    np.testing.assert_allclose(M.matvec(x), W @ x, rtol=1e-5, atol=1e-5)
+    assert M.to_dense().tobytes() == W.tobytes()
+
+
+def test_bias_in_the_rows_kernel():
+    W = skewed_matrix(np.random.default_rng(7), 9, 70, 16, 0.8, 1.0)
+    M = formats.get("ham").from_dense(W)
+    X = np.random.default_rng(8).standard_normal((3, 70)).astype(np.float32)
+    bias = np.arange(9, dtype=np.float32)
+    Y = np.empty((3, 9), np.float32)
+    M._native().rows(X, Y, 3, bias)
+    np.testing.assert_allclose(Y, X @ W.T + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_constructor_refuses_inconsistent_arrays():
+    W = skewed_matrix(np.random.default_rng(9), 6, 30, 8, 0.5, 1.0)
+    S = formats.get("sham").from_dense(W)
+    H = backend._ext.HuffMatrix
+    lc = S.length_counts.astype(np.int64)
+    rb, rp = S.row_bits.astype(np.int64), S.row_ptr.astype(np.int64)
+    cols = S.col_idx.astype(np.uint16)
+    with pytest.raises(ValueError, match="length_counts do not match"):
+        H(S.words, rb, lc[:-1], S.omega, 6, 30, False, cols, rp)
+    with pytest.raises(ValueError, match="at least"):
+        H(S.words[:1], rb, lc, S.omega, 6, 30, False, cols, rp)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        H(S.words, rb[::-1].copy(), lc, S.omega, 6, 30, False, cols, rp)
+    with pytest.raises(ValueError, match="out of range"):
+        H(S.words, rb, lc, S.omega, 6, 5, False, cols, rp)
+    with pytest.raises(ValueError, match="uint16 or uint32"):
+        H(S.words, rb, lc, S.omega, 6, 30, False, cols.astype(np.int16), rp)
+    with pytest.raises(ValueError, match="more than 256"):
+        H(S.words, rb, lc, np.zeros(300, np.float32), 6, 30, False, cols, rp)
+    with pytest.raises(ValueError, match="below 2\\*\\*24"):
+        H(S.words, rb, lc, S.omega, 6, 1 << 24, True)
+    k = H(S.words, rb, lc, S.omega, 6, 30, False, cols, rp)
+    with pytest.raises(ValueError, match="rows out of range"):
+        k.decode_rows(4, 3, np.zeros(90, np.float32))
+    with pytest.raises(ValueError, match="at least"):
+        k.matmul(np.zeros(30, np.float32), np.zeros(12, np.float32), 2)
+
+
+@pytest.mark.parametrize("n", [1, 30, 58, 59, 60, 61, 75])
+def test_row_lengths_around_the_four_row_loop_margin(n):
+    """Zero-run rows shorter than, at and just past the 59 entries the 4-row loop keeps
+    in reserve (a negative margin was a UBSan error)."""
+    W = skewed_matrix(np.random.default_rng(n), 9, n, 32, 0.9, 1.0)
+    M = formats.get("ham").from_dense(W)
+    assert M._zrun or n == 1
+    check_all(M, W, "ham", batches=(1, 20))
