@@ -1,29 +1,32 @@
 """Side by side: compactnn's smallest file and NNCodec (DeepCABAC) on the same
-constrained LeNet-300-100, with general-purpose compressors as a floor.
+constrained LeNet-300-100 or LeNet-5, with general-purpose compressors as a floor.
 
-The model is LeNet-300-100 on Fashion-MNIST, trained and compressed with the
-``lenet300`` recipe (``compactnn.bench.pipeline.RECIPES``) exactly as
+The model (``--model``) is LeNet-300-100 or LeNet-5 on Fashion-MNIST, trained and
+compressed with its recipe (``compactnn.bench.pipeline.RECIPES``) exactly as
 ``benchmarks/end_to_end.py`` does, sharing its checkpoints in ``--work``. Its
 constrained weights and biases (the dense twin of the compact model, bit-identical)
 are then stored four ways, and each is decoded and evaluated on the test set:
 
-- compactnn: ``to_compact(policy="smallest", storage="auto")`` and ``save``; the file
-  is loaded back and run (everything counted: description, tables, biases);
+- compactnn: ``to_compact(policy="smallest", storage="auto")`` and ``save``, in the
+  safetensors layout and in the packed layout (``save(..., pack=True)``: compressed
+  description, entropy-coded biases); each file is loaded back and run (everything
+  counted: description, tables, biases);
 - gzip -9, xz -9e and zstd -19 (when the ``zstd`` program exists) of the float32
   safetensors file of the same weights (lossless);
 - NNCodec (the reference software of ISO/IEC 15938-17, DeepCABAC), only with
   ``--nncodec-venv DIR``: ``nncodec.nnc.compression.compress`` with
   ``codebook_mode=1`` at each ``--qps`` value on the numpy dict of the same weights
   and biases, then ``decompress``; the decoded tensors are loaded into the model and
-  evaluated. NNCodec is never a dependency of compactnn: if ``DIR`` has no NNCodec,
-  a virtual environment is made there with numpy, pybind11 and setuptools, the sdist
+  evaluated; the same again with the weights alone (biases kept exact), to compare
+  the weight coding by itself. NNCodec is never a dependency of compactnn: if ``DIR``
+  has no NNCodec, a virtual environment is made there with numpy, pybind11 and setuptools, the sdist
   of ``nncodec==--nncodec-version`` is fetched with ``pip download --no-deps`` and
   built with ``pip install --no-deps --no-build-isolation`` (a C++ compiler is needed).
   Its ``framework`` package (torch/tensorflow adapters) is replaced by empty modules;
   only the numpy path is used.
 
-Usage: python benchmarks/codecs.py [--work DIR] [--nncodec-venv DIR] [--qps -38,-34,-30]
-       [--data DIR] [--threads 1]
+Usage: python benchmarks/codecs.py [--model lenet300|lenet5] [--work DIR]
+       [--nncodec-venv DIR] [--qps -38,-34,-30] [--data DIR] [--threads 1]
 """
 
 from __future__ import annotations
@@ -51,8 +54,7 @@ from compactnn.nn import to_dense
 sys.path.insert(0, str(Path(__file__).parent))
 from end_to_end import baseline, compressed  # noqa: E402  (the same checkpoints)
 
-NAME = "lenet300"
-EPOCHS = 20  # end_to_end.py's default for lenet300
+EPOCHS = {"lenet300": 20, "lenet5": 12}  # end_to_end.py's defaults
 
 WORKER = r'''
 import json, sys, types
@@ -128,6 +130,7 @@ def floors(plain: torch.nn.Module) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="lenet300", choices=sorted(EPOCHS))
     ap.add_argument("--work", default="/tmp/compactnn-e2e")
     ap.add_argument("--data", default=None)
     ap.add_argument("--threads", type=int, default=1)
@@ -140,54 +143,72 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     tr, te = zoo.load_dataset("fashion-mnist", args.data)
-    base = baseline(NAME, tr, te, EPOCHS, work)
-    constrained = compressed(NAME, base, tr, te, work)
+    name = args.model
+    base = baseline(name, tr, te, EPOCHS[name], work)
+    constrained = compressed(name, base, tr, te, work)
     with threads(args.threads):
         cm = to_compact(constrained, "smallest", storage="auto")
-    path = work / "codecs_smallest.cnn"
-    size = save(cm, path, zoo=(NAME, pipeline.model_kwargs(NAME, tr)))
-    back = load(path)
+    spec = (name, pipeline.model_kwargs(name, tr))
+    path, ppath = work / f"codecs_{name}.cnn", work / f"codecs_{name}_packed.cnn"
+    plain_size = save(cm, path, zoo=spec)
+    size = save(cm, ppath, zoo=spec, pack=True)
+    back, pback = load(path), load(ppath)
     plain = to_dense(back)  # the constrained weights, bit-identical, as plain layers
+    for k, v in to_dense(pback).state_dict().items():
+        if not torch.equal(v, plain.state_dict()[k]):
+            raise SystemExit(f"packed file decodes {k} differently")
     rows = [("float32 baseline (dense, unconstrained)", pipeline.dense_file_bytes(base),
              train.evaluate(base, te)["accuracy"])]
     acc_constrained = train.evaluate(plain, te)["accuracy"]
     rows += [(f"constrained, {k}", b, acc_constrained) for k, b in floors(plain).items()]
-    rows.append(("compactnn smallest/auto (.cnn)", size, train.evaluate(back, te)["accuracy"]))
-    info = inspect(path)
-    detail = [f"compactnn file: {info.file_bytes} bytes = layers "
-              f"{sum(li.stored_bytes for li in info.layers)} + plain tensors "
-              f"{info.state_bytes} + header/description {info.header_bytes}; "
-              + ", ".join(f"{li.name} {li.format}/{li.storage} {li.stored_bytes} B"
-                          for li in info.layers)]
+    rows.append(("compactnn smallest/auto (.cnn)", plain_size,
+                 train.evaluate(back, te)["accuracy"]))
+    rows.append(("compactnn smallest/auto, packed (.cnn)", size,
+                 train.evaluate(pback, te)["accuracy"]))
+    detail = []
+    layers_bytes = sum(li.stored_bytes for li in inspect(ppath).layers)
+    for label, p in (("safetensors layout", path), ("packed layout", ppath)):
+        info = inspect(p)
+        detail.append(
+            f"compactnn file, {label}: {info.file_bytes} bytes = layers "
+            f"{sum(li.stored_bytes for li in info.layers)} + plain tensors "
+            f"{info.state_bytes} + header/description {info.header_bytes}; "
+            + ", ".join(f"{li.name} {li.format}/{li.storage}/{li.coder} {li.stored_bytes} B"
+                        for li in info.layers))
     if args.nncodec_venv is not None:
         py = ensure_nncodec(args.nncodec_venv.resolve(), args.nncodec_version)
         params = {k: v.detach().numpy() for k, v in plain.state_dict().items()}
-        src, out = work / "nncodec_in.npz", work / "nncodec_out"
-        np.savez(src, **params)
+        weights = {k: v for k, v in params.items() if k.endswith(".weight")}
         worker = work / "nncodec_worker.py"
         worker.write_text(WORKER)
-        res = subprocess.run([str(py), str(worker), str(src), str(out), args.qps],
-                             capture_output=True, text=True, cwd=work)
-        if res.returncode:
-            raise SystemExit(f"NNCodec failed:\n{res.stderr[-2000:]}")
-        decoded = np.load(str(out) + ".npz")
-        for r in json.loads(res.stdout.strip().splitlines()[-1]):
-            dec = {k: decoded[f"{r['qp']}/{k}"] for k in params}
-            err = max(float(np.abs(dec[k] - params[k]).max()) for k in params)
-            acc = train.evaluate(with_params(plain, dec), te)["accuracy"]
-            rows.append((f"NNCodec {args.nncodec_version} codebook_mode=1 qp={r['qp']}",
-                         r["bytes"], acc))
-            detail.append(f"NNCodec qp={r['qp']}: largest weight change {err:.3g}")
+        for tag, subset in (("", params), (" (weights only)", weights)):
+            src, out = work / "nncodec_in.npz", work / "nncodec_out"
+            np.savez(src, **subset)
+            res = subprocess.run([str(py), str(worker), str(src), str(out), args.qps],
+                                 capture_output=True, text=True, cwd=work)
+            if res.returncode:
+                raise SystemExit(f"NNCodec failed:\n{res.stderr[-2000:]}")
+            decoded = np.load(str(out) + ".npz")
+            for r in json.loads(res.stdout.strip().splitlines()[-1]):
+                dec = {k: decoded[f"{r['qp']}/{k}"] for k in subset}
+                err = max(float(np.abs(dec[k] - subset[k]).max()) for k in subset)
+                acc = train.evaluate(with_params(plain, dec), te)["accuracy"]
+                rows.append((f"NNCodec {args.nncodec_version} codebook_mode=1 qp={r['qp']}{tag}",
+                             r["bytes"], acc))
+                detail.append(f"NNCodec qp={r['qp']}{tag}: largest weight change {err:.3g}")
+        nnc_w = [b for label, b, _ in rows if label.endswith("(weights only)")]
+        detail.append(f"weights alone: compactnn archives {layers_bytes} B, smallest NNCodec "
+                      f"weights-only stream {min(nnc_w)} B, ratio {layers_bytes / min(nnc_w):.3f}")
     dense = rows[0][1]
     print("| model / coder | bytes | x vs float32 baseline | test accuracy |")
     print("|:---|---:|---:|---:|")
     for label, b, acc in rows:
         print(f"| {label} | {b} | {dense / b:.1f}x | {100 * acc:.2f}% |")
     print("\n" + "\n".join(detail))
-    nnc = [b for label, b, _ in rows if label.startswith("NNCodec")]
+    nnc = [b for label, b, _ in rows if label.startswith("NNCodec") and "only" not in label]
     if nnc:
-        print(f"compactnn / smallest NNCodec stream: {size / min(nnc):.3f}")
-    print(f"command: python benchmarks/codecs.py --work {args.work}"
+        print(f"compactnn (packed) / smallest NNCodec stream: {size / min(nnc):.3f}")
+    print(f"command: python benchmarks/codecs.py --model {name} --work {args.work}"
           + (f" --nncodec-venv {args.nncodec_venv} --qps {args.qps}" if nnc else "")
           + f" (wall {time.perf_counter() - t0:.0f} s)")
     return 0

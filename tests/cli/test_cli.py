@@ -218,3 +218,13 @@ def test_regression_model_end_to_end(capsys, tmp_path):
     code, _, _ = run(capsys, "report", str(cnn), "--repeats", "1", "--batch-sizes", "1,200",
                      "-o", str(page))
     assert code == 0 and "mse vs size" in page.read_text()
+
+
+def test_convert_packed_is_smaller_and_runs(capsys, workdir, tmp_path):
+    out_file = tmp_path / "packed.cnn"
+    code, out, _ = run(capsys, "convert", str(workdir / "small.safetensors"), "--pack",
+                       "-o", str(out_file))
+    assert code == 0 and "total" in out
+    assert os.path.getsize(out_file) < os.path.getsize(workdir / "m.cnn")
+    code, out, _ = run(capsys, "eval", str(out_file))
+    assert code == 0 and "accuracy" in out

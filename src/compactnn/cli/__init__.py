@@ -116,6 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", default="auto", choices=["auto", "raw", "archive"],
                    help="store runtime arrays (raw), entropy-coded archives decoded at load, "
                    "or whichever is smaller (auto)")
+    p.add_argument("--pack", action="store_true",
+                   help="packed layout: compressed description and entropy-coded biases "
+                   "(smallest file; one opaque tensor for other safetensors readers)")
     p.add_argument("--batch-size", type=int, default=1,
                    help="batch size the 'fastest' policy measures at")
     p.add_argument("--formats", type=lambda t: [f.strip() for f in t.split(",") if f.strip()],
@@ -298,7 +301,7 @@ def _cmd_convert(a: argparse.Namespace) -> None:
             for r in layer_records(cm) if r.times}}
     elif replayed is not None:
         meta["fastest"] = replayed
-    size = save(cm, a.output, zoo=(name, kwargs), metadata=meta)
+    size = save(cm, a.output, zoo=(name, kwargs), metadata=meta, pack=a.pack)
     from compactnn.io import inspect
 
     print(inspect(a.output).table())

@@ -1,9 +1,19 @@
 """``archive``: a storage-only, near-entropy encoding of one weight matrix.
 
 A matrix stored as an archive is decoded at load into a runtime format (which then
-runs the products); the archive itself has no kernels. It codes the sparse
-structure and the values with an asymmetric numeral system (``constriction``'s
-``AnsCoder``, 32-bit words, 24-bit precision), close to their empirical entropy:
+runs the products); the archive itself has no kernels. Two coders exist; the first
+header field (``version``) records which one a buffer uses, and :func:`encode` keeps
+the smaller:
+
+- version 1, ``ans``: static models, asymmetric numeral system (below);
+- version 2, ``adaptive``: context-mixing binary arithmetic coding
+  (:mod:`compactnn.coding.adaptive`), for codebooks of at most 256 values and
+  matrices of at most ``ADAPTIVE_MAX_DECISIONS`` coded decisions (larger ones would
+  take seconds; they use version 1).
+
+Version 1 codes the sparse structure and the values with an asymmetric numeral system
+(``constriction``'s ``AnsCoder``, 32-bit words, 24-bit precision), close to their
+empirical entropy:
 
 - the entries whose float32 bit pattern is not +0.0, in row-major order, as
   ``nnz`` position gaps ``g = pos[i] - pos[i-1] - 1`` (``pos[-1] = -1``); each gap is
@@ -30,6 +40,19 @@ both sides build ``Categorical(freq / freq.sum(), perfect=False)``. Gap symbol `
 of ``g + 1`` and ``(t + 1) % 2`` its bit below the leading one; the remaining ``e - 1``
 bits follow, most significant chunk first. The stream decodes, in order, the ``nnz``
 gap symbols, the low-bit chunks, then the ``nnz`` value codes, and must end exactly.
+
+Version 2 layout (little-endian)::
+
+    header       5 x uint32      version (2), nnz, K (values), period, B (stream bytes)
+    omega        K x float32     codebook, bit patterns, strictly increasing as floats
+    stream       B x uint8       the adaptive coder's stream
+
+The significance map (bit pattern not +0.0) and the value indices are coded together
+(:func:`compactnn.coding.adaptive.encode_matrix`); ``period`` (``>= 2``) is the
+distance along a row of the extra "upper" neighbour the contexts use (the image
+width for a layer whose inputs are flattened images), chosen by the encoder as the
+distance whose neighbour best predicts an entry's significance. The decoder must
+find exactly ``nnz`` significant entries and read exactly ``B`` bytes.
 """
 
 from __future__ import annotations
@@ -38,11 +61,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compactnn.coding import frequency_codebook
+from compactnn.coding import adaptive, frequency_codebook
+from compactnn.kernels._jit import jit
 
-__all__ = ["Archive", "ArchiveError", "encode", "decode", "VERSION"]
+__all__ = ["Archive", "ArchiveError", "encode", "decode", "VERSION", "VERSIONS", "CODERS",
+           "ADAPTIVE_MAX_DECISIONS"]
 
-VERSION = 1
+VERSION = 1  # the static ANS coder
+VERSIONS = (1, 2)
+CODERS = {1: "ans", 2: "adaptive"}
+ADAPTIVE_MAX_DECISIONS = 2**24  # about a second of coding; larger matrices use version 1
+_MAX_PERIOD = 256
+_PERIOD_SAMPLE = 2**18  # entries looked at to choose the period
 _CHUNK = 16
 _MAX_ELEMENTS = 2**31  # positions are int64: gaps < m*n keep every partial sum exact
 _MAX_GAP_SYMBOLS = 2 * 32  # g + 1 < 2**32 >= _MAX_ELEMENTS
@@ -69,8 +99,18 @@ class Archive:
 
     @property
     def attrs(self) -> dict[str, int]:
-        """The header fields: version, nnz, values, gap_symbols, words."""
+        """The header fields: version, nnz, values, then gap_symbols and words
+        (version 1) or period and bytes (version 2)."""
         return _header(self.buffer)
+
+    @property
+    def coder(self) -> str:
+        """``"ans"`` (version 1) or ``"adaptive"`` (version 2)."""
+        return CODERS.get(self.attrs["version"], "unknown")
+
+
+_NAMES = {1: ("version", "nnz", "values", "gap_symbols", "words"),
+          2: ("version", "nnz", "values", "period", "bytes")}
 
 
 def _header(buffer: np.ndarray) -> dict[str, int]:
@@ -79,7 +119,7 @@ def _header(buffer: np.ndarray) -> dict[str, int]:
     if buffer.size < _HEADER:
         raise ArchiveError(f"archive: buffer of {buffer.size} bytes is shorter than its header")
     fields = np.frombuffer(buffer[:_HEADER].tobytes(), "<u4")
-    names = ("version", "nnz", "values", "gap_symbols", "words")
+    names = _NAMES.get(int(fields[0]), _NAMES[1])
     return {k: int(v) for k, v in zip(names, fields, strict=True)}
 
 
@@ -130,9 +170,87 @@ def _chunks(low: np.ndarray, nlow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return vals.astype(np.int32), (np.int64(1) << width).astype(np.int32)
 
 
-def encode(W: np.ndarray) -> Archive | None:
+def encode(W: np.ndarray, coder: str | None = None) -> Archive | None:
     """Encode a float32 matrix; ``None`` if it is too large or has too many distinct
-    values for an archive to pay off (then store the runtime format as is)."""
+    values for an archive to pay off (then store the runtime format as is).
+
+    ``coder``: ``"ans"`` (version 1), ``"adaptive"`` (version 2; ``None`` where it does
+    not apply) or ``None``: the one giving the smaller buffer.
+    """
+    if coder not in (None, "ans", "adaptive"):
+        raise ValueError(f"unknown archive coder {coder!r}; use 'ans' or 'adaptive'")
+    a1 = _encode_ans(W)
+    if a1 is None or coder == "ans":
+        return a1
+    a2 = _encode_adaptive(W)
+    if coder == "adaptive" or (a2 is not None and a2.nbytes < a1.nbytes):
+        return a2
+    return a1
+
+
+@jit
+def _period_costs(sig, dmax):  # pragma: no cover - compiled
+    """Per distance ``d`` in ``[2, dmax]``: the plug-in conditional entropy (bits) of
+    an entry's significance given the entry ``d`` to its left, over the entries of
+    columns ``>= dmax`` (the same entries for every ``d``). Costs O(nnz * dmax)."""
+    m, n = sig.shape
+    both = np.zeros(dmax + 1, np.int64)  # entry and its d-left neighbour significant
+    colsum = np.zeros(n + 1, np.int64)
+    for r in range(m):
+        for j in range(n):
+            if sig[r, j]:
+                colsum[j + 1] += 1
+                if j >= dmax:
+                    for d in range(2, dmax + 1):
+                        both[d] += sig[r, j - d]
+    prefix = np.cumsum(colsum)  # prefix[c]: significant entries in columns < c
+    total = m * (n - dmax)
+    ones = prefix[n] - prefix[dmax]
+    out = np.full(dmax + 1, np.inf)
+    for d in range(2, dmax + 1):
+        left = prefix[n - d] - prefix[dmax - d]  # neighbours that are significant
+        c = np.array([[total - left - ones + both[d], ones - both[d]],
+                      [left - both[d], both[d]]], np.int64)
+        h = 0.0
+        for a in range(2):
+            t = c[a, 0] + c[a, 1]
+            for b in range(2):
+                if c[a, b]:
+                    h -= c[a, b] * np.log2(c[a, b] / t)
+        out[d] = h
+    return out
+
+
+def _period(sig: np.ndarray) -> int:
+    """The row distance whose neighbour best predicts significance (2 if none helps)."""
+    dmax = min(sig.shape[1] // 2, _MAX_PERIOD)  # half the row to compare on
+    if dmax < 3:
+        return 2
+    rows = max(1, _PERIOD_SAMPLE // sig.shape[1])  # the first rows suffice to find it
+    return int(np.argmin(_period_costs(sig[:rows], dmax)))
+
+
+def _encode_adaptive(W: np.ndarray) -> Archive | None:
+    flat = np.ascontiguousarray(W, dtype=np.float32).reshape(-1)
+    bits = flat.view(np.uint32)
+    sig = bits != 0
+    vals = flat[sig]
+    if not np.isfinite(vals).all():
+        return None
+    omega, vidx = np.unique(vals, return_inverse=True)  # -0.0 and +0.0: only -0.0 occurs
+    K = int(omega.size)
+    if K > adaptive.MAX_VALUES or flat.size + vals.size * 8 > ADAPTIVE_MAX_DECISIONS:
+        return None
+    sig2 = sig.reshape(W.shape).astype(np.uint8)
+    period = _period(sig2)
+    stream = (adaptive.encode_matrix(sig2, vidx.reshape(-1), K, period) if K
+              else np.zeros(0, np.uint8))
+    header = np.array([2, vals.size, K, period, stream.size], "<u4")
+    return Archive(np.concatenate([header.view(np.uint8), omega.astype("<f4").view(np.uint8),
+                                   stream]))
+
+
+def _encode_ans(W: np.ndarray) -> Archive | None:
     import constriction
 
     m, n = W.shape
@@ -189,12 +307,14 @@ def decode(buffer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     import constriction
 
     attrs = _header(buffer)
-    if attrs["version"] != VERSION:
+    if attrs["version"] not in VERSIONS:
         raise ArchiveError(f"archive: unsupported version {attrs['version']}")
     m, n = shape
     size = m * n
     if size >= _MAX_ELEMENTS:
         raise ArchiveError(f"archive: shape {shape} is too large for an archive")
+    if attrs["version"] == 2:
+        return _decode_adaptive(buffer, attrs, m, n)
     nnz = _field(attrs, "nnz", size)
     K = _field(attrs, "values", min(nnz, _MAX_VALUES))
     G = _field(attrs, "gap_symbols", _MAX_GAP_SYMBOLS)
@@ -236,6 +356,43 @@ def decode(buffer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         raise
     except Exception as exc:  # constriction reports corrupt streams as generic errors
         raise ArchiveError(f"archive: corrupt stream ({exc})") from None
+    return out.reshape(m, n)
+
+
+def _decode_adaptive(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) -> np.ndarray:
+    size = m * n
+    nnz = _field(attrs, "nnz", size)
+    K = _field(attrs, "values", min(nnz, adaptive.MAX_VALUES))
+    period = _field(attrs, "period", max(2, min(n - 1, _MAX_PERIOD)))
+    B = _field(attrs, "bytes", buffer.size)
+    if period < 2:
+        raise ArchiveError(f"archive: period {period} is below 2")
+    if (K == 0) != (nnz == 0):
+        raise ArchiveError("archive: codebook size and entry count disagree")
+    if size + nnz * 8 > ADAPTIVE_MAX_DECISIONS:
+        raise ArchiveError(f"archive: a {m}x{n} matrix is too large for the adaptive coder")
+    need = _HEADER + 4 * K + B
+    if buffer.size != need:
+        raise ArchiveError(f"archive: buffer has {buffer.size} bytes, its header says {need}")
+    omega = np.frombuffer(buffer, "<f4", K, _HEADER).astype(np.float32)
+    if not np.isfinite(omega).all():
+        raise ArchiveError("archive: codebook has NaN or Inf")
+    if np.any(omega.view(np.uint32) == 0):
+        raise ArchiveError("archive: codebook contains +0.0, which is never stored")
+    if K > 1 and not np.all(omega[1:] > omega[:-1]):
+        raise ArchiveError("archive: codebook is not strictly increasing")
+    out = np.zeros(size, np.float32)
+    if nnz == 0:
+        if B:
+            raise ArchiveError("archive: stream has data but the matrix is empty")
+        return out.reshape(m, n)
+    try:
+        sig, vidx, read = adaptive.decode_matrix(buffer[_HEADER + 4 * K:], m, n, nnz, K, period)
+    except ValueError as exc:
+        raise ArchiveError(f"archive: corrupt stream ({exc})") from None
+    if read != B:
+        raise ArchiveError(f"archive: the decoder read {read} of the stream's {B} bytes")
+    out[sig.astype(bool)] = omega[vidx]
     return out.reshape(m, n)
 
 

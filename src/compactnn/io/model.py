@@ -27,12 +27,11 @@ from torch.overrides import TorchFunctionMode
 from compactnn import formats
 from compactnn.cost import energy_pj
 from compactnn.formats import FormatError
-from compactnn.io import archive
+from compactnn.io import archive, packed
 from compactnn.io.container import (
     CompactFileError,
     canonical_json,
     check_tree,
-    decode_file,
     encode_file,
     read_bytes,
     write_atomic,
@@ -81,7 +80,7 @@ def _zoo_spec(model: nn.Module, zoo: Any) -> dict[str, Any] | None:
 
 
 def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
-         metadata: dict[str, Any] | None = None) -> int:
+         metadata: dict[str, Any] | None = None, pack: bool = False) -> int:
     """Write a compact model (from ``to_compact`` or ``load``) to one file; returns its size.
 
     Args:
@@ -92,6 +91,9 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         zoo: ``(name, kwargs)`` of the zoo model it was built from, so ``load`` can
             rebuild it without a skeleton (default: ``model.zoo_spec`` if set).
         metadata: JSON-serialisable extra information (dataset, metrics, recipe).
+        pack: write the packed layout (``compactnn.io.packed``: compressed description,
+            entropy-coded float tensors; smallest, but other safetensors readers see
+            one opaque tensor) instead of one safetensors tensor per array.
 
     The same model and arguments always give the same bytes.
     """
@@ -160,7 +162,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
     for k in desc["state"]:
         _check_state_tensor(k, state[k], source)
     _check_modules(model, source)
-    data = encode_file(tensors, desc)
+    data = packed.encode(tensors, desc) if pack else encode_file(tensors, desc)
     write_atomic(path, data)
     return len(data)
 
@@ -440,7 +442,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
     """
     source = os.fspath(path)
     raw = read_bytes(path)
-    arrays, desc = decode_file(raw, source)
+    arrays, desc, _, _ = packed.read(raw, source)
     _validate_description(desc, source)
     _archive_budget(desc, len(raw), source)
     if model is None:
@@ -550,6 +552,7 @@ class LayerInfo:
     runtime_bytes: int
     entropy_bits: float | None
     share: float
+    coder: str = "-"  # archive storage: the archive coder(s), "ans" and/or "adaptive"
 
     @property
     def bits_per_weight(self) -> float:
@@ -588,7 +591,8 @@ class FileInfo:
                 f"{li.shape[0]}x{li.shape[1]}"
             ent = li.entropy_bits_per_weight
             rows.append((li.name, li.kind, li.format,
-                         "archive->" + li.format if li.storage == "archive" else "raw", shape,
+                         f"archive({li.coder})->{li.format}" if li.storage == "archive"
+                         else "raw", shape,
                          str(li.stored_bytes), f"{li.bits_per_weight:.3f}",
                          "-" if ent is None else f"{ent:.3f}", f"{100 * li.share:.1f}%"))
         for label, b in (("plain tensors", self.state_bytes), ("header", self.header_bytes)):
@@ -610,7 +614,7 @@ def inspect(path: str | os.PathLike, *, check: bool = False) -> FileInfo:
     the meta device). ``FileInfo.validated`` says which."""
     source = os.fspath(path)
     raw = read_bytes(path)
-    arrays, desc = decode_file(raw, source)
+    arrays, desc, nbytes, header = packed.read(raw, source)
     _validate_description(desc, source)
     if check:
         _archive_budget(desc, len(raw), source)
@@ -635,20 +639,23 @@ def inspect(path: str | os.PathLike, *, check: bool = False) -> FileInfo:
         unused = sorted(set(arrays) - used)
         if unused:
             raise _err(source, f"tensors not referenced by the description: {unused[:5]}")
-    header = 8 + int.from_bytes(raw[:8], "little")
     size = len(raw)
     infos, counted = [], 0
     for name, e in desc["layers"].items():
         prefix = f"{name}.weight."
-        stored = sum(a.nbytes for k, a in arrays.items() if k.startswith(prefix))
+        stored = sum(b for k, b in nbytes.items() if k.startswith(prefix))
         counted += stored
         m, n = e["shape"]
+        coders = sorted({archive.Archive(a).coder for k, a in arrays.items()
+                         if k.startswith(prefix) and k.endswith(".archive")
+                         and isinstance(a, np.ndarray) and a.dtype == np.uint8 and a.ndim == 1
+                         and a.size >= 20})
         infos.append(LayerInfo(
             name=name, kind=e["kind"], format=e["format"], storage=e["storage"], shape=(m, n),
             groups=e["groups"], weights=e["groups"] * m * n, stored_bytes=stored,
             runtime_bytes=e["bytes"], entropy_bits=e["entropy_bits"],
-            share=stored / size))
-    state = sum(arrays[k].nbytes for k in desc["state"] if k in arrays)
+            share=stored / size, coder="+".join(coders) or "-"))
+    state = sum(nbytes[k] for k in desc["state"] if k in nbytes)
     return FileInfo(path=source, file_bytes=size, header_bytes=header, state_bytes=state,
                     layers=infos, model=desc["model"], metadata=desc["metadata"],
                     validated="arrays" if check else "checksums")

@@ -1,0 +1,58 @@
+"""Size and speed of the two archive coders (``ans``, ``adaptive``) on the constrained
+LeNet-300-100 of ``benchmarks/end_to_end.py`` (its checkpoint in ``--work``) and on a
+MiniLM-size 1536x384 matrix (16 levels, half zeros, i.i.d.): bytes, encode and decode
+time (best of ``--repeats``, one thread).
+
+Usage: python benchmarks/archive_coders.py [--work /tmp/compactnn-e2e] [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+from compactnn.bench import pipeline, threads
+from compactnn.io import archive
+
+
+def best(f, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        f()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--work", default="/tmp/compactnn-e2e")
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    model, *_ = pipeline.load_checkpoint(Path(args.work) / "lenet300_compressed.safetensors")
+    mats = {f"lenet300 {k}": v.detach().numpy() for k, v in model.state_dict().items()
+            if k.endswith("weight")}
+    rng = np.random.default_rng(0)
+    levels = np.linspace(-0.1, 0.1, 16).astype(np.float32)
+    mats["1536x384 k=16, 50% zeros"] = (levels[rng.integers(0, 16, (1536, 384))]
+                                        * (rng.random((1536, 384)) < 0.5)).astype(np.float32)
+    for W in mats.values():  # compile the kernels outside the timings
+        archive.decode(archive.encode(W[:4, :8].copy(), "adaptive").buffer, (4, 8))
+    print("| matrix | coder | bytes | encode | decode |")
+    print("|:---|:---|---:|---:|---:|")
+    with threads(1):
+        for name, W in mats.items():
+            for coder in ("ans", "adaptive"):
+                A = archive.encode(W, coder)
+                enc = best(lambda W=W, coder=coder: archive.encode(W, coder), args.repeats)
+                dec = best(lambda A=A, W=W: archive.decode(A.buffer, W.shape), args.repeats)
+                print(f"| {name} {W.shape[0]}x{W.shape[1]} | {coder} | {A.nbytes} | "
+                      f"{1e3 * enc:.1f} ms | {1e3 * dec:.1f} ms |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
