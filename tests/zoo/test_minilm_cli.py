@@ -76,3 +76,13 @@ def test_minilm_by_name_inspect_bench_convert(capsys, tmp_path, monkeypatch):
 def minilm_formats(table: str) -> list[str]:
     """The format column of the Linear layers in an ``inspect`` table."""
     return [line.split()[2] for line in table.splitlines() if line.startswith("bert.")]
+
+
+def test_evaluate_a_user_text_file(tmp_path):
+    from compactnn.zoo.transformer import load_minilm
+
+    path = tmp_path / "mine.txt"
+    path.write_text("\n".join(f"Line {i} of my own text about topic {i % 7}." for i in range(60)))
+    q = minilm.evaluate(load_minilm(), 10, (str(path),))
+    assert q[str(path)]["samples"] == 10 and q[str(path)]["cosine_mean"] > 0.9999
+    assert "(10 samples)" in minilm.format_quality(q)

@@ -90,8 +90,8 @@ def evaluate(model: Any, n: int | None = None,
              corpora: tuple[str, ...] = EVAL_CORPORA) -> dict[str, dict[str, float]]:
     """Quality of a (compact) MiniLM against the original, per corpus: ``{corpus:
     embedding_quality}`` on the first ``n`` (default :data:`HELD_OUT`) samples of each
-    corpus's evaluation part; a corpus that is not installed maps to ``{"missing":
-    <apt-get command>}``."""
+    corpus's evaluation part (a text file's: see ``zoo.corpora.split``); a Debian corpus
+    that is not installed maps to ``{"missing": <apt-get command>}``."""
     from compactnn.bench.embeddings import embedding_quality
     from compactnn.zoo.corpora import CORPORA, is_installed, load_corpus
     from compactnn.zoo.transformer import encode, load_minilm
@@ -99,8 +99,8 @@ def evaluate(model: Any, n: int | None = None,
     n = HELD_OUT if n is None else n
     original = load_minilm()
     out: dict[str, dict[str, float]] = {}
-    for name in corpora:
-        if not is_installed(name):
+    for name in corpora:  # a name of zoo.corpora, or a text file (one sample per line)
+        if name in CORPORA and not is_installed(name):
             out[name] = {"missing": CORPORA[name].install_hint()}  # type: ignore[dict-item]
             continue
         texts = load_corpus(name, "eval", n)
