@@ -19,14 +19,15 @@ sentence-transformers/all-MiniLM-L6-v2 (``compactnn.zoo.transformer.load_minilm`
    top-1 / top-5 neighbour agreement); sizes: Linear weights as stored vs float32, whole
    file vs the original ``model.safetensors``.
 
-A point is ``prune:k[:epochs[:samples]]``:
+A point is ``prune:k[:epochs[:samples[:calibrate]]]``:
 
 - prune: ``0`` (none), ``<p>`` (magnitude, per layer), ``<p>w`` / ``<p>s`` (Wanda /
   SparseGPT), ``2of4`` / ``2of4w`` / ``2of4s`` (the 2:4 pattern by magnitude / Wanda /
   SparseGPT); data-aware pruning calibrates on ``--calibrate`` samples;
 - k: an integer (every layer), ``mix`` (8/16/12 for query+key / value+attention output /
   feed-forward) or ``mix4`` (4/8/4), suffixed ``g`` for GPTQ assignments;
-- epochs of distillation on ``samples`` real-text samples (0: none).
+- epochs of distillation on ``samples`` real-text samples (0: none);
+- calibrate: samples for GPTQ / Wanda / SparseGPT (default ``--calibrate``).
 
 Rows are cached in ``--cache`` (JSON), so an interrupted run resumes. Writes ``--out``
 (markdown) and ``--plot`` (size vs quality per corpus).
@@ -72,12 +73,14 @@ class Point:
 
     def __init__(self, text: str) -> None:
         parts = text.split(":")
-        if not 2 <= len(parts) <= 4:
-            raise SystemExit(f"bad point {text!r}: expected prune:k[:epochs[:samples]]")
+        if not 2 <= len(parts) <= 5:
+            raise SystemExit(f"bad point {text!r}: expected "
+                             "prune:k[:epochs[:samples[:calibrate]]]")
         self.text = text
         prune, k = parts[0], parts[1]
         self.epochs = int(parts[2]) if len(parts) > 2 else 0
         self.samples = int(parts[3]) if len(parts) > 3 else 0
+        self.calibrate = int(parts[4]) if len(parts) > 4 else None
         if self.epochs and not self.samples:
             raise SystemExit(f"bad point {text!r}: distillation needs a sample count")
         crit = {"w": "wanda", "s": "sparsegpt"}
@@ -103,6 +106,7 @@ class Point:
         return f"{how} {self.criterion}"
 
     def recipe(self, calibrate: int, lr: float) -> list[dict]:
+        calibrate = self.calibrate or calibrate
         out: list[dict] = []
         if self.p:
             step = {"method": "prune", "criterion": self.criterion}
@@ -127,7 +131,8 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
               folder: str) -> dict:
     model = copy.deepcopy(pristine)
     recipe = pt.recipe(args.calibrate, args.lr)
-    n = max(pt.samples, args.calibrate if (pt.gptq or pt.criterion != "magnitude") else 1)
+    cal = pt.calibrate or args.calibrate
+    n = max(pt.samples, cal if (pt.gptq or pt.criterion != "magnitude") else 1)
     t0 = time.perf_counter()
     T.compress_minilm_(model, recipe, train[:n], teacher=teacher[:n],
                        embedding_k=args.embedding_k)
@@ -143,7 +148,7 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     nonzero = sum(int((m.weight != 0).sum()) for m in model.modules()
                   if isinstance(m, torch.nn.Linear))
     return {"point": pt.text, "prune": pt.prune_label, "k": pt.k_label,
-            "assign": f"GPTQ {args.calibrate}" if pt.gptq else "nearest",
+            "assign": f"GPTQ {cal}" if pt.gptq else "nearest",
             "distilled": f"{pt.epochs} x {pt.samples}" if pt.epochs else "no",
             "recipe": recipe, "weights": weights, "sparsity": 1 - nonzero / weights,
             "linear_bytes": linear, "linear_ratio": 4 * weights / linear,
@@ -152,7 +157,9 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
 
 
 def _key(pt: Point, args) -> str:
-    return (f"{pt.text}-c{args.calibrate}-lr{args.lr:g}-e{args.embedding_k}-{args.policy}"
+    calibrated = pt.gptq or pt.criterion != "magnitude"
+    return (f"{pt.text}{f'-c{pt.calibrate or args.calibrate}' if calibrated else ''}"
+            f"{f'-lr{args.lr:g}' if pt.epochs else ''}-e{args.embedding_k}-{args.policy}"
             f"-h{args.held_out}")
 
 
@@ -296,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     original = os.path.getsize(T.model_dir() / "model.safetensors")
     todo = [pt for pt in points if _key(pt, args) not in cache]
     if todo:
-        n = max([args.calibrate] + [pt.samples for pt in points])
+        n = max([pt.calibrate or args.calibrate for pt in todo] + [pt.samples for pt in todo])
         train = M.training_texts(n)
         evals = {c: load_corpus(c, "eval", args.held_out) for c in M.EVAL_CORPORA}
         print(f"encoding {n} training and {sum(map(len, evals.values()))} evaluation "
