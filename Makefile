@@ -9,7 +9,11 @@ TORCH := torch==2.13.0
 NATIVE := setup.py $(wildcard src/compactnn/kernels/csrc/*)
 ASAN := build/asan
 
-.PHONY: demo test bench lint sanitize clean
+# Real-text corpora (compactnn.zoo.corpora) from Debian: installed when running as root
+# and missing; otherwise the tests that need them skip.
+CORPORA := wordnet-base bible-kjv bible-kjv-text jargon-text python3-doc
+
+.PHONY: demo test bench lint sanitize clean corpora
 
 $(STAMP): pyproject.toml Makefile $(NATIVE)
 	$(PY) -m venv $(VENV)
@@ -18,7 +22,15 @@ $(STAMP): pyproject.toml Makefile $(NATIVE)
 	$(BIN)/python -m pip install -q -e '.[dev,transformer]'
 	touch $(STAMP)
 
-test: $(STAMP)
+corpora:
+	@missing=$$(for p in $(CORPORA); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -q && apt-get install -y -q $$missing) >/dev/null \
+	    || echo "could not install $$missing; the tests that need them will skip"; \
+	else echo "not root: corpora $$missing not installed (apt-get install -y $$missing)"; fi
+
+test: $(STAMP) corpora
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest -q -n 2 -p no:cacheprovider
 

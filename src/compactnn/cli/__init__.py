@@ -98,13 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Prune / weight-share a trained checkpoint with a recipe "
                        "(YAML/JSON file or a built-in name) and fine-tune it.")
     p.add_argument("checkpoint", help="checkpoint written by `compactnn train`, or minilm "
-                   "(the pretrained all-MiniLM-L6-v2, distilled on generated sentences)")
+                   "(the pretrained all-MiniLM-L6-v2, distilled on real text)")
     p.add_argument("--recipe", required=True,
                    help="recipe file (.yaml/.yml/.json) or built-in name (lenet300, demo, minilm)")
     _add_data(p, required=False)
     p.add_argument("--embedding-k", type=int, help="minilm: share the word embeddings with "
                    "K values and pack them (default: keep them float32)")
-    p.add_argument("--sentences", type=int, default=3000, help="minilm: distillation sentences")
+    p.add_argument("--sentences", type=int, default=3000,
+                   help="minilm: calibration/distillation samples (real text)")
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
 
     p = sub.add_parser("convert", help="convert a checkpoint to a compact file",
@@ -245,7 +246,7 @@ def _cmd_compress(a: argparse.Namespace) -> None:
     if minilm.is_minilm(a.checkpoint):
         q = minilm.compress(None if a.recipe == "minilm" else _recipe(a.recipe), a.output,
                             embedding_k=a.embedding_k, sentences=a.sentences)
-        print(f"vs the original on {minilm.HELD_OUT} held-out sentences: {_fmt_metrics(q)}")
+        print(f"vs the original, per held-out corpus:\n{minilm.format_quality(q)}")
         print(f"wrote {a.output}")
         return
     model, name, kwargs, info = pipeline.load_checkpoint(a.checkpoint)
@@ -348,8 +349,8 @@ def _cmd_eval(a: argparse.Namespace) -> None:
 
     model, info = _load_compact(a.file)
     if info.model["zoo"]["name"] == "minilm":
-        q = minilm.evaluate(model)
-        print(f"{a.file}: {_fmt_metrics(q)} vs the original on {minilm.HELD_OUT} sentences")
+        print(f"{a.file} vs the original, per held-out corpus:\n"
+              f"{minilm.format_quality(minilm.evaluate(model))}")
         return
     _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
     metrics = train.evaluate(model, te)

@@ -2,8 +2,9 @@
 
 - ``compactnn compress minilm --recipe R [--embedding-k K] [--sentences N] -o ckpt``:
   the pretrained model, the recipe on its 36 Linear layers with ``finetune`` steps that
-  distil the original embeddings of N generated sentences, the word embeddings
-  optionally shared (K values) and packed; writes a checkpoint that ``convert`` reads.
+  distil the original embeddings of N real-text samples (:func:`training_texts`: the
+  training parts of :data:`TRAIN_CORPORA`), the word embeddings optionally shared (K
+  values) and packed; writes a checkpoint that ``convert`` reads.
 - ``compactnn convert minilm -o file.cnn``: the uncompressed pretrained model converted
   as it is (a baseline); a compressed checkpoint converts through the generic path.
   Policy ``fastest`` times each layer at ``--batch-size`` sentences times the mean
@@ -11,13 +12,14 @@
 - ``compactnn inspect minilm``: the original model's 36 Linear layers (shape, float32
   bytes, entropy bound) and its file size, before any compression.
 - ``compactnn eval file.cnn`` / ``bench file.cnn``: embedding quality against the
-  original model on held-out generated sentences; encode throughput (sentences/s) of
-  the compact model, its dense twin and the original model (``bench minilm``: the
-  original model alone).
+  original model per evaluation corpus (:func:`evaluate`); encode throughput
+  (sentences/s) of the compact model, its dense twin and the original model
+  (``bench minilm``: the original model alone).
 
-Quality is measured on the 500 held-out sentences of ``zoo.sentences.sentence_split``
-(seed 0: the first 500 generated), which never appear in the distillation sentences
-(the ones after them).
+Quality is measured on the first :data:`HELD_OUT` samples of the evaluation part of
+each corpus of :data:`EVAL_CORPORA` (``compactnn.zoo.corpora``): ``jargon`` is a source
+that no calibration or distillation sample comes from; the others' evaluation parts
+never appear in their training parts; ``generated`` is the template corpus.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ from __future__ import annotations
 import os
 from typing import Any
 
-__all__ = ["is_minilm", "original_bytes", "pretrained", "compress", "columns", "describe",
-           "evaluate", "bench"]
+__all__ = ["TRAIN_CORPORA", "EVAL_CORPORA", "is_minilm", "original_bytes", "pretrained",
+           "training_texts", "compress", "columns", "describe", "evaluate", "format_quality",
+           "bench"]
 
 
 def _builtin() -> list[dict[str, Any]]:
@@ -40,6 +43,11 @@ def _builtin() -> list[dict[str, Any]]:
 
 HELD_OUT = 500
 BENCH_SENTENCES = 256
+# calibration and distillation text: real corpora of three styles plus the templates;
+# 'jargon' is kept out of all of them as the unseen domain of the evaluation
+TRAIN_CORPORA = ("wordnet", "python-docs", "bible", "generated")
+EVAL_CORPORA = ("jargon", "wordnet", "python-docs", "bible", "generated")
+UNSEEN = ("jargon",)
 
 
 def is_minilm(name: str) -> bool:
@@ -64,37 +72,81 @@ def pretrained() -> tuple[Any, str, dict[str, Any], dict[str, Any]]:
     return model, ZOO_NAME, model.zoo_spec["kwargs"], {}
 
 
-def _quality(model: Any, n: int = HELD_OUT) -> dict[str, float]:
+def training_texts(n: int, corpora: tuple[str, ...] = TRAIN_CORPORA) -> list[str]:
+    """``n`` calibration / distillation samples: the training parts of ``corpora`` in
+    turn (round robin), so every prefix is a balanced mix. Raises ``CorpusError`` (with
+    the ``apt-get`` command) when a corpus is not installed."""
+    from compactnn.zoo.corpora import load_corpus
+
+    if n < 1:
+        raise ValueError(f"need at least one training sample, got {n}")
+    share = -(-n // len(corpora))
+    parts = [load_corpus(c, "train", share) for c in corpora]
+    mixed = [p[i] for i in range(share) for p in parts if i < len(p)]
+    return mixed[:n]
+
+
+def evaluate(model: Any, n: int | None = None,
+             corpora: tuple[str, ...] = EVAL_CORPORA) -> dict[str, dict[str, float]]:
+    """Quality of a (compact) MiniLM against the original, per corpus: ``{corpus:
+    embedding_quality}`` on the first ``n`` (default :data:`HELD_OUT`) samples of each
+    corpus's evaluation part (a text file's: see ``zoo.corpora.split``); a Debian corpus
+    that is not installed maps to ``{"missing": <apt-get command>}``."""
     from compactnn.bench.embeddings import embedding_quality
-    from compactnn.zoo.sentences import sentence_split
+    from compactnn.zoo.corpora import CORPORA, is_installed, load_corpus
     from compactnn.zoo.transformer import encode, load_minilm
 
-    _, held = sentence_split(0, n)
-    return embedding_quality(encode(load_minilm(), held), encode(model, held))
+    n = HELD_OUT if n is None else n
+    original = load_minilm()
+    out: dict[str, dict[str, float]] = {}
+    for name in corpora:  # a name of zoo.corpora, or a text file (one sample per line)
+        if name in CORPORA and not is_installed(name):
+            out[name] = {"missing": CORPORA[name].install_hint()}  # type: ignore[dict-item]
+            continue
+        texts = load_corpus(name, "eval", n)
+        out[name] = embedding_quality(encode(original, texts), encode(model, texts))
+        out[name]["samples"] = float(len(texts))
+    return out
+
+
+def format_quality(quality: dict[str, dict[str, float]]) -> str:
+    """One line per corpus: cosine mean / min, top-1 / top-5 neighbour agreement."""
+    lines = []
+    for name, q in quality.items():
+        tag = f"{name}{' (unseen domain)' if name in UNSEEN else ''}"
+        if "missing" in q:
+            lines.append(f"  {tag}: not installed ({q['missing']})")
+            continue
+        lines.append(f"  {tag}: cosine_mean {q['cosine_mean']:.4f}, cosine_min "
+                     f"{q['cosine_min']:.4f}, top1 {q['top1']:.4f}, top5 {q['top5']:.4f} "
+                     f"({int(q['samples'])} samples)")
+    return "\n".join(lines)
 
 
 def compress(recipe: Any, output: str, *, embedding_k: int | None = None,
-             sentences: int = 3000, progress: bool = True) -> dict[str, float]:
+             sentences: int = 3000, progress: bool = True) -> dict[str, dict[str, float]]:
     """Compress the pretrained model with ``recipe`` (``None``: the built-in ``minilm``
-    recipe: ``MIXED_SHARING`` calibrated on 1024 sentences + 2 epochs of distillation),
-    distilling on ``sentences`` generated sentences; save a checkpoint to ``output``."""
+    recipe: ``MIXED_SHARING`` with GPTQ on 1024 samples + 2 epochs of distillation),
+    calibrating and distilling on ``sentences``
+    samples of :func:`training_texts`; save a checkpoint to ``output``; return
+    :func:`evaluate`'s per-corpus quality."""
     from compactnn.bench import pipeline
     from compactnn.transforms import Recipe
-    from compactnn.zoo.sentences import sentence_split
     from compactnn.zoo.transformer import ZOO_NAME, compress_minilm_, load_minilm
 
     if sentences < 1:
         raise ValueError(f"--sentences must be >= 1, got {sentences}")
     recipe = Recipe.from_list(_builtin()) if recipe is None else recipe
-    train, _ = sentence_split(sentences, HELD_OUT)
+    train = training_texts(sentences)
     model = load_minilm()
     report = compress_minilm_(model, recipe, train, embedding_k=embedding_k,
                               progress=progress)
     print(report.table())
-    quality = _quality(model)
+    quality = evaluate(model)
     pipeline.save_checkpoint(model, output, ZOO_NAME, model.zoo_spec["kwargs"],
                              metrics=quality, recipe=recipe.to_list(),
-                             distillation_sentences=sentences, embedding_k=embedding_k)
+                             distillation_sentences=sentences,
+                             distillation_corpora=list(TRAIN_CORPORA), embedding_k=embedding_k)
     return quality
 
 
@@ -136,11 +188,6 @@ def describe() -> str:
     params = sum(p.numel() for p in model.parameters())
     return "\n".join(lines) + (f"\n{MODEL_NAME}: {params} parameters, model.safetensors "
                                f"{original_bytes()} bytes (float32, original)")
-
-
-def evaluate(model: Any) -> dict[str, float]:
-    """Quality of a (compact) MiniLM against the original on the held-out sentences."""
-    return _quality(model)
 
 
 def bench(model: Any, file_bytes: int | None, batch_sizes: list[int], n_threads: int,

@@ -54,6 +54,7 @@ from compactnn.coding import entropy_bits
 from compactnn.train import evaluate, fit
 from compactnn.transforms import quantize as q
 from compactnn.transforms.calibrate import check_calibratable, input_moments, same_input
+from compactnn.transforms.hessian import CRITERIA, parse_pattern, prune_layer_
 from compactnn.transforms.mpd import BlockMask, block_mask_, mask_shape
 from compactnn.transforms.prune import bake_, constraint_of, kind_of, layers_of, prune_
 
@@ -108,21 +109,58 @@ class FineTune:
 
 @dataclass(frozen=True)
 class Prune:
-    """Magnitude pruning of ``p`` percent of the weights, per ``"layer"`` or ``"global"``.
+    """Pruning of ``p`` percent of the weights, per ``"layer"`` or ``"global"``.
+
+    ``criterion``: ``"magnitude"`` (smallest ``|w|``), ``"wanda"`` (smallest ``|w|``
+    times the RMS of its input, per output row) or ``"sparsegpt"`` (Optimal Brain
+    Surgeon masks and weight updates); the last two measure each layer's input second
+    moments on ``calibrate`` training samples with damping ``damp``
+    (``compactnn.transforms.hessian``) and prune per layer. ``pattern: "N:M"`` keeps
+    at most N non-zeros in every M consecutive inputs of a row (``"2:4"``); ``p`` is
+    then implied (``100 (M - N) / M``) and may be omitted.
 
     ``schedule`` (increasing sparsities below ``p``) makes it iterative: prune to each
     value in turn, then to ``p``, fine-tuning with ``finetune`` between steps.
     """
 
-    p: float
+    p: float | None = None
     scope: str = "layer"
     schedule: tuple[float, ...] = ()
     finetune: FineTune = field(default_factory=FineTune)
+    criterion: str = "magnitude"
+    pattern: str | None = None
+    calibrate: int = 1024
+    damp: float = 0.1
     method: ClassVar[str] = "prune"
 
     def __post_init__(self) -> None:
+        _choice("prune criterion", self.criterion, CRITERIA)
+        if self.pattern is not None:
+            try:
+                n, m = parse_pattern(self.pattern)
+            except ValueError as e:
+                raise RecipeError(f"prune {e}") from None
+            implied = 100 * (m - n) / m
+            if self.p is None:
+                object.__setattr__(self, "p", implied)
+            elif self.p != implied:
+                raise RecipeError(f"prune pattern {self.pattern!r} prunes {implied:g}% of the "
+                                  f"weights; p={self.p!r} contradicts it (omit p)")
+            if self.schedule:
+                raise RecipeError("prune with a pattern is one step: no schedule")
+        if self.p is None:
+            raise RecipeError("prune is missing p (a percentage) or a pattern such as '2:4'")
         _percent("prune p", self.p)
         _choice("prune scope", self.scope, ("layer", "global"))
+        if self.scope == "global" and (self.criterion != "magnitude" or self.pattern):
+            raise RecipeError("prune scope 'global' is for unstructured magnitude pruning; "
+                              f"criterion {self.criterion!r}"
+                              f"{f' with pattern {self.pattern!r}' if self.pattern else ''} "
+                              "prunes per layer (scope: layer)")
+        _int("prune calibrate", self.calibrate, 1)
+        if isinstance(self.damp, bool) or not isinstance(self.damp, (int, float)) or not (
+                self.damp > 0):
+            raise RecipeError(f"prune damp must be a positive number, got {self.damp!r}")
         sched = tuple(self.schedule)
         for s in sched:
             _percent("prune schedule entries", s)
@@ -135,6 +173,11 @@ class Prune:
             object.__setattr__(self, "finetune", _build(FineTune, dict(self.finetune)))
         if not isinstance(self.finetune, FineTune):
             raise RecipeError(f"prune finetune must be a FineTune config, got {self.finetune!r}")
+
+    @property
+    def data_aware(self) -> bool:
+        """Whether the criterion needs calibration inputs (``wanda``, ``sparsegpt``)."""
+        return self.criterion != "magnitude"
 
     def steps(self, p: float | None = None) -> list[float]:
         """The sparsities applied in turn, scaled to end at ``p`` (default: ``self.p``)."""
@@ -461,8 +504,11 @@ def check_recipe(recipe, model: nn.Module,
                 c.calibrate for c in (cfg, *(c for _, c in step.overrides))):
             raise RecipeError(f"step {i} ({cfg.method}) calibrates, so compress_ needs "
                               "train_data")
+        if isinstance(cfg, Prune) and cfg.data_aware and train_data is None:
+            raise RecipeError(f"step {i} (prune, criterion {cfg.criterion}) measures layer "
+                              "inputs, so compress_ needs train_data")
         chosen = [] if isinstance(cfg, FineTune) else _select(step, names)
-        if isinstance(cfg, _Sharing):
+        if isinstance(cfg, _Sharing) or (isinstance(cfg, Prune) and cfg.data_aware):
             _check_calibration(i, step, chosen, layers)
         if not isinstance(cfg, FineTune) and not chosen:
             raise RecipeError(f"step {i} ({cfg.method}): the model has no Linear/Conv2d layers")
@@ -485,7 +531,7 @@ def _check_calibration(i: int, step: Step, chosen: list[str],
                        layers: Mapping[str, nn.Module]) -> None:
     own = dict(step.overrides)
     for name in chosen:
-        if own.get(name, step.config).calibrate:
+        if own.get(name, step.config).calibrate:  # Prune: only called when data-aware
             try:
                 check_calibratable(layers[name])
             except (TypeError, ValueError) as e:
@@ -525,16 +571,35 @@ def _run_prune(step: Step, layers: Mapping[str, nn.Module], names: list[str], mo
     pooled = [n for n in names if n not in own]
     seqs = {n: (own[n] if n in own else cfg).steps() for n in names}
     for i in range(len(cfg.steps())):
-        if cfg.scope == "global" and pooled:
+        if cfg.data_aware or cfg.pattern is not None:
+            _prune_layers(cfg, {n: seqs[n][i] for n in names}, model, layers, train_data,
+                          progress)
+        elif cfg.scope == "global" and pooled:
             prune_({n: layers[n] for n in pooled}, cfg.steps()[i], "global")
-        per_layer = names if cfg.scope == "layer" else list(own)
+        per_layer = [] if cfg.data_aware or cfg.pattern is not None else (
+            names if cfg.scope == "layer" else list(own))
         if per_layer:
             prune_({n: layers[n] for n in per_layer}, {n: seqs[n][i] for n in per_layer})
         if i < len(cfg.steps()) - 1 and cfg.finetune.epochs > 0:
             _run_finetune(cfg.finetune, model, train_data, progress)
 
 
-def _calibration(cfg: _Sharing, model: nn.Module, layers: Mapping[str, nn.Module],
+def _prune_layers(cfg: Prune, ps: Mapping[str, float], model: nn.Module,
+                  layers: Mapping[str, nn.Module], train_data, progress: bool) -> None:
+    """Prune the layers ``ps`` names one by one in module order (each to its own
+    percentage) by ``cfg.criterion`` / ``cfg.pattern``; data-aware criteria measure each
+    layer's inputs after the layers before it were pruned."""
+    pattern = parse_pattern(cfg.pattern) if cfg.pattern is not None else None
+    bar = tqdm(total=len(ps), desc=f"prune: {cfg.criterion}", unit="layer",
+               disable=not (progress and cfg.data_aware))
+    with bar:
+        moments = _calibration(cfg, model, layers, train_data, bar) if cfg.data_aware else None
+        for name in sorted(ps, key=list(layers).index):
+            prune_layer_(layers[name], ps[name], cfg.criterion, pattern,
+                         moments(name) if moments else None, cfg.damp)
+
+
+def _calibration(cfg: _Sharing | Prune, model: nn.Module, layers: Mapping[str, nn.Module],
                  train_data, bar: tqdm) -> Callable[[str], torch.Tensor] | None:
     """``moments(name)`` for ``share_weights_`` from ``cfg.calibrate`` evenly spaced
     training inputs (ticking ``bar`` once per layer), or None when the config does not
@@ -672,7 +737,8 @@ def layer_report(model: nn.Module, names: Iterable[str] | None = None) -> Compre
 def _describe(step: Step, i: int) -> str:
     c = step.config
     if isinstance(c, Prune):
-        return f"step {i} prune p={c.p:g} {c.scope}"
+        how = "" if c.criterion == "magnitude" else f" {c.criterion}"
+        return f"step {i} prune p={c.p:g}{f' {c.pattern}' if c.pattern else ''} {c.scope}{how}"
     if isinstance(c, FineTune):
         return f"step {i} finetune {c.epochs} epoch(s)"
     if isinstance(c, MPD):

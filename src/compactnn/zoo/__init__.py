@@ -5,10 +5,11 @@
 >>> model = zoo.build("lenet300", in_features=64)     # any nn.Module works downstream
 """
 
+from compactnn.zoo.corpora import CorpusError, load_corpus
 from compactnn.zoo.data import DATASETS, DatasetError, load_dataset, read_idx, task_of
 from compactnn.zoo.models import MODELS, build, lenet5, lenet300, mlp, vgg_small
 
 __all__ = [
-    "DATASETS", "DatasetError", "load_dataset", "read_idx", "task_of",
+    "CorpusError", "load_corpus", "DATASETS", "DatasetError", "load_dataset", "read_idx", "task_of",
     "MODELS", "build", "lenet300", "lenet5", "vgg_small", "mlp",
 ]

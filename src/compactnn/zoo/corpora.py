@@ -1,0 +1,472 @@
+"""Real English text for calibrating, distilling and judging sentence encoders, offline.
+
+Four corpora install from Debian packages (``apt-get install -y <package>``, no other
+download), each cleaned into sentences or short passages by its own cleaner:
+
+- ``wordnet`` (package wordnet-base; WordNet 3.0 licence, Princeton, permissive): the
+  glosses of ``data.{noun,verb,adj,adv}``, ``"word: definition."`` for each definition
+  and each quoted example sentence.
+- ``bible`` (bible-kjv, which reads the compressed text of bible-kjv-text; the King
+  James text is in the public domain, the reader GPL-2+): the verses, as its ``bible``
+  program prints them.
+- ``jargon`` (jargon-text; public domain): sentences of the Jargon File 4.4.7 prose
+  (entry headwords, tables and cross-reference braces dropped).
+- ``python-docs`` (python3-doc; PSF licence): sentences of the Python documentation's
+  reStructuredText sources (code, non-prose directives, tables dropped; inline markup
+  stripped; the "what's new" release notes skipped).
+
+``generated`` (:mod:`compactnn.zoo.sentences`) is available under the same API, and a
+user's text file (one sample per line, UTF-8) goes through the same loader by path.
+
+Every sample is whitespace-normalised, kept if it has ``min_words`` to ``max_words``
+words and is mostly letters, and deduplicated (case-insensitive). **Splits** are
+deterministic and independent of file order: a sample's 64-bit BLAKE2b hash places it
+in ``"eval"`` (the lowest ``EVAL_FRACTION`` of hash values) or ``"train"`` (the rest,
+for calibration and distillation); within a part samples are ordered by hash, so the
+first ``n`` are a fixed pseudo-random subset and a larger ``n`` extends it.
+
+>>> train = load_corpus("wordnet", "train", 100)           # doctest: +SKIP
+>>> held = load_corpus("jargon", "eval", 500)              # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import unicodedata
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from compactnn.zoo.data import DatasetError
+
+__all__ = [
+    "CORPORA", "EVAL_FRACTION", "CorpusError", "Corpus", "corpus_names", "is_installed",
+    "load_corpus", "load_text_file", "split", "split_sentences", "clean_samples",
+    "clean_wordnet", "clean_bible", "clean_jargon", "clean_rst",
+]
+
+EVAL_FRACTION = 0.25
+MIN_WORDS, MAX_WORDS = 4, 64
+
+
+class CorpusError(DatasetError):
+    """A corpus is missing or unreadable; the message says how to install it."""
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A corpus from a Debian package: its files, the cleaner, a one-line description."""
+
+    name: str
+    package: str
+    files: tuple[str, ...]
+    licence: str
+    description: str
+
+    def install_hint(self) -> str:
+        return f"apt-get install -y {self.package}"
+
+
+_PYDOC = "/usr/share/doc/python3/html/_sources"
+CORPORA: dict[str, Corpus] = {c.name: c for c in (
+    Corpus("wordnet", "wordnet-base",
+           tuple(f"/usr/share/wordnet/data.{p}" for p in ("noun", "verb", "adj", "adv")),
+           "WordNet 3.0 licence", "WordNet glosses and example sentences"),
+    Corpus("bible", "bible-kjv", ("/usr/lib/bible.data", "/usr/bin/bible"),
+           "public domain (King James Version)", "King James Bible verses"),
+    Corpus("jargon", "jargon-text", ("/usr/share/doc/jargon-text/jargon.txt.gz",),
+           "public domain", "Jargon File 4.4.7 sentences"),
+    Corpus("python-docs", "python3-doc", (_PYDOC,),
+           "PSF licence", "Python documentation sentences"),
+)}
+GENERATED = "generated"
+
+
+def corpus_names() -> list[str]:
+    """The names ``load_corpus`` knows: the Debian corpora and ``generated``."""
+    return [*CORPORA, GENERATED]
+
+
+def is_installed(name: str) -> bool:
+    """Whether the files of corpus ``name`` are present (``generated`` always is)."""
+    if name == GENERATED:
+        return True
+    return all(os.path.exists(f) for f in _corpus(name).files)
+
+
+def _corpus(name: str) -> Corpus:
+    if name not in CORPORA:
+        raise CorpusError(f"unknown corpus {name!r}; known: {', '.join(corpus_names())} "
+                          "(or the path of a text file, one sample per line)")
+    return CORPORA[name]
+
+
+def _missing(c: Corpus, what: str) -> CorpusError:
+    return CorpusError(f"corpus {c.name!r} is not installed ({what} missing): "
+                       f"{c.install_hint()}")
+
+
+# ---------------------------------------------------------------- cleaning helpers
+
+_ABBREV = re.compile(r"(?:\b(?:e\.g|i\.e|etc|vs|cf|viz|Mr|Mrs|Ms|Dr|St|No|Fig|approx|"
+                     r"esp|incl|ca|al|Jr|Sr|Inc|Ltd|Co)|\b[A-Z])\.$")
+_BOUNDARY = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘'(\[]?[A-Z0-9])")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split prose into sentences at ``.``/``!``/``?`` followed by a capital or digit
+    (common abbreviations and initials do not end a sentence).
+
+    >>> split_sentences("It works, e.g. here. Dr. Who said so! Did he? Yes.")
+    ['It works, e.g. here.', 'Dr. Who said so!', 'Did he?', 'Yes.']
+    """
+    out: list[str] = []
+    start = 0
+    for m in _BOUNDARY.finditer(text):
+        head = text[start:m.start()]
+        if _ABBREV.search(head.rstrip("\"”’')]")):
+            continue
+        out.append(text[start:m.end()].strip())
+        start = m.end()
+    out.append(text[start:].strip())
+    return [s for s in out if s]
+
+
+def _normal(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+
+def clean_samples(samples: Iterable[str], min_words: int = MIN_WORDS,
+                  max_words: int = MAX_WORDS) -> list[str]:
+    """Whitespace-normalised samples with ``min_words`` to ``max_words`` words, at least
+    60 % letters among their non-space characters, no URL, first occurrence of each
+    (case-insensitive) kept, in input order.
+
+    >>> clean_samples(["A  short one here.", "a short ONE here.", "x = f(1, 2) + 3 - 4",
+    ...                "Too short."])
+    ['A short one here.']
+    """
+    if min_words < 1 or max_words < min_words:
+        raise ValueError(f"need 1 <= min_words <= max_words, got {min_words}, {max_words}")
+    seen: set[str] = set()
+    out = []
+    for s in samples:
+        s = _normal(s)
+        words = s.split(" ")
+        if not s or not min_words <= len(words) <= max_words or "://" in s:
+            continue
+        chars = s.replace(" ", "")
+        if sum(ch.isalpha() for ch in chars) < 0.6 * len(chars):
+            continue
+        key = s.casefold()
+        if key not in seen:
+            seen.add(key)
+            out.append(s)
+    return out
+
+
+# ---------------------------------------------------------------- per-corpus cleaners
+
+def clean_wordnet(text: str) -> list[str]:
+    """Samples of WordNet ``data.*`` lines: ``"lemma: definition."`` for each definition
+    of a synset's gloss and each quoted example sentence (licence header lines, which
+    start with spaces, are skipped).
+
+    >>> clean_wordnet('00977301 04 n 01 strike 2 005 @ 00972621 n 0000 | an attack '
+    ...               'meant to seize an objective; "the strike was scheduled to begin at dawn"')
+    ['strike: an attack meant to seize an objective.', 'the strike was scheduled to begin at dawn']
+    """
+    out = []
+    for line in text.splitlines():
+        if not line[:1].isdigit() or " | " not in line:
+            continue
+        head, gloss = line.split(" | ", 1)
+        fields = head.split()
+        lemma = fields[4].replace("_", " ") if len(fields) > 4 else ""
+        lemma = re.sub(r"\([a-z]+\)$", "", lemma)  # adjective markers: (a), (p), (ip)
+        for part in re.findall(r'"[^"]*"|[^;"]+', gloss):
+            part = part.strip().strip(";").strip()
+            if part.startswith('"'):
+                part = part.strip('"').strip()
+                if part:
+                    out.append(part)
+            elif part:
+                out.append(f"{lemma}: {part.rstrip('.')}." if lemma else part)
+    return out
+
+
+_VERSE = re.compile(r"^\s+\d+ (.+)$")
+
+
+def clean_bible(text: str) -> list[str]:
+    """Verses of the ``bible`` program's output (``"  <n> <verse>"`` lines; book and
+    chapter headings dropped).
+
+    >>> clean_bible("\\nGenesis 1\\n\\n  1 In the beginning God created the heaven.\\n")
+    ['In the beginning God created the heaven.']
+    """
+    return [m.group(1).strip() for line in text.splitlines() if (m := _VERSE.match(line))]
+
+
+_BOX = re.compile(r"[\u2500-\u257f]")
+
+
+def _paragraphs(text: str) -> list[str]:
+    return [p for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def clean_jargon(text: str) -> list[str]:
+    """Sentences of the Jargon File's plain text: prose paragraphs only (no entry
+    headword lines ``:word: n.``, tables, rules or the table of contents), cross-reference
+    braces ``{word}`` and leading usage tags ``[common]`` removed.
+
+    >>> clean_jargon("   :baroque: adj.\\n\\n   [common] Feature-encrusted; complex. Said of\\n"
+    ...              "   hardware or {software} designs.\\n")
+    ['Feature-encrusted; complex.', 'Said of hardware or software designs.']
+    """
+    out = []
+    for para in _paragraphs(text):
+        if _BOX.search(para) or re.match(r"\s*:[^:\n]+:", para):
+            continue
+        body = _normal(para)
+        if len(body.split()) < MIN_WORDS:  # headings, table-of-contents lines
+            continue
+        body = re.sub(r"\{([^{}]*)\}", r"\1", body)
+        body = re.sub(r"^(?:\d+\.\s*)?(?:\[[^\]]*\]\s*)?", "", body)
+        out += split_sentences(body)
+    return out
+
+
+_PROSE_DIRECTIVES = {"function", "method", "class", "attribute", "data", "exception",
+                     "decorator", "decoratormethod", "classmethod", "staticmethod",
+                     "abstractmethod", "coroutinefunction", "coroutinemethod", "describe",
+                     "note", "warning", "seealso", "important", "tip", "attention", "caution",
+                     "versionadded", "versionchanged", "deprecated", "deprecated-removed",
+                     "impl-detail", "glossary", "opcode", "option", "envvar", "cmdoption",
+                     "c:function", "c:type", "c:macro", "c:member", "c:var", "pdbcommand",
+                     "module", "topic", "sidebar", "admonition"}
+_ROLE = re.compile(r":[\w:.+-]+:`([^`]*)`")
+_DIRECTIVE = re.compile(r"^\s*\.\.\s+([\w:.-]+)::(.*)$")
+_MARKUP_LINE = re.compile(r"^\s*(?:[=\-~^\"'`#*+_.:]{3,}|\+[-=+]+\+|\|.*\|\s*$|>>>|\.\.\.\s)")
+
+
+def _inline(text: str) -> str:
+    """reStructuredText inline markup -> plain text."""
+    def role(m: re.Match) -> str:
+        t = m.group(1).lstrip("!~")
+        t = re.sub(r"\s*<[^<>]*>$", "", t)  # "title <target>"
+        return t
+    text = _ROLE.sub(role, text)
+    text = re.sub(r"`([^`<]*?)\s*<[^`]*>`__?", r"\1", text)   # `text <url>`_
+    text = re.sub(r"``([^`]*)``", r"\1", text)
+    text = re.sub(r"`([^`]*)`_{0,2}", r"\1", text)
+    text = re.sub(r"\*\*([^*]+)\*\*|\*([^*\s][^*]*)\*", lambda m: m.group(1) or m.group(2), text)
+    text = re.sub(r"\|([\w-]+)\|", r"\1", text)
+    text = re.sub(r"\[#?\w*\]_", "", text)
+    return text.replace("\\", "")
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" "))
+
+
+def clean_rst(text: str) -> list[str]:
+    """Sentences of a reStructuredText document's prose: paragraphs outside literal
+    blocks (``::``), non-prose directives (code, index, toctree, tables...), comments,
+    doctest lines, tables, section rules and field lists; list markers and inline
+    markup (roles, literals, links, emphasis) removed.
+
+    >>> clean_rst("Title\\n=====\\n\\nUse the :func:`len` function for this, for example::\\n\\n"
+    ...           "   len(x)\\n\\n.. note::\\n   It returns ``int`` values always.\\n")
+    ['Use the len function for this, for example:', 'It returns int values always.']
+    """
+    out: list[str] = []
+    skip_deeper: int | None = None  # skip lines indented deeper than this
+    para: list[str] = []
+
+    def flush() -> None:
+        if para:
+            body = _inline(_normal(" ".join(para)))
+            if body.endswith("::"):
+                body = body[:-1]
+            out.extend(split_sentences(body))
+            para.clear()
+
+    for line in text.splitlines():
+        if not line.strip():
+            flush()
+            continue
+        ind = _indent(line)
+        if skip_deeper is not None:
+            if ind > skip_deeper:
+                continue
+            skip_deeper = None
+        d = _DIRECTIVE.match(line)
+        if d:
+            flush()
+            name = d.group(1)
+            if name in _PROSE_DIRECTIVES and name in {"note", "warning", "seealso", "important",
+                                                      "tip", "attention", "caution",
+                                                      "versionadded", "versionchanged",
+                                                      "deprecated", "impl-detail"}:
+                rest = d.group(2).strip()
+                rest = re.sub(r"^\d+(\.\d+)*\s*", "", rest)  # version numbers
+                if rest:
+                    para.append(rest)
+            elif name not in _PROSE_DIRECTIVES:
+                skip_deeper = ind
+            continue
+        stripped = line.strip()
+        if stripped.startswith(".."):  # comment or target: skip its block
+            flush()
+            skip_deeper = ind
+            continue
+        if _MARKUP_LINE.match(line) or re.match(r"^:[\w -]+:", stripped):
+            if re.fullmatch(r"([=\-~^\"'`#*+_.:])\1{2,}", stripped) and len(para) == 1:
+                para.clear()  # a section title above its underline
+            flush()
+            continue
+        if para and ind > _indent(para[0]) + 1 and para[-1].rstrip().endswith("::"):
+            flush()
+            skip_deeper = ind - 1
+            continue
+        item = re.match(r"^(?:[*\-+•]|#\.|\d+\.|\(\w\))\s+", stripped)
+        if item:
+            flush()
+            stripped = stripped[item.end():]
+        para.append(stripped)
+        if stripped.endswith("::"):
+            flush()
+            skip_deeper = ind
+    flush()
+    return out
+
+
+# ---------------------------------------------------------------- readers
+
+def _read_wordnet(c: Corpus) -> list[str]:
+    out = []
+    for f in c.files:
+        out += clean_wordnet(Path(f).read_text(encoding="utf-8", errors="replace"))
+    return out
+
+
+def _read_bible(c: Corpus) -> list[str]:
+    program = shutil.which("bible") or "/usr/bin/bible"
+    try:
+        done = subprocess.run([program, "-l", "100000", "Gen1:1-Rev22:21"],
+                              stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                              check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise CorpusError(f"corpus 'bible': the bible program failed ({exc}); reinstall: "
+                          f"{c.install_hint()} bible-kjv-text") from None
+    return clean_bible(done.stdout.decode("utf-8", errors="replace"))
+
+
+def _read_jargon(c: Corpus) -> list[str]:
+    with gzip.open(c.files[0], "rt", encoding="utf-8", errors="replace") as f:
+        return clean_jargon(f.read())
+
+
+def _read_pydocs(c: Corpus) -> list[str]:
+    out = []
+    for f in sorted(Path(c.files[0]).rglob("*.rst.txt")):
+        if "whatsnew" in f.parts or "changelog" in f.name:  # release notes: lists of changes
+            continue
+        out += clean_rst(f.read_text(encoding="utf-8", errors="replace"))
+    return out
+
+
+_READERS: dict[str, Callable[[Corpus], list[str]]] = {
+    "wordnet": _read_wordnet, "bible": _read_bible, "jargon": _read_jargon,
+    "python-docs": _read_pydocs}
+
+
+@functools.lru_cache(maxsize=16)
+def _samples(name: str, min_words: int, max_words: int) -> tuple[str, ...]:
+    if name == GENERATED:
+        from compactnn.zoo.sentences import generate_sentences
+
+        return tuple(clean_samples(generate_sentences(20000), min_words, max_words))
+    c = _corpus(name)
+    for f in c.files:
+        if not os.path.exists(f):
+            raise _missing(c, f)
+    try:
+        raw = _READERS[name](c)
+    except OSError as exc:
+        raise CorpusError(f"corpus {name!r} could not be read ({exc}); reinstall: "
+                          f"{c.install_hint()}") from None
+    return tuple(clean_samples(raw, min_words, max_words))
+
+
+def _bucket(text: str) -> int:
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "big")
+
+
+def split(samples: Sequence[str], part: str, eval_fraction: float = EVAL_FRACTION
+          ) -> list[str]:
+    """The ``"train"`` or ``"eval"`` part of ``samples`` (or ``"all"``), ordered by the
+    samples' hashes: a sample's part depends on its text alone.
+
+    >>> s = [f"sample number {i} of many" for i in range(100)]
+    >>> tr, ev = split(s, "train"), split(s, "eval")
+    >>> len(tr) + len(ev), set(tr).isdisjoint(ev), split(s[::-1], "eval") == ev
+    (100, True, True)
+    """
+    if part not in ("train", "eval", "all"):
+        raise ValueError(f"part must be 'train', 'eval' or 'all', got {part!r}")
+    if not 0 < eval_fraction < 1:
+        raise ValueError(f"eval_fraction must be in (0, 1), got {eval_fraction!r}")
+    cut = int(eval_fraction * 2 ** 64)
+    keyed = sorted((_bucket(s), s) for s in samples)
+    if part == "all":
+        return [s for _, s in keyed]
+    return [s for b, s in keyed if (b < cut) == (part == "eval")]
+
+
+def load_text_file(path: str | os.PathLike, min_words: int = 1,
+                   max_words: int = 256) -> list[str]:
+    """A user's UTF-8 text file, one sample per line, cleaned like the corpora
+    (whitespace, length limits, mostly letters, duplicates dropped), in file order."""
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusError(f"text file {str(p)!r} not found (expected one sample per line)")
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise CorpusError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    out = clean_samples(lines, min_words, max_words)
+    if not out:
+        raise CorpusError(f"{p}: no usable samples (one sample per line, "
+                          f"{min_words}-{max_words} words)")
+    return out
+
+
+def load_corpus(name: str | os.PathLike, part: str = "all", n: int | None = None, *,
+                min_words: int = MIN_WORDS, max_words: int = MAX_WORDS) -> list[str]:
+    """Up to ``n`` samples of part ``part`` (``"train"``, ``"eval"`` or ``"all"``) of a
+    corpus: a name of :data:`CORPORA`, ``"generated"``, or the path of a text file
+    (one sample per line). Deterministic: see :func:`split`.
+
+    Raises:
+        CorpusError: unknown name, or the corpus's Debian package is not installed
+            (the message gives the ``apt-get install`` command).
+    """
+    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
+        raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
+    key = os.fspath(name)
+    if key in CORPORA or key == GENERATED:
+        samples: Sequence[str] = _samples(key, min_words, max_words)
+    elif os.sep in key or os.path.exists(key) or key.endswith(".txt"):
+        samples = load_text_file(key, min_words, max_words)
+    else:
+        _corpus(key)  # raises: unknown corpus
+    out = split(samples, part)
+    return out if n is None else out[:n]
