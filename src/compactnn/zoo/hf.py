@@ -250,12 +250,17 @@ def read_dir(path: str | os.PathLike) -> nn.Module:
             if f.stat().st_size > MAX_FILE_BYTES:
                 raise HFError(f"{source}: {name} is larger than {MAX_FILE_BYTES} bytes")
             files[name] = f.read_bytes()
+    bars = tf.utils.logging.is_progress_bar_enabled()
+    tf.utils.logging.disable_progress_bar()
     try:
         model = getattr(tf, auto).from_pretrained(
             source, dtype=torch.float32, local_files_only=True, use_safetensors=True)
     except (OSError, ValueError, RuntimeError, KeyError) as exc:
         msg = " ".join(str(exc).split())[:300]
         raise HFError(f"{source}: cannot load the weights ({msg})") from None
+    finally:
+        if bars:
+            tf.utils.logging.enable_progress_bar()
     model = normalise_(model.float())
     _check_supported(model, source)
     config_dict = model.config.to_dict()
