@@ -56,6 +56,7 @@ def test_compress_save_load_without_weights(model_dir, tmp_path):
     if kind != "vit":  # the tokenizer travels in the file
         tok = hf.tokenizer(back)
         assert tok("the cat sat")["input_ids"]
+    assert "_name_or_path" not in back.hf_spec["config"]  # no local path in the file
     assert save(back, tmp_path / "again.cnn") == out.stat().st_size
     assert (tmp_path / "again.cnn").read_bytes() == out.read_bytes()
 
@@ -96,6 +97,8 @@ def _edit_config(key, value):
     (lambda a, d: d["model"]["hf"]["files"].append("../../etc/passwd"), "bad tokenizer file"),
     (lambda a, d: d["model"]["hf"]["config"].update(pad="x" * 70000), "longer than"),
     (lambda a, d: a.pop("file:tokenizer.json"), "file 'tokenizer.json' is missing"),
+    (_edit_config("_name_or_path", "/home/x"), "keys save never writes"),
+    (_edit_config("quantization_config", {"quant_method": "bitsandbytes"}), "quantized"),
     (lambda a, d: d["model"].update(zoo={"name": "mlp", "kwargs": {}}), "more than one way"),
 ])
 def test_hostile_hf_entries(gpt2_file, tmp_path, edit, message):

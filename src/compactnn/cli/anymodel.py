@@ -23,6 +23,7 @@ compression work.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,7 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
              max_length: int = 128, progress: bool = True) -> None:
     """``compactnn compress`` for a model folder (see the module docstring)."""
     from compactnn.io import save
-    from compactnn.transforms import RecipeError, check_recipe, compress_
+    from compactnn.transforms import CompressionReport, RecipeError, check_recipe, compress_
     from compactnn.zoo import hf, hf_task
 
     if data is None:
@@ -100,6 +101,8 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
     ds = hf_task.distillation_data(model, x)  # finetune steps distil these outputs
     report = compress_(view, recipe, ds, progress=progress)
     model.eval()
+    report = CompressionReport(tuple(dataclasses.replace(s, name=s.name.removeprefix("model."))
+                                     for s in report.layers), report.history)
     print(report.table())
     meta = {"source": os.path.abspath(folder), "recipe": recipe.to_list(),
             "samples": len(x), "task": hf.task_of(model),

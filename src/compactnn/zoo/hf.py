@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,10 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_ma
                    "generation_config.json")
 MAX_CONFIG_BYTES = 1 << 16  # canonical JSON of a config a file may hold
 MAX_FILE_BYTES = 1 << 26  # one tokenizer / processor file
-_FILE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+# config keys not kept: transformers' bookkeeping and run-time choices (private keys,
+# starting with "_", such as the source path _name_or_path, are dropped too)
+_DROPPED = ("model_type", "transformers_version", "dtype", "torch_dtype",
+            "attn_implementation")
 
 
 class HFError(ValueError):
@@ -107,11 +109,13 @@ def _config(d: Any, source: str):
     if "auto_map" in d:
         raise HFError(f"{source}: the config asks for remote code (auto_map); only built-in "
                       "transformers architectures are supported")
+    if "quantization_config" in d:
+        raise HFError(f"{source}: quantized models are not supported (float weights only)")
     model_type = d.get("model_type")
     if not isinstance(model_type, str) or model_type not in CONFIG_MAPPING:
         raise HFError(f"{source}: unknown model_type {model_type!r}; supported: the "
                       "transformers built-in model types")
-    kwargs = {k: v for k, v in d.items() if k not in ("model_type", "transformers_version")}
+    kwargs = {k: v for k, v in d.items() if k not in _DROPPED and not k.startswith("_")}
     try:
         return CONFIG_MAPPING[model_type](**kwargs)
     except (TypeError, ValueError, KeyError, AttributeError) as exc:
@@ -128,6 +132,9 @@ def check_spec(spec: Any, source: str) -> None:
             or spec["auto"] not in AUTO_CLASSES or not isinstance(spec["architecture"], str)
             or not isinstance(spec["config"], dict) or not isinstance(spec["files"], list)):
         raise HFError(f"{source}: bad Hugging Face model entry")
+    bad = sorted(k for k in spec["config"] if k.startswith("_") or k in _DROPPED[1:])
+    if bad:
+        raise HFError(f"{source}: the model config holds keys save never writes: {bad[:5]}")
     if len(canonical_json(spec["config"])) > MAX_CONFIG_BYTES:
         raise HFError(f"{source}: the model config is longer than {MAX_CONFIG_BYTES} bytes")
     files = spec["files"]
@@ -263,10 +270,8 @@ def read_dir(path: str | os.PathLike) -> nn.Module:
             tf.utils.logging.enable_progress_bar()
     model = normalise_(model.float())
     _check_supported(model, source)
-    config_dict = model.config.to_dict()
-    config_dict.pop("transformers_version", None)
-    config_dict.pop("dtype", None)
-    config_dict.pop("torch_dtype", None)
+    config_dict = {k: v for k, v in model.config.to_dict().items()
+                   if k == "model_type" or (k not in _DROPPED and not k.startswith("_"))}
     model.hf_spec = {"auto": auto, "architecture": type(model).__name__,
                      "config": json.loads(json.dumps(config_dict))}
     model.hf_files = files
