@@ -28,10 +28,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-from torch.utils.data import TensorDataset
-
 __all__ = ["is_hf_input", "compress", "load_dense", "evaluate", "bench", "prefixed"]
 
 
@@ -70,7 +66,7 @@ def prefixed(recipe: Any, prefix: str = "model.") -> Any:
     return Recipe.from_list(steps)
 
 
-def load_dense(path: str) -> tuple[nn.Module, dict[str, Any]]:
+def load_dense(path: str) -> tuple[Any, dict[str, Any]]:
     """``(model, metadata)`` of a model folder or a compact file of a Hugging Face model."""
     from compactnn.io import inspect, load
     from compactnn.zoo import hf
@@ -83,6 +79,8 @@ def load_dense(path: str) -> tuple[nn.Module, dict[str, Any]]:
 def compress(folder: str, recipe: Any, data: str | None, output: str, *,
              max_length: int = 128, progress: bool = True) -> None:
     """``compactnn compress`` for a model folder (see the module docstring)."""
+    from torch.utils.data import TensorDataset
+
     from compactnn.io import save
     from compactnn.transforms import CompressionReport, RecipeError, check_recipe, compress_
     from compactnn.zoo import hf, hf_task
@@ -112,7 +110,7 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
     print(f"wrote {output}: {size} bytes ({hf.task_of(model)}, {len(x)} samples from {data})")
 
 
-def _reference(file_meta: dict[str, Any], reference: str | None) -> nn.Module | None:
+def _reference(file_meta: dict[str, Any], reference: str | None) -> Any:
     from compactnn.zoo import hf
 
     path = reference or file_meta.get("source")
@@ -151,6 +149,8 @@ def evaluate(path: str, data: str | None, reference: str | None = None,
 def bench(path: str, data: str | None, batch_sizes: list[int], n_threads: int,
           max_length: int = 128, repeats: int = 5) -> str:
     """Samples/s of the compact model and its dense twin (decoded float32 weights)."""
+    import torch
+
     from compactnn.bench import model_latency, threads
     from compactnn.bench.pipeline import batch_of
     from compactnn.io import inspect, load
