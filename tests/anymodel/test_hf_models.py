@@ -144,3 +144,13 @@ def test_load_on_cuda(gpt2_file, tmp_path):
     x[:, 1] = 1
     torch.testing.assert_close(hf_task.TaskView(gpu)(x.cuda()).cpu(),
                                hf_task.TaskView(cpu)(x), rtol=1e-4, atol=1e-4)
+
+
+def test_compact_layers_expose_a_meta_weight():
+    lin = to_compact(nn.Sequential(nn.Linear(5, 3)))[0]
+    conv = to_compact(nn.Sequential(nn.Conv2d(4, 6, 3, groups=2)))[0]
+    assert lin.weight.is_meta and lin.weight.shape == (3, 5)
+    assert lin.weight.dtype == torch.float32
+    assert conv.weight.is_meta and conv.weight.shape == (6, 2, 3, 3)
+    with pytest.raises((RuntimeError, NotImplementedError)):
+        lin.weight.sum().item()  # no values behind it
