@@ -1,7 +1,8 @@
 """Issue 13 target: a GPT-2-architecture and a ViT-architecture model (>= 50 M parameters,
 random weights from a config) through the CLI end to end on the CPU: ``compress`` (prune +
 GPTQ-calibrated weight sharing + one distillation epoch), ``convert``, ``eval``, ``bench``;
-wall time and peak resident memory of each command (a fresh process each, measured with
+wall time, CPU time (user + system: the honest number on a shared machine) and peak
+resident memory of each command (a fresh process each, measured with
 ``os.wait4``), against the float32 size of the model.
 
     nice -n 19 python benchmarks/any_model.py --threads 2 [--kind gpt2|vit] [--out DIR]
@@ -78,7 +79,8 @@ def _run(argv: list[str], threads: int) -> dict[str, float]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{' '.join(argv)} failed:\n{out[-3000:]}")
     print(out.strip().splitlines()[-1] if out.strip() else "", flush=True)
-    return {"seconds": round(wall, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+    return {"seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
             "output": out.strip().splitlines()[-6:]}
 
 
@@ -103,6 +105,8 @@ def bench_kind(kind: str, root: Path, threads: int, samples: int) -> dict:
         print(f"[{kind}] {name} ...", flush=True)
         result["steps"][name] = _run([str(a) for a in argv], threads)
     result["total_seconds"] = round(sum(s["seconds"] for s in result["steps"].values()), 1)
+    result["total_cpu_seconds"] = round(sum(s["cpu_seconds"] for s in result["steps"].values()),
+                                        1)
     peak = max(s["peak_rss_mb"] for s in result["steps"].values())
     result["peak_rss_mb"] = peak
     result["peak_over_float32"] = round(peak / result["float32_mb"], 2)
@@ -126,7 +130,8 @@ def main() -> None:
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "steps"}))
         for name, s in r["steps"].items():
-            print(f"  {name}: {s['seconds']} s, peak {s['peak_rss_mb']} MB")
+            print(f"  {name}: {s['seconds']} s wall, {s['cpu_seconds']} s CPU, "
+                  f"peak {s['peak_rss_mb']} MB")
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
 
