@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from compactnn import _early_interrupt
-from compactnn.cli import minilm
+from compactnn.cli import anymodel, minilm
 
 __all__ = ["main", "build_parser"]
 
@@ -60,7 +60,14 @@ def _policy(text: str) -> Any:
 def _add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     p.add_argument("--dataset", required=required,
                    help="dataset name (fashion-mnist, mnist, cifar10, digits, diabetes)")
-    p.add_argument("--data", metavar="DIR", help="folder holding the dataset files")
+    p.add_argument("--data", metavar="PATH", help="folder holding the dataset files; for a "
+                   "Hugging Face model: a text file (one sample per line) or .npy/.npz pixel "
+                   "values")
+
+
+def _add_max_length(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--max-length", type=int, default=128,
+                   help="Hugging Face text models: tokens per sample at most (default 128)")
 
 
 def _add_threads(p: argparse.ArgumentParser) -> None:
@@ -97,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compress", help="apply a compression recipe with fine-tuning",
                        description="Prune / weight-share a trained checkpoint with a recipe "
                        "(YAML/JSON file or a built-in name) and fine-tune it.")
-    p.add_argument("checkpoint", help="checkpoint written by `compactnn train`, or minilm "
+    p.add_argument("checkpoint", help="checkpoint written by `compactnn train`, a Hugging "
+                   "Face model folder (config.json + safetensors + tokenizer files), or minilm "
                    "(the pretrained all-MiniLM-L6-v2, distilled on real text)")
     p.add_argument("--recipe", required=True,
                    help="recipe file (.yaml/.yml/.json) or built-in name (lenet300, demo, minilm)")
@@ -106,12 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "K values and pack them (default: keep them float32)")
     p.add_argument("--sentences", type=int, default=3000,
                    help="minilm: calibration/distillation samples (real text)")
+    _add_max_length(p)
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
 
     p = sub.add_parser("convert", help="convert a checkpoint to a compact file",
                        description="Store every Linear/Conv2d in the format a policy picks "
                        "and write one compact file.")
-    p.add_argument("checkpoint", help="(compressed) checkpoint")
+    p.add_argument("checkpoint", help="(compressed) checkpoint, or a Hugging Face model "
+                   "folder or compressed file")
     p.add_argument("--policy", type=_policy, default="smallest",
                    help="smallest, fastest, energy, a format id, or layer=format,...")
     p.add_argument("--storage", default="auto", choices=["auto", "raw", "archive"],
@@ -143,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "(default: the dataset recorded in the file).")
     p.add_argument("file")
     _add_data(p, required=False)
+    _add_max_length(p)
+    p.add_argument("--reference", metavar="DIR", help="Hugging Face models: the original "
+                   "model folder to measure agreement with (default: the folder recorded "
+                   "by compress, if it still exists)")
 
     p = sub.add_parser("bench", help="compact vs dense latency and throughput",
                        description="Time the compact model against its dense twin "
@@ -150,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", help="compact file, or minilm (the original model alone)")
     p.add_argument("--batch-sizes", type=_batch_sizes, default=[1, 256])
     _add_data(p, required=False)
+    _add_max_length(p)
     _add_threads(p)
 
     p = sub.add_parser("report", help="HTML report with tables and plots",
@@ -249,6 +264,12 @@ def _cmd_compress(a: argparse.Namespace) -> None:
         print(f"vs the original, per held-out corpus:\n{minilm.format_quality(q)}")
         print(f"wrote {a.output}")
         return
+    from compactnn.zoo.hf import is_hf_dir
+
+    if is_hf_dir(a.checkpoint):
+        anymodel.compress(a.checkpoint, _recipe(a.recipe), a.data, a.output,
+                          max_length=a.max_length)
+        return
     model, name, kwargs, info = pipeline.load_checkpoint(a.checkpoint)
     recipe = _recipe(a.recipe)
     tr, te = _dataset(a.dataset, a.data)
@@ -276,6 +297,9 @@ def _cmd_convert(a: argparse.Namespace) -> None:
         earlier = inspect_file(a.formats_from)
         a.policy = {li.name: li.format for li in earlier.layers}
         replayed = earlier.metadata.get("fastest")
+    if anymodel.is_hf_input(a.checkpoint):
+        _convert_hf(a, replayed)
+        return
     model, name, kwargs, info = (minilm.pretrained() if minilm.is_minilm(a.checkpoint)
                                  else pipeline.load_checkpoint(a.checkpoint))
     example = None
@@ -310,6 +334,25 @@ def _cmd_convert(a: argparse.Namespace) -> None:
           f"the float32 checkpoint ({meta['dense_bytes']} bytes)")
 
 
+def _convert_hf(a: argparse.Namespace, replayed: Any) -> None:
+    from compactnn import save, to_compact
+    from compactnn.io import inspect
+
+    model, info = anymodel.load_dense(a.checkpoint)
+    cm = to_compact(model, a.policy, storage=a.storage, batch_size=a.batch_size,
+                    progress=True, candidates=a.formats)
+    meta = {k: info[k] for k in ("source", "recipe", "task", "samples", "dense_bytes")
+            if k in info}
+    meta.setdefault("dense_bytes", sum(t.numel() * t.element_size()
+                                       for t in model.state_dict().values()))
+    if replayed is not None:
+        meta["fastest"] = replayed
+    size = save(cm, a.output, metadata=meta)
+    print(inspect(a.output).table())
+    print(f"wrote {a.output}: {size} bytes, {meta['dense_bytes'] / size:.1f}x smaller than "
+          f"the float32 weights ({meta['dense_bytes']} bytes)")
+
+
 def _cmd_inspect(a: argparse.Namespace) -> None:
     from dataclasses import asdict
 
@@ -327,6 +370,10 @@ def _cmd_inspect(a: argparse.Namespace) -> None:
           "validated: checksums and description only; --check validates every array")
     if info.model.get("zoo"):
         print(f"model: zoo {info.model['zoo']['name']} {json.dumps(info.model['zoo']['kwargs'])}")
+    elif info.model.get("hf"):
+        hf = info.model["hf"]
+        print(f"model: Hugging Face {hf['architecture']} ({hf['auto']}, model type "
+              f"{hf['config'].get('model_type')}); files: {', '.join(hf['files']) or '-'}")
     else:
         print(f"model: {info.model['class']} (load with a skeleton)")
     for k, v in sorted(info.metadata.items()):
@@ -347,6 +394,10 @@ def _load_compact(path: str):
 def _cmd_eval(a: argparse.Namespace) -> None:
     from compactnn import train
 
+    if anymodel.is_hf_input(a.file):
+        q = anymodel.evaluate(a.file, a.data, a.reference, a.max_length)
+        print(f"{a.file}: {_fmt_metrics(q)} on {a.data}")
+        return
     model, info = _load_compact(a.file)
     if info.model["zoo"]["name"] == "minilm":
         print(f"{a.file} vs the original, per held-out corpus:\n"
@@ -369,6 +420,9 @@ def _cmd_bench(a: argparse.Namespace) -> None:
 
     if minilm.is_minilm(a.file):
         print(minilm.bench(None, None, a.batch_sizes, a.threads))
+        return
+    if anymodel.is_hf_input(a.file):
+        print(anymodel.bench(a.file, a.data, a.batch_sizes, a.threads, a.max_length))
         return
     model, info = _load_compact(a.file)
     if info.model["zoo"]["name"] == "minilm":

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 from compactnn import formats
 from compactnn.cost import energy_pj
 from compactnn.formats import FormatError
-from compactnn.io import archive, packed
+from compactnn.io import adapters, archive, packed
 from compactnn.io.container import (
     CompactFileError,
     canonical_json,
@@ -137,14 +137,17 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
         if t.dtype == torch.bfloat16:
             raise TypeError(f"state entry {k!r}: bfloat16 tensors cannot be stored")
         state[k] = t.detach().cpu().contiguous().numpy()
-    clash = set(state) & set(tensors)
+    files = adapters.file_tensors(model)
+    clash = (set(state) | set(files)) & set(tensors)
     if clash:
         raise ValueError(f"tensor names used twice: {sorted(clash)}")
     tensors.update(state)
+    tensors.update(files)
+    entry = {"class": f"{type(model).__module__}.{type(model).__qualname__}",
+             "zoo": _zoo_spec(model, zoo), **adapters.spec_entries(model)}
     desc = {
         "compactnn": VERSION,
-        "model": {"class": f"{type(model).__module__}.{type(model).__qualname__}",
-                  "zoo": _zoo_spec(model, zoo)},
+        "model": entry,
         "layers": layers,
         "state": sorted(state),
         "metadata": metadata or {},
@@ -157,8 +160,6 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
     source = os.fspath(path)
     check_tree(desc, f"{source}: description")
     _validate_description(desc, source)
-    if desc["model"]["zoo"] is not None:
-        _check_zoo_spec(desc["model"]["zoo"], source)
     for k in desc["state"]:
         _check_state_tensor(k, state[k], source)
     _check_modules(model, source)
@@ -188,6 +189,7 @@ def _validate_description(desc: dict[str, Any], source: str) -> None:
     model, layers, state = desc.get("model"), desc.get("layers"), desc.get("state")
     if not isinstance(model, dict) or not isinstance(model.get("class"), str):
         raise _err(source, "description has no model entry")
+    adapters.check_entries(model, source)
     if not isinstance(layers, dict) or not isinstance(state, list):
         raise _err(source, "description has no layer table or state list")
     if not isinstance(desc.get("metadata"), dict):
@@ -420,6 +422,7 @@ def _materialise(model: nn.Module, state: dict[str, torch.Tensor], source: str) 
 
 
 def load(path: str | os.PathLike, model: nn.Module | None = None, *,
+         factory: str | None = None, device: str | torch.device | None = None,
          max_params: int = MAX_PARAMS) -> nn.Module:
     """Load a file written by ``save`` into a runnable compact model (eval mode).
 
@@ -427,7 +430,13 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
         path: the file (a regular file; read once, its size checked first).
         model: a skeleton with the same architecture (dense, compact or structured
             layers such as ``PermutedLinear`` / ``BlockDiagLinear``), needed unless the
-            file names a zoo model. It is copied, not modified.
+            file names a zoo or Hugging Face model (``compactnn.io.adapters``) or
+            ``factory`` is given. It is copied, not modified.
+        factory: ``"package.module:function"``, called with no arguments for the
+            skeleton (the caller's choice of code; a file never names it).
+        device: ``None`` or ``"cpu"``: compact layers (they run on the CPU); any other
+            device (e.g. ``"cuda"``): every compact layer decoded to its dense twin
+            (bit-identical float32 weights) and the whole model moved there.
         max_params: refuse to build a zoo model with more parameters than this.
 
     A zoo model is built with its large tensors on the meta device; every layer's
@@ -445,19 +454,25 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
     arrays, desc, _, _ = packed.read(raw, source)
     _validate_description(desc, source)
     _archive_budget(desc, len(raw), source)
+    used: set[str] = set()
+    if model is None and factory is not None:
+        model = adapters.from_factory(factory)
     if model is None:
-        spec = desc["model"].get("zoo")
-        if spec is None:
+        model = adapters.build_from(desc["model"], arrays, used, source, max_params)
+        if model is None:
             raise _err(source, f"the file holds a custom model ({desc['model']['class']}); "
-                       "pass a skeleton: load(path, model=...)")
-        model = _zoo_model(spec, source, max_params)
-        model.zoo_spec = spec
+                       "pass a skeleton: load(path, model=...) or load(path, "
+                       "factory='package.module:function')")
     elif not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module skeleton, got {type(model).__name__}")
     else:
         model = copy.deepcopy(model)
         if desc["model"].get("zoo") is not None:
             model.zoo_spec = desc["model"]["zoo"]
+        hf = desc["model"].get("hf")
+        if hf is not None:
+            model.hf_spec = {k: hf[k] for k in ("auto", "architecture", "config")}
+            model.hf_files = adapters.attach_files(hf, arrays, used, source)
     targets = {}
     for name, e in desc["layers"].items():
         try:
@@ -466,7 +481,6 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
             raise _err(source, f"layer {name!r} does not exist in the model") from None
         _check_geometry(targets[name], e, name, source)
     _check_state_names(model, desc, arrays, source)
-    used: set[str] = set()
     for name, e in desc["layers"].items():
         mats, archives = _matrices(e, name, arrays, used, source)
         bias = torch.zeros(e["shape"][0] * e["groups"]) if e["bias"] else None
@@ -510,6 +524,10 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
     if unused:
         raise _err(source, f"tensors not referenced by the description: {unused[:5]}")
     _materialise(model, state, source)
+    if device is not None and torch.device(device).type != "cpu":
+        from compactnn.nn import to_dense
+
+        return to_dense(model).to(device).eval()
     return model.eval()
 
 
@@ -618,9 +636,9 @@ def inspect(path: str | os.PathLike, *, check: bool = False) -> FileInfo:
     _validate_description(desc, source)
     if check:
         _archive_budget(desc, len(raw), source)
-        spec = desc["model"].get("zoo")
-        if spec is not None:  # the zoo model, large tensors on meta: geometry and state
-            model = _zoo_model(spec, source, MAX_PARAMS)
+        used: set[str] = set()
+        model = adapters.build_from(desc["model"], arrays, used, source, MAX_PARAMS)
+        if model is not None:  # the named model, large tensors on meta: geometry and state
             for name, e in desc["layers"].items():
                 try:
                     _check_geometry(model.get_submodule(name), e, name, source)
@@ -628,7 +646,6 @@ def inspect(path: str | os.PathLike, *, check: bool = False) -> FileInfo:
                     raise _err(source, f"layer {name!r} does not exist in the model") from None
             _check_state_names(model, desc, arrays, source)
             del model
-        used: set[str] = set()
         for name, e in desc["layers"].items():
             _matrices(e, name, arrays, used, source)
         for k in desc["state"]:

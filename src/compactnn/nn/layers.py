@@ -130,6 +130,17 @@ class _CompactBase(nn.Module):
         return self._bias_np
 
     @property
+    def weight(self) -> torch.Tensor:
+        """A meta tensor with the dense weight's shape and dtype (float32) but no values,
+        for code that only reads ``layer.weight.dtype`` / ``.shape`` (``transformers``
+        models do); ``weight_matrix()`` decodes the values."""
+        if isinstance(self, CompactConv2d):
+            shape = (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
+        else:
+            shape = self.matrices[0].shape
+        return torch.empty(shape, dtype=torch.float32, device="meta")
+
+    @property
     def format_id(self) -> str:
         """Id of the runtime format of the weights."""
         return self.matrices[0].format_id

@@ -1,0 +1,180 @@
+"""The Hugging Face branches of the ``compactnn`` subcommands (any local model folder).
+
+- ``compactnn compress ./hf-model --recipe r.yaml --data samples.txt -o dense.cnn``:
+  the folder's model (:func:`compactnn.zoo.hf.read_dir`), the recipe on its
+  ``nn.Linear`` / ``nn.Conv2d`` layers (named as in the model: ``transformer.h.0.attn
+  .c_attn``; patterns such as ``*.mlp.*`` work too), calibration (``calibrate: n``)
+  on the first samples of ``--data`` (a text file, one sample per line, or a
+  ``.npy`` / ``.npz`` array of pixel values for image models) and ``finetune`` steps
+  that distil the original model's last hidden states on them. Writes a compact file
+  of the constrained dense model (config and tokenizer files included), which
+  ``convert`` reads.
+- ``convert`` takes that file or a model folder; ``inspect`` the result as any file.
+- ``eval file.cnn --data samples``: perplexity for causal LMs, and with ``--reference``
+  (the original folder; default: the folder recorded at ``compress`` when it still
+  exists) the agreement with the original model (mean cosine of the last hidden
+  states, top-1 agreement of the logits).
+- ``bench file.cnn --data samples``: samples per second of the compact model and its
+  dense twin at each batch size.
+
+Every check (folder, architecture, recipe layers, data file) runs before any
+compression work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["is_hf_input", "compress", "load_dense", "evaluate", "bench", "prefixed"]
+
+
+def is_hf_input(path: str) -> bool:
+    """A Hugging Face model folder, or a compact file that holds a Hugging Face model."""
+    from compactnn.zoo.hf import is_hf_dir
+
+    if is_hf_dir(path):
+        return True
+    if not os.path.isfile(path):
+        return False
+    from compactnn.io import CompactFileError, inspect
+
+    try:
+        return inspect(path).model.get("hf") is not None
+    except CompactFileError:
+        return False
+
+
+def prefixed(recipe: Any, prefix: str = "model.") -> Any:
+    """The recipe with its layer names and override keys seen through
+    :class:`~compactnn.zoo.hf_task.TaskView` (``prefix`` added; patterns starting
+    with ``*`` already match)."""
+    from compactnn.transforms import Recipe
+
+    def name(n: str) -> str:
+        return n if n.startswith("*") else prefix + n
+
+    steps = []
+    for s in recipe.to_list():
+        if "layers" in s:
+            s["layers"] = [name(n) for n in s["layers"]]
+        if "overrides" in s:
+            s["overrides"] = {name(n): v for n, v in s["overrides"].items()}
+        steps.append(s)
+    return Recipe.from_list(steps)
+
+
+def load_dense(path: str) -> tuple[Any, dict[str, Any]]:
+    """``(model, metadata)`` of a model folder or a compact file of a Hugging Face model."""
+    from compactnn.io import inspect, load
+    from compactnn.zoo import hf
+
+    if hf.is_hf_dir(path):
+        return hf.read_dir(path), {"source": os.path.abspath(path)}
+    return load(path), dict(inspect(path).metadata)
+
+
+def compress(folder: str, recipe: Any, data: str | None, output: str, *,
+             max_length: int = 128, progress: bool = True) -> None:
+    """``compactnn compress`` for a model folder (see the module docstring)."""
+    from torch.utils.data import TensorDataset
+
+    from compactnn.io import save
+    from compactnn.transforms import CompressionReport, RecipeError, check_recipe, compress_
+    from compactnn.zoo import hf, hf_task
+
+    if data is None:
+        raise ValueError("compressing a Hugging Face model needs --data (a text file, one "
+                         "sample per line, or .npy/.npz pixel values)")
+    model = hf.read_dir(folder)
+    view = hf_task.TaskView(model).eval()
+    recipe = prefixed(recipe)
+    x = hf_task.inputs_for(model, data, max_length)
+    try:  # layer names, order and data needs, before any model runs
+        check_recipe(recipe, view, TensorDataset(x[:1], x[:1]))
+    except RecipeError as exc:  # name the layers as the user does
+        raise RecipeError(str(exc).replace("'model.", "'").replace(" model.", " ")) from None
+    ds = hf_task.distillation_data(model, x)  # finetune steps distil these outputs
+    report = compress_(view, recipe, ds, progress=progress)
+    model.eval()
+    report = CompressionReport(tuple(dataclasses.replace(s, name=s.name.removeprefix("model."))
+                                     for s in report.layers), report.history)
+    print(report.table())
+    meta = {"source": os.path.abspath(folder), "recipe": recipe.to_list(),
+            "samples": len(x), "task": hf.task_of(model),
+            "dense_bytes": sum(t.numel() * t.element_size()
+                               for t in model.state_dict().values())}
+    size = save(model, output, metadata=meta)
+    print(f"wrote {output}: {size} bytes ({hf.task_of(model)}, {len(x)} samples from {data})")
+
+
+def _reference(file_meta: dict[str, Any], reference: str | None) -> Any:
+    from compactnn.zoo import hf
+
+    path = reference or file_meta.get("source")
+    if path and Path(path).is_dir() and hf.is_hf_dir(path):
+        return hf.read_dir(path)
+    if reference:
+        raise ValueError(f"{reference}: not a Hugging Face model folder")
+    return None
+
+
+def evaluate(path: str, data: str | None, reference: str | None = None,
+             max_length: int = 128) -> dict[str, float]:
+    """``compactnn eval`` for a compact file of a Hugging Face model."""
+    from compactnn.io import inspect, load
+    from compactnn.zoo import hf, hf_task
+
+    if data is None:
+        raise ValueError("evaluating a Hugging Face model needs --data (text file or "
+                         ".npy/.npz pixel values)")
+    model = load(path)
+    x = hf_task.inputs_for(model, data, max_length)
+    out: dict[str, float] = {}
+    if hf.task_of(model) == "causal-lm":
+        out["perplexity"] = hf_task.perplexity(model, x)
+    ref = _reference(inspect(path).metadata, reference)
+    if ref is not None:
+        out.update(hf_task.agreement(model, ref, x))
+        if hf.task_of(model) == "causal-lm":
+            out["reference_perplexity"] = hf_task.perplexity(ref, x)
+    if not out:
+        raise ValueError("no metric for this model without the original: pass --reference "
+                         "FOLDER (the model folder it was compressed from)")
+    return out
+
+
+def bench(path: str, data: str | None, batch_sizes: list[int], n_threads: int,
+          max_length: int = 128, repeats: int = 5) -> str:
+    """Samples/s of the compact model and its dense twin (decoded float32 weights)."""
+    import torch
+
+    from compactnn.bench import model_latency, threads
+    from compactnn.bench.pipeline import batch_of
+    from compactnn.io import inspect, load
+    from compactnn.nn import to_dense
+    from compactnn.zoo import hf_task
+
+    if data is None:
+        raise ValueError("benchmarking a Hugging Face model needs --data")
+    model = load(path)
+    info = inspect(path)
+    x = hf_task.inputs_for(model, data, max_length)
+    rows = [("model", "file bytes") + tuple(f"b={b} (samples/s)" for b in batch_sizes)]
+    dense_bytes = info.metadata.get("dense_bytes")
+    with threads(n_threads), torch.inference_mode():
+        for label, m, size in (("dense twin (decoded weights)", to_dense(model), dense_bytes),
+                               ("compact", model, info.file_bytes)):
+            view = hf_task.TaskView(m).eval()
+            rates = [b / model_latency(view, batch_of(x, b), repeats, warmup=1).median
+                     for b in batch_sizes]
+            rows.append((label, "-" if size is None else str(size))
+                        + tuple(f"{r:.2f}" for r in rates))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    return "\n".join(lines) + (f"\n(inputs of {tuple(x.shape[1:])}, median of {repeats} runs, "
+                               f"{n_threads} thread(s))")

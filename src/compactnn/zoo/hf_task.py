@@ -1,0 +1,186 @@
+"""Data, a one-tensor view and metrics for Hugging Face models (:mod:`compactnn.zoo.hf`).
+
+compactnn's loops (``train.fit``, ``compress_`` calibration) feed a model one tensor
+per sample. :class:`TaskView` gives a Hugging Face model that interface:
+
+- text models take ``(n, 2, length)`` int64 (token ids, attention mask; from
+  :func:`text_inputs`: one sample per line of a text file, padded to the longest line,
+  at most ``max_length`` tokens);
+- image models take ``(n, channels, height, width)`` float32 pixel values
+  (:func:`image_inputs`: a ``.npy`` array or the ``pixel_values`` array of a ``.npz``).
+
+Its output is the last hidden state (the decoder's for an encoder-decoder, which is fed
+the input shifted right as decoder input), zero at padded positions: the distillation
+target of ``finetune`` steps (mean squared error against the original model's) and the
+quantity agreement is measured on. Perplexity (:func:`perplexity`) is measured for
+causal LMs on the same kind of text file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import TensorDataset
+
+from compactnn.zoo.hf import HFError, task_of, tokenizer
+
+__all__ = ["TaskView", "text_inputs", "image_inputs", "inputs_for", "distillation_data",
+           "perplexity", "agreement", "MAX_LINES"]
+
+MAX_LINES = 1_000_000
+
+
+class TaskView(nn.Module):
+    """``model`` as a function of one tensor (see the module docstring); the model is a
+    submodule named ``model``, so its layer names gain the prefix ``model.``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task_of(model)
+        self.train(model.training)
+
+    def _run(self, x: torch.Tensor):
+        if self.task == "image":
+            return self.model(pixel_values=x, output_hidden_states=True)
+        ids, mask = x[:, 0], x[:, 1]
+        if self.task == "seq2seq":
+            dec = self.model._shift_right(ids)
+            return self.model(input_ids=ids, attention_mask=mask, decoder_input_ids=dec,
+                              output_hidden_states=True)
+        return self.model(input_ids=ids, attention_mask=mask, output_hidden_states=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self._run(x)
+        if self.task == "image":
+            return out.hidden_states[-1]
+        hidden = out.decoder_hidden_states[-1] if self.task == "seq2seq" else \
+            out.hidden_states[-1]
+        return hidden * x[:, 1].unsqueeze(-1).to(hidden.dtype)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The model's logits for ``x`` (``None`` if it has no head)."""
+        return getattr(self._run(x), "logits", None)
+
+
+def _lines(path: str | os.PathLike) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise HFError(f"{os.fspath(path)}: no such text file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise HFError(f"{os.fspath(path)}: not UTF-8 text") from None
+    lines = [s for s in (ln.strip() for ln in text.splitlines()) if s]
+    if not lines:
+        raise HFError(f"{os.fspath(path)}: no non-empty lines (one sample per line)")
+    if len(lines) > MAX_LINES:
+        raise HFError(f"{os.fspath(path)}: more than {MAX_LINES} lines")
+    return lines
+
+
+def text_inputs(model: nn.Module, path: str | os.PathLike, max_length: int = 128
+                ) -> torch.Tensor:
+    """``(n, 2, length)`` int64 ids and attention masks of the lines of a text file."""
+    if max_length < 2:
+        raise HFError(f"max_length must be >= 2, got {max_length}")
+    tok = tokenizer(model)
+    enc = tok(_lines(path), padding=True, truncation=True, max_length=max_length,
+              return_tensors="pt")
+    return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1).to(torch.int64)
+
+
+def image_inputs(model: nn.Module, path: str | os.PathLike) -> torch.Tensor:
+    """``(n, c, h, w)`` float32 pixel values from a ``.npy`` file or the ``pixel_values``
+    array of a ``.npz`` file, checked against the model's config."""
+    source = os.fspath(path)
+    try:
+        if source.endswith(".npz"):
+            with np.load(source, allow_pickle=False) as z:
+                if "pixel_values" not in z:
+                    raise HFError(f"{source}: no pixel_values array")
+                arr = z["pixel_values"]
+        else:
+            arr = np.load(source, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise HFError(f"{source}: not a readable .npy/.npz array ({exc})") from None
+    cfg = model.config
+    want = (getattr(cfg, "num_channels", 3), cfg.image_size, cfg.image_size)
+    if arr.ndim != 4 or tuple(arr.shape[1:]) != tuple(want) or arr.dtype.kind != "f":
+        raise HFError(f"{source}: expected float pixel values of shape (n, {want[0]}, "
+                      f"{want[1]}, {want[2]}), got {arr.dtype}{list(arr.shape)}")
+    if not np.isfinite(arr).all():
+        raise HFError(f"{source}: pixel values hold NaN or Inf")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def inputs_for(model: nn.Module, path: str | os.PathLike, max_length: int = 128
+               ) -> torch.Tensor:
+    """:func:`image_inputs` or :func:`text_inputs`, by the model's task."""
+    if task_of(model) == "image":
+        return image_inputs(model, path)
+    return text_inputs(model, path, max_length)
+
+
+@torch.no_grad()
+def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
+    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def distillation_data(teacher: nn.Module, x: torch.Tensor, batch_size: int = 16
+                      ) -> TensorDataset:
+    """``TensorDataset(x, teacher outputs)``: what ``finetune`` steps distil (MSE)."""
+    view = TaskView(teacher).eval()
+    return TensorDataset(x, _batched(view, x, batch_size).float())
+
+
+@torch.no_grad()
+def perplexity(model: nn.Module, x: torch.Tensor, batch_size: int = 16) -> float:
+    """Perplexity of a causal LM on ``(n, 2, length)`` inputs (every non-padded token
+    after the first of each sample is predicted)."""
+    view = TaskView(model).eval()
+    nll, count = 0.0, 0
+    for i in range(0, len(x), batch_size):
+        b = x[i:i + batch_size]
+        logits = view.logits(b)[:, :-1].float()
+        target, mask = b[:, 0, 1:], b[:, 1, 1:].bool()
+        losses = nn.functional.cross_entropy(logits.transpose(1, 2), target, reduction="none")
+        nll += losses[mask].double().sum().item()
+        count += int(mask.sum())
+    if count == 0:
+        raise HFError("perplexity needs samples of at least two tokens")
+    return math.exp(nll / count)
+
+
+@torch.no_grad()
+def agreement(model: nn.Module, reference: nn.Module, x: torch.Tensor, batch_size: int = 16
+              ) -> dict[str, float]:
+    """How closely ``model`` follows ``reference`` on ``x``: the mean cosine similarity
+    of their last hidden states (per non-padded position or image token), and, when the
+    models have logits, the share of positions whose top-1 prediction agrees."""
+    a, b = TaskView(model).eval(), TaskView(reference).eval()
+    cos_sum, n, top_hits, top_n = 0.0, 0, 0, 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        ha, hb = a(xb).float(), b(xb).float()
+        mask = torch.ones(ha.shape[:2], dtype=torch.bool) if a.task == "image" else \
+            xb[:, 1].bool()
+        cos = nn.functional.cosine_similarity(ha, hb, dim=-1)[mask]
+        cos_sum += cos.double().sum().item()
+        n += cos.numel()
+        la, lb = a.logits(xb), b.logits(xb)
+        if la is not None and lb is not None:
+            agree = la.argmax(-1) == lb.argmax(-1)
+            if agree.dim() == 2 and a.task != "image":
+                agree = agree[mask]
+            top_hits += int(agree.sum())
+            top_n += agree.numel()
+    out = {"cosine": cos_sum / max(n, 1)}
+    if top_n:
+        out["top1_agreement"] = top_hits / top_n
+    return out
