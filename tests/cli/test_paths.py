@@ -109,14 +109,31 @@ def test_inspect_says_what_it_validated(tmp_path, capsys):
     assert "validated: every array" in capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def digits_ckpt(tmp_path_factory) -> Path:
+    """A LeNet-300-100 checkpoint for the 8x8 digits (64 inputs)."""
+    p = tmp_path_factory.mktemp("paths64") / "base64.safetensors"
+    torch.manual_seed(0)
+    model = constrain_(zoo.build("lenet300", in_features=64), 0)
+    pipeline.save_checkpoint(model, p, "lenet300", {"in_features": 64})
+    return p
+
+
+def test_model_that_does_not_take_the_dataset_is_one_line(ckpt, tmp_path, capsys):
+    code = main(["compress", str(ckpt), "--recipe", "demo", "--dataset", "digits",
+                 "-o", str(tmp_path / "c.safetensors")])
+    one_line(code, capsys.readouterr().err, "does not take digits's inputs")
+    assert not (tmp_path / "c.safetensors").exists()
+
+
 @pytest.mark.parametrize("delay", [0.4, 1.0, 2.5])
-def test_ctrl_c_at_any_moment_is_one_line(ckpt, tmp_path, delay):
+def test_ctrl_c_at_any_moment_is_one_line(digits_ckpt, tmp_path, delay):
     """While importing (torch takes seconds), loading and compressing. (A signal in the
     interpreter's own first milliseconds, before compactnn's first line runs, cannot be
     caught by any Python program; under load that window exceeds 0.05 s.)"""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "compactnn.cli", "compress", str(ckpt), "--recipe", "demo",
+        [sys.executable, "-m", "compactnn.cli", "compress", str(digits_ckpt), "--recipe", "demo",
          "--dataset", "digits", "-o", str(tmp_path / "c.safetensors")],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
     time.sleep(delay)

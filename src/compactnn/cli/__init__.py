@@ -193,13 +193,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _dataset(name: str | None, data_dir: str | None, fallback: str | None = None):
+def _dataset(name: str | None, data_dir: str | None, fallback: str | None = None,
+             model=None):
+    """The dataset's (train, test) splits; with ``model``, checked to fit its inputs
+    first (one test sample), so a mismatch is one line, not a traceback mid-run."""
     from compactnn import zoo
 
     name = name or fallback
     if not name:
         raise ValueError("no dataset given and none recorded in the file; pass --dataset")
-    return zoo.load_dataset(name, data_dir)
+    tr, te = zoo.load_dataset(name, data_dir)
+    if model is not None and len(te):
+        import torch
+
+        x = te[0][0][None]
+        try:
+            with torch.no_grad():
+                model(x)
+        except RuntimeError as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"the model does not take {name}'s inputs (shape "
+                             f"{tuple(x.shape[1:])}): {first}") from None
+    return tr, te
 
 
 def _check_output(path: str, *inputs: str | None) -> None:
@@ -272,7 +287,7 @@ def _cmd_compress(a: argparse.Namespace) -> None:
         return
     model, name, kwargs, info = pipeline.load_checkpoint(a.checkpoint)
     recipe = _recipe(a.recipe)
-    tr, te = _dataset(a.dataset, a.data)
+    tr, te = _dataset(a.dataset, a.data, model=model)
     check_recipe(recipe, model, tr)
     before = train.evaluate(model, te)
     report = compress_(model, recipe, tr, te, progress=True)
@@ -403,7 +418,7 @@ def _cmd_eval(a: argparse.Namespace) -> None:
         print(f"{a.file} vs the original, per held-out corpus:\n"
               f"{minilm.format_quality(minilm.evaluate(model))}")
         return
-    _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
+    _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"), model)
     metrics = train.evaluate(model, te)
     print(f"{a.file}: {_fmt_metrics(metrics)} on {len(te)} test inputs")
 
@@ -429,7 +444,7 @@ def _cmd_bench(a: argparse.Namespace) -> None:
         print(minilm.bench(model, info.file_bytes, a.batch_sizes, a.threads))
         return
     dense = to_dense(model)
-    _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
+    _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"), model)
     dense_bytes = int(info.metadata.get("dense_bytes") or pipeline.dense_file_bytes(dense))
     with threads(a.threads), torch.no_grad():
         rows = pipeline.compare([("dense float32", dense, dense_bytes),
@@ -444,7 +459,7 @@ def _cmd_report(a: argparse.Namespace) -> None:
 
     _check_output(a.output, a.file, a.baseline)
     model, info = _load_compact(a.file)
-    _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"))
+    _, te = _dataset(a.dataset, a.data, info.metadata.get("dataset"), model)
     baseline = baseline_bytes = None
     if a.baseline:
         baseline, *_ = pipeline.load_checkpoint(a.baseline)
