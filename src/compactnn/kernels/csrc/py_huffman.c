@@ -187,66 +187,26 @@ static int get_count(PyObject *obj, long long *v, const char *name) {
     return 0;
 }
 
-/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias). */
+static int huff_rows(const void *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                     int64_t ldy, const float *bias) {
+    return cnn_huff_rows(W, X, ldx, B, Y, ldy, bias);
+}
+
+static int huff_mm(const void *W, const float *X, int64_t ldx, int64_t k, float *Y,
+                   int64_t ldy) {
+    return cnn_huff_matmul(W, X, ldx, k, Y, ldy);
+}
+
+/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias); X an array or an address. */
 static PyObject *Huff_rows(HuffObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rows(X, Y, B, bias) takes 4 arguments");
-        return NULL;
-    }
-    long long B;
-    if (ready(self) < 0 || get_count(args[2], &B, "rows: B") < 0) return NULL;
-    const cnn_huff *W = &self->W;
-    Py_buffer xb, yb, bb;
-    int has_bias = args[3] != Py_None;
-    const float *X;
-    if (cnn_input(args[0], &xb, B * W->n, &X) < 0) return NULL;
-    if (get_buf(args[1], &yb, 'f', 4, B * W->m, 1, "Y") < 0) {
-        cnn_input_release(args[0], &xb);
-        return NULL;
-    }
-    if (has_bias && get_buf(args[3], &bb, 'f', 4, W->m, 0, "bias") < 0) {
-        cnn_input_release(args[0], &xb);
-        PyBuffer_Release(&yb);
-        return NULL;
-    }
-    int rc = 0;
-    if (B > 0 && W->m > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = cnn_huff_rows(W, X, W->n, B, yb.buf, W->m, has_bias ? bb.buf : NULL);
-        Py_END_ALLOW_THREADS
-    }
-    cnn_input_release(args[0], &xb);
-    PyBuffer_Release(&yb);
-    if (has_bias) PyBuffer_Release(&bb);
-    if (rc) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    if (ready(self) < 0) return NULL;
+    return cnn_call_rows(&self->W, self->W.m, self->W.n, huff_rows, args, nargs);
 }
 
 /* matmul(X, Y, k): Y (m, k) = W @ X (n, k). */
 static PyObject *Huff_matmul(HuffObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "matmul(X, Y, k) takes 3 arguments");
-        return NULL;
-    }
-    long long k;
-    if (ready(self) < 0 || get_count(args[2], &k, "matmul: k") < 0) return NULL;
-    const cnn_huff *W = &self->W;
-    Py_buffer xb, yb;
-    if (get_buf(args[0], &xb, 'f', 4, k * W->n, 0, "X") < 0) return NULL;
-    if (get_buf(args[1], &yb, 'f', 4, k * W->m, 1, "Y") < 0) {
-        PyBuffer_Release(&xb);
-        return NULL;
-    }
-    int rc = 0;
-    if (k > 0 && W->m > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = cnn_huff_matmul(W, xb.buf, k, k, yb.buf, k);
-        Py_END_ALLOW_THREADS
-    }
-    PyBuffer_Release(&xb);
-    PyBuffer_Release(&yb);
-    if (rc) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    if (ready(self) < 0) return NULL;
+    return cnn_call_matmul(&self->W, self->W.m, self->W.n, huff_mm, args, nargs);
 }
 
 static int row_range(HuffObject *self, PyObject *const *args, Py_ssize_t nargs, const char *name,

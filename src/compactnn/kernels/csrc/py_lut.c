@@ -71,43 +71,14 @@ static int Lut_init(LutObject *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias). X is an array or the
- * address of B * n floats (cnn_input). */
+static int lut_rows(const void *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                    int64_t ldy, const float *bias) {
+    return cnn_lut_rows(W, X, ldx, B, Y, ldy, bias);
+}
+
+/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias); X an array or an address. */
 static PyObject *Lut_rows(LutObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rows(X, Y, B, bias) takes 4 arguments");
-        return NULL;
-    }
-    long long B = PyLong_AsLongLong(args[2]);
-    if (B < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "rows: B must be >= 0");
-        return NULL;
-    }
-    const cnn_lut *W = &self->W;
-    Py_buffer xb, yb, bb;
-    int has_bias = args[3] != Py_None;
-    const float *X;
-    if (cnn_input(args[0], &xb, B * W->n, &X) < 0) return NULL;
-    if (get_buf(args[1], &yb, 'f', 4, B * W->m, 1, "Y") < 0) {
-        cnn_input_release(args[0], &xb);
-        return NULL;
-    }
-    if (has_bias && get_buf(args[3], &bb, 'f', 4, W->m, 0, "bias") < 0) {
-        cnn_input_release(args[0], &xb);
-        PyBuffer_Release(&yb);
-        return NULL;
-    }
-    int rc = 0;
-    if (B > 0 && W->m > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = cnn_lut_rows(W, X, W->n, B, yb.buf, W->m, has_bias ? bb.buf : NULL);
-        Py_END_ALLOW_THREADS
-    }
-    cnn_input_release(args[0], &xb);
-    PyBuffer_Release(&yb);
-    if (has_bias) PyBuffer_Release(&bb);
-    if (rc) return PyErr_NoMemory();
-    Py_RETURN_NONE;
+    return cnn_call_rows(&self->W, self->W.m, self->W.n, lut_rows, args, nargs);
 }
 
 /* decode_rows(r0, out): out (nr, n) = W[r0 : r0 + nr]. */

@@ -89,80 +89,6 @@ static int prepare_cols(const Py_buffer *b, int64_t n, uint32_t **copy, const ch
     return *copy ? 4 : -1;
 }
 
-/* ---- shared product methods ------------------------------------------------------ */
-
-typedef int (*rows_fn)(const void *, const float *, int64_t, int64_t, float *, int64_t,
-                       const float *);
-typedef int (*mm_fn)(const void *, const float *, int64_t, int64_t, float *, int64_t);
-
-/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias). */
-static PyObject *call_rows(const void *W, int64_t m, int64_t n, rows_fn f, PyObject *const *args,
-                           Py_ssize_t nargs) {
-    if (nargs != 4) {
-        PyErr_SetString(PyExc_TypeError, "rows(X, Y, B, bias) takes 4 arguments");
-        return NULL;
-    }
-    long long B = PyLong_AsLongLong(args[2]);
-    if (B < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "rows: B must be >= 0");
-        return NULL;
-    }
-    Py_buffer xb, yb, bb;
-    int has_bias = args[3] != Py_None;
-    const float *X;
-    if (cnn_input(args[0], &xb, B * n, &X) < 0) return NULL;
-    if (get_buf(args[1], &yb, 'f', 4, B * m, 1, "Y") < 0) {
-        cnn_input_release(args[0], &xb);
-        return NULL;
-    }
-    if (has_bias && get_buf(args[3], &bb, 'f', 4, m, 0, "bias") < 0) {
-        cnn_input_release(args[0], &xb);
-        PyBuffer_Release(&yb);
-        return NULL;
-    }
-    int rc = 0;
-    if (B > 0 && m > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = f(W, X, n, B, yb.buf, m, has_bias ? bb.buf : NULL);
-        Py_END_ALLOW_THREADS
-    }
-    cnn_input_release(args[0], &xb);
-    PyBuffer_Release(&yb);
-    if (has_bias) PyBuffer_Release(&bb);
-    if (rc) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
-/* matmul(X, Y, b): Y (m, b) = W @ X (n, b). */
-static PyObject *call_matmul(const void *W, int64_t m, int64_t n, mm_fn f, PyObject *const *args,
-                             Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "matmul(X, Y, b) takes 3 arguments");
-        return NULL;
-    }
-    long long b = PyLong_AsLongLong(args[2]);
-    if (b < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "matmul: b must be >= 0");
-        return NULL;
-    }
-    Py_buffer xb, yb;
-    if (get_buf(args[0], &xb, 'f', 4, n * b, 0, "X") < 0) return NULL;
-    if (get_buf(args[1], &yb, 'f', 4, m * b, 1, "Y") < 0) {
-        PyBuffer_Release(&xb);
-        return NULL;
-    }
-    int rc = 0;
-    if (b > 0 && m > 0) {
-        Py_BEGIN_ALLOW_THREADS
-        rc = f(W, xb.buf, b, b, yb.buf, b);
-        Py_END_ALLOW_THREADS
-    }
-    PyBuffer_Release(&xb);
-    PyBuffer_Release(&yb);
-    if (rc) return PyErr_NoMemory();
-    Py_RETURN_NONE;
-}
-
 /* ---- CsrMatrix ------------------------------------------------------------------- */
 
 typedef struct {
@@ -261,12 +187,12 @@ static int csr_mm(const void *W, const float *X, int64_t ldx, int64_t b, float *
 
 static PyObject *Csr_rows(CsrObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "CsrMatrix is not initialised");
-    return call_rows(&self->W, self->W.m, self->W.n, csr_rows, args, nargs);
+    return cnn_call_rows(&self->W, self->W.m, self->W.n, csr_rows, args, nargs);
 }
 
 static PyObject *Csr_matmul(CsrObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "CsrMatrix is not initialised");
-    return call_matmul(&self->W, self->W.m, self->W.n, csr_mm, args, nargs);
+    return cnn_call_matmul(&self->W, self->W.m, self->W.n, csr_mm, args, nargs);
 }
 
 static PyMethodDef Csr_methods[] = {
@@ -422,12 +348,12 @@ static int grp_mm(const void *W, const float *X, int64_t ldx, int64_t b, float *
 
 static PyObject *Grouped_rows(GroupedObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "GroupedMatrix is not initialised");
-    return call_rows(&self->W, self->W.m, self->W.n, grp_rows, args, nargs);
+    return cnn_call_rows(&self->W, self->W.m, self->W.n, grp_rows, args, nargs);
 }
 
 static PyObject *Grouped_matmul(GroupedObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "GroupedMatrix is not initialised");
-    return call_matmul(&self->W, self->W.m, self->W.n, grp_mm, args, nargs);
+    return cnn_call_matmul(&self->W, self->W.m, self->W.n, grp_mm, args, nargs);
 }
 
 static PyMethodDef Grouped_methods[] = {

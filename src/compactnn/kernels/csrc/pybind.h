@@ -55,6 +55,80 @@ static inline void cnn_input_release(PyObject *obj, Py_buffer *b) {
     if (!PyLong_Check(obj)) PyBuffer_Release(b);
 }
 
+/* ---- the product methods every kernel type shares ------------------------------- */
+
+typedef int (*cnn_rows_fn)(const void *, const float *, int64_t, int64_t, float *, int64_t,
+                       const float *);
+typedef int (*cnn_mm_fn)(const void *, const float *, int64_t, int64_t, float *, int64_t);
+
+/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias). */
+static inline PyObject *cnn_call_rows(const void *W, int64_t m, int64_t n, cnn_rows_fn f,
+                                      PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "rows(X, Y, B, bias) takes 4 arguments");
+        return NULL;
+    }
+    long long B = PyLong_AsLongLong(args[2]);
+    if (B < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "rows: B must be >= 0");
+        return NULL;
+    }
+    Py_buffer xb, yb, bb;
+    int has_bias = args[3] != Py_None;
+    const float *X;
+    if (cnn_input(args[0], &xb, B * n, &X) < 0) return NULL;
+    if (get_buf(args[1], &yb, 'f', 4, B * m, 1, "Y") < 0) {
+        cnn_input_release(args[0], &xb);
+        return NULL;
+    }
+    if (has_bias && get_buf(args[3], &bb, 'f', 4, m, 0, "bias") < 0) {
+        cnn_input_release(args[0], &xb);
+        PyBuffer_Release(&yb);
+        return NULL;
+    }
+    int rc = 0;
+    if (B > 0 && m > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = f(W, X, n, B, yb.buf, m, has_bias ? bb.buf : NULL);
+        Py_END_ALLOW_THREADS
+    }
+    cnn_input_release(args[0], &xb);
+    PyBuffer_Release(&yb);
+    if (has_bias) PyBuffer_Release(&bb);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
+/* matmul(X, Y, b): Y (m, b) = W @ X (n, b). */
+static inline PyObject *cnn_call_matmul(const void *W, int64_t m, int64_t n, cnn_mm_fn f,
+                                        PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "matmul(X, Y, b) takes 3 arguments");
+        return NULL;
+    }
+    long long b = PyLong_AsLongLong(args[2]);
+    if (b < 0) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "matmul: b must be >= 0");
+        return NULL;
+    }
+    Py_buffer xb, yb;
+    if (get_buf(args[0], &xb, 'f', 4, n * b, 0, "X") < 0) return NULL;
+    if (get_buf(args[1], &yb, 'f', 4, m * b, 1, "Y") < 0) {
+        PyBuffer_Release(&xb);
+        return NULL;
+    }
+    int rc = 0;
+    if (b > 0 && m > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = f(W, xb.buf, b, b, yb.buf, b);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&xb);
+    PyBuffer_Release(&yb);
+    if (rc) return PyErr_NoMemory();
+    Py_RETURN_NONE;
+}
+
 /* Ready `type` and add it to `mod` under `name`; 0 or -1 with an exception. */
 static inline int cnn_add_type(PyObject *mod, PyTypeObject *type, const char *name) {
     if (PyType_Ready(type) < 0) return -1;
