@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-__all__ = ["TILE_FLOATS", "rmatmul_tiles", "matmul_tiles"]
+__all__ = ["TILE_FLOATS", "rmatmul_tiles", "matmul_tiles", "numba_tiles"]
 
 TILE_FLOATS = 1 << 20
 """Floats of the scratch tile (4 MB): one tile covers MiniLM-size matrices whole, so a
@@ -60,3 +60,25 @@ def matmul_tiles(decode_rows: Decode, shape: tuple[int, int], X: np.ndarray,
         tile = scratch[:nr]
         decode_rows(r0, nr, tile)
         torch.mm(torch.from_numpy(tile), Xt, out=Yt[r0:r0 + nr])
+
+
+def numba_tiles(decode_rows: Decode, shape: tuple[int, int], rows: int):
+    """Yield ``(first row, decoded rows)`` tile by tile (``rows`` rows a tile, one
+    scratch buffer) for the numba paths, whose callers multiply each tile with BLAS.
+
+    One thread pool at a time: tiles decode on one numba thread while BLAS runs the
+    tile products on all of its threads (two pools taking turns every tile, each
+    spinning while the other works, made 2-thread products 15x slower)."""
+    import numba
+
+    m, n = shape
+    scratch = np.empty((rows, n), np.float32)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        for r0 in range(0, m, rows):
+            tile = scratch[:min(rows, m - r0)]
+            decode_rows(r0, tile.shape[0], tile)
+            yield r0, tile
+    finally:
+        numba.set_num_threads(threads)

@@ -54,11 +54,11 @@ m writes. A tiled product of ``k`` columns reads the same ``words`` and ``m * n`
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
 from compactnn.coding.huffman import stream_words
+from compactnn.formats._tiles import numba_tiles
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -196,23 +196,12 @@ class IndexMap(CompactMatrix):
             np.matmul(X, tile.T, out=Y[:, r0:r0 + tile.shape[0]])
 
     def _tiles(self):
-        """Yield ``(first row, decoded rows)`` tile by tile (one scratch buffer).
-
-        One thread pool at a time: tiles decode on one numba thread while BLAS runs the
-        tile products on all of its threads (two pools taking turns every tile, each
-        spinning while the other works, made 2-thread products 15x slower)."""
+        """Yield ``(first row, decoded rows)`` tile by tile (numba path)."""
         m, n = self.shape
-        t = tile_rows(m, n)
-        scratch = np.empty((t, n), np.float32)
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            for r0 in range(0, m, t):
-                tile = scratch[:min(t, m - r0)]
-                bitpack.fixed_rows_to_dense(self.words, self.bits, self.omega, r0, tile)
-                yield r0, tile
-        finally:
-            numba.set_num_threads(threads)
+        return numba_tiles(
+            lambda r0, nr, out: bitpack.fixed_rows_to_dense(self.words, self.bits,
+                                                            self.omega, r0, out),
+            self.shape, tile_rows(m, n))
 
     def _check(self) -> None:
         m, n = self.shape

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 
 from compactnn.coding.huffman import (
@@ -64,6 +63,7 @@ from compactnn.coding.huffman import (
     length_counts,
     stream_words,
 )
+from compactnn.formats._tiles import numba_tiles
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -189,20 +189,12 @@ class LosslessFloat(CompactMatrix):
             np.matmul(X, tile.T, out=Y[:, r0:r0 + tile.shape[0]])
 
     def _tiles(self):
-        """Yield ``(first row, decoded rows)`` tile by tile into one scratch buffer,
-        decoding on one numba thread while BLAS multiplies (see ``index_map``)."""
+        """Yield ``(first row, decoded rows)`` tile by tile into one scratch buffer
+        (decoded on one numba thread; see :func:`~compactnn.formats._tiles.numba_tiles`)."""
         m, n = self.shape
-        t = tile_rows(m, n)
-        scratch = np.empty((t, n), np.float32)
-        threads = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
-            for r0 in range(0, m, t):
-                tile = scratch[:min(t, m - r0)]
-                k.rows_to_bits(*self._args, r0, tile.view(np.uint32))
-                yield r0, tile
-        finally:
-            numba.set_num_threads(threads)
+        return numba_tiles(
+            lambda r0, nr, out: k.rows_to_bits(*self._args, r0, out.view(np.uint32)),
+            self.shape, tile_rows(m, n))
 
     # ---- validation -----------------------------------------------------------------
     def _check(self) -> None:
