@@ -504,7 +504,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupted with Ctrl-C, at any moment)."""
     command = "compactnn"
     if signal.getsignal(signal.SIGINT) is _early_interrupt:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGINT, _on_interrupt)
     try:
         parser = build_parser()
         try:
@@ -523,6 +523,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 130
         return EXIT_USAGE
     return 0
+
+
+def _on_interrupt(signum, frame) -> None:
+    """Ctrl-C: KeyboardInterrupt (so ``finally`` blocks remove temporary files), except
+    while a module is being imported: an exception raised there can land inside an
+    extension's C++ initialisation (torch's pybind11) and abort the process, and an
+    import has written nothing, so the process exits at once with one line and 130."""
+    f = frame
+    while f is not None:
+        if f.f_code.co_filename.startswith("<frozen importlib"):
+            _early_interrupt(signum, frame)
+        f = f.f_back
+    raise KeyboardInterrupt
 
 
 def _interrupted(command: str) -> None:
