@@ -33,8 +33,6 @@ layer is stored with ``BlockDiag.from_masked`` and only its seed.
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_array
-from scipy.sparse.csgraph import connected_components
 
 from compactnn.formats.base import (
     CompactMatrix,
@@ -129,6 +127,9 @@ class BlockDiag(CompactMatrix):
         elif r.size == 0:
             rank_r, rank_c, N = np.zeros(m, np.int64), np.zeros(n, np.int64), 0
         else:
+            from scipy.sparse import coo_array  # imported here: scipy takes 0.1 s to load
+            from scipy.sparse.csgraph import connected_components
+
             graph = coo_array((np.ones(r.size, np.int8), (r, m + c)), shape=(m + n, m + n))
             ncomp, label = connected_components(graph, directed=False)
             active = np.zeros(ncomp, dtype=bool)

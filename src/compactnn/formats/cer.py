@@ -74,7 +74,6 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import ClassVar
 
-import numba
 import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
@@ -92,6 +91,7 @@ from compactnn.formats.base import (
 )
 from compactnn.kernels import backend
 from compactnn.kernels import cer as k
+from compactnn.kernels._jit import numba_threads
 
 __all__ = ["CER", "grouped_arrays"]
 
@@ -220,7 +220,7 @@ class GroupedRows(CompactMatrix):
             kern.rows(x, y, 1, None)
             return
         base = self._omega0 * x.sum(dtype=np.float32) if self._shift else np.float32(0.0)
-        chunks = min(self.shape[0], 16 * numba.get_num_threads())
+        chunks = min(self.shape[0], 16 * numba_threads())
         k.cer_matvec(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
                      self.explicit, self._shifted, np.float32(base), x, y, chunks, self._width)
 
@@ -233,7 +233,7 @@ class GroupedRows(CompactMatrix):
             base = self._omega0 * X.sum(axis=0, dtype=np.float32)
         else:
             base = np.zeros(X.shape[1], dtype=np.float32)
-        chunks = min(self.shape[0], 16 * numba.get_num_threads())
+        chunks = min(self.shape[0], 16 * numba_threads())
         k.cer_matmul(self.col_idx, self.omega_ptr, self.row_ptr, self._kernel_idx(),
                      self.explicit, self._shifted, base, X, Y, chunks)
 
@@ -263,7 +263,7 @@ class GroupedRows(CompactMatrix):
         require_below(fmt, "col_idx", self.col_idx, n)
         self._check_groups(K)
         if self.nnz:
-            chunks = max(1, min(m, 4 * numba.get_num_threads()))
+            chunks = max(1, min(m, 4 * numba_threads()))
             bad = np.zeros(m, dtype=np.bool_)
             k.cer_bad_rows(self.col_idx, self.omega_ptr, self.row_ptr, n, chunks, bad)
             if bad.any():

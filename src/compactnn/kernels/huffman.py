@@ -27,25 +27,29 @@ buffer refill; sHAM: nnz).
 
 from __future__ import annotations
 
-import numba
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
-from compactnn.kernels._jit import inline, jit, prange
+from compactnn.kernels._jit import deferred, inline, jit, prange
 from compactnn.kernels.bitpack import peek32, refill, start
 
 ESCAPE = 255
 _U32 = np.uint64(32)
 
-if numba.config.DISABLE_JIT:  # pragma: no cover - plain-Python mode
 
-    def clz64(v):
-        """Leading zero bits of a 64-bit unsigned integer."""
-        return np.uint64(64 - int(v).bit_length())
+def _clz64_py(v):
+    """Leading zero bits of a 64-bit unsigned integer."""
+    return np.uint64(64 - int(v).bit_length())
 
-else:
+
+def _clz64():
+    """LLVM ``ctlz`` as a numba intrinsic (plain Python under ``NUMBA_DISABLE_JIT``)."""
+    import numba
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    if numba.config.DISABLE_JIT:  # pragma: no cover - plain-Python mode
+        return _clz64_py
 
     @intrinsic
     def clz64(typingctx, v):  # pragma: no cover - compiled
@@ -57,6 +61,11 @@ else:
             return builder.ctlz(args[0], ir.Constant(ir.IntType(1), 0))
 
         return types.uint64(types.uint64), codegen
+
+    return clz64
+
+
+clz64 = deferred(_clz64)
 
 
 @inline
