@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from compactnn.bench import pipeline, threads
-from compactnn.io import archive
+from compactnn.coding import archive
 
 
 def best(f, repeats: int) -> float:

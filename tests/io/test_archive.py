@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from compactnn.coding import entropy_bits
-from compactnn.io import archive
-from compactnn.io.archive import ArchiveError
+from compactnn.coding import archive, entropy_bits
+from compactnn.coding.archive import ArchiveError
 from tests.formats.strategies import arbitrary, low_entropy
 
 

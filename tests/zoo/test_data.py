@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from compactnn import zoo
+from compactnn.train import task_of
 from compactnn.zoo.data import DEFAULT_DIRS
 
 
@@ -65,11 +66,11 @@ def test_missing_dataset_says_how_to_get_it(tmp_path):
 def test_digits_and_diabetes():
     train, test = zoo.load_dataset("digits")
     assert train.tensors[0].shape == (1347, 1, 8, 8) and len(test) == 450
-    assert zoo.task_of(train) == "classification"
+    assert task_of(train) == "classification"
     assert set(train.tensors[1].tolist()) == set(range(10))
     train, test = zoo.load_dataset("diabetes")
     assert train.tensors[0].shape == (331, 10) and test.tensors[1].shape == (111, 1)
-    assert zoo.task_of(train) == "regression"
+    assert task_of(train) == "regression"
     y = train.tensors[1]
     assert abs(y.mean().item()) < 1e-5 and abs(y.std(unbiased=False).item() - 1) < 1e-4
     a, _ = zoo.load_dataset("diabetes", seed=1)

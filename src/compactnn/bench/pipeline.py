@@ -210,8 +210,7 @@ def compare(models: Sequence[tuple[str, nn.Module, int]], test: TensorDataset,
     """Metric, file bytes, ratio to the first model's bytes, latency (median ms) and
     throughput (inputs/s) of each ``(label, model, file bytes)``."""
     from compactnn.bench import model_latency
-    from compactnn.train import evaluate
-    from compactnn.zoo import task_of
+    from compactnn.train import evaluate, task_of
 
     metric_name = "accuracy" if task_of(test) == "classification" else "mse"
     x = test.tensors[0]

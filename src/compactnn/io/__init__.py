@@ -11,9 +11,7 @@
 True
 """
 
-from compactnn.io import archive
 from compactnn.io.container import CompactFileError
 from compactnn.io.model import MAX_PARAMS, FileInfo, LayerInfo, inspect, load, save
 
-__all__ = ["CompactFileError", "FileInfo", "LayerInfo", "MAX_PARAMS", "archive", "inspect",
-           "load", "save"]
+__all__ = ["CompactFileError", "FileInfo", "LayerInfo", "MAX_PARAMS", "inspect", "load", "save"]

@@ -25,9 +25,10 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from compactnn import formats
+from compactnn.coding import archive
 from compactnn.cost import energy_pj
 from compactnn.formats import FormatError
-from compactnn.io import adapters, archive, packed
+from compactnn.io import adapters, packed
 from compactnn.io.container import (
     CompactFileError,
     canonical_json,

@@ -8,7 +8,7 @@ mapping layer names to any of those (layers not named use ``"smallest"``). Every
 registered format is a candidate; a format that cannot encode a layer (or would not
 round-trip it bit-exactly) is skipped and noted. Independently of the runtime format,
 ``storage`` decides how the weights are written to a file: ``"raw"`` (the runtime
-arrays), ``"archive"`` (an entropy-coded stream decoded at load, ``compactnn.io.archive``)
+arrays), ``"archive"`` (an entropy-coded stream decoded at load, ``compactnn.coding.archive``)
 or ``"auto"`` (whichever is smaller).
 """
 
@@ -23,11 +23,10 @@ import torch
 from torch import nn
 
 from compactnn import formats
-from compactnn.bench import time_call
-from compactnn.coding import entropy_bits
+from compactnn.coding import archive, entropy_bits
 from compactnn.cost import energy_pj
+from compactnn.cost.timing import time_call
 from compactnn.formats import CompactMatrix
-from compactnn.io import archive
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord, UnsupportedLayerError
 from compactnn.nn.structured import CONV_LIKE, STRUCTURED, dense_twin, structured_encodings
 

@@ -48,8 +48,7 @@ def format_sizes(weights: dict[str, np.ndarray]) -> dict[str, dict[str, int]]:
     """Bytes of every named matrix in every format that can store it, plus the
     ``archive`` stream and the ``entropy`` bound: ``{name: {format: bytes}}``."""
     from compactnn import formats
-    from compactnn.coding import entropy_bits
-    from compactnn.io import archive
+    from compactnn.coding import archive, entropy_bits
 
     out: dict[str, dict[str, int]] = {}
     for name, W in weights.items():
@@ -117,7 +116,7 @@ def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
     summary: list[dict[str, Any]] = []
     points: list[Point] = []
     if test is not None:
-        from compactnn.zoo import task_of
+        from compactnn.train import task_of
 
         metric = "accuracy" if task_of(test) == "classification" else "mse"
         x = test.tensors[0]

@@ -19,9 +19,13 @@ from torch.nn.utils import parametrize
 from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
-from compactnn.zoo.data import task_of
+__all__ = ["fit", "evaluate", "predict", "task_of"]
 
-__all__ = ["fit", "evaluate", "predict"]
+
+def task_of(data: TensorDataset) -> str:
+    """``"classification"`` for integer targets, ``"regression"`` for float targets."""
+    y = data.tensors[1]
+    return "regression" if torch.is_floating_point(y) else "classification"
 
 
 def _tensors(data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:

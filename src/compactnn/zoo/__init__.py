@@ -6,10 +6,10 @@
 """
 
 from compactnn.zoo.corpora import CorpusError, load_corpus
-from compactnn.zoo.data import DATASETS, DatasetError, load_dataset, read_idx, task_of
+from compactnn.zoo.data import DATASETS, DatasetError, load_dataset, read_idx
 from compactnn.zoo.models import MODELS, build, lenet5, lenet300, mlp, vgg_small
 
 __all__ = [
-    "CorpusError", "load_corpus", "DATASETS", "DatasetError", "load_dataset", "read_idx", "task_of",
+    "CorpusError", "load_corpus", "DATASETS", "DatasetError", "load_dataset", "read_idx",
     "MODELS", "build", "lenet300", "lenet5", "vgg_small", "mlp",
 ]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
-__all__ = ["DatasetError", "DATASETS", "load_dataset", "read_idx", "task_of"]
+__all__ = ["DatasetError", "DATASETS", "load_dataset", "read_idx"]
 
 DEFAULT_DIRS = {
     "fashion-mnist": "/usr/share/datasets/fashion-mnist",
@@ -181,9 +181,3 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     else:
         tr, te = _image_dataset(name, data_dir)
     return tuple(TensorDataset(torch.from_numpy(x), torch.from_numpy(y)) for x, y in (tr, te))
-
-
-def task_of(data: TensorDataset) -> str:
-    """``"classification"`` for integer targets, ``"regression"`` for float targets."""
-    y = data.tensors[1]
-    return "regression" if torch.is_floating_point(y) else "classification"
