@@ -8,9 +8,13 @@ converts from and to a dense ``(m, n)`` float32 matrix bit-identically.
 
 Products go through checked entry points (``matvec``/``matmul``/``rmatmul``) that
 validate the operand and allocate the output, then call the per-format
-``_matvec``/``_matmul``/``_rmatmul`` hooks, which call numba kernels on raw arrays.
+``_matvec``/``_matmul``/``_rmatmul`` hooks, which call the kernels on raw arrays.
 ``rmatmul`` (``X @ Wᵀ``, inputs as rows, what ``CompactLinear`` runs) defaults to
 ``_matmul`` on transposed copies; ``dense`` and ``index_map`` write it directly.
+Callers that have validated their operands already (the compact layers) use the
+unchecked public fast path instead: ``matvec_into``/``matmul_into``/``rmatmul_into``
+(fill an output the caller allocated) and ``fused_rows`` (a native kernel that adds
+the bias too). The underscore hooks are for formats to implement, not to call.
 """
 
 from __future__ import annotations
@@ -223,16 +227,14 @@ class CompactMatrix(ABC):
             raise ValueError(f"matvec expects x of shape ({self.shape[1]},), got {x.shape}")
         x = np.ascontiguousarray(x, dtype=np.float32)
         y = np.empty(self.shape[0], dtype=np.float32)
-        if self.shape[0]:
-            self._matvec(x, y)
+        self.matvec_into(x, y)
         return y
 
     def matmul(self, X: np.ndarray) -> np.ndarray:
         """``W @ X`` for ``X`` of shape ``(n, b)``; returns float32 ``(m, b)``."""
         X = self._operand(X, "matmul", 0)
         Y = np.empty((self.shape[0], X.shape[1]), dtype=np.float32)
-        if Y.size:
-            self._matmul(X, Y)
+        self.matmul_into(X, Y)
         return Y
 
     def rmatmul(self, X: np.ndarray) -> np.ndarray:
@@ -240,9 +242,36 @@ class CompactMatrix(ABC):
         ``nn.Linear`` takes it); returns float32 ``(b, m)``."""
         X = self._operand(X, "rmatmul", 1)
         Y = np.empty((X.shape[0], self.shape[0]), dtype=np.float32)
+        self.rmatmul_into(X, Y)
+        return Y
+
+    # Unchecked fast path: nothing below validates shapes, dtypes or contiguity; a
+    # wrong operand reads or writes out of bounds. For callers that checked already.
+    def matvec_into(self, x: np.ndarray, y: np.ndarray) -> None:
+        """Fill ``y`` with ``W @ x``, unchecked: ``x`` C-contiguous float32 ``(n,)``,
+        ``y`` C-contiguous float32 ``(m,)``."""
+        if y.shape[0]:
+            self._matvec(x, y)
+
+    def matmul_into(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Fill ``Y`` with ``W @ X``, unchecked: ``X`` C-contiguous float32 ``(n, b)``,
+        ``Y`` C-contiguous float32 ``(m, b)``."""
+        if Y.size:
+            self._matmul(X, Y)
+
+    def rmatmul_into(self, X: np.ndarray, Y: np.ndarray) -> None:
+        """Fill ``Y`` with ``X @ Wᵀ``, unchecked: ``X`` C-contiguous float32 ``(b, n)``,
+        ``Y`` C-contiguous float32 ``(b, m)``."""
         if Y.size:
             self._rmatmul(X, Y)
-        return Y
+
+    def fused_rows(self, batch: int) -> Any:
+        """A native kernel whose ``rows(X, Y, batch, bias)`` computes ``Y = X @ Wᵀ + bias``
+        in one call for this batch size, or ``None`` (no such kernel: use
+        ``rmatmul_into``). Unchecked: ``X`` may be the address of a C-contiguous
+        float32 ``(batch, n)`` tensor, ``Y`` a C-contiguous float32 ``(batch, m)`` array,
+        ``bias`` None or float32 ``(m,)``. Formats with native fused kernels override it."""
+        return None
 
     def _operand(self, X: np.ndarray, op: str, axis: int) -> np.ndarray:
         """``X`` as C-contiguous float32 after checking it is 2-D with ``n`` along
@@ -271,13 +300,6 @@ class CompactMatrix(ABC):
         Yt = np.empty((Y.shape[1], Y.shape[0]), dtype=np.float32)
         self._matmul(np.ascontiguousarray(X.T), Yt)
         Y[...] = Yt.T
-
-    def _fused_rows(self, batch: int) -> Any:
-        """A native kernel object whose ``rows(X, Y, batch, bias)`` computes ``Y = X @ Wᵀ
-        + bias`` in one call for this batch size (``X`` may be the address of a
-        checked float32 tensor), or ``None`` to use ``_rmatmul``. The fast path of
-        ``CompactLinear``; formats with native fused kernels override it."""
-        return None
 
     # ---- storage --------------------------------------------------------------------
     @property

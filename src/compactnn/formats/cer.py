@@ -211,7 +211,7 @@ class GroupedRows(CompactMatrix):
                 float(self._omega0), m, n)
         return kern
 
-    def _fused_rows(self, batch: int):
+    def fused_rows(self, batch: int):
         return self._native()
 
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:

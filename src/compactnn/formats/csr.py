@@ -97,7 +97,7 @@ class CSR(CompactMatrix):
             kern = self._kernel = nat.CsrMatrix(self.data, self.indices, self.indptr, m, n)
         return kern
 
-    def _fused_rows(self, batch: int):
+    def fused_rows(self, batch: int):
         return self._native()
 
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:

@@ -229,7 +229,7 @@ class HuffmanProducts(CompactMatrix):
                 self._numba_to_dense(out)
         return out
 
-    def _fused_rows(self, batch: int):
+    def fused_rows(self, batch: int):
         if self._sparse_products or batch <= DENSE_FUSED_MAX_BATCH:
             return self._native()
         return None

@@ -161,7 +161,7 @@ class IndexMap(CompactMatrix):
             k = self._kernel = nat.LutMatrix(self.words, self.bits, m, n, self.omega)
         return k
 
-    def _fused_rows(self, batch: int):
+    def fused_rows(self, batch: int):
         return self._native()
 
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:

@@ -86,16 +86,14 @@ def _as_input(x: torch.Tensor) -> torch.Tensor:
 
 def _product(M: CompactMatrix, X: np.ndarray) -> np.ndarray:
     """``M @ X`` for a C-contiguous float32 ``(n, b)`` array (``matvec`` when b == 1),
-    calling the format's product hooks on arrays this module already validated."""
+    on the format's unchecked fast path: this module validated the arrays already."""
     m, b = M.shape[0], X.shape[1]
     if b == 1:
         y = np.empty(m, np.float32)
-        if m:
-            M._matvec(X.reshape(-1), y)
+        M.matvec_into(X.reshape(-1), y)
         return y.reshape(m, 1)
     Y = np.empty((m, b), np.float32)
-    if Y.size:
-        M._matmul(X, Y)
+    M.matmul_into(X, Y)
     return Y
 
 
@@ -181,7 +179,7 @@ class CompactLinear(_CompactBase):
         if (type(x) is torch.Tensor and x.dtype is torch.float32 and x.dim() == 2
                 and not x.requires_grad and x.is_cpu and x.is_contiguous()
                 and x.shape[1] == self.in_features and backend.native() is not None):
-            kernel = self.matrices[0]._fused_rows(x.shape[0])
+            kernel = self.matrices[0].fused_rows(x.shape[0])
             if kernel is not None:  # the fast path: one native call, bias included
                 Y = np.empty((x.shape[0], self.out_features), np.float32)
                 if Y.size:
@@ -203,12 +201,12 @@ class CompactLinear(_CompactBase):
         b = x2.shape[0]
         bias = self._bias_array()
         Y = np.empty((b, m), np.float32)
-        kernel = self.matrices[0]._fused_rows(b) if b and m else None
+        kernel = self.matrices[0].fused_rows(b) if b and m else None
         if kernel is not None:  # one native call, bias included; x2 checked above
             kernel.rows(x2.data_ptr(), Y, b, bias)
         else:
-            if Y.size:  # inputs as rows: X @ Wᵀ (batch 1: one matvec on the row)
-                self.matrices[0]._rmatmul(x2.numpy(), Y)
+            # inputs as rows: X @ Wᵀ (batch 1: one matvec on the row)
+            self.matrices[0].rmatmul_into(x2.numpy(), Y)
             if bias is not None:
                 np.add(Y, bias, out=Y)
         y = torch.from_numpy(Y)
