@@ -23,8 +23,8 @@ from compactnn.coding.huffman import (
     huffman_lengths,
     kraft_sum,
     length_counts,
-    stream_words,
 )
+from compactnn.coding.streams import stream_words
 from compactnn.formats import FormatError
 
 from .strategies import low_entropy

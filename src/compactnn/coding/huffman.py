@@ -23,8 +23,9 @@ Conventions:
   decreasing count, so lengths are non-decreasing in canonical order.
 
 Bit streams are MSB-first in uint32 words (see :mod:`compactnn.kernels.bitpack`);
-:func:`stream_words` gives the word count including the padding that lets a decoder
-read a 64-bit window at any position up to the end of the stream.
+:func:`compactnn.coding.streams.stream_words` gives the word count including the
+padding that lets a decoder read a 64-bit window at any position up to the end of the
+stream.
 
 Decoding tables (:func:`decode_tables`) are derived from the stored code at load time
 and are never stored: a first-level lookup table of ``2**T`` entries (``T =
@@ -40,6 +41,7 @@ from typing import NamedTuple
 import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
+from compactnn.coding.streams import stream_words
 from compactnn.kernels import bitpack
 from compactnn.kernels.huffman import (
     ESCAPE,  # lut_len marker: longer code or unused
@@ -56,7 +58,6 @@ __all__ = [
     "kraft_sum",
     "build_code",
     "encode",
-    "stream_words",
     "decode_tables",
 ]
 
@@ -164,13 +165,6 @@ def build_code(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     omega, sym, counts = frequency_codebook(values)
     lengths = huffman_lengths(counts)
     return omega, length_counts(lengths), sym, counts
-
-
-def stream_words(total_bits: int) -> int:
-    """Words of a stream of ``total_bits``: the word holding bit ``total_bits`` (the
-    first position past the data) is followed by one padding word, so a 64-bit window
-    starting at any position ``p <= total_bits`` stays inside the array."""
-    return int(total_bits) // 32 + 2
 
 
 def encode(

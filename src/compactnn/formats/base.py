@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from compactnn.coding.streams import padding_is_zero, stream_words
+
 __all__ = [
     "CompactMatrix",
     "Cost",
@@ -489,6 +491,21 @@ def require_pointers(fmt: str, name: str, ptr: np.ndarray, length: int, end: int
         raise FormatError(f"{fmt}: pointer array {name!r} is not non-decreasing")
     if int(ptr[-1]) != end:
         raise FormatError(f"{fmt}: pointer array {name!r} ends at {int(ptr[-1])}, expected {end}")
+
+
+def require_stream(fmt: str, name: str, words: np.ndarray, total: int) -> None:
+    """Raise unless ``words`` holds a ``total``-bit stream plus its padding
+    (:func:`compactnn.coding.streams.stream_words` words) and the padding is zero."""
+    need = stream_words(total)
+    if words.shape[0] < need:
+        raise FormatError(
+            f"{fmt}: array {name!r} is truncated: the bit stream has {total} bits, which "
+            f"needs {need} words with padding, got {words.shape[0]}"
+        )
+    if words.shape[0] > need:
+        raise FormatError(f"{fmt}: array {name!r} has {words.shape[0]} words, expected {need}")
+    if not padding_is_zero(words, total):
+        raise FormatError(f"{fmt}: array {name!r} has non-zero padding bits")
 
 
 def require_below(fmt: str, name: str, idx: np.ndarray, bound: int) -> None:

@@ -73,6 +73,7 @@ from compactnn.coding.huffman import (
     encode,
     kraft_sum,
 )
+from compactnn.coding.streams import words_touched
 from compactnn.formats._tiles import matmul_tiles, rmatmul_tiles
 from compactnn.formats.base import (
     CompactMatrix,
@@ -84,8 +85,8 @@ from compactnn.formats.base import (
     require_dtype,
     require_finite,
     require_len,
+    require_stream,
 )
-from compactnn.formats.index_map import check_words, words_touched
 from compactnn.kernels import backend
 from compactnn.kernels import huffman as k
 
@@ -154,7 +155,7 @@ def check_stream(fmt: str, words: np.ndarray, row_bits: np.ndarray, m: int) -> N
         raise FormatError(f"{fmt}: array 'row_bits' must start at 0")
     if m and np.any(row_bits[1:] < row_bits[:-1]):
         raise FormatError(f"{fmt}: array 'row_bits' is not non-decreasing")
-    check_words(fmt, words, int(row_bits[-1]))
+    require_stream(fmt, "words", words, int(row_bits[-1]))
 
 
 def scan(

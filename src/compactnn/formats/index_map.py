@@ -57,7 +57,7 @@ from __future__ import annotations
 import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
-from compactnn.coding.huffman import stream_words
+from compactnn.coding.streams import stream_words, words_touched
 from compactnn.formats._tiles import numba_tiles
 from compactnn.formats.base import (
     CompactMatrix,
@@ -66,6 +66,7 @@ from compactnn.formats.base import (
     as_dense_input,
     register,
     require_finite,
+    require_stream,
 )
 from compactnn.kernels import backend, bitpack
 
@@ -73,23 +74,6 @@ from compactnn.kernels import backend, bitpack
 def code_bits(n_symbols: int) -> int:
     """Bits per entry for a codebook of ``n_symbols``: ``ceil(log2 K)``, 0 for K <= 1."""
     return max(int(n_symbols) - 1, 0).bit_length()
-
-
-def check_words(fmt: str, words: np.ndarray, total: int) -> None:
-    """``words`` must hold ``total`` bits plus the padding, and the padding is zero."""
-    need = stream_words(total)
-    if words.shape[0] < need:
-        raise FormatError(
-            f"{fmt}: array 'words' is truncated: the bit stream has {total} bits, which "
-            f"needs {need} words with padding, got {words.shape[0]}"
-        )
-    if words.shape[0] > need:
-        raise FormatError(f"{fmt}: array 'words' has {words.shape[0]} words, expected {need}")
-    tail = total % 32
-    if (tail and int(words[-2]) & ((1 << (32 - tail)) - 1)) or (
-        not tail and words[-2] != 0
-    ) or words[-1] != 0:
-        raise FormatError(f"{fmt}: array 'words' has non-zero padding bits")
 
 
 TILE_FLOATS = 1 << 16
@@ -101,15 +85,6 @@ def tile_rows(m: int, n: int) -> int:
     """Rows per tile of the tiled product: about ``TILE_FLOATS / n`` (a multiple of 8,
     at least 8), at most ``m``."""
     return max(1, min(m, max(8, (TILE_FLOATS // max(n, 1)) // 8 * 8)))
-
-
-def words_touched(starts: np.ndarray, ends: np.ndarray) -> int:
-    """Words a row-by-row decoder reads: per row, from the word holding its first bit
-    through the word after the one holding its last bit (2 words for a row of
-    zero-length codes)."""
-    s = starts.astype(np.int64)
-    last = np.maximum(ends.astype(np.int64) - 1, s)
-    return int(((last >> 5) + 2 - (s >> 5)).sum())
 
 
 @register
@@ -216,7 +191,7 @@ class IndexMap(CompactMatrix):
                 f"index_map: array 'words' has dtype {self.words.dtype}, expected uint32"
             )
         b = self.bits
-        check_words("index_map", self.words, m * n * b)
+        require_stream("index_map", "words", self.words, m * n * b)
         if m * n and b:
             top = int(bitpack.fixed_max(self.words, b, m * n, 64))
             if top >= n_sym:

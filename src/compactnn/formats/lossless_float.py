@@ -61,8 +61,8 @@ from compactnn.coding.huffman import (
     encode,
     huffman_lengths,
     length_counts,
-    stream_words,
 )
+from compactnn.coding.streams import stream_words, words_touched
 from compactnn.formats._tiles import numba_tiles
 from compactnn.formats.base import (
     CompactMatrix,
@@ -72,9 +72,10 @@ from compactnn.formats.base import (
     register,
     require_dtype,
     require_len,
+    require_stream,
 )
 from compactnn.formats.ham import check_code, huffman_cost, narrow
-from compactnn.formats.index_map import tile_rows, words_touched
+from compactnn.formats.index_map import tile_rows
 from compactnn.kernels import huffman as hk
 from compactnn.kernels import lossless_float as k
 from compactnn.kernels.lossless_float import BLOCK
@@ -219,8 +220,8 @@ class LosslessFloat(CompactMatrix):
         require_len(_FMT, "block_bits", bb, nblocks + 1)
         if bb[0] != 0 or (nblocks and np.any(bb[1:] < bb[:-1])):
             raise FormatError(f"{_FMT}: array 'block_bits' must start at 0 and not decrease")
-        _check_padded("words", self.words, int(bb[-1]))
-        _check_padded("tails", self.tails, m * n * self.tail_bits)
+        require_stream(_FMT, "words", self.words, int(bb[-1]))
+        require_stream(_FMT, "tails", self.tails, m * n * self.tail_bits)
         tab = decode_tables(self.omega, self.length_counts, LUT_BITS)
         self._scan(bb.astype(np.int64), tab)
 
@@ -256,14 +257,3 @@ class LosslessFloat(CompactMatrix):
         c.write("y", m, 32, 4 * m)
         return c
 
-
-def _check_padded(name: str, words: np.ndarray, total: int) -> None:
-    """``words`` holds exactly ``total`` bits plus the padding, and the padding is 0."""
-    need = stream_words(total)
-    if words.shape[0] != need:
-        raise FormatError(f"{_FMT}: array {name!r} has {words.shape[0]} words, its "
-                          f"{total} bits need {need} with padding")
-    tail = total % 32
-    if (int(words[-2]) & ((1 << (32 - tail)) - 1) if tail else int(words[-2])) \
-            or words[-1] != 0:
-        raise FormatError(f"{_FMT}: array {name!r} has non-zero padding bits")

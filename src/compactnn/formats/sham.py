@@ -41,6 +41,7 @@ from __future__ import annotations
 import numpy as np
 
 from compactnn.coding.huffman import build_code, decode_tables, encode
+from compactnn.coding.streams import words_touched
 from compactnn.formats.base import (
     Cost,
     FormatError,
@@ -59,7 +60,6 @@ from compactnn.formats.ham import (
     huffman_cost,
     narrow,
     scan,
-    words_touched,
 )
 from compactnn.kernels import huffman as k
 
