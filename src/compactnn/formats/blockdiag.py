@@ -45,7 +45,7 @@ from compactnn.formats.base import (
     require_finite,
     require_len,
 )
-from compactnn.formats.permseq import MAX_SEED, _check_seed, seeded_permutations
+from compactnn.formats.permseq import MAX_SEED, check_seed, seeded_permutations
 
 __all__ = ["BlockDiag", "even_split", "seeded_layout"]
 
@@ -65,7 +65,7 @@ def seeded_layout(
     """``(rows, cols, row_ptr, col_ptr)`` of the seeded N-block layout of an (m, n)
     matrix: seeded row and column permutations, even split into ``blocks`` parts."""
     m, n = (int(s) for s in shape)
-    blocks, seed = _check_blocks(blocks), _check_seed(seed)
+    blocks, seed = _check_blocks(blocks), check_seed(seed)
     rows = seeded_permutations(seed, 1, m, stream=0)[0]
     cols = seeded_permutations(seed, 1, n, stream=1)[0]
     return rows, cols, even_split(m, blocks), even_split(n, blocks)
@@ -163,7 +163,7 @@ class BlockDiag(CompactMatrix):
     def seeded(cls, data: np.ndarray, shape: tuple[int, int], blocks: int, seed: int) -> BlockDiag:
         """Seeded matrix: ``data`` holds the blocks of ``seeded_layout(shape, blocks,
         seed)`` one after another, row-major; only ``data`` and the seed are stored."""
-        blocks, seed = _check_blocks(blocks), _check_seed(seed)
+        blocks, seed = _check_blocks(blocks), check_seed(seed)
         empty = np.zeros(0, np.uint8)
         obj = cls(
             shape,

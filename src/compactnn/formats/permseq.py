@@ -49,7 +49,8 @@ from compactnn.formats.base import (
 from compactnn.kernels import backend
 from compactnn.kernels import permute as k
 
-__all__ = ["PermSeq", "seeded_permutations", "seeded_groups", "sortable_keys", "MAX_SEED"]
+__all__ = ["PermSeq", "seeded_permutations", "seeded_groups", "sortable_keys", "MAX_SEED",
+           "check_seed"]
 
 MAX_SEED = 2**63 - 1
 _TILE_ELEMS = 1 << 16  # rows decoded per BLAS call in matmul: about 256 KB of float32
@@ -63,7 +64,7 @@ def seeded_permutations(seed: int, count: int, n: int, stream: int = 0) -> np.nd
     >>> sorted(p[0].tolist()), p.dtype.name
     ([0, 1, 2, 3, 4], 'uint8')
     """
-    seed, stream = _check_seed(seed), int(stream)
+    seed, stream = check_seed(seed), int(stream)
     if not 0 <= stream < 2**32:
         raise ValueError(f"stream must be in [0, 2**32), got {stream}")
     if count < 0 or n < 0:
@@ -88,7 +89,9 @@ def sortable_keys(W: np.ndarray) -> np.ndarray:
     return np.where(u >> 31 == 1, ~u, u | np.uint32(0x80000000))
 
 
-def _check_seed(seed: Any) -> int:
+def check_seed(seed: Any) -> int:
+    """``seed`` as an int after checking it is an integer (not a bool) in
+    ``[0, MAX_SEED]``, the seeds ``seeded_permutations`` takes."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
     if not 0 <= int(seed) <= MAX_SEED:
@@ -173,7 +176,7 @@ class PermSeq(CompactMatrix):
             base=base,
             group=np.zeros(0, np.uint8),
             perm=np.zeros((0, 0), np.uint8),
-            seed=_check_seed(seed),
+            seed=check_seed(seed),
         )
         obj.check()
         return obj

@@ -39,6 +39,7 @@ from compactnn.io.container import (
 )
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord
 from compactnn.nn.structured import geometry_shell
+from compactnn.nn.tree import set_module
 
 __all__ = ["save", "load", "inspect", "FileInfo", "LayerInfo", "CompactFileError",
            "MAX_PARAMS", "VERSION"]
@@ -370,12 +371,6 @@ def _matrices(e: dict[str, Any], name: str, arrays: dict[str, np.ndarray], used:
     return mats, archives
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
 def _torch_dtype(a: np.ndarray) -> torch.dtype:
     return torch.from_numpy(np.empty(0, a.dtype)).dtype
 
@@ -501,7 +496,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
             entropy_bits=float(e["entropy_bits"] or 0.0),
             energy_pj=sum(energy_pj(M.cost()) for M in mats), reason=e["reason"],
         )
-        _set_module(model, name, new)
+        set_module(model, name, new)
     expected = {k: (tuple(t.shape), t.dtype) for k, t in model.state_dict().items()}
     state_names = desc["state"]
     if set(state_names) != set(expected):

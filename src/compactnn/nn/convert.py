@@ -29,6 +29,7 @@ from compactnn.cost.timing import time_call
 from compactnn.formats import CompactMatrix
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord, UnsupportedLayerError
 from compactnn.nn.structured import CONV_LIKE, STRUCTURED, dense_twin, structured_encodings
+from compactnn.nn.tree import set_module
 
 __all__ = ["POLICIES", "STORAGES", "to_compact", "to_dense", "layer_records",
            "compactable_layers"]
@@ -227,12 +228,6 @@ def _entry_bytes(layer: str, array: str) -> int:
     return (name + 60) + (name + 18)
 
 
-def _set_module(model: nn.Module, name: str, new: nn.Module) -> None:
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-
-
 def to_compact(
     model: nn.Module,
     policy: Policy = "smallest",
@@ -299,7 +294,7 @@ def to_compact(
     for name, m in it:
         new = _convert_layer(name, m, _layer_policy(policy, name), storage, cols.get(name), seed,
                              fids)
-        _set_module(model, name, new)
+        set_module(model, name, new)
     return model.eval()
 
 
@@ -319,5 +314,5 @@ def to_dense(model: nn.Module) -> nn.Module:
             new.weight.copy_(torch.from_numpy(m.weight_matrix()).reshape(new.weight.shape))
             if m.bias is not None:
                 new.bias.copy_(m.bias)
-        _set_module(model, name, new)
+        set_module(model, name, new)
     return model.eval()

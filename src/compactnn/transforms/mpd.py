@@ -38,7 +38,7 @@ from torch.nn.utils import parametrize
 from compactnn import formats
 from compactnn.formats.base import CompactMatrix
 from compactnn.formats.blockdiag import BlockDiag, seeded_layout
-from compactnn.formats.permseq import _check_seed
+from compactnn.formats.permseq import check_seed
 from compactnn.transforms.prune import Masked, constraint_of, effective_weight, layers_of
 
 __all__ = [
@@ -67,7 +67,7 @@ class BlockMask:
 
     def __post_init__(self) -> None:
         m, n = self.shape
-        _check_seed(self.seed)
+        check_seed(self.seed)
         if isinstance(self.blocks, bool) or not isinstance(self.blocks, int):
             raise ValueError(f"blocks must be an integer, got {self.blocks!r}")
         if not 1 <= self.blocks <= max(m, n, 1):
@@ -160,7 +160,7 @@ class MPDConfig:
     def __post_init__(self) -> None:
         if isinstance(self.blocks, bool) or not isinstance(self.blocks, int) or self.blocks < 1:
             raise ValueError(f"blocks must be a positive integer, got {self.blocks!r}")
-        _check_seed(self.seed)
+        check_seed(self.seed)
 
 
 def mpd_(model: nn.Module, config: MPDConfig) -> dict[str, BlockMask]:
@@ -402,14 +402,15 @@ def to_block_diagonal_(model: nn.Module, fuse: bool = True) -> dict[str, nn.Modu
     """Replace every block-masked ``nn.Linear`` / ``nn.Conv2d`` of ``model`` (masked or
     baked) by its block-diagonal layer, in place; then, with ``fuse``, fuse the
     permutations of consecutive ones (``fuse_permutations_``). Returns the new layers."""
+    from compactnn.nn.tree import set_module  # not at the top: nn.structured imports this module
+
     done: dict[str, nn.Module] = {}
     for name, layer in list(layers_of(model).items()):
         if not hasattr(layer, "block_mask"):
             continue
         new = (BlockDiagConv2d.from_conv(layer) if isinstance(layer, nn.Conv2d)
                else BlockDiagLinear.from_linear(layer))
-        parent_name, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+        set_module(model, name, new)
         done[name] = new
     if fuse:
         fuse_permutations_(model)

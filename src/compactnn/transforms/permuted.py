@@ -275,6 +275,8 @@ def permute_(
     >>> sorted(permute_(net, PermuteConfig(groups=1, kind="seeded")))
     ['0']
     """
+    from compactnn.nn.tree import set_module  # not at the top: nn.structured imports this module
+
     done: dict[str, PermutedLinear] = {}
     for i, (name, lin) in enumerate(_linear_layers(model, config.last_dense)):
         if config.kind == "data":
@@ -289,8 +291,7 @@ def permute_(
                 new.base.copy_(torch.from_numpy(base))
                 if lin.bias is not None:
                     new.bias.copy_(lin.bias)
-        parent_name, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent_name) if parent_name else model, attr, new)
+        set_module(model, name, new)
         done[name] = new
     return done
 

@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from compactnn.nn.tree import set_module
+
 __all__ = ["AUTO_CLASSES", "TOKENIZER_FILES", "HFError", "is_hf_dir", "read_dir",
            "check_spec", "build", "normalise_", "task_of", "tokenizer",
            "MAX_CONFIG_BYTES", "MAX_FILE_BYTES"]
@@ -164,7 +166,7 @@ def normalise_(model: nn.Module) -> nn.Module:
             lin.train(m.training)
             lin.weight = nn.Parameter(m.weight.detach().t().contiguous())
             lin.bias = nn.Parameter(m.bias.detach().clone())
-            _set(model, name, lin)
+            set_module(model, name, lin)
     owners: dict[int, int] = {}
     for m in model.modules():
         for p in m.parameters(recurse=False):
@@ -173,11 +175,6 @@ def normalise_(model: nn.Module) -> nn.Module:
         if isinstance(m, nn.Linear) and owners.get(id(m.weight), 0) > 1:
             m.weight = nn.Parameter(m.weight.detach().clone())
     return model
-
-
-def _set(model: nn.Module, name: str, module: nn.Module) -> None:
-    parent, _, child = name.rpartition(".")
-    setattr(model.get_submodule(parent) if parent else model, child, module)
 
 
 def _check_supported(model: nn.Module, source: str) -> None:
