@@ -89,7 +89,7 @@ def _resolve_names(fn: Callable) -> None:
             for attr in names:
                 inner = value.__dict__.get(attr)
                 if isinstance(inner, Deferred):
-                    inner.resolve()  # also sets the module's attribute
+                    setattr(value, attr, inner.resolve())
     for cell in fn.__closure__ or ():
         try:
             value = cell.cell_contents
