@@ -18,6 +18,8 @@ weights stay exactly zero (their error is compensated like any other).
 - :func:`same_input`: the layers called with the very same input tensor right after
   a layer (query, key, value), whose moments are then reused instead of measured again.
 - :func:`gptq_assign`: codebook indices of one weight matrix given ``H``.
+- :func:`moments_source`: ``moments(name)`` for the layers of one recipe step, from
+  evenly spaced training inputs, reusing :func:`same_input` siblings' moments.
 
 **[choice]** Damping: ``H + damp · mean(diag H) · I`` with ``damp = 0.1`` (GPTQ's
 default is 0.01; on all-MiniLM-L6-v2 0.01 over-fits the calibration sentences: mean
@@ -34,7 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["check_calibratable", "input_moments", "same_input", "gptq_assign"]
+__all__ = ["check_calibratable", "input_moments", "same_input", "moments_source",
+           "gptq_assign"]
 
 
 class _Reached(Exception):
@@ -133,6 +136,33 @@ def same_input(model: nn.Module, layer: nn.Module, others: Mapping[str, nn.Modul
             h.remove()
         model.train(was_training)
     return found
+
+
+def moments_source(model: nn.Module, layers: Mapping[str, nn.Module], inputs: torch.Tensor,
+                   count: int, tick: Callable[[], object] = lambda: None
+                   ) -> Callable[[str], torch.Tensor]:
+    """``moments(name)``: the input moments of ``layers[name]`` on ``count`` evenly
+    spaced rows of ``inputs`` (calling ``tick`` once per layer). Call it in the order the
+    layers are changed: the moments measured for a layer are reused for its
+    ``same_input`` siblings until another layer is measured."""
+    count = min(count, len(inputs))
+    pick = torch.from_numpy(np.linspace(0, len(inputs) - 1, count).round().astype(np.int64))
+    sample = inputs[pick]
+    done: set[str] = set()
+    reuse: dict[str, torch.Tensor] = {}  # siblings of the last measured layer
+
+    def moments(name: str) -> torch.Tensor:
+        done.add(name)
+        tick()
+        if name in reuse:
+            return reuse.pop(name)
+        reuse.clear()  # another layer is changed now: the siblings' moments may be stale
+        out = input_moments(model, layers[name], sample)
+        pending = {n: m for n, m in layers.items() if n not in done}
+        reuse.update(dict.fromkeys(same_input(model, layers[name], pending, sample), out))
+        return out
+
+    return moments
 
 
 def _nearest(codebook: torch.Tensor, zero: bool) -> Callable[[torch.Tensor], torch.Tensor]:

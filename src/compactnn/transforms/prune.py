@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 __all__ = ["Constraint", "Masked", "layers_of", "kind_of", "effective_weight", "magnitude_masks",
-           "prune_", "bake_", "constraint_of"]
+           "prune_layers_", "bake_", "constraint_of"]
 
 
 class Constraint(nn.Module):
@@ -109,7 +109,7 @@ def magnitude_masks(weights: Mapping[str, torch.Tensor], p: float | Mapping[str,
 
 
 @torch.no_grad()
-def prune_(layers: Mapping[str, nn.Module], p: float | Mapping[str, float],
+def prune_layers_(layers: Mapping[str, nn.Module], p: float | Mapping[str, float],
            scope: str = "layer") -> dict[str, torch.Tensor]:
     """Prune ``layers`` in place by magnitude and return their keep-masks.
 

@@ -32,7 +32,7 @@ the quantizer and stay zero, so ``k`` bounds the number of distinct *non-zero* v
   are intervals given by the lower envelope of k lines; the same sorted-data
   iteration as ``kmeans_1d`` (λ = 0) applies.
 
-``share_weights_`` applies a quantizer to layers; afterwards ``layer.weight`` is
+``share_layers_`` applies a quantizer to layers; afterwards ``layer.weight`` is
 ``codebook[assign]`` (0 where ``assign == -1``). The codebook is an ``nn.Parameter``
 (shared by the layers of a group), the assignments a buffer, so fine-tuning learns the
 shared values, autograd sums the gradients of the weights sharing a value, and the
@@ -53,7 +53,7 @@ from torch.nn.utils import parametrize
 from compactnn.transforms.prune import Constraint, constraint_of, kind_of
 
 __all__ = ["Quantized", "SharedWeights", "kmeans_1d", "kmeans_sklearn", "pws_1d", "uq_1d",
-           "ecsq_1d", "ecsq_fixed_lambda", "share_weights_"]
+           "ecsq_1d", "ecsq_fixed_lambda", "share_layers_"]
 
 
 @dataclass(frozen=True)
@@ -379,7 +379,7 @@ class SharedWeights(Constraint):
 
 
 @torch.no_grad()
-def share_weights_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
+def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
                    shared: bool = False,
                    moments: Callable[[str], torch.Tensor] | None = None,
                    damp: float = 0.1) -> dict[str, nn.Parameter]:

@@ -425,7 +425,7 @@ def load_minilm(path: str | os.PathLike | None = None) -> SentenceEncoder:
 
 def word_embeddings(model: SentenceEncoder) -> dict[str, nn.Module]:
     """``{name: module}`` of the word-embedding table, in the form the transforms take
-    (``compactnn.transforms.prune_`` / ``share_weights_``)."""
+    (``compactnn.transforms.prune_layers_`` / ``share_layers_``)."""
     return {_WORD: model.bert.embeddings.word_embeddings}
 
 
@@ -572,7 +572,7 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
     """
     import functools
 
-    from compactnn.transforms import compress_, kmeans_1d, share_weights_
+    from compactnn.transforms import compress_, kmeans_1d, share_layers_
 
     if not isinstance(model, SentenceEncoder):
         raise TypeError(f"expected a SentenceEncoder, got {type(model).__name__}")
@@ -581,7 +581,7 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
     targets = teacher if isinstance(teacher, torch.Tensor) else encode(teacher, sentences)
     data = distillation_dataset(model, sentences, targets)
     if embedding_k is not None:
-        share_weights_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
+        share_layers_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
     report = compress_(distillation_model(model), recipe, data, progress=progress)
     if embedding_k is not None:
         pack_embeddings_(model)
