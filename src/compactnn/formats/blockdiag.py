@@ -36,6 +36,7 @@ import numpy as np
 from scipy.sparse import coo_array
 from scipy.sparse.csgraph import connected_components
 
+from compactnn._validate import integer, is_int
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -74,9 +75,7 @@ def seeded_layout(
 
 
 def _check_blocks(blocks: object) -> int:
-    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1:
-        raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
-    return int(blocks)
+    return integer("blocks", blocks, 1)
 
 
 def _layout_problem(rows, cols, row_ptr, col_ptr, m: int, n: int) -> str | None:
@@ -272,10 +271,9 @@ class BlockDiag(CompactMatrix):
             require_dtype("blockdiag", name, getattr(self, name), "u")
         require_finite("blockdiag", "data", self.data)
         N = self.blocks
-        if isinstance(N, bool) or not isinstance(N, int) or N < 0:
-            raise FormatError(f"blockdiag: blocks must be a non-negative integer, got {N!r}")
+        integer("blockdiag: blocks", N, 0, error=FormatError, numpy=False)
         if self.seed is not None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            if not is_int(self.seed, numpy=False):
                 raise FormatError(f"blockdiag: seed must be an integer or null, got {self.seed!r}")
             if not 0 <= self.seed <= MAX_SEED:
                 raise FormatError(f"blockdiag: seed {self.seed} out of range [0, 2**63)")

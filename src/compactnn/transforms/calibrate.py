@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compactnn.transforms.errors import RecipeError
+
 __all__ = ["check_calibratable", "input_moments", "same_input", "moments_source",
            "gptq_assign"]
 
@@ -59,7 +61,7 @@ def check_calibratable(layer: nn.Module) -> None:
         raise TypeError(f"expected nn.Linear or nn.Conv2d, got {type(layer).__name__}")
     if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"
                                          or isinstance(layer.padding, str)):
-        raise ValueError("calibration supports Conv2d with groups=1 and numeric zero "
+        raise RecipeError("calibration supports Conv2d with groups=1 and numeric zero "
                          "padding only")
 
 
@@ -72,7 +74,7 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     """
     check_calibratable(layer)
     if len(inputs) == 0:
-        raise ValueError("calibration needs at least one input")
+        raise RecipeError("calibration needs at least one input")
     width = layer.weight[0].numel()
     total = torch.zeros(width, width, dtype=torch.float64)
     count = 0
@@ -93,7 +95,7 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
                 model(inputs[i:i + batch_size])
             except _Reached:
                 continue
-            raise ValueError("the layer was not called by the model's forward pass")
+            raise RecipeError("the layer was not called by the model's forward pass")
     finally:
         handle.remove()
         model.train(was_training)
@@ -190,13 +192,13 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
     [[1, 0, 1]]
     """
     if weight.ndim != 2 or moments.shape != (weight.shape[1],) * 2:
-        raise ValueError(f"moments must be ({weight.shape[-1]}, {weight.shape[-1]}) for a "
+        raise RecipeError(f"moments must be ({weight.shape[-1]}, {weight.shape[-1]}) for a "
                          f"weight of shape {tuple(weight.shape)}, got {tuple(moments.shape)}")
     if not damp > 0:
-        raise ValueError(f"damp must be > 0, got {damp!r}")
+        raise RecipeError(f"damp must be > 0, got {damp!r}")
     book = torch.as_tensor(np.asarray(codebook, np.float64))
     if book.ndim != 1 or book.numel() == 0:
-        raise ValueError("the codebook must be a non-empty 1-D array")
+        raise RecipeError("the codebook must be a non-empty 1-D array")
     nearest = _nearest(book, zero)
     n = weight.shape[1]
     W = weight.detach().to(torch.float64).clone()

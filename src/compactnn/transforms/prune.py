@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from compactnn.transforms.errors import RecipeError
+
 __all__ = ["Constraint", "Masked", "layers_of", "kind_of", "effective_weight", "magnitude_masks",
            "prune_layers_", "bake_", "constraint_of"]
 
@@ -51,12 +53,12 @@ def kind_of(layer: nn.Module) -> str:
 
 def constraint_of(layer: nn.Module) -> Constraint | None:
     """The compactnn constraint on ``layer.weight`` (``Masked``/``SharedWeights``), or
-    None when the weight is a plain parameter. Other parametrizations raise ValueError."""
+    None when the weight is a plain parameter. Other parametrizations raise RecipeError."""
     if not parametrize.is_parametrized(layer, "weight"):
         return None
     plist = layer.parametrizations.weight
     if len(plist) != 1 or not isinstance(plist[0], Constraint):
-        raise ValueError(f"{type(layer).__name__}.weight carries parametrizations compactnn "
+        raise RecipeError(f"{type(layer).__name__}.weight carries parametrizations compactnn "
                          f"did not add ({', '.join(type(q).__name__ for q in plist)}); "
                          "bake or remove them first")
     return plist[0]
@@ -92,7 +94,7 @@ def magnitude_masks(weights: Mapping[str, torch.Tensor], p: float | Mapping[str,
     mags = {k: w.detach().abs().reshape(-1).to(torch.float64).numpy() for k, w in weights.items()}
     if scope == "global":
         if isinstance(p, Mapping):
-            raise ValueError("global pruning takes one percentage, not one per layer")
+            raise RecipeError("global pruning takes one percentage, not one per layer")
         names = list(mags)
         flat = np.concatenate([mags[k] for k in names]) if names else np.empty(0)
         pruned = _smallest(flat, round(p / 100 * flat.size))
@@ -104,7 +106,7 @@ def magnitude_masks(weights: Mapping[str, torch.Tensor], p: float | Mapping[str,
             pk = p[k] if isinstance(p, Mapping) else p
             keep[k] = ~_smallest(mag, round(pk / 100 * mag.size))
     else:
-        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+        raise RecipeError(f"scope must be 'layer' or 'global', got {scope!r}")
     return {k: torch.from_numpy(keep[k].reshape(tuple(weights[k].shape))) for k in weights}
 
 
@@ -120,7 +122,7 @@ def prune_layers_(layers: Mapping[str, nn.Module], p: float | Mapping[str, float
     for name, layer in layers.items():
         con = constraint_of(layer)
         if con is not None and not isinstance(con, Masked):
-            raise ValueError(f"layer {name!r} is weight-shared; prune before sharing weights")
+            raise RecipeError(f"layer {name!r} is weight-shared; prune before sharing weights")
         weights[name] = layer.weight.detach()
     masks = magnitude_masks(weights, p, scope)
     for name, layer in layers.items():
