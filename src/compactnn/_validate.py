@@ -34,8 +34,8 @@ def is_int(v: Any, lo: int | None = None, hi: int | None = None, *,
            numpy: bool = True) -> bool:
     """Whether ``v`` is an integer, not a bool, in ``[lo, hi]`` (either bound optional)."""
     kind = numbers.Integral if numpy else int
-    return (isinstance(v, kind) and not isinstance(v, bool)
-            and (lo is None or v >= lo) and (hi is None or v <= hi))
+    return bool(isinstance(v, kind) and not isinstance(v, bool)
+                and (lo is None or v >= lo) and (hi is None or v <= hi))
 
 
 def is_number(v: Any) -> bool:

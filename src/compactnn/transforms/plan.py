@@ -37,11 +37,15 @@ def select(step: Step, names: Sequence[str]) -> list[str]:
                                   f"{pat!r}; layers: {', '.join(names) or '(none)'}")
             chosen += [n for n in hits if n not in chosen]
         chosen.sort(key=list(names).index)
+    _check_overrides(step, chosen)
+    return chosen
+
+
+def _check_overrides(step: Step, chosen: list[str]) -> None:
     for name, _ in step.overrides:
         if name not in chosen:
             raise RecipeError(f"{step.method} step: override for {name!r}, which is "
                               f"not one of the step's layers ({', '.join(chosen) or 'none'})")
-    return chosen
 
 
 def check_calibration(plan: Plan, i: int, step: Step, chosen: Iterable[str]) -> None:
@@ -89,6 +93,7 @@ def check_recipe(recipe: Recipe | Sequence | str, model: nn.Module,
         narrowed = kind.check(plan, i, step, chosen)
         if narrowed is not None:
             chosen = narrowed
+            _check_overrides(step, chosen)
         if not kind.whole_model and not chosen:
             raise RecipeError(f"step {i} ({kind.method}): the model has no Linear/Conv2d "
                               "layers")
