@@ -54,7 +54,7 @@ def test_sentences_cover_topics():
 
 
 def test_sentences_bad_input():
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
         generate_sentences(-1)
     with pytest.raises(ValueError, match="non-negative"):
         sentence_split(-5, 10)

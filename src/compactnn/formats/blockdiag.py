@@ -1,7 +1,7 @@
 """``blockdiag``: a block-diagonal matrix under row and column permutations.
 
 ``W = P · blockdiag(W_1 .. W_N) · Q`` (MPDCompress, Supic et al. 2018; see
-``compactnn.transforms.mpd``). Block ``b`` covers the original rows
+``compactnn.nn.blockdiag``). Block ``b`` covers the original rows
 ``rows[row_ptr[b]:row_ptr[b+1]]`` and columns ``cols[col_ptr[b]:col_ptr[b+1]]``;
 every entry outside the blocks is +0.0. Products gather the input by ``cols``, run
 one batched dense product per run of consecutive equal-shape blocks (numpy/BLAS),

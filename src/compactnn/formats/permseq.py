@@ -1,7 +1,7 @@
 """``permseq``: every row is a permutation of one of ``G`` base sequences.
 
 ``W[i, perm[i, k]] = base[group[i], k]`` (the permuted-feature layers of
-Nagaraju & Chandrachoodan 2023; see ``compactnn.transforms.permuted``).
+Nagaraju & Chandrachoodan 2023; see ``compactnn.nn.permuted``).
 
 Byte layout (two modes, told apart by the attribute ``seed``):
 

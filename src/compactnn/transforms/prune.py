@@ -22,7 +22,7 @@ from torch.nn.utils import parametrize
 
 from compactnn.transforms.errors import RecipeError
 
-__all__ = ["Constraint", "Masked", "layers_of", "kind_of", "effective_weight", "magnitude_masks",
+__all__ = ["Constraint", "Masked", "layers_of", "kind_of", "magnitude_masks",
            "prune_layers_", "bake_", "constraint_of"]
 
 
@@ -62,12 +62,6 @@ def constraint_of(layer: nn.Module) -> Constraint | None:
                          f"did not add ({', '.join(type(q).__name__ for q in plist)}); "
                          "bake or remove them first")
     return plist[0]
-
-
-@torch.no_grad()
-def effective_weight(layer: nn.Module) -> torch.Tensor:
-    """The weight the layer computes with, as a detached float32 ``(out, in*kh*kw)`` view."""
-    return layer.weight.detach().reshape(layer.weight.shape[0], -1).to(torch.float32)
 
 
 def _smallest(mag: np.ndarray, count: int) -> np.ndarray:
