@@ -16,15 +16,14 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import nn
 
 from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.prune import layers_of
 
-if TYPE_CHECKING:
-    from compactnn.transforms.recipe import Step
+Step = Any  # a ``compactnn.transforms.recipe.Step`` (that module builds on this one)
 
 __all__ = ["StepType", "Plan", "Run", "METHODS", "register_step", "unregister_step", "step_type",
            "by_method"]
