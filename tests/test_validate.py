@@ -56,6 +56,8 @@ def test_messages_and_error_classes():
         v.seed("s", 2**63)
     with pytest.raises(ValueError, match=r"^p must be a number in \[0, 100\), got 100$"):
         v.number("p", 100, 0, 100, hi_open=True)
+    with pytest.raises(ValueError, match=r"^p must be a percentage in \[0, 100\), got -1$"):
+        v.number("p", -1, 0, 100, hi_open=True, kind="a percentage")
     with pytest.raises(ValueError, match=r"^p must be a number > 0, got 0$"):
         v.number("p", 0, 0, lo_open=True)
     with pytest.raises(ValueError):

@@ -71,18 +71,19 @@ def seed(name: str, v: Any, *, error: type[Exception] = ValueError) -> int:
 
 
 def number(name: str, v: Any, lo: float | None = None, hi: float | None = None, *,
-           lo_open: bool = False, hi_open: bool = False,
+           lo_open: bool = False, hi_open: bool = False, kind: str = "a number",
            error: type[Exception] = ValueError) -> float:
     """``v`` if it is a number (not a bool) within the bounds (closed unless
-    ``lo_open`` / ``hi_open``); else raise ``error("<name> must be a number in [lo, hi), got v")``.
-    NaN is never within bounds."""
+    ``lo_open`` / ``hi_open``); else raise ``error("<name> must be <kind> in [lo, hi),
+    got v")`` (``kind``: ``"a number"``, or e.g. ``"a percentage"``). NaN is never within
+    bounds."""
     ok = is_number(v) and v == v
     if ok and lo is not None:
         ok = v > lo if lo_open else v >= lo
     if ok and hi is not None:
         ok = v < hi if hi_open else v <= hi
     if not ok:
-        raise error(f"{name} must be a number{_bounds(lo, hi, lo_open, hi_open)}, got {v!r}")
+        raise error(f"{name} must be {kind}{_bounds(lo, hi, lo_open, hi_open)}, got {v!r}")
     return v
 
 

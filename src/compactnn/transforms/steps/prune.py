@@ -28,7 +28,7 @@ __all__ = ["Prune"]
 
 
 def _percent(name: str, value: Any) -> None:
-    v.number(name, value, 0, 100, hi_open=True, error=RecipeError)
+    v.number(name, value, 0, 100, hi_open=True, kind="a percentage", error=RecipeError)
 
 
 @dataclass(frozen=True)
