@@ -32,9 +32,9 @@ from compactnn.kernels import backend
 
 def share_(layers: dict[str, torch.nn.Module], k: int) -> None:
     """Weight-share ``layers`` to ``k`` values each (k-means) and bake, in place."""
-    from compactnn.transforms import bake_, kmeans_1d, share_weights_
+    from compactnn.transforms import bake_, kmeans_1d, share_layers_
 
-    share_weights_(layers, lambda w: kmeans_1d(w, k=k))
+    share_layers_(layers, lambda w: kmeans_1d(w, k=k))
     bake_(layers.values())
 
 
@@ -69,13 +69,13 @@ def encode_rate(model: torch.nn.Module, sentences: list[str], batch: int) -> flo
 def lenet_models() -> tuple[dict[str, torch.nn.Module], torch.Tensor]:
     from compactnn import zoo
     from compactnn.nn import to_compact
-    from compactnn.transforms import bake_, prune_
+    from compactnn.transforms import bake_, prune_layers_
 
     torch.manual_seed(0)
     dense = zoo.build("lenet300").eval()
     shared = zoo.build("lenet300").eval()
     shared.load_state_dict(dense.state_dict())
-    prune_(linears(shared), 94, scope="global")
+    prune_layers_(linears(shared), 94, scope="global")
     bake_(shared)
     share_(linears(shared), 16)
     return ({"dense torch": dense, "compact smallest": to_compact(shared, "smallest").eval()},

@@ -45,21 +45,12 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from compactnn.bench import threads, time_call  # noqa: E402
+from compactnn.nn.blockdiag import BlockDiagLinear  # noqa: E402
+from compactnn.nn.permuted import PermutedLinear  # noqa: E402
 from compactnn.train import evaluate, fit  # noqa: E402
-from compactnn.transforms.mpd import (  # noqa: E402
-    BlockDiagLinear,
-    MPDConfig,
-    block_mask_,
-    mpd_,
-    to_block_diagonal_,
-)
-from compactnn.transforms.permuted import (  # noqa: E402
-    PermuteConfig,
-    PermutedLinear,
-    parameter_count,
-    permute_,
-    projected_parameter_count,
-)
+from compactnn.transforms import MPD, Permute, mpd_, permute_  # noqa: E402
+from compactnn.transforms.mpd import block_mask_, to_block_diagonal_  # noqa: E402
+from compactnn.transforms.permuted import parameter_count, projected_parameter_count  # noqa: E402
 from compactnn.transforms.prune import bake_  # noqa: E402
 from compactnn.zoo import build, load_dataset  # noqa: E402
 
@@ -127,7 +118,7 @@ def section_mpd(train, test, epochs: int, seed: int, base_acc: float,
     for N, last_dense in [(N, False) for N in MPD_BLOCKS] + [(10, True)]:
         torch.manual_seed(seed)
         net = build("lenet300")
-        mpd_(net, MPDConfig(blocks=N, seed=seed, last_dense=last_dense, rescale_init=True))
+        mpd_(net, MPD(blocks=N, seed=seed, last_dense=last_dense, rescale_init=True))
         t = time.perf_counter()
         acc = train_eval(net, train, test, epochs, lr)
         secs = time.perf_counter() - t
@@ -226,7 +217,7 @@ def section_mpd_tune(train, test, variants: list[str], blocks: int, seed: int) -
         dense_acc, logits = dense_cache[key]
         torch.manual_seed(seed)
         net = build("lenet300")
-        mpd_(net, MPDConfig(blocks=blocks, seed=seed, rescale_init=True))
+        mpd_(net, MPD(blocks=blocks, seed=seed, rescale_init=True))
         kd = v["kd"]
         fit_tuned(net, train, v["epochs"], v["lr"], seed, v["ls"],
                   teacher_logits=None if kd is None else logits,
@@ -265,12 +256,12 @@ def section_permuted(train, test, epochs: int, ft_epochs: int, seed: int,
             if kind == "seeded":
                 torch.manual_seed(seed)
                 net = build("lenet300")
-                permute_(net, PermuteConfig(groups=G, kind="seeded", seed=seed))
+                permute_(net, Permute(groups=G, kind="seeded", seed=seed))
                 before = None
                 acc = train_eval(net, train, test, epochs, lr)
             else:
                 net = copy.deepcopy(trained)
-                permute_(net, PermuteConfig(groups=G, kind="data", seed=seed))
+                permute_(net, Permute(groups=G, kind="data", seed=seed))
                 before = evaluate(net, test)["accuracy"]
                 acc = train_eval(net, train, test, ft_epochs)
             secs = time.perf_counter() - t

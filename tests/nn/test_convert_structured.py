@@ -13,9 +13,9 @@ from compactnn.formats.blockdiag import BlockDiag
 from compactnn.formats.permseq import PermSeq
 from compactnn.nn import CompactConv2d, CompactLinear, compactable_layers, layer_records
 from compactnn.transforms import (
+    MPD,
     BlockDiagConv2d,
     BlockDiagLinear,
-    MPDConfig,
     PermutedLinear,
     bake_,
     block_mask_,
@@ -42,7 +42,7 @@ def mpd_model(fuse: bool | None) -> nn.Module:
     block-diagonal layers with or without fused permutations."""
     torch.manual_seed(1)
     net = zoo.build("lenet300", in_features=64)
-    mpd_(net, MPDConfig(blocks=4, seed=7, rescale_init=True))
+    mpd_(net, MPD(blocks=4, seed=7, rescale_init=True))
     if fuse is not None:
         bake_(net)
         to_block_diagonal_(net, fuse=fuse)

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from compactnn.transforms import RecipeError, compress_, share_weights_
+from compactnn.transforms import RecipeError, compress_, share_layers_
 from compactnn.transforms.calibrate import gptq_assign, input_moments, same_input
 from compactnn.transforms.quantize import kmeans_1d
 
@@ -144,7 +144,7 @@ def test_share_weights_with_moments_uses_only_codebook_values():
     with torch.no_grad():
         layer.weight[:, :5] = 0
     X = correlated(200, 20, 0)
-    books = share_weights_({"l": layer}, functools.partial(kmeans_1d, k=4),
+    books = share_layers_({"l": layer}, functools.partial(kmeans_1d, k=4),
                            moments=lambda name: X.T @ X / 200)
     W = layer.weight.detach()
     assert (W[:, :5] == 0).all()
@@ -238,14 +238,14 @@ def test_same_input_finds_query_key_value():
 
 
 def test_reused_moments_give_the_same_assignments(monkeypatch):
-    from compactnn.transforms import recipe
+    from compactnn.transforms import calibrate
 
     x = correlated(64, 6, 1).float()
     data = TensorDataset(x, Attention()(x).detach())
     runs, weights = [], []
     for reuse in (True, False):
         if not reuse:
-            monkeypatch.setattr(recipe, "same_input", lambda *a: [])
+            monkeypatch.setattr(calibrate, "same_input", lambda *a: [])
         model = Attention()
         calls: list[int] = []
 
@@ -253,7 +253,7 @@ def test_reused_moments_give_the_same_assignments(monkeypatch):
             _calls.append(1)
             return input_moments(*args, **kwargs)
 
-        monkeypatch.setattr(recipe, "input_moments", counted)
+        monkeypatch.setattr(calibrate, "input_moments", counted)
         compress_(model, [{"method": "cws", "k": 3, "calibrate": 64}], data)
         runs.append(len(calls))
         weights.append([m.weight.detach().clone() for m in (model.q, model.k, model.v, model.o)])

@@ -13,9 +13,9 @@ from compactnn.transforms import (
     SharedWeights,
     bake_,
     kmeans_1d,
-    prune_,
+    prune_layers_,
     pws_1d,
-    share_weights_,
+    share_layers_,
     uq_1d,
 )
 from compactnn.transforms.prune import layers_of
@@ -29,7 +29,7 @@ def digits():
 def test_codebook_gradient_is_the_sum_of_weight_gradients():
     torch.manual_seed(0)
     a, b = nn.Linear(6, 4), nn.Linear(4, 3)
-    books = share_weights_({"a": a, "b": b}, functools.partial(kmeans_1d, k=3), shared=True)
+    books = share_layers_({"a": a, "b": b}, functools.partial(kmeans_1d, k=3), shared=True)
     assert books["a"] is books["b"]
     ra, rb = torch.randn(4, 6), torch.randn(3, 4)
     ((a.weight * ra).sum() + (b.weight * rb).sum()).backward()
@@ -52,10 +52,10 @@ def test_finetuning_keeps_zeros_and_assignments(digits, quantizer, shared):
     x = torch.nn.functional.interpolate(tr.tensors[0], size=16)
     data = torch.utils.data.TensorDataset(x[:256], tr.tensors[1][:256])
     layers = layers_of(model)
-    prune_(layers, 60)
+    prune_layers_(layers, 60)
     train.fit(model, data, epochs=1, lr=1e-3, progress=False)
     zeros = {n: (layer.weight == 0).clone() for n, layer in layers.items()}
-    share_weights_(layers, quantizer, shared=shared)
+    share_layers_(layers, quantizer, shared=shared)
     before = {n: layer.weight.detach().clone() for n, layer in layers.items()}
     assign = {n: layer.parametrizations.weight[0].assign.clone() for n, layer in layers.items()}
     train.fit(model, data, epochs=1, lr=1e-3, progress=False)
@@ -83,7 +83,7 @@ def test_masked_finetuning_recovers_accuracy_on_digits(digits):
     train.fit(model, tr, epochs=3, batch_size=64, progress=False)
     base = train.evaluate(model, te)["accuracy"]
     layers = layers_of(model)
-    masks = prune_(layers, 80, "global")
+    masks = prune_layers_(layers, 80, "global")
     pruned = train.evaluate(model, te)["accuracy"]
     train.fit(model, tr, epochs=3, lr=1e-3, batch_size=64, progress=False)
     tuned = train.evaluate(model, te)["accuracy"]

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from compactnn.transforms import Masked, bake_, magnitude_masks, prune_, share_weights_
+from compactnn.transforms import Masked, bake_, magnitude_masks, prune_layers_, share_layers_
 from compactnn.transforms.prune import constraint_of, layers_of
 from compactnn.transforms.quantize import kmeans_1d
 
@@ -48,7 +48,7 @@ def test_mask_parametrization_zero_gradient_and_bake():
     w0 = lin.weight.detach().clone()
     w0[0, 0] = -1e-9  # tiny negative: pruned to +0.0, never -0.0
     lin.weight.data.copy_(w0)
-    mask = prune_({"lin": lin}, 70)["lin"]
+    mask = prune_layers_({"lin": lin}, 70)["lin"]
     assert isinstance(constraint_of(lin), Masked)
     W = lin.weight
     assert torch.equal(W[mask], w0[mask]) and (W[~mask] == 0).all()
@@ -65,23 +65,23 @@ def test_pruning_again_only_adds_zeros():
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(8, 8), nn.Conv2d(1, 2, 3))
     layers = layers_of(model)
-    first = prune_(layers, 50)
+    first = prune_layers_(layers, 50)
     with torch.no_grad():  # revive the pruned originals: they must stay pruned
         layers["0"].parametrizations.weight.original.fill_(1.0)
-    second = prune_(layers, 30)
+    second = prune_layers_(layers, 30)
     for name in layers:
         assert (second[name] <= first[name]).all()
         assert (layers[name].weight[~first[name]] == 0).all()
     bake_(model)
-    third = prune_(layers, 10)  # baked zeros count as pruned
+    third = prune_layers_(layers, 10)  # baked zeros count as pruned
     assert (third["0"] <= second["0"]).all()
 
 
 def test_cannot_prune_a_weight_shared_layer():
     lin = nn.Linear(10, 5)
-    share_weights_({"l": lin}, lambda v: kmeans_1d(v, 4))
+    share_layers_({"l": lin}, lambda v: kmeans_1d(v, 4))
     with pytest.raises(ValueError, match="prune before sharing"):
-        prune_({"l": lin}, 50)
+        prune_layers_({"l": lin}, 50)
 
 
 def test_foreign_parametrization_is_left_alone():
@@ -94,7 +94,7 @@ def test_foreign_parametrization_is_left_alone():
     lin = nn.Linear(3, 3)
     parametrize.register_parametrization(lin, "weight", Double())
     with pytest.raises(ValueError, match="did not add"):
-        prune_({"l": lin}, 50)
+        prune_layers_({"l": lin}, 50)
     bake_(lin)
     assert parametrize.is_parametrized(lin, "weight")
     assert np.isfinite(lin.weight.detach().numpy()).all()

@@ -26,7 +26,7 @@ from compactnn.transforms import (
     compress_,
     layer_report,
     load_recipe,
-    share_weights_,
+    share_layers_,
 )
 from compactnn.transforms.quantize import kmeans_1d
 
@@ -88,7 +88,7 @@ def test_recipe_error_is_a_value_error():
         CWS(k=0)
     with pytest.raises(RecipeError, match="prune after weight sharing"):
         model = small_model()
-        share_weights_({"1": model[1]}, lambda v: kmeans_1d(v, 2))
+        share_layers_({"1": model[1]}, lambda v: kmeans_1d(v, 2))
         check_recipe([Prune(50)], model)
 
 

@@ -13,12 +13,13 @@ from compactnn.formats.blockdiag import BlockDiag
 from compactnn.transforms import (
     MPD,
     BlockMask,
+    MPDConfig,
     Recipe,
     RecipeError,
     block_mask_,
     check_recipe,
     compress_,
-    prune_,
+    prune_layers_,
 )
 
 
@@ -45,10 +46,13 @@ def outside_bits(layer: nn.Module) -> np.ndarray:
     ([{"method": "mpd", "blocks": 2.5}], "mpd blocks must be an integer >= 1"),
     ([{"method": "mpd"}], "missing"),
     ([{"method": "mpd", "blocks": 4, "seed": -1}], "mpd seed must be an integer >= 0"),
-    ([{"method": "mpd", "blocks": 4, "seed": 2**63 - 2}], r"seed must be in \[0, 2\*\*63\)"),
-    ([{"method": "mpd", "blocks": 4, "rescale": "yes"}], "rescale must be true or false"),
+    ([{"method": "mpd", "blocks": 4, "seed": 2**63 - 2}],
+     r"seed must be an integer in \[0, 2\*\*63\)"),
+    ([{"method": "mpd", "blocks": 4, "rescale": "yes"}], "rescale_init must be true or false"),
+    ([{"method": "mpd", "blocks": 4, "rescale_init": "yes"}], "rescale_init must be true or false"),
+    ([{"method": "mpd", "blocks": 4, "rescale": True, "rescale_init": True}], "old name"),
     ([{"method": "mpd", "blocks": 4, "n": 2}], "unknown field"),
-    ([{"method": "mpd", "blocks": 301}], r"layer '1'.*blocks must be in \[1, 300\]"),
+    ([{"method": "mpd", "blocks": 301}], r"layer '1'.*blocks .*must be an integer in \[1, 300\]"),
     ([{"method": "mpd", "blocks": 101, "layers": ["3", "5"]}], r"layer '5'.*\[1, 100\]"),
     ([{"method": "mpd", "blocks": 4, "overrides": {"3": {"blocks": 500}}}], "layer '3'"),
     ([{"method": "mpd", "blocks": 4, "layers": ["fc"]}], "no Linear/Conv2d layer named 'fc'"),
@@ -76,7 +80,7 @@ def test_mpd_on_constrained_or_grouped_layers_is_refused():
     with pytest.raises(RecipeError, match="3 already carry a block mask"):
         check_recipe([MPD(blocks=4)], model)
     model = small_model()
-    prune_({"1": model[1]}, 50)
+    prune_layers_({"1": model[1]}, 50)
     with pytest.raises(RecipeError, match="mpd after pruning or weight sharing on 1"):
         check_recipe([MPD(blocks=4)], model)
     conv = nn.Sequential(nn.Conv2d(4, 8, 3, groups=2))
@@ -86,12 +90,16 @@ def test_mpd_on_constrained_or_grouped_layers_is_refused():
 
 def test_mpd_steps_match_block_mask_and_round_trip():
     steps = [{"method": "mpd", "blocks": 4, "seed": 3, "layers": ["1", "3"],
-              "overrides": {"3": {"blocks": 5, "rescale": True}}}]
+              "overrides": {"3": {"blocks": 5, "rescale_init": True}}}]
     recipe = Recipe.from_list(steps)
-    assert recipe.to_list() == [{"method": "mpd", "blocks": 4, "seed": 3, "rescale": False,
-                                 "layers": ["1", "3"],
-                                 "overrides": {"3": {"blocks": 5, "rescale": True}}}]
+    assert recipe.to_list() == [{"method": "mpd", "blocks": 4, "seed": 3, "rescale_init": False,
+                                 "last_dense": False, "layers": ["1", "3"],
+                                 "overrides": {"3": {"blocks": 5, "rescale_init": True}}}]
     assert Recipe.from_list(recipe.to_list()) == recipe
+    # the old key ``rescale`` (recipe files before the one MPD config) reads the same
+    old = [{"method": "mpd", "blocks": 4, "seed": 3, "rescale": False, "layers": ["1", "3"],
+            "overrides": {"3": {"blocks": 5, "rescale": True}}}]
+    assert Recipe.from_list(old) == recipe
     model, ref = small_model(), small_model()
     report = compress_(model, recipe)
     assert [s.name for s in report.layers] == ["1", "3"]
@@ -100,7 +108,7 @@ def test_mpd_steps_match_block_mask_and_round_trip():
     assert model[3].block_mask == BlockMask((100, 300), 5, 4)
     assert not hasattr(model[5], "block_mask")
     block_mask_(ref[1], 4, 3)
-    block_mask_(ref[3], 5, 4, rescale=True)
+    block_mask_(ref[3], 5, 4, rescale_init=True)
     for i in (1, 3):
         assert torch.equal(model[i].weight, ref[i].weight)
         assert not np.any(outside_bits(model[i]))
@@ -136,5 +144,8 @@ def test_mpd_configs_validate_directly():
     with pytest.raises(RecipeError):
         MPD(blocks=0)
     assert MPD(blocks=3).seed == 0
+    assert MPDConfig is MPD  # one MPD config: the old name is the same class
+    with pytest.raises(TypeError):
+        MPD(3, 1)  # everything after blocks is keyword-only (the old classes' orders differed)
     model = small_model()
     assert len(check_recipe([MPD(blocks=100)], model)[0][1]) == 3

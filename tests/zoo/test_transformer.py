@@ -14,7 +14,7 @@ from torch import nn
 
 from compactnn import load, save, to_compact, zoo
 from compactnn.bench.embeddings import cosine_similarity, embedding_quality, neighbour_overlap
-from compactnn.transforms import bake_, kmeans_1d, layers_of, prune_, share_weights_
+from compactnn.transforms import bake_, kmeans_1d, layers_of, prune_layers_, share_layers_
 from compactnn.zoo.sentences import TOPICS, generate_sentences, sentence_split
 
 pytest.importorskip("transformers")
@@ -54,7 +54,7 @@ def test_sentences_cover_topics():
 
 
 def test_sentences_bad_input():
-    with pytest.raises(ValueError, match="non-negative"):
+    with pytest.raises(ValueError, match="n must be an integer >= 0"):
         generate_sentences(-1)
     with pytest.raises(ValueError, match="non-negative"):
         sentence_split(-5, 10)
@@ -210,9 +210,9 @@ def test_distill_keeps_constraints_and_improves(model, tiny):
     teacher = nn.functional.normalize(T.encode(model, train) @ proj, dim=1)
     student = tiny
     layers = layers_of(student)
-    prune_(layers, 50)
-    share_weights_(layers, functools.partial(kmeans_1d, k=4))
-    share_weights_(T.word_embeddings(student), functools.partial(kmeans_1d, k=8))
+    prune_layers_(layers, 50)
+    share_layers_(layers, functools.partial(kmeans_1d, k=4))
+    share_layers_(T.word_embeddings(student), functools.partial(kmeans_1d, k=8))
     frozen = _frozen_constraints(student)
     before = cosine_similarity(teacher, T.encode(student, train)).mean()
     hist = T.distill_(student, teacher, train, epochs=3, lr=1e-2, batch_size=16)
@@ -227,9 +227,9 @@ def test_distill_keeps_constraints_and_improves(model, tiny):
 
 def test_pack_convert_save_load_round_trip(tiny, tmp_path):
     layers = layers_of(tiny)
-    prune_(layers, 50)
-    share_weights_(layers, functools.partial(kmeans_1d, k=8))
-    share_weights_(T.word_embeddings(tiny), functools.partial(kmeans_1d, k=16))
+    prune_layers_(layers, 50)
+    share_layers_(layers, functools.partial(kmeans_1d, k=8))
+    share_layers_(T.word_embeddings(tiny), functools.partial(kmeans_1d, k=16))
     bake_(tiny)
     want = T.encode(tiny, SENTS)
     packed = T.pack_embeddings_(tiny)

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from compactnn._validate import is_int
 from compactnn.coding.streams import padding_is_zero, stream_words
 
 __all__ = [
@@ -381,7 +382,7 @@ class CompactMatrix(ABC):
         if (
             not isinstance(shape, (list, tuple))
             or len(shape) != 2
-            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)
+            or not all(is_int(s, 0, numpy=False) for s in shape)
         ):
             raise FormatError(f"{cls.format_id}: bad shape {shape!r}")
         missing = [a for a in cls.arrays if a not in bufs]

@@ -1,7 +1,7 @@
 """``blockdiag``: a block-diagonal matrix under row and column permutations.
 
 ``W = P · blockdiag(W_1 .. W_N) · Q`` (MPDCompress, Supic et al. 2018; see
-``compactnn.transforms.mpd``). Block ``b`` covers the original rows
+``compactnn.nn.blockdiag``). Block ``b`` covers the original rows
 ``rows[row_ptr[b]:row_ptr[b+1]]`` and columns ``cols[col_ptr[b]:col_ptr[b+1]]``;
 every entry outside the blocks is +0.0. Products gather the input by ``cols``, run
 one batched dense product per run of consecutive equal-shape blocks (numpy/BLAS),
@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compactnn._validate import integer, is_int
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -72,9 +73,7 @@ def seeded_layout(
 
 
 def _check_blocks(blocks: object) -> int:
-    if isinstance(blocks, bool) or not isinstance(blocks, (int, np.integer)) or blocks < 1:
-        raise ValueError(f"blocks must be a positive integer, got {blocks!r}")
-    return int(blocks)
+    return integer("blocks", blocks, 1)
 
 
 def _layout_problem(rows, cols, row_ptr, col_ptr, m: int, n: int) -> str | None:
@@ -273,10 +272,9 @@ class BlockDiag(CompactMatrix):
             require_dtype("blockdiag", name, getattr(self, name), "u")
         require_finite("blockdiag", "data", self.data)
         N = self.blocks
-        if isinstance(N, bool) or not isinstance(N, int) or N < 0:
-            raise FormatError(f"blockdiag: blocks must be a non-negative integer, got {N!r}")
+        integer("blockdiag: blocks", N, 0, error=FormatError, numpy=False)
         if self.seed is not None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            if not is_int(self.seed, numpy=False):
                 raise FormatError(f"blockdiag: seed must be an integer or null, got {self.seed!r}")
             if not 0 <= self.seed <= MAX_SEED:
                 raise FormatError(f"blockdiag: seed {self.seed} out of range [0, 2**63)")

@@ -56,6 +56,7 @@ from typing import Any
 
 import numpy as np
 
+from compactnn._validate import is_int
 from compactnn.coding.huffman import (
     decode_tables,
     encode,
@@ -111,7 +112,7 @@ def _block_starts(m: int, n: int) -> np.ndarray:
 
 
 def _is_small_int(v: Any, hi: int) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= hi
+    return is_int(v, 0, hi, numpy=False)
 
 
 @register

@@ -1,7 +1,7 @@
 """``permseq``: every row is a permutation of one of ``G`` base sequences.
 
 ``W[i, perm[i, k]] = base[group[i], k]`` (the permuted-feature layers of
-Nagaraju & Chandrachoodan 2023; see ``compactnn.transforms.permuted``).
+Nagaraju & Chandrachoodan 2023; see ``compactnn.nn.permuted``).
 
 Byte layout (two modes, told apart by the attribute ``seed``):
 
@@ -34,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from compactnn._validate import is_int
 from compactnn.formats.base import (
     CompactMatrix,
     Cost,
@@ -92,7 +93,7 @@ def sortable_keys(W: np.ndarray) -> np.ndarray:
 def check_seed(seed: Any) -> int:
     """``seed`` as an int after checking it is an integer (not a bool) in
     ``[0, MAX_SEED]``, the seeds ``seeded_permutations`` takes."""
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+    if not is_int(seed):
         raise TypeError(f"seed must be an integer, got {type(seed).__name__}")
     if not 0 <= int(seed) <= MAX_SEED:
         raise ValueError(f"seed must be in [0, 2**63), got {seed}")
@@ -263,7 +264,7 @@ class PermSeq(CompactMatrix):
         require_dtype("permseq", "group", group, "u")
         require_dtype("permseq", "perm", perm, "u")
         if self.seed is not None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            if not is_int(self.seed, numpy=False):
                 raise FormatError(f"permseq: seed must be an integer or null, got {self.seed!r}")
             if not 0 <= self.seed <= MAX_SEED:
                 raise FormatError(f"permseq: seed {self.seed} out of range [0, 2**63)")

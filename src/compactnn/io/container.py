@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from compactnn._validate import is_int
+
 __all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "decode_file",
            "write_atomic", "canonical_json", "read_bytes", "open_regular", "check_writable",
            "same_file", "check_tree", "MAX_JSON_DEPTH"]
@@ -339,12 +341,12 @@ def check_tree(obj: Any, what: str) -> None:
             stack.extend((c, depth + 1) for c in (v.values() if isinstance(v, dict) else v))
         elif isinstance(v, float) and not (-1.8e308 < v < 1.8e308):
             raise CompactFileError(f"{what}: JSON number out of range")
-        elif isinstance(v, int) and not isinstance(v, bool) and not -2**64 < v < 2**64:
+        elif is_int(v, numpy=False) and not -2**64 < v < 2**64:
             raise CompactFileError(f"{what}: JSON integer {v} is out of range")
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
+    return is_int(v, numpy=False)
 
 
 def _checksums(desc: dict[str, Any]) -> dict[str, str]:

@@ -25,6 +25,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from compactnn import formats
+from compactnn._validate import is_int, is_number
 from compactnn.coding import archive
 from compactnn.cost import energy_pj
 from compactnn.formats import FormatError
@@ -178,7 +179,7 @@ def _err(source: str, msg: str) -> CompactFileError:
 
 
 def _is_int(v: Any, lo: int = 0) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= lo
+    return is_int(v, lo, numpy=False)
 
 
 def _int_list(v: Any, n: int, lo: int = 0) -> bool:
@@ -215,8 +216,8 @@ def _validate_description(desc: dict[str, Any], source: str) -> None:
             raise _err(source, f"{where}: bad bias flag or storage")
         ent = e.get("entropy_bits", "missing")
         if (not _is_int(e.get("bytes")) or not isinstance(e.get("reason"), str)
-                or not (ent is None or (isinstance(ent, (int, float))
-                                        and not isinstance(ent, bool) and ent >= 0))):
+                or not (ent is None or (isinstance(ent, (int, float)) and is_number(ent)
+                                        and ent >= 0))):
             raise _err(source, f"{where}: bad bytes, reason or entropy_bits")
         if e["storage"] == "raw" and (
                 not isinstance(e.get("attrs"), list) or len(e["attrs"]) != e["groups"]

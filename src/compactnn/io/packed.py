@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from compactnn._validate import is_int
 from compactnn.coding import adaptive
 from compactnn.io import container
 from compactnn.io.container import DTYPES, CompactFileError, canonical_json, parse_json
@@ -113,7 +114,7 @@ def is_packed(raw: bytes) -> bool:
 
 
 def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+    return is_int(v, 0, numpy=False)
 
 
 def _blob_table(desc: dict[str, Any], size: int, source: str) -> list[list[Any]]:

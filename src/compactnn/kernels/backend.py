@@ -24,6 +24,8 @@ import warnings
 from collections.abc import Iterator
 from types import ModuleType
 
+from compactnn._validate import integer
+
 __all__ = ["BACKENDS", "backend", "native", "use", "set_num_threads", "get_num_threads",
            "threads", "describe"]
 
@@ -114,8 +116,7 @@ def set_num_threads(n: int) -> None:
     """Use ``n`` threads everywhere: torch (and MKL), the native kernels, numba and
     numpy's OpenBLAS. One setting, so no pool is left larger than the others."""
     global _threads
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"threads must be a positive int, got {n!r}")
+    integer("threads", n, 1, numpy=False)
     import numba
     import torch
     from threadpoolctl import threadpool_limits
@@ -137,8 +138,7 @@ def threads(n: int) -> Iterator[None]:
     import torch
     from threadpoolctl import threadpool_limits
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"thread count must be >= 1, got {n!r}")
+    integer("thread count", n, 1, numpy=False)
     old = torch.get_num_threads(), numba.get_num_threads(), _threads
     try:
         with threadpool_limits(limits=n):

@@ -15,8 +15,8 @@ from __future__ import annotations
 from torch import nn
 
 from compactnn.formats import CompactMatrix
-from compactnn.transforms.mpd import BlockDiagConv2d, BlockDiagLinear, blockdiag_matrix
-from compactnn.transforms.permuted import PermutedLinear
+from compactnn.nn.blockdiag import BlockDiagConv2d, BlockDiagLinear, blockdiag_matrix
+from compactnn.nn.permuted import PermutedLinear
 
 __all__ = ["STRUCTURED", "LINEAR_LIKE", "CONV_LIKE", "dense_twin", "structured_encodings",
            "geometry_shell"]

@@ -1,8 +1,11 @@
-"""Lossy transforms on ``nn.Module`` s: pruning and weight sharing with fine-tuning.
+"""Lossy transforms on ``nn.Module`` s: pruning, weight sharing, block masks and permuted
+features, with fine-tuning, as recipe steps.
 
 Constraints are parametrizations (``torch.nn.utils.parametrize``): ``Masked`` for
-pruning, ``SharedWeights`` for weight sharing. ``compress_`` applies a recipe and
-``bake_`` makes the constraints permanent.
+pruning and block masks, ``SharedWeights`` for weight sharing. ``compress_`` applies a
+recipe (``Recipe``: steps of registered configs, ``transforms/steps/``); ``prune_``,
+``share_weights_``, ``mpd_`` and ``permute_`` apply one config; ``bake_`` makes the
+constraints permanent. Every user error is a ``RecipeError`` (a ``ValueError``).
 
 >>> from compactnn import zoo
 >>> from compactnn.transforms import compress_, Prune, CWS
@@ -12,27 +15,27 @@ pruning, ``SharedWeights`` for weight sharing. ``compress_`` applies a recipe an
 0.9
 """
 
+from compactnn.transforms.compress import compress_, mpd_, permute_, prune_, share_weights_
+from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.mpd import (
     BlockDiagConv2d,
     BlockDiagLinear,
     BlockMask,
     BlockMasked,
     CompactBlocks,
-    MPDConfig,
     block_mask_,
     fuse_permutations_,
-    mpd_,
     to_block_diagonal_,
 )
 from compactnn.transforms.permuted import (
-    PermuteConfig,
     PermutedLinear,
     parameter_count,
-    permute_,
+    permuted_layer,
     projected_parameter_count,
     sorted_row_groups,
 )
-from compactnn.transforms.prune import Masked, bake_, layers_of, magnitude_masks, prune_
+from compactnn.transforms.plan import check_recipe
+from compactnn.transforms.prune import Masked, bake_, layers_of, magnitude_masks, prune_layers_
 from compactnn.transforms.quantize import (
     Quantized,
     SharedWeights,
@@ -41,38 +44,28 @@ from compactnn.transforms.quantize import (
     kmeans_1d,
     kmeans_sklearn,
     pws_1d,
-    share_weights_,
+    share_layers_,
     uq_1d,
 )
-from compactnn.transforms.recipe import (
-    CWS,
-    ECSQ,
-    METHODS,
-    MPD,
-    PWS,
-    UQ,
-    CompressionReport,
-    FineTune,
-    LayerStats,
-    Prune,
-    Recipe,
-    RecipeError,
-    Step,
-    check_recipe,
-    compress_,
-    layer_report,
-    load_recipe,
-)
+from compactnn.transforms.recipe import Recipe, Step, load_recipe
+from compactnn.transforms.registry import METHODS, register_step, step_type
+from compactnn.transforms.report import CompressionReport, LayerStats, layer_report
+from compactnn.transforms.steps import CWS, ECSQ, MPD, PWS, UQ, FineTune, Permute, Prune
+
+MPDConfig = MPD  # the old name of the MPD config (one class)
+PermuteConfig = Permute  # the old name of the permute config (one class)
 
 __all__ = [
-    "Masked", "bake_", "layers_of", "magnitude_masks", "prune_",
-    "Quantized", "SharedWeights", "share_weights_",
+    "RecipeError", "compress_", "prune_", "share_weights_", "mpd_", "permute_",
+    "Recipe", "Step", "load_recipe", "check_recipe", "METHODS", "register_step", "step_type",
+    "CompressionReport", "LayerStats", "layer_report",
+    "MPD", "Permute", "Prune", "CWS", "PWS", "UQ", "ECSQ", "FineTune", "MPDConfig",
+    "PermuteConfig",
+    "Masked", "bake_", "layers_of", "magnitude_masks", "prune_layers_",
+    "Quantized", "SharedWeights", "share_layers_",
     "kmeans_1d", "kmeans_sklearn", "pws_1d", "uq_1d", "ecsq_1d", "ecsq_fixed_lambda",
-    "CWS", "ECSQ", "PWS", "UQ", "MPD", "Prune", "FineTune", "METHODS", "Recipe", "RecipeError",
-    "Step", "check_recipe", "compress_", "load_recipe", "layer_report", "LayerStats",
-    "CompressionReport",
-    "PermutedLinear", "PermuteConfig", "permute_", "parameter_count",
-    "projected_parameter_count", "sorted_row_groups",
-    "BlockMask", "BlockMasked", "MPDConfig", "block_mask_", "mpd_", "BlockDiagLinear",
-    "BlockDiagConv2d", "to_block_diagonal_", "fuse_permutations_", "CompactBlocks",
+    "PermutedLinear", "permuted_layer", "parameter_count", "projected_parameter_count",
+    "sorted_row_groups",
+    "BlockMask", "BlockMasked", "block_mask_", "BlockDiagLinear", "BlockDiagConv2d",
+    "to_block_diagonal_", "fuse_permutations_", "CompactBlocks",
 ]

@@ -18,6 +18,8 @@ weights stay exactly zero (their error is compensated like any other).
 - :func:`same_input`: the layers called with the very same input tensor right after
   a layer (query, key, value), whose moments are then reused instead of measured again.
 - :func:`gptq_assign`: codebook indices of one weight matrix given ``H``.
+- :func:`moments_source`: ``moments(name)`` for the layers of one recipe step, from
+  evenly spaced training inputs, reusing :func:`same_input` siblings' moments.
 
 **[choice]** Damping: ``H + damp · mean(diag H) · I`` with ``damp = 0.1`` (GPTQ's
 default is 0.01; on all-MiniLM-L6-v2 0.01 over-fits the calibration sentences: mean
@@ -34,7 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["check_calibratable", "input_moments", "same_input", "gptq_assign"]
+from compactnn.transforms.errors import RecipeError
+
+__all__ = ["check_calibratable", "input_moments", "same_input", "moments_source",
+           "gptq_assign"]
 
 
 class _Reached(Exception):
@@ -56,7 +61,7 @@ def check_calibratable(layer: nn.Module) -> None:
         raise TypeError(f"expected nn.Linear or nn.Conv2d, got {type(layer).__name__}")
     if isinstance(layer, nn.Conv2d) and (layer.groups != 1 or layer.padding_mode != "zeros"
                                          or isinstance(layer.padding, str)):
-        raise ValueError("calibration supports Conv2d with groups=1 and numeric zero "
+        raise RecipeError("calibration supports Conv2d with groups=1 and numeric zero "
                          "padding only")
 
 
@@ -69,7 +74,7 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     """
     check_calibratable(layer)
     if len(inputs) == 0:
-        raise ValueError("calibration needs at least one input")
+        raise RecipeError("calibration needs at least one input")
     width = layer.weight[0].numel()
     total = torch.zeros(width, width, dtype=torch.float64)
     count = 0
@@ -90,7 +95,7 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
                 model(inputs[i:i + batch_size])
             except _Reached:
                 continue
-            raise ValueError("the layer was not called by the model's forward pass")
+            raise RecipeError("the layer was not called by the model's forward pass")
     finally:
         handle.remove()
         model.train(was_training)
@@ -135,6 +140,33 @@ def same_input(model: nn.Module, layer: nn.Module, others: Mapping[str, nn.Modul
     return found
 
 
+def moments_source(model: nn.Module, layers: Mapping[str, nn.Module], inputs: torch.Tensor,
+                   count: int, tick: Callable[[], object] = lambda: None
+                   ) -> Callable[[str], torch.Tensor]:
+    """``moments(name)``: the input moments of ``layers[name]`` on ``count`` evenly
+    spaced rows of ``inputs`` (calling ``tick`` once per layer). Call it in the order the
+    layers are changed: the moments measured for a layer are reused for its
+    ``same_input`` siblings until another layer is measured."""
+    count = min(count, len(inputs))
+    pick = torch.from_numpy(np.linspace(0, len(inputs) - 1, count).round().astype(np.int64))
+    sample = inputs[pick]
+    done: set[str] = set()
+    reuse: dict[str, torch.Tensor] = {}  # siblings of the last measured layer
+
+    def moments(name: str) -> torch.Tensor:
+        done.add(name)
+        tick()
+        if name in reuse:
+            return reuse.pop(name)
+        reuse.clear()  # another layer is changed now: the siblings' moments may be stale
+        out = input_moments(model, layers[name], sample)
+        pending = {n: m for n, m in layers.items() if n not in done}
+        reuse.update(dict.fromkeys(same_input(model, layers[name], pending, sample), out))
+        return out
+
+    return moments
+
+
 def _nearest(codebook: torch.Tensor, zero: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """``w -> index`` of the nearest codebook value (-1: zero, when ``zero`` allows it)."""
     index = torch.arange(codebook.numel())
@@ -160,13 +192,13 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
     [[1, 0, 1]]
     """
     if weight.ndim != 2 or moments.shape != (weight.shape[1],) * 2:
-        raise ValueError(f"moments must be ({weight.shape[-1]}, {weight.shape[-1]}) for a "
+        raise RecipeError(f"moments must be ({weight.shape[-1]}, {weight.shape[-1]}) for a "
                          f"weight of shape {tuple(weight.shape)}, got {tuple(moments.shape)}")
     if not damp > 0:
-        raise ValueError(f"damp must be > 0, got {damp!r}")
+        raise RecipeError(f"damp must be > 0, got {damp!r}")
     book = torch.as_tensor(np.asarray(codebook, np.float64))
     if book.ndim != 1 or book.numel() == 0:
-        raise ValueError("the codebook must be a non-empty 1-D array")
+        raise RecipeError("the codebook must be a non-empty 1-D array")
     nearest = _nearest(book, zero)
     n = weight.shape[1]
     W = weight.detach().to(torch.float64).clone()

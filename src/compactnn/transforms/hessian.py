@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.prune import Masked, constraint_of
 
 __all__ = ["CRITERIA", "parse_pattern", "nm_keep", "select_keep", "wanda_keep",
@@ -52,7 +53,7 @@ def parse_pattern(text: str) -> tuple[int, int]:
     """
     m = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", str(text))
     if not m or not 1 <= int(m.group(1)) < int(m.group(2)):
-        raise ValueError(f"pattern must be 'N:M' with 1 <= N < M (at most N non-zeros in "
+        raise RecipeError(f"pattern must be 'N:M' with 1 <= N < M (at most N non-zeros in "
                          f"every M consecutive weights), got {text!r}")
     return int(m.group(1)), int(m.group(2))
 
@@ -96,7 +97,7 @@ def select_keep(scores: torch.Tensor, p: float, pattern: tuple[int, int] | None 
 
 def _check(weight: torch.Tensor, moments: torch.Tensor) -> None:
     if weight.ndim != 2 or moments.shape != (weight.shape[1],) * 2:
-        raise ValueError(f"moments must be ({weight.shape[-1]}, {weight.shape[-1]}) for a "
+        raise RecipeError(f"moments must be ({weight.shape[-1]}, {weight.shape[-1]}) for a "
                          f"weight of shape {tuple(weight.shape)}, got {tuple(moments.shape)}")
 
 
@@ -130,7 +131,7 @@ def sparsegpt_prune(weight: torch.Tensor, moments: torch.Tensor, p: float,
     """
     _check(weight, moments)
     if not damp > 0:
-        raise ValueError(f"damp must be > 0, got {damp!r}")
+        raise RecipeError(f"damp must be > 0, got {damp!r}")
     if pattern is not None:  # a block holds whole groups
         block = max(pattern[1], block // pattern[1] * pattern[1])
     rows, n = weight.shape
@@ -182,14 +183,14 @@ def prune_layer_(layer: nn.Module, p: float, criterion: str = "magnitude",
     gets (or intersects) a ``Masked`` parametrization; SparseGPT also rewrites the kept
     weights. Returns the keep-mask in the weight's shape."""
     if criterion not in CRITERIA:
-        raise ValueError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
+        raise RecipeError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     con = constraint_of(layer)
     if con is not None and not isinstance(con, Masked):
-        raise ValueError("the layer is weight-shared; prune before sharing weights")
+        raise RecipeError("the layer is weight-shared; prune before sharing weights")
     shape = layer.weight.shape
     W = layer.weight.detach().reshape(shape[0], -1)
     if criterion != "magnitude" and moments is None:
-        raise ValueError(f"criterion {criterion!r} needs the layer's input moments")
+        raise RecipeError(f"criterion {criterion!r} needs the layer's input moments")
     new = None
     if criterion == "magnitude":
         score = W.abs().to(torch.float64)

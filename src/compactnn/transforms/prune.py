@@ -20,8 +20,10 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-__all__ = ["Constraint", "Masked", "layers_of", "kind_of", "effective_weight", "magnitude_masks",
-           "prune_", "bake_", "constraint_of"]
+from compactnn.transforms.errors import RecipeError
+
+__all__ = ["Constraint", "Masked", "layers_of", "kind_of", "magnitude_masks",
+           "prune_layers_", "bake_", "constraint_of"]
 
 
 class Constraint(nn.Module):
@@ -51,21 +53,15 @@ def kind_of(layer: nn.Module) -> str:
 
 def constraint_of(layer: nn.Module) -> Constraint | None:
     """The compactnn constraint on ``layer.weight`` (``Masked``/``SharedWeights``), or
-    None when the weight is a plain parameter. Other parametrizations raise ValueError."""
+    None when the weight is a plain parameter. Other parametrizations raise RecipeError."""
     if not parametrize.is_parametrized(layer, "weight"):
         return None
     plist = layer.parametrizations.weight
     if len(plist) != 1 or not isinstance(plist[0], Constraint):
-        raise ValueError(f"{type(layer).__name__}.weight carries parametrizations compactnn "
+        raise RecipeError(f"{type(layer).__name__}.weight carries parametrizations compactnn "
                          f"did not add ({', '.join(type(q).__name__ for q in plist)}); "
                          "bake or remove them first")
     return plist[0]
-
-
-@torch.no_grad()
-def effective_weight(layer: nn.Module) -> torch.Tensor:
-    """The weight the layer computes with, as a detached float32 ``(out, in*kh*kw)`` view."""
-    return layer.weight.detach().reshape(layer.weight.shape[0], -1).to(torch.float32)
 
 
 def _smallest(mag: np.ndarray, count: int) -> np.ndarray:
@@ -92,7 +88,7 @@ def magnitude_masks(weights: Mapping[str, torch.Tensor], p: float | Mapping[str,
     mags = {k: w.detach().abs().reshape(-1).to(torch.float64).numpy() for k, w in weights.items()}
     if scope == "global":
         if isinstance(p, Mapping):
-            raise ValueError("global pruning takes one percentage, not one per layer")
+            raise RecipeError("global pruning takes one percentage, not one per layer")
         names = list(mags)
         flat = np.concatenate([mags[k] for k in names]) if names else np.empty(0)
         pruned = _smallest(flat, round(p / 100 * flat.size))
@@ -104,12 +100,12 @@ def magnitude_masks(weights: Mapping[str, torch.Tensor], p: float | Mapping[str,
             pk = p[k] if isinstance(p, Mapping) else p
             keep[k] = ~_smallest(mag, round(pk / 100 * mag.size))
     else:
-        raise ValueError(f"scope must be 'layer' or 'global', got {scope!r}")
+        raise RecipeError(f"scope must be 'layer' or 'global', got {scope!r}")
     return {k: torch.from_numpy(keep[k].reshape(tuple(weights[k].shape))) for k in weights}
 
 
 @torch.no_grad()
-def prune_(layers: Mapping[str, nn.Module], p: float | Mapping[str, float],
+def prune_layers_(layers: Mapping[str, nn.Module], p: float | Mapping[str, float],
            scope: str = "layer") -> dict[str, torch.Tensor]:
     """Prune ``layers`` in place by magnitude and return their keep-masks.
 
@@ -120,7 +116,7 @@ def prune_(layers: Mapping[str, nn.Module], p: float | Mapping[str, float],
     for name, layer in layers.items():
         con = constraint_of(layer)
         if con is not None and not isinstance(con, Masked):
-            raise ValueError(f"layer {name!r} is weight-shared; prune before sharing weights")
+            raise RecipeError(f"layer {name!r} is weight-shared; prune before sharing weights")
         weights[name] = layer.weight.detach()
     masks = magnitude_masks(weights, p, scope)
     for name, layer in layers.items():

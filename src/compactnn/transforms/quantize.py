@@ -32,7 +32,7 @@ the quantizer and stay zero, so ``k`` bounds the number of distinct *non-zero* v
   are intervals given by the lower envelope of k lines; the same sorted-data
   iteration as ``kmeans_1d`` (λ = 0) applies.
 
-``share_weights_`` applies a quantizer to layers; afterwards ``layer.weight`` is
+``share_layers_`` applies a quantizer to layers; afterwards ``layer.weight`` is
 ``codebook[assign]`` (0 where ``assign == -1``). The codebook is an ``nn.Parameter``
 (shared by the layers of a group), the assignments a buffer, so fine-tuning learns the
 shared values, autograd sums the gradients of the weights sharing a value, and the
@@ -50,10 +50,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from compactnn._validate import integer
+from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.prune import Constraint, constraint_of, kind_of
 
 __all__ = ["Quantized", "SharedWeights", "kmeans_1d", "kmeans_sklearn", "pws_1d", "uq_1d",
-           "ecsq_1d", "ecsq_fixed_lambda", "share_weights_"]
+           "ecsq_1d", "ecsq_fixed_lambda", "share_layers_"]
 
 
 @dataclass(frozen=True)
@@ -70,14 +72,13 @@ class Quantized:
 
 
 def _check_k(k: int) -> None:
-    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 1:
-        raise ValueError(f"k must be an integer >= 1, got {k!r}")
+    integer("k", k, 1, error=RecipeError)
 
 
 def _as_values(x) -> np.ndarray:
     x = np.asarray(x, np.float64).reshape(-1)
     if not np.isfinite(x).all():
-        raise ValueError("weights to quantize must be finite (found NaN or Inf)")
+        raise RecipeError("weights to quantize must be finite (found NaN or Inf)")
     return x
 
 
@@ -198,7 +199,7 @@ def kmeans_1d(x, k: int, init: str = "linear", max_iter: int = 1000) -> Quantize
     """
     _check_k(k)
     if max_iter < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter!r}")
+        raise RecipeError(f"max_iter must be >= 1, got {max_iter!r}")
     x = _as_values(x)
     if x.size == 0:
         return Quantized(np.empty(0, np.float32), np.empty(0, np.int64))
@@ -208,7 +209,7 @@ def kmeans_1d(x, k: int, init: str = "linear", max_iter: int = 1000) -> Quantize
     elif init == "quantile":
         c = np.unique(np.quantile(data.xs, (np.arange(k) + 0.5) / k))
     else:
-        raise ValueError(f"init must be 'linear' or 'quantile', got {init!r}")
+        raise RecipeError(f"init must be 'linear' or 'quantile', got {init!r}")
     distinct = 1 + int(np.count_nonzero(np.diff(data.xs)))
     return _assign_by_bounds(x, data.lloyd(c, 0.0, max_iter, target=min(k, distinct)))
 
@@ -228,7 +229,7 @@ def kmeans_sklearn(x, k: int, init: str = "linear", seed: int = 0) -> Quantized:
     elif init == "k-means++":
         start = "k-means++"
     else:
-        raise ValueError(f"init must be 'linear' or 'k-means++', got {init!r}")
+        raise RecipeError(f"init must be 'linear' or 'k-means++', got {init!r}")
     km = KMeans(k, init=start, n_init=1, random_state=seed).fit(x[:, None])
     return _group(x, km.labels_.astype(np.int64), km.cluster_centers_[:, 0])
 
@@ -305,7 +306,7 @@ def ecsq_fixed_lambda(x, lam: float, n_clusters: int, max_iter: int = 200) -> Qu
     solution with ``n_clusters`` clusters (λ = 0 returns that solution)."""
     _check_k(n_clusters)
     if not lam >= 0:
-        raise ValueError(f"lambda must be >= 0, got {lam!r}")
+        raise RecipeError(f"lambda must be >= 0, got {lam!r}")
     x = _as_values(x)
     init = kmeans_1d(x, n_clusters, max_iter=max_iter)
     if x.size == 0 or lam == 0:
@@ -343,9 +344,7 @@ def ecsq_1d(x, k: int, oversample: int = 2, max_iter: int = 200,
     k-means), so the result has about k clusters.
     """
     _check_k(k)
-    if isinstance(oversample, bool) or not isinstance(oversample, (int, np.integer)) or (
-            oversample < 1):
-        raise ValueError(f"oversample must be an integer >= 1, got {oversample!r}")
+    integer("oversample", oversample, 1, error=RecipeError)
     x = _as_values(x)
     data = _Sorted(x)
     distinct = 1 + int(np.count_nonzero(np.diff(data.xs))) if x.size else 0
@@ -379,7 +378,7 @@ class SharedWeights(Constraint):
 
 
 @torch.no_grad()
-def share_weights_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
+def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
                    shared: bool = False,
                    moments: Callable[[str], torch.Tensor] | None = None,
                    damp: float = 0.1) -> dict[str, nn.Parameter]:

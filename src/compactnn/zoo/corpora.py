@@ -43,6 +43,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from compactnn._validate import is_int
 from compactnn.zoo.data import DatasetError
 
 __all__ = [
@@ -459,8 +460,8 @@ def load_corpus(name: str | os.PathLike, part: str = "all", n: int | None = None
         CorpusError: unknown name, or the corpus's Debian package is not installed
             (the message gives the ``apt-get install`` command).
     """
-    if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 0):
-        raise ValueError(f"n must be a non-negative integer or None, got {n!r}")
+    if n is not None and not is_int(n, 0, numpy=False):
+        raise ValueError(f"n must be None or an integer >= 0, got {n!r}")
     key = os.fspath(name)
     if key in CORPORA or key == GENERATED:
         samples: Sequence[str] = _samples(key, min_words, max_words)

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from compactnn._validate import integer
+
 __all__ = ["TOPICS", "generate_sentences", "sentence_split"]
 
 _NAMES = ("Anna", "Ben", "Carla", "David", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas",
@@ -182,8 +184,7 @@ def generate_sentences(n: int, seed: int = 0) -> list[str]:
     >>> generate_sentences(3, seed=1) == generate_sentences(3, seed=1)
     True
     """
-    if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 0:
-        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    integer("n", n, 0)
     rng = np.random.default_rng(seed)
     topics = sorted(TOPICS)
     out: list[str] = []

@@ -49,6 +49,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from compactnn._validate import integer, is_int
+
 __all__ = [
     "MODEL_NAME", "MODEL_ALIASES", "ZOO_NAME", "MIXED_SHARING", "ModelUnavailableError",
     "SentenceEncoder",
@@ -185,8 +187,7 @@ class PackedEmbedding(nn.Module):
         super().__init__()
         for name, v in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim),
                         ("num_values", num_values)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            integer(name, v, 1, numpy=False)
         if num_values > 256:
             raise ValueError(f"a packed embedding holds at most 256 distinct values, "
                              f"got {num_values}")
@@ -283,16 +284,11 @@ def _check_kwargs(hf_config: Any, max_seq_length: Any, vocab_bytes: Any,
     if not isinstance(hf_config, dict) or hf_config.get("model_type") != "bert":
         raise ValueError("hf_config must be a BERT config dict (model_type 'bert')")
     limit = hf_config.get("max_position_embeddings", 0)
-    if isinstance(max_seq_length, bool) or not isinstance(max_seq_length, int) or not (
-            1 <= max_seq_length <= limit):
-        raise ValueError(f"max_seq_length must be an integer in 1..{limit}, "
-                         f"got {max_seq_length!r}")
-    if isinstance(vocab_bytes, bool) or not isinstance(vocab_bytes, int) or vocab_bytes < 0:
-        raise ValueError(f"vocab_bytes must be a non-negative integer, got {vocab_bytes!r}")
-    if word_embedding_values is not None and (
-            isinstance(word_embedding_values, bool) or not isinstance(word_embedding_values, int)
-            or not 1 <= word_embedding_values <= 256):
-        raise ValueError("word_embedding_values must be None or an integer in 1..256, got "
+    integer("max_seq_length", max_seq_length, 1, limit, numpy=False)
+    integer("vocab_bytes", vocab_bytes, 0, numpy=False)
+    if word_embedding_values is not None and not is_int(word_embedding_values, 1, 256,
+                                                        numpy=False):
+        raise ValueError("word_embedding_values must be None or an integer in [1, 256], got "
                          f"{word_embedding_values!r}")
 
 
@@ -425,7 +421,7 @@ def load_minilm(path: str | os.PathLike | None = None) -> SentenceEncoder:
 
 def word_embeddings(model: SentenceEncoder) -> dict[str, nn.Module]:
     """``{name: module}`` of the word-embedding table, in the form the transforms take
-    (``compactnn.transforms.prune_`` / ``share_weights_``)."""
+    (``compactnn.transforms.prune_layers_`` / ``share_layers_``)."""
     return {_WORD: model.bert.embeddings.word_embeddings}
 
 
@@ -460,8 +456,7 @@ def encode(model: SentenceEncoder, sentences: Sequence[str], batch_size: int = 3
     batches of ``batch_size`` sentences sorted by length (as sentence-transformers does,
     to pad little), returned in the input order. ``model`` may be compressed or compact
     (``compactnn.to_compact`` keeps the class)."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    integer("batch_size", batch_size, 1, numpy=False)
     if not isinstance(model, SentenceEncoder):
         raise TypeError(f"expected a SentenceEncoder, got {type(model).__name__}")
     sentences = list(sentences)
@@ -572,7 +567,7 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
     """
     import functools
 
-    from compactnn.transforms import compress_, kmeans_1d, share_weights_
+    from compactnn.transforms import compress_, kmeans_1d, share_layers_
 
     if not isinstance(model, SentenceEncoder):
         raise TypeError(f"expected a SentenceEncoder, got {type(model).__name__}")
@@ -581,7 +576,7 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
     targets = teacher if isinstance(teacher, torch.Tensor) else encode(teacher, sentences)
     data = distillation_dataset(model, sentences, targets)
     if embedding_k is not None:
-        share_weights_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
+        share_layers_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
     report = compress_(distillation_model(model), recipe, data, progress=progress)
     if embedding_k is not None:
         pack_embeddings_(model)

@@ -1,0 +1,44 @@
+"""The ``finetune`` step: constraint-keeping fine-tuning of the whole model with
+``compactnn.train.fit`` (Adam, cosine learning rate)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from compactnn import _validate as v
+from compactnn.train import fit
+from compactnn.transforms.errors import RecipeError
+from compactnn.transforms.registry import Run, register_step
+
+__all__ = ["FineTune", "finetune"]
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Constraint-keeping fine-tuning with ``compactnn.train.fit`` (Adam, cosine lr)."""
+
+    epochs: int = 1
+    lr: float = 1e-4
+    batch_size: int = 128
+    seed: int = 0
+    weight_decay: float = 0.0
+    method: ClassVar[str] = "finetune"
+
+    def __post_init__(self) -> None:
+        v.integer("finetune epochs", self.epochs, 0, error=RecipeError)
+        v.integer("finetune batch_size", self.batch_size, 1, error=RecipeError)
+        v.integer("finetune seed", self.seed, 0, error=RecipeError)
+        v.positive("finetune lr", self.lr, error=RecipeError)
+        v.positive("finetune weight_decay", self.weight_decay, zero=True, error=RecipeError)
+
+
+def finetune(config: FineTune, run: Run) -> None:
+    """Fine-tune ``run.model`` on ``run.train_data`` as ``config`` says."""
+    fit(run.model, run.train_data, config.epochs, config.lr, config.batch_size, config.seed,
+        weight_decay=config.weight_decay, progress=run.progress)
+
+
+register_step(FineTune, handler=lambda run, step, names: finetune(step.config, run),
+              describe=lambda c: f"finetune {c.epochs} epoch(s)",
+              needs_data=lambda step: "fine-tunes", whole_model=True)
