@@ -141,7 +141,7 @@ def describe(data: dict[str, Any]) -> str:
         return (f"Measured on {where}; the table was recorded {data['date'][:10]} at "
                 f"commit {data['commit']} and converted to JSON from the page.")
     return (f"Measured {data['date'][:10]} on {where}, compactnn {data['version']} at "
-            f"{data['commit']}.")
+            f"{data['commit'] or 'an unknown commit'}.")
 
 
 def render(data: dict[str, Any]) -> str:
