@@ -85,29 +85,38 @@ def table(columns: list[tuple[str, str, str]], rows: list[list[Any]],
     return out
 
 
-def save(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
-         summary: list[dict[str, Any]] | None = None, raw: Any = None,
-         directory: str | Path = RESULTS) -> Path:
-    """Write ``directory/NAME.json`` with the run's metadata; returns its path.
+def record(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
+           summary: list[dict[str, Any]] | None = None, raw: Any = None) -> dict[str, Any]:
+    """One run's results with its metadata (what :func:`save` writes).
 
     ``text`` is a line printed above the tables (the backend, the rounds), ``summary``
-    this benchmark's rows of the summary of targets (``None``: a benchmark whose targets
-    need a person's reading, such as a sweep's best point, keeps the rows already in the
-    file), ``raw`` any further measurements.
+    this benchmark's rows of the summary of targets, ``raw`` any further measurements.
     """
-    path = Path(directory) / f"{name}.json"
-    if summary is None:
-        summary = json.loads(path.read_text())["summary"] if path.exists() else []
     data = {"name": name, "command": command_line(), "machine": machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            **version(), "text": text, "tables": tables, "summary": summary}
+            **version(), "text": text, "tables": tables, "summary": summary or []}
     if raw is not None:
         data["raw"] = raw
+    return data
+
+
+def save(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
+         summary: list[dict[str, Any]] | None = None, raw: Any = None,
+         directory: str | Path = RESULTS) -> dict[str, Any]:
+    """Write ``directory/NAME.json`` (see :func:`record`) and return what it holds.
+
+    ``summary=None`` is for a benchmark whose targets need a person's reading (such as a
+    sweep's best point): it keeps the summary rows already in the file.
+    """
+    path = Path(directory) / f"{name}.json"
+    if summary is None and path.exists():
+        summary = json.loads(path.read_text())["summary"]
+    data = record(name, tables, text=text, summary=summary, raw=raw)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
     tmp.replace(path)
-    return path
+    return data
 
 
 def cell(value: Any, fmt: str) -> str:

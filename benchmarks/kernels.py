@@ -194,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
               [[what, goal, val, "yes" if val >= goal else "NO"] for what, goal, val in rows])]
     text = (f"{raw['backend']}; median of {args.rounds} round-robin rounds; "
             f"1-thread read bandwidth {bw / 1e9:.1f} GB/s")
-    path = save("kernels", tables, text=text, summary=summary(rows), raw=raw)
-    print(render(json.loads(path.read_text())))
+    data = save("kernels", tables, text=text, summary=summary(rows), raw=raw)
+    print(render(data))
     if args.docs:
         publish(args.docs)
     if args.json:

@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
         table([("target", "", ":---"), ("setting", "", ":---"), ("goal", "", "---:"),
                ("measured", "{:.2f}", "---:"), ("met", "", ":---")], targets)]
     text = f"{raw['backend']}; median (min-max) of {args.rounds} round-robin rounds"
-    path = save("model_speed", tables, text=text, summary=summary(targets), raw=raw)
-    print(render(json.loads(path.read_text())))
+    data = save("model_speed", tables, text=text, summary=summary(targets), raw=raw)
+    print(render(data))
     if args.docs:
         publish(args.docs)
     if args.json:
