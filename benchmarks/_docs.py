@@ -114,9 +114,16 @@ def save(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
     data = record(name, tables, text=text, summary=summary, raw=raw)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=_plain) + "\n")
     tmp.replace(path)
     return data
+
+
+def _plain(obj: Any) -> Any:
+    """numpy scalars and arrays as JSON numbers and lists."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serializable: {type(obj).__name__}")
 
 
 def cell(value: Any, fmt: str) -> str:

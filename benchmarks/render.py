@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _docs import RESULTS, ROOT, render, render_summary  # noqa: E402
 
 # The order of the summary of targets (the order the issues were worked on).
-SUMMARY = ("formats_targets", "formats_speed", "pipeline_sweep", "structured", "end_to_end",
-           "minilm_generated", "lossless_float", "codecs_lenet300", "codecs_lenet5",
-           "hostile", "kernels", "model_speed", "minilm")
+SUMMARY = ("formats_targets", "formats_speed", "pipeline_lenet300", "pipeline_lenet5",
+           "pipeline_lenet300-issue", "structured_mpd-tune", "structured_counts_mpd_permuted",
+           "structured_speed", "end_to_end", "minilm_generated", "lossless_float",
+           "codecs_lenet300", "codecs_lenet5", "hostile", "kernels", "model_speed", "minilm")
 
 
 def load(directory: Path = RESULTS) -> dict[str, dict]:
