@@ -344,13 +344,3 @@ def test_seeded_model_file_stores_blocks_only(tmp_path):
     back = load(tmp_path / "m.cnn")
     with torch.no_grad():
         assert torch.allclose(back(x), ref, atol=1e-5)
-
-
-def test_docstring_examples():
-    import doctest
-
-    from compactnn.formats import blockdiag as blockdiag_module
-    from compactnn.transforms import mpd as mpd_module
-
-    for mod in (mpd_module, blockdiag_module):
-        assert doctest.testmod(mod).failed == 0

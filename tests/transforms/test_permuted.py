@@ -306,13 +306,3 @@ def test_seeded_model_file_stores_base_sequences_only(tmp_path):
         "permseq", "permseq", "dense"]
     with torch.no_grad():
         assert torch.allclose(back(x), ref, atol=1e-5)
-
-
-def test_docstring_examples():
-    import doctest
-
-    from compactnn.formats import permseq as permseq_module
-    from compactnn.transforms import permuted as permuted_module
-
-    for mod in (permuted_module, permseq_module):
-        assert doctest.testmod(mod).failed == 0
