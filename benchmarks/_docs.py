@@ -31,6 +31,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+PAGE = "docs/results.md"  # where a result's section is, unless it names another page
 
 
 def command_line() -> str:
@@ -86,15 +87,22 @@ def table(columns: list[tuple[str, str, str]], rows: list[list[Any]],
 
 
 def record(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
-           summary: list[dict[str, Any]] | None = None, raw: Any = None) -> dict[str, Any]:
+           summary: list[dict[str, Any]] | None = None, raw: Any = None,
+           output: str | None = None, page: str = PAGE) -> dict[str, Any]:
     """One run's results with its metadata (what :func:`save` writes).
 
     ``text`` is a line printed above the tables (the backend, the rounds), ``summary``
-    this benchmark's rows of the summary of targets, ``raw`` any further measurements.
+    this benchmark's rows of the summary of targets, ``raw`` any further measurements,
+    ``output`` a program's output shown verbatim after the tables, ``page`` the page
+    (relative to the repository) whose section ``NAME`` shows it.
     """
     data = {"name": name, "command": command_line(), "machine": machine(),
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             **version(), "text": text, "tables": tables, "summary": summary or []}
+    if output is not None:
+        data["output"] = output
+    if page != PAGE:
+        data["page"] = page
     if raw is not None:
         data["raw"] = raw
     return data
@@ -102,6 +110,7 @@ def record(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
 
 def save(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
          summary: list[dict[str, Any]] | None = None, raw: Any = None,
+         output: str | None = None, page: str = PAGE,
          directory: str | Path = RESULTS) -> dict[str, Any]:
     """Write ``directory/NAME.json`` (see :func:`record`) and return what it holds.
 
@@ -111,7 +120,7 @@ def save(name: str, tables: list[dict[str, Any]], *, text: str | None = None,
     path = Path(directory) / f"{name}.json"
     if summary is None and path.exists():
         summary = json.loads(path.read_text())["summary"]
-    data = record(name, tables, text=text, summary=summary, raw=raw)
+    data = record(name, tables, text=text, summary=summary, raw=raw, output=output, page=page)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False, default=_plain) + "\n")
@@ -154,8 +163,8 @@ def describe(data: dict[str, Any]) -> str:
     m = data["machine"]
     where = f"{m['cpu']} ({m['cores']} cores, {m['threads']} threads)"
     if data.get("converted"):  # a table pasted before results were JSON: its docs commit
-        return (f"Measured on {where}; the table was recorded {data['date'][:10]} at "
-                f"commit {data['commit']} and converted to JSON from the page.")
+        return (f"Measured on {where}; recorded {data['date'][:10]} at commit "
+                f"{data['commit']}, converted to JSON from the page.")
     return (f"Measured {data['date'][:10]} on {where}, compactnn {data['version']} at "
             f"{data['commit'] or 'an unknown commit'}.")
 
@@ -166,6 +175,8 @@ def render(data: dict[str, Any]) -> str:
     if data.get("text"):
         parts.append(data["text"])
     parts += [render_table(t) for t in data["tables"]]
+    if data.get("output") is not None:
+        parts.append(f"```\n{data['output']}\n```")
     return "\n\n".join(parts)
 
 

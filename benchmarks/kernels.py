@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", default=None)
-    ap.add_argument("--docs", default=None, help="results page to write the section into")
+    ap.add_argument("--docs", default=None,
+                    help="then rebuild the generated sections of this page (docs/results.md)")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     mats = {"imap0": shared(rng, 0.0, 16), "p90": shared(rng, 0.9, 32)}

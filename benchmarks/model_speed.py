@@ -148,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sentences", type=int, default=64)
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-minilm", action="store_true")
-    ap.add_argument("--docs", default=None, help="results page to write the section into")
+    ap.add_argument("--docs", default=None,
+                    help="then rebuild the generated sections of this page (docs/results.md)")
     args = ap.parse_args(argv)
     from compactnn.zoo.sentences import sentence_split
 
