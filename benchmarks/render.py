@@ -21,7 +21,8 @@ import json
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+if str(Path(__file__).resolve().parent) not in sys.path:  # imported from elsewhere (tests)
+    sys.path.append(str(Path(__file__).resolve().parent))
 
 from _docs import PAGE, RESULTS, ROOT, render, render_summary  # noqa: E402
 
