@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _docs import save
 
 RECIPE = """\
 - {method: prune, p: 50}
@@ -132,6 +133,8 @@ def main() -> None:
         for name, s in r["steps"].items():
             print(f"  {name}: {s['seconds']} s wall, {s['cpu_seconds']} s CPU, "
                   f"peak {s['peak_rss_mb']} MB")
+    save("any_model" if a.kind == "all" else f"any_model_{a.kind}", [], summary=None,
+         raw=results)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _docs import render, save, table
 
 from compactnn.bench import pipeline, threads
 from compactnn.coding import archive
@@ -33,24 +34,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
     model, *_ = pipeline.load_checkpoint(Path(args.work) / "lenet300_compressed.safetensors")
-    mats = {f"lenet300 {k}": v.detach().numpy() for k, v in model.state_dict().items()
-            if k.endswith("weight")}
+    mats = {f"lenet300 {k} {v.shape[0]}x{v.shape[1]}": v.detach().numpy()
+            for k, v in model.state_dict().items() if k.endswith("weight")}
     rng = np.random.default_rng(0)
     levels = np.linspace(-0.1, 0.1, 16).astype(np.float32)
-    mats["1536x384 k=16, 50% zeros"] = (levels[rng.integers(0, 16, (1536, 384))]
+    mats["1536x384 k=16, 50% zeros (i.i.d.)"] = (levels[rng.integers(0, 16, (1536, 384))]
                                         * (rng.random((1536, 384)) < 0.5)).astype(np.float32)
     for W in mats.values():  # compile the kernels outside the timings
         archive.decode(archive.encode(W[:4, :8].copy(), "adaptive").buffer, (4, 8))
-    print("| matrix | coder | bytes | encode | decode |")
-    print("|:---|:---|---:|---:|---:|")
+    rows = []
     with threads(1):
         for name, W in mats.items():
             for coder in ("ans", "adaptive"):
                 A = archive.encode(W, coder)
                 enc = best(lambda W=W, coder=coder: archive.encode(W, coder), args.repeats)
                 dec = best(lambda A=A, W=W: archive.decode(A.buffer, W.shape), args.repeats)
-                print(f"| {name} {W.shape[0]}x{W.shape[1]} | {coder} | {A.nbytes} | "
-                      f"{1e3 * enc:.1f} ms | {1e3 * dec:.1f} ms |")
+                rows.append([name, coder, A.nbytes, 1e3 * enc, 1e3 * dec])
+    print(render(save("archive_coders", [table(
+        [("matrix", "", ":---"), ("coder", "", ":---"), ("bytes", "{}", "---:"),
+         ("encode", "{:.1f} ms", "---:"), ("decode", "{:.1f} ms", "---:")], rows)])))
     return 0
 
 

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import torch
+from _docs import save
 
 from compactnn import train, zoo
 from compactnn.transforms import FineTune, Prune, compress_, layer_report
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
              "acc. GPTQ | nearest + 1 ep | GPTQ + 1 ep | calibration s |",
              "|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     baselines: list[str] = []
+    points: list[dict] = []
     for name in args.models.split(","):
         trained(name, tr, out)
         dense_acc = train.evaluate(load(name, out / f"{name}_dense.safetensors"), te)
@@ -111,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                 for k in map(int, args.ks.split(",")):
                     near = point(name, path, method, k, 0, tr, te)
                     gptq = point(name, path, method, k, args.calibrate, tr, te)
+                    points.append({"model": name, "start": start, "method": method, "k": k,
+                                   "nearest": near, "gptq": gptq})
                     lines.append(
                         f"| {name} | {start} | {method} | {k} | {near['bits']:.3f} | "
                         f"{gptq['bits']:.3f} | "
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                         f"{gptq['acc_ft']:.4f} | {gptq['seconds']:.1f} |")
                     print(lines[-1], flush=True)
     table = "\n".join(lines) + "\n"
+    save("calibration", [], summary=None, raw={"baselines": baselines, "points": points})
     print("\n" + table)
     if args.table:
         Path(args.table).write_text(

@@ -44,6 +44,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _docs import render, table
+from _docs import save as save_results
 from safetensors.torch import save as st_save
 
 from compactnn import load, save, to_compact, train, zoo
@@ -200,17 +202,19 @@ def main(argv: list[str] | None = None) -> int:
         detail.append(f"weights alone: compactnn archives {layers_bytes} B, smallest NNCodec "
                       f"weights-only stream {min(nnc_w)} B, ratio {layers_bytes / min(nnc_w):.3f}")
     dense = rows[0][1]
-    print("| model / coder | bytes | x vs float32 baseline | test accuracy |")
-    print("|:---|---:|---:|---:|")
-    for label, b, acc in rows:
-        print(f"| {label} | {b} | {dense / b:.1f}x | {100 * acc:.2f}% |")
-    print("\n" + "\n".join(detail))
     nnc = [b for label, b, _ in rows if label.startswith("NNCodec") and "only" not in label]
-    if nnc:
-        print(f"compactnn (packed) / smallest NNCodec stream: {size / min(nnc):.3f}")
-    print(f"command: python benchmarks/codecs.py --model {name} --work {args.work}"
-          + (f" --nncodec-venv {args.nncodec_venv} --qps {args.qps}" if nnc else "")
-          + f" (wall {time.perf_counter() - t0:.0f} s)")
+    summary = [{"issue": 15, "target": f"compactnn's file <= 0.9x NNCodec's stream, same "
+                f"weights ({name})", "measured": size / min(nnc), "fmt": "{:.3f}x",
+                "met": size / min(nnc) <= 0.9,
+                "note": f"packed {size:,} vs {min(nnc):,} B; weights alone "
+                        f"{layers_bytes / min(nnc_w):.3f}x"}] if nnc else []
+    results = save_results(
+        f"codecs_{name}", [table([("model / coder", "", ":---"), ("bytes", "{}", "---:"),
+                                  ("x vs float32 baseline", "{:.1f}x", "---:"),
+                                  ("test accuracy", "{:.2f}%", "---:")],
+                                 [[label, b, dense / b, 100 * acc] for label, b, acc in rows])],
+        summary=summary, raw={"detail": detail, "wall_s": time.perf_counter() - t0})
+    print(render(results) + "\n\n" + "\n".join(detail))
     return 0
 
 

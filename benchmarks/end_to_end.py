@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from _docs import save as save_results
 
 from compactnn import formats, load, save, to_compact, train, zoo
 from compactnn.bench import pipeline, threads
@@ -197,6 +198,7 @@ def main() -> None:
     out = work / "end_to_end.json"  # results of earlier runs for other models are kept
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps({**previous, **results}, indent=1))
+    save_results("end_to_end", [], summary=None, raw={**previous, **results})
     print(f"command: python benchmarks/end_to_end.py --models {args.models} --threads "
           f"{args.threads} (wall {time.perf_counter() - t0:.0f} s, torch "
           f"{torch.__version__}, {os.cpu_count()} CPUs)")

@@ -5,7 +5,8 @@ Matrices: Gaussian weights, magnitude-pruned to a sparsity, non-zeros replaced b
 k shared values (1-D k-means), as pruning + weight sharing produce; and the 36
 Linear layers of the pretrained all-MiniLM-L6-v2 after the same treatment.
 
-Prints markdown tables:
+Writes benchmarks/results/formats_SECTION.json per section (rendered into
+docs/results.md by benchmarks/render.py) and prints its tables:
 1. size: bytes per format, ratio vs float32 dense, ratio to the entropy bound,
    encode throughput (every shape x sparsity x k of the grid);
 2. speed: matvec (batch 1) and matmul (batch 64) time on 1 thread and all threads,
@@ -39,10 +40,12 @@ import numba
 import numpy as np
 import scipy.sparse as sp
 import torch
+from _docs import record, render, save, table
 
 from compactnn import formats
 from compactnn.bench import threads, time_call
 from compactnn.coding import entropy_bits
+from compactnn.coding.huffman import build_code, huffman_lengths
 from compactnn.cost import energy_pj
 
 LOW_ENTROPY_FORMATS = ("dense", "csr", "index_map", "cer", "cser", "ham", "sham")
@@ -173,53 +176,45 @@ def time_products(methods: list[Method], x: np.ndarray, X: np.ndarray, n_threads
 # ---- tables ----------------------------------------------------------------------------
 
 
-def size_table(grid, fids) -> None:
-    print("\n### Size: bytes, ratio vs float32 dense (x), ratio to entropy bound (H), "
-          "encode throughput (M weights/s)\n")
-    print("| shape | sparsity | k | entropy bits/w | " + " | ".join(fids) + " |")
-    print("|---|---|---|---|" + "---|" * len(fids))
+def size_table(grid, fids) -> dict:
+    rows = []
     for shape, s, k in grid:
         W = synthetic(shape, s, k)
         H = entropy_bits(W)
         cells = []
         for fid in fids:
             m, _ = compact(W, fid)
-            cells.append(f"{m.nbytes:,} B {W.nbytes / m.nbytes:.1f}x "
-                         f"{8 * m.nbytes / max(H, 1):.2f}H {W.size / m.encode_s / 1e6:.0f}M/s")
-        print(f"| {shape[0]}x{shape[1]} | {s:.0%} | {k} | {H / W.size:.3f} | "
-              + " | ".join(cells) + " |", flush=True)
+            cells.append([m.nbytes, W.nbytes / m.nbytes, 8 * m.nbytes / max(H, 1),
+                          W.size / m.encode_s / 1e6])
+        rows.append([f"{shape[0]}x{shape[1]}", 100 * s, k, H / W.size, *cells])
+        print(" ".join(map(str, rows[-1][:3])), flush=True)
+    return table([("shape", "", "---"), ("sparsity", "{:.0f}%", "---"), ("k", "{}", "---"),
+                  ("entropy bits/w", "{:.3f}", "---")]
+                 + [(f, "{:,} B {:.1f}x {:.2f}H {:.0f}M/s", "---") for f in fids], rows)
 
 
-def speed_table(cases, fids, n_threads: int, budget: float) -> dict:
-    print(f"\n### Speed: median ms per product, batch 1 (mv) and batch {BATCH} (mm), "
-          f"1 and {n_threads} threads; modelled energy per matvec (45 nm)\n")
-    print(f"| matrix | method | bytes | mv 1T | mv {n_threads}T | mm 1T | mm {n_threads}T "
-          "| energy uJ |")
-    print("|---|---|---|---|---|---|---|---|")
-    results = {}
+def speed_table(cases, fids, n_threads: int, budget: float) -> tuple[dict, dict]:
+    results, rows = {}, []
     for label, W in cases:
         x, X, refs = inputs(W, 1)
         methods = baselines(W) + [compact(W, f)[0] for f in fids]
         for m, t in zip(methods, time_products(methods, x, X, n_threads, refs, budget),
                         strict=True):
             results[(label, m.name)] = t | {"nbytes": m.nbytes, "encode_s": m.encode_s}
-            e = f"{m.energy_uj:.1f}" if m.energy_uj is not None else ""
-            print(f"| {label} | {m.name} | {m.nbytes:,} | {1e3 * t['mv1']:.3f} | "
-                  f"{1e3 * t[f'mv{n_threads}']:.3f} | {1e3 * t['mm1']:.2f} | "
-                  f"{1e3 * t[f'mm{n_threads}']:.2f} | {e} |", flush=True)
-    return results
+            rows.append([label, m.name, m.nbytes, 1e3 * t["mv1"], 1e3 * t[f"mv{n_threads}"],
+                         1e3 * t["mm1"], 1e3 * t[f"mm{n_threads}"], m.energy_uj])
+            print(label, m.name, flush=True)
+    return results, table(
+        [("matrix", "", "---"), ("method", "", "---"), ("bytes", "{:,}", "---"),
+         ("mv 1T", "{:.3f}", "---"), (f"mv {n_threads}T", "{:.3f}", "---"),
+         ("mm 1T", "{:.2f}", "---"), (f"mm {n_threads}T", "{:.2f}", "---"),
+         ("energy uJ", "{:.1f}", "---")], rows)
 
 
-def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -> None:
+def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -> dict:
     ws = {name: prune_share(w, sparsity, k) for name, w in minilm_linear_weights().items()}
     n_w = sum(w.size for w in ws.values())
     H = sum(entropy_bits(w) for w in ws.values())
-    print(f"\n### all-MiniLM-L6-v2: {len(ws)} Linear layers, {n_w:,} weights, pruned "
-          f"{sparsity:.0%} per layer, {k} shared values per layer; entropy "
-          f"{H / n_w:.3f} bits/weight. Times are sums over the layers (ms).\n")
-    print(f"| method | bytes | x vs float32 | / entropy | encode M w/s | mv 1T | "
-          f"mv {n_threads}T | mm 1T | mm {n_threads}T |")
-    print("|---|---|---|---|---|---|---|---|---|")
     totals: dict[str, dict[str, float]] = {}
     for W in ws.values():
         x, X, refs = inputs(W, 2)
@@ -231,17 +226,26 @@ def minilm_table(fids, n_threads: int, budget: float, sparsity: float, k: int) -
                 acc[key] = acc.get(key, 0.0) + v
             acc["nbytes"] = acc.get("nbytes", 0) + m.nbytes
             acc["encode_s"] = acc.get("encode_s", 0.0) + (m.encode_s or 0.0)
-    for name, a in totals.items():
-        enc = f"{n_w / a['encode_s'] / 1e6:.0f}" if a["encode_s"] else ""
-        print(f"| {name} | {a['nbytes']:,} | {4 * n_w / a['nbytes']:.1f}x | "
-              f"{8 * a['nbytes'] / H:.2f} | {enc} | {1e3 * a['mv1']:.2f} | "
-              f"{1e3 * a[f'mv{n_threads}']:.2f} | {1e3 * a['mm1']:.2f} | "
-              f"{1e3 * a[f'mm{n_threads}']:.2f} |", flush=True)
+    rows = [[name, a["nbytes"], 4 * n_w / a["nbytes"], 8 * a["nbytes"] / H,
+             n_w / a["encode_s"] / 1e6 if a["encode_s"] else None, 1e3 * a["mv1"],
+             1e3 * a[f"mv{n_threads}"], 1e3 * a["mm1"], 1e3 * a[f"mm{n_threads}"]]
+            for name, a in totals.items()]
+    return table([("method", "", "---"), ("bytes", "{:,}", "---"),
+                  ("x vs float32", "{:.1f}x", "---"),
+                  ("/ entropy", "{:.2f}", "---"), ("encode M w/s", "{:.0f}", "---"),
+                  ("mv 1T", "{:.2f}", "---"), (f"mv {n_threads}T", "{:.2f}", "---"),
+                  ("mm 1T", "{:.2f}", "---"), (f"mm {n_threads}T", "{:.2f}", "---")], rows,
+                 title=f"all-MiniLM-L6-v2: {len(ws)} Linear layers, {n_w:,} weights, pruned "
+                       f"{sparsity:.0%} per layer, {k} shared values per layer; entropy "
+                       f"{H / n_w:.3f} bits/weight. Times are sums over the layers (ms).")
 
 
-def targets(speed: dict, fids, encode: bool = True) -> None:
-    label = "4096x4096 90% k=32"
-    get = lambda name, key: speed[(label, name)][key]  # noqa: E731
+TARGET = "4096x4096 90% k=32"
+
+
+def targets(speed: dict, fids, encode: bool = True) -> tuple[dict, list[dict]]:
+    """The targets table of issue 2 on the target matrix, and its summary rows."""
+    get = lambda name, key: speed[(TARGET, name)][key]  # noqa: E731
     compact_fids = [f for f in fids if f != "dense"]
     fastest1 = min(compact_fids, key=lambda f: get(f, "mv1"))
     fastest64 = min(compact_fids, key=lambda f: get(f, "mm1"))
@@ -258,41 +262,78 @@ def targets(speed: dict, fids, encode: bool = True) -> None:
     for f in ("cer", "cser"):
         rows.append((f"{f} time / csr time, batch 1, 1T", "<= 1.25",
                      get(f, "mv1") / get("csr", "mv1"), -1.25, f))
-    print(f"\n### Targets on {label}, 1 thread\n")
-    print("| target | goal | measured | met |")
-    print("|---|---|---|---|")
-    for what, goal, val, need, who in rows:
-        met = val <= -need if need < 0 else val >= need
-        print(f"| {what} ({who}) | {goal} | {val:.2f} | {'yes' if met else 'NO'} |")
+    met = [val <= -need if need < 0 else val >= need for _, _, val, need, _ in rows]
+    cells = [[f"{what} ({who})", goal, val, "yes" if ok else "NO"]
+             for (what, goal, val, _, who), ok in zip(rows, met, strict=True)]
     worst: dict[str, tuple[float, str]] = {}
     for (case, name), t in speed.items() if encode else ():
         if name in compact_fids and case.startswith("4096x4096"):
             mws = 4096 * 4096 / t["encode_s"] / 1e6
             worst[name] = min(worst.get(name, (np.inf, "")), (mws, case))
     for fid, (mws, case) in worst.items():
-        print(f"| encode >= 10 M weights/s, slowest 4096x4096 case: {case} ({fid}) | >= 10 | "
-              f"{mws:.1f} | {'yes' if mws >= 10 else 'NO'} |")
+        cells.append([f"encode >= 10 M weights/s, slowest 4096x4096 case: {case} ({fid})",
+                      ">= 10", mws, "yes" if mws >= 10 else "NO"])
+    ms = lambda f: f"{f} {1e3 * get(f, 'mv1'):.2f} ms"  # noqa: E731
+    summary = [
+        {"issue": 2, "target": "fastest compact >= 4x faster than numpy dense, batch 1, 1 thread",
+         "measured": rows[0][2], "fmt": "{:.2f}x", "met": met[0],
+         "note": f"{ms(fastest1)} vs numpy dense {1e3 * get('numpy dense', 'mv1'):.2f} ms"},
+        {"issue": 2, "target": "fastest compact >= 1.5x faster than scipy CSR, batch 1",
+         "measured": rows[1][2], "fmt": "{:.2f}x", "met": met[1], "note": fastest1},
+        {"issue": 2, "target": "batch 64: at least as fast as torch.sparse CSR",
+         "measured": rows[2][2], "fmt": "{:.2f}x faster", "met": met[2], "note": fastest64},
+        {"issue": 2, "target": "CER and CSER <= 1.25x the project's CSR time",
+         "measured": [rows[4][2], rows[5][2]], "fmt": "{:.2f}x / {:.2f}x",
+         "met": met[4] and met[5]},
+        {"issue": 2, "target": "sHAM no slower than numpy dense, batch 1", "measured": rows[3][2],
+         "fmt": "{:.2f}x", "met": met[3],
+         "note": f"{ms('sham')} vs {1e3 * get('numpy dense', 'mv1'):.2f} ms"}]
+    if worst:
+        mws, case, fid = min((m, c, f) for f, (m, c) in worst.items())
+        summary.append({"issue": 2, "target": "encode >= 10 M weights/s, every format",
+                        "measured": mws, "fmt": "slowest {:.1f} M/s", "note": f"{fid}, {case}",
+                        "met": mws >= 10})
+    return table([("target", "", "---"), ("goal", "", "---"), ("measured", "{:.2f}", "---"),
+                  ("met", "", "---")], cells), summary
 
 
-def target_rounds(fids, budget: float, rounds: int = 5) -> None:
+def ham_bits(W: np.ndarray) -> dict:
+    """Summary row: HAM's stored stream is exactly the Huffman code length of ``W``."""
+    M = formats.get("ham").from_dense(W)
+    counts = build_code(W)[3]
+    code_bits = int(counts @ huffman_lengths(counts).astype(np.int64))
+    return {"issue": 2, "target": "HAM bits = Huffman code length + table",
+            "measured": [M.stream_bits / W.size, entropy_bits(W) / W.size],
+            "fmt": "{:.2f} bits per entry (entropy {:.3f})", "met": M.stream_bits == code_bits,
+            "note": "stream bits equal the code length on the target matrix, and on "
+                    "hypothesis-generated ones in tests/formats/test_huffman.py"}
+
+
+def target_rounds(fids, budget: float, rounds: int = 5) -> tuple[list[dict], list[dict]]:
     """The speed targets alone, on 1 thread: every method timed once per round,
     round-robin, and the median over rounds reported (robust to load that drifts
     during a run, which a single pass over the methods is not)."""
-    label = "4096x4096 90% k=32"
     W = synthetic((4096, 4096), 0.9, 32)
     x, X, refs = inputs(W, 1)
     methods = baselines(W) + [compact(W, f)[0] for f in fids]
     runs = [time_products(methods, x, X, 1, refs, budget, 0.1) for _ in range(rounds)]
-    speed = {(label, m.name): {key: float(np.median([r[i][key] for r in runs]))
-                               for key in ("mv1", "mm1")} for i, m in enumerate(methods)}
-    print(f"\n### {label}, 1 thread: median over {rounds} round-robin rounds (ms)\n")
-    print("| method | mv 1T | mv 1T per round | mm 1T |")
-    print("|---|---|---|---|")
-    for i, m in enumerate(methods):
-        per = " ".join(f"{1e3 * r[i]['mv1']:.2f}" for r in runs)
-        t = speed[(label, m.name)]
-        print(f"| {m.name} | {1e3 * t['mv1']:.3f} | {per} | {1e3 * t['mm1']:.2f} |")
-    targets(speed, fids, encode=False)
+    speed = {(TARGET, m.name): {key: float(np.median([r[i][key] for r in runs]))
+                                for key in ("mv1", "mm1")} for i, m in enumerate(methods)}
+    rows = [[m.name, 1e3 * speed[(TARGET, m.name)]["mv1"], [1e3 * r[i]["mv1"] for r in runs],
+             1e3 * speed[(TARGET, m.name)]["mm1"]] for i, m in enumerate(methods)]
+    per_round = table([("method", "", "---"), ("mv 1T", "{:.3f}", "---"),
+                       ("mv 1T per round", " ".join(["{:.2f}"] * rounds), "---"),
+                       ("mm 1T", "{:.2f}", "---")], rows,
+                      title=f"{TARGET}, 1 thread: median over {rounds} round-robin rounds (ms)")
+    goals, summary = targets(speed, fids, encode=False)
+    return [goals, per_round], summary + [ham_bits(W)]
+
+
+def publish_(name: str, tables: list[dict], args, summary: list[dict] | None = None,
+             text: str = "") -> None:
+    """Save one section's results and print them (a ``--quick`` run only prints)."""
+    data = (record if args.quick else save)(name, tables, text=text, summary=summary or [])
+    print(render(data), flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -326,15 +367,27 @@ def main(argv: list[str] | None = None) -> int:
         M.matvec(np.ones(64, np.float32))
         M.matmul(np.ones((64, BATCH), np.float32))
     if "size" in sections:
-        size_table(grid, fids)
+        publish_("formats_size", [size_table(grid, fids)], args, text=(
+            "Each cell: bytes, ratio vs float32 dense, ratio to the entropy bound (H = 1.00 "
+            "means bytes equal the i.i.d. entropy of the entries), encode throughput on "
+            f"{args.threads} threads."))
     if "speed" in sections:
-        speed = speed_table(cases, fids, args.threads, args.budget)
-        if not args.quick:
-            targets(speed, fids)
+        speed, times = speed_table(cases, fids, args.threads, args.budget)
+        goals, summary = targets(speed, fids) if not args.quick else (None, [])
+        publish_("formats_speed", [goals, times] if goals else [times], args,
+                 summary=[r for r in summary if r["target"].startswith("encode")], text=(
+                     f"One pass: all methods on 1 thread, then on {args.threads}, a pause "
+                     "before each. Its own targets check, from this single pass, for "
+                     "comparison with the round-robin table above."))
     if "targets" in sections and not args.quick:
-        target_rounds(fids, args.budget)
+        tables, summary = target_rounds(fids, args.budget)
+        publish_("formats_targets", tables, args, summary=summary, text=(
+            "The target matrix alone, every method timed once per round, round-robin, "
+            "median of 5 rounds."))
     if "minilm" in sections and not args.quick:
-        minilm_table(fids, args.threads, args.budget, 0.9, 32)
+        publish_("formats_minilm", [minilm_table(fids, args.threads, args.budget, 0.9, 32)],
+                 args, text=("The 36 Linear layers of the pretrained model, each pruned 90% "
+                             "and shared with 32 values; times summed over layers."))
     return 0
 
 

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from _docs import render, save, table  # noqa: E402
+
 from tests.io import corpus  # noqa: E402
 
 
@@ -33,9 +35,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         cases = corpus.build(d)
         results = corpus.measure(cases, timeout=120)
-        print("| case | what | load + forward | seconds | peak RSS (MB) "
-              "| inspect --check / eval / bench |")
-        print("|---|---|---|---|---|---|")
+        rows = []
         for c, r in zip(cases, results, strict=True):
             cmds = []
             if c.expect == "error":
@@ -45,9 +45,14 @@ def main() -> None:
                     lines = err.count("\n")
                     cmds.append(f"{code}{'' if lines == 1 and 'Traceback' not in err else '!'}")
             outcome = r["outcome"] if r["outcome"] != "error" else "CompactFileError"
-            print(f"| {c.name} | {c.note} | {outcome} | {r['seconds']:.2f} | "
-                  f"{r['rss'] / 2**20:.1f} | {' / '.join(cmds) or '-'} |", flush=True)
-    print("\nexit status per command; '!' marks stderr that is not exactly one line")
+            rows.append([c.name, c.note, outcome, r["seconds"], r["rss"] / 2**20,
+                         " / ".join(cmds) or "-"])
+            print(*rows[-1], flush=True)
+    cols = [("case", "", "---"), ("what", "", "---"), ("load + forward", "", "---"),
+            ("seconds", "{:.2f}", "---"), ("peak RSS (MB)", "{:.1f}", "---"),
+            ("inspect --check / eval / bench", "", "---")]
+    print(render(save("hostile", [table(cols, rows)], summary=None, text=(
+        "Exit status per command; '!' marks stderr that is not exactly one line."))))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from _docs import save
 
 from compactnn import formats
 from compactnn.bench import threads
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
                 note += f", {med['torch csr W@X'] / med[name]:.2f}x torch csr"
         print(f"| {name} | {1e3 * med[name]:.3f} | {1e3 * min(v):.3f}-{1e3 * max(v):.3f} | "
               f"{note} |")
+    save("huffman", [], summary=None, raw={"backend": backend.describe(), "cpu_s": runs,
+                                           "codes": codes, "nnz": int(sham.nnz)})
     return 0
 
 

@@ -49,6 +49,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _docs import save as save_results
 
 from compactnn import load, save, to_compact
 from compactnn.bench.embeddings import embedding_quality
@@ -355,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.out, "w") as f:
         f.write("\n".join(text) + ("\n" + notes if notes else ""))
     plot(rows, args.plot)
-    print(f"wrote {args.out} and {args.plot}")
+    save_results("minilm", [], summary=None, raw={"rows": rows})
+    print(f"wrote {args.out}, {args.plot} and benchmarks/results/minilm.json")
     return 0
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from _docs import save
 
 from compactnn import formats
 from compactnn.bench import threads, time_call
@@ -37,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=9)
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
+    raw = []
     print("| shape | columns | dense W @ X | index_map matmul | csr matmul | index_map / dense "
           "| dense X @ Wᵀ | index_map rmatmul | csr rmatmul | index_map / dense |")
     print("|:---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -68,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"| {dense_r * 1e3:.2f} ms | {tr['index_map'] * 1e3:.2f} ms "
                       f"| {tr['csr'] * 1e3:.2f} ms | {tr['index_map'] / dense_r:.2f}x |",
                       flush=True)
+                raw.append({"shape": [m, n], "columns": k, "dense_s": dense, "matmul_s": t,
+                            "dense_rmatmul_s": dense_r, "rmatmul_s": tr})
+    save("minilm_kernels", [], summary=None, raw=raw)
     return 0
 
 

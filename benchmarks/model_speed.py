@@ -9,10 +9,11 @@ at the default thread count, in one process, round robin.
 * LeNet-300-100 (random weights pruned 94% and shared to 16 values, as the demo's
   recipe leaves it), policy ``smallest``: batch-1 latency against the dense torch model.
 
-Writes a JSON file (``--json``) and prints a markdown table.
+Writes benchmarks/results/model_speed.json (rendered into docs/results.md by
+benchmarks/render.py) and prints its tables; ``--json`` also writes the raw timings.
 
 Usage: python benchmarks/model_speed.py [--k 16] [--rounds 5] [--json out.json]
-[--docs docs/results.md] (writes its generated section there)
+[--docs docs/results.md] (rebuilds the page's generated sections)
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import time
 
 import numpy as np
 import torch
+from _docs import publish, render, save, table
 
 from compactnn.bench import threads
 from compactnn.kernels import backend
@@ -90,9 +92,10 @@ def latency(model: torch.nn.Module, x: torch.Tensor, n: int = 200) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def ratios(rows: dict[str, dict[str, float]], settings: list[str]) -> list[str]:
-    """The targets: compact vs original per setting (speed-up > 1 means faster)."""
-    out = ["\n| target | setting | goal | measured | met |\n|:---|:---|---:|---:|:---|"]
+def ratios(rows: dict[str, dict[str, float]], settings: list[str]) -> list[list]:
+    """The targets: compact vs original per setting (speed-up > 1 means faster), as
+    ``[target, setting, goal, measured, met]``."""
+    out: list[list] = []
 
     def get(what: str, setting: str) -> float | None:
         v = rows.get(f"{what} | {setting}")
@@ -104,16 +107,37 @@ def ratios(rows: dict[str, dict[str, float]], settings: list[str]) -> list[str]:
             o = get(f"MiniLM original b={b} sentences/s", s)
             q = get(f"MiniLM int8 dynamic b={b} sentences/s", s)
             if c and o:
-                out.append(f"| MiniLM compact vs original, b={b} | {s} | >= {goal}x | "
-                           f"{c / o:.2f} | {'yes' if c / o >= goal else 'NO'} |")
+                out.append([f"MiniLM compact vs original, b={b}", s, f">= {goal}x", c / o,
+                            "yes" if c / o >= goal else "NO"])
             if c and q:
-                out.append(f"| MiniLM compact vs int8 dynamic, b={b} (reference) | {s} | - | "
-                           f"{c / q:.2f} | - |")
+                out.append([f"MiniLM compact vs int8 dynamic, b={b} (reference)", s, "-",
+                            c / q, "-"])
         c = get("LeNet-300-100 compact smallest b=1 latency ms", s)
         d = get("LeNet-300-100 dense torch b=1 latency ms", s)
         if c and d:
-            out.append(f"| LeNet-300-100 smallest latency / dense torch, b=1 | {s} | <= 0.7 | "
-                       f"{c / d:.2f} | {'yes' if c / d <= 0.7 else 'NO'} |")
+            out.append(["LeNet-300-100 smallest latency / dense torch, b=1", s, "<= 0.7",
+                        c / d, "yes" if c / d <= 0.7 else "NO"])
+    return out
+
+
+def summary(targets: list[list]) -> list[dict]:
+    """Issue 11's summary rows: the worst setting of each target, every setting noted."""
+    out = []
+    minilm = [r for r in targets if r[0].startswith("MiniLM compact vs original")]
+    if minilm:
+        note = "; ".join(f"b={b}: " + " / ".join(f"{r[3]:.2f}x" for r in minilm
+                                                 if r[0].endswith(f"b={b}"))
+                         for b in (1, 32))
+        out.append({"issue": 11, "target": "MiniLM compact encode >= 1.25x original at batch 1, "
+                    ">= 1.0x at batch 32 (1, 2, default threads)",
+                    "measured": min(r[3] for r in minilm), "fmt": "lowest {:.2f}x",
+                    "note": note, "met": all(r[4] == "yes" for r in minilm)})
+    lenet = [r for r in targets if r[0].startswith("LeNet-300-100")]
+    if lenet:
+        out.append({"issue": 11, "target": "LeNet-300-100 `smallest` batch-1 latency <= 0.7x "
+                    "dense torch", "measured": max(r[3] for r in lenet), "fmt": "{:.2f}x",
+                    "note": " / ".join(f"{r[3]:.2f}x" for r in lenet) + " (1, 2, default threads)",
+                    "met": all(r[4] == "yes" for r in lenet)})
     return out
 
 
@@ -124,7 +148,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sentences", type=int, default=64)
     ap.add_argument("--json", default=None)
     ap.add_argument("--skip-minilm", action="store_true")
-    ap.add_argument("--docs", default=None, help="results page to write the section into")
+    ap.add_argument("--docs", default=None,
+                    help="then rebuild the generated sections of this page (docs/results.md)")
     args = ap.parse_args(argv)
     from compactnn.zoo.sentences import sentence_split
 
@@ -147,24 +172,24 @@ def main(argv: list[str] | None = None) -> int:
                         key = f"MiniLM {name} b={b} sentences/s | {label}"
                         results.setdefault(key, {}).setdefault("v", []).append(
                             encode_rate(model, held, b))
-    out = {"backend": backend.describe(), "cpu": os.cpu_count(), "rounds": args.rounds,
+    raw = {"backend": backend.describe(), "cpu": os.cpu_count(), "rounds": args.rounds,
            "rows": {k: {"median": float(np.median(v["v"])), "min": float(np.min(v["v"])),
                         "max": float(np.max(v["v"]))} for k, v in results.items()}}
-    lines = [f"{out['backend']}; median (min-max) of {args.rounds} round-robin rounds\n",
-             "| measurement | setting | median | min | max |\n|:---|:---|---:|---:|---:|"]
-    for k, v in out["rows"].items():
-        what, setting = k.split(" | ")
-        lines.append(f"| {what} | {setting} | {v['median']:.3f} | {v['min']:.3f} | "
-                     f"{v['max']:.3f} |")
-    lines += ratios(out["rows"], [label for label, _ in settings])
-    print("\n".join(lines))
+    targets = ratios(raw["rows"], [label for label, _ in settings])
+    tables = [
+        table([("measurement", "", ":---"), ("setting", "", ":---"), ("median", "{:.3f}", "---:"),
+               ("min", "{:.3f}", "---:"), ("max", "{:.3f}", "---:")],
+              [[*k.split(" | "), v["median"], v["min"], v["max"]] for k, v in raw["rows"].items()]),
+        table([("target", "", ":---"), ("setting", "", ":---"), ("goal", "", "---:"),
+               ("measured", "{:.2f}", "---:"), ("met", "", ":---")], targets)]
+    text = f"{raw['backend']}; median (min-max) of {args.rounds} round-robin rounds"
+    data = save("model_speed", tables, text=text, summary=summary(targets), raw=raw)
+    print(render(data))
     if args.docs:
-        from _docs import write_section
-
-        write_section(args.docs, "model-speed", "\n".join(lines))
+        publish(args.docs)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(out, f, indent=1)
+            json.dump(raw, f, indent=1)
     return 0
 
 

@@ -46,6 +46,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 import torch
+from _docs import save
 
 from compactnn import train, zoo
 from compactnn.transforms import (
@@ -309,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"points: {len(rows)}; wall time of this run: {wall:.0f} s; summed compute time of "
           f"all points (incl. earlier runs): {sum(r['seconds'] for r in rows):.0f} s; "
           f"torch threads: {args.threads}; cpus: {os.cpu_count()}")
+    save(f"pipeline_{args.experiment}", [], summary=None,
+         raw={"rows": rows, "best": b, "wall_s": wall, "threads": args.threads})
     if args.table:
         Path(args.table).write_text(text + "\n")
     if args.plot and "accuracy" in rows[0]:

@@ -25,6 +25,7 @@ from functools import partial
 
 import numpy as np
 import torch
+from _docs import save
 
 from compactnn import formats
 from compactnn.bench import threads, time_call
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
         row = [f"{med[(*base, kind)] / med[(f, p, kind)]:.2f} "
                f"[{low[(*base, kind)] / low[(f, p, kind)]:.2f}]" for f in FIDS for p in paths]
         print(f"| {label} | " + " | ".join(row) + " |")
+    save("sparse_kernels", [], summary=None,
+         raw={"ms": {" / ".join(k): v for k, v in times.items()}, "rounds": args.rounds})
     return 0
 
 

@@ -42,6 +42,7 @@ import time  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _docs import save
 from torch import nn  # noqa: E402
 
 from compactnn.bench import threads, time_call  # noqa: E402
@@ -422,6 +423,7 @@ def main() -> None:
                                            args.tune_blocks, args.seed)
     if "speed" in sections:
         out["speed"] = section_speed(args.repeats, args.size)
+    save("structured_" + "_".join(sorted(sections)), [], summary=None, raw=out)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1)

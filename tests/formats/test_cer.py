@@ -4,7 +4,6 @@ corruptions that need more than one mutated element."""
 
 from __future__ import annotations
 
-import doctest
 from collections import Counter
 
 import numba
@@ -12,7 +11,6 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-import compactnn.formats.cer as cer_module
 from compactnn import formats
 from compactnn.formats import FormatError, index_dtype
 
@@ -249,9 +247,6 @@ def test_empty_matrix_has_empty_codebook(fid, shape):
     assert M.row_ptr.tolist() == [0] * (shape[0] + 1)
     assert M.matvec(np.ones(shape[1], np.float32)).tolist() == [0.0] * shape[0]
 
-
-def test_docstring_example():
-    assert doctest.testmod(cer_module).failed == 0
 
 
 # ---- corruptions that need more than one element changed ---------------------------------
