@@ -88,9 +88,3 @@ def test_imports_nothing_from_the_package():
     names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert not [n for n in names if n.startswith("compactnn")]
-
-
-def test_docstring_examples():
-    import doctest
-
-    assert doctest.testmod(v).failed == 0
