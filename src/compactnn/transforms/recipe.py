@@ -51,6 +51,7 @@ from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
 
 from compactnn.coding import entropy_bits
+from compactnn.errors import UserError
 from compactnn.train import evaluate, fit
 from compactnn.transforms import quantize as q
 from compactnn.transforms.calibrate import check_calibratable, input_moments, same_input
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 
-class RecipeError(ValueError):
+class RecipeError(UserError):
     """A recipe or config is invalid; raised before any work starts."""
 
 

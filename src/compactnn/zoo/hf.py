@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from compactnn.errors import UserError
+
 __all__ = ["AUTO_CLASSES", "TOKENIZER_FILES", "HFError", "is_hf_dir", "read_dir",
            "check_spec", "build", "normalise_", "task_of", "tokenizer",
            "MAX_CONFIG_BYTES", "MAX_FILE_BYTES"]
@@ -57,7 +59,7 @@ _DROPPED = ("model_type", "transformers_version", "dtype", "torch_dtype",
             "attn_implementation")
 
 
-class HFError(ValueError):
+class HFError(UserError):
     """A Hugging Face folder or spec that compactnn cannot use; the message says why."""
 
 
