@@ -179,7 +179,7 @@ def test_unsupported_layer(capsys, tmp_path, monkeypatch):
                              nn.Flatten(), nn.Linear(2 * in_features, num_classes))
 
     monkeypatch.setitem(zoo.MODELS, "reflectnet", reflectnet)
-    monkeypatch.setattr("compactnn.bench.pipeline.model_kwargs",
+    monkeypatch.setattr("compactnn.zoo.presets.model_kwargs",
                         lambda name, data: {"in_features": 64, "num_classes": 10})
     ckpt, out = tmp_path / "r.safetensors", tmp_path / "r.cnn"
     assert main(["train", "--model", "reflectnet", "--dataset", "digits", "--epochs", "1",
