@@ -14,8 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from compactnn.bench import pipeline, threads
+from compactnn.bench import threads
 from compactnn.io import archive
+from compactnn.zoo.checkpoint import load_checkpoint
 
 
 def best(f, repeats: int) -> float:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/compactnn-e2e")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    model, *_ = pipeline.load_checkpoint(Path(args.work) / "lenet300_compressed.safetensors")
+    model, *_ = load_checkpoint(Path(args.work) / "lenet300_compressed.safetensors")
     mats = {f"lenet300 {k}": v.detach().numpy() for k, v in model.state_dict().items()
             if k.endswith("weight")}
     rng = np.random.default_rng(0)
