@@ -228,3 +228,8 @@ def test_convert_packed_is_smaller_and_runs(capsys, workdir, tmp_path):
     assert os.path.getsize(out_file) < os.path.getsize(workdir / "m.cnn")
     code, out, _ = run(capsys, "eval", str(out_file))
     assert code == 0 and "accuracy" in out
+
+
+def test_a_dataset_the_compact_model_does_not_take(capsys, workdir):
+    code, _, err = run(capsys, "eval", str(workdir / "m.cnn"), "--dataset", "diabetes")
+    assert_one_line_error(code, err, "does not take diabetes's inputs")

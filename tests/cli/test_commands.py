@@ -126,3 +126,27 @@ def test_a_new_command_is_one_registration(monkeypatch, capsys):
                                                    arguments, run))
     assert main(["hello", "--n", "2"]) == 0
     assert capsys.readouterr().out == "hello hello \n"
+
+
+@pytest.mark.parametrize("argv,match", [
+    (["train", "--model", "lenet300", "--dataset", "digits", "--batch-size", "0"],
+     "argument --batch-size: expected an integer >= 1, got '0'"),
+    (["train", "--model", "lenet300", "--dataset", "digits", "--lr", "-1"],
+     "argument --lr: expected a number > 0, got '-1'"),
+    (["train", "--model", "lenet300", "--dataset", "digits", "--lr", "nan"],
+     "argument --lr: expected a number > 0"),
+    (["train", "--model", "lenet300", "--dataset", "digits", "--epochs", "-2"],
+     "argument --epochs: expected an integer >= 0"),
+    (["bench", "m.cnn", "--threads", "0"], "argument --threads: expected an integer >= 1"),
+    (["report", "m.cnn", "--repeats", "0"], "argument --repeats: expected an integer >= 1"),
+    (["convert", "c.st", "--batch-size", "x"], "argument --batch-size: expected an integer"),
+    (["compress", "minilm", "--recipe", "minilm", "--sentences", "0"],
+     "argument --sentences: expected an integer >= 1"),
+    (["demo", "--epochs", "0"], "argument --epochs: expected an integer >= 1"),
+])
+def test_bad_numbers_are_usage_errors_before_any_work(capsys, tmp_path, argv, match):
+    out = [] if argv[0] in ("bench", "demo") else ["-o", str(tmp_path / "out")]
+    code = main([*argv, *out])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and match in err, err
+    assert list(tmp_path.iterdir()) == []

@@ -10,8 +10,37 @@ from typing import Any
 
 from compactnn.errors import PathError, UserError
 
-__all__ = ["batch_sizes", "policy", "add_data", "add_max_length", "add_threads", "threads_of",
-           "check_output", "recipe", "fmt_metrics"]
+__all__ = ["positive_int", "count", "positive_float", "batch_sizes", "policy", "add_data",
+           "add_max_length", "add_threads", "threads_of", "check_output", "recipe",
+           "fmt_metrics"]
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (batch sizes, threads, repeats)."""
+    return _number(text, int, 1, "an integer >= 1")
+
+
+def count(text: str) -> int:
+    """An integer >= 0 (epochs)."""
+    return _number(text, int, 0, "an integer >= 0")
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (learning rates)."""
+    v = _number(text, float, 0.0, "a number > 0")
+    if v == 0.0 or v != v or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return v
+
+
+def _number(text: str, kind: type, lo: float, what: str) -> Any:
+    try:
+        v = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+    if v < lo:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+    return v
 
 
 def batch_sizes(text: str) -> list[int]:
@@ -50,13 +79,13 @@ def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
 
 def add_max_length(p: argparse.ArgumentParser) -> None:
     """``--max-length`` (Hugging Face text models)."""
-    p.add_argument("--max-length", type=int, default=128,
+    p.add_argument("--max-length", type=positive_int, default=128,
                    help="Hugging Face text models: tokens per sample at most (default 128)")
 
 
 def add_threads(p: argparse.ArgumentParser) -> None:
     """``--threads``."""
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="threads for torch, the kernels, numba and BLAS while timing "
                    "(default: torch's default, what a user gets)")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from compactnn.cli.common import add_data, add_max_length, check_output
+from compactnn.cli.common import add_data, add_max_length, check_output, positive_int
 from compactnn.cli.registry import Command, register
 
 
@@ -17,9 +17,9 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True,
                    help="recipe file (.yaml/.yml/.json) or built-in name (lenet300, demo, minilm)")
     add_data(p, required=False)
-    p.add_argument("--embedding-k", type=int, help="minilm: share the word embeddings with "
-                   "K values and pack them (default: keep them float32)")
-    p.add_argument("--sentences", type=int, default=3000,
+    p.add_argument("--embedding-k", type=positive_int, help="minilm: share the word "
+                   "embeddings with K values and pack them (default: keep them float32)")
+    p.add_argument("--sentences", type=positive_int, default=3000,
                    help="minilm: calibration/distillation samples (real text)")
     add_max_length(p)
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")

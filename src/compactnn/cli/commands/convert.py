@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 
-from compactnn.cli.common import check_output, policy
+from compactnn.cli.common import check_output, policy, positive_int
 from compactnn.cli.registry import Command, register
 
 
@@ -21,7 +21,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pack", action="store_true",
                    help="packed layout: compressed description and entropy-coded biases "
                    "(smallest file; one opaque tensor for other safetensors readers)")
-    p.add_argument("--batch-size", type=int, default=1,
+    p.add_argument("--batch-size", type=positive_int, default=1,
                    help="batch size the 'fastest' policy measures at")
     p.add_argument("--formats", type=lambda t: [f.strip() for f in t.split(",") if f.strip()],
                    default=None, help="comma-separated formats the policy may choose from "

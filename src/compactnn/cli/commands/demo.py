@@ -17,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from compactnn.cli.common import add_threads, threads_of
+from compactnn.cli.common import add_threads, positive_int, threads_of
 from compactnn.cli.registry import Command, register
 from compactnn.errors import UserError
 
@@ -169,7 +169,7 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
-    p.add_argument("--epochs", type=int, default=3, help="baseline training epochs")
+    p.add_argument("--epochs", type=positive_int, default=3, help="baseline training epochs")
     p.add_argument("--dataset", default="fashion-mnist", help="dataset (default fashion-mnist)")
     p.add_argument("--data", metavar="DIR", help="folder holding the dataset files")
     p.add_argument("--no-install", action="store_true",

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from compactnn.cli.common import add_data, add_threads, batch_sizes, check_output, threads_of
+from compactnn.cli.common import (
+    add_data,
+    add_threads,
+    batch_sizes,
+    check_output,
+    positive_int,
+    threads_of,
+)
 from compactnn.cli.registry import Command, register
 from compactnn.errors import UserError
 
@@ -13,7 +20,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     p.add_argument("--baseline", help="dense checkpoint to compare against")
     p.add_argument("--batch-sizes", type=batch_sizes, default=[1, 256])
-    p.add_argument("--repeats", type=int, default=15, help="timed runs per measurement")
+    p.add_argument("--repeats", type=positive_int, default=15, help="timed runs per measurement")
     add_data(p, required=False)
     add_threads(p)
     p.add_argument("-o", "--output", required=True, help="HTML file to write")

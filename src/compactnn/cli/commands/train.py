@@ -5,16 +5,23 @@ from __future__ import annotations
 import argparse
 import os
 
-from compactnn.cli.common import add_data, check_output, fmt_metrics
+from compactnn.cli.common import (
+    add_data,
+    check_output,
+    count,
+    fmt_metrics,
+    positive_float,
+    positive_int,
+)
 from compactnn.cli.registry import Command, register
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="zoo model (lenet300, lenet5, vgg_small, mlp)")
     add_data(p)
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--epochs", type=count, default=10)
+    p.add_argument("--lr", type=positive_float, default=1e-3)
+    p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--output", required=True, help="checkpoint to write (.safetensors)")
 

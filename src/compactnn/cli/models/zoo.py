@@ -31,7 +31,7 @@ def dataset(name: str | None, data_dir: str | None, fallback: str | None = None,
         try:
             with torch.no_grad():
                 model(x)
-        except RuntimeError as e:
+        except (RuntimeError, ValueError) as e:  # torch's / the compact layers' shape check
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(f"the model does not take {name}'s inputs (shape "
                             f"{tuple(x.shape[1:])}): {first}") from None
