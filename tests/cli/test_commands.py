@@ -150,3 +150,12 @@ def test_bad_numbers_are_usage_errors_before_any_work(capsys, tmp_path, argv, ma
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and match in err, err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_importing_the_cli_loads_no_torch():
+    """``compactnn --help`` and Ctrl-C during start-up need a light ``compactnn.cli``:
+    each command imports what it runs inside ``run``."""
+    code = "import sys, compactnn.cli\nprint('torch' in sys.modules, 'tqdm' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(SRC)), check=True)
+    assert done.stdout.split() == ["False", "False"]

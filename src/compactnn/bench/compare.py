@@ -42,14 +42,14 @@ def compare(models: Sequence[tuple[str, nn.Module, int]], test: TensorDataset,
     throughput (inputs/s) of each ``(label, model, file bytes)``."""
     from compactnn.bench import model_latency
     from compactnn.train import evaluate
-    from compactnn.zoo import task_of
 
-    metric_name = "accuracy" if task_of(test) == "classification" else "mse"
     x = test.tensors[0]
     ref = models[0][2]
     rows = []
     for label, model, nbytes in models:
-        metric = evaluate(model, test)[metric_name]
+        metrics = evaluate(model, test)  # accuracy for classifiers, mse for regression
+        metric_name = "accuracy" if "accuracy" in metrics else "mse"
+        metric = metrics[metric_name]
         lat, thr = {}, {}
         for b in batch_sizes:
             t = model_latency(model, batch_of(x, b), repeats=repeats).median

@@ -53,8 +53,11 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, str, dict[str, 
     if not isinstance(kwargs, dict) or name not in MODELS or len(meta["model_kwargs"]) > 4096:
         raise CompactFileError(f"{p}: unknown zoo model {name!r} or bad arguments "
                                f"(available: {', '.join(MODELS)})")
-    # the header bounds the model: the size limit is the shape comparison below
-    probe = adapters.ADAPTERS["zoo"].build({"name": name, "kwargs": kwargs}, p, sys.maxsize)
+    # the zoo adapter builds it with its large tensors on the meta device; the header
+    # bounds the model (the size limit is the shape comparison below)
+    entry = {"zoo": {"name": name, "kwargs": kwargs}}
+    adapters.check_entries(entry, p)
+    probe = adapters.build_from(entry, {}, set(), p, sys.maxsize)
     expected = {k: tuple(t.shape) for k, t in probe.state_dict().items()}
     del probe
     # shared tensors are stored once: a tensor the header lacks must have the shape of
