@@ -200,7 +200,7 @@ class HFKind(Kind):
         model, info = load_dense(arg)
         meta = {k: info[k] for k in ("source", "recipe", "task", "samples", "dense_bytes")
                 if k in info}
-        return Source(model, None, meta, {"hf": True})
+        return Source(model, None, meta, {"hf": model.hf_spec})
 
     def compress(self, a: argparse.Namespace) -> None:
         compress(a.checkpoint, recipe(a.recipe), a.data, a.output, max_length=a.max_length)
