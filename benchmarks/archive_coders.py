@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 from _docs import render, save, table
 
-from compactnn.bench import pipeline, threads
+from compactnn.bench import threads
 from compactnn.coding import archive
+from compactnn.zoo.checkpoint import load_checkpoint
 
 
 def best(f, repeats: int) -> float:
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--work", default="/tmp/compactnn-e2e")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    model, *_ = pipeline.load_checkpoint(Path(args.work) / "lenet300_compressed.safetensors")
+    model, *_ = load_checkpoint(Path(args.work) / "lenet300_compressed.safetensors")
     mats = {f"lenet300 {k} {v.shape[0]}x{v.shape[1]}": v.detach().numpy()
             for k, v in model.state_dict().items() if k.endswith("weight")}
     rng = np.random.default_rng(0)

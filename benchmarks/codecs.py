@@ -2,7 +2,7 @@
 constrained LeNet-300-100 or LeNet-5, with general-purpose compressors as a floor.
 
 The model (``--model``) is LeNet-300-100 or LeNet-5 on Fashion-MNIST, trained and
-compressed with its recipe (``compactnn.bench.pipeline.RECIPES``) exactly as
+compressed with its recipe (``compactnn.zoo.presets.RECIPES``) exactly as
 ``benchmarks/end_to_end.py`` does, sharing its checkpoints in ``--work``. Its
 constrained weights and biases (the dense twin of the compact model, bit-identical)
 are then stored four ways, and each is decoded and evaluated on the test set:
@@ -49,9 +49,11 @@ from _docs import save as save_results
 from safetensors.torch import save as st_save
 
 from compactnn import load, save, to_compact, train, zoo
-from compactnn.bench import pipeline, threads
+from compactnn.bench import threads
 from compactnn.io import inspect
 from compactnn.nn import to_dense
+from compactnn.train.checkpoint import dense_file_bytes
+from compactnn.zoo.presets import model_kwargs
 
 sys.path.insert(0, str(Path(__file__).parent))
 from end_to_end import baseline, compressed  # noqa: E402  (the same checkpoints)
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     constrained = compressed(name, base, tr, te, work)
     with threads(args.threads):
         cm = to_compact(constrained, "smallest", storage="auto")
-    spec = (name, pipeline.model_kwargs(name, tr))
+    spec = (name, model_kwargs(name, tr))
     path, ppath = work / f"codecs_{name}.cnn", work / f"codecs_{name}_packed.cnn"
     plain_size = save(cm, path, zoo=spec)
     size = save(cm, ppath, zoo=spec, pack=True)
@@ -159,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     for k, v in to_dense(pback).state_dict().items():
         if not torch.equal(v, plain.state_dict()[k]):
             raise SystemExit(f"packed file decodes {k} differently")
-    rows = [("float32 baseline (dense, unconstrained)", pipeline.dense_file_bytes(base),
+    rows = [("float32 baseline (dense, unconstrained)", dense_file_bytes(base),
              train.evaluate(base, te)["accuracy"])]
     acc_constrained = train.evaluate(plain, te)["accuracy"]
     rows += [(f"constrained, {k}", b, acc_constrained) for k, b in floors(plain).items()]

@@ -2,7 +2,7 @@
 compact file that is loaded and run.
 
 For each model: train a dense baseline, compress it with the recipe in
-``compactnn.bench.pipeline.RECIPES`` (magnitude pruning with fine-tuning, k-means weight
+``compactnn.zoo.presets.RECIPES`` (magnitude pruning with fine-tuning, k-means weight
 sharing, fine-tuning), convert it with policies ``smallest``, ``fastest`` and
 ``fastest`` among the sparse / low-entropy formats only (``fastest-compact``: csr,
 index_map, cer, cser, ham, sham; no dense-like layout), all with storage ``auto``
@@ -39,9 +39,13 @@ import torch
 from _docs import save as save_results
 
 from compactnn import formats, load, save, to_compact, train, zoo
-from compactnn.bench import pipeline, threads
+from compactnn.bench import threads
+from compactnn.bench.compare import compare, format_rows, predictions_agree
 from compactnn.io import inspect
+from compactnn.train.checkpoint import dense_file_bytes
 from compactnn.transforms import Recipe, compress_
+from compactnn.zoo.checkpoint import load_checkpoint, save_checkpoint
+from compactnn.zoo.presets import RECIPES, model_kwargs
 
 TARGETS = {"lenet300": 50.0, "lenet5": 40.0}
 MAX_LOSS_POINTS = 0.5
@@ -62,36 +66,36 @@ def log(msg: str) -> None:
 def baseline(name: str, tr, te, epochs: int, work: Path):
     path = work / f"{name}_baseline.safetensors"
     if path.exists():  # reused only if trained for as many epochs
-        model, _, _, info = pipeline.load_checkpoint(path)
+        model, _, _, info = load_checkpoint(path)
         if info.get("epochs") == epochs:
             return model
         log(f"{name}: {path} was trained for {info.get('epochs')} epochs; training again")
-    kwargs = pipeline.model_kwargs(name, tr)
+    kwargs = model_kwargs(name, tr)
     torch.manual_seed(0)
     model = zoo.build(name, **kwargs)
     t = time.perf_counter()
     train.fit(model, tr, epochs, lr=1e-3, batch_size=128, progress=True)
     log(f"{name}: baseline trained in {time.perf_counter() - t:.0f} s")
     (work / f"{name}_compressed.safetensors").unlink(missing_ok=True)  # made from another
-    pipeline.save_checkpoint(model, path, name, kwargs, metrics=train.evaluate(model, te),
+    save_checkpoint(model, path, name, kwargs, metrics=train.evaluate(model, te),
                              epochs=epochs)
     return model.eval()
 
 
 def compressed(name: str, base, tr, te, work: Path):
     path = work / f"{name}_compressed.safetensors"
-    recipe = Recipe.from_list(pipeline.RECIPES[name])
+    recipe = Recipe.from_list(RECIPES[name])
     if path.exists():  # reused only if it was made with the current recipe
-        model, _, _, info = pipeline.load_checkpoint(path)
+        model, _, _, info = load_checkpoint(path)
         if info.get("recipe") == recipe.to_list():
             return model
         log(f"{name}: {path} was made with another recipe; compressing again")
-    model = zoo.build(name, **pipeline.model_kwargs(name, tr))
+    model = zoo.build(name, **model_kwargs(name, tr))
     model.load_state_dict(base.state_dict())
     t = time.perf_counter()
     report = compress_(model, recipe, tr, te, progress=True)
     log(f"{name}: compressed in {time.perf_counter() - t:.0f} s\n{report.table()}")
-    pipeline.save_checkpoint(model, path, name, pipeline.model_kwargs(name, tr),
+    save_checkpoint(model, path, name, model_kwargs(name, tr),
                              recipe=recipe.to_list())
     return model.eval()
 
@@ -99,13 +103,13 @@ def compressed(name: str, base, tr, te, work: Path):
 def run(name: str, tr, te, args, work: Path) -> dict:
     base = baseline(name, tr, te, getattr(args, f"epochs_{name}"), work)
     constrained = compressed(name, base, tr, te, work)
-    kwargs = pipeline.model_kwargs(name, tr)
-    dense_bytes = pipeline.dense_file_bytes(base)
+    kwargs = model_kwargs(name, tr)
+    dense_bytes = dense_file_bytes(base)
     x = te.tensors[0]
     out: dict = {"model": name, "dense_bytes": dense_bytes,
                  "baseline_accuracy": train.evaluate(base, te)["accuracy"],
                  "constrained_accuracy": train.evaluate(constrained, te)["accuracy"],
-                 "recipe": pipeline.RECIPES[name], "files": {}}
+                 "recipe": RECIPES[name], "files": {}}
     models = [("dense torch baseline", base, dense_bytes)]
     for key, policy, storage, only in CONVERSIONS:
         fids = [f for f in LOW_ENTROPY if f in formats.available()] if only else None
@@ -119,7 +123,7 @@ def run(name: str, tr, te, args, work: Path) -> dict:
         t = time.perf_counter()
         back = load(path)
         load_s = time.perf_counter() - t
-        same, total = pipeline.predictions_agree(back, constrained, x)
+        same, total = predictions_agree(back, constrained, x)
         info = inspect(path)
         out["files"][key] = {
             "bytes": size, "ratio": dense_bytes / size, "convert_s": convert_s,
@@ -135,11 +139,11 @@ def run(name: str, tr, te, args, work: Path) -> dict:
         if storage == "auto":
             models.append((f"compact {key.split('/')[0]}", back, size))
     with threads(args.threads), torch.no_grad():
-        rows = pipeline.compare(models, te, (1, 256), repeats=50)
+        rows = compare(models, te, (1, 256), repeats=50)
     out["rows"] = [{"label": r.label, "accuracy": r.metric, "bytes": r.file_bytes,
                     "ratio": r.ratio, "latency_ms": r.latency_ms, "throughput": r.throughput}
                    for r in rows]
-    out["table"] = pipeline.format_rows(rows)
+    out["table"] = format_rows(rows)
     return out
 
 

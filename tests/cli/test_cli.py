@@ -179,7 +179,7 @@ def test_unsupported_layer(capsys, tmp_path, monkeypatch):
                              nn.Flatten(), nn.Linear(2 * in_features, num_classes))
 
     monkeypatch.setitem(zoo.MODELS, "reflectnet", reflectnet)
-    monkeypatch.setattr("compactnn.bench.pipeline.model_kwargs",
+    monkeypatch.setattr("compactnn.zoo.presets.model_kwargs",
                         lambda name, data: {"in_features": 64, "num_classes": 10})
     ckpt, out = tmp_path / "r.safetensors", tmp_path / "r.cnn"
     assert main(["train", "--model", "reflectnet", "--dataset", "digits", "--epochs", "1",
@@ -228,3 +228,8 @@ def test_convert_packed_is_smaller_and_runs(capsys, workdir, tmp_path):
     assert os.path.getsize(out_file) < os.path.getsize(workdir / "m.cnn")
     code, out, _ = run(capsys, "eval", str(out_file))
     assert code == 0 and "accuracy" in out
+
+
+def test_a_dataset_the_compact_model_does_not_take(capsys, workdir):
+    code, _, err = run(capsys, "eval", str(workdir / "m.cnn"), "--dataset", "diabetes")
+    assert_one_line_error(code, err, "does not take diabetes's inputs")

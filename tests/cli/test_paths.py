@@ -17,10 +17,10 @@ import pytest
 import torch
 
 from compactnn import zoo
-from compactnn.bench import pipeline
 from compactnn.cli import main
 from compactnn.io import save
 from compactnn.nn import to_compact
+from compactnn.zoo.checkpoint import save_checkpoint
 from tests.io.helpers import constrain_, reforge
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def ckpt(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     model = constrain_(zoo.build("lenet300", in_features=16), 0)
     p = d / "base.safetensors"
-    pipeline.save_checkpoint(model, p, "lenet300", {"in_features": 16})
+    save_checkpoint(model, p, "lenet300", {"in_features": 16})
     return p
 
 
@@ -115,7 +115,7 @@ def digits_ckpt(tmp_path_factory) -> Path:
     p = tmp_path_factory.mktemp("paths64") / "base64.safetensors"
     torch.manual_seed(0)
     model = constrain_(zoo.build("lenet300", in_features=64), 0)
-    pipeline.save_checkpoint(model, p, "lenet300", {"in_features": 64})
+    save_checkpoint(model, p, "lenet300", {"in_features": 64})
     return p
 
 

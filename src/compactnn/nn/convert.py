@@ -26,6 +26,7 @@ from compactnn import formats
 from compactnn.coding import archive, entropy_bits
 from compactnn.cost import energy_pj
 from compactnn.cost.timing import time_call
+from compactnn.errors import UserError
 from compactnn.formats import CompactMatrix
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord, UnsupportedLayerError
 from compactnn.nn.structured import CONV_LIKE, STRUCTURED, dense_twin, structured_encodings
@@ -140,7 +141,7 @@ def _validate_policy(policy: Policy, names: Iterable[str]) -> None:
     if isinstance(policy, Mapping):
         unknown = sorted(set(policy) - set(names))
         if unknown:
-            raise ValueError(f"policy names layers that do not exist: {', '.join(unknown)}")
+            raise UserError(f"policy names layers that do not exist: {', '.join(unknown)}")
         values = list(policy.values())
     elif isinstance(policy, str):
         values = [policy]
@@ -148,7 +149,7 @@ def _validate_policy(policy: Policy, names: Iterable[str]) -> None:
         raise TypeError(f"policy must be a string or a mapping, got {type(policy).__name__}")
     for v in values:
         if v not in known:
-            raise ValueError(
+            raise UserError(
                 f"unknown policy or format {v!r}; policies: {', '.join(POLICIES)}; "
                 f"formats: {', '.join(formats.available())}")
 
@@ -264,15 +265,15 @@ def to_compact(
     'csr'
     """
     if storage not in STORAGES:
-        raise ValueError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
+        raise UserError(f"storage must be one of {', '.join(STORAGES)}, got {storage!r}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserError(f"batch_size must be >= 1, got {batch_size}")
     layers = compactable_layers(model)
     _validate_policy(policy, [n for n, _ in layers])
     fids = list(formats.available() if candidates is None else candidates)
     unknown = sorted(set(fids) - set(formats.available()))
     if unknown or not fids:
-        raise ValueError(f"candidates must be registered formats, got {unknown or 'none'}")
+        raise UserError(f"candidates must be registered formats, got {unknown or 'none'}")
     for name, m in layers:
         _check_layer(name, m)
     cols: dict[str, int] = {}
@@ -280,7 +281,7 @@ def to_compact(
         if example_input is not None:
             cols = _input_columns(model, layers, example_input)
         elif any(isinstance(m, CONV_LIKE) for _, m in layers):
-            raise ValueError("policy 'fastest' needs example_input for models with Conv2d layers")
+            raise UserError("policy 'fastest' needs example_input for models with Conv2d layers")
         else:
             cols = {n: batch_size for n, _ in layers}
     if not inplace:

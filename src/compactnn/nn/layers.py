@@ -20,13 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compactnn.errors import UserError
 from compactnn.formats import CompactMatrix
 from compactnn.kernels import backend
 
 __all__ = ["CompactConv2d", "CompactLinear", "LayerRecord", "UnsupportedLayerError"]
 
 
-class UnsupportedLayerError(TypeError):
+class UnsupportedLayerError(TypeError, UserError):
     """A layer cannot be represented by a compact layer (e.g. a non-zero padding mode)."""
 
 

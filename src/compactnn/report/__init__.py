@@ -77,7 +77,7 @@ def collect(path: str | os.PathLike, test: Any = None, *, baseline: Any = None,
     import torch
 
     from compactnn.bench import format_times, model_latency
-    from compactnn.bench.pipeline import batch_of
+    from compactnn.bench.compare import batch_of
     from compactnn.io import inspect, load
     from compactnn.nn import CompactConv2d, CompactLinear, to_dense
     from compactnn.train import evaluate

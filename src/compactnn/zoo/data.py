@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
+from compactnn.errors import UserError
+
 __all__ = ["DatasetError", "DATASETS", "load_dataset", "read_idx"]
 
 DEFAULT_DIRS = {
@@ -41,7 +43,7 @@ _IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">
 DATASETS = ("fashion-mnist", "mnist", "cifar10", "digits", "diabetes")
 
 
-class DatasetError(FileNotFoundError):
+class DatasetError(FileNotFoundError, UserError):
     """A dataset is missing or malformed; the message says how to get it."""
 
 
@@ -175,7 +177,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
     (1347, 450, (1, 8, 8))
     """
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+        raise UserError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
     if name in ("digits", "diabetes"):
         tr, te = _sklearn_dataset(name, seed)
     else:

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compactnn.errors import UserError
 from compactnn.nn.tree import set_module
 
 __all__ = ["AUTO_CLASSES", "TOKENIZER_FILES", "HFError", "is_hf_dir", "read_dir",
@@ -59,7 +60,7 @@ _DROPPED = ("model_type", "transformers_version", "dtype", "torch_dtype",
             "attn_implementation")
 
 
-class HFError(ValueError):
+class HFError(UserError):
     """A Hugging Face folder or spec that compactnn cannot use; the message says why."""
 
 

@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 
 from torch import nn
 
+from compactnn.errors import UserError
+
 __all__ = ["MODELS", "build", "lenet300", "lenet5", "vgg_small", "mlp"]
 
 
@@ -93,5 +95,5 @@ def build(name: str, **kwargs) -> nn.Module:
     try:
         ctor = MODELS[name]
     except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
+        raise UserError(f"unknown model {name!r}; available: {', '.join(MODELS)}") from None
     return ctor(**kwargs)

@@ -1,4 +1,5 @@
-"""The MiniLM branches of the ``compactnn`` subcommands (all-MiniLM-L6-v2 by name).
+"""The MiniLM kind of the ``compactnn`` commands (all-MiniLM-L6-v2 by name, or a file
+whose zoo entry names ``minilm``).
 
 - ``compactnn compress minilm --recipe R [--embedding-k K] [--sentences N] -o ckpt``:
   the pretrained model, the recipe on its 36 Linear layers with ``finetune`` steps that
@@ -24,21 +25,17 @@ never appear in their training parts; ``generated`` is the template corpus.
 
 from __future__ import annotations
 
+import argparse
 import os
 from typing import Any
 
-__all__ = ["TRAIN_CORPORA", "EVAL_CORPORA", "is_minilm", "original_bytes", "pretrained",
-           "training_texts", "compress", "columns", "describe", "evaluate", "format_quality",
-           "bench"]
+from compactnn.cli.common import recipe, threads_of
+from compactnn.cli.models import Kind, Source
+from compactnn.errors import UserError
 
-
-def _builtin() -> list[dict[str, Any]]:
-    from compactnn.zoo.transformer import MIXED_SHARING
-
-    # no pruning, per-layer-type shared values (~3.1 bits/weight) assigned by GPTQ on the
-    # layer inputs of 1024 sentences, 2 epochs of distillation
-    return [*({**step, "calibrate": 1024} for step in MIXED_SHARING),
-            {"method": "finetune", "epochs": 2, "lr": 5e-4, "batch_size": 32}]
+__all__ = ["KIND", "MiniLMKind", "TRAIN_CORPORA", "EVAL_CORPORA", "is_minilm",
+           "original_bytes", "pretrained", "training_texts", "compress", "columns", "describe",
+           "evaluate", "format_quality", "bench"]
 
 
 HELD_OUT = 500
@@ -79,7 +76,7 @@ def training_texts(n: int, corpora: tuple[str, ...] = TRAIN_CORPORA) -> list[str
     from compactnn.zoo.corpora import load_corpus
 
     if n < 1:
-        raise ValueError(f"need at least one training sample, got {n}")
+        raise UserError(f"need at least one training sample, got {n}")
     share = -(-n // len(corpora))
     parts = [load_corpus(c, "train", share) for c in corpora]
     mixed = [p[i] for i in range(share) for p in parts if i < len(p)]
@@ -123,30 +120,27 @@ def format_quality(quality: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def compress(recipe: Any, output: str, *, embedding_k: int | None = None,
+def compress(steps: Any, output: str, *, embedding_k: int | None = None,
              sentences: int = 3000, progress: bool = True) -> dict[str, dict[str, float]]:
-    """Compress the pretrained model with ``recipe`` (``None``: the built-in ``minilm``
-    recipe: ``MIXED_SHARING`` with GPTQ on 1024 samples + 2 epochs of distillation),
-    calibrating and distilling on ``sentences``
+    """Compress the pretrained model with the recipe ``steps`` (the built-in one:
+    ``compactnn.zoo.presets.RECIPES["minilm"]``, ``MIXED_SHARING`` with GPTQ on 1024
+    samples + 2 epochs of distillation), calibrating and distilling on ``sentences``
     samples of :func:`training_texts`; save a checkpoint to ``output``; return
     :func:`evaluate`'s per-corpus quality."""
-    from compactnn.bench import pipeline
-    from compactnn.transforms import Recipe
+    from compactnn.zoo.checkpoint import save_checkpoint
     from compactnn.zoo.transformer import ZOO_NAME, compress_minilm_, load_minilm
 
     if sentences < 1:
-        raise ValueError(f"--sentences must be >= 1, got {sentences}")
-    recipe = Recipe.from_list(_builtin()) if recipe is None else recipe
+        raise UserError(f"--sentences must be >= 1, got {sentences}")
     train = training_texts(sentences)
     model = load_minilm()
-    report = compress_minilm_(model, recipe, train, embedding_k=embedding_k,
+    report = compress_minilm_(model, steps, train, embedding_k=embedding_k,
                               progress=progress)
     print(report.table())
     quality = evaluate(model)
-    pipeline.save_checkpoint(model, output, ZOO_NAME, model.zoo_spec["kwargs"],
-                             metrics=quality, recipe=recipe.to_list(),
-                             distillation_sentences=sentences,
-                             distillation_corpora=list(TRAIN_CORPORA), embedding_k=embedding_k)
+    save_checkpoint(model, output, ZOO_NAME, model.zoo_spec["kwargs"], metrics=quality,
+                    recipe=steps.to_list(), distillation_sentences=sentences,
+                    distillation_corpora=list(TRAIN_CORPORA), embedding_k=embedding_k)
     return quality
 
 
@@ -218,3 +212,52 @@ def bench(model: Any, file_bytes: int | None, batch_sizes: list[int], n_threads:
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines) + (f"\n({n_sentences} held-out sentences, median of {repeats} "
                                f"runs, {n_threads} thread(s))")
+
+
+class MiniLMKind(Kind):
+    """all-MiniLM-L6-v2: by name (the pretrained model) or a file / checkpoint whose zoo
+    entry names it; quality against the original per text corpus, throughput in
+    sentences per second."""
+
+    name = "minilm"
+
+    def names(self, arg: str) -> bool:
+        return is_minilm(arg)
+
+    def holds(self, entry: dict[str, Any]) -> bool:
+        from compactnn.zoo.transformer import ZOO_NAME
+
+        spec = entry.get("zoo")
+        return isinstance(spec, dict) and spec.get("name") == ZOO_NAME
+
+    def source(self, arg: str) -> Source | None:
+        if not is_minilm(arg):
+            return None
+        model, name, kwargs, info = pretrained()
+        return Source(model, (name, kwargs), info, {"zoo": {"name": name, "kwargs": kwargs}})
+
+    def compress(self, a: argparse.Namespace) -> None:
+        q = compress(recipe(a.recipe), a.output, embedding_k=a.embedding_k,
+                     sentences=a.sentences)
+        print(f"vs the original, per held-out corpus:\n{format_quality(q)}")
+        print(f"wrote {a.output}")
+
+    def timing(self, src: Source, batch_size: int) -> tuple[int, Any]:
+        return columns(batch_size), None  # sentences x tokens per product
+
+    def dense_bytes(self, src: Source) -> int:
+        return original_bytes()
+
+    def describe(self, arg: str) -> str | None:
+        return describe() if is_minilm(arg) else None
+
+    def evaluate(self, a: argparse.Namespace, model: Any, info: Any) -> str:
+        return (f"{a.file} vs the original, per held-out corpus:\n"
+                f"{format_quality(evaluate(model))}")
+
+    def bench(self, a: argparse.Namespace, model: Any, info: Any) -> str:
+        return bench(model, None if info is None else info.file_bytes, a.batch_sizes,
+                     threads_of(a))
+
+
+KIND = MiniLMKind()

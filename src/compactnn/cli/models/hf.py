@@ -1,4 +1,5 @@
-"""The Hugging Face branches of the ``compactnn`` subcommands (any local model folder).
+"""The Hugging Face kind of the ``compactnn`` commands (any local model folder, or a
+file whose model entry is ``hf``).
 
 - ``compactnn compress ./hf-model --recipe r.yaml --data samples.txt -o dense.cnn``:
   the folder's model (:func:`compactnn.zoo.hf.read_dir`), the recipe on its
@@ -23,20 +24,22 @@ compression work.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["is_hf_input", "compress", "load_dense", "evaluate", "bench", "prefixed"]
+from compactnn.cli.common import fmt_metrics, recipe, threads_of
+from compactnn.cli.models import Kind, Source
+from compactnn.errors import UserError
+
+__all__ = ["KIND", "HFKind", "is_hf_file", "compress", "load_dense", "evaluate", "bench",
+           "prefixed"]
 
 
-def is_hf_input(path: str) -> bool:
-    """A Hugging Face model folder, or a compact file that holds a Hugging Face model."""
-    from compactnn.zoo.hf import is_hf_dir
-
-    if is_hf_dir(path):
-        return True
+def is_hf_file(path: str) -> bool:
+    """A compact file that holds a Hugging Face model."""
     if not os.path.isfile(path):
         return False
     from compactnn.io import CompactFileError, inspect
@@ -86,8 +89,8 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
     from compactnn.zoo import hf, hf_task
 
     if data is None:
-        raise ValueError("compressing a Hugging Face model needs --data (a text file, one "
-                         "sample per line, or .npy/.npz pixel values)")
+        raise UserError("compressing a Hugging Face model needs --data (a text file, one "
+                        "sample per line, or .npy/.npz pixel values)")
     model = hf.read_dir(folder)
     view = hf_task.TaskView(model).eval()
     recipe = prefixed(recipe)
@@ -117,50 +120,46 @@ def _reference(file_meta: dict[str, Any], reference: str | None) -> Any:
     if path and Path(path).is_dir() and hf.is_hf_dir(path):
         return hf.read_dir(path)
     if reference:
-        raise ValueError(f"{reference}: not a Hugging Face model folder")
+        raise UserError(f"{reference}: not a Hugging Face model folder")
     return None
 
 
-def evaluate(path: str, data: str | None, reference: str | None = None,
-             max_length: int = 128) -> dict[str, float]:
-    """``compactnn eval`` for a compact file of a Hugging Face model."""
-    from compactnn.io import inspect, load
+def evaluate(model: Any, metadata: dict[str, Any], data: str | None,
+             reference: str | None = None, max_length: int = 128) -> dict[str, float]:
+    """``compactnn eval`` for a Hugging Face model loaded from a compact file (its
+    ``metadata`` names the folder it was compressed from)."""
     from compactnn.zoo import hf, hf_task
 
     if data is None:
-        raise ValueError("evaluating a Hugging Face model needs --data (text file or "
-                         ".npy/.npz pixel values)")
-    model = load(path)
+        raise UserError("evaluating a Hugging Face model needs --data (text file or "
+                        ".npy/.npz pixel values)")
     x = hf_task.inputs_for(model, data, max_length)
     out: dict[str, float] = {}
     if hf.task_of(model) == "causal-lm":
         out["perplexity"] = hf_task.perplexity(model, x)
-    ref = _reference(inspect(path).metadata, reference)
+    ref = _reference(metadata, reference)
     if ref is not None:
         out.update(hf_task.agreement(model, ref, x))
         if hf.task_of(model) == "causal-lm":
             out["reference_perplexity"] = hf_task.perplexity(ref, x)
     if not out:
-        raise ValueError("no metric for this model without the original: pass --reference "
-                         "FOLDER (the model folder it was compressed from)")
+        raise UserError("no metric for this model without the original: pass --reference "
+                        "FOLDER (the model folder it was compressed from)")
     return out
 
 
-def bench(path: str, data: str | None, batch_sizes: list[int], n_threads: int,
+def bench(model: Any, info: Any, data: str | None, batch_sizes: list[int], n_threads: int,
           max_length: int = 128, repeats: int = 5) -> str:
     """Samples/s of the compact model and its dense twin (decoded float32 weights)."""
     import torch
 
     from compactnn.bench import model_latency, threads
-    from compactnn.bench.pipeline import batch_of
-    from compactnn.io import inspect, load
+    from compactnn.bench.compare import batch_of
     from compactnn.nn import to_dense
     from compactnn.zoo import hf_task
 
     if data is None:
-        raise ValueError("benchmarking a Hugging Face model needs --data")
-    model = load(path)
-    info = inspect(path)
+        raise UserError("benchmarking a Hugging Face model needs --data")
     x = hf_task.inputs_for(model, data, max_length)
     rows = [("model", "file bytes") + tuple(f"b={b} (samples/s)" for b in batch_sizes)]
     dense_bytes = info.metadata.get("dense_bytes")
@@ -178,3 +177,46 @@ def bench(path: str, data: str | None, batch_sizes: list[int], n_threads: int,
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines) + (f"\n(inputs of {tuple(x.shape[1:])}, median of {repeats} runs, "
                                f"{n_threads} thread(s))")
+
+
+class HFKind(Kind):
+    """A Hugging Face model: a folder (config.json + safetensors + tokenizer files) or a
+    compact file of one; its data is ``--data`` (text lines or pixel values)."""
+
+    name = "hf"
+    baseline = "weights"
+
+    def names(self, arg: str) -> bool:
+        from compactnn.zoo.hf import is_hf_dir
+
+        return is_hf_dir(arg)
+
+    def holds(self, entry: dict[str, Any]) -> bool:
+        return entry.get("hf") is not None
+
+    def source(self, arg: str) -> Source | None:
+        if not (self.names(arg) or is_hf_file(arg)):
+            return None
+        model, info = load_dense(arg)
+        meta = {k: info[k] for k in ("source", "recipe", "task", "samples", "dense_bytes")
+                if k in info}
+        return Source(model, None, meta, {"hf": model.hf_spec})
+
+    def compress(self, a: argparse.Namespace) -> None:
+        compress(a.checkpoint, recipe(a.recipe), a.data, a.output, max_length=a.max_length)
+
+    def dense_bytes(self, src: Source) -> int:
+        return int(src.meta.get("dense_bytes") or sum(
+            t.numel() * t.element_size() for t in src.model.state_dict().values()))
+
+    def evaluate(self, a: argparse.Namespace, model: Any, info: Any) -> str:
+        q = evaluate(model, info.metadata, a.data, a.reference, a.max_length)
+        return f"{a.file}: {fmt_metrics(q)} on {a.data}"
+
+    def bench(self, a: argparse.Namespace, model: Any, info: Any) -> str:
+        if model is None:
+            raise UserError(f"{a.file}: bench takes a compact file (convert the folder first)")
+        return bench(model, info, a.data, a.batch_sizes, threads_of(a), a.max_length)
+
+
+KIND = HFKind()

@@ -9,13 +9,17 @@ like the constrained dense model, print baseline vs compact, and write an HTML r
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
-import torch
+from compactnn.cli.common import add_threads, positive_int, threads_of
+from compactnn.cli.registry import Command, register
+from compactnn.errors import UserError
 
 __all__ = ["run_demo", "fashion_mnist_or_digits"]
 
@@ -53,19 +57,36 @@ def fashion_mnist_or_digits(dataset: str, data_dir: str | None, install: bool):
     return "digits", zoo.load_dataset("digits")
 
 
+def _file_bytes(model) -> int:
+    """Bytes a compact model's file would have (saved into a temporary folder)."""
+    from compactnn.io import save
+
+    with tempfile.TemporaryDirectory() as d:
+        return save(model, os.path.join(d, "m.cnn"), zoo=getattr(model, "zoo_spec", None))
+
+
 def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
              data_dir: str | None = None, install: bool = True, n_threads: int = 1) -> dict:
     """Run the demo, writing ``baseline.safetensors``, ``model.cnn`` and ``report.html``
     into ``out``; returns the measured numbers."""
+    import torch
+
     from compactnn import load, save, to_compact, train, zoo
-    from compactnn.bench import pipeline, threads
+    from compactnn.bench import threads
+    from compactnn.bench.compare import compare, format_rows, predictions_agree
     from compactnn.io import inspect
     from compactnn.report import Point, collect, write_report
+    from compactnn.train.checkpoint import dense_file_bytes
     from compactnn.transforms import Recipe, compress_
+    from compactnn.zoo.checkpoint import save_checkpoint
+    from compactnn.zoo.presets import RECIPES, model_kwargs
 
     if epochs < 1:
-        raise ValueError(f"epochs must be >= 1, got {epochs}")
-    os.makedirs(out, exist_ok=True)
+        raise UserError(f"epochs must be >= 1, got {epochs}")
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:  # the user's folder
+        raise UserError(f"output folder {out}: {exc.strerror}") from None
     t_start = time.perf_counter()
     torch.set_num_threads(n_threads)
 
@@ -77,13 +98,13 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
     if dataset == "digits":
         epochs *= 10  # 1347 training images instead of 60000
     _say(f"2/7 train LeNet-300-100 for {epochs} epoch(s)")
-    kwargs = pipeline.model_kwargs("lenet300", tr)
+    kwargs = model_kwargs("lenet300", tr)
     torch.manual_seed(0)
     model = zoo.build("lenet300", **kwargs)
     train.fit(model, tr, epochs, lr=1e-3, batch_size=128, progress=True)
     base_metrics = train.evaluate(model, te)
-    baseline = pipeline.dense_file_bytes(model)
-    pipeline.save_checkpoint(model, os.path.join(out, "baseline.safetensors"), "lenet300",
+    baseline = dense_file_bytes(model)
+    save_checkpoint(model, os.path.join(out, "baseline.safetensors"), "lenet300",
                              kwargs, dataset=dataset, metrics=base_metrics)
     base_model = zoo.build("lenet300", **kwargs)
     base_model.load_state_dict(model.state_dict())
@@ -91,14 +112,14 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
          f"float32 file {baseline} bytes")
 
     _say("3/7 prune, then weight-share, with fine-tuning")
-    steps = pipeline.RECIPES["demo-digits" if dataset == "digits" else "demo"]
+    steps = RECIPES["demo-digits" if dataset == "digits" else "demo"]
     split = next(i for i, st in enumerate(steps) if st["method"] in ("cws", "pws", "uq", "ecsq"))
     points = []
     for label, part, bake in (("pruned", steps[:split], False),
                               ("pruned + shared", steps[split:], True)):
         report = compress_(model, Recipe.from_list(part), tr, te, bake=bake, progress=True)
         acc = train.evaluate(model, te)["accuracy"]
-        nbytes = pipeline.compact_bytes(to_compact(model, "smallest"))
+        nbytes = _file_bytes(to_compact(model, "smallest"))
         points.append(Point(f"{label} (compact file)", nbytes, acc))
         _say(f"    {label}: accuracy {100 * acc:.2f}%, compact file {nbytes} bytes")
     _say("    " + report.table().replace("\n", "\n    "))
@@ -117,18 +138,18 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
 
     _say("5/7 reload from the file and evaluate")
     back = load(path)
-    same, total = pipeline.predictions_agree(back, model, te.tensors[0])
+    same, total = predictions_agree(back, model, te.tensors[0])
     info = inspect(path)
     _say("    " + info.table().replace("\n", "\n    "))
     _say(f"    predictions equal to the constrained dense model on {same}/{total} test inputs")
 
     _say("6/7 baseline vs compact")
     with threads(n_threads):
-        rows = pipeline.compare([("baseline float32", base_model, baseline),
+        rows = compare([("baseline float32", base_model, baseline),
                                  ("compact (smallest)", back, size),
                                  ("compact (fastest)", load(fast_path), fast_size)],
                                 te, (1, 256))
-    table = pipeline.format_rows(rows)
+    table = format_rows(rows)
     _say(table)
 
     _say("7/7 HTML report")
@@ -144,3 +165,25 @@ def run_demo(out: str, epochs: int = 3, dataset: str = "fashion-mnist",
     sys.stdout.flush()
     return {"dataset": dataset, "rows": rows, "file_bytes": size, "baseline_bytes": baseline,
             "agree": (same, total), "seconds": elapsed}
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--out", default="demo_out", help="output folder (default demo_out)")
+    p.add_argument("--epochs", type=positive_int, default=3, help="baseline training epochs")
+    p.add_argument("--dataset", default="fashion-mnist", help="dataset (default fashion-mnist)")
+    p.add_argument("--data", metavar="DIR", help="folder holding the dataset files")
+    p.add_argument("--no-install", action="store_true",
+                   help="do not try to install Debian's dataset-fashion-mnist when missing")
+    add_threads(p)
+
+
+def run(a: argparse.Namespace) -> None:
+    run_demo(a.out, epochs=a.epochs, dataset=a.dataset, data_dir=a.data,
+             install=not a.no_install, n_threads=threads_of(a))
+
+
+register(Command("demo", "the README demo, end to end",
+                 "Train LeNet-300-100 on Fashion-MNIST (or scikit-learn digits when it is not "
+                 "available), prune and weight-share it, convert it with policy 'smallest', "
+                 "save, reload, evaluate, compare with the baseline and write an HTML report.",
+                 arguments, run))

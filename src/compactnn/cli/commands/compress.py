@@ -1,0 +1,38 @@
+"""``compactnn compress``: a recipe (pruning, weight sharing, fine-tuning) applied to a
+checkpoint, a Hugging Face folder or ``minilm``, by the input's model kind
+(``compactnn.cli.models``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from compactnn.cli.common import add_data, add_max_length, check_output, positive_int
+from compactnn.cli.registry import Command, register
+
+
+def arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("checkpoint", help="checkpoint written by `compactnn train`, a Hugging "
+                   "Face model folder (config.json + safetensors + tokenizer files), or minilm "
+                   "(the pretrained all-MiniLM-L6-v2, distilled on real text)")
+    p.add_argument("--recipe", required=True,
+                   help="recipe file (.yaml/.yml/.json) or built-in name (lenet300, demo, minilm)")
+    add_data(p, required=False)
+    p.add_argument("--embedding-k", type=positive_int, help="minilm: share the word "
+                   "embeddings with K values and pack them (default: keep them float32)")
+    p.add_argument("--sentences", type=positive_int, default=3000,
+                   help="minilm: calibration/distillation samples (real text)")
+    add_max_length(p)
+    p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
+
+
+def run(a: argparse.Namespace) -> None:
+    from compactnn.cli import models
+    from compactnn.cli.models.zoo import KIND as ZOO
+
+    check_output(a.output, a.checkpoint, a.recipe)
+    (models.named(a.checkpoint) or ZOO).compress(a)
+
+
+register(Command("compress", "apply a compression recipe with fine-tuning",
+                 "Prune / weight-share a trained checkpoint with a recipe (YAML/JSON file or "
+                 "a built-in name) and fine-tune it.", arguments, run))
