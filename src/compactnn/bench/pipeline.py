@@ -132,7 +132,7 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, str, dict[str, 
 
     from compactnn import zoo
     from compactnn.io.container import CompactFileError, open_regular, parse_json
-    from compactnn.io.model import _LargeOnMeta
+    from compactnn.io.meta import LargeOnMeta as _LargeOnMeta
     from compactnn.train import load_checkpoint as load_ckpt
 
     p = os.fspath(path)
