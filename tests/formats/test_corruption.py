@@ -102,6 +102,15 @@ CASES: dict[str, list[tuple[str, str, Callable]]] = {
         ("row_ptr not starting at 0", "row_ptr", set_at(0.0, lambda M: 1)),
         ("col_ptr past the last column", "col_ptr", set_at(1.0, lambda M: M.shape[1] + 1)),
     ],
+    "packed_codes": [
+        ("code out of range", "codes", lambda a, M: np.full_like(a, 0xFF)),
+        ("non-zero padding", "codes", lambda a, M: np.where(
+            np.arange(a.shape[1]) == a.shape[1] - 1, np.uint8(1), a).astype(np.uint8)),
+        ("codebook NaN", "codebook", lambda a, M: np.r_[a[:1], np.float32(np.nan), a[2:]]
+         .astype(np.float32)),
+        ("codebook repeats a value", "codebook", lambda a, M: np.r_[a[:1], a[:-1]]),
+        ("codes one row short", "codes", lambda a, M: a[:-1]),
+    ],
 }
 
 MATRIX = np.random.default_rng(5).choice(
@@ -125,4 +134,4 @@ def test_check_names_corruption(fid, desc, name, mutate):
 
 
 def test_every_format_has_specific_cases():
-    assert set(CASES) >= set(formats.available()) - {"dense"}
+    assert set(CASES) >= set(formats.registered()) - {"dense"}
