@@ -111,6 +111,15 @@ CASES: dict[str, list[tuple[str, str, Callable]]] = {
         ("codebook repeats a value", "codebook", lambda a, M: np.r_[a[:1], a[:-1]]),
         ("codes one row short", "codes", lambda a, M: a[:-1]),
     ],
+    "compact_blocks": [
+        ("row index out of range", "rows", set_at(0.5, lambda M: M.shape[0])),
+        ("rows not a permutation", "rows", set_at(0.0, lambda M: int(M.rows[1]))),
+        ("row_ptr past the last row", "row_ptr", set_at(1.0, lambda M: M.shape[0] + 1)),
+        ("col_ptr not starting at 0", "col_ptr", set_at(0.0, lambda M: 1)),
+        ("a block's column index out of range", "b0_indices",
+         set_at(0.5, lambda M: M.parts[0].shape[1])),
+        ("a block's pointers non-monotone", "b0_indptr", swap_middle),
+    ],
 }
 
 MATRIX = np.random.default_rng(5).choice(

@@ -20,7 +20,7 @@ from compactnn.formats.base import (
 )
 
 # Importing a format module registers it; order here is the order of ``available()``.
-from compactnn.formats import dense, csr, index_map, cer, cser, ham, sham, permseq, blockdiag, lossless_float, packed_codes  # noqa: E402,F401,E501  isort: skip
+from compactnn.formats import dense, csr, index_map, cer, cser, ham, sham, permseq, blockdiag, lossless_float, packed_codes, compact_blocks  # noqa: E402,F401,E501  isort: skip
 
 __all__ = [
     "CompactMatrix",
