@@ -16,9 +16,10 @@ A file's description says how its model is rebuilt, under ``model``, by one key:
 
 An :class:`Adapter` is registered under its key with :func:`register`. The adapters
 for models of higher layers (``compactnn.zoo``) register themselves when their module
-is imported; :data:`PROVIDERS` names, per key, the package module that does so, which
-:func:`get` imports the first time the key is needed (a fixed table of this package:
-never a module a file names).
+is imported; the package root's ``compactnn.PROVIDERS["model_adapters"]`` lists those
+modules, and :func:`get` imports them the first time a key is not registered yet (a
+fixed table of this package: never a module a file names; ``io`` itself names no
+higher layer).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from torch import nn
 
 from compactnn.io.container import CompactFileError
 
-__all__ = ["Adapter", "PROVIDERS", "FILE_PREFIX", "register", "get", "keys", "spec_entries",
+__all__ = ["Adapter", "FILE_PREFIX", "register", "get", "keys", "spec_entries",
            "file_tensors", "build_from", "declared_shapes", "check_entries", "attach_files",
            "from_factory"]
 
@@ -81,10 +82,20 @@ class Adapter:
         return getattr(model, f"{self.key}_spec", None)
 
 
-PROVIDERS: dict[str, str] = {"zoo": "compactnn.zoo.adapters", "hf": "compactnn.zoo.adapters"}
-"""Description key -> the module of this package that registers its adapter."""
-
 _ADAPTERS: dict[str, Adapter] = {}
+_BUILT_IN = ("zoo", "hf")  # keys the providers register (a description may use them)
+_provided = False
+
+
+def _import_providers() -> None:
+    """Import the modules that register this package's own adapters (once)."""
+    global _provided
+    if not _provided:
+        import compactnn
+
+        for module in compactnn.PROVIDERS["model_adapters"]:
+            importlib.import_module(module)
+        _provided = True
 
 
 def register(adapter: Adapter) -> Adapter:
@@ -97,14 +108,14 @@ def register(adapter: Adapter) -> Adapter:
 
 
 def keys() -> list[str]:
-    """Every description key with an adapter (registered or provided)."""
-    return list(dict.fromkeys([*PROVIDERS, *_ADAPTERS]))
+    """Every description key with an adapter (built in or registered)."""
+    return list(dict.fromkeys([*_BUILT_IN, *_ADAPTERS]))
 
 
 def get(key: str) -> Adapter:
-    """The adapter for ``key``, importing its provider module on first use."""
-    if key not in _ADAPTERS and key in PROVIDERS:
-        importlib.import_module(PROVIDERS[key])
+    """The adapter for ``key``, importing the package's providers on first use."""
+    if key not in _ADAPTERS:
+        _import_providers()
     try:
         return _ADAPTERS[key]
     except KeyError:

@@ -1,5 +1,5 @@
 """The model adapters of the zoo, registered into ``compactnn.io.adapters`` when this
-module is imported (``compactnn.io.adapters.PROVIDERS`` names it):
+module is imported (``compactnn.PROVIDERS["model_adapters"]`` names it):
 
 - ``zoo``: a zoo model by name (``compactnn.zoo.MODELS``) and keyword arguments, built
   with its large tensors on the meta device; for ``minilm`` (the sentence encoder) the
