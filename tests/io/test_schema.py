@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch import nn
 
+from compactnn import formats
 from compactnn.io import CompactFileError, inspect, load, save
 from compactnn.io.kinds.conv2d import Conv2dEntry
 from compactnn.io.kinds.linear import LinearEntry
@@ -151,3 +152,33 @@ def test_archive_groups_decode_per_group(tmp_path, compact):
     g = back.grouped
     assert len(g.matrices) == 2
     assert np.array_equal(g.matrices[1].to_dense(), compact.grouped.matrices[1].to_dense())
+
+
+@pytest.mark.parametrize("fid", formats.registered())
+def test_every_registered_format_travels_through_a_file(tmp_path, fid):
+    """Automatic or not (``packed_codes``, ``compact_blocks``), a format stores a layer."""
+    rng = np.random.default_rng(4)
+    W = rng.choice(np.array([0, 0, 0, 0.5, -1.25, 2.0], np.float32), size=(7, 12))
+    W[:, 5:] = 0  # a block structure for compact_blocks
+    bias = torch.from_numpy(rng.standard_normal(7).astype(np.float32))
+    model = nn.Sequential(CompactLinear(formats.get(fid).from_dense(W), bias))
+    path = tmp_path / "m.cnn"
+    save(model, path)
+    back = load(path, model=nn.Sequential(nn.Linear(12, 7)))
+    assert back[0].matrix == model[0].matrix
+    x = torch.randn(3, 12)
+    assert torch.equal(back(x), model(x))
+
+
+def test_packed_codes_out_of_range_is_refused_at_load(tmp_path):
+    """Codes 0xFF with fewer values: ``CompactFileError`` at load, never an
+    ``IndexError`` at the first forward pass."""
+    W = np.array([[0.5, 0, -1, 0.5, 0, 0, 0.5, 0, -1]], np.float32).repeat(3, 0)
+    model = nn.Sequential(CompactLinear(formats.get("packed_codes").from_dense(W)))
+    path = tmp_path / "m.cnn"
+    save(model, path)
+    bad = tmp_path / "bad.cnn"
+    bad.write_bytes(reforge(path.read_bytes(), lambda a, d: a["0.weight.codes"].fill(0xFF)))
+    with pytest.raises(CompactFileError, match=r"layer '0': packed_codes: code 3 is out of "
+                                               r"range for 3 values"):
+        load(bad, model=nn.Sequential(nn.Linear(9, 3, bias=False)))
