@@ -36,6 +36,14 @@ _LAZY = {
     "get_num_threads": ("compactnn.kernels.backend", "get_num_threads"),
 }
 
+#: Extension points that higher layers fill: registry -> the modules of this package that
+#: register into it when imported. A lower layer imports them the first time it needs
+#: the registry (``compactnn.io.adapters.get``), so it never names a higher layer itself;
+#: the root is the one module that may name any (docs/architecture.md, "Layer order").
+PROVIDERS: dict[str, tuple[str, ...]] = {
+    "model_adapters": ("compactnn.zoo.adapters",),
+}
+
 __all__ = ["formats", "entropy_bits", "load", "save", "to_compact", "compress_",
            "set_num_threads", "get_num_threads", "__version__"]
 

@@ -44,5 +44,7 @@ def read(fid: str) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
 
 
 if __name__ == "__main__":
-    for fid in formats.available():
+    import sys
+
+    for fid in sys.argv[1:] or formats.registered():  # one id: regenerate that file only
         print(write(fid))

@@ -102,6 +102,24 @@ CASES: dict[str, list[tuple[str, str, Callable]]] = {
         ("row_ptr not starting at 0", "row_ptr", set_at(0.0, lambda M: 1)),
         ("col_ptr past the last column", "col_ptr", set_at(1.0, lambda M: M.shape[1] + 1)),
     ],
+    "packed_codes": [
+        ("code out of range", "codes", lambda a, M: np.full_like(a, 0xFF)),
+        ("non-zero padding", "codes", lambda a, M: np.where(
+            np.arange(a.shape[1]) == a.shape[1] - 1, np.uint8(1), a).astype(np.uint8)),
+        ("codebook NaN", "codebook", lambda a, M: np.r_[a[:1], np.float32(np.nan), a[2:]]
+         .astype(np.float32)),
+        ("codebook repeats a value", "codebook", lambda a, M: np.r_[a[:1], a[:-1]]),
+        ("codes one row short", "codes", lambda a, M: a[:-1]),
+    ],
+    "compact_blocks": [
+        ("row index out of range", "rows", set_at(0.5, lambda M: M.shape[0])),
+        ("rows not a permutation", "rows", set_at(0.0, lambda M: int(M.rows[1]))),
+        ("row_ptr past the last row", "row_ptr", set_at(1.0, lambda M: M.shape[0] + 1)),
+        ("col_ptr not starting at 0", "col_ptr", set_at(0.0, lambda M: 1)),
+        ("a block's column index out of range", "b0_indices",
+         set_at(0.5, lambda M: M.parts[0].shape[1])),
+        ("a block's pointers non-monotone", "b0_indptr", swap_middle),
+    ],
 }
 
 MATRIX = np.random.default_rng(5).choice(
@@ -125,4 +143,4 @@ def test_check_names_corruption(fid, desc, name, mutate):
 
 
 def test_every_format_has_specific_cases():
-    assert set(CASES) >= set(formats.available()) - {"dense"}
+    assert set(CASES) >= set(formats.registered()) - {"dense"}

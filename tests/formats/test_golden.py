@@ -10,7 +10,7 @@ from compactnn import formats
 from .golden import DIR, golden_matrix, read
 
 
-@pytest.mark.parametrize("fid", formats.available())
+@pytest.mark.parametrize("fid", formats.registered())
 def test_golden_buffers(fid):
     path = DIR / f"{fid}.safetensors"
     assert path.exists(), f"missing {path}; run python -m tests.formats.golden"

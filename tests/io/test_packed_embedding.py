@@ -1,5 +1,6 @@
-"""``PackedEmbedding`` as a checked layer kind: ``check_state()`` refuses out-of-range
-codes, non-zero padding and bad codebooks; ``load`` and ``save`` call it, so a file with
+"""``PackedEmbedding`` as a checked layer kind: ``check_state()`` (the ``packed_codes``
+format's ``check()``) refuses out-of-range codes, non-zero padding and bad codebooks;
+``load`` and ``save`` call it, so a file with
 codes set to 0xFF is a ``CompactFileError``, not an ``IndexError`` at the first lookup."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from compactnn import formats
 from compactnn.io import CompactFileError, load, save
 from compactnn.nn import to_compact
 from compactnn.zoo.transformer import PackedEmbedding
@@ -66,6 +68,9 @@ def test_golden_layout():
     back = PackedEmbedding(11, 13, g["codebook"].numel())
     back.load_state_dict({"codebook": g["codebook"], "codes": g["codes"]})
     back.check_state()
+    fmt = formats.get("packed_codes").from_buffers(
+        {"codebook": g["codebook"].numpy(), "codes": g["codes"].numpy()}, {"shape": [11, 13]})
+    assert fmt.to_dense().tobytes() == g["table"].numpy().tobytes()  # one layout, two readers
     assert back.weight.numpy().view("u4").tobytes() == g["table"].numpy().view("u4").tobytes()
 
 
@@ -76,7 +81,7 @@ def test_check_state_accepts_packed_tables():
 @pytest.mark.parametrize("corrupt, match", [
     (lambda e: e.codes.fill_(0xFF), "out of range"),
     (lambda e: e.codes[:, -1].fill_(0x01), "padding codes"),
-    (lambda e: e.codebook.__setitem__(1, float("nan")), "finite"),
+    (lambda e: e.codebook.__setitem__(1, float("nan")), "NaN or Inf"),
     (lambda e: e.codebook.__setitem__(1, e.codebook[0].item()), "repeats"),
 ])
 def test_check_state_refuses(corrupt, match):
@@ -102,11 +107,11 @@ def test_load_and_save_refuse_bad_codes(tmp_path):
 
     bad = tmp_path / "bad.cnn"
     bad.write_bytes(reforge(path.read_bytes(), edit))
-    with pytest.raises(CompactFileError, match="module 'emb': packed embedding: code 3"):
+    with pytest.raises(CompactFileError, match="module 'emb': packed_codes: code 3"):
         load(bad, model=Tagger(PackedEmbedding(3, 5, 3)))
     broken = to_compact(model, "csr", storage="raw")
     broken.emb.codes.fill_(0xFF)
-    with pytest.raises(ValueError, match="module 'emb': packed embedding: code 3"):
+    with pytest.raises(ValueError, match="module 'emb': packed_codes: code 3"):
         save(broken, tmp_path / "never.cnn")
     assert not (tmp_path / "never.cnn").exists()
 

@@ -16,10 +16,11 @@ from compactnn.formats.base import (
     get,
     index_dtype,
     register,
+    registered,
 )
 
 # Importing a format module registers it; order here is the order of ``available()``.
-from compactnn.formats import dense, csr, index_map, cer, cser, ham, sham, permseq, blockdiag, lossless_float  # noqa: E402,F401,E501  isort: skip
+from compactnn.formats import dense, csr, index_map, cer, cser, ham, sham, permseq, blockdiag, lossless_float, packed_codes, compact_blocks  # noqa: E402,F401,E501  isort: skip
 
 __all__ = [
     "CompactMatrix",
@@ -29,4 +30,5 @@ __all__ = [
     "get",
     "index_dtype",
     "register",
+    "registered",
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "register",
     "get",
     "available",
+    "registered",
     "as_dense_input",
     "index_dtype",
     "canonical_index",
@@ -71,7 +72,13 @@ def get(format_id: str) -> type[CompactMatrix]:
 
 
 def available() -> list[str]:
-    """Ids of all registered formats, in registration order."""
+    """Ids of the formats conversion chooses from (``automatic``), in registration order."""
+    return [fid for fid, cls in _REGISTRY.items() if cls.automatic]
+
+
+def registered() -> list[str]:
+    """Ids of every registered format (``automatic`` or not), in registration order:
+    what ``get`` and files accept and what the conformance suite runs."""
     return list(_REGISTRY)
 
 
@@ -193,6 +200,12 @@ class CompactMatrix(ABC):
     pointer_arrays: ClassVar[tuple[str, ...]] = ()
     """Arrays of non-decreasing offsets: uint32/uint64 at run time, stored in the
     smallest dtype that holds their largest entry."""
+    automatic: ClassVar[bool] = True
+    """Whether conversion policies try this format (``available()``); False for formats
+    of one purpose (e.g. ``packed_codes``, the packed embedding table)."""
+    max_values: ClassVar[int | None] = None
+    """Most distinct values (by bit pattern) a matrix of this format may hold; None: any.
+    ``from_dense`` raises ``FormatError`` beyond it (e.g. ``packed_codes``: 256)."""
 
     def __init__(self, shape: tuple[int, int], **fields: Any) -> None:
         m, n = (int(s) for s in shape)

@@ -48,7 +48,7 @@ from compactnn.formats.base import (
 )
 from compactnn.formats.permseq import MAX_SEED, check_seed, seeded_permutations
 
-__all__ = ["BlockDiag", "even_split", "seeded_layout"]
+__all__ = ["BlockDiag", "even_split", "seeded_layout", "layout_problem"]
 
 
 def even_split(total: int, blocks: int) -> np.ndarray:
@@ -76,7 +76,7 @@ def _check_blocks(blocks: object) -> int:
     return integer("blocks", blocks, 1)
 
 
-def _layout_problem(rows, cols, row_ptr, col_ptr, m: int, n: int) -> str | None:
+def layout_problem(rows, cols, row_ptr, col_ptr, m: int, n: int) -> str | None:
     """What is wrong with a stored layout (None if nothing): ``rows``/``cols``
     permutations of range(m)/range(n), pointers from 0, non-decreasing, at most m/n."""
     for name, idx, size in (("rows", rows, m), ("cols", cols, n)):
@@ -197,7 +197,7 @@ class BlockDiag(CompactMatrix):
         m, n = W.shape
         rows, cols = np.asarray(rows, np.int64), np.asarray(cols, np.int64)
         row_ptr, col_ptr = np.asarray(row_ptr, np.int64), np.asarray(col_ptr, np.int64)
-        problem = _layout_problem(rows, cols, row_ptr, col_ptr, m, n)
+        problem = layout_problem(rows, cols, row_ptr, col_ptr, m, n)
         if problem:
             raise ValueError(f"bad block layout: {problem}")
         obj = cls(
@@ -288,7 +288,7 @@ class BlockDiag(CompactMatrix):
             require_len("blockdiag", "rows", self.rows, m)
             require_len("blockdiag", "cols", self.cols, n)
             require_len("blockdiag", "row_ptr", self.row_ptr, N + 1)
-            problem = _layout_problem(self.rows, self.cols, self.row_ptr, self.col_ptr, m, n)
+            problem = layout_problem(self.rows, self.cols, self.row_ptr, self.col_ptr, m, n)
             if problem:
                 raise FormatError(f"blockdiag: {problem}")
             row_ptr, col_ptr = self.row_ptr.astype(np.int64), self.col_ptr.astype(np.int64)

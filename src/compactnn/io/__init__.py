@@ -12,6 +12,8 @@ True
 """
 
 from compactnn.io.container import CompactFileError
-from compactnn.io.model import MAX_PARAMS, FileInfo, LayerInfo, inspect, load, save
+from compactnn.io.info import FileInfo, LayerInfo, inspect
+from compactnn.io.load import MAX_PARAMS, load
+from compactnn.io.save import save
 
 __all__ = ["CompactFileError", "FileInfo", "LayerInfo", "MAX_PARAMS", "inspect", "load", "save"]

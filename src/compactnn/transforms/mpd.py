@@ -19,19 +19,17 @@ Only the paper's abstract was available; this formulation is a **[choice]**
   permutations of consecutive ones.
 - Composition: masks come first; pruning intersects its mask with the block mask
   and weight sharing keeps the zeros, so the blocks of a pruned and weight-shared
-  layer can be stored in any registered format (``CompactBlocks``).
+  layer can be stored in any registered format (``CompactBlocks``, the registered
+  format ``compact_blocks`` of ``compactnn.formats.compact_blocks``).
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from compactnn import formats
-from compactnn.formats.base import CompactMatrix
-from compactnn.formats.blockdiag import BlockDiag
+from compactnn.formats.compact_blocks import CompactBlocks
 from compactnn.nn.blockdiag import (
     BlockDiagConv2d,
     BlockDiagLinear,
@@ -118,63 +116,3 @@ def to_block_diagonal_(model: nn.Module, fuse: bool = True) -> dict[str, nn.Modu
     return done
 
 
-class CompactBlocks:
-    """The blocks of a block-diagonal matrix, each stored in a registered compact format
-    (after pruning / weight sharing inside the blocks), with direct products.
-
-    >>> M = BlockDiag.from_dense(np.diag(np.arange(1, 4, dtype=np.float32)))
-    >>> C = CompactBlocks(M, "csr")
-    >>> C.matvec(np.ones(3, np.float32)).tolist()
-    [1.0, 2.0, 3.0]
-    """
-
-    def __init__(self, matrix: BlockDiag, format_id: str) -> None:
-        if not isinstance(matrix, BlockDiag):
-            raise TypeError(f"expected a BlockDiag matrix, got {type(matrix).__name__}")
-        self.shape = matrix.shape
-        self.layout = matrix.layout()
-        self.seed, self.num_blocks = matrix.seed, matrix.blocks
-        fmt = formats.get(format_id)
-        self.blocks: list[CompactMatrix] = [fmt.from_dense(np.ascontiguousarray(matrix.block(b)))
-                                            for b in range(matrix.blocks)]
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of every block's arrays plus the layout (none when seeded)."""
-        idx = 0
-        if self.seed is None:
-            rows, cols, rp, cp = self.layout
-            m, n = self.shape
-            idx = sum(formats.index_dtype(max(hi, 0)).itemsize * a.size
-                      for a, hi in ((rows, m - 1), (cols, n - 1), (rp, m), (cp, n)))
-        return idx + sum(b.nbytes for b in self.blocks)
-
-    def _apply(self, X: np.ndarray, vec: bool) -> np.ndarray:
-        rows, cols, rp, cp = self.layout
-        Y = np.zeros((self.shape[0],) + X.shape[1:], np.float32)
-        for b, blk in enumerate(self.blocks):
-            xb = X[cols[cp[b] : cp[b + 1]]]
-            Y[rows[rp[b] : rp[b + 1]]] = blk.matvec(xb) if vec else blk.matmul(xb)
-        return Y
-
-    def matvec(self, x: np.ndarray) -> np.ndarray:
-        """``W @ x`` for x (n,)."""
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if x.shape != (self.shape[1],):
-            raise ValueError(f"matvec expects x of shape ({self.shape[1]},), got {x.shape}")
-        return self._apply(x, True)
-
-    def matmul(self, X: np.ndarray) -> np.ndarray:
-        """``W @ X`` for X (n, b)."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        if X.ndim != 2 or X.shape[0] != self.shape[1]:
-            raise ValueError(f"matmul expects X of shape ({self.shape[1]}, b), got {X.shape}")
-        return self._apply(X, False)
-
-    def to_dense(self) -> np.ndarray:
-        """Decode to a dense float32 (m, n) matrix."""
-        rows, cols, rp, cp = self.layout
-        out = np.zeros(self.shape, np.float32)
-        for b, blk in enumerate(self.blocks):
-            out[np.ix_(rows[rp[b] : rp[b + 1]], cols[cp[b] : cp[b + 1]])] = blk.to_dense()
-        return out

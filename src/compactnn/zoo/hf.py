@@ -195,7 +195,7 @@ def _check_supported(model: nn.Module, source: str) -> None:
 def build(spec: dict[str, Any], source: str, max_params: int) -> nn.Module:
     """The model a checked ``spec`` describes, with every tensor of more than 4096
     elements on the meta device (``compactnn.load`` fills them from the file)."""
-    from compactnn.io.model import _LargeOnMeta
+    from compactnn.io.meta import LargeOnMeta as _LargeOnMeta
 
     tf = _tf()
     check_spec(spec, source)

@@ -244,27 +244,17 @@ class PackedEmbedding(nn.Module):
         return self.codebook[self._indices(rows)[..., :self.embedding_dim]]
 
     def check_state(self) -> None:
-        """Validate the stored buffers (``load`` and ``save`` call this): a finite
-        float32 codebook of distinct bit patterns, uint8 codes of the declared shape, every
-        code below the codebook size and every padding code 0. Raises ``ValueError``
-        naming the first problem, before any lookup can index out of range."""
-        K, cb, codes = self.codebook.numel(), self.codebook, self.codes
-        if cb.dtype != torch.float32 or cb.dim() != 1 or not torch.isfinite(cb).all():
-            raise ValueError("packed embedding: codebook must be finite float32 values")
-        if torch.unique(cb.view(torch.int32)).numel() != K:
-            raise ValueError("packed embedding: codebook repeats a value (by bit pattern)")
-        want = (self.num_embeddings, -(-self.embedding_dim // 8) * self.bits)
-        if codes.dtype != torch.uint8 or tuple(codes.shape) != want:
-            raise ValueError(f"packed embedding: codes must be uint8 {list(want)}, got "
-                             f"{codes.dtype} {list(codes.shape)}")
-        for r0 in range(0, self.num_embeddings, 4096):
-            idx = self._indices(codes[r0:r0 + 4096])
-            top = int(idx[:, :self.embedding_dim].max()) if idx.numel() else 0
-            if top >= K:
-                raise ValueError(f"packed embedding: code {top} is out of range for "
-                                 f"{K} values (rows {r0}..{r0 + idx.shape[0] - 1})")
-            if idx.shape[1] > self.embedding_dim and bool(idx[:, self.embedding_dim:].any()):
-                raise ValueError("packed embedding: padding codes are not 0")
+        """Validate the stored buffers (``load`` and ``save`` call this): the
+        ``packed_codes`` format's ``check()`` (``compactnn.formats.packed_codes``: a
+        finite float32 codebook of distinct bit patterns, uint8 codes of the declared
+        shape, every code below the codebook size, every padding code 0). Raises
+        ``ValueError`` naming the first problem, before any lookup can index out of range."""
+        from compactnn.formats import get
+
+        get("packed_codes").from_buffers(
+            {"codebook": self.codebook.detach().cpu().numpy(),
+             "codes": self.codes.detach().cpu().numpy()},
+            {"shape": [self.num_embeddings, self.embedding_dim]})
 
     @property
     def weight(self) -> torch.Tensor:
