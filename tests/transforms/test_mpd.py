@@ -18,20 +18,12 @@ from compactnn.formats import FormatError
 from compactnn.formats.blockdiag import BlockDiag, even_split, seeded_layout
 from compactnn.formats.permseq import seeded_permutations
 from compactnn.nn import CompactLinear
+from compactnn.nn.blockdiag import BlockDiagConv2d, BlockDiagLinear, BlockMask, fuse_permutations_
 from compactnn.train import evaluate, fit
-from compactnn.transforms.mpd import (
-    BlockDiagConv2d,
-    BlockDiagLinear,
-    BlockMask,
-    CompactBlocks,
-    MPDConfig,
-    block_mask_,
-    fuse_permutations_,
-    mpd_,
-    to_block_diagonal_,
-)
-from compactnn.transforms.prune import bake_, prune_
-from compactnn.transforms.quantize import kmeans_1d, share_weights_
+from compactnn.transforms import MPD, mpd_
+from compactnn.transforms.mpd import CompactBlocks, block_mask_, to_block_diagonal_
+from compactnn.transforms.prune import bake_, prune_layers_
+from compactnn.transforms.quantize import kmeans_1d, share_layers_
 from compactnn.zoo import build, load_dataset
 
 
@@ -102,7 +94,7 @@ def test_rescaled_initialisation_keeps_output_scale():
     torch.manual_seed(0)
     lin = nn.Linear(400, 200)
     before = lin.weight.detach().clone()
-    spec = block_mask_(lin, 16, seed=1, rescale=True)
+    spec = block_mask_(lin, 16, seed=1, rescale_init=True)
     keep = torch.from_numpy(spec.dense())
     W = lin.weight.detach()
     assert torch.allclose(W[keep], before[keep] * spec.density**-0.5)
@@ -136,7 +128,7 @@ def mlp() -> nn.Sequential:
 def test_block_diagonal_mlp_equals_masked_dense(fuse, N):
     torch.manual_seed(N)
     net = mlp()
-    mpd_(net, MPDConfig(blocks=N, seed=3))
+    mpd_(net, MPD(blocks=N, seed=3))
     x = torch.randn(11, 37)
     with torch.no_grad():
         ref = net(x)
@@ -177,7 +169,7 @@ def conv_net() -> nn.Sequential:
 def test_conv_block_diagonal_equals_masked_dense():
     torch.manual_seed(0)
     net = conv_net()
-    mpd_(net, MPDConfig(blocks=3, seed=1))
+    mpd_(net, MPD(blocks=3, seed=1))
     x = torch.randn(2, 5, 16, 16)
     with torch.no_grad():
         ref = net(x)
@@ -287,8 +279,8 @@ def test_block_mask_then_prune_and_share(fid):
     lin = nn.Linear(48, 32)
     spec = block_mask_(lin, 4, seed=5)
     outside = ~spec.dense()
-    prune_({"fc": lin}, 87.5)  # 75% are masked already: half of the block entries go
-    share_weights_({"fc": lin}, functools.partial(kmeans_1d, k=8))
+    prune_layers_({"fc": lin}, 87.5)  # 75% are masked already: half of the block entries go
+    share_layers_({"fc": lin}, functools.partial(kmeans_1d, k=8))
     bake_(lin)
     W = lin.weight.detach().numpy()
     assert (bits(W)[outside] == 0).all()
@@ -316,7 +308,7 @@ def test_mpd_training_on_digits():
     torch.manual_seed(0)
     train, test = load_dataset("digits")
     net = build("lenet300", in_features=64)
-    mpd_(net, MPDConfig(blocks=4, seed=0))
+    mpd_(net, MPD(blocks=4, seed=0))
     with threads(1):  # the machine is shared: avoid oversubscribing its cores
         fit(net, train, epochs=8, lr=3e-3, batch_size=64, progress=False)
         acc = evaluate(net, test)["accuracy"]
@@ -331,7 +323,7 @@ def test_mpd_training_on_digits():
 def test_seeded_model_file_stores_blocks_only(tmp_path):
     torch.manual_seed(0)
     net = build("lenet300")
-    mpd_(net, MPDConfig(blocks=10, seed=0))
+    mpd_(net, MPD(blocks=10, seed=0))
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         ref = net(x)

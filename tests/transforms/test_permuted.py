@@ -14,15 +14,10 @@ from compactnn.bench import threads
 from compactnn.formats import FormatError
 from compactnn.formats.permseq import PermSeq, seeded_groups, seeded_permutations
 from compactnn.nn import CompactLinear
+from compactnn.nn.permuted import PermutedLinear, sorted_row_groups
 from compactnn.train import evaluate, fit
-from compactnn.transforms.permuted import (
-    PermuteConfig,
-    PermutedLinear,
-    parameter_count,
-    permute_,
-    projected_parameter_count,
-    sorted_row_groups,
-)
+from compactnn.transforms import Permute, permute_
+from compactnn.transforms.permuted import parameter_count, projected_parameter_count
 from compactnn.zoo import build, load_dataset
 
 MASK = (1 << 64) - 1
@@ -225,13 +220,14 @@ def test_permute_keeps_last_layer_dense_and_counts():
     assert dense == 266610
     proj = projected_parameter_count(net, groups=2)
     proj_perm = projected_parameter_count(net, groups=2, count_permutations=True)
-    layers = permute_(net, PermuteConfig(groups=2, kind="data"))
-    assert list(layers) == ["1", "3"] and isinstance(net[5], nn.Linear)
+    report = permute_(net, Permute(groups=2, kind="data"))
+    assert [s.name for s in report.layers] == ["1", "3"] and isinstance(net[5], nn.Linear)
+    assert all(isinstance(net[i], PermutedLinear) for i in (1, 3))
     assert parameter_count(net) == proj == 2 * 784 + 300 + 2 * 300 + 100 + 1010
     indices = 784 * 300 + 300 * 100
     assert parameter_count(net, count_permutations=True) == proj_perm == proj + indices
     seeded = build("lenet300")
-    permute_(seeded, PermuteConfig(groups=2, kind="seeded", seed=5))
+    permute_(seeded, Permute(groups=2, kind="seeded", seed=5))
     assert parameter_count(seeded, count_permutations=True) == proj + 2
     assert [m.seed for m in seeded.modules() if isinstance(m, PermutedLinear)] == [5, 6]
 
@@ -267,7 +263,7 @@ def test_seeded_training_from_scratch_on_digits():
     torch.manual_seed(0)
     train, test = load_dataset("digits")
     net = build("lenet300", in_features=64)
-    permute_(net, PermuteConfig(groups=4, kind="seeded", seed=1))
+    permute_(net, Permute(groups=4, kind="seeded", seed=1))
     with threads(1):  # the machine is shared: avoid oversubscribing its cores
         fit(net, train, epochs=8, lr=3e-3, batch_size=64, progress=False)
     acc = evaluate(net, test)["accuracy"]
@@ -285,13 +281,14 @@ def test_bad_arguments():
     with pytest.raises(TypeError, match="nn.Linear"):
         PermutedLinear.from_linear(nn.Conv2d(1, 1, 1))
     with pytest.raises(ValueError, match="kind"):
-        PermuteConfig(kind="random")
+        Permute(kind="random")
 
 
 def test_seeded_model_file_stores_base_sequences_only(tmp_path):
     torch.manual_seed(0)
     net = build("lenet300")
-    layers = permute_(net, PermuteConfig(groups=2, kind="seeded", seed=3))
+    report = permute_(net, Permute(groups=2, kind="seeded", seed=3))
+    layers = {s.name: net.get_submodule(s.name) for s in report.layers}
     x = torch.randn(4, 1, 28, 28)
     with torch.no_grad():
         ref = net(x)
