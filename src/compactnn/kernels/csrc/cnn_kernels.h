@@ -81,6 +81,16 @@ typedef struct {
     uint8_t s0, s1, gap, n, bits, len0;
     uint16_t advj;
 } cnn_huff_entry;
+/* Fused zero-run table (ham batch 1): indexed by the CNN_HUFF_ZT + 1 bits from a
+ * non-zero code's leading 1 (so only the upper half is used): the entry's value,
+ * code length (0: longer than CNN_HUFF_ZT + 1 bits, the canonical search decodes
+ * it) and adj = 4 - 4 * len, the step of the row's x origin in bytes. */
+#define CNN_HUFF_ZT 11
+typedef struct {
+    float val;
+    uint16_t len;
+    int16_t adj;
+} cnn_huff_zent;
 typedef struct {
     int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
     int32_t K, lmax, zrun, colw;
@@ -89,6 +99,7 @@ typedef struct {
     const int64_t *row_ptr;  /* m + 1 (sham) or NULL (ham) */
     const void *cols;        /* sham column indices */
     const cnn_huff_entry *table;
+    const cnn_huff_zent *ztab; /* 2^(CNN_HUFF_ZT + 1) entries (zrun) or NULL */
     const uint64_t *limit;
     const int64_t *base;
     const float *lut;
@@ -98,6 +109,11 @@ typedef struct {
  * selects the zero-run table. Returns 0, or -1 (bad lmax, no memory). */
 int cnn_huff_tables(const int64_t *length_counts, int lmax, int zrun, cnn_huff_entry *table,
                     uint64_t *limit, int64_t *base);
+/* The fused zero-run table of that code for the values lut (zrun only). */
+void cnn_huff_ztable(const cnn_huff *W, cnn_huff_zent *ztab);
+/* Zero-run mode: walk every row as the fused kernel does and check each row holds
+ * exactly n entries whose codes end inside the row; returns -1, or the first bad row. */
+int64_t cnn_huff_verify_zrun(const cnn_huff *W);
 /* out (4 * nwords + CNN_HUFF_PAD bytes) = the words as big-endian bytes + zeros. */
 void cnn_huff_stream(const uint32_t *words, int64_t nwords, uint8_t *out);
 /* Y = X @ W^T (+ bias; may be NULL), B inputs of n floats. */

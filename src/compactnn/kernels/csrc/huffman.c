@@ -39,6 +39,11 @@ INLINE uint16_t u16at(const uint8_t *b) {
     memcpy(&v, b, 2);
     return v;
 }
+#ifdef _OPENMP
+#define HUFF_THREAD_IDS (t = omp_get_thread_num(), TT = omp_get_num_threads())
+#else
+#define HUFF_THREAD_IDS (void)0
+#endif
 #define BLK 4 /* rows decoded together */
 #define PF 8  /* records ahead whose X rows W @ X prefetches */
 
@@ -557,6 +562,189 @@ HUFF_AVX512_FN INLINE void axpy_512(const cnn_huff *W, const uint8_t *sy, cols_t
 }
 #endif /* CNN_X86 */
 
+/* ---- fused zero-run matvec (ham, batch 1) ------------------------------------------------
+ * No records: each step skips a zero run with one count of leading zeros, looks the
+ * non-zero code after it up in the fused table (value, length, x-origin step) and
+ * multiplies at once. The column never needs counting: a zero entry takes exactly one
+ * bit and one column, so column = bit position of the code - D, where D (the row's
+ * start bit plus the code lengths so far minus one each) changes only at non-zero
+ * codes; the row's x origin xb = x - 4 D (bytes, as an integer) moves by adj = 4 - 4 len.
+ * ZF_NS rows are decoded in one loop (independent chains); the loop runs unchecked for
+ * as many rounds as the row with the least bits left can surely take (a step uses at
+ * most ZF_M bits), then the last < ZSKIP + 1 bits of each row are walked with checks. */
+#define ZT CNN_HUFF_ZT
+#define ZSKIP (57 - ZT - 1) /* longest run a step skips: a code of <= ZT + 1 bits still fits */
+#define ZF_NS 8
+typedef cnn_huff_zent zent;
+
+void cnn_huff_ztable(const cnn_huff *W, zent *zt) {
+    memset(zt, 0, sizeof(zent) << (ZT + 1));
+    for (uint32_t i = 1u << ZT; i < 2u << ZT; i++) {
+        const uint64_t pk = (uint64_t)i << (32 - (ZT + 1)); /* left-aligned in 32 bits */
+        int ln = 1;
+        while (ln <= W->lmax && pk >= W->limit[ln]) ln++;
+        if (ln > ZT + 1 || ln > W->lmax) continue; /* longer code: the search decodes it */
+        const int64_t s = (int64_t)(pk >> (32 - ln)) - W->base[ln];
+        if (s <= 0 || s >= W->K) continue;
+        zt[i] = (zent){.val = W->lut[s], .len = (uint16_t)ln, .adj = (int16_t)(4 - 4 * ln)};
+    }
+}
+
+INLINE float xat(uintptr_t xb, int64_t q) { return *(const float *)(xb + 4 * (uintptr_t)q); }
+
+/* A code longer than the fused table at bit q: the canonical search. */
+INLINE void zesc(const cnn_huff *W, int64_t q, int64_t *p, uintptr_t *xb, float *acc) {
+    int64_t p2 = q;
+    const uint32_t s = slow1(W, &p2);
+    *acc += W->lut[s] * xat(*xb, q);
+    *xb += (uintptr_t)(4 - 4 * (p2 - q));
+    *p = p2;
+}
+
+/* The rest of one row from bit p (row end at bit end), with checks. */
+INLINE float ztail(const cnn_huff *W, const zent *zt, int64_t p, int64_t end, uintptr_t xb,
+                   float a) {
+    for (;;) {
+        const uint64_t w = peek(W->bytes, p);
+        const int64_t z = lz64(w);
+        if (z > ZSKIP) {
+            p += ZSKIP;
+            if (p >= end) break;
+            continue;
+        }
+        const int64_t q = p + z;
+        if (q >= end) break; /* the row ends in zeros */
+        const zent *e = zt + ((w << z) >> (63 - ZT));
+        if (!e->len) {
+            zesc(W, q, &p, &xb, &a);
+            continue;
+        }
+        a += e->val * xat(xb, q);
+        p = q + e->len;
+        xb += (uintptr_t)(intptr_t)e->adj;
+    }
+    return a;
+}
+
+int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
+    const zent *zt = W->ztab;
+    for (int64_t r = 0; r < W->m; r++) {
+        int64_t p = W->row_bits[r], end = W->row_bits[r + 1], j = 0;
+        for (;;) {
+            const uint64_t w = peek(W->bytes, p);
+            const int64_t z = lz64(w);
+            if (z > ZSKIP && p + ZSKIP < end) {
+                p += ZSKIP, j += ZSKIP;
+                continue;
+            }
+            if (z > ZSKIP || p + z >= end) {
+                j += end - p; /* trailing zeros */
+                break;
+            }
+            const int64_t q = p + z;
+            j += z;
+            if (j >= W->n) return r;
+            const zent *e = zt + ((w << z) >> (63 - ZT));
+            int64_t p2 = q;
+            if (e->len) p2 += e->len;
+            else slow1(W, &p2);
+            p = p2, j += 1;
+            if (p > end) return r;
+        }
+        if (j != W->n) return r;
+    }
+    return -1;
+}
+
+#define ZF_STEP(S, LZF)                                                                        \
+    do {                                                                                       \
+        const uint64_t w = peek(bytes, p##S);                                                  \
+        const int64_t z = LZF(w);                                                              \
+        if (__builtin_expect(z > ZSKIP, 0)) {                                                  \
+            p##S += ZSKIP;                                                                     \
+            break;                                                                             \
+        }                                                                                      \
+        const int64_t q = p##S + z;                                                            \
+        const zent *e = zt + ((w << z) >> (63 - ZT));                                          \
+        if (__builtin_expect(!e->len, 0)) {                                                    \
+            zesc(W, q, &p##S, &xb##S, &a##S);                                                  \
+            break;                                                                             \
+        }                                                                                      \
+        a##S += e->val * xat(xb##S, q);                                                        \
+        p##S = q + e->len;                                                                     \
+        xb##S += (uintptr_t)(intptr_t)e->adj;                                                  \
+    } while (0)
+
+#define ZF_MIN(a, b) ((a) < (b) ? (a) : (b))
+
+#define ZF_REP(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#define ZF_DECL(S)                                                                             \
+    int64_t p##S = rb[r + S];                                                                  \
+    const int64_t e##S = rb[r + S + 1];                                                        \
+    uintptr_t xb##S = (uintptr_t)x - 4 * (uintptr_t)p##S;                                      \
+    float a##S = 0.f;
+#define ZF_LEFT(S) left = ZF_MIN(left, e##S - p##S);
+#define ZF_OUT(S) y[r + S] = ztail(W, zt, p##S, e##S, xb##S, a##S) + (bias ? bias[r + S] : 0.f);
+
+#define ZFUSED_LEVEL(SUF, ATTR, LZ_)                                                           \
+    ATTR static void zfused_##SUF(const cnn_huff *W, const float *x, float *y,                 \
+                                  const float *bias, int64_t r0, int64_t r1) {                 \
+        const zent *zt = W->ztab;                                                              \
+        const uint8_t *bytes = W->bytes;                                                       \
+        const int64_t *rb = W->row_bits;                                                       \
+        const int64_t M = ZSKIP + (W->lmax > ZT + 1 ? W->lmax : ZT + 1);                       \
+        int64_t r = r0;                                                                        \
+        for (; r + ZF_NS <= r1; r += ZF_NS) {                                                  \
+            ZF_REP(ZF_DECL)                                                                    \
+            for (;;) {                                                                         \
+                int64_t left = INT64_MAX;                                                      \
+                ZF_REP(ZF_LEFT)                                                                \
+                left -= ZSKIP + 1;                                                             \
+                if (left < 0) break;                                                           \
+                for (int64_t k = left / M + 1; k > 0; k--) {                                   \
+                    ZF_REP(ZF_DO_##LZ_)                                                        \
+                }                                                                              \
+            }                                                                                  \
+            ZF_REP(ZF_OUT)                                                                     \
+        }                                                                                      \
+        for (; r < r1; r++)                                                                    \
+            y[r] = ztail(W, zt, rb[r], rb[r + 1], (uintptr_t)x - 4 * (uintptr_t)rb[r], 0.f) +  \
+                   (bias ? bias[r] : 0.f);                                                     \
+    }
+
+#define ZF_DO_LZC(S) ZF_STEP(S, lz64);
+#define ZF_DO_LZX(S) ZF_STEP(S, lzx);
+#if CNN_X86
+HUFF_AVX2_FN INLINE int64_t lzx(uint64_t w) { return (int64_t)_lzcnt_u64(w); }
+#endif
+
+ZFUSED_LEVEL(c, , LZC)
+#if CNN_X86
+ZFUSED_LEVEL(x86, HUFF_AVX2_FN, LZX)
+#endif
+
+/* y = W @ x (+ bias), zero-run mode: rows split over the threads in ZF_NS blocks. */
+static int zfused(const cnn_huff *W, const float *x, float *y, const float *bias) {
+    const int level = cnn_get_level();
+    (void)level;
+    const int64_t blocks = (W->m + ZF_NS - 1) / ZF_NS;
+    const int nt0 = cnn_threads_for(W->m * W->n / 8);
+    const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = 0, TT = 1;
+        HUFF_THREAD_IDS;
+        const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;
+        const int64_t b = b0 < W->m ? b0 : W->m;
+#if CNN_X86
+        if (level != CNN_PORTABLE) zfused_x86(W, x, y, bias, a, b);
+        else
+#endif
+            zfused_c(W, x, y, bias, a, b);
+    }
+    return 0;
+}
+
 /* ---- per-thread work ------------------------------------------------------------------ */
 
 /* W @ X with k columns: GROUP * BLK decoded rows are multiplied CW columns of X at a
@@ -692,11 +880,6 @@ HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx)
     }                                                                                           \
     return fail ? -1 : 0;
 
-#ifdef _OPENMP
-#define HUFF_THREAD_IDS (t = omp_get_thread_num(), TT = omp_get_num_threads())
-#else
-#define HUFF_THREAD_IDS (void)0
-#endif
 
 #if CNN_X86
 #define LEVEL_CALL(FN, ...)                                                                      \
@@ -760,6 +943,7 @@ int cnn_huff_rows(const cnn_huff *W, const float *X, int64_t ldx, int64_t B, flo
                 for (int64_t r = 0; r < W->m; r++) Y[i * ldy + r] += bias[r];
         return rc;
     }
+    if (W->zrun && W->ztab) return zfused(W, X, Y, bias);
     int level = cnn_get_level();
     /* sparse rows dot with scalar loads at every level; the AVX2 build of that loop
      * measured faster than the AVX-512 one (4096x4096 sham: 1.45 vs 1.8 ms) */

@@ -9,6 +9,7 @@ typedef struct {
     uint8_t *bytes;
     int64_t *row_bits, *row_ptr;
     cnn_huff_entry *table;
+    cnn_huff_zent *ztab;
     uint64_t limit[34];
     int64_t base[34];
     float *lut;
@@ -21,6 +22,8 @@ static void Huff_free(HuffObject *self) {
     cnn_free(self->row_bits);
     cnn_free(self->row_ptr);
     cnn_free(self->table);
+    cnn_free(self->ztab);
+    self->ztab = NULL;
     cnn_free(self->lut);
     self->bytes = NULL, self->row_bits = self->row_ptr = NULL, self->table = NULL, self->lut = NULL;
     if (self->has_cols) PyBuffer_Release(&self->cols);
@@ -168,6 +171,24 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
                          .row_bits = self->row_bits, .row_ptr = self->row_ptr,
                          .cols = sparse ? self->cols.buf : NULL, .table = self->table,
                          .limit = self->limit, .base = self->base, .lut = self->lut};
+    if (zrun) { /* the fused matvec trusts the stream: walk it once here */
+        self->ztab = cnn_alloc(sizeof(cnn_huff_zent) << (CNN_HUFF_ZT + 1));
+        if (!self->ztab) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cnn_huff_ztable(&self->W, self->ztab);
+        self->W.ztab = self->ztab;
+        int64_t bad;
+        Py_BEGIN_ALLOW_THREADS
+        bad = cnn_huff_verify_zrun(&self->W);
+        Py_END_ALLOW_THREADS
+        if (bad >= 0) {
+            PyErr_Format(PyExc_ValueError, "HuffMatrix: row %lld does not decode to %lld entries",
+                         (long long)bad, (long long)n);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -265,7 +286,8 @@ static PyObject *Huff_nbytes(HuffObject *self, void *closure) {
     (void)closure;
     if (!self->table) return PyLong_FromLong(0);
     int64_t words = (self->W.row_bits[self->W.m] / 32 + 2) * 4;
-    return PyLong_FromLongLong(words + CNN_HUFF_PAD + ((int64_t)sizeof(cnn_huff_entry) << CNN_HUFF_T) + 16 * (self->W.m + 1));
+    return PyLong_FromLongLong(words + CNN_HUFF_PAD + ((int64_t)sizeof(cnn_huff_entry) << CNN_HUFF_T) +
+                              (self->ztab ? (int64_t)sizeof(cnn_huff_zent) << CNN_HUFF_ZT : 0) + 16 * (self->W.m + 1));
 }
 
 static PyMethodDef Huff_methods[] = {
