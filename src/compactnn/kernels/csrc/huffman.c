@@ -656,7 +656,7 @@ int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
     return -1;
 }
 
-#define ZF_STEP(S, LZF)                                                                        \
+#define ZF_STEP(S, LZF, ESC)                                                                   \
     do {                                                                                       \
         const uint64_t w = peek(bytes, p##S);                                                  \
         const int64_t z = LZF(w);                                                              \
@@ -666,7 +666,7 @@ int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
         }                                                                                      \
         const int64_t q = p##S + z;                                                            \
         const zent *e = zt + ((w << z) >> (63 - ZT));                                          \
-        if (__builtin_expect(!e->len, 0)) {                                                    \
+        if (ESC && __builtin_expect(!e->len, 0)) {                                             \
             zesc(W, q, &p##S, &xb##S, &a##S);                                                  \
             break;                                                                             \
         }                                                                                      \
@@ -712,8 +712,9 @@ int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
                    (bias ? bias[r] : 0.f);                                                     \
     }
 
-#define ZF_DO_LZC(S) ZF_STEP(S, lz64);
-#define ZF_DO_LZX(S) ZF_STEP(S, lzx);
+#define ZF_DO_LZC(S) ZF_STEP(S, lz64, 1);
+#define ZF_DO_LZX(S) ZF_STEP(S, lzx, 1);
+#define ZF_DO_LZXN(S) ZF_STEP(S, lzx, 0); /* no code is longer than the fused table */
 #if CNN_X86
 HUFF_AVX2_FN INLINE int64_t lzx(uint64_t w) { return (int64_t)_lzcnt_u64(w); }
 #endif
@@ -721,6 +722,7 @@ HUFF_AVX2_FN INLINE int64_t lzx(uint64_t w) { return (int64_t)_lzcnt_u64(w); }
 ZFUSED_LEVEL(c, , LZC)
 #if CNN_X86
 ZFUSED_LEVEL(x86, HUFF_AVX2_FN, LZX)
+ZFUSED_LEVEL(x86n, HUFF_AVX2_FN, LZXN)
 #endif
 
 /* y = W @ x (+ bias), zero-run mode: rows split over the threads in ZF_NS blocks. */
@@ -737,7 +739,8 @@ static int zfused(const cnn_huff *W, const float *x, float *y, const float *bias
         const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;
         const int64_t b = b0 < W->m ? b0 : W->m;
 #if CNN_X86
-        if (level != CNN_PORTABLE) zfused_x86(W, x, y, bias, a, b);
+        if (level != CNN_PORTABLE && W->lmax <= ZT + 1) zfused_x86n(W, x, y, bias, a, b);
+        else if (level != CNN_PORTABLE) zfused_x86(W, x, y, bias, a, b);
         else
 #endif
             zfused_c(W, x, y, bias, a, b);
