@@ -161,3 +161,44 @@ def test_row_lengths_around_the_four_row_loop_margin(n):
     M = formats.get("ham").from_dense(W)
     assert M._zrun or n == 1
     check_all(M, W, "ham", batches=(1, 20))
+
+
+@pytest.mark.parametrize("sparsity", [0.45, 0.6, 0.85, 0.97])
+@pytest.mark.parametrize("skew", [1.0, 1.7])
+def test_fused_zero_run_matvec(sparsity, skew):
+    """The fused zero-run matvec (ham, batch 1): one or two codes per lookup (dense and
+    sparse rows), escapes (skew 1.7), a short last block of rows (m = 8k + 3)."""
+    W = skewed_matrix(np.random.default_rng(int(sparsity * 100) + int(skew * 10)), 19, 2500,
+                      40, sparsity, skew)
+    W[5, 100:1900] = 0.0  # runs longer than a step skips
+    M = formats.get("ham").from_dense(W)
+    assert M._zrun
+    x = np.random.default_rng(1).standard_normal(2500).astype(np.float32)
+    ref = W.astype(np.float64) @ x
+    tol = 1e-4 * (1 + np.abs(W).astype(np.float64) @ np.abs(x))
+    for name in levels():
+        with backend.use(name):
+            M.__dict__.pop("_kernel", None)
+            assert np.all(np.abs(M.matvec(x) - ref) <= tol), name
+            bias = np.arange(19, dtype=np.float32)
+            Y = np.empty((1, 19), np.float32)
+            M._native().rows(x[None], Y, 1, bias)
+            assert np.all(np.abs(Y[0] - (ref + bias)) <= tol), name
+
+
+def test_zero_run_constructor_walks_the_stream():
+    """A zero-run stream whose rows do not hold n entries each is refused at once (the
+    fused matvec trusts the stream)."""
+    W = skewed_matrix(np.random.default_rng(10), 4, 90, 8, 0.7, 1.0)
+    M = formats.get("ham").from_dense(W)
+    assert M._zrun
+    H = backend._ext.HuffMatrix
+    lc = M.length_counts.astype(np.int64)
+    rb = M.row_bits.astype(np.int64)
+    H(M.words, rb, lc, M.omega, 4, 90, True)
+    bad = rb.copy()
+    bad[1] -= 1  # row 0 loses its last bit to row 1
+    with pytest.raises(ValueError, match="row 0 does not decode to 90 entries"):
+        H(M.words, bad, lc, M.omega, 4, 90, True)
+    with pytest.raises(ValueError, match="does not decode"):
+        H(M.words, rb, lc, M.omega, 4, 91, True)

@@ -82,18 +82,22 @@ typedef struct {
     uint16_t advj;
 } cnn_huff_entry;
 /* Fused zero-run table (ham batch 1): indexed by the CNN_HUFF_ZT + 1 bits from a
- * non-zero code's leading 1 (so only the upper half is used): the entry's value,
- * code length (0: longer than CNN_HUFF_ZT + 1 bits, the canonical search decodes
- * it) and adj = 4 - 4 * len, the step of the row's x origin in bytes. */
+ * non-zero code's leading 1 (so only the upper half is used). An entry holds that
+ * code (value val, length len1, adj1 = 4 - 4 * len1: the step of the row's x origin
+ * in bytes) and, when the zero run and the code after it also fit in the window, a
+ * second code (two = 1, val2, its x at off2 = 4 * (1 + run) bytes past the first
+ * one's); len and adj are the totals. len1 == 0: code 1 is longer than the window
+ * (the canonical search decodes it). */
 #define CNN_HUFF_ZT 11
 typedef struct {
-    float val;
-    uint16_t len;
-    int16_t adj;
+    float val, val2;
+    uint8_t len, len1, off2, two;
+    int8_t adj, adj1, pad[2];
 } cnn_huff_zent;
 typedef struct {
     int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
     int32_t K, lmax, zrun, colw;
+    int32_t zpair; /* zrun: the fused matvec decodes up to two codes per lookup */
     const uint8_t *bytes;
     const int64_t *row_bits; /* m + 1 */
     const int64_t *row_ptr;  /* m + 1 (sham) or NULL (ham) */
@@ -112,8 +116,9 @@ int cnn_huff_tables(const int64_t *length_counts, int lmax, int zrun, cnn_huff_e
 /* The fused zero-run table of that code for the values lut (zrun only). */
 void cnn_huff_ztable(const cnn_huff *W, cnn_huff_zent *ztab);
 /* Zero-run mode: walk every row as the fused kernel does and check each row holds
- * exactly n entries whose codes end inside the row; returns -1, or the first bad row. */
-int64_t cnn_huff_verify_zrun(const cnn_huff *W);
+ * exactly n entries whose codes end inside the row; returns -1, or the first bad row,
+ * and the number of non-zero entries in *nnz. */
+int64_t cnn_huff_verify_zrun(const cnn_huff *W, int64_t *nnz);
 /* out (4 * nwords + CNN_HUFF_PAD bytes) = the words as big-endian bytes + zeros. */
 void cnn_huff_stream(const uint32_t *words, int64_t nwords, uint8_t *out);
 /* Y = X @ W^T (+ bias; may be NULL), B inputs of n floats. */

@@ -577,16 +577,35 @@ HUFF_AVX512_FN INLINE void axpy_512(const cnn_huff *W, const uint8_t *sy, cols_t
 #define ZF_NS 8
 typedef cnn_huff_zent zent;
 
+/* Length and symbol of the canonical code at the top of the 32-bit pk, decoded from
+ * its first `avail` bits only; 0 when it is longer (or symbol 0, or unused). */
+static int code_at(const cnn_huff *W, uint64_t pk, int avail, int64_t *sym) {
+    int ln = 1;
+    while (ln <= W->lmax && pk >= W->limit[ln]) ln++;
+    if (ln > avail || ln > W->lmax) return 0;
+    *sym = (int64_t)(pk >> (32 - ln)) - W->base[ln];
+    return *sym > 0 && *sym < W->K ? ln : 0;
+}
+
 void cnn_huff_ztable(const cnn_huff *W, zent *zt) {
     memset(zt, 0, sizeof(zent) << (ZT + 1));
     for (uint32_t i = 1u << ZT; i < 2u << ZT; i++) {
-        const uint64_t pk = (uint64_t)i << (32 - (ZT + 1)); /* left-aligned in 32 bits */
-        int ln = 1;
-        while (ln <= W->lmax && pk >= W->limit[ln]) ln++;
-        if (ln > ZT + 1 || ln > W->lmax) continue; /* longer code: the search decodes it */
-        const int64_t s = (int64_t)(pk >> (32 - ln)) - W->base[ln];
-        if (s <= 0 || s >= W->K) continue;
-        zt[i] = (zent){.val = W->lut[s], .len = (uint16_t)ln, .adj = (int16_t)(4 - 4 * ln)};
+        int64_t s1, s2;
+        const int l1 = code_at(W, (uint64_t)i << (32 - (ZT + 1)), ZT + 1, &s1);
+        if (!l1) continue; /* longer code: the search decodes it */
+        zent e = {.val = W->lut[s1], .len = (uint8_t)l1, .len1 = (uint8_t)l1,
+                  .adj = (int8_t)(4 - 4 * l1), .adj1 = (int8_t)(4 - 4 * l1)};
+        const int r = ZT + 1 - l1;                 /* bits after code 1 */
+        const uint32_t rem = i & ((1u << r) - 1u); /* a zero run, then code 2? */
+        if (rem) {
+            const int rb = 32 - __builtin_clz(rem), z2 = r - rb; /* rb bits from code 2's 1 */
+            const int l2 = code_at(W, (uint64_t)rem << (32 - rb), rb, &s2);
+            if (l2) {
+                e.val2 = W->lut[s2], e.two = 1, e.off2 = (uint8_t)(4 * (1 + z2));
+                e.len = (uint8_t)(l1 + z2 + l2), e.adj = (int8_t)(8 - 4 * (l1 + l2));
+            }
+        }
+        zt[i] = e;
     }
 }
 
@@ -601,33 +620,9 @@ INLINE void zesc(const cnn_huff *W, int64_t q, int64_t *p, uintptr_t *xb, float 
     *p = p2;
 }
 
-/* The rest of one row from bit p (row end at bit end), with checks. */
-INLINE float ztail(const cnn_huff *W, const zent *zt, int64_t p, int64_t end, uintptr_t xb,
-                   float a) {
-    for (;;) {
-        const uint64_t w = peek(W->bytes, p);
-        const int64_t z = lz64(w);
-        if (z > ZSKIP) {
-            p += ZSKIP;
-            if (p >= end) break;
-            continue;
-        }
-        const int64_t q = p + z;
-        if (q >= end) break; /* the row ends in zeros */
-        const zent *e = zt + ((w << z) >> (63 - ZT));
-        if (!e->len) {
-            zesc(W, q, &p, &xb, &a);
-            continue;
-        }
-        a += e->val * xat(xb, q);
-        p = q + e->len;
-        xb += (uintptr_t)(intptr_t)e->adj;
-    }
-    return a;
-}
-
-int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
+int64_t cnn_huff_verify_zrun(const cnn_huff *W, int64_t *nnz) {
     const zent *zt = W->ztab;
+    *nnz = 0;
     for (int64_t r = 0; r < W->m; r++) {
         int64_t p = W->row_bits[r], end = W->row_bits[r + 1], j = 0;
         for (;;) {
@@ -646,9 +641,9 @@ int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
             if (j >= W->n) return r;
             const zent *e = zt + ((w << z) >> (63 - ZT));
             int64_t p2 = q;
-            if (e->len) p2 += e->len;
+            if (e->len1) p2 += e->len1;
             else slow1(W, &p2);
-            p = p2, j += 1;
+            p = p2, j += 1, *nnz += 1;
             if (p > end) return r;
         }
         if (j != W->n) return r;
@@ -656,7 +651,7 @@ int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
     return -1;
 }
 
-#define ZF_STEP(S, LZF, ESC)                                                                   \
+#define ZF_STEP(S, LZF, ESC, PAIR)                                                               \
     do {                                                                                       \
         const uint64_t w = peek(bytes, p##S);                                                  \
         const int64_t z = LZF(w);                                                              \
@@ -666,27 +661,62 @@ int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
         }                                                                                      \
         const int64_t q = p##S + z;                                                            \
         const zent *e = zt + ((w << z) >> (63 - ZT));                                          \
-        if (ESC && __builtin_expect(!e->len, 0)) {                                             \
+        if (ESC && __builtin_expect(!e->len1, 0)) {                                            \
             zesc(W, q, &p##S, &xb##S, &a##S);                                                  \
             break;                                                                             \
         }                                                                                      \
-        a##S += e->val * xat(xb##S, q);                                                        \
-        p##S = q + e->len;                                                                     \
-        xb##S += (uintptr_t)(intptr_t)e->adj;                                                  \
+        const uintptr_t xa = xb##S + 4 * (uintptr_t)q;                                         \
+        if (PAIR) { /* no second code: val2 = 0 times x of code 1 (off2 = 0), no branch */     \
+            a##S += e->val * *(const float *)xa + e->val2 * *(const float *)(xa + e->off2);    \
+            p##S = q + e->len;                                                                 \
+            xb##S += (uintptr_t)(intptr_t)e->adj;                                              \
+        } else {                                                                               \
+            a##S += e->val * *(const float *)xa;                                               \
+            p##S = q + e->len1;                                                                \
+            xb##S += (uintptr_t)(intptr_t)e->adj1;                                             \
+        }                                                                                      \
     } while (0)
 
 #define ZF_MIN(a, b) ((a) < (b) ? (a) : (b))
 
 #define ZF_REP(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
 #define ZF_DECL(S)                                                                             \
-    int64_t p##S = rb[r + S];                                                                  \
-    const int64_t e##S = rb[r + S + 1];                                                        \
+    const int64_t rr##S = r + S < r1 ? r + S : r1 - 1; /* a short last block repeats a row */   \
+    int64_t p##S = rb[rr##S];                                                                 \
+    const int64_t e##S = rb[rr##S + 1];                                                       \
     uintptr_t xb##S = (uintptr_t)x - 4 * (uintptr_t)p##S;                                      \
     float a##S = 0.f;
 #define ZF_LEFT(S) left = ZF_MIN(left, e##S - p##S);
-#define ZF_OUT(S) y[r + S] = ztail(W, zt, p##S, e##S, xb##S, a##S) + (bias ? bias[r + S] : 0.f);
+/* One checked step of a row's last bits (the rows' tails interleaved too). */
+#define ZF_TAIL(S, LZF)                                                                        \
+    if (p##S < e##S) {                                                                         \
+        const uint64_t w = peek(bytes, p##S);                                                  \
+        const int64_t z = LZF(w);                                                              \
+        const int64_t q = p##S + z;                                                            \
+        more = 1;                                                                              \
+        if (z > ZSKIP) {                                                                       \
+            p##S += ZSKIP;                                                                     \
+        } else if (q >= e##S) {                                                                \
+            p##S = e##S; /* the row ends in zeros */                                           \
+        } else {                                                                               \
+            const zent *e = zt + ((w << z) >> (63 - ZT));                                      \
+            if (!e->len1) {                                                                    \
+                zesc(W, q, &p##S, &xb##S, &a##S);                                              \
+            } else {                                                                           \
+                a##S += e->val * xat(xb##S, q);                                                \
+                p##S = q + e->len1;                                                            \
+                xb##S += (uintptr_t)(intptr_t)e->adj1;                                         \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#define ZF_TAIL_C(S) ZF_TAIL(S, lz64)
+#define ZF_TAIL_X(S) ZF_TAIL(S, lzx)
+#define ZF_TAIL_XN(S) ZF_TAIL(S, lzx)
+#define ZF_TAIL_XP(S) ZF_TAIL(S, lzx)
+#define ZF_OUT(S)                                                                              \
+    if (r + S < r1) y[r + S] = a##S + (bias ? bias[r + S] : 0.f);
 
-#define ZFUSED_LEVEL(SUF, ATTR, LZ_)                                                           \
+#define ZFUSED_LEVEL(SUF, ATTR, V)                                                           \
     ATTR static void zfused_##SUF(const cnn_huff *W, const float *x, float *y,                 \
                                   const float *bias, int64_t r0, int64_t r1) {                 \
         const zent *zt = W->ztab;                                                              \
@@ -694,35 +724,38 @@ int64_t cnn_huff_verify_zrun(const cnn_huff *W) {
         const int64_t *rb = W->row_bits;                                                       \
         const int64_t M = ZSKIP + (W->lmax > ZT + 1 ? W->lmax : ZT + 1);                       \
         int64_t r = r0;                                                                        \
-        for (; r + ZF_NS <= r1; r += ZF_NS) {                                                  \
+        for (; r < r1; r += ZF_NS) {                                                           \
             ZF_REP(ZF_DECL)                                                                    \
             for (;;) {                                                                         \
                 int64_t left = INT64_MAX;                                                      \
                 ZF_REP(ZF_LEFT)                                                                \
-                left -= ZSKIP + 1;                                                             \
+                left -= ZSKIP + ZT + 1; /* a pair of codes stays inside the row */            \
                 if (left < 0) break;                                                           \
                 for (int64_t k = left / M + 1; k > 0; k--) {                                   \
-                    ZF_REP(ZF_DO_##LZ_)                                                        \
+                    ZF_REP(ZF_DO_##V)                                                        \
                 }                                                                              \
+            }                                                                                  \
+            for (int more = 1; more;) {                                                        \
+                more = 0;                                                                      \
+                ZF_REP(ZF_TAIL_##V)                                                            \
             }                                                                                  \
             ZF_REP(ZF_OUT)                                                                     \
         }                                                                                      \
-        for (; r < r1; r++)                                                                    \
-            y[r] = ztail(W, zt, rb[r], rb[r + 1], (uintptr_t)x - 4 * (uintptr_t)rb[r], 0.f) +  \
-                   (bias ? bias[r] : 0.f);                                                     \
     }
 
-#define ZF_DO_LZC(S) ZF_STEP(S, lz64, 1);
-#define ZF_DO_LZX(S) ZF_STEP(S, lzx, 1);
-#define ZF_DO_LZXN(S) ZF_STEP(S, lzx, 0); /* no code is longer than the fused table */
+#define ZF_DO_C(S) ZF_STEP(S, lz64, 1, 0);
+#define ZF_DO_X(S) ZF_STEP(S, lzx, 1, 0);
+#define ZF_DO_XN(S) ZF_STEP(S, lzx, 0, 0); /* no code is longer than the fused table */
+#define ZF_DO_XP(S) ZF_STEP(S, lzx, 0, 1); /* and up to two codes per lookup */
 #if CNN_X86
 HUFF_AVX2_FN INLINE int64_t lzx(uint64_t w) { return (int64_t)_lzcnt_u64(w); }
 #endif
 
-ZFUSED_LEVEL(c, , LZC)
+ZFUSED_LEVEL(c, , C)
 #if CNN_X86
-ZFUSED_LEVEL(x86, HUFF_AVX2_FN, LZX)
-ZFUSED_LEVEL(x86n, HUFF_AVX2_FN, LZXN)
+ZFUSED_LEVEL(x86, HUFF_AVX2_FN, X)
+ZFUSED_LEVEL(x86n, HUFF_AVX2_FN, XN)
+ZFUSED_LEVEL(x86p, HUFF_AVX2_FN, XP)
 #endif
 
 /* y = W @ x (+ bias), zero-run mode: rows split over the threads in ZF_NS blocks. */
@@ -739,7 +772,8 @@ static int zfused(const cnn_huff *W, const float *x, float *y, const float *bias
         const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;
         const int64_t b = b0 < W->m ? b0 : W->m;
 #if CNN_X86
-        if (level != CNN_PORTABLE && W->lmax <= ZT + 1) zfused_x86n(W, x, y, bias, a, b);
+        if (level != CNN_PORTABLE && W->lmax <= ZT + 1 && W->zpair) zfused_x86p(W, x, y, bias, a, b);
+        else if (level != CNN_PORTABLE && W->lmax <= ZT + 1) zfused_x86n(W, x, y, bias, a, b);
         else if (level != CNN_PORTABLE) zfused_x86(W, x, y, bias, a, b);
         else
 #endif

@@ -17,6 +17,9 @@ typedef struct {
     int has_cols;
 } HuffObject;
 
+/* Density of non-zeros from which the fused matvec decodes two codes per lookup. */
+#define ZPAIR_DENSITY 0.2
+
 static void Huff_free(HuffObject *self) {
     cnn_free(self->bytes);
     cnn_free(self->row_bits);
@@ -179,10 +182,12 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
         }
         cnn_huff_ztable(&self->W, self->ztab);
         self->W.ztab = self->ztab;
-        int64_t bad;
+        int64_t bad, nnz;
         Py_BEGIN_ALLOW_THREADS
-        bad = cnn_huff_verify_zrun(&self->W);
+        bad = cnn_huff_verify_zrun(&self->W, &nnz);
         Py_END_ALLOW_THREADS
+        /* pairs pay when a zero run and a code often fit after a code */
+        self->W.zpair = m * n > 0 && (double)nnz >= ZPAIR_DENSITY * (double)m * (double)n;
         if (bad >= 0) {
             PyErr_Format(PyExc_ValueError, "HuffMatrix: row %lld does not decode to %lld entries",
                          (long long)bad, (long long)n);
