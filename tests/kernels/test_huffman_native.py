@@ -202,3 +202,21 @@ def test_zero_run_constructor_walks_the_stream():
         H(M.words, bad, lc, M.omega, 4, 90, True)
     with pytest.raises(ValueError, match="does not decode"):
         H(M.words, rb, lc, M.omega, 4, 91, True)
+
+
+@pytest.mark.parametrize("skew", [1.0, 1.7])
+def test_fused_sham_matvec(skew):
+    """The fused sham matvec: two values per lookup, escapes (skew 1.7), uint32 columns
+    (n > 65536), rows with no or one stored entry, a short last block."""
+    W = skewed_matrix(np.random.default_rng(int(skew * 10)), 11, 70000, 40, 0.97, skew)
+    W[2] = 0.0
+    W[4] = 0.0
+    W[4, 69999] = 2.5
+    M = formats.get("sham").from_dense(W)
+    x = np.random.default_rng(2).standard_normal(70000).astype(np.float32)
+    ref = W.astype(np.float64) @ x
+    tol = 1e-4 * (1 + np.abs(W).astype(np.float64) @ np.abs(x))
+    for name in levels():
+        with backend.use(name):
+            M.__dict__.pop("_kernel", None)
+            assert np.all(np.abs(M.matvec(x) - ref) <= tol), name

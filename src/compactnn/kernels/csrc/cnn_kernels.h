@@ -94,6 +94,13 @@ typedef struct {
     uint8_t len, len1, off2, two;
     int8_t adj, adj1, pad[2];
 } cnn_huff_zent;
+/* Fused plain table (sham batch 1): the CNN_HUFF_T-bit entry of `table` with the
+ * values of its symbols (v1 = 0 when it decodes one symbol), n symbols, bits taken,
+ * len0 the first code's length; n == 0: an escape. */
+typedef struct {
+    float v0, v1;
+    uint8_t n, bits, len0, pad;
+} cnn_huff_pent;
 typedef struct {
     int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
     int32_t K, lmax, zrun, colw;
@@ -104,6 +111,7 @@ typedef struct {
     const void *cols;        /* sham column indices */
     const cnn_huff_entry *table;
     const cnn_huff_zent *ztab; /* 2^(CNN_HUFF_ZT + 1) entries (zrun) or NULL */
+    const cnn_huff_pent *ptab; /* 2^CNN_HUFF_T entries (sham) or NULL */
     const uint64_t *limit;
     const int64_t *base;
     const float *lut;
@@ -113,6 +121,8 @@ typedef struct {
  * selects the zero-run table. Returns 0, or -1 (bad lmax, no memory). */
 int cnn_huff_tables(const int64_t *length_counts, int lmax, int zrun, cnn_huff_entry *table,
                     uint64_t *limit, int64_t *base);
+/* The fused plain table (from table and lut; sham). */
+void cnn_huff_ptable(const cnn_huff *W, cnn_huff_pent *ptab);
 /* The fused zero-run table of that code for the values lut (zrun only). */
 void cnn_huff_ztable(const cnn_huff *W, cnn_huff_zent *ztab);
 /* Zero-run mode: walk every row as the fused kernel does and check each row holds

@@ -782,6 +782,115 @@ static int zfused(const cnn_huff *W, const float *x, float *y, const float *bias
     return 0;
 }
 
+/* ---- fused sparse matvec (sham, batch 1) -----------------------------------------------
+ * ZF_NS rows in one loop, no symbol buffer: each lookup of the plain table gives up to
+ * two values, multiplied at once with x at the row's next stored columns (the second
+ * with v1 = 0 when the lookup gave one symbol: the column read is the next stored one,
+ * inside the row while the loop runs). Unchecked rounds while every row has two codes
+ * left per round; then one checked code per step. */
+typedef cnn_huff_pent pent;
+
+void cnn_huff_ptable(const cnn_huff *W, pent *pt) {
+    for (uint32_t i = 0; i < (1u << T); i++) {
+        const entry *e = W->table + i;
+        pt[i] = (pent){.v0 = e->n ? W->lut[e->s0] : 0.f, .v1 = e->n == 2 ? W->lut[e->s1] : 0.f,
+                       .n = e->n, .bits = e->bits, .len0 = e->len0};
+    }
+}
+
+#define PF_REP(F) F(0) F(1) F(2) F(3) F(4) F(5) F(6) F(7)
+#define PF_DECL(S)                                                                             \
+    const int64_t rr##S = r + S < r1 ? r + S : r1 - 1; /* a short last block repeats a row */   \
+    int64_t p##S = W->row_bits[rr##S];                                                         \
+    const ctype *c##S = cols + W->row_ptr[rr##S], *ce##S = cols + W->row_ptr[rr##S + 1];       \
+    float a##S = 0.f;
+#define PF_LEFT(S) left = ce##S - c##S < left ? ce##S - c##S : left;
+#define PF_STEP(S, ESC)                                                                        \
+    do {                                                                                       \
+        const pent *e = pt + (peek(bytes, p##S) >> TSHIFT);                                    \
+        if (ESC && __builtin_expect(!e->n, 0)) {                                               \
+            const float v = W->lut[slow1(W, &p##S)];                                           \
+            a##S += v * x[*c##S++];                                                            \
+            break;                                                                             \
+        }                                                                                      \
+        a##S += e->v0 * x[c##S[0]] + e->v1 * x[c##S[1]];                                       \
+        c##S += e->n;                                                                          \
+        p##S += e->bits;                                                                       \
+    } while (0)
+#define PF_TAIL(S)                                                                             \
+    if (c##S < ce##S) {                                                                        \
+        const pent *e = pt + (peek(bytes, p##S) >> TSHIFT);                                    \
+        float v;                                                                               \
+        if (!e->n) v = W->lut[slow1(W, &p##S)];                                                \
+        else v = e->v0, p##S += e->len0;                                                       \
+        a##S += v * x[*c##S++];                                                                \
+        more = 1;                                                                              \
+    }
+#define PF_OUT(S)                                                                              \
+    if (r + S < r1) y[r + S] = a##S + (bias ? bias[r + S] : 0.f);
+#define PF_DO_E(S) PF_STEP(S, 1);
+#define PF_DO_N(S) PF_STEP(S, 0);
+
+#define PFUSED(SUF, ATTR, CT, V)                                                               \
+    ATTR static void pfused_##SUF(const cnn_huff *W, const float *x, float *y,                 \
+                                  const float *bias, int64_t r0, int64_t r1) {                 \
+        const pent *pt = W->ptab;                                                              \
+        const uint8_t *bytes = W->bytes;                                                       \
+        typedef CT ctype;                                                                      \
+        const ctype *cols = (const ctype *)W->cols;                                            \
+        for (int64_t r = r0; r < r1; r += ZF_NS) {                                             \
+            PF_REP(PF_DECL)                                                                    \
+            for (;;) {                                                                         \
+                int64_t left = INT64_MAX;                                                      \
+                PF_REP(PF_LEFT)                                                                \
+                if (left < 2) break;                                                           \
+                for (int64_t k = left / 2; k > 0; k--) {                                       \
+                    PF_REP(PF_DO_##V)                                                          \
+                }                                                                              \
+            }                                                                                  \
+            for (int more = 1; more;) {                                                        \
+                more = 0;                                                                      \
+                PF_REP(PF_TAIL)                                                                \
+            }                                                                                  \
+            PF_REP(PF_OUT)                                                                     \
+        }                                                                                      \
+    }
+
+PFUSED(c16, , uint16_t, E)
+PFUSED(c32, , uint32_t, E)
+#if CNN_X86
+PFUSED(x16, HUFF_AVX2_FN, uint16_t, E)
+PFUSED(x32, HUFF_AVX2_FN, uint32_t, E)
+PFUSED(x16n, HUFF_AVX2_FN, uint16_t, N)
+PFUSED(x32n, HUFF_AVX2_FN, uint32_t, N)
+#endif
+
+/* y = W @ x (+ bias), sham: rows split over the threads in ZF_NS blocks. */
+static int pfused(const cnn_huff *W, const float *x, float *y, const float *bias) {
+    const int level = cnn_get_level();
+    (void)level;
+    const int64_t blocks = (W->m + ZF_NS - 1) / ZF_NS;
+    const int nt0 = cnn_threads_for(W->row_ptr[W->m]);
+    const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);
+    const int c16 = W->colw == 2, esc = W->lmax > T;
+#pragma omp parallel num_threads(nt) if (nt > 1)
+    {
+        int t = 0, TT = 1;
+        HUFF_THREAD_IDS;
+        const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;
+        const int64_t b = b0 < W->m ? b0 : W->m;
+#if CNN_X86
+        if (level != CNN_PORTABLE) {
+            if (c16) esc ? pfused_x16(W, x, y, bias, a, b) : pfused_x16n(W, x, y, bias, a, b);
+            else esc ? pfused_x32(W, x, y, bias, a, b) : pfused_x32n(W, x, y, bias, a, b);
+        } else
+#endif
+        if (c16) pfused_c16(W, x, y, bias, a, b);
+        else pfused_c32(W, x, y, bias, a, b);
+    }
+    return 0;
+}
+
 /* ---- per-thread work ------------------------------------------------------------------ */
 
 /* W @ X with k columns: GROUP * BLK decoded rows are multiplied CW columns of X at a
@@ -981,6 +1090,7 @@ int cnn_huff_rows(const cnn_huff *W, const float *X, int64_t ldx, int64_t B, flo
         return rc;
     }
     if (W->zrun && W->ztab) return zfused(W, X, Y, bias);
+    if (W->row_ptr && W->ptab && W->lmax > 0) return pfused(W, X, Y, bias);
     int level = cnn_get_level();
     /* sparse rows dot with scalar loads at every level; the AVX2 build of that loop
      * measured faster than the AVX-512 one (4096x4096 sham: 1.45 vs 1.8 ms) */

@@ -10,6 +10,7 @@ typedef struct {
     int64_t *row_bits, *row_ptr;
     cnn_huff_entry *table;
     cnn_huff_zent *ztab;
+    cnn_huff_pent *ptab;
     uint64_t limit[34];
     int64_t base[34];
     float *lut;
@@ -26,7 +27,8 @@ static void Huff_free(HuffObject *self) {
     cnn_free(self->row_ptr);
     cnn_free(self->table);
     cnn_free(self->ztab);
-    self->ztab = NULL;
+    cnn_free(self->ptab);
+    self->ztab = NULL, self->ptab = NULL;
     cnn_free(self->lut);
     self->bytes = NULL, self->row_bits = self->row_ptr = NULL, self->table = NULL, self->lut = NULL;
     if (self->has_cols) PyBuffer_Release(&self->cols);
@@ -174,6 +176,15 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
                          .row_bits = self->row_bits, .row_ptr = self->row_ptr,
                          .cols = sparse ? self->cols.buf : NULL, .table = self->table,
                          .limit = self->limit, .base = self->base, .lut = self->lut};
+    if (sparse) {
+        self->ptab = cnn_alloc(sizeof(cnn_huff_pent) << CNN_HUFF_T);
+        if (!self->ptab) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cnn_huff_ptable(&self->W, self->ptab);
+        self->W.ptab = self->ptab;
+    }
     if (zrun) { /* the fused matvec trusts the stream: walk it once here */
         self->ztab = cnn_alloc(sizeof(cnn_huff_zent) << (CNN_HUFF_ZT + 1));
         if (!self->ztab) {
@@ -292,7 +303,8 @@ static PyObject *Huff_nbytes(HuffObject *self, void *closure) {
     if (!self->table) return PyLong_FromLong(0);
     int64_t words = (self->W.row_bits[self->W.m] / 32 + 2) * 4;
     return PyLong_FromLongLong(words + CNN_HUFF_PAD + ((int64_t)sizeof(cnn_huff_entry) << CNN_HUFF_T) +
-                              (self->ztab ? (int64_t)sizeof(cnn_huff_zent) << CNN_HUFF_ZT : 0) + 16 * (self->W.m + 1));
+                              (self->ztab ? (int64_t)sizeof(cnn_huff_zent) << CNN_HUFF_ZT : 0) +
+                              (self->ptab ? (int64_t)sizeof(cnn_huff_pent) << CNN_HUFF_T : 0) + 16 * (self->W.m + 1));
 }
 
 static PyMethodDef Huff_methods[] = {
