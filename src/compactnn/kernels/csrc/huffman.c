@@ -39,11 +39,6 @@ INLINE uint16_t u16at(const uint8_t *b) {
     memcpy(&v, b, 2);
     return v;
 }
-#ifdef _OPENMP
-#define HUFF_THREAD_IDS (t = omp_get_thread_num(), TT = omp_get_num_threads())
-#else
-#define HUFF_THREAD_IDS (void)0
-#endif
 #define BLK 4 /* rows decoded together */
 #define PF 8  /* records ahead whose X rows W @ X prefetches */
 
@@ -765,10 +760,8 @@ static int zfused(const cnn_huff *W, const float *x, float *y, const float *bias
     const int64_t blocks = (W->m + ZF_NS - 1) / ZF_NS;
     const int nt0 = cnn_threads_for(W->m * W->n / 8);
     const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int t = 0, TT = 1;
-        HUFF_THREAD_IDS;
+    CNN_PARALLEL({
+        const int t = cnn_tid(), TT = cnn_nthreads();
         const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;
         const int64_t b = b0 < W->m ? b0 : W->m;
 #if CNN_X86
@@ -778,7 +771,7 @@ static int zfused(const cnn_huff *W, const float *x, float *y, const float *bias
         else
 #endif
             zfused_c(W, x, y, bias, a, b);
-    }
+    });
     return 0;
 }
 
@@ -873,10 +866,8 @@ static int pfused(const cnn_huff *W, const float *x, float *y, const float *bias
     const int nt0 = cnn_threads_for(W->row_ptr[W->m]);
     const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);
     const int c16 = W->colw == 2, esc = W->lmax > T;
-#pragma omp parallel num_threads(nt) if (nt > 1)
-    {
-        int t = 0, TT = 1;
-        HUFF_THREAD_IDS;
+    CNN_PARALLEL({
+        const int t = cnn_tid(), TT = cnn_nthreads();
         const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;
         const int64_t b = b0 < W->m ? b0 : W->m;
 #if CNN_X86
@@ -887,7 +878,7 @@ static int pfused(const cnn_huff *W, const float *x, float *y, const float *bias
 #endif
         if (c16) pfused_c16(W, x, y, bias, a, b);
         else pfused_c32(W, x, y, bias, a, b);
-    }
+    });
     return 0;
 }
 
@@ -1013,17 +1004,16 @@ HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx)
     const int nt0 = cnn_threads_for(WORK);                                                      \
     const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);                         \
     int fail = 0;                                                                               \
-    _Pragma("omp parallel num_threads(nt) if (nt > 1) reduction(|:fail)")                       \
-    {                                                                                           \
-        int t = 0, TT = 1;                                                                      \
-        HUFF_THREAD_IDS;                                                                        \
+    CNN_PARALLEL({                                                                              \
+        const int t = cnn_tid(), TT = cnn_nthreads();                                           \
         int64_t b0 = blocks * t / TT, b1 = blocks * (t + 1) / TT;                               \
         scratch_t S;                                                                            \
         void *mem = b0 < b1 ? scratch_new(W, &S) : NULL;                                        \
-        if (b0 < b1 && !mem) fail = 1;                                                          \
-        else if (b0 < b1) { CALL; }                                                             \
+        if (b0 < b1 && !mem) {                                                                  \
+            _Pragma("omp atomic write") fail = 1;                                               \
+        } else if (b0 < b1) { CALL; }                                                           \
         cnn_free(mem);                                                                          \
-    }                                                                                           \
+    });                                                                                         \
     return fail ? -1 : 0;
 
 
@@ -1107,23 +1097,22 @@ static int huff_dense(const cnn_huff *W, int64_t r0, int64_t nr, float *dst, int
     const int nt0 = cnn_threads_for(nr * W->n);
     const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);
     int fail = 0;
-#pragma omp parallel num_threads(nt) if (nt > 1) reduction(| : fail)
-    {
-        int t = 0, TT = 1;
-        HUFF_THREAD_IDS;
+    CNN_PARALLEL({
+        const int t = cnn_tid(), TT = cnn_nthreads();
         int64_t a = r0 + blocks * t / TT * BLK, b = r0 + blocks * (t + 1) / TT * BLK;
         if (b > r0 + nr) b = r0 + nr;
         scratch_t S;
         void *mem = a < b ? scratch_new(W, &S) : NULL;
-        if (a < b && !mem) fail = 1;
-        else if (a < b) {
+        if (a < b && !mem) {
+            _Pragma("omp atomic write") fail = 1;
+        } else if (a < b) {
             float *d = dst ? dst + (a - r0) * ldd : NULL;
             uint8_t *so = symout;
             if (so) so += W->row_ptr ? W->row_ptr[a] - W->row_ptr[r0] : (a - r0) * W->n;
             LEVEL_CALL(dense, W, d, ldd, a, b, &S, so);
         }
         cnn_free(mem);
-    }
+    });
     return fail ? -1 : 0;
 }
 
