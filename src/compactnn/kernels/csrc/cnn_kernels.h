@@ -191,4 +191,20 @@ int cnn_grouped_matmul(const cnn_grouped *W, const float *X, int64_t ldx, int64_
 #ifdef __cplusplus
 }
 #endif
+/* ---- block-diagonal (blockdiag): blockdiag.c -------------------------------------
+ * Block b: rows rows[row_ptr[b] .. row_ptr[b+1]) x columns cols[col_ptr[b] ..
+ * col_ptr[b+1]), dense row-major at data + data_ptr[b]; rows[row_ptr[nblocks] .. m)
+ * are the rows of no block (all zero). rows is a permutation of 0..m-1, cols of
+ * 0..n-1, the pointers non-decreasing (the binding checks all of it); maxcols is the
+ * widest block, ndata the stored entries. */
+typedef struct {
+    int64_t m, n, nblocks, maxcols, ndata;
+    const float *data;
+    const int64_t *rows, *cols, *row_ptr, *col_ptr, *data_ptr;
+} cnn_blockdiag;
+
+/* Y = X @ W^T (+ bias; may be NULL), B inputs of n floats. 0, or -1 (no memory). */
+int cnn_blockdiag_rows(const cnn_blockdiag *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                       int64_t ldy, const float *bias);
+
 #endif
