@@ -220,3 +220,42 @@ def test_fused_sham_matvec(skew):
         with backend.use(name):
             M.__dict__.pop("_kernel", None)
             assert np.all(np.abs(M.matvec(x) - ref) <= tol), name
+
+
+@pytest.mark.parametrize("fid", ["ham", "sham"])
+def test_incomplete_codes_take_the_escape_path(fid):
+    """A stored code with unused prefixes (Kraft sum < 1) runs the fused loops that
+    test for escapes (a lookup of an unused prefix must not stall a row)."""
+    from compactnn.coding.huffman import encode
+
+    rng = np.random.default_rng(12)
+    m, n = 11, 300
+    if fid == "ham":  # "0" (+0.0), "100", "101"; "11" unused
+        lc, omega = np.array([1, 0, 2], np.uint64), np.array([0.0, 1.5, -2.0], np.float32)
+        sym = rng.choice(3, size=m * n, p=[0.6, 0.2, 0.2])
+        bufs = {}
+        counts = np.arange(m + 1) * n
+    else:  # "00", "01", "10"; "11" unused
+        lc, omega = np.array([0, 3], np.uint64), np.array([1.5, -2.0, 0.25], np.float32)
+        sym = rng.choice(3, size=m * n)
+        bufs = dict(col_idx=np.tile(np.arange(n, dtype=np.uint16), m),
+                    row_ptr=(np.arange(m + 1) * n).astype(np.uint16))
+        counts = np.arange(m + 1) * n
+    words, row_bits = encode(sym, lc, counts)
+    bufs.update(omega=omega, length_counts=lc.astype(np.uint8), words=words,
+                row_bits=row_bits.astype(np.uint32))
+    M = formats.get(fid).from_buffers(bufs, {"format": fid, "version": 1, "shape": [m, n]})
+    W = omega[sym].reshape(m, n)
+    X = rng.standard_normal((3, n)).astype(np.float32)
+    ref = X.astype(np.float64) @ W.T.astype(np.float64)
+    tol = 1e-4 * (1 + np.abs(X).astype(np.float64) @ np.abs(W.T).astype(np.float64))
+    for name in levels():
+        with backend.use(name):
+            M.__dict__.pop("_kernel", None)
+            assert M.to_dense().tobytes() == W.tobytes(), name
+            got = np.empty(sym.size, np.uint8)
+            if M._native() is not None:
+                M._native().decode_symbols(0, m, got)
+                assert np.array_equal(got, sym), name
+            assert np.all(np.abs(M.matvec(X[0]) - ref[0]) <= tol[0]), name
+            assert np.all(np.abs(M.rmatmul(X) - ref) <= tol), name

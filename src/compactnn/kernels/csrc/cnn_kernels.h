@@ -104,7 +104,8 @@ typedef struct {
 typedef struct {
     int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
     int32_t K, lmax, zrun, colw;
-    int32_t zpair; /* zrun: the fused matvec decodes up to two codes per lookup */
+    int32_t zpair;    /* zrun: the fused matvec decodes up to two codes per lookup */
+    int32_t complete; /* the code's Kraft sum is 1 (every table index decodes) */
     const uint8_t *bytes;
     const int64_t *row_bits; /* m + 1 */
     const int64_t *row_ptr;  /* m + 1 (sham) or NULL (ham) */

@@ -565,8 +565,11 @@ HUFF_AVX512_FN INLINE void axpy_512(const cnn_huff *W, const uint8_t *sy, cols_t
  * start bit plus the code lengths so far minus one each) changes only at non-zero
  * codes; the row's x origin xb = x - 4 D (bytes, as an integer) moves by adj = 4 - 4 len.
  * ZF_NS rows are decoded in one loop (independent chains); the loop runs unchecked for
- * as many rounds as the row with the least bits left can surely take (a step uses at
- * most ZF_M bits), then the last < ZSKIP + 1 bits of each row are walked with checks. */
+ * as many rounds as the row with the fewest bits left can surely take (a step uses at
+ * most ZSKIP + max(ZT + 1, lmax) bits and must start ZSKIP + ZT + 1 bits before its
+ * row's end, so a pair of codes stays inside the row), then the rows' last bits are
+ * walked with checks, still ZF_NS rows interleaved. The variants without the escape
+ * test run only on complete codes of <= ZT + 1 bits (no lookup can fail to advance). */
 #define ZT CNN_HUFF_ZT
 #define ZSKIP (57 - ZT - 1) /* longest run a step skips: a code of <= ZT + 1 bits still fits */
 #define ZF_NS 8
@@ -765,8 +768,9 @@ static int zfused(const cnn_huff *W, const float *x, float *y, const float *bias
         const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;
         const int64_t b = b0 < W->m ? b0 : W->m;
 #if CNN_X86
-        if (level != CNN_PORTABLE && W->lmax <= ZT + 1 && W->zpair) zfused_x86p(W, x, y, bias, a, b);
-        else if (level != CNN_PORTABLE && W->lmax <= ZT + 1) zfused_x86n(W, x, y, bias, a, b);
+        const int noesc = W->lmax <= ZT + 1 && W->complete;
+        if (level != CNN_PORTABLE && noesc && W->zpair) zfused_x86p(W, x, y, bias, a, b);
+        else if (level != CNN_PORTABLE && noesc) zfused_x86n(W, x, y, bias, a, b);
         else if (level != CNN_PORTABLE) zfused_x86(W, x, y, bias, a, b);
         else
 #endif
@@ -865,7 +869,7 @@ static int pfused(const cnn_huff *W, const float *x, float *y, const float *bias
     const int64_t blocks = (W->m + ZF_NS - 1) / ZF_NS;
     const int nt0 = cnn_threads_for(W->row_ptr[W->m]);
     const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);
-    const int c16 = W->colw == 2, esc = W->lmax > T;
+    const int c16 = W->colw == 2, esc = W->lmax > T || !W->complete;
     CNN_PARALLEL({
         const int t = cnn_tid(), TT = cnn_nthreads();
         const int64_t a = blocks * t / TT * ZF_NS, b0 = blocks * (t + 1) / TT * ZF_NS;

@@ -104,6 +104,10 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
     const int64_t lmax = lb.len / 8, *lc = lb.buf;
     int64_t total = 0;
     for (int64_t l = 0; l < lmax; l++) total += lc[l] < 0 ? K + 1 : lc[l];
+    uint64_t kraft = 0; /* sum of 2^(lmax - length): the code is complete at 2^lmax */
+    for (int64_t l = 0; l < lmax && lmax <= 32; l++)
+        kraft += lc[l] >= 0 && lc[l] <= 256 ? (uint64_t)lc[l] << (lmax - 1 - l) : 0;
+    const int complete = lmax > 0 && lmax <= 32 && kraft == (uint64_t)1 << lmax;
     const char *bad = K > 256 ? "more than 256 symbols"
                       : lmax > 32 ? "codes longer than 32 bits"
                       : (lmax ? total != K : K > 1) ? "length_counts do not match omega"
@@ -175,7 +179,8 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
                          .zrun = zrun, .colw = (int32_t)colw, .bytes = self->bytes,
                          .row_bits = self->row_bits, .row_ptr = self->row_ptr,
                          .cols = sparse ? self->cols.buf : NULL, .table = self->table,
-                         .limit = self->limit, .base = self->base, .lut = self->lut};
+                         .limit = self->limit, .base = self->base, .lut = self->lut,
+                         .complete = complete};
     if (sparse) {
         self->ptab = cnn_alloc(sizeof(cnn_huff_pent) << CNN_HUFF_T);
         if (!self->ptab) {
