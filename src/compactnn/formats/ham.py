@@ -41,9 +41,9 @@ products decode 4 rows into records ``(column << 8 | symbol)`` or symbols (11-bi
 table, up to two symbols per lookup); ``matmul`` / ``rmatmul`` with ``b`` columns
 (zero-run mode, or ``b <= 8``) add ``value * X[column, :]`` 32 columns at a time on a
 64-byte aligned copy of X; plain mode with ``b > 8`` decodes tiles for torch's GEMM
-(``formats/_tiles.py``). Measured on 4096x4096, 90% pruned, 32 values, 1 thread: about
-7 cycles per non-zero entry (0.74x numpy dense's time on a loaded machine, short of
-the 1.5x speed-up aimed for; docs/architecture/huffman.md says what bounds it).
+(``formats/_tiles.py``). Measured on 4096x4096, 90% pruned, 32 values, 1 thread:
+1.2-2.0 ns per non-zero entry (0.74-0.92x numpy dense's time on a loaded machine,
+short of the 1.5x speed-up aimed for; docs/architecture/huffman.md says what bounds it).
 
 Cost of ``W @ x`` (``cost()``, the numba kernels' operations; the native decoder
 reads one table entry per symbol pair or zero run, fewer than counted here): "coded"
