@@ -161,3 +161,101 @@ def test_row_lengths_around_the_four_row_loop_margin(n):
     M = formats.get("ham").from_dense(W)
     assert M._zrun or n == 1
     check_all(M, W, "ham", batches=(1, 20))
+
+
+@pytest.mark.parametrize("sparsity", [0.45, 0.6, 0.85, 0.97])
+@pytest.mark.parametrize("skew", [1.0, 1.7])
+def test_fused_zero_run_matvec(sparsity, skew):
+    """The fused zero-run matvec (ham, batch 1): one or two codes per lookup (dense and
+    sparse rows), escapes (skew 1.7), a short last block of rows (m = 8k + 3)."""
+    W = skewed_matrix(np.random.default_rng(int(sparsity * 100) + int(skew * 10)), 19, 2500,
+                      40, sparsity, skew)
+    W[5, 100:1900] = 0.0  # runs longer than a step skips
+    M = formats.get("ham").from_dense(W)
+    assert M._zrun
+    x = np.random.default_rng(1).standard_normal(2500).astype(np.float32)
+    ref = W.astype(np.float64) @ x
+    tol = 1e-4 * (1 + np.abs(W).astype(np.float64) @ np.abs(x))
+    for name in levels():
+        with backend.use(name):
+            M.__dict__.pop("_kernel", None)
+            assert np.all(np.abs(M.matvec(x) - ref) <= tol), name
+            bias = np.arange(19, dtype=np.float32)
+            Y = np.empty((1, 19), np.float32)
+            M._native().rows(x[None], Y, 1, bias)
+            assert np.all(np.abs(Y[0] - (ref + bias)) <= tol), name
+
+
+def test_zero_run_constructor_walks_the_stream():
+    """A zero-run stream whose rows do not hold n entries each is refused at once (the
+    fused matvec trusts the stream)."""
+    W = skewed_matrix(np.random.default_rng(10), 4, 90, 8, 0.7, 1.0)
+    M = formats.get("ham").from_dense(W)
+    assert M._zrun
+    H = backend._ext.HuffMatrix
+    lc = M.length_counts.astype(np.int64)
+    rb = M.row_bits.astype(np.int64)
+    H(M.words, rb, lc, M.omega, 4, 90, True)
+    bad = rb.copy()
+    bad[1] -= 1  # row 0 loses its last bit to row 1
+    with pytest.raises(ValueError, match="row 0 does not decode to 90 entries"):
+        H(M.words, bad, lc, M.omega, 4, 90, True)
+    with pytest.raises(ValueError, match="does not decode"):
+        H(M.words, rb, lc, M.omega, 4, 91, True)
+
+
+@pytest.mark.parametrize("skew", [1.0, 1.7])
+def test_fused_sham_matvec(skew):
+    """The fused sham matvec: two values per lookup, escapes (skew 1.7), uint32 columns
+    (n > 65536), rows with no or one stored entry, a short last block."""
+    W = skewed_matrix(np.random.default_rng(int(skew * 10)), 11, 70000, 40, 0.97, skew)
+    W[2] = 0.0
+    W[4] = 0.0
+    W[4, 69999] = 2.5
+    M = formats.get("sham").from_dense(W)
+    x = np.random.default_rng(2).standard_normal(70000).astype(np.float32)
+    ref = W.astype(np.float64) @ x
+    tol = 1e-4 * (1 + np.abs(W).astype(np.float64) @ np.abs(x))
+    for name in levels():
+        with backend.use(name):
+            M.__dict__.pop("_kernel", None)
+            assert np.all(np.abs(M.matvec(x) - ref) <= tol), name
+
+
+@pytest.mark.parametrize("fid", ["ham", "sham"])
+def test_incomplete_codes_take_the_escape_path(fid):
+    """A stored code with unused prefixes (Kraft sum < 1) runs the fused loops that
+    test for escapes (a lookup of an unused prefix must not stall a row)."""
+    from compactnn.coding.huffman import encode
+
+    rng = np.random.default_rng(12)
+    m, n = 11, 300
+    if fid == "ham":  # "0" (+0.0), "100", "101"; "11" unused
+        lc, omega = np.array([1, 0, 2], np.uint64), np.array([0.0, 1.5, -2.0], np.float32)
+        sym = rng.choice(3, size=m * n, p=[0.6, 0.2, 0.2])
+        bufs = {}
+        counts = np.arange(m + 1) * n
+    else:  # "00", "01", "10"; "11" unused
+        lc, omega = np.array([0, 3], np.uint64), np.array([1.5, -2.0, 0.25], np.float32)
+        sym = rng.choice(3, size=m * n)
+        bufs = dict(col_idx=np.tile(np.arange(n, dtype=np.uint16), m),
+                    row_ptr=(np.arange(m + 1) * n).astype(np.uint16))
+        counts = np.arange(m + 1) * n
+    words, row_bits = encode(sym, lc, counts)
+    bufs.update(omega=omega, length_counts=lc.astype(np.uint8), words=words,
+                row_bits=row_bits.astype(np.uint32))
+    M = formats.get(fid).from_buffers(bufs, {"format": fid, "version": 1, "shape": [m, n]})
+    W = omega[sym].reshape(m, n)
+    X = rng.standard_normal((3, n)).astype(np.float32)
+    ref = X.astype(np.float64) @ W.T.astype(np.float64)
+    tol = 1e-4 * (1 + np.abs(X).astype(np.float64) @ np.abs(W.T).astype(np.float64))
+    for name in levels():
+        with backend.use(name):
+            M.__dict__.pop("_kernel", None)
+            assert M.to_dense().tobytes() == W.tobytes(), name
+            got = np.empty(sym.size, np.uint8)
+            if M._native() is not None:
+                M._native().decode_symbols(0, m, got)
+                assert np.array_equal(got, sym), name
+            assert np.all(np.abs(M.matvec(X[0]) - ref[0]) <= tol[0]), name
+            assert np.all(np.abs(M.rmatmul(X) - ref) <= tol), name

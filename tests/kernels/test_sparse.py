@@ -226,6 +226,11 @@ def test_permseq_matvec_every_level(seeded, shape):
         with backend.use(name):
             assert np.all(np.abs(M.matvec(x) - ref) <= tol), name
             assert np.all(np.abs(M.rmatmul(x[None]) - ref) <= tol), name
+            for b in (3, 16, 17, 40):  # batched: native rows; W @ X native up to 16 columns
+                X = rng.standard_normal((b, n)).astype(np.float32)
+                R = X.astype(np.float64) @ W.T.astype(np.float64)
+                assert np.all(np.abs(M.rmatmul(X) - R) <= tol), (name, b)
+                assert np.all(np.abs(M.matmul(np.ascontiguousarray(X.T)) - R.T) <= tol), (name, b)
 
 
 def test_shared_rows_must_stay_inside_the_values():

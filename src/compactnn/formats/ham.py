@@ -31,21 +31,19 @@ added ("zero-run mode"). Otherwise every entry is decoded and multiplied.
 
 Native kernels (``HuffMatrix``, ``kernels/csrc/huffman.c``; K <= 256, else the numba
 kernels run): the stored layout is unchanged (version 1); at load the words are copied
-as big-endian bytes (one unaligned 8-byte load gives the next 57+ bits) and an 11-bit
-table of up to two symbols per lookup is built. Four rows are decoded in one loop
-(four independent dependency chains). Zero-run mode: a step skips the run with one
-count-leading-zeros and decodes the code after it (and, when it fits in the 11 bits,
-a second run and code), writing ``(column << 8 | symbol)`` records of the non-zero
-entries; plain mode decodes the symbols 2 per lookup. ``matvec``: decode 4 rows,
-then dot their records with ``x`` (scalar loads; SIMD loads for plain rows).
-``matmul`` / ``rmatmul`` with ``b`` columns (zero-run mode, or ``b <= 8``): the
-records of each row add ``value * X[column, :]`` 32 columns at a time (AVX-512: 2
-registers, AVX2: 4), on a 64-byte aligned (for ``rmatmul``: transposed) copy of X,
-so the decode does not grow with ``b``; plain mode with ``b > 8`` decodes tiles for
-torch's GEMM (``formats/_tiles.py``). Measured on 4096x4096, 90% pruned, 32 values,
-1 thread (``benchmarks/huffman.py``): decoding takes about 11 cycles per non-zero
-entry (one peek, count, table load and record per step), so the matvec takes 2.5-3x
-numpy dense's time, not the 1.5x speed-up aimed for.
+as big-endian bytes (one unaligned 8-byte load gives the next 57+ bits) and the
+decoding tables are built. Batch 1 in zero-run mode runs the fused zero-run matvec:
+per step one count-leading-zeros skips the zero run and one lookup in a 12-bit fused
+table gives the next non-zero value (and on rows with >= 20% non-zeros a second one
+when it fits), multiplied at once, the column following from the code's bit position;
+8 rows per loop; the constructor walks the stream once (the loop trusts it). Other
+products decode 4 rows into records ``(column << 8 | symbol)`` or symbols (11-bit
+table, up to two symbols per lookup); ``matmul`` / ``rmatmul`` with ``b`` columns
+(zero-run mode, or ``b <= 8``) add ``value * X[column, :]`` 32 columns at a time on a
+64-byte aligned copy of X; plain mode with ``b > 8`` decodes tiles for torch's GEMM
+(``formats/_tiles.py``). Measured on 4096x4096, 90% pruned, 32 values, 1 thread:
+1.2-2.0 ns per non-zero entry (0.74-0.92x numpy dense's time on a loaded machine,
+short of the 1.5x speed-up aimed for; docs/architecture/huffman.md says what bounds it).
 
 Cost of ``W @ x`` (``cost()``, the numba kernels' operations; the native decoder
 reads one table entry per symbol pair or zero run, fewer than counted here): "coded"

@@ -21,10 +21,11 @@ The stored entries are those whose bit pattern is not +0.0, so the round trip is
 bit-exact. The decoding lookup table and per-length limits are a runtime cache built
 by ``_prepare()`` (not stored, not in ``nbytes``); see :mod:`compactnn.formats.ham`.
 
-Native kernels (as HAM's, plain mode; layout unchanged, version 1): 4 rows' values
-decoded 2 symbols per 11-bit table lookup into per-row symbol buffers, then
-``matvec`` dots them with ``x[col_idx]`` (scalar loads: AVX-512/AVX2 gathers were
-slower on Zen 4), and ``matmul``/``rmatmul`` add ``value * X[col, :]`` 32 columns at a
+Native kernels (as HAM's, plain mode; layout unchanged, version 1): ``matvec`` runs the
+fused sparse matvec, 8 rows per loop, each 11-bit table lookup giving up to two values
+multiplied at once with ``x`` at the row's next stored columns (scalar loads:
+AVX-512/AVX2 gathers were slower on Zen 4/5); ``matmul``/``rmatmul`` decode 4 rows'
+values into symbol buffers and add ``value * X[col, :]`` 32 columns at a
 time for any batch when at most half of the entries are stored (else, for batches
 > 8, tiles for torch's GEMM). The runtime copy of ``col_idx`` is uint16 (uint8
 widened) or the stored uint16/uint32 array itself.

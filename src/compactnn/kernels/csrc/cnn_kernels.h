@@ -81,14 +81,38 @@ typedef struct {
     uint8_t s0, s1, gap, n, bits, len0;
     uint16_t advj;
 } cnn_huff_entry;
+/* Fused zero-run table (ham batch 1): indexed by the CNN_HUFF_ZT + 1 bits from a
+ * non-zero code's leading 1 (so only the upper half is used). An entry holds that
+ * code (value val, length len1, adj1 = 4 - 4 * len1: the step of the row's x origin
+ * in bytes) and, when the zero run and the code after it also fit in the window, a
+ * second code (two = 1, val2, its x at off2 = 4 * (1 + run) bytes past the first
+ * one's); len and adj are the totals. len1 == 0: code 1 is longer than the window
+ * (the canonical search decodes it). */
+#define CNN_HUFF_ZT 11
+typedef struct {
+    float val, val2;
+    uint8_t len, len1, off2, two;
+    int8_t adj, adj1, pad[2];
+} cnn_huff_zent;
+/* Fused plain table (sham batch 1): the CNN_HUFF_T-bit entry of `table` with the
+ * values of its symbols (v1 = 0 when it decodes one symbol), n symbols, bits taken,
+ * len0 the first code's length; n == 0: an escape. */
+typedef struct {
+    float v0, v1;
+    uint8_t n, bits, len0, pad;
+} cnn_huff_pent;
 typedef struct {
     int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
     int32_t K, lmax, zrun, colw;
+    int32_t zpair;    /* zrun: the fused matvec decodes up to two codes per lookup */
+    int32_t complete; /* the code's Kraft sum is 1 (every table index decodes) */
     const uint8_t *bytes;
     const int64_t *row_bits; /* m + 1 */
     const int64_t *row_ptr;  /* m + 1 (sham) or NULL (ham) */
     const void *cols;        /* sham column indices */
     const cnn_huff_entry *table;
+    const cnn_huff_zent *ztab; /* 2^(CNN_HUFF_ZT + 1) entries (zrun) or NULL */
+    const cnn_huff_pent *ptab; /* 2^CNN_HUFF_T entries (sham) or NULL */
     const uint64_t *limit;
     const int64_t *base;
     const float *lut;
@@ -98,6 +122,14 @@ typedef struct {
  * selects the zero-run table. Returns 0, or -1 (bad lmax, no memory). */
 int cnn_huff_tables(const int64_t *length_counts, int lmax, int zrun, cnn_huff_entry *table,
                     uint64_t *limit, int64_t *base);
+/* The fused plain table (from table and lut; sham). */
+void cnn_huff_ptable(const cnn_huff *W, cnn_huff_pent *ptab);
+/* The fused zero-run table of that code for the values lut (zrun only). */
+void cnn_huff_ztable(const cnn_huff *W, cnn_huff_zent *ztab);
+/* Zero-run mode: walk every row as the fused kernel does and check each row holds
+ * exactly n entries whose codes end inside the row; returns -1, or the first bad row,
+ * and the number of non-zero entries in *nnz. */
+int64_t cnn_huff_verify_zrun(const cnn_huff *W, int64_t *nnz);
 /* out (4 * nwords + CNN_HUFF_PAD bytes) = the words as big-endian bytes + zeros. */
 void cnn_huff_stream(const uint32_t *words, int64_t nwords, uint8_t *out);
 /* Y = X @ W^T (+ bias; may be NULL), B inputs of n floats. */
@@ -160,4 +192,20 @@ int cnn_grouped_matmul(const cnn_grouped *W, const float *X, int64_t ldx, int64_
 #ifdef __cplusplus
 }
 #endif
+/* ---- block-diagonal (blockdiag): blockdiag.c -------------------------------------
+ * Block b: rows rows[row_ptr[b] .. row_ptr[b+1]) x columns cols[col_ptr[b] ..
+ * col_ptr[b+1]), dense row-major at data + data_ptr[b]; rows[row_ptr[nblocks] .. m)
+ * are the rows of no block (all zero). rows is a permutation of 0..m-1, cols of
+ * 0..n-1, the pointers non-decreasing (the binding checks all of it); maxcols is the
+ * widest block, ndata the stored entries. */
+typedef struct {
+    int64_t m, n, nblocks, maxcols, ndata;
+    const float *data;
+    const int64_t *rows, *cols, *row_ptr, *col_ptr, *data_ptr;
+} cnn_blockdiag;
+
+/* Y = X @ W^T (+ bias; may be NULL), B inputs of n floats. 0, or -1 (no memory). */
+int cnn_blockdiag_rows(const cnn_blockdiag *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                       int64_t ldy, const float *bias);
+
 #endif

@@ -9,6 +9,8 @@ typedef struct {
     uint8_t *bytes;
     int64_t *row_bits, *row_ptr;
     cnn_huff_entry *table;
+    cnn_huff_zent *ztab;
+    cnn_huff_pent *ptab;
     uint64_t limit[34];
     int64_t base[34];
     float *lut;
@@ -16,11 +18,17 @@ typedef struct {
     int has_cols;
 } HuffObject;
 
+/* Density of non-zeros from which the fused matvec decodes two codes per lookup. */
+#define ZPAIR_DENSITY 0.2
+
 static void Huff_free(HuffObject *self) {
     cnn_free(self->bytes);
     cnn_free(self->row_bits);
     cnn_free(self->row_ptr);
     cnn_free(self->table);
+    cnn_free(self->ztab);
+    cnn_free(self->ptab);
+    self->ztab = NULL, self->ptab = NULL;
     cnn_free(self->lut);
     self->bytes = NULL, self->row_bits = self->row_ptr = NULL, self->table = NULL, self->lut = NULL;
     if (self->has_cols) PyBuffer_Release(&self->cols);
@@ -96,6 +104,10 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
     const int64_t lmax = lb.len / 8, *lc = lb.buf;
     int64_t total = 0;
     for (int64_t l = 0; l < lmax; l++) total += lc[l] < 0 ? K + 1 : lc[l];
+    uint64_t kraft = 0; /* sum of 2^(lmax - length): the code is complete at 2^lmax */
+    for (int64_t l = 0; l < lmax && lmax <= 32; l++)
+        kraft += lc[l] >= 0 && lc[l] <= 256 ? (uint64_t)lc[l] << (lmax - 1 - l) : 0;
+    const int complete = lmax > 0 && lmax <= 32 && kraft == (uint64_t)1 << lmax;
     const char *bad = K > 256 ? "more than 256 symbols"
                       : lmax > 32 ? "codes longer than 32 bits"
                       : (lmax ? total != K : K > 1) ? "length_counts do not match omega"
@@ -167,7 +179,37 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
                          .zrun = zrun, .colw = (int32_t)colw, .bytes = self->bytes,
                          .row_bits = self->row_bits, .row_ptr = self->row_ptr,
                          .cols = sparse ? self->cols.buf : NULL, .table = self->table,
-                         .limit = self->limit, .base = self->base, .lut = self->lut};
+                         .limit = self->limit, .base = self->base, .lut = self->lut,
+                         .complete = complete};
+    if (sparse) {
+        self->ptab = cnn_alloc(sizeof(cnn_huff_pent) << CNN_HUFF_T);
+        if (!self->ptab) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cnn_huff_ptable(&self->W, self->ptab);
+        self->W.ptab = self->ptab;
+    }
+    if (zrun) { /* the fused matvec trusts the stream: walk it once here */
+        self->ztab = cnn_alloc(sizeof(cnn_huff_zent) << (CNN_HUFF_ZT + 1));
+        if (!self->ztab) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        cnn_huff_ztable(&self->W, self->ztab);
+        self->W.ztab = self->ztab;
+        int64_t bad, nnz;
+        Py_BEGIN_ALLOW_THREADS
+        bad = cnn_huff_verify_zrun(&self->W, &nnz);
+        Py_END_ALLOW_THREADS
+        /* pairs pay when a zero run and a code often fit after a code */
+        self->W.zpair = m * n > 0 && (double)nnz >= ZPAIR_DENSITY * (double)m * (double)n;
+        if (bad >= 0) {
+            PyErr_Format(PyExc_ValueError, "HuffMatrix: row %lld does not decode to %lld entries",
+                         (long long)bad, (long long)n);
+            return -1;
+        }
+    }
     return 0;
 }
 
@@ -265,7 +307,9 @@ static PyObject *Huff_nbytes(HuffObject *self, void *closure) {
     (void)closure;
     if (!self->table) return PyLong_FromLong(0);
     int64_t words = (self->W.row_bits[self->W.m] / 32 + 2) * 4;
-    return PyLong_FromLongLong(words + CNN_HUFF_PAD + ((int64_t)sizeof(cnn_huff_entry) << CNN_HUFF_T) + 16 * (self->W.m + 1));
+    return PyLong_FromLongLong(words + CNN_HUFF_PAD + ((int64_t)sizeof(cnn_huff_entry) << CNN_HUFF_T) +
+                              (self->ztab ? (int64_t)sizeof(cnn_huff_zent) << CNN_HUFF_ZT : 0) +
+                              (self->ptab ? (int64_t)sizeof(cnn_huff_pent) << CNN_HUFF_T : 0) + 16 * (self->W.m + 1));
 }
 
 static PyMethodDef Huff_methods[] = {

@@ -143,5 +143,6 @@ static inline int cnn_add_type(PyObject *mod, PyTypeObject *type, const char *na
 int cnn_add_lut(PyObject *mod);
 int cnn_add_huffman(PyObject *mod);
 int cnn_add_sparse(PyObject *mod);
+int cnn_add_blockdiag(PyObject *mod);
 
 #endif
