@@ -10,6 +10,7 @@ and whether stderr is exactly one line. Prints a Markdown table.
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -32,6 +33,7 @@ def cli(args: list[str]) -> tuple[int, str]:
 
 
 def main() -> None:
+    argparse.ArgumentParser(description=__doc__.split("\n\n")[0]).parse_args()
     with tempfile.TemporaryDirectory() as d:
         cases = corpus.build(d)
         results = corpus.measure(cases, timeout=120)
