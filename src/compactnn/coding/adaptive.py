@@ -405,7 +405,9 @@ def encode_matrix(sig: np.ndarray, vidx: np.ndarray, K: int, period: int) -> np.
     nnz = int(flat.sum())
     if vidx.size != nnz:
         raise ValueError(f"{vidx.size} value indices for {nnz} significant entries")
-    stream, _, done = _code(False, m, n, nnz, K, period, flat, np.ascontiguousarray(vidx, np.int64),
+    if vidx.size and not 0 <= int(vidx.min()) <= int(vidx.max()) < K:
+        raise ValueError(f"value indices must be in [0, {K})")
+    stream, _, done = _code(False, m, n, nnz, K, period, flat, np.ascontiguousarray(vidx, np.uint8),
                             np.zeros(0, np.uint8))
     assert done == nnz
     return stream
@@ -413,11 +415,11 @@ def encode_matrix(sig: np.ndarray, vidx: np.ndarray, K: int, period: int) -> np.
 
 def decode_matrix(stream: np.ndarray, m: int, n: int, nnz: int, K: int,
                   period: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """Inverse of :func:`encode_matrix`: ``(significance map (m*n uint8), value indices,
-    stream bytes the decoder read)``. A corrupt stream gives some map and indices (the
+    """Inverse of :func:`encode_matrix`: ``(significance map (m*n uint8 0/1), value
+    indices (uint8: K <= 256), stream bytes the decoder read)``. A corrupt stream gives some map and indices (the
     caller checks the count of significant entries and the stream length)."""
     sig = np.zeros(m * n, np.uint8)
-    vidx = np.zeros(nnz, np.int64)
+    vidx = np.zeros(nnz, np.uint8)
     _, read, done = _code(True, m, n, nnz, K, period, sig, vidx,
                           np.ascontiguousarray(stream, np.uint8))
     if done != nnz:

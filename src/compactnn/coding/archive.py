@@ -392,7 +392,7 @@ def _decode_adaptive(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) 
         raise ArchiveError(f"archive: corrupt stream ({exc})") from None
     if read != B:
         raise ArchiveError(f"archive: the decoder read {read} of the stream's {B} bytes")
-    out[sig.astype(bool)] = omega[vidx]
+    out[sig.view(bool)] = omega[vidx]  # sig holds 0/1 bytes: a view, not a copy
     return out.reshape(m, n)
 
 

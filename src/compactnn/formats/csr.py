@@ -46,14 +46,13 @@ def csr_arrays(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(data, indices, indptr)`` of the entries of ``W`` that are not +0.0, with
     the smallest index dtypes."""
     m, n = W.shape
-    nz = W.view(np.uint32) != 0
-    rows, cols = np.nonzero(nz)
-    data = W[rows, cols]
-    indptr = np.zeros(m + 1, dtype=np.int64)
-    np.cumsum(np.count_nonzero(nz, axis=1), out=indptr[1:])
+    flat = np.flatnonzero(W.view(np.uint32))  # one int64 array: no mask, no row array
+    data = W.reshape(-1)[flat]
+    indptr = np.searchsorted(flat, np.arange(m + 1, dtype=np.int64) * n)  # entries before row r
+    np.remainder(flat, max(n, 1), out=flat)
     return (
         data,
-        cols.astype(index_dtype(max(n - 1, 0))),
+        flat.astype(index_dtype(max(n - 1, 0))),
         indptr.astype(index_dtype(data.size)),
     )
 
