@@ -416,8 +416,9 @@ def encode_matrix(sig: np.ndarray, vidx: np.ndarray, K: int, period: int) -> np.
 def decode_matrix(stream: np.ndarray, m: int, n: int, nnz: int, K: int,
                   period: int) -> tuple[np.ndarray, np.ndarray, int]:
     """Inverse of :func:`encode_matrix`: ``(significance map (m*n uint8 0/1), value
-    indices (uint8: K <= 256), stream bytes the decoder read)``. A corrupt stream gives some map and indices (the
-    caller checks the count of significant entries and the stream length)."""
+    indices (uint8: K <= 256), stream bytes the decoder read)``. A corrupt stream gives
+    some map and indices (the caller checks the count of significant entries and the
+    stream length)."""
     sig = np.zeros(m * n, np.uint8)
     vidx = np.zeros(nnz, np.uint8)
     _, read, done = _code(True, m, n, nnz, K, period, sig, vidx,
