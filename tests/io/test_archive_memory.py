@@ -1,9 +1,9 @@
 """Archive decoding stays within 1.5x the decoded matrix in real process memory (RSS).
 
 Each coder decodes a matrix (ANS 4096x4096, adaptive 2048x2048, its largest) in a fresh
-process: once to touch every code path and library page, then again with the peak reset (``/proc/self/clear_refs``); glibc's
-mmap threshold is fixed so freed buffers leave the RSS and the second peak is the decode's
-own chain of buffers.
+process: once to touch every code path and library page, then again with the peak reset
+(``/proc/self/clear_refs``); glibc's mmap threshold is fixed so freed buffers leave the
+RSS and the second peak is the decode's own chain of buffers.
 """
 
 from __future__ import annotations
