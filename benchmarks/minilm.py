@@ -55,6 +55,7 @@ from compactnn import load, save, to_compact
 from compactnn.bench.embeddings import embedding_quality
 from compactnn.cli.models import minilm as M
 from compactnn.io import inspect
+from compactnn.zoo import distill as D
 from compactnn.zoo import transformer as T
 from compactnn.zoo.corpora import load_corpus
 
@@ -135,7 +136,7 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     cal = pt.calibrate or args.calibrate
     n = max(pt.samples, cal if (pt.gptq or pt.criterion != "magnitude") else 1)
     t0 = time.perf_counter()
-    T.compress_minilm_(model, recipe, train[:n], teacher=teacher[:n],
+    D.compress_minilm_(model, recipe, train[:n], teacher=teacher[:n],
                        embedding_k=args.embedding_k)
     t_compress = time.perf_counter() - t0
     cm = to_compact(model, args.policy, storage="auto")

@@ -128,7 +128,8 @@ def compress(steps: Any, output: str, *, embedding_k: int | None = None,
     samples of :func:`training_texts`; save a checkpoint to ``output``; return
     :func:`evaluate`'s per-corpus quality."""
     from compactnn.zoo.checkpoint import save_checkpoint
-    from compactnn.zoo.transformer import ZOO_NAME, compress_minilm_, load_minilm
+    from compactnn.zoo.distill import compress_minilm_
+    from compactnn.zoo.transformer import ZOO_NAME, load_minilm
 
     if sentences < 1:
         raise UserError(f"--sentences must be >= 1, got {sentences}")
