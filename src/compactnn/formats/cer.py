@@ -77,18 +77,17 @@ from typing import ClassVar
 import numpy as np
 
 from compactnn.coding.codebook import frequency_codebook
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import (
     FormatError,
     as_dense_input,
-    index_dtype,
-    register,
     require_below,
     require_dtype,
     require_finite,
     require_pointers,
 )
+from compactnn.formats.dtypes import index_dtype
+from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import cer as k
 from compactnn.kernels._jit import numba_threads

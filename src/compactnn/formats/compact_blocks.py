@@ -32,17 +32,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
-    FormatError,
-    get,
-    index_dtype,
-    register,
-    require_dtype,
-)
+from compactnn.formats.base import CompactMatrix, Cost
 from compactnn.formats.blockdiag import BlockDiag, even_split, layout_problem, seeded_layout
+from compactnn.formats.checks import FormatError, require_dtype
+from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.permseq import MAX_SEED
+from compactnn.formats.registry import get, register
 
 __all__ = ["CompactBlocks"]
 

@@ -30,14 +30,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compactnn.formats.base import (
-    FormatError,
-    as_dense_input,
-    register,
-    require_below,
-    require_len,
-)
 from compactnn.formats.cer import GroupedRows, grouped_arrays
+from compactnn.formats.checks import FormatError, as_dense_input, require_below, require_len
+from compactnn.formats.registry import register
 
 __all__ = ["CSER"]
 

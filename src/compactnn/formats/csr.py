@@ -27,17 +27,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import (
     as_dense_input,
-    index_dtype,
-    register,
     require_below,
     require_finite,
     require_len,
     require_pointers,
 )
+from compactnn.formats.dtypes import index_dtype
+from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import csr as k
 

@@ -7,14 +7,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
-    FormatError,
-    as_dense_input,
-    register,
-    require_finite,
-)
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import FormatError, as_dense_input, require_finite
+from compactnn.formats.registry import register
 
 
 @register

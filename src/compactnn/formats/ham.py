@@ -73,18 +73,17 @@ from compactnn.coding.huffman import (
 )
 from compactnn.coding.streams import words_touched
 from compactnn.formats._tiles import matmul_tiles, rmatmul_tiles
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import (
     FormatError,
     as_dense_input,
-    index_dtype,
-    register,
     require_dtype,
     require_finite,
     require_len,
     require_stream,
 )
+from compactnn.formats.dtypes import index_dtype
+from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import huffman as k
 

@@ -59,15 +59,9 @@ import numpy as np
 from compactnn.coding.codebook import frequency_codebook
 from compactnn.coding.streams import stream_words, words_touched
 from compactnn.formats._tiles import numba_tiles
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
-    FormatError,
-    as_dense_input,
-    register,
-    require_finite,
-    require_stream,
-)
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import FormatError, as_dense_input, require_finite, require_stream
+from compactnn.formats.registry import register
 from compactnn.kernels import backend, bitpack
 
 

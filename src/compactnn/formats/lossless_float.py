@@ -65,18 +65,17 @@ from compactnn.coding.huffman import (
 )
 from compactnn.coding.streams import stream_words, words_touched
 from compactnn.formats._tiles import numba_tiles
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import (
     FormatError,
     as_dense_input,
-    register,
     require_dtype,
     require_len,
     require_stream,
 )
 from compactnn.formats.ham import check_code, huffman_cost, narrow
 from compactnn.formats.index_map import tile_rows
+from compactnn.formats.registry import register
 from compactnn.kernels import huffman as hk
 from compactnn.kernels import lossless_float as k
 from compactnn.kernels.lossless_float import BLOCK

@@ -30,14 +30,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
-    FormatError,
-    as_dense_input,
-    register,
-    require_finite,
-)
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import FormatError, as_dense_input, require_finite
+from compactnn.formats.registry import register
 
 __all__ = ["PackedCodes", "code_bits"]
 

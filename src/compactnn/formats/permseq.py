@@ -37,18 +37,17 @@ from typing import Any
 import numpy as np
 
 from compactnn._validate import is_int
-from compactnn.formats.base import (
-    CompactMatrix,
-    Cost,
+from compactnn.formats.base import CompactMatrix, Cost
+from compactnn.formats.checks import (
     FormatError,
     as_dense_input,
-    index_dtype,
-    register,
     require_below,
     require_dtype,
     require_finite,
     require_len,
 )
+from compactnn.formats.dtypes import index_dtype
+from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import permute as k
 

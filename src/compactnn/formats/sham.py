@@ -43,14 +43,8 @@ import numpy as np
 
 from compactnn.coding.huffman import build_code, decode_tables, encode
 from compactnn.coding.streams import words_touched
-from compactnn.formats.base import (
-    Cost,
-    FormatError,
-    as_dense_input,
-    register,
-    require_below,
-    require_pointers,
-)
+from compactnn.formats.base import Cost
+from compactnn.formats.checks import FormatError, as_dense_input, require_below, require_pointers
 from compactnn.formats.csr import csr_arrays
 from compactnn.formats.ham import (
     LUT_BITS,
@@ -62,6 +56,7 @@ from compactnn.formats.ham import (
     narrow,
     scan,
 )
+from compactnn.formats.registry import register
 from compactnn.kernels import huffman as k
 
 

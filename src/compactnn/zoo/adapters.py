@@ -73,7 +73,8 @@ def minilm_shapes(kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
     pooler, the vocabulary buffer, optionally a ``PackedEmbedding`` word table), from
     the config alone; None where the arguments are invalid or the config asks for a
     variant this table does not describe (the model is then built to find out)."""
-    from compactnn.zoo.transformer import _check_kwargs, _code_bits, bundled_hf_config
+    from compactnn.zoo.packed_embedding import code_bits
+    from compactnn.zoo.transformer import bundled_hf_config, check_kwargs
 
     if set(kwargs) - _ENCODER_KWARGS:
         return None
@@ -81,7 +82,7 @@ def minilm_shapes(kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
     cfg = bundled_hf_config() if cfg is None else cfg
     values = kwargs.get("word_embedding_values")
     try:
-        _check_kwargs(cfg, kwargs.get("max_seq_length", 256), kwargs.get("vocab_bytes", 0),
+        check_kwargs(cfg, kwargs.get("max_seq_length", 256), kwargs.get("vocab_bytes", 0),
                       values)
     except ValueError:
         return None
@@ -98,7 +99,7 @@ def minilm_shapes(kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
         out[e + "word_embeddings.weight"] = (vocab, h)
     else:
         out[e + "word_embeddings.codebook"] = (values,)
-        out[e + "word_embeddings.codes"] = (vocab, -(-h // 8) * _code_bits(values))
+        out[e + "word_embeddings.codes"] = (vocab, -(-h // 8) * code_bits(values))
     out[e + "position_embeddings.weight"] = (cfg["max_position_embeddings"], h)
     out[e + "token_type_embeddings.weight"] = (cfg["type_vocab_size"], h)
     out[e + "LayerNorm.weight"] = out[e + "LayerNorm.bias"] = (h,)

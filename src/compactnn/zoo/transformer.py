@@ -29,7 +29,9 @@ together) is looked up, not multiplied, so it cannot be a ``CompactLinear``. Aft
 weight sharing (at most 256 distinct values) :func:`pack_embeddings_` replaces it by
 a :class:`PackedEmbedding`: the codebook and one fixed-width code per entry (1, 2, 4
 or 8 bits, packed into bytes); a lookup gathers the packed rows of the requested
-tokens and decodes only those, bit-exactly equal to the shared weights.
+tokens and decodes only those, bit-exactly equal to the shared weights
+(:mod:`compactnn.zoo.packed_embedding`). Distillation and ``compress_minilm_``:
+:mod:`compactnn.zoo.distill`.
 
 >>> model = load_minilm()                                   # doctest: +SKIP
 >>> emb = encode(model, ["A cat sat on the mat."])          # doctest: +SKIP
@@ -50,15 +52,16 @@ import torch
 from torch import nn
 
 from compactnn._validate import integer, is_int
+from compactnn.zoo.packed_embedding import PackedEmbedding
 
 __all__ = [
     "MODEL_NAME", "MODEL_ALIASES", "ZOO_NAME", "MIXED_SHARING", "ModelUnavailableError",
     "SentenceEncoder",
-    "PackedEmbedding", "model_dir", "is_model_name", "bundled_hf_config",
+    "PackedEmbedding", "model_dir", "original_bytes", "is_sentence_encoder_dir",
+    "is_model_name", "bundled_hf_config",
     "load_sentence_transformer",
     "load_minilm", "minilm", "make_tokenizer", "tokenize", "encode", "word_embeddings",
-    "pack_embeddings_", "distillation_model", "distillation_dataset", "distill_",
-    "compress_minilm_",
+    "pack_embeddings_", "check_kwargs",
 ]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -123,6 +126,35 @@ def model_dir() -> Path:
     return path
 
 
+def original_bytes(path: str | os.PathLike | None = None) -> int:
+    """Size of the original float32 ``model.safetensors`` (the baseline of ratios) of the
+    bundled model or of the sentence-encoder folder ``path``."""
+    return os.path.getsize((model_dir() if path is None else Path(path)) / "model.safetensors")
+
+
+def is_sentence_encoder_dir(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a sentence-transformers folder that :func:`load_minilm` reads
+    as a :class:`SentenceEncoder` (the layout of all-MiniLM-L6-v2): a BERT
+    ``config.json`` and ``model.safetensors``, ``vocab.txt``, ``sentence_bert_config.json``
+    and ``modules.json`` naming Transformer, mean Pooling (``1_Pooling/config.json``)
+    and Normalize, in that order."""
+    root = Path(path)
+    need = ("config.json", "model.safetensors", "vocab.txt", "sentence_bert_config.json",
+            "tokenizer_config.json", "modules.json", "1_Pooling/config.json")
+    if not root.is_dir() or not all((root / f).is_file() for f in need):
+        return False
+    try:
+        config = json.loads((root / "config.json").read_text())
+        modules = [m["type"] for m in json.loads((root / "modules.json").read_text())]
+        pool = json.loads((root / "1_Pooling" / "config.json").read_text())
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return (isinstance(config, dict) and config.get("model_type") == "bert"
+            and [m.rpartition(".")[2] for m in modules] == ["Transformer", "Pooling",
+                                                            "Normalize"]
+            and isinstance(pool, dict) and bool(pool.get("pooling_mode_mean_tokens")))
+
+
 def bundled_hf_config() -> dict[str, Any]:
     """The Hugging Face ``config.json`` of all-MiniLM-L6-v2 as a dict."""
     return json.loads((model_dir() / "config.json").read_text())
@@ -160,117 +192,10 @@ def make_tokenizer(vocab: str, do_lower_case: bool = True, strip_accents: bool |
     return tok
 
 
-def _code_bits(num_values: int) -> int:
-    """Bits per code for a codebook of ``num_values`` entries (at least 1)."""
-    return max(max(num_values - 1, 0).bit_length(), 1)
-
-
-class PackedEmbedding(nn.Module):
-    """``nn.Embedding`` replacement for a table with at most 256 distinct values.
-
-    Buffers: ``codebook`` float32 ``(K,)`` (the distinct values by bit pattern, most
-    frequent first) and ``codes`` uint8 ``(num_embeddings, ceil(dim / 8) * bits)``: row
-    ``r`` is the bit stream of its ``dim`` codes, ``bits = ceil(log2 K)`` (at least 1)
-    bits each, most significant bit first, zero-padded to a multiple of 8 codes (so
-    every 8 codes fill exactly ``bits`` bytes). A lookup gathers the requested rows and
-    decodes only those, 8 codes per 64-bit word (bit-exactly the shared weights).
-    Inference only: no gradient reaches the codebook.
-
-    >>> W = torch.tensor([[0.5, 0.0, 0.0], [0.0, -1.0, 0.5]])
-    >>> emb = PackedEmbedding.from_weight(W)
-    >>> emb(torch.tensor([1, 0])).tolist(), emb.bits, emb.nbytes
-    ([[0.0, -1.0, 0.5], [0.5, 0.0, 0.0]], 2, 16)
-    """
-
-    def __init__(self, num_embeddings: int, embedding_dim: int, num_values: int,
-                 padding_idx: int | None = None) -> None:
-        super().__init__()
-        for name, v in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim),
-                        ("num_values", num_values)):
-            integer(name, v, 1, numpy=False)
-        if num_values > 256:
-            raise ValueError(f"a packed embedding holds at most 256 distinct values, "
-                             f"got {num_values}")
-        self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
-        self.padding_idx = padding_idx
-        self.bits = _code_bits(num_values)
-        self.register_buffer("codebook", torch.zeros(num_values, dtype=torch.float32))
-        b = self.bits
-        self.register_buffer("codes", torch.zeros(
-            num_embeddings, -(-embedding_dim // 8) * b, dtype=torch.uint8))
-        self.register_buffer("_byte_shift", torch.arange(8 * (b - 1), -1, -8),
-                             persistent=False)
-        self.register_buffer("_code_shift", torch.arange(7 * b, -1, -b), persistent=False)
-
-    @classmethod
-    def from_weight(cls, weight: torch.Tensor, padding_idx: int | None = None
-                    ) -> PackedEmbedding:
-        """Pack a ``(num_embeddings, dim)`` float32 table with at most 256 distinct values
-        (compared by bit pattern, so the lookup is bit-exact)."""
-        from compactnn.coding import frequency_codebook
-
-        W = weight.detach().cpu().to(torch.float32).numpy()
-        if W.ndim != 2 or W.size == 0:
-            raise ValueError(f"expected a non-empty 2-D embedding table, got shape {W.shape}")
-        if not np.isfinite(W).all():
-            raise ValueError("the embedding table holds NaN or Inf")
-        omega, sym, _ = frequency_codebook(W)
-        if omega.size > 256:
-            raise ValueError(f"the embedding table has {omega.size} distinct values; share "
-                             "its weights (at most 256 values) before packing")
-        out = cls(W.shape[0], W.shape[1], int(omega.size), padding_idx)
-        codes = np.zeros((W.shape[0], -(-W.shape[1] // 8) * 8), np.uint8)
-        codes[:, :W.shape[1]] = sym.reshape(W.shape)
-        bits = np.unpackbits(codes[..., None], axis=-1)[..., 8 - out.bits:]
-        packed = np.packbits(bits.reshape(W.shape[0], -1), axis=1)
-        out.codebook.copy_(torch.from_numpy(omega.copy()))
-        out.codes.copy_(torch.from_numpy(packed))
-        return out
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes of the codebook and the packed codes."""
-        return self.codebook.numel() * 4 + self.codes.numel()
-
-    def _indices(self, rows: torch.Tensor) -> torch.Tensor:
-        """The codes of packed ``rows`` (padding codes included), as int64."""
-        lead, b = rows.shape[:-1], self.bits
-        if b == 8:
-            return rows.long()
-        words = (rows.reshape(*lead, -1, b).long() << self._byte_shift).sum(-1)
-        return ((words.unsqueeze(-1) >> self._code_shift) & ((1 << b) - 1)).reshape(*lead, -1)
-
-    def _decode(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.codebook[self._indices(rows)[..., :self.embedding_dim]]
-
-    def check_state(self) -> None:
-        """Validate the stored buffers (``load`` and ``save`` call this): the
-        ``packed_codes`` format's ``check()`` (``compactnn.formats.packed_codes``: a
-        finite float32 codebook of distinct bit patterns, uint8 codes of the declared
-        shape, every code below the codebook size, every padding code 0). Raises
-        ``ValueError`` naming the first problem, before any lookup can index out of range."""
-        from compactnn.formats import get
-
-        get("packed_codes").from_buffers(
-            {"codebook": self.codebook.detach().cpu().numpy(),
-             "codes": self.codes.detach().cpu().numpy()},
-            {"shape": [self.num_embeddings, self.embedding_dim]})
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The decoded ``(num_embeddings, dim)`` table (a new tensor, for inspection)."""
-        return self._decode(self.codes)
-
-    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self._decode(self.codes[input_ids])
-
-    def extra_repr(self) -> str:
-        return (f"{self.num_embeddings}, {self.embedding_dim}, values={self.codebook.numel()}, "
-                f"bits={self.bits}, nbytes={self.nbytes}")
-
-
-def _check_kwargs(hf_config: Any, max_seq_length: Any, vocab_bytes: Any,
+def check_kwargs(hf_config: Any, max_seq_length: Any, vocab_bytes: Any,
                   word_embedding_values: Any) -> None:
+    """Raise ``ValueError`` unless these are valid :class:`SentenceEncoder` arguments
+    (also what :func:`compactnn.zoo.adapters.minilm_shapes` checks before building)."""
     if not isinstance(hf_config, dict) or hf_config.get("model_type") != "bert":
         raise ValueError("hf_config must be a BERT config dict (model_type 'bert')")
     limit = hf_config.get("max_position_embeddings", 0)
@@ -306,7 +231,7 @@ class SentenceEncoder(nn.Module):
                  word_embedding_values: int | None = None) -> None:
         super().__init__()
         hf_config = bundled_hf_config() if hf_config is None else hf_config
-        _check_kwargs(hf_config, max_seq_length, vocab_bytes, word_embedding_values)
+        check_kwargs(hf_config, max_seq_length, vocab_bytes, word_embedding_values)
         tf = _transformers()
         config = tf.BertConfig(**hf_config)
         config._attn_implementation = "sdpa"
@@ -464,110 +389,3 @@ def encode(model: SentenceEncoder, sentences: Sequence[str], batch_size: int = 3
     return out
 
 
-class _PackedInput(nn.Module):
-    """``(batch, 2, length)`` int64 input (ids, attention mask) -> the encoder's embeddings,
-    trimmed to the longest sentence of the batch (so ``fit`` can shuffle one tensor).
-    With ``dropout=False`` the encoder stays in eval mode when ``fit`` calls ``train()``
-    (gradients still flow; only dropout is off)."""
-
-    def __init__(self, encoder: nn.Module, dropout: bool = False) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.dropout = dropout
-
-    def train(self, mode: bool = True) -> _PackedInput:
-        super().train(mode)
-        if not self.dropout:
-            self.encoder.eval()
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        length = int(x[:, 1].sum(dim=1).max())
-        return self.encoder(x[:, 0, :length], x[:, 1, :length])
-
-
-def distillation_model(student: nn.Module, dropout: bool = False) -> nn.Module:
-    """A view of ``student`` (same parameters) that takes the single input tensor of
-    :func:`distillation_dataset`, for ``compactnn.train.fit`` / ``compactnn.compress_``
-    (its layer names gain the prefix ``encoder.``). **[choice]** By default the student
-    trains without dropout, so it sees the same deterministic forward as the teacher
-    whose embeddings it matches."""
-    return _PackedInput(student, dropout)
-
-
-def distillation_dataset(model: SentenceEncoder, sentences: Sequence[str],
-                         targets: torch.Tensor):
-    """``TensorDataset(inputs, targets)`` for distillation: ``inputs`` packs token ids and
-    attention mask as ``(n, 2, length)`` int64, ``targets`` are the teacher's unit
-    embeddings ``(n, hidden)`` float32 (so the loss is their mean squared error).
-    Samples are ordered by token count (training shuffles them; a calibration subset
-    taken in order then pads little)."""
-    from torch.utils.data import TensorDataset
-
-    if targets.shape != (len(sentences), model.hidden_size):
-        raise ValueError(f"teacher embeddings have shape {tuple(targets.shape)}, expected "
-                         f"({len(sentences)}, {model.hidden_size})")
-    enc = tokenize(model, sentences)
-    packed = torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1)
-    order = torch.argsort(enc["attention_mask"].sum(dim=1), stable=True)
-    return TensorDataset(packed[order], targets.detach().to(torch.float32)[order].clone())
-
-
-def distill_(student: SentenceEncoder, teacher: SentenceEncoder | torch.Tensor,
-             sentences: Sequence[str], *, epochs: int = 1, lr: float = 1e-4,
-             batch_size: int = 32, seed: int = 0, progress: bool = False
-             ) -> list[dict[str, float]]:
-    """Fine-tune ``student`` in place so its embeddings of ``sentences`` match the
-    teacher's (mean squared error of the unit embeddings, ``2 (1 - cos) / hidden``).
-
-    The loop is ``compactnn.train.fit`` (Adam, cosine learning-rate decay): pruning masks
-    and weight-sharing assignments added by ``compactnn.transforms`` are
-    parametrizations, so they are kept, and a shared value learns the summed gradient
-    of its weights. ``teacher`` is the original model or its embeddings of ``sentences``
-    (``encode(teacher, sentences)``). Returns ``fit``'s per-epoch history.
-    """
-    from compactnn.train import fit
-
-    targets = teacher if isinstance(teacher, torch.Tensor) else encode(teacher, sentences)
-    data = distillation_dataset(student, sentences, targets)
-    return fit(distillation_model(student), data, epochs=epochs, lr=lr, batch_size=batch_size,
-               seed=seed, progress=progress)
-
-
-def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[str], *,
-                     teacher: SentenceEncoder | torch.Tensor | None = None,
-                     embedding_k: int | None = None, progress: bool = False):
-    """Compress a sentence encoder in place with a ``compactnn.compress_`` recipe whose
-    fine-tuning steps distil the teacher's embeddings of ``sentences``.
-
-    Args:
-        model: the encoder to compress (e.g. :func:`load_minilm`).
-        recipe: any recipe ``compress_`` takes (steps on the 36 ``nn.Linear`` layers,
-            named ``encoder.bert.encoder.layer.<i>...``); ``finetune`` steps distil.
-        sentences: unlabeled distillation sentences (:mod:`compactnn.zoo.sentences`).
-        teacher: the original model or its embeddings of ``sentences``; default: the
-            model's own embeddings before compression.
-        embedding_k: if given, the word-embedding table is weight-shared first (CWS,
-            k-means with ``embedding_k`` values; its codebook is fine-tuned with the
-            rest) and packed into a :class:`PackedEmbedding` at the end.
-
-    Returns:
-        ``compress_``'s ``CompressionReport`` (the model is baked: plain weights that
-        obey the constraints, ready for ``compactnn.to_compact``).
-    """
-    import functools
-
-    from compactnn.transforms import compress_, kmeans_1d, share_layers_
-
-    if not isinstance(model, SentenceEncoder):
-        raise TypeError(f"expected a SentenceEncoder, got {type(model).__name__}")
-    if teacher is None:
-        teacher = model
-    targets = teacher if isinstance(teacher, torch.Tensor) else encode(teacher, sentences)
-    data = distillation_dataset(model, sentences, targets)
-    if embedding_k is not None:
-        share_layers_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
-    report = compress_(distillation_model(model), recipe, data, progress=progress)
-    if embedding_k is not None:
-        pack_embeddings_(model)
-    return report
