@@ -277,7 +277,7 @@ class GroupedRows(CompactMatrix):
         """Format-specific checks of the group structure (``K`` = codebook size)."""
 
     # ---- cost model -------------------------------------------------------------------
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz, G = self.nnz, self.groups
         nonempty = int(np.count_nonzero(np.diff(self.omega_ptr))) if G else 0
@@ -291,7 +291,7 @@ class GroupedRows(CompactMatrix):
             c.read("omega_idx", G, self._kernel_idx())
         c.read("x", nnz + s * n, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)
 
 
 @register

@@ -129,7 +129,7 @@ class CSR(CompactMatrix):
         require_pointers("csr", "indptr", self.indptr, m + 1, nnz)
         require_below("csr", "indices", self.indices, n)
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz = self.nnz
         c = Cost(adds=nnz, mults=nnz)
@@ -138,4 +138,4 @@ class CSR(CompactMatrix):
         c.read("indptr", m + 1, self.indptr)
         c.read("x", nnz, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)
