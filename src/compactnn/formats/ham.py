@@ -45,16 +45,28 @@ table, up to two symbols per lookup); ``matmul`` / ``rmatmul`` with ``b`` column
 1.2-2.0 ns per non-zero entry (0.74-0.92x numpy dense's time on a loaded machine,
 short of the 1.5x speed-up aimed for; docs/architecture/huffman.md says what bounds it).
 
-Cost of ``W @ x`` (``cost()``, the numba kernels' operations; the native decoder
-reads one table entry per symbol pair or zero run, fewer than counted here): "coded"
-entries = the entries that are looked up and multiplied (all ``m * n``, or those
-that are not +0.0 in zero-run mode): that many adds, multiplies, ``lut`` reads
-(element = 8-bit length + 32-bit value, array = the LUT's bytes) and ``x`` reads;
-``words``: per row, the 32-bit words from the one holding its first bit through the
-word after the one holding its last bit (the decoder buffers 64 bits); ``limit`` one
-read per comparison of the canonical search and ``base``/``omega`` one read per code
-longer than ``T`` (counted by a decoding pass on the first call); ``row_bits`` one
-read per row; ``y`` one write per row.
+Cost (``cost(batch, backend)``: ``W @ X`` with ``batch`` columns on a kernel path,
+default the active one). Numba path: "coded" entries = the entries that are looked up
+and multiplied (all ``m * n``, or those that are not +0.0 in zero-run mode): that many
+adds, multiplies, ``lut`` reads (element = 8-bit length + 32-bit value, array = the
+LUT's bytes) and ``x`` reads; ``words``: per row, the 32-bit words from the one
+holding its first bit through the word after the one holding its last bit (the
+decoder buffers 64 bits); ``limit`` one read per comparison of the canonical search
+and ``base``/``omega`` one read per code longer than ``T`` (counted by a decoding pass
+on the first call); ``row_bits`` one read per row; ``y`` one write per row; a batch
+multiplies the arithmetic, ``x`` and ``y`` (the stream is decoded once). Native paths
+(:mod:`compactnn.kernels.huffman_counts` walks the stream with the kernel's schedule
+once and caches the counts): batch 1 in zero-run mode counts the fused matvec's steps
+(8-row blocks, a short last block repeating its last row): one 64-bit ``window`` load
+per step, ``ztab`` lookups (48 bits: value, length, x step) or, in the two-code
+variant (x86 levels, complete codes of <= 12 bits, >= 20% non-zeros), ``ztab2``
+lookups (88 bits) that multiply twice whether or not a second code fitted, steps that
+only skip 45 zero entries, and canonical searches (``limit``/``base``/``lut``);
+``stream``: the words as above, brought in once. Plain mode and batches count one
+row's walk of the 11-bit table (``dec_plain1``/``dec_zrun1``; the 4-row loops make the
+same lookups but around escapes): ``table`` lookups of one or two codes; batches then
+add ``value * X[col, :]`` from records written once and read once per 32 columns
+(plain batches above 8: decoded tiles and ``m * n * batch`` GEMM multiply-adds).
 """
 
 from __future__ import annotations

@@ -30,11 +30,17 @@ time for any batch when at most half of the entries are stored (else, for batche
 > 8, tiles for torch's GEMM). The runtime copy of ``col_idx`` is uint16 (uint8
 widened) or the stored uint16/uint32 array itself.
 
-Cost of ``W @ x`` (the numba kernels' operations): ``nnz`` decodes, adds and
-multiplies; ``words`` counted as for HAM (words spanned per row plus the 64-bit
-window's look-ahead word); ``lut`` one read per decode, ``limit``/``base``/``omega``
-for codes longer than the LUT; ``col_idx`` and ``x`` one read per stored entry;
-``row_ptr`` m+1 reads, ``row_bits`` m reads; ``y`` m writes.
+Cost (``cost(batch, backend)``). Numba path: ``nnz`` decodes, adds and multiplies;
+``words`` counted as for HAM (words spanned per row plus the 64-bit window's
+look-ahead word); ``lut`` one read per decode, ``limit``/``base``/``omega`` for codes
+longer than the LUT; ``col_idx`` and ``x`` one read per stored entry; ``row_ptr`` m+1
+reads, ``row_bits`` m reads; ``y`` m writes; a batch multiplies the arithmetic, ``x``
+and ``y``. Native batch 1 counts the fused sparse matvec's steps (8-row blocks): while
+every row of the block has two codes left, ``ptab2`` lookups (80 bits) multiply twice
+and read two columns (one of them unused when only one code fitted), then ``ptab``
+lookups (48 bits) one code each; a block with an empty row takes only one-code steps.
+Native batches count one row's walk of the 11-bit ``table`` and the records' ``value *
+X[col, :]`` (see :mod:`compactnn.formats.ham`).
 """
 
 from __future__ import annotations
