@@ -205,7 +205,7 @@ class CompactMatrix(ABC):
     Subclasses set ``format_id``, ``version``, ``arrays`` (names of stored ndarray
     attributes) and ``attrs`` (names of JSON scalar attributes besides ``shape``), and
     implement ``from_dense``, ``to_dense``, ``_matvec``, ``_matmul``, ``_check`` and
-    ``cost``.
+    ``_cost(batch, backend)`` (the counts of that kernel path, behind ``cost()``).
     """
 
     format_id: ClassVar[str]
