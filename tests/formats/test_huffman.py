@@ -28,6 +28,9 @@ from compactnn.coding.streams import stream_words
 from compactnn.formats import FormatError
 
 from .strategies import low_entropy
+from .test_huffman_cost import _sparse_reference, _zrun_reference, lookups
+
+NATIVE_PATHS = ("portable", "avx2", "avx512")  # cost() counts a path whether or not it runs
 
 SETTINGS = settings(max_examples=40, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -244,8 +247,13 @@ def test_sham_stores_values_only_for_nonzero_bit_patterns():
     assert M.nnz == 5 and M.row_ptr.tolist() == [0, 2, 2, 5]
     assert same_bits(M.omega, np.array([1.5, -0.0, 2.5], np.float32))  # by frequency
     assert same_bits(M.to_dense(), W)
-    c = M.cost()
+    c = M.cost(backend="numba")
     assert c.adds == c.mults == 5 and c.reads["col_idx"][0] == 5
+    ref = _sparse_reference(M)  # 8-row blocks: the last row repeated 5 times
+    for path in NATIVE_PATHS:
+        c = M.cost(backend=path)
+        assert c.adds == c.mults == c.reads["col_idx"][0] == ref["mult"]
+        assert lookups(c, "ptab") == ref["lookup"]
 
 
 def _code33():
@@ -275,8 +283,17 @@ def test_codes_of_32_bits_and_the_canonical_search(fid):
     X = rng.standard_normal((n, 3)).astype(np.float32)
     np.testing.assert_allclose(M.matvec(x), W.astype(np.float64) @ x, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(M.matmul(X), W.astype(np.float64) @ X, rtol=1e-5, atol=1e-4)
-    c = M.cost()
-    assert c.reads["limit"][0] > 0 and c.reads["base"][0] == c.reads["omega"][0] > 0
+    c = M.cost(backend="numba")  # codes longer than the 10-bit LUT: the canonical search
+    assert c.reads["limit"][0] > 0
+    assert c.reads["base"][0] == c.reads["omega"][0] == np.count_nonzero(sym >= 10)
+    # longer than the native 11-bit tables; sHAM's fused matvec walks 8-row blocks, the
+    # short last block repeating its last row
+    rows = list(range(m)) + ([m - 1] * (-m % 8) if fid == "sham" else [])
+    esc = int(np.count_nonzero(sym.reshape(m, n)[rows] >= 11))
+    for path in NATIVE_PATHS:
+        c = M.cost(backend=path)
+        assert c.reads["limit"][0] > 0
+        assert c.reads["base"][0] == c.reads["lut"][0] == esc
 
 
 def test_ham_long_codes_from_dense_and_zero_runs():
@@ -293,12 +310,19 @@ def test_ham_long_codes_from_dense_and_zero_runs():
     assert same_bits(M.to_dense(), W)
     x = rng.standard_normal(W.shape[1]).astype(np.float32)
     np.testing.assert_allclose(M.matvec(x), W.astype(np.float64) @ x, rtol=1e-4, atol=1e-3)
-    c = M.cost()
+    c = M.cost(backend="numba")  # one lookup and multiply per non-zero entry
     assert c.mults == np.count_nonzero(W.view(np.uint32))
     assert c.reads["lut"][0] == c.mults and "limit" in c.reads
-    # the same matrix without zeros as symbol 0: every entry is decoded
+    for path in NATIVE_PATHS:  # the fused zero-run matvec: codes > 12 bits, no pairs
+        ref = _zrun_reference(M, pair=False)
+        c = M.cost(backend=path)
+        assert c.mults == ref["mult"] and lookups(c, "ztab") == ref["lookup"]
+        assert c.reads["window"][0] == ref["peek"] and c.reads["base"][0] == ref["esc"] > 0
+    # the same matrix without zeros as symbol 0: every entry is decoded and multiplied
     M2 = formats.get("ham").from_dense(W + np.float32(7))
-    assert not M2._zrun and M2.cost().mults == W.size
+    assert not M2._zrun
+    for path in ("numba", *NATIVE_PATHS):
+        assert M2.cost(backend=path).mults == W.size
 
 
 @pytest.mark.parametrize("fid", ["ham", "sham"])

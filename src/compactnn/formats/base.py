@@ -28,6 +28,7 @@ import numpy as np
 from compactnn._validate import is_int
 from compactnn.formats.checks import FormatError
 from compactnn.formats.dtypes import canonical_index, canonical_pointer, index_dtype
+from compactnn.kernels import backend as kernel_backend
 
 __all__ = ["CompactMatrix", "Cost"]
 
@@ -55,6 +56,20 @@ class Cost:
         """Record ``count`` writes of array ``name``."""
         self.writes[name] = _access(count, arr_or_bits, nbytes)
 
+    def per_column(self, batch: int) -> Cost:
+        """These counts (one ``W @ x``) for ``W @ X`` with ``batch`` columns when the
+        kernel reads the matrix once: arithmetic, ``x`` reads and ``y`` writes grow
+        with the batch, the matrix's own arrays do not."""
+        if batch == 1:
+            return self
+        c = Cost(self.adds * batch, self.mults * batch, dict(self.reads), dict(self.writes),
+                 self.flop_bits)
+        for kind, name in ((c.reads, "x"), (c.writes, "y")):
+            if name in kind:
+                count, bits, nbytes = kind[name]
+                kind[name] = (count * batch, bits, nbytes * batch)
+        return c
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly view."""
         return {
@@ -80,7 +95,7 @@ class CompactMatrix(ABC):
     Subclasses set ``format_id``, ``version``, ``arrays`` (names of stored ndarray
     attributes) and ``attrs`` (names of JSON scalar attributes besides ``shape``), and
     implement ``from_dense``, ``to_dense``, ``_matvec``, ``_matmul``, ``_check`` and
-    ``cost``.
+    ``_cost(batch, backend)`` (the counts of that kernel path, behind ``cost()``).
     """
 
     format_id: ClassVar[str]
@@ -336,9 +351,23 @@ class CompactMatrix(ABC):
         """Build derived runtime caches (never stored); called after construction."""
 
     # ---- cost model -----------------------------------------------------------------
+    def cost(self, batch: int = 1, backend: str | None = None) -> Cost:
+        """Counts of adds, multiplies and array reads/writes of ``W @ X`` with ``batch``
+        columns on kernel path ``backend`` (``avx512``, ``avx2``, ``portable``,
+        ``numba``; default: the active one, :func:`compactnn.kernels.backend.backend`):
+        what that path's kernel does, priced by :func:`compactnn.cost.energy_pj`."""
+        if not is_int(batch, 1):
+            raise ValueError(f"batch must be a positive integer, got {batch!r}")
+        if backend is None:
+            backend = kernel_backend.backend()
+        elif backend not in kernel_backend.BACKENDS:
+            raise ValueError(f"unknown kernel path {backend!r}; choose from "
+                             f"{', '.join(kernel_backend.BACKENDS)}")
+        return self._cost(int(batch), backend)
+
     @abstractmethod
-    def cost(self) -> Cost:
-        """Counts of adds, multiplies and array reads/writes for one ``W @ x``."""
+    def _cost(self, batch: int, backend: str) -> Cost:
+        """``cost()`` for a checked batch and a kernel path name."""
 
     # ---- misc -----------------------------------------------------------------------
     def __getstate__(self) -> dict[str, Any]:

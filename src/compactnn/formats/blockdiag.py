@@ -334,7 +334,7 @@ class BlockDiag(CompactMatrix):
         require_len("blockdiag", "data", self.data, size)
 
     # ---- cost model -------------------------------------------------------------------
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz = int(self.data.shape[0])
         c = Cost(adds=nnz, mults=nnz)
@@ -344,7 +344,7 @@ class BlockDiag(CompactMatrix):
             c.read(name, count, bits, count * bits // 8)
         c.read("x", nnz, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)
 
 
 def _block_ids(perm: np.ndarray, ptr: np.ndarray) -> np.ndarray:

@@ -39,22 +39,24 @@ the ``sum(x)`` term is skipped. The shift is a float32 subtraction: a codebook w
 values of opposite sign whose difference exceeds the float32 range (about 3.4e38)
 makes products overflow to inf.
 
-Cost of one ``W @ x`` (``cost()``) counts the paper's algorithm: add each group's
-inputs, multiply once per non-empty group. ``G`` = groups stored, ``G+`` = non-empty
-groups, ``s`` = 1 when ``omega[0]`` is non-zero else 0:
+Cost (``cost(batch, backend)``; numba and native kernels do the same work). ``G`` =
+groups stored, ``G+`` = non-empty groups, ``s`` = 1 when ``omega[0]`` is non-zero
+else 0. Batch 1 runs the branch-free matvec (``cer_matvec`` / ``grp_mv_*``): four
+running sums over a row's entries, each stored to a scratch ``sums`` (``width + 4``
+floats, cache-resident), a group's input sum ``P(e) - P(s)`` from four stored sums:
 
-- adds: ``nnz`` (each input added into its group sum) + ``G+`` (each group product
-  added to its row) + ``s*(n + m)`` (``sum(x)`` and adding ``omega[0]*sum(x)`` to each
-  row);
-- mults: ``G+`` + ``s`` (``omega[0]*sum(x)`` is computed once per product);
-- reads: ``omega`` ``G+ + s``, ``col_idx`` ``nnz``, ``omega_ptr`` ``G + m`` (each row
-  reads its ``K_r + 1`` pointers), ``row_ptr`` ``m + 1``, ``omega_idx`` (CSER) ``G``,
-  ``x`` ``nnz + s*n`` gathers; writes: ``y`` ``m``.
+- adds: ``nnz`` (running sums) + ``5 G`` (3 to form ``P(e)``, the difference, the
+  accumulate; empty CER groups too) + ``2 m`` (two chains combined, the base added) +
+  ``s*n`` (``sum(x)``);
+- mults: ``G`` + ``s`` (empty CER groups multiply an exact 0);
+- reads: ``omega`` ``G + s``, ``col_idx`` ``nnz``, ``omega_ptr`` ``G + 2m``,
+  ``row_ptr`` ``m + 1``, ``omega_idx`` (CSER) ``G``, ``sums`` ``4 G``, ``x``
+  ``nnz + s*n``; writes: ``sums`` ``nnz``, ``y`` ``m``.
 
-An empty CER group costs a pointer read only in this count. Left out, as CSR's
-accumulator combining is: the branch-free matvec kernels spend four more adds per
-group on prefix sums, store one running sum per entry to a cache-resident scratch,
-and multiply empty CER groups by an exact 0.
+Batches (``W @ X`` with ``b`` columns) follow the paper's algorithm per column: add
+each group's inputs, multiply once per non-empty group: adds ``(nnz + G+ + s*(n +
+m)) * b``, mults ``(G+ + s) * b``, ``x`` ``(nnz + s*n) * b``, ``y`` ``m * b``; the
+matrix's arrays are counted once (``omega`` ``G+ + s``, ``omega_ptr`` ``G + m``).
 
 Kernels: the native ones (``kernels/csrc/sparse.c``, reading ``col_idx``,
 ``omega_ptr`` and ``omega_idx`` in place at their stored widths; ``row_ptr`` copied
@@ -276,20 +278,30 @@ class GroupedRows(CompactMatrix):
         """Format-specific checks of the group structure (``K`` = codebook size)."""
 
     # ---- cost model -------------------------------------------------------------------
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz, G = self.nnz, self.groups
         nonempty = int(np.count_nonzero(np.diff(self.omega_ptr))) if G else 0
         s = int(self._shift)
-        c = Cost(adds=nnz + nonempty + s * (n + m), mults=nonempty + s)
-        c.read("omega", nonempty + s, self.omega)
+        c = Cost()
+        if batch == 1:  # the branch-free matvec (numba and native alike)
+            c.adds = nnz + 5 * G + 2 * m + s * n
+            c.mults = G + s
+            c.read("omega", G + s, self.omega)
+            c.read("omega_ptr", G + 2 * m, self.omega_ptr)
+            c.write("sums", nnz, 32, 4 * (int(self._width) + 4))
+            c.read("sums", 4 * G, 32, 4 * (int(self._width) + 4))
+        else:  # sum-then-multiply per non-empty group and column
+            c.adds = (nnz + nonempty + s * (n + m)) * batch
+            c.mults = (nonempty + s) * batch
+            c.read("omega", nonempty + s, self.omega)
+            c.read("omega_ptr", G + m, self.omega_ptr)
         c.read("col_idx", nnz, self.col_idx)
-        c.read("omega_ptr", G + m, self.omega_ptr)
         c.read("row_ptr", m + 1, self.row_ptr)
         if self.explicit:
             c.read("omega_idx", G, self._kernel_idx())
-        c.read("x", nnz + s * n, 32, 4 * n)
-        c.write("y", m, 32, 4 * m)
+        c.read("x", (nnz + s * n) * batch, 32, 4 * n * batch)
+        c.write("y", m * batch, 32, 4 * m * batch)
         return c
 
 

@@ -261,11 +261,11 @@ class CompactBlocks(CompactMatrix):
             if r.size:
                 Y[r] = P.matmul(X[c])
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         c = Cost()
         for P in self.parts:
-            pc = P.cost()
+            pc = P.cost(batch, backend)
             c.adds += pc.adds
             c.mults += pc.mults
             for k, v in pc.reads.items():
@@ -274,5 +274,5 @@ class CompactBlocks(CompactMatrix):
         for name, count in (("cols", n), ("rows", m)):
             bits = index_dtype(max(count - 1, 0)).itemsize * 8  # stored or regenerated
             c.read(name, count, bits, count * bits // 8)
-        c.write("y", m, 32, 4 * m)
+        c.write("y", m * batch, 32, 4 * m * batch)
         return c

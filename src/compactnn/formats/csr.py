@@ -19,8 +19,9 @@ once per block of 64 inputs.
 
 Cost of ``W @ x`` (:meth:`CSR.cost`): nnz multiplies and adds; reads ``data``,
 ``indices`` and ``x`` nnz times each (``x`` gathered), ``indptr`` m+1 times; writes
-``y`` m times. A batch of ``b`` multiplies the arithmetic and the ``x`` reads by
-``b`` and reads the index arrays once per 64 inputs.
+``y`` m times. A batch of ``b`` multiplies the arithmetic, the ``x`` reads and the
+``y`` writes by ``b``; the native kernels read ``data`` and ``indices`` once per 64
+inputs, the numba kernel once (``cost(batch, backend)``).
 """
 
 from __future__ import annotations
@@ -127,13 +128,14 @@ class CSR(CompactMatrix):
         require_pointers("csr", "indptr", self.indptr, m + 1, nnz)
         require_below("csr", "indices", self.indices, n)
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz = self.nnz
         c = Cost(adds=nnz, mults=nnz)
-        c.read("data", nnz, self.data)
-        c.read("indices", nnz, self.indices)
+        passes = -(-batch // 64) if backend != "numba" else 1  # native: 64 inputs a pass
+        c.read("data", nnz * passes, self.data)
+        c.read("indices", nnz * passes, self.indices)
         c.read("indptr", m + 1, self.indptr)
         c.read("x", nnz, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)

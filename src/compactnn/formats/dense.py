@@ -45,10 +45,10 @@ class Dense(CompactMatrix):
             raise FormatError(f"dense: data has shape {d.shape}, expected {self.shape}")
         require_finite("dense", "data", d.reshape(-1))
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         c = Cost(adds=m * n, mults=m * n)
         c.read("data", m * n, self.data)
         c.read("x", m * n, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)

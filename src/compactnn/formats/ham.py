@@ -45,16 +45,28 @@ table, up to two symbols per lookup); ``matmul`` / ``rmatmul`` with ``b`` column
 1.2-2.0 ns per non-zero entry (0.74-0.92x numpy dense's time on a loaded machine,
 short of the 1.5x speed-up aimed for; docs/architecture/huffman.md says what bounds it).
 
-Cost of ``W @ x`` (``cost()``, the numba kernels' operations; the native decoder
-reads one table entry per symbol pair or zero run, fewer than counted here): "coded"
-entries = the entries that are looked up and multiplied (all ``m * n``, or those
-that are not +0.0 in zero-run mode): that many adds, multiplies, ``lut`` reads
-(element = 8-bit length + 32-bit value, array = the LUT's bytes) and ``x`` reads;
-``words``: per row, the 32-bit words from the one holding its first bit through the
-word after the one holding its last bit (the decoder buffers 64 bits); ``limit`` one
-read per comparison of the canonical search and ``base``/``omega`` one read per code
-longer than ``T`` (counted by a decoding pass on the first call); ``row_bits`` one
-read per row; ``y`` one write per row.
+Cost (``cost(batch, backend)``: ``W @ X`` with ``batch`` columns on a kernel path,
+default the active one). Numba path: "coded" entries = the entries that are looked up
+and multiplied (all ``m * n``, or those that are not +0.0 in zero-run mode): that many
+adds, multiplies, ``lut`` reads (element = 8-bit length + 32-bit value, array = the
+LUT's bytes) and ``x`` reads; ``words``: per row, the 32-bit words from the one
+holding its first bit through the word after the one holding its last bit (the
+decoder buffers 64 bits); ``limit`` one read per comparison of the canonical search
+and ``base``/``omega`` one read per code longer than ``T`` (counted by a decoding pass
+on the first call); ``row_bits`` one read per row; ``y`` one write per row; a batch
+multiplies the arithmetic, ``x`` and ``y`` (the stream is decoded once). Native paths
+(:mod:`compactnn.kernels.huffman_counts` walks the stream with the kernel's schedule
+once and caches the counts): batch 1 in zero-run mode counts the fused matvec's steps
+(8-row blocks, a short last block repeating its last row): one 64-bit ``window`` load
+per step, ``ztab`` lookups (48 bits: value, length, x step) or, in the two-code
+variant (x86 levels, complete codes of <= 12 bits, >= 20% non-zeros), ``ztab2``
+lookups (88 bits) that multiply twice whether or not a second code fitted, steps that
+only skip 45 zero entries, and canonical searches (``limit``/``base``/``lut``);
+``stream``: the words as above, brought in once. Plain mode and batches count one
+row's walk of the 11-bit table (``dec_plain1``/``dec_zrun1``; the 4-row loops make the
+same lookups but around escapes): ``table`` lookups of one or two codes; batches then
+add ``value * X[col, :]`` from records written once and read once per 32 columns
+(plain batches above 8: decoded tiles and ``m * n * batch`` GEMM multiply-adds).
 """
 
 from __future__ import annotations
@@ -86,6 +98,7 @@ from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import huffman as k
+from compactnn.kernels import huffman_counts as hc
 
 DENSE_FUSED_MAX_BATCH = 8
 """Largest batch dense HAM multiplies in its fused kernel; larger ones decode tiles for
@@ -185,6 +198,44 @@ def huffman_cost(c: Cost, tab: DecodeTables, omega: np.ndarray, decodes: int,
         c.read("omega", nlong, omega)
 
 
+ZPAIR_DENSITY = 0.2
+"""Share of non-zero entries from which the fused zero-run matvec decodes two codes per
+lookup (``ZPAIR_DENSITY`` in ``csrc/py_huffman.c``)."""
+
+
+NATIVE_TABLES = {
+    "table": (64, 64, 8 << hc.T),  # cnn_huff_entry: 8 bytes, every field used
+    "ztab": (48, 88, 16 << hc.ZT1 - 1),  # cnn_huff_zent: val, len1, adj1 | + val2, off2;
+    # only the upper half (indices from a code's leading 1) is ever read
+    "ptab": (48, 80, 12 << hc.T),  # cnn_huff_pent: v0, n, len0 | v0, v1, n, bits
+}
+"""Decoding tables of the native kernels: (bits a one-code step loads, bits a two-code
+step loads, bytes of the table the kernel indexes)."""
+
+
+def native_cost(c: Cost, counts: np.ndarray, streamed: int, nwords: int, table: str,
+                K: int, m: int, batch: int) -> None:
+    """Record the reads of a native kernel walk (``huffman_counts`` counts) into ``c``:
+    ``streamed`` 32-bit words of the stream (``nwords`` in all) brought in once, one
+    64-bit ``window`` load per step (unaligned loads inside the cache lines just
+    streamed: priced as a 64-byte array), the lookups of ``table``
+    (:data:`NATIVE_TABLES`; two-code steps as ``<table>2``), the canonical search's
+    ``limit``/``base`` and codebook reads, the runtime int64 row pointers and ``y``
+    (``batch`` columns)."""
+    c.read("stream", streamed, 32, 4 * nwords + 16)
+    c.read("window", int(counts[hc.PEEK]), 64, 64)
+    one, two, nbytes = NATIVE_TABLES[table]
+    c.read(table, int(counts[hc.TAB] - counts[hc.TAB2]), one, nbytes)
+    if counts[hc.TAB2]:
+        c.read(table + "2", int(counts[hc.TAB2]), two, nbytes)
+    if counts[hc.ESC]:
+        c.read("limit", int(counts[hc.LIMIT]), 64, 34 * 8)
+        c.read("base", int(counts[hc.ESC]), 64, 34 * 8)
+        c.read("lut", int(counts[hc.ESC]), 32, 4 * max(K, 64))
+    c.read("row_bits", int(counts[hc.ROWS]), 64, 8 * (m + 1))
+    c.write("y", m * batch, 32, 4 * m * batch)
+
+
 class HuffmanProducts(CompactMatrix):
     """Products of the Huffman formats on the native kernels (``HuffMatrix``), with
     the numba kernels as fallback (no extension, numba path, or K > 256)."""
@@ -194,6 +245,32 @@ class HuffmanProducts(CompactMatrix):
     @abstractmethod
     def _new_kernel(self, nat):
         """The format's ``HuffMatrix`` on the native module ``nat``."""
+
+    def _native_counts(self, key: str, fn, *args) -> np.ndarray:
+        """``fn(*args)`` (a ``huffman_counts`` walk), computed once per ``key``."""
+        cache = self.__dict__.setdefault("_counts", {})
+        if key not in cache:
+            cache[key] = fn(hc.stream_bits(self.words), *args)
+        return cache[key]
+
+    def _runs_native(self, backend: str) -> bool:
+        """Whether kernel path ``backend`` runs this matrix on the native kernels."""
+        return (backend != "numba" and self.omega.shape[0] <= NATIVE_MAX_SYMBOLS
+                and self.shape[1] < 1 << 24)
+
+    def _complete(self) -> bool:
+        return bool(self.length_counts.shape[0]) and kraft_sum(self.length_counts) == 1
+
+    @staticmethod
+    def _record_cost(c: Cost, records: int, batch: int, n: int) -> None:
+        """Batched sparse products: ``records`` (column, symbol) records written once and
+        read with a codebook lookup per 32 columns of X, ``value * X[col, :]``."""
+        chunks = -(-batch // 32)
+        c.adds = c.mults = records * batch
+        c.write("records", records, 32, 4 * records)
+        c.read("records", records * chunks, 32, 4 * records)
+        c.read("lut", records * chunks, 32, 4 * 64)
+        c.read("x", records * batch, 32, 4 * n * batch)
 
     def _native(self):
         """The native kernel object (built on first use), or None."""
@@ -322,13 +399,15 @@ class HAM(HuffmanProducts):
         scan("ham", self.words, self.row_bits.astype(np.int64),
              np.arange(m + 1, dtype=np.int64) * n, tab)
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         if self._stats is None:
             self._stats = scan("ham", self.words, self._row_bits,
                                np.arange(m + 1, dtype=np.int64) * n, self._tab)
         nlong, ncmp, nzero = (int(v) for v in self._stats)
         coded = m * n - nzero if self._zrun else m * n
+        if self._runs_native(backend):
+            return self._native_cost(batch, backend, coded)
         c = Cost(adds=coded, mults=coded)
         rb = self._row_bits
         c.read("words", words_touched(rb[:-1], rb[1:]) if n else 0, self.words)
@@ -336,4 +415,41 @@ class HAM(HuffmanProducts):
         c.read("row_bits", m, self.row_bits)
         c.read("x", coded, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
+        return c.per_column(batch)
+
+    def _native_cost(self, batch: int, backend: str, coded: int) -> Cost:
+        """Counts of the native kernel that runs ``W @ X`` (``batch`` columns)."""
+        m, n = self.shape
+        K, lmax, limit = self.omega.shape[0], self._tab.lmax, self._tab.limit
+        rb = self._row_bits
+        c = Cost()
+        if lmax == 0:  # one value: no stream, every entry multiplied by it
+            c.adds = c.mults = m * n * batch
+            c.read("x", m * n * batch, 32, 4 * n)
+            c.write("y", m * batch, 32, 4 * m * batch)
+            return c
+        tab = "table"
+        if self._zrun and batch == 1:
+            pair = (backend != "portable" and lmax <= hc.ZT1 and self._complete()
+                    and coded >= ZPAIR_DENSITY * m * n)
+            cnt = self._native_counts(f"zfused{int(pair)}", hc.zrun_fused, rb, lmax, limit,
+                                      pair, True)
+            tab = "ztab"
+            c.adds = c.mults = int(cnt[hc.MUL])
+            c.read("x", int(cnt[hc.XREAD]), 32, 4 * n)
+        elif self._zrun:
+            cnt = self._native_counts("zwalk", hc.zrun_walk, rb, n, lmax, limit)
+            self._record_cost(c, coded, batch, n)
+        else:
+            cnt = self._native_counts("pwalk", hc.plain_walk, rb, np.full(m, n, np.int64),
+                                      lmax, limit)
+            c.adds = c.mults = m * n * batch
+            c.read("x", m * n * batch, 32, 4 * n)
+            if batch > DENSE_FUSED_MAX_BATCH:  # decoded tiles for torch's GEMM
+                c.write("tile", m * n, 32, 4 * m * n)
+                c.read("tile", m * n, 32, 4 * m * n)
+            else:
+                c.read("lut", m * n, 32, 4 * max(K, 64))
+        streamed = words_touched(rb[:-1], rb[1:]) if n else 0
+        native_cost(c, cnt, streamed, self.words.shape[0], tab, K, m, batch)
         return c

@@ -42,8 +42,9 @@ torch's MKL product on the dense matrix at 15-500 inputs (1 thread).
 The runtime codes cost ``m * ceil(n/32) * 16`` bytes (K <= 16) beside the stored
 words; K > 256 stays on the numba kernels.
 
-Cost of ``W @ x`` (:meth:`IndexMap.cost`): on the native path the runtime codes are
-read once in 16-byte loads and the K codebook values once; the numba path's fused
+Cost of ``W @ X`` with ``batch`` columns (:meth:`IndexMap.cost`, of the kernel path
+asked for): on the native path the runtime codes are read once in 16-byte loads and
+the K codebook values once, whatever the batch; the numba path's fused
 kernel counts ``m * n`` adds,
 multiplies, ``omega`` reads and ``x`` reads; ``words``: per row, the words from the
 one holding its first bit through the word after the one holding its last bit; ``y``:
@@ -193,16 +194,18 @@ class IndexMap(CompactMatrix):
                     f"index_map: array 'words' holds code {top}, out of range [0, {n_sym})"
                 )
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         b = self.bits
         c = Cost(adds=m * n, mults=m * n)
-        k = self._native()
-        if k is not None:
-            # native kernel: the runtime codes (nibbles or bytes, rows padded to 16
-            # bytes) are read once in 16-byte loads; the codebook is loaded once into
-            # registers and looked up by a register permute (no memory access per entry)
-            c.read("codes", k.nbytes // 16, 128, k.nbytes)
+        if backend != "numba" and b <= 8:
+            # native kernel: the runtime codes (nibbles when K <= 16, else bytes; rows
+            # padded to 16 bytes) are read once in 16-byte loads whatever the batch; the
+            # codebook is loaded once into registers and looked up by a register permute
+            # (no memory access per entry)
+            stride = 16 * -(-n // 32) if self.omega.shape[0] <= 16 else 16 * -(-n // 16)
+            nbytes = m * stride
+            c.read("codes", nbytes // 16, 128, nbytes)
             c.read("omega", self.omega.shape[0], self.omega)
         else:
             starts = np.arange(m, dtype=np.int64) * n * b
@@ -210,4 +213,4 @@ class IndexMap(CompactMatrix):
             c.read("omega", m * n, self.omega)
         c.read("x", m * n, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)

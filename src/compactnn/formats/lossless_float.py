@@ -242,7 +242,7 @@ class LosslessFloat(CompactMatrix):
         return stats.sum(axis=0)
 
     # ---- cost model -----------------------------------------------------------------
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         if self._stats is None:
             self._stats = self._scan(self._block_bits, self._tab)
@@ -255,5 +255,5 @@ class LosslessFloat(CompactMatrix):
         c.read("block_bits", bb.shape[0] - 1, self.block_bits)
         c.read("x", m * n, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)
 

@@ -132,11 +132,11 @@ class PackedCodes(CompactMatrix):
             if idx.shape[1] > n and bool(idx[:, n:].any()):
                 raise FormatError(f"{fid}: padding codes are not 0")
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         c = Cost(adds=m * n, mults=m * n)
         c.read("codes", self.codes.size, self.codes)
         c.read("codebook", m * n, self.codebook)
         c.read("x", m * n, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)

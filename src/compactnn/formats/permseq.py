@@ -305,7 +305,7 @@ class PermSeq(CompactMatrix):
             raise FormatError(f"permseq: row {bad} of perm is not a permutation of 0..{n - 1}")
 
     # ---- cost model -------------------------------------------------------------------
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         c = Cost(adds=m * n, mults=m * n)
         c.read("base", m * n, self.base)
@@ -313,4 +313,4 @@ class PermSeq(CompactMatrix):
         c.read("group", m, self._group)
         c.read("x", m * n, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
-        return c
+        return c.per_column(batch)

@@ -30,11 +30,17 @@ time for any batch when at most half of the entries are stored (else, for batche
 > 8, tiles for torch's GEMM). The runtime copy of ``col_idx`` is uint16 (uint8
 widened) or the stored uint16/uint32 array itself.
 
-Cost of ``W @ x`` (the numba kernels' operations): ``nnz`` decodes, adds and
-multiplies; ``words`` counted as for HAM (words spanned per row plus the 64-bit
-window's look-ahead word); ``lut`` one read per decode, ``limit``/``base``/``omega``
-for codes longer than the LUT; ``col_idx`` and ``x`` one read per stored entry;
-``row_ptr`` m+1 reads, ``row_bits`` m reads; ``y`` m writes.
+Cost (``cost(batch, backend)``). Numba path: ``nnz`` decodes, adds and multiplies;
+``words`` counted as for HAM (words spanned per row plus the 64-bit window's
+look-ahead word); ``lut`` one read per decode, ``limit``/``base``/``omega`` for codes
+longer than the LUT; ``col_idx`` and ``x`` one read per stored entry; ``row_ptr`` m+1
+reads, ``row_bits`` m reads; ``y`` m writes; a batch multiplies the arithmetic, ``x``
+and ``y``. Native batch 1 counts the fused sparse matvec's steps (8-row blocks): while
+every row of the block has two codes left, ``ptab2`` lookups (80 bits) multiply twice
+and read two columns (one of them unused when only one code fitted), then ``ptab``
+lookups (48 bits) one code each; a block with an empty row takes only one-code steps.
+Native batches count one row's walk of the 11-bit ``table`` and the records' ``value *
+X[col, :]`` (see :mod:`compactnn.formats.ham`).
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from compactnn.formats.base import Cost
 from compactnn.formats.checks import FormatError, as_dense_input, require_below, require_pointers
 from compactnn.formats.csr import csr_arrays
 from compactnn.formats.ham import (
+    DENSE_FUSED_MAX_BATCH,
     LUT_BITS,
     SPARSE_MAX_DENSITY,
     HuffmanProducts,
@@ -54,10 +61,12 @@ from compactnn.formats.ham import (
     check_stream,
     huffman_cost,
     narrow,
+    native_cost,
     scan,
 )
 from compactnn.formats.registry import register
 from compactnn.kernels import huffman as k
+from compactnn.kernels import huffman_counts as hc
 
 
 @register
@@ -132,11 +141,13 @@ class SHAM(HuffmanProducts):
         scan("sham", self.words, self.row_bits.astype(np.int64),
              self.row_ptr.astype(np.int64), tab)
 
-    def cost(self) -> Cost:
+    def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz = self.nnz
         if self._stats is None:
             self._stats = scan("sham", self.words, self._row_bits, self._row_ptr, self._tab)
+        if self._runs_native(backend):
+            return self._native_cost(batch)
         nlong, ncmp, _ = (int(v) for v in self._stats)
         c = Cost(adds=nnz, mults=nnz)
         rp, rb = self._row_ptr, self._row_bits
@@ -148,4 +159,44 @@ class SHAM(HuffmanProducts):
         c.read("row_bits", m, self.row_bits)
         c.read("x", nnz, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
+        return c.per_column(batch)
+
+    def _native_cost(self, batch: int) -> Cost:
+        """Counts of the native kernel that runs ``W @ X`` (``batch`` columns)."""
+        m, n = self.shape
+        nnz, K, lmax, limit = self.nnz, self.omega.shape[0], self._tab.lmax, self._tab.limit
+        colbits = max(16, 8 * self.col_idx.dtype.itemsize)  # the runtime copy: >= uint16
+        c = Cost()
+        if lmax == 0:  # one value: no stream
+            c.adds = c.mults = nnz * batch
+            c.read("col_idx", nnz, colbits, nnz * colbits // 8)
+            c.read("x", nnz * batch, 32, 4 * n * batch)
+            c.write("y", m * batch, 32, 4 * m * batch)
+            return c
+        tab = "table"
+        if batch == 1:
+            esc = lmax > hc.T or not self._complete()
+            cnt = self._native_counts(f"pfused{int(esc)}", hc.sparse_fused, self._row_bits,
+                                      self._row_ptr, lmax, limit, esc)
+            tab = "ptab"
+            c.adds = c.mults = int(cnt[hc.MUL])
+            c.read("col_idx", int(cnt[hc.COL]), colbits, nnz * colbits // 8)
+            c.read("x", int(cnt[hc.XREAD]), 32, 4 * n)
+        else:
+            cnt = self._native_counts("pwalk", hc.plain_walk, self._row_bits,
+                                      np.diff(self._row_ptr), lmax, limit)
+            if self._sparse_products or batch <= DENSE_FUSED_MAX_BATCH:
+                self._record_cost(c, nnz, batch, n)
+                c.read("col_idx", nnz * -(-batch // 32), colbits, nnz * colbits // 8)
+            else:  # decoded tiles for torch's GEMM
+                c.adds = c.mults = m * n * batch
+                c.read("col_idx", nnz, colbits, nnz * colbits // 8)
+                c.write("tile", m * n, 32, 4 * m * n)
+                c.read("tile", m * n, 32, 4 * m * n)
+                c.read("x", m * n * batch, 32, 4 * n * batch)
+        c.read("row_ptr", m + 1, 64, 8 * (m + 1))
+        rp, rb = self._row_ptr, self._row_bits
+        rows = rp[1:] > rp[:-1]
+        streamed = words_touched(rb[:-1][rows], rb[1:][rows])
+        native_cost(c, cnt, streamed, self.words.shape[0], tab, K, m, batch)
         return c
