@@ -73,7 +73,7 @@ from compactnn.formats.checks import (
     require_len,
     require_stream,
 )
-from compactnn.formats.ham import check_code, huffman_cost, narrow
+from compactnn.formats.huffman_common import check_code, huffman_cost, narrow
 from compactnn.formats.index_map import tile_rows
 from compactnn.formats.registry import register
 from compactnn.kernels import huffman as hk

@@ -52,7 +52,7 @@ from compactnn.coding.streams import words_touched
 from compactnn.formats.base import Cost
 from compactnn.formats.checks import FormatError, as_dense_input, require_below, require_pointers
 from compactnn.formats.csr import csr_arrays
-from compactnn.formats.ham import (
+from compactnn.formats.huffman_common import (
     DENSE_FUSED_MAX_BATCH,
     LUT_BITS,
     SPARSE_MAX_DENSITY,
