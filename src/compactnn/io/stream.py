@@ -22,6 +22,7 @@ import os
 from typing import Any
 
 import numpy as np
+import torch
 from torch import nn
 
 from compactnn.io.checks import check_modules, check_state_tensor
@@ -112,15 +113,22 @@ class StreamWriter:
         check_modules(part, source)
         tensors: dict[str, np.ndarray] = {}
         layers = _layers(part, tensors)
-        state = {}
-        for k, t in part.state_dict().items():
-            if t.is_meta:
-                raise ValueError(f"state entry {k!r} is on the meta device")
-            a = t.detach().cpu().contiguous().numpy()
-            check_state_tensor(k, a, source)
-            state[k] = a
-        self.append_arrays({**tensors, **state})
+        self.append_arrays(tensors)
         self.layers.update(layers)
+        self.add_state(part.state_dict(), source)
+
+    def add_state(self, tensors: dict[str, torch.Tensor], source: str = "") -> None:
+        """Append plain tensors (``state_dict`` entries that are not compact layers)."""
+        state = {}
+        for k, t in tensors.items():
+            if not isinstance(t, torch.Tensor) or t.is_meta:
+                raise ValueError(f"state entry {k!r} is not a tensor with data")
+            if t.dtype == torch.bfloat16:
+                raise TypeError(f"state entry {k!r}: bfloat16 tensors cannot be stored")
+            a = t.detach().cpu().contiguous().numpy()
+            check_state_tensor(k, a, source or self.path)
+            state[k] = a
+        self.append_arrays(state)
         self.state.extend(state)
 
     def append_arrays(self, arrays: dict[str, np.ndarray]) -> None:
