@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 import torch
 
@@ -137,7 +136,6 @@ class Shards:
             for t, f in wm.items():
                 if self._where.get(t) != os.path.join(self.folder, f):
                     raise CompactFileError(f"{index}: tensor {t!r} is not in {f}")
-        self._open: dict[str, Any] = {}
 
     def names(self) -> list[str]:
         """Every tensor name, sorted."""
@@ -169,12 +167,6 @@ class Shards:
             path = self._where[name]
         except KeyError:
             raise CompactFileError(f"{self.folder}: no tensor {name!r} in the weights") from None
-        f = self._open.get(path)
-        if f is None:
-            f = self._open[path] = safe_open(path, framework="pt")
-        t = f.get_tensor(name)
+        with safe_open(path, framework="pt") as f:  # mapped only while it is read
+            t = f.get_tensor(name).clone()
         return t.float() if t.is_floating_point() and t.dtype != torch.float32 else t
-
-    def close(self) -> None:
-        """Drop the memory maps."""
-        self._open.clear()

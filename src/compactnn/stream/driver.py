@@ -16,6 +16,7 @@ writer checkpoints, so ``resume=True`` restarts after the last finished block.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import resource
 import time
@@ -148,6 +149,15 @@ def _acts_path(output: str, i: int) -> str:
     return os.path.join(folder, f".{base}.stream-acts-{i}.pt")
 
 
+def _trim() -> None:
+    """Give freed heap memory back to the system (glibc keeps large freed blocks for
+    reuse, so a block's buffers would stay in the resident set); a no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -242,6 +252,7 @@ def compress(folder: str | os.PathLike, recipe: Any, inputs: torch.Tensor,
             writer.checkpoint({"next": i + 1, "fingerprint": finger})
             _remove(_acts_path(output, i))
             del stage
+            _trim()
             stats.append(BlockStat(path, time.perf_counter() - t0, _peak_mib()))
             done += 1
         entry = {"class": f"{type(parts.model).__module__}.{type(parts.model).__qualname__}",
@@ -250,7 +261,6 @@ def compress(folder: str | os.PathLike, recipe: Any, inputs: torch.Tensor,
         _remove(_acts_path(output, n_blocks + 1))
     finally:
         writer.close()
-        parts.shards.close()
     return stats
 
 
