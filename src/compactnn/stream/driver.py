@@ -103,6 +103,8 @@ def _rows(v: Any, rows: torch.Tensor, n: int) -> Any:
         return v[rows]
     if isinstance(v, tuple):
         return tuple(_rows(t, rows, n) for t in v)
+    if isinstance(v, dict):
+        return {k: _rows(t, rows, n) for k, t in v.items()}
     return v
 
 
