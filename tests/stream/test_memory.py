@@ -2,7 +2,7 @@
 compresses a 16-block Llama (about 150 MB of float32 weights in 40 MB shards) and its
 resident set grows by less than three quarters of the model's size over the baseline
 after a warm-up run (imports, kernels), measured by the kernel (``VmHWM``). Measured:
-78 MB for the 145 MB model (one 9.4 MB block plus the working set of its largest
+78 MB for the 145 MB model (one 8.8 MB block plus the working set of its largest
 layers' pruning, k-means and conversion); the in-memory pipeline needs the whole model
 plus that working set."""
 
