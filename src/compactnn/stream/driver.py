@@ -205,11 +205,15 @@ def compress(folder: str | os.PathLike, recipe: Any, inputs: torch.Tensor,
         h, args, kwargs = _capture(parts, inputs)
         if not resume:
             writer.append_arrays(adapters.file_tensors(parts.model))
-            writer.add_state({k: v for k, v in parts.head_state().items()})
+            writer.add_state(parts.head_state())
         parts.drop_head()
         n = len(inputs)
         if start > 0:
-            h = torch.load(_acts_path(output, start), weights_only=True)
+            try:
+                h = torch.load(_acts_path(output, start), weights_only=True)
+            except (OSError, RuntimeError) as exc:
+                raise StreamError(f"{output}: cannot resume: the inputs of block {start} "
+                                  f"are unreadable ({exc})") from None
         else:
             _save_acts(output, 0, h)
             writer.checkpoint({"next": 0, "fingerprint": finger})

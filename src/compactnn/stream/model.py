@@ -86,7 +86,8 @@ class Parts:
         ties = getattr(self.model, "_tied_weights_keys", None)
         tie = bool(getattr(self.model.config, "tie_word_embeddings", False))
         self._ties = dict(ties) if tie and isinstance(ties, dict) else {}
-        names = set(self.model.state_dict())
+        sd = self.model.state_dict()
+        names = set(sd)
         missing = [n for n in names if n not in self.shards and self._ties.get(n)
                    not in self.shards]
         if missing:
@@ -94,7 +95,7 @@ class Parts:
                              f"{', '.join(sorted(missing)[:5])}")
         for n in names:
             src = n if n in self.shards else self._ties[n]
-            want = tuple(self.model.state_dict()[n].shape)
+            want = tuple(sd[n].shape)
             got = self.shards.shape(src)
             owner = n.rsplit(".", 1)[0]
             if owner in self._conv1d and n.endswith(".weight"):
