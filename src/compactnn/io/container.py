@@ -35,7 +35,8 @@ import numpy as np
 from compactnn._validate import is_int
 from compactnn.errors import PathError, UserError
 
-__all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "decode_file",
+__all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "decode_file", "layout",
+           "stored", "crc32",
            "write_atomic", "canonical_json", "read_bytes", "open_regular", "check_writable",
            "same_file", "check_tree", "MAX_JSON_DEPTH"]
 
@@ -92,28 +93,46 @@ def _header_bytes(meta: str, entries: list[tuple[str, str, list[int], int, int]]
     return raw + b" " * (-len(raw) % 8)
 
 
-def encode_file(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) -> bytes:
-    """Bytes of a file holding ``tensors`` and ``description`` (which gains the
-    ``tensors`` checksums, the ``table_crc32`` of the header's tensor entries and its
-    own ``crc32``)."""
-    items = []
-    for name, arr in tensors.items():
+def layout(items: list[tuple[str, str, list[int], int, str]], description: dict[str, Any]
+           ) -> tuple[bytes, list[str]]:
+    """The header bytes (length prefix included) and the tensor order of a file holding
+    ``items`` (``(name, dtype name, shape, nbytes, crc32)``, any order) and
+    ``description`` (which gains the ``tensors`` checksums, the ``table_crc32`` and its own
+    ``crc32``); the data is the tensors' bytes back to back in the returned order."""
+    for name, *_ in items:
         if not isinstance(name, str) or not name or name == "__metadata__":
             raise ValueError(f"invalid tensor name {name!r}")
-        arr = np.asarray(arr)
-        dt = _dtype_name(arr)
-        items.append((name, dt, np.asarray(arr, dtype=DTYPES[dt], order="C")))
-    items.sort(key=lambda t: (-DTYPES[t[1]].itemsize, t[0]))
+    items = sorted(items, key=lambda t: (-DTYPES[t[1]].itemsize, t[0]))
     entries, off = [], 0
-    for name, dt, a in items:
-        entries.append((name, dt, list(a.shape), off, off + a.nbytes))
-        off += a.nbytes
+    for name, dt, shape, nbytes, _ in items:
+        entries.append((name, dt, list(shape), off, off + nbytes))
+        off += nbytes
     desc = {k: v for k, v in description.items() if k not in ("crc32", "tensors", "table_crc32")}
-    desc["tensors"] = {name: crc32(a) for name, _, a in items}
+    desc["tensors"] = {name: crc for name, *_, crc in items}
     desc["table_crc32"] = crc32(_table_json(entries).encode("ascii"))
     desc["crc32"] = crc32(canonical_json(desc).encode("ascii"))
     header = _header_bytes(canonical_json(desc), entries)
-    return b"".join([len(header).to_bytes(8, "little"), header] + [a.tobytes() for *_, a in items])
+    return len(header).to_bytes(8, "little") + header, [t[0] for t in items]
+
+
+def stored(arr: np.ndarray) -> tuple[str, np.ndarray]:
+    """``(dtype name, little-endian C-contiguous array)`` of an array as a file stores it."""
+    arr = np.asarray(arr)
+    dt = _dtype_name(arr)
+    return dt, np.asarray(arr, dtype=DTYPES[dt], order="C")
+
+
+def encode_file(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) -> bytes:
+    """Bytes of a file holding ``tensors`` and ``description`` (see :func:`layout`)."""
+    arrays, items = {}, []
+    for name, arr in tensors.items():
+        if not isinstance(name, str) or not name or name == "__metadata__":
+            raise ValueError(f"invalid tensor name {name!r}")
+        dt, a = stored(arr)
+        arrays[name] = a
+        items.append((name, dt, list(a.shape), a.nbytes, crc32(a)))
+    head, order = layout(items, description)
+    return b"".join([head] + [arrays[name].tobytes() for name in order])
 
 
 _TMP = re.compile(r"^\.(?P<name>.+)\.(?P<pid>[0-9]+)\.[0-9a-f]{8}\.compactnn-tmp$")

@@ -8,6 +8,7 @@ import argparse
 
 from compactnn.cli.common import add_data, add_max_length, check_output, positive_int
 from compactnn.cli.registry import Command, register
+from compactnn.errors import UserError
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
@@ -23,6 +24,11 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    help="minilm: calibration/distillation samples (real text)")
     add_max_length(p)
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
+    p.add_argument("--stream", action="store_true", help="Hugging Face causal LM: compress "
+                   "one block at a time from its safetensors shards straight into a compact "
+                   "file (policy smallest), with memory for about one block")
+    p.add_argument("--resume", action="store_true",
+                   help="with --stream: continue an interrupted run after its last block")
 
 
 def run(a: argparse.Namespace) -> None:
@@ -30,6 +36,12 @@ def run(a: argparse.Namespace) -> None:
     from compactnn.cli.models.zoo import KIND as ZOO
 
     check_output(a.output, a.checkpoint, a.recipe)
+    if a.stream or a.resume:
+        from compactnn.cli import streaming
+
+        if not a.stream:
+            raise UserError("--resume needs --stream")
+        return streaming.compress(a)
     (models.named(a.checkpoint) or ZOO).compress(a)
 
 
