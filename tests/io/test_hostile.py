@@ -15,7 +15,7 @@ import torch
 from compactnn import formats, zoo
 from compactnn.formats.dtypes import KERNEL_INDEX_DTYPES, KERNEL_POINTER_DTYPES
 from compactnn.io import CompactFileError, load, save
-from compactnn.io.container import check_writable, write_atomic
+from compactnn.io.files import check_writable, write_atomic
 from compactnn.kernels import cer as cer_kernels
 from compactnn.nn import CompactLinear, to_compact
 from tests.io import corpus

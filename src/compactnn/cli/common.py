@@ -102,7 +102,7 @@ def threads_of(a: argparse.Namespace) -> int:
 def check_output(path: str, *inputs: str | None) -> None:
     """Before any work: the output is not one of the inputs (same file by inode) and
     its folder accepts a new file (``PathError`` otherwise)."""
-    from compactnn.io.container import check_writable, same_file
+    from compactnn.io.files import check_writable, same_file
 
     for src in inputs:
         if src and same_file(src, path):

@@ -32,7 +32,7 @@ from compactnn.io.checks import (
     err,
     matrices,
 )
-from compactnn.io.container import read_bytes
+from compactnn.io.files import read_bytes
 from compactnn.io.schema import Description
 from compactnn.nn.layers import LayerRecord
 from compactnn.nn.tree import set_module

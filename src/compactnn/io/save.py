@@ -12,7 +12,8 @@ from torch import nn
 
 from compactnn.io import adapters, packed
 from compactnn.io.checks import check_modules, check_state_tensor, prefix
-from compactnn.io.container import canonical_json, check_tree, encode_file, write_atomic
+from compactnn.io.container import canonical_json, check_tree, encode_file
+from compactnn.io.files import write_atomic
 from compactnn.io.schema import VERSION, Description, entry_for_module
 
 __all__ = ["save"]

@@ -17,13 +17,8 @@ import re
 
 import torch
 
-from compactnn.io.container import (
-    DTYPES,
-    MAX_HEADER,
-    CompactFileError,
-    open_regular,
-    parse_json,
-)
+from compactnn.io.container import DTYPES, MAX_HEADER, CompactFileError, parse_json
+from compactnn.io.files import open_regular
 
 __all__ = ["Shards", "MAX_INDEX", "read_small"]
 

@@ -8,7 +8,7 @@ plain tensors of one block) to a data file beside the destination,
 ``finish`` builds the header (the description with its checksums,
 ``container.layout``), writes header and the tensors in file order (copied from the
 data file with ``os.sendfile``, never read into memory) into a temporary file, and
-renames it over the destination (``container.write_atomic``); the data and state files
+renames it over the destination (``files.write_atomic``); the data and state files
 are then removed. ``checkpoint(extra)`` makes the parts written so far durable: the
 data file is ``fsync``ed, then ``.<name>.stream-state.json`` (its length, the
 entries, the layers and ``extra``) replaced atomically; ``StreamWriter(path,
@@ -34,8 +34,8 @@ from compactnn.io.container import (
     layout,
     parse_json,
     stored,
-    write_atomic,
 )
+from compactnn.io.files import write_atomic
 from compactnn.io.save import _layers
 from compactnn.io.schema import VERSION, Description
 

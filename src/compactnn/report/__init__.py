@@ -253,6 +253,6 @@ def render_html(data: ReportData) -> str:
 
 def write_report(data: ReportData, path: str | os.PathLike) -> None:
     """Render and write the page atomically."""
-    from compactnn.io.container import write_atomic
+    from compactnn.io.files import write_atomic
 
     write_atomic(path, render_html(data).encode("utf-8"))

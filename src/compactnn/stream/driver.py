@@ -30,7 +30,8 @@ from torch.utils.data import TensorDataset
 
 from compactnn.errors import UserError
 from compactnn.io import adapters
-from compactnn.io.container import canonical_json, write_atomic
+from compactnn.io.container import canonical_json
+from compactnn.io.files import write_atomic
 from compactnn.io.stream import StreamWriter
 from compactnn.nn import to_compact
 from compactnn.stream.model import Parts

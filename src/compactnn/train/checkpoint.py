@@ -3,7 +3,7 @@
 Shared tensors (one codebook used by several layers) are stored once, via
 ``safetensors.torch.save_model``. String metadata (e.g. the model name and its test
 metrics) travels in the file's header. Writes go through the package's one atomic
-writer (``io.container.write_atomic``); reads get the compact files' guards (a regular
+writer (``io.files.write_atomic``); reads get the compact files' guards (a regular
 file only, the header read and checked before any tensor).
 """
 
@@ -26,7 +26,7 @@ def save_checkpoint(model: nn.Module, path: str | os.PathLike,
     """Write ``model.state_dict()`` (parameters and buffers) to a safetensors file,
     atomically (an existing target keeps its permissions); the same model and metadata
     always give the same bytes."""
-    from compactnn.io.container import write_atomic  # lazy: io loads the compact layers
+    from compactnn.io.files import write_atomic  # lazy: io loads the compact layers
 
     meta = {str(k): str(v) for k, v in (metadata or {}).items()}
 
@@ -61,7 +61,8 @@ def read_header(path: str | os.PathLike) -> tuple[dict[str, str],
 
     Raises ``CompactFileError`` (one line) for a missing path, anything but a regular
     file, or a file safetensors cannot parse."""
-    from compactnn.io.container import CompactFileError, open_regular
+    from compactnn.io.container import CompactFileError
+    from compactnn.io.files import open_regular
 
     p = os.fspath(path)
     fd, _ = open_regular(p, "checkpoint file")
