@@ -381,8 +381,9 @@ class SharedWeights(Constraint):
 def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
                    shared: bool = False,
                    moments: Callable[[str], torch.Tensor] | None = None,
-                   damp: float = 0.1) -> dict[str, nn.Parameter]:
-    """Replace the weights of ``layers`` by shared values, in place.
+                   damp: float = 0.1, device=None) -> dict[str, nn.Parameter]:
+    """Replace the weights of ``layers`` by shared values, in place (GPTQ solves on
+    ``device``, ``None``: the weights').
 
     Args:
         layers: name -> ``nn.Linear``/``nn.Conv2d`` (plain, pruned or already shared).
@@ -422,7 +423,7 @@ def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarr
             if moments is not None and q.codebook.size:
                 assign = torch.from_numpy(gptq_assign(
                     layer.weight.detach().reshape(shape[0], -1), moments(n), q.codebook, damp,
-                    zero=rounds_to_zero))
+                    zero=rounds_to_zero, device=device))
             else:
                 assign = torch.full(nz.shape, -1, dtype=torch.int64)
                 assign[nz] = part
