@@ -77,6 +77,35 @@ def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "values")
 
 
+def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--autocast`` (where fitting, fine-tuning, calibration and
+    distillation run; compact layers and saving stay on the CPU)."""
+    p.add_argument("--device", default=None, help="where fit / fine-tune / calibrate / "
+                   "distill run: cpu, cuda, cuda:N (default: cuda if available, else cpu)")
+    p.add_argument("--autocast", choices=("bf16", "fp16", "none"), default="none",
+                   help="forward passes under torch.autocast in this precision (default none)")
+
+
+def device_of(a: argparse.Namespace) -> str:
+    """``--device`` checked (one-line ``UserError`` for an unknown one or CUDA without a
+    GPU), or the best available device when it was not given."""
+    import torch
+
+    from compactnn.train.device import best_device
+
+    if a.device is None:
+        return best_device()
+    try:
+        dev = torch.device(a.device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {a.device!r}: unknown device (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {a.device}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {a.device}: only cpu and cuda are supported")
+    return str(dev)
+
+
 def add_max_length(p: argparse.ArgumentParser) -> None:
     """``--max-length`` (Hugging Face text models)."""
     p.add_argument("--max-length", type=positive_int, default=128,

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from compactnn.train import predict
 from compactnn.zoo.hf import HFError, task_of, tokenizer
 
 __all__ = ["TaskView", "text_inputs", "image_inputs", "inputs_for", "distillation_data",
@@ -127,16 +128,14 @@ def inputs_for(model: nn.Module, path: str | os.PathLike, max_length: int = 128
     return text_inputs(model, path, max_length)
 
 
-@torch.no_grad()
-def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-def distillation_data(teacher: nn.Module, x: torch.Tensor, batch_size: int = 16
-                      ) -> TensorDataset:
-    """``TensorDataset(x, teacher outputs)``: what ``finetune`` steps distil (MSE)."""
+def distillation_data(teacher: nn.Module, x: torch.Tensor, batch_size: int = 16, *,
+                      device: str | torch.device | None = None,
+                      autocast: str | None = None) -> TensorDataset:
+    """``TensorDataset(x, teacher outputs)``: what ``finetune`` steps distil (MSE); the
+    teacher runs on ``device`` under ``autocast``, the targets are float32 on the CPU."""
     view = TaskView(teacher).eval()
-    return TensorDataset(x, _batched(view, x, batch_size).float())
+    return TensorDataset(x, predict(view, x, batch_size, device=device,
+                                    autocast=autocast).float().cpu())
 
 
 @torch.no_grad()

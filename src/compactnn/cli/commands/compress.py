@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import argparse
 
-from compactnn.cli.common import add_data, add_max_length, check_output, positive_int
+from compactnn.cli.common import (
+    add_data,
+    add_device,
+    add_max_length,
+    check_output,
+    device_of,
+    positive_int,
+)
 from compactnn.cli.registry import Command, register
 
 
@@ -22,6 +29,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=positive_int, default=3000,
                    help="minilm: calibration/distillation samples (real text)")
     add_max_length(p)
+    add_device(p)
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
 
 
@@ -30,6 +38,7 @@ def run(a: argparse.Namespace) -> None:
     from compactnn.cli.models.zoo import KIND as ZOO
 
     check_output(a.output, a.checkpoint, a.recipe)
+    a.device = device_of(a)
     (models.named(a.checkpoint) or ZOO).compress(a)
 
 

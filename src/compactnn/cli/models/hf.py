@@ -80,8 +80,11 @@ def load_dense(path: str) -> tuple[Any, dict[str, Any]]:
 
 
 def compress(folder: str, recipe: Any, data: str | None, output: str, *,
-             max_length: int = 128, progress: bool = True) -> None:
-    """``compactnn compress`` for a model folder (see the module docstring)."""
+             max_length: int = 128, progress: bool = True, device: str | None = None,
+             autocast: str | None = None) -> None:
+    """``compactnn compress`` for a model folder (see the module docstring); the
+    distillation targets, calibration and fine-tuning run on ``device`` under
+    ``autocast``, the model is back on the CPU before it is saved."""
     from torch.utils.data import TensorDataset
 
     from compactnn.io import save
@@ -99,8 +102,9 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
         check_recipe(recipe, view, TensorDataset(x[:1], x[:1]))
     except RecipeError as exc:  # name the layers as the user does
         raise RecipeError(str(exc).replace("'model.", "'").replace(" model.", " ")) from None
-    ds = hf_task.distillation_data(model, x)  # finetune steps distil these outputs
-    report = compress_(view, recipe, ds, progress=progress)
+    run = {"device": device, "autocast": autocast}
+    ds = hf_task.distillation_data(model, x, **run)  # finetune steps distil these outputs
+    report = compress_(view, recipe, ds, progress=progress, **run)
     model.eval()
     report = CompressionReport(tuple(dataclasses.replace(s, name=s.name.removeprefix("model."))
                                      for s in report.layers), report.history)
@@ -203,7 +207,8 @@ class HFKind(Kind):
         return Source(model, None, meta, {"hf": model.hf_spec})
 
     def compress(self, a: argparse.Namespace) -> None:
-        compress(a.checkpoint, recipe(a.recipe), a.data, a.output, max_length=a.max_length)
+        compress(a.checkpoint, recipe(a.recipe), a.data, a.output, max_length=a.max_length,
+                 device=a.device, autocast=a.autocast)
 
     def dense_bytes(self, src: Source) -> int:
         return int(src.meta.get("dense_bytes") or sum(

@@ -63,9 +63,10 @@ class ZooKind(Kind):
         steps = recipe(a.recipe)
         tr, te = dataset(a.dataset, a.data, model=model)
         check_recipe(steps, model, tr)
-        before = train.evaluate(model, te)
-        report = compress_(model, steps, tr, te, progress=True)
-        after = train.evaluate(model, te)
+        run = {"device": a.device, "autocast": a.autocast}
+        before = train.evaluate(model, te, **run)
+        report = compress_(model, steps, tr, te, progress=True, **run)
+        after = train.evaluate(model, te, **run)
         print(report.table())
         save_checkpoint(model, a.output, name, kwargs, dataset=a.dataset, metrics=after,
                         baseline_metrics=before, recipe=steps.to_list())
