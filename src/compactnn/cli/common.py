@@ -72,9 +72,11 @@ def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``--dataset`` and ``--data``."""
     p.add_argument("--dataset", required=required,
                    help="dataset name (fashion-mnist, mnist, cifar10, digits, diabetes)")
-    p.add_argument("--data", metavar="PATH", help="folder holding the dataset files; for a "
-                   "Hugging Face model: a text file (one sample per line) or .npy/.npz pixel "
-                   "values")
+    p.add_argument("--data", metavar="PATH", help="folder holding the dataset files; without "
+                   "--dataset: a folder of images in class subfolders (train/ and test/ "
+                   "inside, or split 75/25) or a .npz (x, y or x_train ... y_test); for a "
+                   "Hugging Face model: a text file (one sample per line), .npy/.npz pixel "
+                   "values or an image folder")
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

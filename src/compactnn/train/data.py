@@ -3,8 +3,8 @@
 
 A dataset yields ``(input, target)`` samples. A ``TensorDataset`` is indexed with a
 whole batch of indices at once (fast, and the same batches as before); another
-map-style dataset goes through a ``DataLoader`` with a seeded ``RandomSampler`` (the
-same order as the ``TensorDataset`` path for the same seed) and ``num_workers``; an
+map-style dataset goes through a ``DataLoader`` with one seeded permutation per epoch
+(the same order as the ``TensorDataset`` path for the same seed) and ``num_workers``; an
 ``IterableDataset`` is read in its own order (it shuffles itself, if at all); a
 ``DataLoader`` is used as it is (its own batch size, order and workers).
 """
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset, RandomSampler, TensorDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler, TensorDataset
 
 __all__ = ["Data", "check_data", "first", "batch_count", "shuffled", "in_order", "input_sample"]
 
@@ -68,6 +68,20 @@ def batch_count(data: Data, batch_size: int) -> int | None:
     return n if isinstance(data, DataLoader) else -(-n // batch_size)
 
 
+class _Permutation(Sampler):
+    """One ``torch.randperm`` from ``generator`` per pass (``RandomSampler`` draws a
+    second, unused one per epoch, so its later epochs differ from ``randperm``'s)."""
+
+    def __init__(self, n: int, generator: torch.Generator) -> None:
+        self.n, self.generator = n, generator
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(torch.randperm(self.n, generator=self.generator).tolist())
+
+
 def _loader(data: Dataset, batch_size: int, sampler: Any, num_workers: int) -> DataLoader:
     return DataLoader(data, batch_size, sampler=sampler, num_workers=num_workers)
 
@@ -88,7 +102,7 @@ def shuffled(data: Data, batch_size: int, generator: torch.Generator,
     elif isinstance(data, IterableDataset):
         it = _loader(data, batch_size, None, num_workers)
     else:
-        it = _loader(data, batch_size, RandomSampler(data, generator=generator), num_workers)
+        it = _loader(data, batch_size, _Permutation(len(data), generator), num_workers)
     for batch in it:
         yield _pair(batch)
 

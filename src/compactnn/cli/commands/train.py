@@ -20,7 +20,7 @@ from compactnn.cli.registry import Command, register
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="zoo model (lenet300, lenet5, vgg_small, mlp)")
-    add_data(p)
+    add_data(p, required=False)
     p.add_argument("--epochs", type=count, default=10)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -39,7 +39,7 @@ def run(a: argparse.Namespace) -> None:
 
     check_output(a.output)
     device = device_of(a)
-    tr, te = dataset(a.dataset, a.data)
+    tr, te = dataset(a.dataset, a.data)  # a named dataset, or an image folder / .npz
     kwargs = model_kwargs(a.model, tr)
     torch.manual_seed(a.seed)
     model = zoo.build(a.model, **kwargs)
@@ -47,7 +47,7 @@ def run(a: argparse.Namespace) -> None:
               autocast=a.autocast)
     metrics = train.evaluate(model, te, device=device, autocast=a.autocast)
     save_checkpoint(model, a.output, a.model, kwargs, dataset=a.dataset, metrics=metrics)
-    print(f"trained {a.model} on {a.dataset}: " + fmt_metrics(metrics))
+    print(f"trained {a.model} on {a.dataset or a.data}: " + fmt_metrics(metrics))
     print(f"wrote {a.output} ({os.path.getsize(a.output)} bytes)")
 
 

@@ -19,11 +19,13 @@ def dataset(name: str | None, data_dir: str | None, fallback: str | None = None,
     """The dataset's (train, test) splits; with ``model``, checked to fit its inputs
     first (one test sample), so a mismatch is one line, not a traceback mid-run."""
     from compactnn import zoo
+    from compactnn.zoo.files import load_files
 
     name = name or fallback
-    if not name:
-        raise UserError("no dataset given and none recorded in the file; pass --dataset")
-    tr, te = zoo.load_dataset(name, data_dir)
+    if not name and data_dir is None:
+        raise UserError("no dataset given and none recorded in the file; pass --dataset "
+                        "NAME or --data FOLDER (class subfolders of images) or FILE.npz")
+    tr, te = zoo.load_dataset(name, data_dir) if name else load_files(data_dir)
     if model is not None and len(te):
         import torch
 
