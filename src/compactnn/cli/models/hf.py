@@ -11,7 +11,9 @@ file whose model entry is ``hf``).
   of the constrained dense model (config and tokenizer files included), which
   ``convert`` reads.
 - ``convert`` takes that file or a model folder; ``inspect`` the result as any file.
-- ``eval file.cnn --data samples``: perplexity for causal LMs, and with ``--reference``
+- ``eval file.cnn --data samples``: perplexity for causal LMs, accuracy for sequence /
+  image classifiers when the data has labels (``label<TAB>text`` lines, an image
+  folder's classes, a ``.npz``'s ``labels``), and with ``--reference``
   (the original folder; default: the folder recorded at ``compress`` when it still
   exists) the agreement with the original model (mean cosine of the last hidden
   states, top-1 agreement of the logits).
@@ -137,12 +139,17 @@ def evaluate(model: Any, metadata: dict[str, Any], data: str | None,
     if data is None:
         raise UserError("evaluating a Hugging Face model needs --data (text file or "
                         ".npy/.npz pixel values)")
-    x = hf_task.inputs_for(model, data, max_length)
+    x, labels = hf_task.labelled_inputs(model, data, max_length)
     out: dict[str, float] = {}
     if hf.task_of(model) == "causal-lm":
         out["perplexity"] = hf_task.perplexity(model, x)
+    classify = hf.is_classifier(model) and labels is not None
+    if classify:
+        out["accuracy"] = hf_task.accuracy(model, x, labels)
     ref = _reference(metadata, reference)
     if ref is not None:
+        if classify:
+            out["reference_accuracy"] = hf_task.accuracy(ref, x, labels)
         out.update(hf_task.agreement(model, ref, x))
         if hf.task_of(model) == "causal-lm":
             out["reference_perplexity"] = hf_task.perplexity(ref, x)
