@@ -361,17 +361,22 @@ class SharedWeights(Constraint):
     """Parametrization ``weight = codebook[assign]`` (0 where ``assign == -1``).
 
     ``codebook`` is a learnable ``nn.Parameter`` (possibly shared by several layers),
-    ``assign`` an int64 buffer of the weight's shape. The dense weight is not kept: the
+    ``assign`` a buffer of the weight's shape in the smallest signed integer type that
+    holds ``-1 .. len(codebook)`` (int8 for up to 127 values: 1 byte per weight, not 8;
+    widened for one forward pass at a time). The dense weight is not kept: the
     parametrization's ``original`` is an empty tensor.
     """
 
     def __init__(self, codebook: nn.Parameter, assign: torch.Tensor) -> None:
         super().__init__()
         self.codebook = codebook
-        self.register_buffer("assign", assign.to(torch.int64))
+        k = codebook.numel()
+        small = torch.int8 if k < 127 else torch.int16 if k < 32767 else torch.int32 \
+            if k < 2**31 - 1 else torch.int64
+        self.register_buffer("assign", assign.to(small))
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        return F.pad(self.codebook, (1, 0))[self.assign + 1]
+        return F.pad(self.codebook, (1, 0))[(self.assign + 1).long()]
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.new_empty(0)
