@@ -32,7 +32,7 @@ RECIPE = """\
 WORDS = 8192
 
 
-def _gpt2(path: Path, data: Path, samples: int) -> int:
+def _gpt2(path: Path, data: Path, samples: int, width: int = 768, layers: int = 7) -> int:
     import torch
     import transformers as tf
     from tokenizers import Tokenizer, models, pre_tokenizers
@@ -44,7 +44,7 @@ def _gpt2(path: Path, data: Path, samples: int) -> int:
     tf.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]",
                                bos_token="[BOS]", eos_token="[EOS]").save_pretrained(path)
     torch.manual_seed(0)
-    config = tf.GPT2Config(vocab_size=WORDS, n_embd=768, n_layer=7, n_head=12,
+    config = tf.GPT2Config(vocab_size=WORDS, n_embd=width, n_layer=layers, n_head=width // 64,
                            n_positions=256, bos_token_id=2, eos_token_id=3, pad_token_id=0)
     model = tf.GPT2LMHeadModel(config)
     model.save_pretrained(path)
@@ -54,13 +54,14 @@ def _gpt2(path: Path, data: Path, samples: int) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _vit(path: Path, data: Path, samples: int) -> int:
+def _vit(path: Path, data: Path, samples: int, width: int = 768, layers: int = 7) -> int:
     import torch
     import transformers as tf
 
     torch.manual_seed(0)
-    config = tf.ViTConfig(hidden_size=768, num_hidden_layers=7, num_attention_heads=12,
-                          intermediate_size=3072, image_size=224, patch_size=16, num_labels=1000)
+    config = tf.ViTConfig(hidden_size=width, num_hidden_layers=layers,
+                          num_attention_heads=width // 64, intermediate_size=4 * width,
+                          image_size=224, patch_size=16, num_labels=1000)
     model = tf.ViTForImageClassification(config)
     model.save_pretrained(path)
     rng = np.random.default_rng(0)
@@ -85,11 +86,12 @@ def _run(argv: list[str], threads: int) -> dict[str, float]:
             "output": out.strip().splitlines()[-6:]}
 
 
-def bench_kind(kind: str, root: Path, threads: int, samples: int) -> dict:
+def bench_kind(kind: str, root: Path, threads: int, samples: int, width: int = 768,
+               layers: int = 7) -> dict:
     """Build the model folder, then time each CLI command on it."""
     folder = root / kind
     data = root / (f"{kind}.txt" if kind == "gpt2" else f"{kind}.npy")
-    params = (_gpt2 if kind == "gpt2" else _vit)(folder, data, samples)
+    params = (_gpt2 if kind == "gpt2" else _vit)(folder, data, samples, width, layers)
     recipe = root / "recipe.yaml"
     recipe.write_text(RECIPE)
     dense, compact = root / f"{kind}-dense.cnn", root / f"{kind}.cnn"
@@ -120,6 +122,8 @@ def main() -> None:
     ap.add_argument("--kind", choices=["gpt2", "vit", "all"], default="all")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--samples", type=int, default=32, help="calibration/distillation samples")
+    ap.add_argument("--width", type=int, default=768, help="hidden size (a multiple of 64)")
+    ap.add_argument("--layers", type=int, default=7, help="transformer layers")
     ap.add_argument("--out", help="folder for the models and files (default: a temp folder)")
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
@@ -127,14 +131,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.out or tmp)
         root.mkdir(parents=True, exist_ok=True)
-        results = [bench_kind(k, root, a.threads, a.samples) for k in kinds]
+        results = [bench_kind(k, root, a.threads, a.samples, a.width, a.layers) for k in kinds]
     for r in results:
         print(json.dumps({k: v for k, v in r.items() if k != "steps"}))
         for name, s in r["steps"].items():
             print(f"  {name}: {s['seconds']} s wall, {s['cpu_seconds']} s CPU, "
                   f"peak {s['peak_rss_mb']} MB")
-    save("any_model" if a.kind == "all" else f"any_model_{a.kind}", [], summary=None,
-         raw=results)
+    name = "any_model" if a.kind == "all" else f"any_model_{a.kind}"
+    if (a.width, a.layers) != (768, 7):
+        name += f"_{a.width}x{a.layers}"
+    save(name, [], summary=None, raw=results)
     if a.json:
         Path(a.json).write_text(json.dumps(results, indent=1))
 

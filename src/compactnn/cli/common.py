@@ -72,9 +72,40 @@ def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
     """``--dataset`` and ``--data``."""
     p.add_argument("--dataset", required=required,
                    help="dataset name (fashion-mnist, mnist, cifar10, digits, diabetes)")
-    p.add_argument("--data", metavar="PATH", help="folder holding the dataset files; for a "
-                   "Hugging Face model: a text file (one sample per line) or .npy/.npz pixel "
-                   "values")
+    p.add_argument("--data", metavar="PATH", help="folder holding the dataset files; without "
+                   "--dataset: a folder of images in class subfolders (train/ and test/ "
+                   "inside, or split 75/25) or a .npz (x, y or x_train ... y_test); for a "
+                   "Hugging Face model: a text file (one sample per line), .npy/.npz pixel "
+                   "values or an image folder")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    """``--device`` and ``--autocast`` (where fitting, fine-tuning, calibration and
+    distillation run; compact layers and saving stay on the CPU)."""
+    p.add_argument("--device", default=None, help="where fit / fine-tune / calibrate / "
+                   "distill run: cpu, cuda, cuda:N (default: cuda if available, else cpu)")
+    p.add_argument("--autocast", choices=("bf16", "fp16", "none"), default="none",
+                   help="forward passes under torch.autocast in this precision (default none)")
+
+
+def device_of(a: argparse.Namespace) -> str:
+    """``--device`` checked (one-line ``UserError`` for an unknown one or CUDA without a
+    GPU), or the best available device when it was not given."""
+    import torch
+
+    from compactnn.train.device import best_device
+
+    if a.device is None:
+        return best_device()
+    try:
+        dev = torch.device(a.device)
+    except (RuntimeError, TypeError):
+        raise UserError(f"--device {a.device!r}: unknown device (cpu, cuda, cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {a.device}: CUDA is not available on this machine")
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device {a.device}: only cpu and cuda are supported")
+    return str(dev)
 
 
 def add_max_length(p: argparse.ArgumentParser) -> None:
@@ -135,7 +166,7 @@ def recipe(text: str) -> Any:
 
 
 def fmt_metrics(m: dict[str, float]) -> str:
-    """``accuracy 97.10%`` or ``mse 0.0123, ...``."""
-    if "accuracy" in m:
-        return f"accuracy {100 * m['accuracy']:.2f}%"
-    return ", ".join(f"{k} {v:.4f}" for k, v in m.items())
+    """``accuracy 97.10%`` (the loss left out), ``mse 0.0123``, ``accuracy 50.00%,
+    reference_accuracy 50.00%, cosine 0.9912``: accuracies as percentages."""
+    return ", ".join(f"{k} {100 * v:.2f}%" if k.endswith("accuracy") else f"{k} {v:.4f}"
+                     for k, v in m.items() if not (k == "loss" and "accuracy" in m))

@@ -1,4 +1,4 @@
-"""Training and evaluation loops on in-memory ``TensorDataset`` s.
+"""Training and evaluation loops on any ``torch.utils.data`` input, on any device.
 
 The task follows the targets: integer targets train with cross-entropy and report
 accuracy, float targets train with mean squared error and report MSE. Constraints
@@ -6,6 +6,12 @@ added by ``compactnn.transforms`` (pruning masks, shared values) are parametriza
 of the layers, so ``fit`` on a constrained model is constraint-keeping fine-tuning:
 pruned weights get zero gradient and a shared value gets the sum of the gradients of
 the weights that use it.
+
+Data: a ``TensorDataset``, a map-style ``Dataset``, an ``IterableDataset`` or a
+``DataLoader`` (``compactnn.train.data``). Devices: ``device`` moves the model there
+for the loop and back afterwards, and each batch to it; ``autocast`` (``"bf16"``,
+``"fp16"``) runs the forward passes under ``torch.autocast`` (``compactnn.train.device``;
+fp16 on CUDA trains with a gradient scaler).
 """
 
 from __future__ import annotations
@@ -16,42 +22,44 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
-from torch.utils.data import TensorDataset
 from tqdm.auto import tqdm
+
+from compactnn.train import device as _dev
+from compactnn.train.data import Data, batch_count, check_data, first, in_order, shuffled
 
 __all__ = ["fit", "evaluate", "predict", "task_of"]
 
 
-def task_of(data: TensorDataset) -> str:
+def task_of(data: Data) -> str:
     """``"classification"`` for integer targets, ``"regression"`` for float targets."""
-    y = data.tensors[1]
+    y = torch.as_tensor(first(data)[1])
     return "regression" if torch.is_floating_point(y) else "classification"
 
 
-def _tensors(data: TensorDataset) -> tuple[torch.Tensor, torch.Tensor]:
-    if not isinstance(data, TensorDataset) or len(data.tensors) != 2:
-        raise TypeError(f"expected a TensorDataset of (inputs, targets), got {type(data).__name__}")
-    return data.tensors
+def _loss_fn(task: str):
+    return F.mse_loss if task == "regression" else F.cross_entropy
 
 
-def _loss_fn(data: TensorDataset):
-    return F.mse_loss if task_of(data) == "regression" else F.cross_entropy
-
-
-def fit(model: nn.Module, train: TensorDataset, epochs: int = 1, lr: float = 1e-3,
+def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
         batch_size: int = 128, seed: int = 0, *, weight_decay: float = 0.0,
-        lr_schedule: str = "cosine", val: TensorDataset | None = None,
-        progress: bool = True) -> list[dict[str, float]]:
+        lr_schedule: str = "cosine", val: Data | None = None,
+        progress: bool = True, device: str | torch.device | None = None,
+        autocast: str | None = None, num_workers: int = 0) -> list[dict[str, float]]:
     """Train ``model`` in place with Adam (AdamW when ``weight_decay`` > 0).
 
     Args:
         model: any ``nn.Module`` mapping a batch of inputs to logits / predictions.
-        train: ``TensorDataset(inputs, targets)``.
+        train: ``(input, target)`` samples: a ``TensorDataset``, ``Dataset``,
+            ``IterableDataset`` or ``DataLoader`` (``compactnn.train.data``).
         epochs, lr, batch_size: the usual; the learning rate follows ``lr_schedule``
             (``"cosine"``: cosine decay to 0 over all steps, or ``"constant"``).
         seed: seeds the shuffling (not the model's initialisation).
         val: if given, evaluated after every epoch.
         progress: show a tqdm bar per epoch.
+        device: where to train (``None``: where the model is); the model is back on
+            its own device afterwards.
+        autocast: ``"bf16"`` / ``"fp16"``: forward passes under ``torch.autocast``.
+        num_workers: ``DataLoader`` workers for datasets that are not tensors.
 
     Returns:
         One dict per epoch: ``train_loss`` (mean over the epoch) and ``val_*`` metrics.
@@ -68,65 +76,107 @@ def fit(model: nn.Module, train: TensorDataset, epochs: int = 1, lr: float = 1e-
                          f"{batch_size}, {lr}")
     if lr_schedule not in ("cosine", "constant"):
         raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
-    x, y = _tensors(train)
-    loss_fn = _loss_fn(train)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.AdamW(params, lr, weight_decay=weight_decay) if weight_decay
-           else torch.optim.Adam(params, lr))
-    n = len(x)
-    steps_per_epoch = math.ceil(n / batch_size)
-    total = max(1, epochs * steps_per_epoch)
-    if lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    gen = torch.Generator().manual_seed(seed)
-    history = []
-    was_training = model.training
-    model.train()
-    for epoch in range(epochs):
-        order = torch.randperm(n, generator=gen)
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{epochs}",
-                   disable=not progress, leave=False)
-        total_loss = 0.0
-        for b in bar:
-            idx = order[b * batch_size:(b + 1) * batch_size]
-            loss = loss_fn(model(x[idx]), y[idx])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if lr_schedule == "cosine":
-                sched.step()
-            total_loss += loss.item() * len(idx)
-            if b % 50 == 0:
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-        record = {"train_loss": total_loss / n}
-        if val is not None:
-            record.update({f"val_{k}": v for k, v in evaluate(model, val).items()})
-            model.train()
-        history.append(record)
-    model.train(was_training)
+    precision = autocast
+    half = _dev.check_autocast(precision) == torch.float16
+    check_data(train)
+    loss_fn = _loss_fn(task_of(train))
+    steps_per_epoch = batch_count(train, batch_size)
+    if steps_per_epoch is None and lr_schedule == "cosine" and epochs:
+        raise ValueError("the cosine schedule needs data with a length; pass "
+                         "lr_schedule='constant' for an IterableDataset")
+    with _dev.on_device(model, device) as dev:
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = (torch.optim.AdamW(params, lr, weight_decay=weight_decay) if weight_decay
+               else torch.optim.Adam(params, lr))
+        if lr_schedule == "cosine":
+            total = max(1, epochs * steps_per_epoch)
+            sched = torch.optim.lr_scheduler.LambdaLR(
+                opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        scaler = torch.amp.GradScaler(dev.type, enabled=half and dev.type == "cuda")
+        gen = torch.Generator().manual_seed(seed)
+        history = []
+        was_training = model.training
+        model.train()
+        for epoch in range(epochs):
+            bar = tqdm(shuffled(train, batch_size, gen, num_workers), total=steps_per_epoch,
+                       desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+            total_loss, seen = 0.0, 0
+            for b, (xb, yb) in enumerate(bar):
+                xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
+                with _dev.autocast(dev, precision):
+                    loss = loss_fn(model(xb).float(), yb)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                if lr_schedule == "cosine":
+                    sched.step()
+                total_loss += loss.item() * len(xb)
+                seen += len(xb)
+                if b % 50 == 0:
+                    bar.set_postfix(loss=f"{loss.item():.4f}")
+            record = {"train_loss": total_loss / max(seen, 1)}
+            if val is not None:
+                record.update({f"val_{k}": v for k, v in evaluate(
+                    model, val, autocast=precision, num_workers=num_workers).items()})
+                model.train()
+            history.append(record)
+        model.train(was_training)
     return history
 
 
 @torch.no_grad()
-def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
-    """Model outputs for ``inputs`` in eval mode (parametrized weights computed once)."""
+def _outputs(model: nn.Module, batches, dev: torch.device, precision: str | None,
+             to_cpu: bool) -> list[torch.Tensor]:
+    """Outputs of ``model`` (already on ``dev``) for each input batch, in eval mode
+    with parametrized weights computed once; half-precision outputs as float32."""
     was_training = model.training
     model.eval()
     try:
+        outs = []
         with parametrize.cached():
-            return torch.cat([model(inputs[i:i + batch_size])
-                              for i in range(0, len(inputs), batch_size)])
+            for xb in batches:
+                with _dev.autocast(dev, precision):
+                    out = model(xb.to(dev, non_blocking=True))
+                if out.dtype in (torch.float16, torch.bfloat16):
+                    out = out.float()
+                outs.append(out.cpu() if to_cpu else out)
+        return outs
     finally:
         model.train(was_training)
 
 
-def evaluate(model: nn.Module, data: TensorDataset, batch_size: int = 2048) -> dict[str, float]:
+def predict(model: nn.Module, inputs: torch.Tensor, batch_size: int = 2048, *,
+            device: str | torch.device | None = None,
+            autocast: str | None = None) -> torch.Tensor:
+    """Model outputs for ``inputs`` in eval mode (parametrized weights computed once);
+    on ``device`` (``None``: where the model is) under ``autocast``, returned on the CPU
+    when ``device`` is given."""
+    with _dev.on_device(model, device) as dev:
+        chunks = (inputs[i:i + batch_size] for i in range(0, len(inputs), batch_size))
+        return torch.cat(_outputs(model, chunks, dev, autocast, device is not None))
+
+
+def evaluate(model: nn.Module, data: Data, batch_size: int = 2048, *,
+             device: str | torch.device | None = None, autocast: str | None = None,
+             num_workers: int = 0) -> dict[str, float]:
     """Metrics of ``model`` on ``data``: ``{"accuracy", "loss"}`` (accuracy in [0, 1],
-    loss = mean cross-entropy) for classification, ``{"mse"}`` for regression."""
-    x, y = _tensors(data)
-    out = predict(model, x, batch_size)
-    if task_of(data) == "regression":
+    loss = mean cross-entropy) for classification, ``{"mse"}`` for regression; any data
+    ``fit`` takes, the same ``device`` / ``autocast``."""
+    check_data(data)
+    task = task_of(data)
+    ys: list[torch.Tensor] = []
+
+    def inputs():
+        for xb, yb in in_order(data, batch_size, num_workers):
+            ys.append(torch.as_tensor(yb))
+            yield xb
+
+    with _dev.on_device(model, device) as dev:
+        outs = _outputs(model, inputs(), dev, autocast, device is not None)
+    out = outs[0] if len(outs) == 1 else torch.cat(outs)
+    y = ys[0] if len(ys) == 1 else torch.cat(ys)
+    if task == "regression":
         return {"mse": F.mse_loss(out, y).item()}
     return {"accuracy": (out.argmax(1) == y).float().mean().item(),
             "loss": F.cross_entropy(out, y).item()}

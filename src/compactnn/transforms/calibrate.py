@@ -19,7 +19,13 @@ weights stay exactly zero (their error is compensated like any other).
   a layer (query, key, value), whose moments are then reused instead of measured again.
 - :func:`gptq_assign`: codebook indices of one weight matrix given ``H``.
 - :func:`moments_source`: ``moments(name)`` for the layers of one recipe step, from
-  evenly spaced training inputs, reusing :func:`same_input` siblings' moments.
+  evenly spaced training inputs (any data ``compactnn.train.fit`` takes), reusing
+  :func:`same_input` siblings' moments.
+
+Devices: the forward passes run where the model is (``moments_source`` moves it to its
+``device`` for each measurement and back, under ``autocast`` when asked); the moments
+are accumulated in float64 on that device and returned on the CPU. The GPTQ solve runs
+on ``device`` too (``gptq_assign(..., device=)``), its result on the CPU.
 
 **[choice]** Damping: ``H + damp · mean(diag H) · I`` with ``damp = 0.1`` (GPTQ's
 default is 0.01; on all-MiniLM-L6-v2 0.01 over-fits the calibration sentences: mean
@@ -36,6 +42,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from compactnn.train import autocast as autocast_ctx
+from compactnn.train import device_of, input_sample, on_device
+from compactnn.train.data import Data
 from compactnn.transforms.errors import RecipeError
 
 __all__ = ["check_calibratable", "input_moments", "same_input", "moments_source",
@@ -67,16 +76,18 @@ def check_calibratable(layer: nn.Module) -> None:
 
 @torch.no_grad()
 def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
-                  batch_size: int = 64) -> torch.Tensor:
-    """``E[x xᵀ]`` (float64) of the inputs ``layer`` (a submodule of ``model``) receives
-    when ``model`` runs on ``inputs`` (a tensor of samples along dim 0), in eval mode.
+                  batch_size: int = 64, *, autocast: str | None = None) -> torch.Tensor:
+    """``E[x xᵀ]`` (float64, on the CPU) of the inputs ``layer`` (a submodule of
+    ``model``) receives when ``model`` runs on ``inputs`` (a tensor of samples along dim
+    0), in eval mode, on the model's device (under ``autocast``: ``"bf16"``, ``"fp16"``).
     A Linear layer applied to ``(..., in)`` tensors counts every position as one input.
     """
     check_calibratable(layer)
     if len(inputs) == 0:
         raise RecipeError("calibration needs at least one input")
-    width = layer.weight[0].numel()
-    total = torch.zeros(width, width, dtype=torch.float64)
+    weight = layer.weight
+    width, dev = weight[0].numel(), weight.device
+    total = torch.zeros(width, width, dtype=torch.float64, device=dev)
     count = 0
 
     def hook(module: nn.Module, args: tuple) -> None:
@@ -92,14 +103,15 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     try:
         for i in range(0, len(inputs), batch_size):
             try:
-                model(inputs[i:i + batch_size])
+                with autocast_ctx(dev, autocast):
+                    model(inputs[i:i + batch_size].to(dev))
             except _Reached:
                 continue
             raise RecipeError("the layer was not called by the model's forward pass")
     finally:
         handle.remove()
         model.train(was_training)
-    return total / max(count, 1)
+    return (total / max(count, 1)).cpu()
 
 
 @torch.no_grad()
@@ -130,7 +142,7 @@ def same_input(model: nn.Module, layer: nn.Module, others: Mapping[str, nn.Modul
     was_training = model.training
     model.eval()
     try:
-        model(inputs[:1])
+        model(inputs[:1].to(device_of(model, None)))
     except _Reached:
         pass
     finally:
@@ -140,16 +152,24 @@ def same_input(model: nn.Module, layer: nn.Module, others: Mapping[str, nn.Modul
     return found
 
 
-def moments_source(model: nn.Module, layers: Mapping[str, nn.Module], inputs: torch.Tensor,
-                   count: int, tick: Callable[[], object] = lambda: None
-                   ) -> Callable[[str], torch.Tensor]:
+def moments_source(model: nn.Module, layers: Mapping[str, nn.Module],
+                   inputs: torch.Tensor | Data, count: int,
+                   tick: Callable[[], object] = lambda: None, *,
+                   device: str | torch.device | None = None,
+                   autocast: str | None = None) -> Callable[[str], torch.Tensor]:
     """``moments(name)``: the input moments of ``layers[name]`` on ``count`` evenly
-    spaced rows of ``inputs`` (calling ``tick`` once per layer). Call it in the order the
-    layers are changed: the moments measured for a layer are reused for its
-    ``same_input`` siblings until another layer is measured."""
-    count = min(count, len(inputs))
-    pick = torch.from_numpy(np.linspace(0, len(inputs) - 1, count).round().astype(np.int64))
-    sample = inputs[pick]
+    spaced rows of ``inputs`` (a tensor, or data as ``compactnn.train.input_sample``
+    reads it; calling ``tick`` once per layer), measured with the model on ``device``
+    (``None``: where it is) under ``autocast``. Call it in the order the layers are
+    changed: the moments measured for a layer are reused for its ``same_input``
+    siblings until another layer is measured."""
+    if isinstance(inputs, torch.Tensor):
+        count = min(count, len(inputs))
+        pick = torch.from_numpy(np.linspace(0, len(inputs) - 1, count).round()
+                                .astype(np.int64))
+        sample = inputs[pick]
+    else:
+        sample = input_sample(inputs, count)
     done: set[str] = set()
     reuse: dict[str, torch.Tensor] = {}  # siblings of the last measured layer
 
@@ -159,9 +179,10 @@ def moments_source(model: nn.Module, layers: Mapping[str, nn.Module], inputs: to
         if name in reuse:
             return reuse.pop(name)
         reuse.clear()  # another layer is changed now: the siblings' moments may be stale
-        out = input_moments(model, layers[name], sample)
         pending = {n: m for n, m in layers.items() if n not in done}
-        reuse.update(dict.fromkeys(same_input(model, layers[name], pending, sample), out))
+        with on_device(model, device):
+            out = input_moments(model, layers[name], sample, autocast=autocast)
+            reuse.update(dict.fromkeys(same_input(model, layers[name], pending, sample), out))
         return out
 
     return moments
@@ -169,23 +190,25 @@ def moments_source(model: nn.Module, layers: Mapping[str, nn.Module], inputs: to
 
 def _nearest(codebook: torch.Tensor, zero: bool) -> Callable[[torch.Tensor], torch.Tensor]:
     """``w -> index`` of the nearest codebook value (-1: zero, when ``zero`` allows it)."""
-    index = torch.arange(codebook.numel())
+    index = torch.arange(codebook.numel(), device=codebook.device)
     if zero and not (codebook == 0).any():
-        at = int(torch.searchsorted(codebook, torch.zeros(())))
+        at = int(torch.searchsorted(codebook, codebook.new_zeros(())))
         codebook = torch.cat([codebook[:at], codebook.new_zeros(1), codebook[at:]])
-        index = torch.cat([index[:at], torch.tensor([-1]), index[at:]])
+        index = torch.cat([index[:at], index.new_full((1,), -1), index[at:]])
     mids = (codebook[1:] + codebook[:-1]) / 2
     return lambda w: index[torch.searchsorted(mids, w.contiguous())]
 
 
 @torch.no_grad()
 def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarray,
-                damp: float = 0.1, block: int = 128, zero: bool = False) -> np.ndarray:
+                damp: float = 0.1, block: int = 128, zero: bool = False,
+                device: str | torch.device | None = None) -> np.ndarray:
     """Indices into ``codebook`` (ascending, non-empty) for ``weight`` ``(out, in)``
     chosen by GPTQ error compensation under the input second moments ``moments``
     ``(in, in)``; exact zeros of ``weight`` stay zero (index -1). With ``zero``, 0 is
     one more value the other weights may take (index -1), as for quantizers that round
-    small weights to zero (UQ). Returns int64 ``(out, in)``.
+    small weights to zero (UQ). The solve runs on ``device`` (``None``: the weight's).
+    Returns int64 ``(out, in)``.
 
     >>> w = torch.tensor([[0.3, -0.2, 0.1]])
     >>> gptq_assign(w, torch.eye(3), np.array([-0.25, 0.25], np.float32)).tolist()
@@ -196,21 +219,22 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
                          f"weight of shape {tuple(weight.shape)}, got {tuple(moments.shape)}")
     if not damp > 0:
         raise RecipeError(f"damp must be > 0, got {damp!r}")
-    book = torch.as_tensor(np.asarray(codebook, np.float64))
+    dev = weight.device if device is None else torch.device(device)
+    book = torch.as_tensor(np.asarray(codebook, np.float64)).to(dev)
     if book.ndim != 1 or book.numel() == 0:
         raise RecipeError("the codebook must be a non-empty 1-D array")
     nearest = _nearest(book, zero)
     n = weight.shape[1]
-    W = weight.detach().to(torch.float64).clone()
+    W = weight.detach().to(dev, torch.float64, copy=True)
     keep = W != 0
-    H = moments.detach().to(torch.float64).clone()
+    H = moments.detach().to(dev, torch.float64, copy=True)
     idle = torch.diagonal(H) <= 0
     H[idle, idle] = 1.0
     order = torch.argsort(torch.diagonal(H), descending=True, stable=True)
     W, keep, H = W[:, order], keep[:, order], H[order][:, order]
     H.diagonal().add_(damp * torch.diagonal(H).mean())
     U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    assign = torch.full(W.shape, -1, dtype=torch.int64)
+    assign = torch.full(W.shape, -1, dtype=torch.int64, device=dev)
     for a in range(0, n, block):
         b = min(a + block, n)
         Wb, Ub = W[:, a:b], U[a:b, a:b]
@@ -226,4 +250,4 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
         W[:, b:] -= errors @ U[a:b, b:]
     out = torch.empty_like(assign)
     out[:, order] = assign
-    return out.numpy()
+    return out.cpu().numpy()

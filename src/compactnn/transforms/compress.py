@@ -15,9 +15,10 @@ import os
 from collections.abc import Sequence
 
 from torch import nn
-from torch.utils.data import TensorDataset
 
-from compactnn.train import evaluate
+from compactnn.train import device_of, evaluate
+from compactnn.train.data import Data
+from compactnn.train.device import check_autocast
 from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.plan import check_recipe
 from compactnn.transforms.prune import bake_, layers_of
@@ -30,8 +31,9 @@ __all__ = ["compress_", "prune_", "share_weights_", "mpd_", "permute_"]
 
 
 def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
-              train_data: TensorDataset | None = None, val_data: TensorDataset | None = None,
-              *, bake: bool = True, progress: bool = False) -> CompressionReport:
+              train_data: Data | None = None, val_data: Data | None = None,
+              *, bake: bool = True, progress: bool = False, device=None,
+              autocast: str | None = None) -> CompressionReport:
     """Apply a compression recipe to ``model`` in place.
 
     Args:
@@ -39,12 +41,18 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         recipe: a ``Recipe``, a list of steps (dicts, configs or ``Step`` s) or the
             path of a YAML/JSON recipe file.
         train_data: used by fine-tuning (``finetune`` steps, iterative pruning) and
-            calibration.
+            calibration: a ``TensorDataset``, ``Dataset``, ``IterableDataset`` or
+            ``DataLoader`` of ``(input, target)`` samples (``compactnn.train.data``).
         val_data: if given, evaluated after every step (``report.history``).
         bake: make the constraints permanent at the end (plain weights that obey them);
             with ``bake=False`` the layers keep their parametrizations, so further
             ``compactnn.train.fit`` calls keep masks and shared values.
         progress: show tqdm bars while fine-tuning and calibrating.
+        device: where fine-tuning, calibration forward passes and GPTQ / SparseGPT
+            solves run (``"cuda"``, ``"cpu"``; ``None``: where the model is). The model
+            is moved there for each of them and back, so it ends where it started.
+        autocast: ``"bf16"`` / ``"fp16"``: those forward passes under ``torch.autocast``
+            (moments still accumulate in float64).
 
     Returns:
         A ``CompressionReport`` of the layers the recipe masked, permuted, pruned or
@@ -59,8 +67,13 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
     [(0.9, 5), (0.9, 5), (0.9, 5)]
     """
     plan = check_recipe(recipe, model, train_data)
+    try:  # an unknown device or precision, CUDA without a GPU: before any work
+        device_of(model, device)
+        check_autocast(autocast)
+    except ValueError as exc:
+        raise RecipeError(str(exc)) from None
     order = list(layers_of(model))
-    run = Run(model, train_data, progress)
+    run = Run(model, train_data, progress, device, autocast)
     touched: list[str] = []
     history = []
     for i, (step, names) in enumerate(plan):
@@ -68,7 +81,8 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         kind.handler(run, step, names)
         touched += [n for n in names if n not in touched]
         if val_data is not None:
-            history.append((f"step {i} {kind.describe(step.config)}", evaluate(model, val_data)))
+            history.append((f"step {i} {kind.describe(step.config)}",
+                            evaluate(model, val_data, device=device, autocast=autocast)))
     if bake:
         bake_(model)
     touched.sort(key=order.index)
@@ -96,7 +110,7 @@ def _one_step(entry: str, kinds: type | tuple[type, ...], model: nn.Module, conf
 
 
 def prune_(model: nn.Module, config: Prune, *, layers: Sequence[str] | None = None,
-           train_data: TensorDataset | None = None, val_data: TensorDataset | None = None,
+           train_data: Data | None = None, val_data: Data | None = None,
            bake: bool = False, progress: bool = False) -> CompressionReport:
     """Prune ``model`` 's layers (all, or the names / patterns ``layers``) as ``config``
     says; ``train_data`` for iterative or data-aware pruning. Layer dicts:
@@ -111,8 +125,8 @@ def prune_(model: nn.Module, config: Prune, *, layers: Sequence[str] | None = No
 
 
 def share_weights_(model: nn.Module, config: Sharing, *, layers: Sequence[str] | None = None,
-                   train_data: TensorDataset | None = None,
-                   val_data: TensorDataset | None = None, bake: bool = False,
+                   train_data: Data | None = None,
+                   val_data: Data | None = None, bake: bool = False,
                    progress: bool = False) -> CompressionReport:
     """Share the weights of ``model`` 's layers (all, or ``layers``) with a ``CWS``,
     ``PWS``, ``UQ`` or ``ECSQ`` config; ``train_data`` when it calibrates. Layer dicts
@@ -128,7 +142,7 @@ def share_weights_(model: nn.Module, config: Sharing, *, layers: Sequence[str] |
 
 
 def mpd_(model: nn.Module, config: MPD, *, layers: Sequence[str] | None = None,
-         train_data: TensorDataset | None = None, val_data: TensorDataset | None = None,
+         train_data: Data | None = None, val_data: Data | None = None,
          bake: bool = False, progress: bool = False) -> CompressionReport:
     """Block-mask ``model`` 's layers (all, or ``layers``) as ``config`` says; train (or
     fine-tune) afterwards with ``compactnn.train.fit``: the masks stay in force.
@@ -143,8 +157,8 @@ def mpd_(model: nn.Module, config: MPD, *, layers: Sequence[str] | None = None,
 
 
 def permute_(model: nn.Module, config: Permute, *,
-             layers: Sequence[str] | None = None, train_data: TensorDataset | None = None,
-             val_data: TensorDataset | None = None, bake: bool = False,
+             layers: Sequence[str] | None = None, train_data: Data | None = None,
+             val_data: Data | None = None, bake: bool = False,
              progress: bool = False) -> CompressionReport:
     """Replace ``model`` 's ``nn.Linear`` layers (all but the last with ``last_dense``,
     or ``layers``) by ``PermutedLinear`` layers; fine-tune afterwards with

@@ -67,7 +67,7 @@ def nm_keep(scores: torch.Tensor, n: int, m: int) -> torch.Tensor:
     """
     rows, cols = scores.shape
     full = cols // m * m
-    keep = torch.zeros(rows, cols, dtype=torch.bool)
+    keep = torch.zeros(rows, cols, dtype=torch.bool, device=scores.device)
     if full:
         g = scores[:, :full].reshape(rows, -1, m)
         order = torch.argsort(-g, dim=-1, stable=True)[..., :n]
@@ -116,10 +116,12 @@ def wanda_keep(weight: torch.Tensor, moments: torch.Tensor, p: float,
 @torch.no_grad()
 def sparsegpt_prune(weight: torch.Tensor, moments: torch.Tensor, p: float,
                     pattern: tuple[int, int] | None = None, damp: float = 0.1,
-                    block: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+                    block: int = 128, device: str | torch.device | None = None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """SparseGPT on ``weight`` ``(out, in)`` with input moments ``H`` ``(in, in)``:
     ``(new weight float32, keep mask)``; pruned entries are +0.0 and the kept ones are
-    updated to compensate. Exact zeros of ``weight`` stay zero.
+    updated to compensate. Exact zeros of ``weight`` stay zero. The solve runs on
+    ``device`` (``None``: the weight's); both results are on the weight's device.
 
     Inputs 0 and 1 are always equal, so weight 1 can take over weight 0's share:
 
@@ -135,15 +137,16 @@ def sparsegpt_prune(weight: torch.Tensor, moments: torch.Tensor, p: float,
     if pattern is not None:  # a block holds whole groups
         block = max(pattern[1], block // pattern[1] * pattern[1])
     rows, n = weight.shape
-    W = weight.detach().to(torch.float64).clone()
+    dev = weight.device if device is None else torch.device(device)
+    W = weight.detach().to(dev, torch.float64, copy=True)
     zero = W == 0
-    H = moments.detach().to(torch.float64).clone()
+    H = moments.detach().to(dev, torch.float64, copy=True)
     idle = torch.diagonal(H) <= 0
     H[idle, idle] = 1.0
     H.diagonal().add_(damp * torch.diagonal(H).mean())
     U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
     d = torch.diagonal(U)
-    keep = torch.ones(rows, n, dtype=torch.bool)
+    keep = torch.ones(rows, n, dtype=torch.bool, device=dev)
     total = round(p / 100 * rows * n)
     for a in range(0, n, block):
         b = min(a + block, n)
@@ -153,7 +156,7 @@ def sparsegpt_prune(weight: torch.Tensor, moments: torch.Tensor, p: float,
             count = round(total * b / n) - round(total * a / n)
             score = Wb ** 2 / d[a:b][None, :] ** 2
             score[zero[:, a:b]] = -1.0
-            kb = torch.ones(rows * (b - a), dtype=torch.bool)
+            kb = torch.ones(rows * (b - a), dtype=torch.bool, device=dev)
             kb[torch.argsort(score.reshape(-1), stable=True)[:count]] = False
             keep[:, a:b] = kb.reshape(rows, b - a)
         for j in range(b - a):
@@ -169,19 +172,20 @@ def sparsegpt_prune(weight: torch.Tensor, moments: torch.Tensor, p: float,
             Wb[:, j] = q
             errors[:, j] = e
         W[:, b:] -= errors @ U[a:b, b:]
-    out = torch.where(keep, W, 0.0).to(torch.float32)
-    return out, keep
+    out = torch.where(keep, W, 0.0).to(weight.device, torch.float32)
+    return out, keep.to(weight.device)
 
 
 @torch.no_grad()
 def prune_layer_(layer: nn.Module, p: float, criterion: str = "magnitude",
                  pattern: tuple[int, int] | None = None, moments: torch.Tensor | None = None,
-                 damp: float = 0.1) -> torch.Tensor:
+                 damp: float = 0.1, device: str | torch.device | None = None) -> torch.Tensor:
     """Prune one ``nn.Linear``/``nn.Conv2d`` in place by ``criterion`` (``magnitude``,
     ``wanda`` or ``sparsegpt``; the last two need the layer's input ``moments``) to
     ``p`` percent or an N:M ``pattern`` along its ``(out, in*kh*kw)`` view. The layer
     gets (or intersects) a ``Masked`` parametrization; SparseGPT also rewrites the kept
-    weights. Returns the keep-mask in the weight's shape."""
+    weights (its solve on ``device``, ``None``: the weight's). Returns the keep-mask in
+    the weight's shape."""
     if criterion not in CRITERIA:
         raise RecipeError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     con = constraint_of(layer)
@@ -199,7 +203,7 @@ def prune_layer_(layer: nn.Module, p: float, criterion: str = "magnitude",
     elif criterion == "wanda":
         keep = wanda_keep(W, moments, p, pattern)
     else:
-        new, keep = sparsegpt_prune(W, moments, p, pattern, damp)
+        new, keep = sparsegpt_prune(W, moments, p, pattern, damp, device=device)
     keep = (keep & (W != 0)).reshape(shape)
     target = layer.weight if con is None else layer.parametrizations.weight.original
     if new is not None:

@@ -361,17 +361,22 @@ class SharedWeights(Constraint):
     """Parametrization ``weight = codebook[assign]`` (0 where ``assign == -1``).
 
     ``codebook`` is a learnable ``nn.Parameter`` (possibly shared by several layers),
-    ``assign`` an int64 buffer of the weight's shape. The dense weight is not kept: the
+    ``assign`` a buffer of the weight's shape in the smallest signed integer type that
+    holds ``-1 .. len(codebook)`` (int8 for up to 127 values: 1 byte per weight, not 8;
+    widened for one forward pass at a time). The dense weight is not kept: the
     parametrization's ``original`` is an empty tensor.
     """
 
     def __init__(self, codebook: nn.Parameter, assign: torch.Tensor) -> None:
         super().__init__()
         self.codebook = codebook
-        self.register_buffer("assign", assign.to(torch.int64))
+        k = codebook.numel()
+        small = torch.int8 if k < 127 else torch.int16 if k < 32767 else torch.int32 \
+            if k < 2**31 - 1 else torch.int64
+        self.register_buffer("assign", assign.to(small))
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        return F.pad(self.codebook, (1, 0))[self.assign + 1]
+        return F.pad(self.codebook, (1, 0))[(self.assign + 1).long()]
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.new_empty(0)
@@ -381,8 +386,9 @@ class SharedWeights(Constraint):
 def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
                    shared: bool = False,
                    moments: Callable[[str], torch.Tensor] | None = None,
-                   damp: float = 0.1) -> dict[str, nn.Parameter]:
-    """Replace the weights of ``layers`` by shared values, in place.
+                   damp: float = 0.1, device=None) -> dict[str, nn.Parameter]:
+    """Replace the weights of ``layers`` by shared values, in place (GPTQ solves on
+    ``device``, ``None``: the weights').
 
     Args:
         layers: name -> ``nn.Linear``/``nn.Conv2d`` (plain, pruned or already shared).
@@ -422,7 +428,7 @@ def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarr
             if moments is not None and q.codebook.size:
                 assign = torch.from_numpy(gptq_assign(
                     layer.weight.detach().reshape(shape[0], -1), moments(n), q.codebook, damp,
-                    zero=rounds_to_zero))
+                    zero=rounds_to_zero, device=device))
             else:
                 assign = torch.full(nz.shape, -1, dtype=torch.int64)
                 assign[nz] = part

@@ -47,11 +47,16 @@ class Plan:
 
 @dataclass
 class Run:
-    """The model ``compress_`` works on, its data and whether to show progress bars."""
+    """The model ``compress_`` works on, its data, whether to show progress bars, and
+    where forward passes and solves run: ``device`` (``None``: where the model is; the
+    model is moved there for a pass and back, so it stays on its own device between
+    steps) and ``autocast`` (``"bf16"``, ``"fp16"`` or None) for the forward passes."""
 
     model: nn.Module
     train_data: Any
     progress: bool = False
+    device: Any = None
+    autocast: str | None = None
 
     @property
     def layers(self) -> dict[str, nn.Module]:

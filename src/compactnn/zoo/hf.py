@@ -33,8 +33,8 @@ from compactnn.errors import UserError
 from compactnn.nn.tree import set_module
 
 __all__ = ["AUTO_CLASSES", "TOKENIZER_FILES", "HFError", "is_hf_dir", "read_dir",
-           "check_spec", "build", "normalise_", "task_of", "tokenizer",
-           "MAX_CONFIG_BYTES", "MAX_FILE_BYTES"]
+           "check_spec", "build", "normalise_", "task_of", "is_classifier", "CLASSIFIERS",
+           "tokenizer", "MAX_CONFIG_BYTES", "MAX_FILE_BYTES"]
 
 # auto class -> name of its mapping in transformers.models.auto.modeling_auto, most
 # specific first (an architecture is looked up in this order)
@@ -285,6 +285,15 @@ def task_of(model: nn.Module) -> str:
     if auto == "AutoModelForSeq2SeqLM":
         return "seq2seq"
     return "image" if getattr(model, "main_input_name", "") == "pixel_values" else "text"
+
+
+CLASSIFIERS = ("AutoModelForSequenceClassification", "AutoModelForImageClassification")
+
+
+def is_classifier(model: nn.Module) -> bool:
+    """A sequence or image classification model (one label per sample: accuracy is
+    its metric when the data carries labels)."""
+    return model.hf_spec["auto"] in CLASSIFIERS
 
 
 def tokenizer(model: nn.Module):

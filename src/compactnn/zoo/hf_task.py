@@ -7,7 +7,14 @@ per sample. :class:`TaskView` gives a Hugging Face model that interface:
   :func:`text_inputs`: one sample per line of a text file, padded to the longest line,
   at most ``max_length`` tokens);
 - image models take ``(n, channels, height, width)`` float32 pixel values
-  (:func:`image_inputs`: a ``.npy`` array or the ``pixel_values`` array of a ``.npz``).
+  (:func:`image_inputs`: a ``.npy`` array, the ``pixel_values`` array of a ``.npz``, or
+  a folder of images in class subfolders, resized to the config's ``image_size`` and
+  normalised with the processor's ``image_mean`` / ``image_std`` (0.5 when it has none)).
+
+Labels (:func:`labelled_inputs`, for classifiers' :func:`accuracy`): the first field of
+a text line ``label<TAB>text`` (an integer or a name of the config's ``label2id``), the
+``labels`` array of a ``.npz``, or an image folder's class (its subfolder name in
+``label2id``, else its index among the sorted subfolders).
 
 Its output is the last hidden state (the decoder's for an encoder-decoder, which is fed
 the input shifted right as decoder input), zero at padded positions: the distillation
@@ -27,10 +34,11 @@ import torch
 from torch import nn
 from torch.utils.data import TensorDataset
 
+from compactnn.train import predict
 from compactnn.zoo.hf import HFError, task_of, tokenizer
 
-__all__ = ["TaskView", "text_inputs", "image_inputs", "inputs_for", "distillation_data",
-           "perplexity", "agreement", "MAX_LINES"]
+__all__ = ["TaskView", "text_inputs", "image_inputs", "inputs_for", "labelled_inputs",
+           "distillation_data", "perplexity", "agreement", "accuracy", "MAX_LINES"]
 
 MAX_LINES = 1_000_000
 
@@ -84,27 +92,97 @@ def _lines(path: str | os.PathLike) -> list[str]:
     return lines
 
 
-def text_inputs(model: nn.Module, path: str | os.PathLike, max_length: int = 128
-                ) -> torch.Tensor:
-    """``(n, 2, length)`` int64 ids and attention masks of the lines of a text file."""
+def _label_id(model: nn.Module, text: str) -> int | None:
+    ids = getattr(model.config, "label2id", None) or {}
+    if text in ids:
+        return int(ids[text])
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def _split_labels(model: nn.Module, lines: list[str]) -> tuple[list[str], torch.Tensor | None]:
+    """``label<TAB>text`` lines -> (texts, labels) when every line has a label."""
+    parts = [ln.split("\t", 1) for ln in lines]
+    if not all(len(p) == 2 for p in parts):
+        return lines, None
+    labels = [_label_id(model, p[0].strip()) for p in parts]
+    if None in labels:
+        return lines, None
+    return [p[1] for p in parts], torch.tensor(labels, dtype=torch.int64)
+
+
+def _encode(model: nn.Module, lines: list[str], max_length: int) -> torch.Tensor:
     if max_length < 2:
         raise HFError(f"max_length must be >= 2, got {max_length}")
     tok = tokenizer(model)
-    enc = tok(_lines(path), padding=True, truncation=True, max_length=max_length,
+    enc = tok(lines, padding=True, truncation=True, max_length=max_length,
               return_tensors="pt")
     return torch.stack([enc["input_ids"], enc["attention_mask"]], dim=1).to(torch.int64)
 
 
+def text_inputs(model: nn.Module, path: str | os.PathLike, max_length: int = 128
+                ) -> torch.Tensor:
+    """``(n, 2, length)`` int64 ids and attention masks of the lines of a text file."""
+    return _encode(model, _lines(path), max_length)
+
+
+def _normalisation(model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+    import json
+
+    raw = (getattr(model, "hf_files", None) or {}).get("preprocessor_config.json")
+    conf = {}
+    if raw is not None:
+        try:
+            conf = json.loads(bytes(raw).decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            conf = {}
+    channels = getattr(model.config, "num_channels", 3)
+    mean = np.asarray(conf.get("image_mean", [0.5] * channels), np.float32)
+    std = np.asarray(conf.get("image_std", [0.5] * channels), np.float32)
+    return mean.reshape(-1, 1, 1), std.reshape(-1, 1, 1)
+
+
+def _folder_inputs(model: nn.Module, folder: str) -> tuple[torch.Tensor, torch.Tensor]:
+    from compactnn.zoo.files import ImageFolder
+
+    cfg = model.config
+    channels = getattr(cfg, "num_channels", 3)
+    ds = ImageFolder(folder, mode="L" if channels == 1 else "RGB",
+                     size=(cfg.image_size, cfg.image_size))
+    x = torch.stack([ds[i][0] for i in range(len(ds))])
+    mean, std = _normalisation(model)
+    x = (x - torch.from_numpy(mean)) / torch.from_numpy(std)
+    ids = [_label_id(model, c) for c in ds.classes]
+    names = getattr(cfg, "label2id", None) or {}
+    if all(c in names for c in ds.classes):
+        labels = torch.tensor([ids[t] for t in ds.targets.tolist()], dtype=torch.int64)
+    else:
+        labels = ds.targets
+    return x.to(torch.float32), labels
+
+
 def image_inputs(model: nn.Module, path: str | os.PathLike) -> torch.Tensor:
-    """``(n, c, h, w)`` float32 pixel values from a ``.npy`` file or the ``pixel_values``
-    array of a ``.npz`` file, checked against the model's config."""
+    """``(n, c, h, w)`` float32 pixel values from a ``.npy`` file, the ``pixel_values``
+    array of a ``.npz`` file or an image folder, checked against the model's config."""
+    return _image_data(model, path)[0]
+
+
+def _image_data(model: nn.Module, path: str | os.PathLike
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
     source = os.fspath(path)
+    if os.path.isdir(source):
+        return _folder_inputs(model, source)
+    labels = None
     try:
         if source.endswith(".npz"):
             with np.load(source, allow_pickle=False) as z:
                 if "pixel_values" not in z:
                     raise HFError(f"{source}: no pixel_values array")
                 arr = z["pixel_values"]
+                if "labels" in z:
+                    labels = torch.from_numpy(np.asarray(z["labels"], np.int64))
         else:
             arr = np.load(source, allow_pickle=False)
     except (OSError, ValueError) as exc:
@@ -116,27 +194,35 @@ def image_inputs(model: nn.Module, path: str | os.PathLike) -> torch.Tensor:
                       f"{want[1]}, {want[2]}), got {arr.dtype}{list(arr.shape)}")
     if not np.isfinite(arr).all():
         raise HFError(f"{source}: pixel values hold NaN or Inf")
-    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+    if labels is not None and labels.shape != (len(arr),):
+        raise HFError(f"{source}: {len(arr)} images but labels of shape "
+                      f"{list(labels.shape)}")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)), labels
+
+
+def labelled_inputs(model: nn.Module, path: str | os.PathLike, max_length: int = 128
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(inputs, labels or None)`` of a data file or folder (module docstring)."""
+    if task_of(model) == "image":
+        return _image_data(model, path)
+    texts, labels = _split_labels(model, _lines(path))
+    return _encode(model, texts, max_length), labels
 
 
 def inputs_for(model: nn.Module, path: str | os.PathLike, max_length: int = 128
                ) -> torch.Tensor:
-    """:func:`image_inputs` or :func:`text_inputs`, by the model's task."""
-    if task_of(model) == "image":
-        return image_inputs(model, path)
-    return text_inputs(model, path, max_length)
+    """The inputs of :func:`labelled_inputs` (a labelled text line gives its text)."""
+    return labelled_inputs(model, path, max_length)[0]
 
 
-@torch.no_grad()
-def _batched(fn, x: torch.Tensor, batch_size: int) -> torch.Tensor:
-    return torch.cat([fn(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-def distillation_data(teacher: nn.Module, x: torch.Tensor, batch_size: int = 16
-                      ) -> TensorDataset:
-    """``TensorDataset(x, teacher outputs)``: what ``finetune`` steps distil (MSE)."""
+def distillation_data(teacher: nn.Module, x: torch.Tensor, batch_size: int = 16, *,
+                      device: str | torch.device | None = None,
+                      autocast: str | None = None) -> TensorDataset:
+    """``TensorDataset(x, teacher outputs)``: what ``finetune`` steps distil (MSE); the
+    teacher runs on ``device`` under ``autocast``, the targets are float32 on the CPU."""
     view = TaskView(teacher).eval()
-    return TensorDataset(x, _batched(view, x, batch_size).float())
+    return TensorDataset(x, predict(view, x, batch_size, device=device,
+                                    autocast=autocast).float().cpu())
 
 
 @torch.no_grad()
@@ -184,3 +270,21 @@ def agreement(model: nn.Module, reference: nn.Module, x: torch.Tensor, batch_siz
     if top_n:
         out["top1_agreement"] = top_hits / top_n
     return out
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, batch_size: int = 16
+             ) -> float:
+    """Share of samples whose top-1 logit is their label (sequence / image classifiers)."""
+    view = TaskView(model).eval()
+    if len(labels) != len(x):
+        raise HFError(f"{len(x)} samples but {len(labels)} labels")
+    classes = int(getattr(model.config, "num_labels", 0) or 0)
+    if classes and (labels.min() < 0 or labels.max() >= classes):
+        raise HFError(f"labels must be in 0..{classes - 1} (the model's num_labels), got "
+                      f"{int(labels.min())}..{int(labels.max())}")
+    hits = 0
+    for i in range(0, len(x), batch_size):
+        logits = view.logits(x[i:i + batch_size])
+        hits += int((logits.argmax(-1) == labels[i:i + batch_size]).sum())
+    return hits / len(x)

@@ -63,7 +63,9 @@ def model_kwargs(name: str, data: TensorDataset) -> dict[str, Any]:
     """Constructor arguments of zoo model ``name`` for a dataset's input shape and
     number of classes (or regression outputs); ``UserError`` for a model that cannot
     take the dataset or an unknown name."""
-    x, y = data.tensors
+    from compactnn.zoo.files import inputs_and_targets
+
+    x, y = inputs_and_targets(data)
     shape = tuple(x.shape[1:])
     flat = int(torch.tensor(shape).prod())
     regression = torch.is_floating_point(y)

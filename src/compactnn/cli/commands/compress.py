@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import argparse
 
-from compactnn.cli.common import add_data, add_max_length, check_output, positive_int
+from compactnn.cli.common import (
+    add_data,
+    add_device,
+    add_max_length,
+    check_output,
+    device_of,
+    positive_int,
+)
 from compactnn.cli.registry import Command, register
 from compactnn.errors import UserError
 
@@ -23,6 +30,7 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sentences", type=positive_int, default=3000,
                    help="minilm: calibration/distillation samples (real text)")
     add_max_length(p)
+    add_device(p)
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
     p.add_argument("--stream", action="store_true", help="Hugging Face causal LM: compress "
                    "one block at a time from its safetensors shards straight into a compact "
@@ -36,6 +44,7 @@ def run(a: argparse.Namespace) -> None:
     from compactnn.cli.models.zoo import KIND as ZOO
 
     check_output(a.output, a.checkpoint, a.recipe)
+    a.device = device_of(a)
     if a.stream or a.resume:
         from compactnn.cli import streaming
 

@@ -7,8 +7,10 @@ import os
 
 from compactnn.cli.common import (
     add_data,
+    add_device,
     check_output,
     count,
+    device_of,
     fmt_metrics,
     positive_float,
     positive_int,
@@ -18,11 +20,12 @@ from compactnn.cli.registry import Command, register
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="zoo model (lenet300, lenet5, vgg_small, mlp)")
-    add_data(p)
+    add_data(p, required=False)
     p.add_argument("--epochs", type=count, default=10)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=128)
     p.add_argument("--seed", type=int, default=0)
+    add_device(p)
     p.add_argument("-o", "--output", required=True, help="checkpoint to write (.safetensors)")
 
 
@@ -35,14 +38,16 @@ def run(a: argparse.Namespace) -> None:
     from compactnn.zoo.presets import model_kwargs
 
     check_output(a.output)
-    tr, te = dataset(a.dataset, a.data)
+    device = device_of(a)
+    tr, te = dataset(a.dataset, a.data)  # a named dataset, or an image folder / .npz
     kwargs = model_kwargs(a.model, tr)
     torch.manual_seed(a.seed)
     model = zoo.build(a.model, **kwargs)
-    train.fit(model, tr, a.epochs, a.lr, a.batch_size, a.seed, progress=True)
-    metrics = train.evaluate(model, te)
+    train.fit(model, tr, a.epochs, a.lr, a.batch_size, a.seed, progress=True, device=device,
+              autocast=a.autocast)
+    metrics = train.evaluate(model, te, device=device, autocast=a.autocast)
     save_checkpoint(model, a.output, a.model, kwargs, dataset=a.dataset, metrics=metrics)
-    print(f"trained {a.model} on {a.dataset}: " + fmt_metrics(metrics))
+    print(f"trained {a.model} on {a.dataset or a.data}: " + fmt_metrics(metrics))
     print(f"wrote {a.output} ({os.path.getsize(a.output)} bytes)")
 
 

@@ -11,7 +11,9 @@ file whose model entry is ``hf``).
   of the constrained dense model (config and tokenizer files included), which
   ``convert`` reads.
 - ``convert`` takes that file or a model folder; ``inspect`` the result as any file.
-- ``eval file.cnn --data samples``: perplexity for causal LMs, and with ``--reference``
+- ``eval file.cnn --data samples``: perplexity for causal LMs, accuracy for sequence /
+  image classifiers when the data has labels (``label<TAB>text`` lines, an image
+  folder's classes, a ``.npz``'s ``labels``), and with ``--reference``
   (the original folder; default: the folder recorded at ``compress`` when it still
   exists) the agreement with the original model (mean cosine of the last hidden
   states, top-1 agreement of the logits).
@@ -80,8 +82,11 @@ def load_dense(path: str) -> tuple[Any, dict[str, Any]]:
 
 
 def compress(folder: str, recipe: Any, data: str | None, output: str, *,
-             max_length: int = 128, progress: bool = True) -> None:
-    """``compactnn compress`` for a model folder (see the module docstring)."""
+             max_length: int = 128, progress: bool = True, device: str | None = None,
+             autocast: str | None = None) -> None:
+    """``compactnn compress`` for a model folder (see the module docstring); the
+    distillation targets, calibration and fine-tuning run on ``device`` under
+    ``autocast``, the model is back on the CPU before it is saved."""
     from torch.utils.data import TensorDataset
 
     from compactnn.io import save
@@ -99,8 +104,9 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
         check_recipe(recipe, view, TensorDataset(x[:1], x[:1]))
     except RecipeError as exc:  # name the layers as the user does
         raise RecipeError(str(exc).replace("'model.", "'").replace(" model.", " ")) from None
-    ds = hf_task.distillation_data(model, x)  # finetune steps distil these outputs
-    report = compress_(view, recipe, ds, progress=progress)
+    run = {"device": device, "autocast": autocast}
+    ds = hf_task.distillation_data(model, x, **run)  # finetune steps distil these outputs
+    report = compress_(view, recipe, ds, progress=progress, **run)
     model.eval()
     report = CompressionReport(tuple(dataclasses.replace(s, name=s.name.removeprefix("model."))
                                      for s in report.layers), report.history)
@@ -133,12 +139,17 @@ def evaluate(model: Any, metadata: dict[str, Any], data: str | None,
     if data is None:
         raise UserError("evaluating a Hugging Face model needs --data (text file or "
                         ".npy/.npz pixel values)")
-    x = hf_task.inputs_for(model, data, max_length)
+    x, labels = hf_task.labelled_inputs(model, data, max_length)
     out: dict[str, float] = {}
     if hf.task_of(model) == "causal-lm":
         out["perplexity"] = hf_task.perplexity(model, x)
+    classify = hf.is_classifier(model) and labels is not None
+    if classify:
+        out["accuracy"] = hf_task.accuracy(model, x, labels)
     ref = _reference(metadata, reference)
     if ref is not None:
+        if classify:
+            out["reference_accuracy"] = hf_task.accuracy(ref, x, labels)
         out.update(hf_task.agreement(model, ref, x))
         if hf.task_of(model) == "causal-lm":
             out["reference_perplexity"] = hf_task.perplexity(ref, x)
@@ -203,7 +214,8 @@ class HFKind(Kind):
         return Source(model, None, meta, {"hf": model.hf_spec})
 
     def compress(self, a: argparse.Namespace) -> None:
-        compress(a.checkpoint, recipe(a.recipe), a.data, a.output, max_length=a.max_length)
+        compress(a.checkpoint, recipe(a.recipe), a.data, a.output, max_length=a.max_length,
+                 device=a.device, autocast=a.autocast)
 
     def dense_bytes(self, src: Source) -> int:
         return int(src.meta.get("dense_bytes") or sum(

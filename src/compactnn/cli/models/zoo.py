@@ -19,11 +19,13 @@ def dataset(name: str | None, data_dir: str | None, fallback: str | None = None,
     """The dataset's (train, test) splits; with ``model``, checked to fit its inputs
     first (one test sample), so a mismatch is one line, not a traceback mid-run."""
     from compactnn import zoo
+    from compactnn.zoo.files import load_files
 
     name = name or fallback
-    if not name:
-        raise UserError("no dataset given and none recorded in the file; pass --dataset")
-    tr, te = zoo.load_dataset(name, data_dir)
+    if not name and data_dir is None:
+        raise UserError("no dataset given and none recorded in the file; pass --dataset "
+                        "NAME or --data FOLDER (class subfolders of images) or FILE.npz")
+    tr, te = zoo.load_dataset(name, data_dir) if name else load_files(data_dir)
     if model is not None and len(te):
         import torch
 
@@ -63,9 +65,10 @@ class ZooKind(Kind):
         steps = recipe(a.recipe)
         tr, te = dataset(a.dataset, a.data, model=model)
         check_recipe(steps, model, tr)
-        before = train.evaluate(model, te)
-        report = compress_(model, steps, tr, te, progress=True)
-        after = train.evaluate(model, te)
+        run = {"device": a.device, "autocast": a.autocast}
+        before = train.evaluate(model, te, **run)
+        report = compress_(model, steps, tr, te, progress=True, **run)
+        after = train.evaluate(model, te, **run)
         print(report.table())
         save_checkpoint(model, a.output, name, kwargs, dataset=a.dataset, metrics=after,
                         baseline_metrics=before, recipe=steps.to_list())

@@ -34,9 +34,11 @@ class FineTune:
 
 
 def finetune(config: FineTune, run: Run) -> None:
-    """Fine-tune ``run.model`` on ``run.train_data`` as ``config`` says."""
+    """Fine-tune ``run.model`` on ``run.train_data`` as ``config`` says, on
+    ``run.device`` under ``run.autocast``."""
     fit(run.model, run.train_data, config.epochs, config.lr, config.batch_size, config.seed,
-        weight_decay=config.weight_decay, progress=run.progress)
+        weight_decay=config.weight_decay, progress=run.progress, device=run.device,
+        autocast=run.autocast)
 
 
 register_step(FineTune, handler=lambda run, step, names: finetune(step.config, run),

@@ -171,11 +171,12 @@ def _prune_each(cfg: Prune, ps: Mapping[str, float], run: Run) -> None:
     bar = tqdm(total=len(ps), desc=f"prune: {cfg.criterion}", unit="layer",
                disable=not (run.progress and cfg.data_aware))
     with bar:
-        moments = (moments_source(run.model, layers, run.train_data.tensors[0], cfg.calibrate,
-                                  bar.update) if cfg.data_aware else None)
+        moments = (moments_source(run.model, layers, run.train_data, cfg.calibrate,
+                                  bar.update, device=run.device, autocast=run.autocast)
+                   if cfg.data_aware else None)
         for name in sorted(ps, key=list(layers).index):
             prune_layer_(layers[name], ps[name], cfg.criterion, pattern,
-                         moments(name) if moments else None, cfg.damp)
+                         moments(name) if moments else None, cfg.damp, device=run.device)
 
 
 def _describe(c: Prune) -> str:

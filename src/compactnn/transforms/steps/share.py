@@ -140,14 +140,16 @@ def _run(run: Run, step: Step, names: list[str]) -> None:
     def moments(c: Sharing):
         if not c.calibrate:
             return None
-        return moments_source(run.model, layers, run.train_data.tensors[0], c.calibrate,
-                              bar.update)
+        return moments_source(run.model, layers, run.train_data, c.calibrate, bar.update,
+                              device=run.device, autocast=run.autocast)
 
     with bar:
         if group:
-            q.share_layers_(group, cfg.quantizer(), cfg.shared, moments(cfg), cfg.damp)
+            q.share_layers_(group, cfg.quantizer(), cfg.shared, moments(cfg), cfg.damp,
+                            device=run.device)
         for n, c in own.items():
-            q.share_layers_({n: layers[n]}, c.quantizer(), moments=moments(c), damp=c.damp)
+            q.share_layers_({n: layers[n]}, c.quantizer(), moments=moments(c), damp=c.damp,
+                            device=run.device)
 
 
 def _describe(c: Sharing) -> str:
