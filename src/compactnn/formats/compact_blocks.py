@@ -32,6 +32,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from compactnn._validate import is_int
 from compactnn.formats.base import CompactMatrix, Cost
 from compactnn.formats.blockdiag import BlockDiag, even_split, layout_problem, seeded_layout
 from compactnn.formats.checks import FormatError, require_dtype
@@ -146,8 +147,7 @@ class CompactBlocks(CompactMatrix):
             raise _bad(f"unsupported version {attrs.get('version')!r} (have {cls.version})")
         shape = attrs.get("shape")
         if (not isinstance(shape, (list, tuple)) or len(shape) != 2
-                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0
-                           for s in shape)):
+                or not all(is_int(s, 0, numpy=False) for s in shape)):
             raise _bad(f"bad shape {shape!r}")
         missing = [a for a in _LAYOUT if a not in bufs]
         if missing:
@@ -198,13 +198,12 @@ class CompactBlocks(CompactMatrix):
             raise _bad(f"inner format {self.inner!r} is not a registered format (or is "
                        f"{_FID})")
         N = self.blocks
-        if isinstance(N, bool) or not isinstance(N, int) or not 0 <= N <= max(m, n, 1):
+        if not is_int(N, 0, max(m, n, 1), numpy=False):
             raise _bad(f"blocks must be an integer in 0..{max(m, n, 1)}, got {N!r}")
         for a in _LAYOUT:
             require_dtype(_FID, a, getattr(self, a), "u")
         if self.seed is not None:
-            if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not (
-                    0 <= self.seed <= MAX_SEED) or N < 1:
+            if not is_int(self.seed, 0, MAX_SEED, numpy=False) or N < 1:
                 raise _bad(f"seed must be null or an integer in [0, 2**63) with blocks >= 1, "
                            f"got seed {self.seed!r}, blocks {N}")
             if any(getattr(self, a).size for a in _LAYOUT):

@@ -28,6 +28,7 @@ from typing import Any, ClassVar, TypeVar
 from torch import nn
 
 from compactnn._validate import is_int as _is_int
+from compactnn._validate import is_number
 from compactnn.io.container import CompactFileError
 
 __all__ = ["VERSION", "MAX_DIM", "MAX_ENTRIES", "STORAGES", "LayerEntry", "Description",
@@ -205,9 +206,8 @@ class LayerEntry:
             raise bad("bad bias flag or storage")
         ent = obj.get("entropy_bits", "missing")
         if (not is_int(obj.get("bytes")) or not isinstance(obj.get("reason"), str)
-                or not (ent is None or (isinstance(ent, (int, float))
-                                        and not isinstance(ent, bool) and ent >= 0
-                                        and _finite(ent)))):
+                or not (ent is None or (isinstance(ent, (int, float)) and is_number(ent)
+                                        and ent >= 0 and _finite(ent)))):
             raise bad("bad bytes, reason or entropy_bits")
         attrs = obj.get("attrs")
         if obj["storage"] == "raw":

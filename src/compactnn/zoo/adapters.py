@@ -15,6 +15,7 @@ from typing import Any
 
 from torch import nn
 
+from compactnn._validate import is_int
 from compactnn.io import adapters
 from compactnn.io.container import CompactFileError, canonical_json
 from compactnn.io.meta import LargeOnMeta
@@ -61,7 +62,7 @@ def _zoo_build(spec: Any, source: str, max_params: int) -> nn.Module:
 
 
 def _pos_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+    return is_int(v, 1, numpy=False)
 
 
 _ENCODER_KWARGS = {"hf_config", "max_seq_length", "vocab_bytes", "do_lower_case",
