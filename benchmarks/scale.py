@@ -16,34 +16,11 @@ import os
 import subprocess
 import sys
 import tempfile
-import textwrap
 from pathlib import Path
 
 from _docs import ROOT, render, save, table
 
-CHILD = textwrap.dedent("""
-    import json, sys, time
-    import torch
-    sys.path.insert(0, sys.argv[4])
-    from tests.stream.conftest import inputs
-    from compactnn.io.shards import Shards
-    from compactnn.stream import compress
-
-    def vm(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-
-    small, big, out = sys.argv[1:4]
-    recipe = [{"method": "prune", "p": 90}, {"method": "cws", "k": 4}]
-    compress(small, recipe, inputs(), out + ".warm", policy="csr")
-    base = vm("VmRSS:")
-    t = time.perf_counter()
-    stats = compress(big, recipe, inputs(n=16, length=32, vocab=4096), out, policy="csr")
-    print(json.dumps({"base": base, "peak": vm("VmHWM:"), "seconds": time.perf_counter() - t,
-                      "model": Shards(big).nbytes(), "file": __import__("os").path.getsize(out),
-                      "blocks": [[s.name, s.seconds, s.peak_mib] for s in stats]}))
-""")
+CHILD = ROOT / "tests" / "stream" / "rss_child.py"
 
 
 def config_for(millions: float) -> dict[str, int]:
@@ -72,8 +49,8 @@ def main() -> None:
             small = make_sharded("llama", Path(d) / "small")
             big = make_sharded("llama", Path(d) / "big", layers=c["layers"], hidden=c["hidden"],
                                inter=c["inter"], vocab=4096, shard="200MB")
-            r = subprocess.run([sys.executable, "-c", CHILD, str(small), str(big),
-                                str(Path(d) / "out.cnn"), str(ROOT)], capture_output=True,
+            r = subprocess.run([sys.executable, str(CHILD), str(small), str(big),
+                                str(Path(d) / "out.cnn"), "16", "32", "4096"], capture_output=True,
                                text=True, env=env, timeout=3600)
             if r.returncode:
                 raise SystemExit(r.stderr[-2000:])

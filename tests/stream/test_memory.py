@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -21,25 +20,7 @@ from .conftest import make_sharded
 
 ROOT = Path(__file__).resolve().parents[2]
 
-CHILD = textwrap.dedent("""
-    import json, sys
-    sys.path.insert(0, sys.argv[4])
-    from tests.stream.conftest import inputs
-    from compactnn.io.shards import Shards
-    from compactnn.stream import compress
-
-    def vm(key):
-        for line in open("/proc/self/status"):
-            if line.startswith(key):
-                return int(line.split()[1]) * 1024
-
-    small, big, out = sys.argv[1:4]
-    recipe = [{"method": "prune", "p": 90}, {"method": "cws", "k": 4}]
-    compress(small, recipe, inputs(), out + ".warm", policy="csr")
-    base = vm("VmRSS:")
-    compress(big, recipe, inputs(n=16, length=16, vocab=1024), out, policy="csr")
-    print(json.dumps({"base": base, "peak": vm("VmHWM:"), "model": Shards(big).nbytes()}))
-""")
+CHILD = Path(__file__).with_name("rss_child.py")
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs /proc (Linux)")
@@ -49,8 +30,8 @@ def test_peak_memory_below_the_model(tmp_path):
     big = make_sharded("llama", tmp_path / "big", layers=16, hidden=384, inter=1536,
                        vocab=1024, shard="40MB")
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    r = subprocess.run([sys.executable, "-c", CHILD, str(small), str(big),
-                        str(tmp_path / "out.cnn"), str(ROOT)],
+    r = subprocess.run([sys.executable, str(CHILD), str(small), str(big),
+                        str(tmp_path / "out.cnn"), "16", "16", "1024"],
                        capture_output=True, text=True, env=env, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     m = json.loads(r.stdout.strip().splitlines()[-1])
