@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -28,8 +29,9 @@ from _docs import PAGE, RESULTS, ROOT, render, render_summary  # noqa: E402
 
 # The order of the summary of targets (the order the issues were worked on).
 SUMMARY = ("formats_targets", "formats_speed", "pipeline_lenet300", "pipeline_lenet5",
+           "pipeline_diabetes",
            "pipeline_lenet300-issue", "structured_mpd-tune", "structured_counts_mpd_permuted",
-           "structured_speed", "end_to_end", "demo", "minilm_generated", "lossless_float",
+           "structured_speed", "end_to_end", "demo", "lossless_float",
            "codecs_lenet300", "codecs_lenet5", "hostile", "kernels", "model_speed", "minilm")
 
 
@@ -53,7 +55,12 @@ def sections(results: dict[str, dict]) -> dict[str, dict[str, str]]:
 
 
 def rebuild(text: str, bodies: dict[str, str]) -> str:
-    """``text`` with every generated section replaced; every section must be marked."""
+    """``text`` with every generated section replaced; every section must be marked, and
+    every marked section must have results."""
+    empty = sorted(set(re.findall(r"<!-- generated: (\S+) -->", text)) - set(bodies))
+    if empty:
+        raise SystemExit(f"error: no results for the marked section(s) {', '.join(empty)} "
+                         "(run the benchmark, or remove the marker)")
     for name, body in bodies.items():
         begin, end = f"<!-- generated: {name} -->", f"<!-- end generated: {name} -->"
         if text.count(begin) != 1 or text.count(end) != 1:

@@ -51,6 +51,38 @@ def test_generated_sections_equal_the_results():
     assert render.main(["--check"]) == 0, "run python benchmarks/render.py"
 
 
+RESULT_PAGES = [ROOT / "docs" / "results.md", *sorted((ROOT / "docs" / "results").glob("*.md"))]
+
+
+def hand_tables(text: str) -> list[str]:
+    """Table lines of ``text`` outside its generated sections, numbered."""
+    out, inside = [], False
+    for i, line in enumerate(text.splitlines(), 1):
+        if line.startswith("<!-- generated: "):
+            inside = True
+        elif line.startswith("<!-- end generated: "):
+            inside = False
+        elif line.lstrip().startswith("|") and not inside:
+            out.append(f"{i}: {line.strip()[:120]}")
+    return out
+
+
+@pytest.mark.parametrize("page", RESULT_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_results_tables_are_generated(page):
+    assert hand_tables(page.read_text()) == [], "a results table must come from a benchmark's JSON"
+
+
+def test_hand_table_check_catches():
+    page = ("| a |\n|---|\n<!-- generated: x -->\n| b |\n<!-- end generated: x -->\n"
+            "  | c |\n")
+    assert hand_tables(page) == ["1: | a |", "2: |---|", "6: | c |"]
+
+
+def test_results_come_from_runs():
+    """No results file holds numbers typed in from a page: each was written by a run."""
+    assert [n for n, d in render.load().items() if d.get("converted")] == []
+
+
 def test_every_benchmark_writes_results():
     scripts = [p for p in (ROOT / "benchmarks").glob("*.py") if not p.name.startswith("_")
                and p.name != "render.py"]
@@ -97,4 +129,6 @@ def test_rebuild_replaces_only_marked_sections():
     assert render.rebuild(page, {"a": "new"}) == (
         "intro\n<!-- generated: a -->\n\nnew\n\n<!-- end generated: a -->\nkept\n")
     with pytest.raises(SystemExit, match="must mark section 'b'"):
-        render.rebuild(page, {"b": "x"})
+        render.rebuild(page, {"a": "new", "b": "x"})
+    with pytest.raises(SystemExit, match="no results for the marked section"):
+        render.rebuild(page + "<!-- generated: c -->\n<!-- end generated: c -->\n", {"a": "new"})
