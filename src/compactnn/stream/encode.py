@@ -36,8 +36,12 @@ def encode_layer(name: str, layer: nn.Module, policy: Any, storage: str,
                  ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, np.ndarray]]:
     """``(arrays, description entries, plain tensors)`` of one layer at path ``name``
     converted by ``to_compact``: what ``StreamWriter.add`` stores of it."""
-    holder = nn.Module()
-    set_module(holder, name, layer)
+    holder = parent = nn.Module()
+    *heads, leaf = name.split(".")
+    for h in heads:
+        parent.add_module(h, nn.Module())
+        parent = getattr(parent, h)
+    parent.add_module(leaf, layer)
     to_compact(holder, policy, storage=storage, candidates=candidates, inplace=True)
     arrays: dict[str, np.ndarray] = {}
     entries = _layers(holder, arrays)
