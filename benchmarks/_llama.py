@@ -44,10 +44,15 @@ def tensor_shapes(hidden: int, inter: int, layers: int, heads: int, kv: int,
     return out + [("model.norm.weight", (hidden,)), ("lm_head.weight", (vocab, hidden))]
 
 
-def params(shape: str) -> int:
-    """Parameters of one of ``SHAPES``."""
+def _dims(shape: str, layers: int | None) -> tuple[int, int, int, int, int, int]:
+    hidden, inter, blocks, heads, kv, vocab = SHAPES[shape]
+    return hidden, inter, blocks if layers is None else layers, heads, kv, vocab
+
+
+def params(shape: str, layers: int | None = None) -> int:
+    """Parameters of one of ``SHAPES`` (with only its first ``layers`` blocks)."""
     total = 0
-    for _, s in tensor_shapes(*SHAPES[shape]):
+    for _, s in tensor_shapes(*_dims(shape, layers)):
         n = 1
         for d in s:
             n *= d
@@ -56,11 +61,12 @@ def params(shape: str) -> int:
 
 
 def write_llama(folder: str | os.PathLike, shape: str, shard_bytes: int = 1 << 30,
-                seed: int = 0) -> Path:
-    """Write the random Llama ``shape`` (a key of ``SHAPES``) to ``folder``."""
+                seed: int = 0, layers: int | None = None) -> Path:
+    """Write the random Llama ``shape`` (a key of ``SHAPES``; only its first ``layers``
+    blocks if given) to ``folder``."""
     from safetensors.torch import save_file
 
-    hidden, inter, layers, heads, kv, vocab = SHAPES[shape]
+    hidden, inter, layers, heads, kv, vocab = _dims(shape, layers)
     root = Path(folder)
     root.mkdir(parents=True, exist_ok=True)
     config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -91,5 +97,5 @@ def write_llama(folder: str | os.PathLike, shape: str, shard_bytes: int = 1 << 3
         del tensors
         weight_map.update(dict.fromkeys((n for n, _ in group), file))
     (root / "model.safetensors.index.json").write_text(json.dumps(
-        {"metadata": {"total_size": 4 * params(shape)}, "weight_map": weight_map}))
+        {"metadata": {"total_size": 4 * params(shape, layers)}, "weight_map": weight_map}))
     return root

@@ -1,10 +1,22 @@
-"""Streaming compression against model size (issue 14): random-weight Llama models
-written as safetensors shards, each compressed block by block (``compactnn.stream``) in
-a child process; wall time, peak RSS (``VmHWM``) and the resident-set growth over the
-child's baseline after a warm-up run, per model, and the per-block times.
+"""Streaming compression against model size (issue 14), and the data-parallel speedup
+of the streaming calibration.
 
-Usage: python benchmarks/scale.py [--sizes 10,30] (millions of parameters; the config
-for each size is a Llama of hidden width w, 4w MLP and w/64 blocks scaled to the size)
+Sizes: random-weight Llama models of public shapes (``_llama.SHAPES``: ``100m``,
+``1b`` TinyLlama-1.1B, ``3b`` OpenLLaMA-3B; ``3b:2`` keeps the first 2 blocks, every
+width as in 3B) written as 1 GiB safetensors shards (the free disk is checked first;
+the shards are deleted after each size), each compressed block by block
+(``compactnn.stream``) in a child process (``tests/stream/rss_child.py``): wall time,
+peak RSS (``VmHWM``, per part), its growth over the child's baseline after a warm-up
+run, and per-block seconds and peaks. Recipe: magnitude prune 90 % + CWS k=4 (data
+free, so the time is the streaming machinery, not a solver), policy csr, 16 samples
+x 32 tokens. Plot: ``docs/results/scale.png``.
+
+``--speedup``: the calibration pass of ``100m`` (Wanda 50 % on 256 samples x 32 tokens:
+every layer's input moments and every block's outputs, policy dense so encoding costs
+nothing) in 1 process of 1 thread and in 2 gloo processes of 1 thread each (the
+torchrun path); needs two quiet cores (the load average is recorded).
+
+Usage: python benchmarks/scale.py [--sizes 100m,1b,3b] [--speedup] [--work DIR]
 Writes benchmarks/results/scale.json and the ``scale`` section of docs/results.md.
 """
 
@@ -13,65 +25,153 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
-from _docs import ROOT, render, save, table
+from _docs import RESULTS, ROOT, render, save, table
+from _llama import SHAPES, params, write_llama
 
 CHILD = ROOT / "tests" / "stream" / "rss_child.py"
+PLOT = ROOT / "docs" / "results" / "scale.png"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
 
 
-def config_for(millions: float) -> dict[str, int]:
-    """A Llama shape of about ``millions`` parameters (4w MLP, 4096-token vocabulary)."""
-    width = 256
-    while True:
-        per_block = 4 * width * width + 3 * width * 4 * width
-        layers = max(2, round((millions * 1e6 - 2 * 4096 * width) / per_block))
-        if layers <= 2 * width // 64 or width >= 4096:
-            return {"hidden": width, "inter": 4 * width, "layers": layers}
-        width *= 2
+def _load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def run_size(spec: str, work: Path) -> dict:
+    """Write, compress and delete one model; the child's measurements."""
+    shape, _, depth = spec.partition(":")
+    if shape not in SHAPES:
+        raise SystemExit(f"unknown size {shape!r}; known: {', '.join(SHAPES)}")
+    layers = int(depth) if depth else None
+    need = 4 * params(shape, layers) * 1.15 + (1 << 30)
+    free = shutil.disk_usage(work).free
+    if free < need:
+        raise SystemExit(f"{work}: {free / 2**30:.1f} GiB free, {spec} needs "
+                         f"{need / 2**30:.1f} GiB")
+    sys.path.insert(0, str(ROOT))
+    from tests.stream.conftest import make_sharded
+
+    with tempfile.TemporaryDirectory(dir=work) as d:
+        t = time.perf_counter()
+        big = write_llama(Path(d) / "big", shape, layers=layers)
+        write_s = time.perf_counter() - t
+        small = make_sharded("llama", Path(d) / "small")
+        r = subprocess.run([sys.executable, str(CHILD), str(small), str(big),
+                            str(Path(d) / "out.cnn"), "16", "32", str(SHAPES[shape][5])],
+                           capture_output=True, text=True, env=ENV, timeout=6 * 3600)
+        if r.returncode:
+            raise SystemExit(r.stderr[-3000:])
+        res = json.loads(r.stdout.strip().splitlines()[-1])
+    res.update(spec=spec, write_s=write_s, load=_load(), total=SHAPES[shape][2])
+    return res
+
+
+def speedup(work: Path) -> dict:
+    """Seconds of the 100m calibration pass in 1 and in 2 gloo processes (1 thread each)."""
+    with tempfile.TemporaryDirectory(dir=work) as d:
+        big = write_llama(Path(d) / "m", "100m")
+        out = {"load_before": _load()}
+        for world in (1, 2):
+            r = subprocess.run([sys.executable, str(ROOT / "tests" / "stream" / "calib_child.py"),
+                                str(big), str(Path(d) / f"w{world}.cnn"), str(world)],
+                               capture_output=True, text=True, env=ENV, timeout=3 * 3600)
+            if r.returncode:
+                raise SystemExit(r.stderr[-3000:])
+            out[world] = json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
+        out["same_file"] = (Path(d) / "w1.cnn").read_bytes() == (Path(d) / "w2.cnn").read_bytes()
+        out["load_after"] = _load()
+    return out
+
+
+def plot(rows: list[list]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = [r for r in rows if r[1] == r[2]]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
+    for ax, col, label in ((a, 6, "peak RSS (GiB)"), (b, 5, "seconds")):
+        ax.plot([r[3] for r in full], [r[col] / (1024 if col == 6 else 1) for r in full], "o-")
+        for r in full:
+            ax.annotate(r[0], (r[3], r[col] / (1024 if col == 6 else 1)),
+                        textcoords="offset points", xytext=(4, -10), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters (M)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    a.set_title("streaming compression: peak memory")
+    b.set_title("wall time (2 shared cores)")
+    fig.tight_layout()
+    PLOT.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(PLOT, dpi=110)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="10,30", help="millions of parameters, comma-separated")
+    p.add_argument("--sizes", default="100m,1b,3b",
+                   help="comma-separated: 100m, 1b, 3b, optionally SIZE:BLOCKS")
+    p.add_argument("--speedup", action="store_true",
+                   help="also time the 100m calibration in 1 vs 2 gloo processes")
+    p.add_argument("--work", default=tempfile.gettempdir(), help="where shards are written")
+    p.add_argument("--rerun", action="store_true",
+                   help="measure again the sizes benchmarks/results/scale.json already has")
     a = p.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from tests.stream.conftest import make_sharded
-
-    rows, per_block = [], []
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
-    for m in [float(s) for s in a.sizes.split(",")]:
-        c = config_for(m)
-        with tempfile.TemporaryDirectory() as d:
-            small = make_sharded("llama", Path(d) / "small")
-            big = make_sharded("llama", Path(d) / "big", layers=c["layers"], hidden=c["hidden"],
-                               inter=c["inter"], vocab=4096, shard="200MB")
-            r = subprocess.run([sys.executable, str(CHILD), str(small), str(big),
-                                str(Path(d) / "out.cnn"), "16", "32", "4096"], capture_output=True,
-                               text=True, env=env, timeout=3600)
-            if r.returncode:
-                raise SystemExit(r.stderr[-2000:])
-            res = json.loads(r.stdout.strip().splitlines()[-1])
-        rows.append([res["model"] / 4e6, c["layers"], c["hidden"], res["model"] / 2**20,
+    work = Path(a.work)
+    rows, blocks = [], []
+    old = RESULTS / "scale.json"
+    kept = json.loads(old.read_text()).get("raw") or {} if old.exists() else {}
+    done = {r[0]: (r, b) for r, b in zip(kept.get("rows", []), kept.get("blocks", []),
+                                         strict=False)}
+    for spec in [s for s in a.sizes.split(",") if s]:
+        if spec in done and not a.rerun:  # measured before: kept
+            rows.append(done[spec][0])
+            blocks.append(done[spec][1])
+            continue
+        res = run_size(spec, work)
+        parts = [b for b in res["blocks"] if b[0] not in ("head", "tail")]
+        tail = [b for b in res["blocks"] if b[0] == "tail"][0]
+        rows.append([spec, len(parts), res["total"], res["model"] / 4e6, res["model"] / 2**30,
                      res["seconds"], res["peak"] / 2**20, (res["peak"] - res["base"]) / 2**20,
-                     res["model"] / res["file"]])
-        blocks = [b for b in res["blocks"] if b[0] not in ("head", "tail")]
-        per_block.append([rows[-1][0], len(blocks), sum(b[1] for b in blocks) / len(blocks),
-                          max(b[1] for b in blocks)])
+                     res["model"] / res["file"], res["load"]])
+        blocks.append([spec, res["model"] / 4e6 / max(1, len(parts)) if parts else 0.0,
+                       sum(b[1] for b in parts) / len(parts), max(b[1] for b in parts),
+                       max(b[2] for b in parts) - res["base"] / 2**20, tail[1],
+                       tail[2] - res["base"] / 2**20])
         print(*rows[-1], flush=True)
-    cols = [("params (M)", "{:.1f}", "---:"), ("blocks", "", "---:"), ("hidden", "", "---:"),
-            ("float32 (MiB)", "{:.1f}", "---:"), ("seconds", "{:.1f}", "---:"),
-            ("peak RSS (MiB)", "{:.1f}", "---:"), ("RSS growth (MiB)", "{:.1f}", "---:"),
-            ("x smaller", "{:.1f}", "---:")]
-    bcols = [("params (M)", "{:.1f}", "---:"), ("blocks", "", "---:"),
-             ("mean s / block", "{:.2f}", "---:"), ("max s / block", "{:.2f}", "---:")]
-    print(render(save("scale", [table(cols, rows), table(bcols, per_block, title="Per block")],
-                      summary=None, text=(
+    tables = [table([("model", "", ":--"), ("blocks run", "", "---:"), ("of", "", "---:"),
+                     ("params (M)", "{:.0f}", "---:"), ("float32 (GiB)", "{:.2f}", "---:"),
+                     ("seconds", "{:.0f}", "---:"), ("peak RSS (MiB)", "{:.0f}", "---:"),
+                     ("RSS growth (MiB)", "{:.0f}", "---:"), ("x smaller", "{:.1f}", "---:"),
+                     ("load avg", "", "---:")], rows),
+              table([("model", "", ":--"), ("params (M, all parts / blocks)", "{:.0f}", "---:"),
+                     ("mean s / block", "{:.1f}", "---:"), ("max s / block", "{:.1f}", "---:"),
+                     ("max block growth (MiB)", "{:.0f}", "---:"), ("tail s", "{:.1f}", "---:"),
+                     ("tail growth (MiB)", "{:.0f}", "---:")], blocks, title="Per block")]
+    raw: dict = {"rows": rows, "blocks": blocks}
+    if a.speedup or "speedup" in kept:
+        s = speedup(work) if a.speedup else kept["speedup"]
+        raw["speedup"] = s
+        tables.append(table([("processes x threads", "", ":--"), ("seconds", "{:.1f}", "---:"),
+                             ("speedup", "{:.2f}", "---:")],
+                            [["1 x 1", s[1], 1.0], ["2 x 1 (gloo)", s[2], s[1] / s[2]]],
+                            title="Calibration, 1 vs 2 processes",
+                            caption=f"100m, Wanda on 256 samples; load average before "
+                                    f"{s['load_before']}, after {s['load_after']}; same file: "
+                                    f"{s['same_file']}."))
+    if rows:
+        plot(rows)
+    print(render(save("scale", tables, summary=None, raw=raw, text=(
         "Random Llama, prune 90 % + CWS k=4, policy csr, 16 samples x 32 tokens; RSS growth "
-        "is the peak minus the resident set after a warm-up run in the same process."))))
+        "is the peak minus the resident set after a warm-up run in the same process; "
+        "per-block peaks are per-part VmHWM windows. Plot: docs/results/scale.png."))))
 
 
 if __name__ == "__main__":

@@ -49,6 +49,11 @@ def run(a: argparse.Namespace) -> None:
     a.device = device_of(a)
     if a.workers != 1 and not a.stream:
         raise UserError("--workers needs --stream")
+    from compactnn.stream.distributed import launched
+
+    if launched() and not a.stream:
+        raise UserError("under torchrun, compress needs --stream (in-memory compression "
+                        "and fine-tuning under DistributedDataParallel are not built)")
     if a.stream or a.resume:
         from compactnn.cli import streaming
 
