@@ -11,12 +11,15 @@ run, and per-block seconds and peaks. Recipe: magnitude prune 90 % + CWS k=4 (da
 free, so the time is the streaming machinery, not a solver), policy csr, 16 samples
 x 32 tokens. Plot: ``docs/results/scale.png``.
 
+``--phases``: the peak memory of each step (prune, CWS, bake, conversion) on one
+32000 x 768 layer, as a multiple of its float32 bytes (``tests/stream/phase_child.py``).
+
 ``--speedup``: the calibration pass of ``100m`` (Wanda 50 % on 256 samples x 32 tokens:
 every layer's input moments and every block's outputs, policy dense so encoding costs
 nothing) in 1 process of 1 thread and in 2 gloo processes of 1 thread each (the
 torchrun path); needs two quiet cores (the load average is recorded).
 
-Usage: python benchmarks/scale.py [--sizes 100m,1b,3b] [--speedup] [--work DIR]
+Usage: python benchmarks/scale.py [--sizes 100m,1b,3b] [--phases] [--speedup] [--work DIR]
 Writes benchmarks/results/scale.json and the ``scale`` section of docs/results.md.
 """
 
@@ -90,6 +93,15 @@ def speedup(work: Path) -> dict:
     return out
 
 
+def phases() -> dict:
+    """The working set of each step of one large layer (``tests/stream/phase_child.py``)."""
+    r = subprocess.run([sys.executable, str(ROOT / "tests" / "stream" / "phase_child.py")],
+                       capture_output=True, text=True, env=ENV, timeout=3600)
+    if r.returncode:
+        raise SystemExit(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def plot(rows: list[list]) -> None:
     import matplotlib
 
@@ -120,6 +132,8 @@ def main() -> None:
                    help="comma-separated: 100m, 1b, 3b, optionally SIZE:BLOCKS")
     p.add_argument("--speedup", action="store_true",
                    help="also time the 100m calibration in 1 vs 2 gloo processes")
+    p.add_argument("--phases", action="store_true",
+                   help="also measure the working set of each step on one 32000 x 768 layer")
     p.add_argument("--work", default=tempfile.gettempdir(), help="where shards are written")
     p.add_argument("--rerun", action="store_true",
                    help="measure again the sizes benchmarks/results/scale.json already has")
@@ -166,6 +180,15 @@ def main() -> None:
                             caption=f"100m, Wanda on 256 samples; load average before "
                                     f"{s['load_before']}, after {s['load_after']}; same file: "
                                     f"{s['same_file']}."))
+    if a.phases or "phases" in kept:
+        ph = phases() if a.phases else kept["phases"]
+        raw["phases"] = ph
+        tables.append(table([("step", "", ":--"), ("peak growth / layer's float32", "{:.1f}x",
+                                                    "---:"), ("seconds", "{:.1f}", "---:")],
+                            ph["steps"], title="Working set of one layer's steps",
+                            caption=f"One {ph['rows']} x {ph['cols']} float32 layer "
+                                    f"({ph['layer_mib']:.0f} MiB), each step's peak RSS "
+                                    "growth over the resident set before it."))
     if rows:
         plot(rows)
     print(render(save("scale", tables, summary=None, raw=raw, text=(
