@@ -27,7 +27,8 @@ RECIPE = [{"method": "prune", "p": 50, "criterion": "wanda", "calibrate": 256}]
 
 def run(rank: int, world: int, port: int, folder: str, out: str) -> None:
     torch.set_num_threads(1)
-    x = inputs(n=256, length=32, vocab=32000)
+    vocab = json.loads((Path(folder) / "config.json").read_text())["vocab_size"]
+    x = inputs(n=256, length=32, vocab=vocab)
     if world > 1:
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
         dist.init_process_group("gloo", rank=rank, world_size=world)

@@ -104,24 +104,22 @@ class Parallel:
         return self._dist.get_global_rank(self.group, rank)
 
 
+class _Serial(Parallel):
+    """This process alone (no ``torch.distributed`` calls)."""
+
+    def __init__(self) -> None:
+        self.group, self.size, self.rank, self.device = None, 1, 0, torch.device("cpu")
+
+
+_SERIAL = _Serial()
 _CURRENT: contextvars.ContextVar[Parallel | None] = contextvars.ContextVar("compactnn_parallel",
                                                                           default=None)
-_SERIAL: list[Parallel] = []
 
 
 def current() -> Parallel:
     """The installed :class:`Parallel` (:func:`using`), else this process alone."""
     p = _CURRENT.get()
-    if p is not None:
-        return p
-    if not _SERIAL:
-        _SERIAL.append(_Serial())
-    return _SERIAL[0]
-
-
-class _Serial(Parallel):
-    def __init__(self) -> None:
-        self.group, self.size, self.rank, self.device = None, 1, 0, torch.device("cpu")
+    return _SERIAL if p is None else p
 
 
 @contextlib.contextmanager
