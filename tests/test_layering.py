@@ -22,7 +22,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / ROOT
 
 #: left to right: a package may import only itself and the packages before it
 LAYERS = ("kernels", "coding", "formats", "cost", "nn", "io", "train", "transforms",
-          "zoo", "stream", "bench", "report", "cli")
+          "zoo", "stream", "bench", "report", "cli", "__main__")
 #: modules directly in compactnn/ below every package (the package root counts as one)
 BOTTOM = ("_validate", "errors")
 

@@ -1,7 +1,12 @@
-"""Two gloo processes on CPU measure the same calibration moments, bit for bit, as one
-process (``compactnn.stream.distributed``)."""
+"""Distributed runs on CPU (gloo) give the one-process results bit for bit:
+``transforms.parallel`` (bin-packed tasks, batch sums in batch order) over 3 ranks, and
+``compactnn compress --stream`` over 2 ranks started as ``torchrun`` starts them
+(``RANK`` / ``WORLD_SIZE`` / ``MASTER_ADDR`` in the environment, ``env://``)."""
 
 from __future__ import annotations
+
+import os
+import socket
 
 import pytest
 import torch
@@ -9,40 +14,105 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from compactnn.stream.distributed import linear_input_moments
+from compactnn.cli import main
+from compactnn.transforms import parallel
 from compactnn.transforms.calibrate import input_moments
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="needs torch.distributed with gloo")
+
+# data-aware SparseGPT, then GPTQ sharing, on 150 samples (3 calibration batches)
+RECIPE = ("- {method: prune, p: 50, criterion: sparsegpt, calibrate: 150}\n"
+          "- {method: cws, k: 8, calibrate: 150}\n")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(rank: int, world: int, port: int) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
 
 
 def _model() -> tuple[nn.Module, torch.Tensor]:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(12, 16), nn.GELU(), nn.Linear(16, 8))
-    return model, torch.randn(300, 5, 12)  # 5 batches of up to 64 samples
+    return model, torch.randn(150, 5, 12)  # 3 batches of up to 64 samples
 
 
-def _rank(rank: int, world: int, rdv: str, out: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{rdv}", rank=rank, world_size=world)
+def _tasks() -> list:
+    return [(c, lambda c=c: torch.full((c,), float(c))) for c in (1, 5, 3, 3, 2)]
+
+
+def _parallel_rank(rank: int, world: int, port: int, out: str) -> None:
+    _env(rank, world, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        model, x = _model()
-        h = linear_input_moments(model, model[2], x)
+        with parallel.using(parallel.Parallel()):
+            model, x = _model()
+            got = {"moments": input_moments(model, model[2], x),
+                   "map": parallel.current().map(_tasks()),
+                   "one": parallel.current().sum_batches(  # rank 2 has no batch
+                       2, torch.empty(3, dtype=torch.float64),
+                       lambda b: torch.full((3,), 0.1 * (b + 1), dtype=torch.float64))}
         if rank == 0:
-            torch.save(h, out)
+            torch.save(got, out)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
-                    reason="needs torch.distributed with gloo")
-def test_two_gloo_processes_equal_one(tmp_path):
-    out = tmp_path / "h.pt"
-    mp.spawn(_rank, args=(2, str(tmp_path / "rdv"), str(out)), nprocs=2, join=True)
-    two = torch.load(out, weights_only=True)
+def test_three_ranks_equal_one_process(tmp_path):
+    out = tmp_path / "r.pt"
+    mp.spawn(_parallel_rank, args=(3, _free_port(), str(out)), nprocs=3, join=True)
+    got = torch.load(out, weights_only=True)
     model, x = _model()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the ranks
     try:
-        one = linear_input_moments(model, model[2], x)
+        one = input_moments(model, model[2], x)
     finally:
         torch.set_num_threads(threads)
-    assert torch.equal(two, one)
-    torch.testing.assert_close(one, input_moments(model, model[2], x), rtol=1e-12, atol=1e-12)
+    assert torch.equal(got["moments"], one)
+    assert [t.tolist() for t in got["map"]] == [fn().tolist() for _, fn in _tasks()]
+    assert got["one"].tolist() == [0.1 + 0.2] * 3
+    assert parallel.bin_pack([1, 5, 3, 3, 2], 3) == [2, 0, 1, 2, 1]
+
+
+def _argv(folder, data, recipe, out) -> list[str]:
+    return [str(a) for a in ("compress", folder, "--recipe", recipe, "--data", data,
+                             "--stream", "--device", "cpu", "-o", out)]
+
+
+def _cli_rank(rank: int, world: int, port: int, argv: list[str], codes: str) -> None:
+    _env(rank, world, port)
+    code = main(argv)
+    with open(f"{codes}.{rank}", "w") as f:
+        f.write(str(code))
+
+
+def test_torchrun_stream_equals_one_process(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from tests.anymodel.conftest import _lines, make_model_dir
+
+    folder, data = make_model_dir("llama", tmp_path / "m")
+    data.write_text("\n".join(_lines(150, 0)) + "\n")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    two = tmp_path / "two.cnn"
+    mp.spawn(_cli_rank, args=(2, _free_port(), _argv(folder, data, recipe, two),
+                              str(tmp_path / "rc")), nprocs=2, join=True)
+    assert [(tmp_path / f"rc.{r}").read_text() for r in (0, 1)] == ["0", "0"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks (torchrun sets OMP_NUM_THREADS=1)
+    try:
+        assert main(_argv(folder, data, recipe, tmp_path / "one.cnn")) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert two.read_bytes() == (tmp_path / "one.cnn").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".cnn") == \
+        ["one.cnn", "two.cnn"]  # no sidecar files left

@@ -23,7 +23,8 @@ from compactnn.train import evaluate, fit
 from compactnn.transforms import MPD, mpd_
 from compactnn.transforms.mpd import CompactBlocks, block_mask_, to_block_diagonal_
 from compactnn.transforms.prune import bake_, prune_layers_
-from compactnn.transforms.quantize import kmeans_1d, share_layers_
+from compactnn.transforms.quantize import kmeans_1d
+from compactnn.transforms.sharing import share_layers_
 from compactnn.zoo import build, load_dataset
 
 

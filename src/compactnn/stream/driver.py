@@ -17,6 +17,7 @@ writer checkpoints, so ``resume=True`` restarts after the last finished block.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import resource
 import time
@@ -33,9 +34,9 @@ from compactnn.io import adapters
 from compactnn.io.container import canonical_json
 from compactnn.io.files import write_atomic
 from compactnn.io.stream import StreamWriter
-from compactnn.nn import to_compact
+from compactnn.stream import encode
 from compactnn.stream.model import Parts
-from compactnn.transforms import compress_
+from compactnn.transforms import compress_, parallel
 from compactnn.transforms.recipe import Recipe, as_recipe
 
 __all__ = ["compress", "BlockStat", "StreamError", "check_streamable"]
@@ -49,7 +50,8 @@ class StreamError(UserError):
 
 @dataclass(frozen=True)
 class BlockStat:
-    """One finished part: its name, seconds and the process's peak RSS (MiB) after it."""
+    """One finished part: its name, seconds and the process's peak RSS (MiB) while it
+    ran (Linux; elsewhere the peak of the process so far)."""
 
     name: str
     seconds: float
@@ -161,15 +163,38 @@ def _trim() -> None:
         pass
 
 
+def _reset_peak() -> None:
+    """Start a new peak-RSS window (Linux: ``VmHWM`` reset through ``clear_refs``)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+
+
 def _peak_mib() -> float:
+    """The peak RSS (MiB) since :func:`_reset_peak` (elsewhere: of the whole process)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def compress(folder: str | os.PathLike, recipe: Any, inputs: torch.Tensor,
              output: str | os.PathLike, *, policy: Any = "smallest", storage: str = "auto",
              candidates: list[str] | None = None, metadata: dict[str, Any] | None = None,
-             resume: bool = False, stop_after: int | None = None) -> list[BlockStat]:
+             resume: bool = False, stop_after: int | None = None,
+             workers: int = 1) -> list[BlockStat]:
     """Compress the causal LM in ``folder`` block by block into the compact file ``output``.
+
+    Under ``transforms.parallel.using(Parallel())`` (``torchrun``) every rank calls it
+    with the same arguments: the block forward passes, calibration batches and layer
+    solves are split across the ranks, and rank 0 converts and writes the file (the same
+    bytes as one process).
 
     Args:
         folder: a Hugging Face folder (``config.json``, ``model.safetensors`` or shards).
@@ -183,92 +208,125 @@ def compress(folder: str | os.PathLike, recipe: Any, inputs: torch.Tensor,
             finished block.
         stop_after: stop (as if killed) after this many parts (head + blocks + tail
             count one each); for tests of ``resume``.
+        workers: processes that encode a block's layers in parallel
+            (``stream.encode``); the file is the same bytes for any number.
 
-    Returns the finished parts' times and peak memory.
+    Returns the finished parts' times and peak memory (rank 0: the file's parts).
     """
     output = os.fspath(output)
     recipe = as_recipe(recipe)
     check_streamable(recipe)
+    if type(workers) is not int or workers < 1:
+        raise StreamError(f"workers must be an integer >= 1, got {workers!r}")
+    par = parallel.current()
+    lead = par.rank == 0
     parts = Parts(folder)
     n_blocks = len(parts.blocks)
     finger = _fingerprint(recipe.to_list(), repr(policy), storage, candidates, metadata,
                           f"{zlib.crc32(inputs.numpy().tobytes()):08x}",
                           {k: list(parts.shards.shape(k)) for k in parts.shards.names()})
-    writer = StreamWriter(output, resume=resume)
+    if par.map([(1.0, lambda: finger)])[0] != finger:
+        raise StreamError("the ranks were given other arguments, inputs or weights")
+    writer = StreamWriter(output, resume=resume) if lead else None
+    encoders = encode.Encoders(workers) if lead and workers > 1 else None
     stats: list[BlockStat] = []
     try:
-        if resume and writer.extra.get("fingerprint") != finger:
+        if lead and resume and writer.extra.get("fingerprint") != finger:
             raise StreamError(f"{output}: cannot resume: the interrupted run used other "
                               "arguments, inputs or weights")
-        start = writer.extra.get("next", 0) if resume else 0
+        start = writer.extra.get("next", 0) if lead and resume else 0
+        start = par.map([(1.0, lambda: start)])[0]
         t0 = time.perf_counter()
+        _reset_peak()
         parts.fill_head()
         h, args, kwargs = _capture(parts, inputs)
-        if not resume:
+        if lead and not resume:
             writer.append_arrays(adapters.file_tensors(parts.model))
             writer.add_state(parts.head_state())
         parts.drop_head()
         n = len(inputs)
         if start > 0:
-            try:
-                h = torch.load(_acts_path(output, start), weights_only=True)
-            except (OSError, RuntimeError) as exc:
-                raise StreamError(f"{output}: cannot resume: the inputs of block {start} "
-                                  f"are unreadable ({exc})") from None
+            h = par.map([(1.0, lambda: _load_acts(output, start))])[0]
         else:
-            _save_acts(output, 0, h)
-            writer.checkpoint({"next": 0, "fingerprint": finger})
+            if lead:
+                _save_acts(output, 0, h)
+                writer.checkpoint({"next": 0, "fingerprint": finger})
             stats.append(BlockStat("head", time.perf_counter() - t0, _peak_mib()))
         done = 1
         for i in range(start, n_blocks + 1):
             if stop_after is not None and done >= stop_after:
                 return stats
             t0 = time.perf_counter()
-            if i < n_blocks:
-                path = f"{parts.blocks_path}.{i}"
-                block = parts.fill(path)
-
-                def call(x, rows, block=block):
-                    out = block(x, *_rows(args, rows, n), **_rows(kwargs, rows, n))
-                    return out[0] if isinstance(out, tuple) else out
-
-                stage = _Stage({path: block}, call)
-            else:
-                path = "tail"
-                mods = [parts.fill(p) for p in parts.tail]
-
-                def call(x, rows, mods=mods):
-                    for m in mods:
-                        x = m(x)
-                    return x
-
-                stage = _Stage(dict(zip(parts.tail, mods, strict=True)), call)
-            stage.eval()
+            _reset_peak()
+            stage, path = _stage(parts, i, args, kwargs, n)
             x = _with_rows(h)
             compress_(stage, recipe, TensorDataset(x, x))
             stage.eval()
-            if i < n_blocks:
+            if i < n_blocks:  # the next block's inputs, batches split across the ranks
                 with torch.no_grad():
-                    h = torch.cat([stage(x[j:j + BATCH]) for j in range(0, n, BATCH)])
+                    h = torch.cat(par.map([(1.0, functools.partial(stage, x[j:j + BATCH]))
+                                           for j in range(0, n, BATCH)]))
             del x
-            to_compact(stage, policy, storage=storage, candidates=candidates, inplace=True)
-            writer.add(stage)
+            if lead:
+                encode.add(writer, stage, policy, storage, candidates, encoders)
             if i < n_blocks:
                 parts.blocks[i] = nn.Identity()
-                _save_acts(output, i + 1, h)
-            writer.checkpoint({"next": i + 1, "fingerprint": finger})
-            _remove(_acts_path(output, i))
+            if lead:
+                if i < n_blocks:
+                    _save_acts(output, i + 1, h)
+                writer.checkpoint({"next": i + 1, "fingerprint": finger})
+                _remove(_acts_path(output, i))
             del stage
             _trim()
             stats.append(BlockStat(path, time.perf_counter() - t0, _peak_mib()))
             done += 1
-        entry = {"class": f"{type(parts.model).__module__}.{type(parts.model).__qualname__}",
-                 "zoo": None, **adapters.spec_entries(parts.model)}
-        writer.finish(entry, metadata)
-        _remove(_acts_path(output, n_blocks + 1))
+        if lead:
+            entry = {"class": f"{type(parts.model).__module__}."
+                              f"{type(parts.model).__qualname__}",
+                     "zoo": None, **adapters.spec_entries(parts.model)}
+            writer.finish(entry, metadata)
+            _remove(_acts_path(output, n_blocks + 1))
+        par.map([(1.0, lambda: None)])  # the other ranks return once the file exists
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
+        if encoders is not None:
+            encoders.close()
     return stats
+
+
+def _stage(parts: Parts, i: int, args: tuple, kwargs: dict[str, Any], n: int
+           ) -> tuple[_Stage, str]:
+    """Block ``i`` (the tail when ``i`` is the number of blocks) read from the shards,
+    at its path in a ``_Stage``, in eval mode; and its path."""
+    if i < len(parts.blocks):
+        path = f"{parts.blocks_path}.{i}"
+        block = parts.fill(path)
+
+        def call(x, rows, block=block):
+            out = block(x, *_rows(args, rows, n), **_rows(kwargs, rows, n))
+            return out[0] if isinstance(out, tuple) else out
+
+        stage = _Stage({path: block}, call)
+    else:
+        path = "tail"
+        mods = [parts.fill(p) for p in parts.tail]
+
+        def call(x, rows, mods=mods):
+            for m in mods:
+                x = m(x)
+            return x
+
+        stage = _Stage(dict(zip(parts.tail, mods, strict=True)), call)
+    return stage.eval(), path
+
+
+def _load_acts(output: str, i: int) -> torch.Tensor:
+    try:
+        return torch.load(_acts_path(output, i), weights_only=True)
+    except (OSError, RuntimeError) as exc:
+        raise StreamError(f"{output}: cannot resume: the inputs of block {i} "
+                          f"are unreadable ({exc})") from None
 
 
 def _save_acts(output: str, i: int, h: torch.Tensor) -> None:

@@ -44,12 +44,12 @@ from compactnn.transforms.quantize import (
     kmeans_1d,
     kmeans_sklearn,
     pws_1d,
-    share_layers_,
     uq_1d,
 )
 from compactnn.transforms.recipe import Recipe, Step, load_recipe
 from compactnn.transforms.registry import METHODS, register_step, step_type
 from compactnn.transforms.report import CompressionReport, LayerStats, layer_report
+from compactnn.transforms.sharing import share_layers_
 from compactnn.transforms.steps import CWS, ECSQ, MPD, PWS, UQ, FineTune, Permute, Prune
 
 MPDConfig = MPD  # the old name of the MPD config (one class)

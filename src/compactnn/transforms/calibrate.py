@@ -35,7 +35,7 @@ decreasing ``diag H`` ("act order"), in blocks of 128 with lazy updates.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -45,10 +45,11 @@ from torch import nn
 from compactnn.train import autocast as autocast_ctx
 from compactnn.train import device_of, input_sample, on_device
 from compactnn.train.data import Data
+from compactnn.transforms import parallel
 from compactnn.transforms.errors import RecipeError
 
 __all__ = ["check_calibratable", "input_moments", "same_input", "moments_source",
-           "gptq_assign"]
+           "sibling_groups", "gptq_assign"]
 
 
 class _Reached(Exception):
@@ -81,37 +82,43 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     ``model``) receives when ``model`` runs on ``inputs`` (a tensor of samples along dim
     0), in eval mode, on the model's device (under ``autocast``: ``"bf16"``, ``"fp16"``).
     A Linear layer applied to ``(..., in)`` tensors counts every position as one input.
+    The batches' sums are added in batch order; under ``transforms.parallel.using`` the
+    batches are split across the ranks, with the same bits.
     """
     check_calibratable(layer)
     if len(inputs) == 0:
         raise RecipeError("calibration needs at least one input")
     weight = layer.weight
     width, dev = weight[0].numel(), weight.device
-    total = torch.zeros(width, width, dtype=torch.float64, device=dev)
-    count = 0
+    got: dict[str, torch.Tensor] = {}
 
     def hook(module: nn.Module, args: tuple) -> None:
-        nonlocal count
         cols = _columns(module, args[0].detach()).to(torch.float64)
-        total.addmm_(cols.T, cols)
-        count += cols.shape[0]
+        out = torch.empty(width * width + 1, dtype=torch.float64, device=dev)
+        torch.mm(cols.T, cols, out=out[:-1].view(width, width))
+        out[-1] = cols.shape[0]  # the batch's rows, added with the sums
+        got["sum"] = out
         raise _Reached
+
+    def batch(b: int) -> torch.Tensor:
+        try:
+            with autocast_ctx(dev, autocast):
+                model(inputs[b * batch_size:(b + 1) * batch_size].to(dev))
+        except _Reached:
+            return got.pop("sum")
+        raise RecipeError("the layer was not called by the model's forward pass")
 
     was_training = model.training
     model.eval()
     handle = layer.register_forward_pre_hook(hook)
-    try:
-        for i in range(0, len(inputs), batch_size):
-            try:
-                with autocast_ctx(dev, autocast):
-                    model(inputs[i:i + batch_size].to(dev))
-            except _Reached:
-                continue
-            raise RecipeError("the layer was not called by the model's forward pass")
+    try:  # batch sums added in batch order, on this process or data-parallel
+        total = parallel.current().sum_batches(
+            -(-len(inputs) // batch_size),
+            torch.empty(width * width + 1, dtype=torch.float64, device=dev), batch)
     finally:
         handle.remove()
         model.train(was_training)
-    return (total / max(count, 1)).cpu()
+    return (total[:-1].view(width, width) / max(float(total[-1]), 1.0)).cpu()
 
 
 @torch.no_grad()
@@ -185,7 +192,30 @@ def moments_source(model: nn.Module, layers: Mapping[str, nn.Module],
             reuse.update(dict.fromkeys(same_input(model, layers[name], pending, sample), out))
         return out
 
+    moments.ready = reuse.keys()  # names whose moments are measured already (siblings)
     return moments
+
+
+def sibling_groups(order: list[str], moments: Callable[[str], torch.Tensor] | None
+                   ) -> Iterator[tuple[list[str], list[torch.Tensor | None]]]:
+    """``(names, their moments)`` for the layers ``order`` in turn, in groups that can be
+    solved independently of each other: every layer at once without ``moments``
+    (data-free), else a measured layer with the ``same_input`` siblings that follow it
+    (``moments.ready``, from :func:`moments_source`; a plain callable: one at a time).
+    Each group is yielded before the next one's moments are measured."""
+    if moments is None:
+        if order:
+            yield list(order), [None] * len(order)
+        return
+    i = 0
+    while i < len(order):
+        group, hs = [order[i]], [moments(order[i])]
+        ready = getattr(moments, "ready", ())
+        while i + len(group) < len(order) and order[i + len(group)] in ready:
+            group.append(order[i + len(group)])
+            hs.append(moments(group[-1]))
+        i += len(group)
+        yield group, hs
 
 
 def _nearest(codebook: torch.Tensor, zero: bool) -> Callable[[torch.Tensor], torch.Tensor]:

@@ -40,7 +40,7 @@ from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.prune import Masked, constraint_of
 
 __all__ = ["CRITERIA", "parse_pattern", "nm_keep", "select_keep", "wanda_keep",
-           "sparsegpt_prune", "prune_layer_"]
+           "sparsegpt_prune", "prune_solve", "prune_apply_", "prune_layer_"]
 
 CRITERIA = ("magnitude", "wanda", "sparsegpt")
 
@@ -177,15 +177,13 @@ def sparsegpt_prune(weight: torch.Tensor, moments: torch.Tensor, p: float,
 
 
 @torch.no_grad()
-def prune_layer_(layer: nn.Module, p: float, criterion: str = "magnitude",
-                 pattern: tuple[int, int] | None = None, moments: torch.Tensor | None = None,
-                 damp: float = 0.1, device: str | torch.device | None = None) -> torch.Tensor:
-    """Prune one ``nn.Linear``/``nn.Conv2d`` in place by ``criterion`` (``magnitude``,
-    ``wanda`` or ``sparsegpt``; the last two need the layer's input ``moments``) to
-    ``p`` percent or an N:M ``pattern`` along its ``(out, in*kh*kw)`` view. The layer
-    gets (or intersects) a ``Masked`` parametrization; SparseGPT also rewrites the kept
-    weights (its solve on ``device``, ``None``: the weight's). Returns the keep-mask in
-    the weight's shape."""
+def prune_solve(layer: nn.Module, p: float, criterion: str = "magnitude",
+                pattern: tuple[int, int] | None = None, moments: torch.Tensor | None = None,
+                damp: float = 0.1, device: str | torch.device | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What :func:`prune_layer_` does to ``layer``, without changing it: ``(keep-mask
+    in the weight's shape, new weights or None)``; a task independent of other layers'
+    (``transforms.parallel``)."""
     if criterion not in CRITERIA:
         raise RecipeError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     con = constraint_of(layer)
@@ -205,11 +203,33 @@ def prune_layer_(layer: nn.Module, p: float, criterion: str = "magnitude",
     else:
         new, keep = sparsegpt_prune(W, moments, p, pattern, damp, device=device)
     keep = (keep & (W != 0)).reshape(shape)
+    return keep, None if new is None else new.reshape(shape)
+
+
+@torch.no_grad()
+def prune_apply_(layer: nn.Module, keep: torch.Tensor, new: torch.Tensor | None) -> None:
+    """Give ``layer`` the result of :func:`prune_solve`: its mask (a ``Masked``
+    parametrization, or intersected with the one it has) and new weights if any."""
+    con = constraint_of(layer)
     target = layer.weight if con is None else layer.parametrizations.weight.original
     if new is not None:
-        target.copy_(new.reshape(shape).to(target.dtype))
+        target.copy_(new.to(target.dtype))
     if con is None:
         parametrize.register_parametrization(layer, "weight", Masked(keep))
     else:
         con.mask &= keep
+
+
+@torch.no_grad()
+def prune_layer_(layer: nn.Module, p: float, criterion: str = "magnitude",
+                 pattern: tuple[int, int] | None = None, moments: torch.Tensor | None = None,
+                 damp: float = 0.1, device: str | torch.device | None = None) -> torch.Tensor:
+    """Prune one ``nn.Linear``/``nn.Conv2d`` in place by ``criterion`` (``magnitude``,
+    ``wanda`` or ``sparsegpt``; the last two need the layer's input ``moments``) to
+    ``p`` percent or an N:M ``pattern`` along its ``(out, in*kh*kw)`` view. The layer
+    gets (or intersects) a ``Masked`` parametrization; SparseGPT also rewrites the kept
+    weights (its solve on ``device``, ``None``: the weight's). Returns the keep-mask in
+    the weight's shape."""
+    keep, new = prune_solve(layer, p, criterion, pattern, moments, damp, device)
+    prune_apply_(layer, keep, new)
     return keep

@@ -32,7 +32,7 @@ the quantizer and stay zero, so ``k`` bounds the number of distinct *non-zero* v
   are intervals given by the lower envelope of k lines; the same sorted-data
   iteration as ``kmeans_1d`` (λ = 0) applies.
 
-``share_layers_`` applies a quantizer to layers; afterwards ``layer.weight`` is
+``transforms.sharing.share_layers_`` applies a quantizer to layers; afterwards ``layer.weight`` is
 ``codebook[assign]`` (0 where ``assign == -1``). The codebook is an ``nn.Parameter``
 (shared by the layers of a group), the assignments a buffer, so fine-tuning learns the
 shared values, autograd sums the gradients of the weights sharing a value, and the
@@ -41,21 +41,19 @@ assignments and zeros never change.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils import parametrize
 
 from compactnn._validate import integer
 from compactnn.transforms.errors import RecipeError
-from compactnn.transforms.prune import Constraint, constraint_of, kind_of
+from compactnn.transforms.prune import Constraint
 
 __all__ = ["Quantized", "SharedWeights", "kmeans_1d", "kmeans_sklearn", "pws_1d", "uq_1d",
-           "ecsq_1d", "ecsq_fixed_lambda", "share_layers_"]
+           "ecsq_1d", "ecsq_fixed_lambda"]
 
 
 @dataclass(frozen=True)
@@ -380,61 +378,3 @@ class SharedWeights(Constraint):
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.new_empty(0)
-
-
-@torch.no_grad()
-def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarray], Quantized],
-                   shared: bool = False,
-                   moments: Callable[[str], torch.Tensor] | None = None,
-                   damp: float = 0.1, device=None) -> dict[str, nn.Parameter]:
-    """Replace the weights of ``layers`` by shared values, in place (GPTQ solves on
-    ``device``, ``None``: the weights').
-
-    Args:
-        layers: name -> ``nn.Linear``/``nn.Conv2d`` (plain, pruned or already shared).
-        quantizer: a 1-D quantizer, e.g. ``functools.partial(kmeans_1d, k=16)``; it gets
-            the non-zero weights (float64) and must return a ``Quantized``.
-        shared: one codebook for all layers of a kind (linear / conv) instead of one
-            per layer.
-        moments: if given, ``moments(name)`` returns the input second moments of that
-            layer (``compactnn.transforms.calibrate.input_moments``), asked for each
-            layer in turn *after* the layers before it are shared; the assignments to
-            the quantizer's codebook are then chosen by GPTQ error compensation
-            (``calibrate.gptq_assign`` with ``damp``) instead of the quantizer's own;
-            0 is among the values when the quantizer itself rounded some non-zero
-            weights to 0 (UQ). The codebook is kept whole (a value no weight uses
-            stays in it).
-
-    Returns:
-        The codebook parameter of each layer (the same object for a shared group).
-    """
-    from compactnn.transforms.calibrate import gptq_assign
-
-    groups: dict[str, list[str]] = {}
-    for name, layer in layers.items():
-        groups.setdefault(kind_of(layer) if shared else name, []).append(name)
-    books = {}
-    for names in groups.values():
-        weights = [layers[n].weight.detach().to(torch.float32).reshape(-1) for n in names]
-        nonzero = [w != 0 for w in weights]
-        values = torch.cat([w[nz] for w, nz in zip(weights, nonzero, strict=True)])
-        q = quantizer(values.to(torch.float64).numpy())
-        book = nn.Parameter(torch.from_numpy(q.codebook.astype(np.float32)))
-        parts = torch.from_numpy(q.assign).split([int(nz.sum()) for nz in nonzero])
-        rounds_to_zero = bool((q.assign == -1).any())  # 0 is one of the quantizer's values
-        for n, nz, part in zip(names, nonzero, parts, strict=True):
-            layer = layers[n]
-            shape = layer.weight.shape
-            if moments is not None and q.codebook.size:
-                assign = torch.from_numpy(gptq_assign(
-                    layer.weight.detach().reshape(shape[0], -1), moments(n), q.codebook, damp,
-                    zero=rounds_to_zero, device=device))
-            else:
-                assign = torch.full(nz.shape, -1, dtype=torch.int64)
-                assign[nz] = part
-            if constraint_of(layer) is not None:
-                parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-            parametrize.register_parametrization(
-                layer, "weight", SharedWeights(book, assign.reshape(shape)))
-            books[n] = book
-    return books

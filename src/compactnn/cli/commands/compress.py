@@ -37,6 +37,8 @@ def arguments(p: argparse.ArgumentParser) -> None:
                    "file (policy smallest), with memory for about one block")
     p.add_argument("--resume", action="store_true",
                    help="with --stream: continue an interrupted run after its last block")
+    p.add_argument("--workers", type=positive_int, default=1, help="with --stream: "
+                   "processes that encode a block's layers in parallel (same file)")
 
 
 def run(a: argparse.Namespace) -> None:
@@ -45,6 +47,13 @@ def run(a: argparse.Namespace) -> None:
 
     check_output(a.output, a.checkpoint, a.recipe)
     a.device = device_of(a)
+    if a.workers != 1 and not a.stream:
+        raise UserError("--workers needs --stream")
+    from compactnn.stream.distributed import launched
+
+    if launched() and not a.stream:
+        raise UserError("under torchrun, compress needs --stream (in-memory compression "
+                        "and fine-tuning under DistributedDataParallel are not built)")
     if a.stream or a.resume:
         from compactnn.cli import streaming
 

@@ -8,6 +8,7 @@ by ``p_layer / p``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -15,9 +16,10 @@ from typing import Any, ClassVar
 from tqdm.auto import tqdm
 
 from compactnn import _validate as v
-from compactnn.transforms.calibrate import moments_source
+from compactnn.transforms import parallel
+from compactnn.transforms.calibrate import moments_source, sibling_groups
 from compactnn.transforms.errors import RecipeError
-from compactnn.transforms.hessian import CRITERIA, parse_pattern, prune_layer_
+from compactnn.transforms.hessian import CRITERIA, parse_pattern, prune_apply_, prune_solve
 from compactnn.transforms.plan import check_calibration
 from compactnn.transforms.prune import prune_layers_
 from compactnn.transforms.recipe import Step, build_config, config_fields
@@ -163,20 +165,33 @@ def _run(run: Run, step: Step, names: list[str]) -> None:
 
 
 def _prune_each(cfg: Prune, ps: Mapping[str, float], run: Run) -> None:
-    """Prune the layers ``ps`` names one by one in module order (each to its own
-    percentage) by ``cfg.criterion`` / ``cfg.pattern``; data-aware criteria measure each
-    layer's inputs after the layers before it were pruned."""
+    """Prune the layers ``ps`` names in module order (each to its own percentage) by
+    ``cfg.criterion`` / ``cfg.pattern``; data-aware criteria measure each layer's inputs
+    after the layers before it were pruned. Independent solves (every layer when
+    data-free, ``same_input`` siblings otherwise) run as ``transforms.parallel`` tasks."""
     layers = run.layers
     pattern = parse_pattern(cfg.pattern) if cfg.pattern is not None else None
+    par = parallel.current()
     bar = tqdm(total=len(ps), desc=f"prune: {cfg.criterion}", unit="layer",
                disable=not (run.progress and cfg.data_aware))
     with bar:
         moments = (moments_source(run.model, layers, run.train_data, cfg.calibrate,
                                   bar.update, device=run.device, autocast=run.autocast)
                    if cfg.data_aware else None)
-        for name in sorted(ps, key=list(layers).index):
-            prune_layer_(layers[name], ps[name], cfg.criterion, pattern,
-                         moments(name) if moments else None, cfg.damp, device=run.device)
+        order = sorted(ps, key=list(layers).index)
+        for group, hs in sibling_groups(order, moments):
+            tasks = [(_cost(cfg, layers[n]), functools.partial(
+                prune_solve, layers[n], ps[n], cfg.criterion, pattern, h, cfg.damp,
+                device=run.device)) for n, h in zip(group, hs, strict=True)]
+            for n, (keep, new) in zip(group, par.map(tasks), strict=True):
+                prune_apply_(layers[n], keep, new)
+
+
+def _cost(cfg: Prune, layer) -> float:
+    """Relative work of one layer's solve (SparseGPT: rows x in², else the weights)."""
+    w = layer.weight
+    rows, cols = w.shape[0], w[0].numel()
+    return float(rows * cols * (cols if cfg.criterion == "sparsegpt" else 1))
 
 
 def _describe(c: Prune) -> str:

@@ -23,6 +23,7 @@ from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.plan import check_calibration
 from compactnn.transforms.recipe import Step
 from compactnn.transforms.registry import Plan, Run, register_step
+from compactnn.transforms.sharing import share_layers_
 
 __all__ = ["Sharing", "CWS", "PWS", "UQ", "ECSQ"]
 
@@ -145,10 +146,10 @@ def _run(run: Run, step: Step, names: list[str]) -> None:
 
     with bar:
         if group:
-            q.share_layers_(group, cfg.quantizer(), cfg.shared, moments(cfg), cfg.damp,
+            share_layers_(group, cfg.quantizer(), cfg.shared, moments(cfg), cfg.damp,
                             device=run.device)
         for n, c in own.items():
-            q.share_layers_({n: layers[n]}, c.quantizer(), moments=moments(c), damp=c.damp,
+            share_layers_({n: layers[n]}, c.quantizer(), moments=moments(c), damp=c.damp,
                             device=run.device)
 
 
