@@ -168,7 +168,7 @@ def test_non_zero_most_frequent_value(fid):
     m, n = W.shape
     G = M.omega_ptr.size - 1
     groups = int(np.count_nonzero(np.diff(M.omega_ptr.astype(np.int64))))
-    c = M.cost()  # the branch-free matvec: every stored group, omega[0] * sum(x) once
+    c = M.cost(1, "avx2")  # the branch-free matvec: every stored group, omega[0] * sum(x) once
     assert c.mults == G + 1
     assert c.adds == M.nnz + 5 * G + 2 * m + n
     assert c.reads["x"][0] == M.nnz + n
@@ -176,6 +176,11 @@ def test_non_zero_most_frequent_value(fid):
     assert c.mults == 3 * (groups + 1)
     assert c.adds == 3 * (M.nnz + groups + n + m)
     assert c.reads["x"][0] == 3 * (M.nnz + n)
+    steps = M._sliced_steps()  # AVX-512: the sliced kernel, 16 slots a step
+    assert steps > 0
+    c = M.cost(1, "avx512")
+    assert c.mults == 16 * steps + 1
+    assert c.reads["x"][0] == 32 * steps + n
 
 
 @pytest.mark.parametrize("fid", ["cer", "cser"])
@@ -185,7 +190,7 @@ def test_negative_zero_fill_needs_no_shift(fid):
     M = formats.get(fid).from_dense(W)
     assert M.omega[:1].view(np.uint32)[0] == 0x80000000
     assert same_bits(M.to_dense(), W)
-    assert M.cost().mults == M.omega_ptr.size - 1  # CER pads code 1 in row 3
+    assert M.cost(1, "avx2").mults == M.omega_ptr.size - 1  # CER pads code 1 in row 3
     assert M.cost(batch=2).mults == 2 * 2
     x = np.arange(6, dtype=np.float32)
     assert M.matvec(x).tolist() == [0.0, 3.0, 0.0, 0.0]

@@ -288,3 +288,22 @@ def test_sliced_layout_needs_a_codebook_of_32(fid):
     W = np.zeros((64, 4096), np.float32)
     W[np.arange(0, 64, 2), rng.integers(0, 4096, 32)] = 1.0  # one entry in every other row
     assert formats.get(fid).from_dense(W)._native().sliced_steps == 0
+
+
+@pytest.mark.skipif(not avx512(), reason="the sliced layout is built on AVX-512 CPUs")
+@pytest.mark.parametrize("fid", SPARSE)
+@pytest.mark.parametrize(("m", "n", "k", "sparsity"), [(37, 70, 30, 0.6), (64, 4096, 8, 0.99),
+                                                      (100, 257, 40, 0.5), (50, 300, 3, 0.98)])
+def test_cost_counts_the_sliced_steps_the_kernel_built(fid, m, n, k, sparsity):
+    """cost(1, "avx512") counts the sliced kernel's steps (kernels/sliced.py mirrors the
+    C rule: at most 32 values, padding limit per format), else the row kernel."""
+    W = pruned_shared(np.random.default_rng(m + n), m, n, k, sparsity)
+    M = formats.get(fid).from_dense(W)
+    steps = M._native().sliced_steps
+    assert M._sliced_steps() == steps
+    c = M.cost(1, "avx512")
+    if steps:
+        assert c.reads["slots"][0] == 16 * steps and c.mults >= 16 * steps
+    else:
+        assert "slots" not in c.reads
+    assert "slots" not in M.cost(1, "avx2").reads and "slots" not in M.cost(2, "avx512").reads

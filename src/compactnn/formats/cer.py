@@ -88,11 +88,13 @@ from compactnn.formats.checks import (
     require_finite,
     require_pointers,
 )
+from compactnn.formats.csr import sliced_cost
 from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import cer as k
 from compactnn.kernels._jit import numba_threads
+from compactnn.kernels.sliced import COLS, sliced_steps
 
 __all__ = ["CER", "grouped_arrays"]
 
@@ -278,9 +280,32 @@ class GroupedRows(CompactMatrix):
         """Format-specific checks of the group structure (``K`` = codebook size)."""
 
     # ---- cost model -------------------------------------------------------------------
+    def _sliced_steps(self) -> int:
+        """Steps of the sliced layout the AVX-512 kernel object builds (0: none)."""
+        if "_steps" not in self.__dict__:
+            m, n = self.shape
+            rp = self.row_ptr.astype(np.int64)
+            sizes = np.diff(self.omega_ptr.astype(np.int64))
+            if self.explicit:
+                codes = self._kernel_idx().astype(np.int64)
+            else:  # cer: group g of row r has code g - row_ptr[r] + 1
+                codes = np.arange(self.groups, dtype=np.int64) - np.repeat(rp[:-1], np.diff(rp)) + 1
+            values = int(np.unique(codes[sizes > 0]).size)
+            self._steps = sliced_steps(np.diff(self.omega_ptr[rp].astype(np.int64)), self.col_idx,
+                                       values, m, n, "grouped")
+        return self._steps
+
     def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz, G = self.nnz, self.groups
+        steps = self._sliced_steps() if batch == 1 and backend == "avx512" else 0
+        if steps:  # plus omega0 * sum(x) when shifted
+            c = sliced_cost(steps, m, n)
+            if self._shift:
+                c.adds += n + m
+                c.mults += 1
+                c.read("x", COLS * steps + n, 32, 4 * n)
+            return c
         nonempty = int(np.count_nonzero(np.diff(self.omega_ptr))) if G else 0
         s = int(self._shift)
         c = Cost()
