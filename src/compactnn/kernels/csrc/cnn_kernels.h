@@ -159,6 +159,10 @@ typedef struct {
     /* NULL, or m offsets: row r's values are data[dataoff[r] ...] (rows that share
      * values, as permseq's rows share base sequences). */
     const int64_t *dataoff;
+    /* NULL, or (batched products only; dataoff NULL) the entries' codes: entry j is
+     * lut[codes[j]] and data is unused (cer/cser rows as csr). */
+    const uint8_t *codes;
+    const float *lut;
 } cnn_csr;
 
 /* Y = X @ W^T (+ bias); bias may be NULL. 0, or -1 when scratch memory could not

@@ -338,6 +338,11 @@ typedef struct {
     int64_t *rowptr;
     uint32_t *cols32, *gptr32, *gidx32;
     Sliced sl;
+    /* at most 32 values: the entries as csr rows with codes (batched, AVX-512) */
+    cnn_csr coded;
+    int64_t *erow;
+    uint8_t *codes;
+    float lut[32];
 } GroupedObject;
 
 static void Grouped_clear(GroupedObject *self) {
@@ -355,6 +360,11 @@ static void Grouped_clear(GroupedObject *self) {
     self->rowptr = NULL;
     self->cols32 = self->gptr32 = self->gidx32 = NULL;
     sliced_free(&self->sl);
+    cnn_free(self->erow);
+    cnn_free(self->codes);
+    self->erow = NULL;
+    self->codes = NULL;
+    memset(&self->coded, 0, sizeof self->coded);
 }
 
 static void Grouped_dealloc(GroupedObject *self) {
@@ -452,9 +462,10 @@ static int Grouped_init(GroupedObject *self, PyObject *args, PyObject *kwds) {
     return grouped_sliced(self);
 }
 
-/* The sliced layout of the entries (row by row, in group order) and their codes,
- * when the groups use at most 32 of the values (cer's code 0, omega0, is never a
- * group's: the used codes are numbered afresh). */
+/* The entries (row by row, in group order) with their codes as csr rows (batched
+ * products) and their sliced layout (batch 1), when the groups use at most 32 of the
+ * values (cer's code 0, omega0, is never a group's: the used codes are numbered
+ * afresh). */
 static int grouped_sliced(GroupedObject *self) {
     const cnn_grouped *W = &self->W;
     const int64_t m = W->m, nnz = ulen(&self->cols), K = self->shifted.len / 4;
@@ -463,7 +474,7 @@ static int grouped_sliced(GroupedObject *self) {
     uint8_t *codes = cnn_alloc((size_t)nnz);
     int16_t *remap = cnn_alloc((size_t)K * sizeof(int16_t));
     int rc = -1, used = 0;
-    float lut[32];
+    float *lut = self->lut;
     if (!erow || !codes || !remap) {
         PyErr_NoMemory();
         goto done;
@@ -489,11 +500,24 @@ static int grouped_sliced(GroupedObject *self) {
     erow[m] = nnz;
     rc = sliced_build(&self->sl, m, W->n, erow, W->cols, W->col_bytes, codes, lut, used,
                       SLICED_MAX_PAD_GROUPED);
+    if (rc == 0) {
+        self->coded = (cnn_csr){.m = m, .n = W->n, .col_bytes = W->col_bytes, .cols = W->cols,
+                                .rowptr = erow, .codes = codes, .lut = lut};
+        self->erow = erow, self->codes = codes;
+        erow = NULL, codes = NULL;
+    }
 done:
     cnn_free(erow);
     cnn_free(codes);
     cnn_free(remap);
     return rc;
+}
+
+/* Batched cer/cser products at the AVX-512 level run as csr rows with codes: one
+ * broadcast and FMA per entry and block of inputs, no loop per group (its exits
+ * mispredict: 4096 x 4096, 90%, b = 64 ran 5.1 ms grouped, 4.3 ms as csr). */
+static inline int coded_use(const GroupedObject *self) {
+    return self->codes && cnn_get_level() == CNN_AVX512;
 }
 
 static int grp_rows(const void *W, const float *X, int64_t ldx, int64_t B, float *Y, int64_t ldy,
@@ -507,11 +531,35 @@ static int grp_rows(const void *W, const float *X, int64_t ldx, int64_t B, float
         }
         return cnn_sliced_matvec(&self->sl.S, X, Y, bias, base);
     }
+    if (B > 1 && coded_use(self)) {
+        if (cnn_csr_rows(&self->coded, X, ldx, B, Y, ldy, bias)) return -1;
+        if (self->W.shift) /* + omega0 * sum(x) for each input */
+            for (int64_t i = 0; i < B; i++) {
+                float base = 0.f;
+                for (int64_t k = 0; k < self->W.n; k++) base += X[i * ldx + k];
+                base *= self->W.omega0;
+                for (int64_t r = 0; r < self->W.m; r++) Y[i * ldy + r] += base;
+            }
+        return 0;
+    }
     return cnn_grouped_rows(&self->W, X, ldx, B, Y, ldy, bias);
 }
 
 static int grp_mm(const void *W, const float *X, int64_t ldx, int64_t b, float *Y, int64_t ldy) {
-    return cnn_grouped_matmul(W, X, ldx, b, Y, ldy);
+    const GroupedObject *self = W;
+    if (!coded_use(self)) return cnn_grouped_matmul(&self->W, X, ldx, b, Y, ldy);
+    if (cnn_csr_matmul(&self->coded, X, ldx, b, Y, ldy)) return -1;
+    if (self->W.shift) { /* + omega0 * (column sums of X) in every row */
+        float *base = cnn_alloc((size_t)b * sizeof(float));
+        if (!base) return -1;
+        for (int64_t c = 0; c < b; c++) base[c] = 0.f;
+        for (int64_t k = 0; k < self->W.n; k++)
+            for (int64_t c = 0; c < b; c++) base[c] += X[k * ldx + c];
+        for (int64_t r = 0; r < self->W.m; r++)
+            for (int64_t c = 0; c < b; c++) Y[r * ldy + c] += self->W.omega0 * base[c];
+        cnn_free(base);
+    }
+    return 0;
 }
 
 static PyObject *Grouped_rows(GroupedObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -521,7 +569,7 @@ static PyObject *Grouped_rows(GroupedObject *self, PyObject *const *args, Py_ssi
 
 static PyObject *Grouped_matmul(GroupedObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "GroupedMatrix is not initialised");
-    return cnn_call_matmul(&self->W, self->W.m, self->W.n, grp_mm, args, nargs);
+    return cnn_call_matmul(self, self->W.m, self->W.n, grp_mm, args, nargs);
 }
 
 static PyMethodDef Grouped_methods[] = {
