@@ -69,6 +69,12 @@ Batched (``W @ X``; ``X @ Wᵀ`` transposes ``X`` and the result around it): per
 block of up to 64 inputs and group, the group's rows of ``X`` are added in SIMD
 registers and multiplied once by the group's value, so the indices are decoded once
 per block of 64 inputs.
+
+On AVX-512 CPUs, when the non-empty groups use at most 32 values, the kernel object
+also builds at load (never stored) the sliced codebook layout for batch 1 and the
+entries' codes for batches (docs/architecture/kernels.md, "The sliced codebook
+layout"); at the AVX-512 level those run instead, and ``cost(batch, "avx512")``
+counts them.
 """
 
 from __future__ import annotations

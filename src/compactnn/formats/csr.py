@@ -17,6 +17,11 @@ transposes ``X`` and the result around the same kernel): per row and block of up
 ``X`` with register accumulators, four entries in flight, so each entry is decoded
 once per block of 64 inputs.
 
+On AVX-512 CPUs, when ``data`` holds at most 32 bit patterns (shared values), the
+kernel object also builds the sliced codebook layout at load (never stored; 16-row
+slices x 32-column blocks, inputs and values picked from registers by permutes:
+docs/architecture/kernels.md), and batch 1 runs on it at the AVX-512 level.
+
 Cost of ``W @ x`` (:meth:`CSR.cost`): nnz multiplies and adds; reads ``data``,
 ``indices`` and ``x`` nnz times each (``x`` gathered), ``indptr`` m+1 times; writes
 ``y`` m times. A batch of ``b`` multiplies the arithmetic, the ``x`` reads and the

@@ -10,7 +10,7 @@
  * the 16 products into the slice's 16 row sums. A slice runs its steps block by
  * block, so the number of steps of a block is the most entries any of its rows has
  * in that block (the padding: 2.0x the entries for 4096 x 4096 at 90% pruning,
- * measured by benchmarks/kernels.py's layout line). No gather, no scalar index
+ * benchmarks/kernels.py records it). No gather, no scalar index
  * extraction, no branch per group: about 8 instructions per 16 slots. */
 #include "cnn_internal.h"
 
