@@ -22,7 +22,7 @@ bit-exact. The decoding lookup table and per-length limits are a runtime cache b
 by ``_prepare()`` (not stored, not in ``nbytes``); see :mod:`compactnn.formats.ham`.
 
 Native kernels (as HAM's, plain mode; layout unchanged, version 1): ``matvec`` runs the
-fused sparse matvec, 8 rows per loop, each 11-bit table lookup giving up to two values
+fused sparse matvec, 6 rows per loop, each 11-bit table lookup giving up to two values
 multiplied at once with ``x`` at the row's next stored columns (scalar loads:
 AVX-512/AVX2 gathers were slower on Zen 4/5); ``matmul``/``rmatmul`` decode 4 rows'
 values into symbol buffers and add ``value * X[col, :]`` 32 columns at a
