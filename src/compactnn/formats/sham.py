@@ -35,7 +35,7 @@ Cost (``cost(batch, backend)``). Numba path: ``nnz`` decodes, adds and multiplie
 look-ahead word); ``lut`` one read per decode, ``limit``/``base``/``omega`` for codes
 longer than the LUT; ``col_idx`` and ``x`` one read per stored entry; ``row_ptr`` m+1
 reads, ``row_bits`` m reads; ``y`` m writes; a batch multiplies the arithmetic, ``x``
-and ``y``. Native batch 1 counts the fused sparse matvec's steps (8-row blocks): while
+and ``y``. Native batch 1 counts the fused sparse matvec's steps (6-row blocks): while
 every row of the block has two codes left, ``ptab2`` lookups (80 bits) multiply twice
 and read two columns (one of them unused when only one code fitted), then ``ptab``
 lookups (48 bits) one code each; a block with an empty row takes only one-code steps.
