@@ -14,7 +14,10 @@ Measured:
 * decode rate of the Huffman formats (symbols per second of the native
   ``decode_symbols``; ham counts every entry, zeros included, sham its non-zeros);
 * the bandwidth bound: bytes each batch-1 product must read, over the machine's
-  measured read bandwidth (numpy sum over a 512 MB array, 1 thread).
+  measured read bandwidth (numpy sum over a 512 MB array, 1 thread);
+* the sliced codebook layout the csr/cer/cser kernel objects build on AVX-512 CPUs
+  (batch 1): its steps (16 slots each), slots per stored entry, its bytes, and the
+  time per step of the batch-1 product.
 
 Writes benchmarks/results/kernels.json (rendered into docs/results.md by
 benchmarks/render.py), prints its tables, and with ``--json`` also the raw timings.
@@ -154,12 +157,23 @@ def main(argv: list[str] | None = None) -> int:
         with threads(1):
             t = time_call(fn, repeats=5, warmup=1, max_total_s=5).median
         decode[fid] = coded / t
+    sliced = {}
+    for fid in ("csr", "cer", "cser"):
+        M = methods[("p90", fid)]["ops"][4]
+        kern = M._native()
+        steps = int(getattr(kern, "sliced_steps", 0)) if kern is not None else 0
+        if steps:
+            t = float(np.median(methods[("p90", fid)]["t"]["mv1"]))
+            slices = -(-N // 16)
+            sliced[fid] = {"steps": steps, "slots_per_entry": 16 * steps / M.nnz,
+                           "bytes": 36 * steps + 8 * (slices + 1),  # slots, offsets, slice ptrs
+                           "ns_per_step": 1e9 * t / steps, "ns_per_entry": 1e9 * t / M.nnz}
     bw = bandwidth()
     med = {f"{c}/{n}": {k: float(np.median(v)) for k, v in m["t"].items()}
            for (c, n), m in methods.items()}
     nbytes = {f"{c}/{n}": int(m["ops"][3]) for (c, n), m in methods.items()}
     raw = {"backend": backend.describe(), "rounds": args.rounds, "bandwidth_Bps": bw,
-           "median_s": med, "bytes": nbytes, "decode_codes_per_s": decode}
+           "median_s": med, "bytes": nbytes, "decode_codes_per_s": decode, "sliced": sliced}
     timings = [[*key.split("/"), nbytes[key], 1e3 * t["mv1"], 1e3 * t["mv2"], 1e3 * t["mm1"],
                 1e3 * t["rmm1"], 1e3 * t["rmm2"], nbytes[key] / t["mv1"] / 1e9]
                for key, t in med.items()]
@@ -195,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
               [[what, goal, val, "yes" if val >= goal else "NO"] for what, goal, val in rows])]
     text = (f"{raw['backend']}; median of {args.rounds} round-robin rounds; "
             f"1-thread read bandwidth {bw / 1e9:.1f} GB/s")
+    if sliced:
+        text += "; batch-1 sliced layout (csr/cer/cser): " + ", ".join(
+            f"{fid} {v['slots_per_entry']:.2f} slots an entry, {v['bytes'] / 1e6:.1f} MB, "
+            f"{v['ns_per_step']:.2f} ns a step" for fid, v in sliced.items())
     data = save("kernels", tables, text=text, summary=summary(rows), raw=raw)
     print(render(data))
     if args.docs:

@@ -168,14 +168,22 @@ def test_non_zero_most_frequent_value(fid):
     m, n = W.shape
     G = M.omega_ptr.size - 1
     groups = int(np.count_nonzero(np.diff(M.omega_ptr.astype(np.int64))))
-    c = M.cost()  # the branch-free matvec: every stored group, omega[0] * sum(x) once
+    c = M.cost(1, "avx2")  # the branch-free matvec: every stored group, omega[0] * sum(x) once
     assert c.mults == G + 1
     assert c.adds == M.nnz + 5 * G + 2 * m + n
     assert c.reads["x"][0] == M.nnz + n
-    c = M.cost(batch=3)  # sum-then-multiply per non-empty group and column
+    c = M.cost(3, "avx2")  # sum-then-multiply per non-empty group and column
     assert c.mults == 3 * (groups + 1)
     assert c.adds == 3 * (M.nnz + groups + n + m)
     assert c.reads["x"][0] == 3 * (M.nnz + n)
+    steps = M._sliced_steps()  # AVX-512: the sliced kernel, 16 slots a step
+    assert steps > 0
+    c = M.cost(1, "avx512")
+    assert c.mults == 16 * steps + 1
+    assert c.reads["x"][0] == 32 * steps + n
+    c = M.cost(3, "avx512")  # batched: csr rows with codes, then omega0 * column sums
+    assert c.mults == 3 * (M.nnz + m)
+    assert c.reads["codes"][0] == M.nnz
 
 
 @pytest.mark.parametrize("fid", ["cer", "cser"])
@@ -185,8 +193,8 @@ def test_negative_zero_fill_needs_no_shift(fid):
     M = formats.get(fid).from_dense(W)
     assert M.omega[:1].view(np.uint32)[0] == 0x80000000
     assert same_bits(M.to_dense(), W)
-    assert M.cost().mults == M.omega_ptr.size - 1  # CER pads code 1 in row 3
-    assert M.cost(batch=2).mults == 2 * 2
+    assert M.cost(1, "avx2").mults == M.omega_ptr.size - 1  # CER pads code 1 in row 3
+    assert M.cost(2, "avx2").mults == 2 * 2
     x = np.arange(6, dtype=np.float32)
     assert M.matvec(x).tolist() == [0.0, 3.0, 0.0, 0.0]
 
@@ -199,17 +207,20 @@ def test_cost_counts_by_hand():
     assert A.omega_ptr.tolist() == [0, 1, 3, 4, 4, 4, 5] and A.row_ptr.tolist() == [0, 2, 3, 6]
     assert B.omega_idx.tolist() == [1, 2, 1, 3] and B.row_ptr.tolist() == [0, 2, 3, 4]
     for M, G in ((A, 6), (B, 4)):
-        c = M.cost()  # batch 1: 5 running-sum adds, per group 3 prefix adds, 1
+        c = M.cost(1, "avx2")  # batch 1: 5 running-sum adds, per group 3 prefix adds, 1
         # difference, 1 accumulate and 1 multiply; per row 2 adds
         assert (c.adds, c.mults) == (5 + 5 * G + 2 * 3, G)
         assert c.reads["omega_ptr"][0] == G + 2 * 3 and c.reads["col_idx"][0] == 5
         assert c.writes["sums"][0] == 5 and c.reads["sums"][0] == 4 * G
         assert c.reads["x"] == (5, 32, 16) and c.writes["y"] == (3, 32, 12)
-        c = M.cost(batch=2)  # per column: 5 adds into 4 group sums, 4 multiplies
+        c = M.cost(2, "avx2")  # per column: 5 adds into 4 group sums, 4 multiplies
         assert (c.adds, c.mults) == (2 * (5 + 4), 2 * 4)
         assert c.reads["omega_ptr"][0] == G + 3 and c.reads["col_idx"][0] == 5
         assert c.reads["x"] == (10, 32, 32) and c.writes["y"] == (6, 32, 24)
-    assert B.cost().reads["omega_idx"][0] == 4 and "omega_idx" not in A.cost().reads
+        c = M.cost(2, "avx512")  # csr rows with codes: an FMA per entry and input
+        assert (c.adds, c.mults) == (2 * 5, 2 * 5) and c.reads["codes"][0] == 5
+    assert B.cost(1, "avx2").reads["omega_idx"][0] == 4
+    assert "omega_idx" not in A.cost(1, "avx2").reads
 
 
 @pytest.mark.parametrize("fid", ["cer", "cser"])

@@ -249,7 +249,7 @@ def test_sham_stores_values_only_for_nonzero_bit_patterns():
     assert same_bits(M.to_dense(), W)
     c = M.cost(backend="numba")
     assert c.adds == c.mults == 5 and c.reads["col_idx"][0] == 5
-    ref = _sparse_reference(M)  # 8-row blocks: the last row repeated 5 times
+    ref = _sparse_reference(M)  # 6-row blocks: the last row repeated 3 times
     for path in NATIVE_PATHS:
         c = M.cost(backend=path)
         assert c.adds == c.mults == c.reads["col_idx"][0] == ref["mult"]
@@ -286,9 +286,9 @@ def test_codes_of_32_bits_and_the_canonical_search(fid):
     c = M.cost(backend="numba")  # codes longer than the 10-bit LUT: the canonical search
     assert c.reads["limit"][0] > 0
     assert c.reads["base"][0] == c.reads["omega"][0] == np.count_nonzero(sym >= 10)
-    # longer than the native 11-bit tables; sHAM's fused matvec walks 8-row blocks, the
+    # longer than the native 11-bit tables; sHAM's fused matvec walks 6-row blocks, the
     # short last block repeating its last row
-    rows = list(range(m)) + ([m - 1] * (-m % 8) if fid == "sham" else [])
+    rows = list(range(m)) + ([m - 1] * (-m % 6) if fid == "sham" else [])
     esc = int(np.count_nonzero(sym.reshape(m, n)[rows] >= 11))
     for path in NATIVE_PATHS:
         c = M.cost(backend=path)

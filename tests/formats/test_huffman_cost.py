@@ -12,7 +12,7 @@ import pytest
 from compactnn import formats
 from compactnn.cost import energy_pj
 
-ZT1, ZSKIP, T, NS = 12, 45, 11, 8
+ZT1, ZSKIP, T, NS, PS = 12, 45, 11, 8, 6  # PS: rows of the fused sparse loop
 
 
 def lookups(c, table: str) -> int:
@@ -49,10 +49,10 @@ def _lz(bits: str, p: int) -> int:
     return z
 
 
-def _blocks(m: int):
-    """The rows of each 8-row block; a short last block repeats its last row."""
-    for r in range(0, m, NS):
-        yield [min(r + s, m - 1) for s in range(NS)]
+def _blocks(m: int, ns: int = NS):
+    """The rows of each ns-row block; a short last block repeats its last row."""
+    for r in range(0, m, ns):
+        yield [min(r + s, m - 1) for s in range(ns)]
 
 
 def _zrun_reference(M, pair: bool) -> dict[str, int]:
@@ -111,12 +111,12 @@ def _sparse_reference(M) -> dict[str, int]:
             p += row[-1]
         lens.append(row)
     n = {"lookup": 0, "mult": 0, "pair": 0, "twostep": 0}
-    for rows in _blocks(M.shape[0]):
-        k = [0] * NS
+    for rows in _blocks(M.shape[0], PS):
+        k = [0] * PS
         ls = [lens[r] for r in rows]
-        while min(len(ls[s]) - k[s] for s in range(NS)) >= 2:
-            for _ in range(min(len(ls[s]) - k[s] for s in range(NS)) // 2):
-                for s in range(NS):
+        while min(len(ls[s]) - k[s] for s in range(PS)) >= 2:
+            for _ in range(min(len(ls[s]) - k[s] for s in range(PS)) // 2):
+                for s in range(PS):
                     n["lookup"] += 1
                     a = ls[s][k[s]]
                     if a > T:
@@ -130,7 +130,7 @@ def _sparse_reference(M) -> dict[str, int]:
                         k[s] += 2
                     else:
                         k[s] += 1
-        for s in range(NS):
+        for s in range(PS):
             n["lookup"] += len(ls[s]) - k[s]
             n["mult"] += len(ls[s]) - k[s]
     return n
@@ -207,9 +207,11 @@ def test_batched_cost_decodes_once_and_multiplies_per_column():
         M = formats.get(fid).from_dense(W)
         for path in ("numba", "avx512"):
             one, many = M.cost(1, path), M.cost(20, path)
-            assert many.mults == 20 * one.mults or fid in ("ham", "sham")
+            # avx512 csr/cer/cser: batch 1 runs the sliced kernel (padded steps)
+            other = fid in ("ham", "sham") or (path == "avx512" and fid in ("csr", "cer", "cser"))
+            assert many.mults == 20 * one.mults or other
             assert many.writes["y"][0] == 20 * W.shape[0]
-            assert many.reads["x"][0] >= 20 * one.reads["x"][0] // 2
+            assert many.reads["x"][0] >= 20 * one.reads["x"][0] // 2 or other
     M = formats.get("ham").from_dense(W)
     nnz = int(np.count_nonzero(W.view(np.uint32)))
     c = M.cost(20, "avx2")

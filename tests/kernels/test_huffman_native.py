@@ -184,6 +184,12 @@ def test_fused_zero_run_matvec(sparsity, skew):
             Y = np.empty((1, 19), np.float32)
             M._native().rows(x[None], Y, 1, bias)
             assert np.all(np.abs(Y[0] - (ref + bias)) <= tol), name
+            # batches: records of 16 rows, then 3
+            X = np.random.default_rng(2).standard_normal((17, 2500)).astype(np.float32)
+            R = X.astype(np.float64) @ W.T.astype(np.float64)
+            tb = 1e-4 * (1 + np.abs(X).astype(np.float64) @ np.abs(W.T).astype(np.float64))
+            assert np.all(np.abs(M.rmatmul(X) - R) <= tb), name
+            assert np.all(np.abs(M.matmul(np.ascontiguousarray(X.T)) - R.T) <= tb.T), name
 
 
 def test_zero_run_constructor_walks_the_stream():

@@ -246,3 +246,64 @@ def test_shared_rows_must_stay_inside_the_values():
         nat.CsrMatrix(data[:3], cols, ptr, 2, 3, dataoff=np.array([0, 1], np.uint64))
     with pytest.raises(ValueError, match="dataoff: expected 2"):
         nat.CsrMatrix(data[:3], cols, ptr, 2, 3, dataoff=np.array([0], np.uint64))
+
+
+def avx512() -> bool:
+    return "avx512" in levels()
+
+
+@pytest.mark.skipif(not avx512(), reason="the sliced layout is built on AVX-512 CPUs")
+@pytest.mark.parametrize("fid", SPARSE)
+@pytest.mark.parametrize(("m", "n", "k", "sparsity"), [(16, 32, 30, 0.0), (37, 70, 30, 0.6),
+                                                      (100, 257, 5, 0.9), (20, 33, 2, 0.0)])
+def test_sliced_layout_matvec(fid, m, n, k, sparsity):
+    """At most 32 values: batch 1 runs the sliced kernel (row and column counts not
+    multiples of its 16 x 32 tiles, -0.0 entries, bias; several threads:
+    test_results_do_not_depend_on_threads)."""
+    rng = np.random.default_rng(m * n + k)
+    W = pruned_shared(rng, m, n, k, sparsity)
+    W[0, 0] = -0.0  # a value of its own (csr: a 32nd)
+    W[-1, -1] = 1.5  # and another (cer/cser: not the most frequent one)
+    M = formats.get(fid).from_dense(W)
+    assert M._native().sliced_steps > 0
+    X = rng.standard_normal((3, n)).astype(np.float32)
+    bias = rng.standard_normal(m).astype(np.float32)
+    ref = X.astype(np.float64) @ W.T.astype(np.float64) + bias
+    tol = tolerance(X, W)
+    with backend.use("avx512"):
+        for i in range(3):
+            y = np.empty(m, np.float32)
+            M._native().rows(X[i], y, 1, bias)
+            assert np.all(np.abs(y - ref[i]) <= tol[i]), fid
+
+
+@pytest.mark.skipif(not avx512(), reason="the sliced layout is built on AVX-512 CPUs")
+@pytest.mark.parametrize("fid", SPARSE)
+def test_sliced_layout_needs_a_codebook_of_32(fid):
+    """More than 32 values stored (cer/cser store all but the most frequent one), or
+    rows so sparse that padding would dominate: the row kernels."""
+    rng = np.random.default_rng(3)
+    W = pruned_shared(rng, 64, 64, 34, 0.0)
+    assert formats.get(fid).from_dense(W)._native().sliced_steps == 0
+    W = np.zeros((64, 4096), np.float32)
+    W[np.arange(0, 64, 2), rng.integers(0, 4096, 32)] = 1.0  # one entry in every other row
+    assert formats.get(fid).from_dense(W)._native().sliced_steps == 0
+
+
+@pytest.mark.skipif(not avx512(), reason="the sliced layout is built on AVX-512 CPUs")
+@pytest.mark.parametrize("fid", SPARSE)
+@pytest.mark.parametrize(("m", "n", "k", "sparsity"), [(37, 70, 30, 0.6), (64, 4096, 8, 0.99),
+                                                      (100, 257, 40, 0.5), (50, 300, 3, 0.98)])
+def test_cost_counts_the_sliced_steps_the_kernel_built(fid, m, n, k, sparsity):
+    """cost(1, "avx512") counts the sliced kernel's steps (kernels/sliced.py mirrors the
+    C rule: at most 32 values, padding limit per format), else the row kernel."""
+    W = pruned_shared(np.random.default_rng(m + n), m, n, k, sparsity)
+    M = formats.get(fid).from_dense(W)
+    steps = M._native().sliced_steps
+    assert M._sliced_steps() == steps
+    c = M.cost(1, "avx512")
+    if steps:
+        assert c.reads["slots"][0] == 16 * steps and c.mults >= 16 * steps
+    else:
+        assert "slots" not in c.reads
+    assert "slots" not in M.cost(1, "avx2").reads and "slots" not in M.cost(2, "avx512").reads

@@ -69,6 +69,12 @@ Batched (``W @ X``; ``X @ Wᵀ`` transposes ``X`` and the result around it): per
 block of up to 64 inputs and group, the group's rows of ``X`` are added in SIMD
 registers and multiplied once by the group's value, so the indices are decoded once
 per block of 64 inputs.
+
+On AVX-512 CPUs, when the non-empty groups use at most 32 values, the kernel object
+also builds at load (never stored) the sliced codebook layout for batch 1 and the
+entries' codes for batches (docs/architecture/kernels.md, "The sliced codebook
+layout"); at the AVX-512 level those run instead, and ``cost(batch, "avx512")``
+counts them.
 """
 
 from __future__ import annotations
@@ -88,11 +94,13 @@ from compactnn.formats.checks import (
     require_finite,
     require_pointers,
 )
+from compactnn.formats.csr import sliced_cost
 from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import cer as k
 from compactnn.kernels._jit import numba_threads
+from compactnn.kernels.sliced import COLS, VALUES, sliced_steps
 
 __all__ = ["CER", "grouped_arrays"]
 
@@ -278,11 +286,53 @@ class GroupedRows(CompactMatrix):
         """Format-specific checks of the group structure (``K`` = codebook size)."""
 
     # ---- cost model -------------------------------------------------------------------
+    def _used_values(self) -> int:
+        """Distinct values of the non-empty groups (at most 32: the AVX-512 kernel object
+        also runs batched products as csr rows with codes)."""
+        if "_used" not in self.__dict__:
+            rp = self.row_ptr.astype(np.int64)
+            sizes = np.diff(self.omega_ptr.astype(np.int64))
+            if self.explicit:
+                codes = self._kernel_idx().astype(np.int64)
+            else:  # cer: group g of row r has code g - row_ptr[r] + 1
+                codes = np.arange(self.groups, dtype=np.int64) - np.repeat(rp[:-1], np.diff(rp)) + 1
+            self._used = int(np.unique(codes[sizes > 0]).size)
+        return self._used
+
+    def _sliced_steps(self) -> int:
+        """Steps of the sliced layout the AVX-512 kernel object builds (0: none)."""
+        if "_steps" not in self.__dict__:
+            m, n = self.shape
+            rp = self.row_ptr.astype(np.int64)
+            self._steps = sliced_steps(np.diff(self.omega_ptr[rp].astype(np.int64)), self.col_idx,
+                                       self._used_values(), m, n, "grouped")
+        return self._steps
+
     def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz, G = self.nnz, self.groups
-        nonempty = int(np.count_nonzero(np.diff(self.omega_ptr))) if G else 0
+        steps = self._sliced_steps() if batch == 1 and backend == "avx512" else 0
+        if steps:  # plus omega0 * sum(x) when shifted
+            c = sliced_cost(steps, m, n)
+            if self._shift:
+                c.adds += n + m
+                c.mults += 1
+                c.read("x", COLS * steps + n, 32, 4 * n)
+            return c
         s = int(self._shift)
+        if batch > 1 and backend == "avx512" and nnz and self._used_values() <= VALUES:
+            # csr rows with codes: an FMA per entry and input, the entries read once per
+            # 64 inputs; then omega0 * (column sums of X) added to every row
+            passes = -(-batch // 64)
+            c = Cost(adds=(nnz + s * (n + m)) * batch, mults=(nnz + s * m) * batch)
+            c.read("codes", nnz * passes, 8, nnz)
+            c.read("col_idx", nnz * passes, self.col_idx)
+            c.read("lut", nnz * passes, 32, 4 * VALUES)
+            c.read("entry_ptr", m + 1, 64, 8 * (m + 1))
+            c.read("x", (nnz + s * n) * batch, 32, 4 * n * batch)
+            c.write("y", m * batch, 32, 4 * m * batch)
+            return c
+        nonempty = int(np.count_nonzero(np.diff(self.omega_ptr))) if G else 0
         c = Cost()
         if batch == 1:  # the branch-free matvec (numba and native alike)
             c.adds = nnz + 5 * G + 2 * m + s * n

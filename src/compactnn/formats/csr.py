@@ -17,6 +17,11 @@ transposes ``X`` and the result around the same kernel): per row and block of up
 ``X`` with register accumulators, four entries in flight, so each entry is decoded
 once per block of 64 inputs.
 
+On AVX-512 CPUs, when ``data`` holds at most 32 bit patterns (shared values), the
+kernel object also builds the sliced codebook layout at load (never stored; 16-row
+slices x 32-column blocks, inputs and values picked from registers by permutes:
+docs/architecture/kernels.md), and batch 1 runs on it at the AVX-512 level.
+
 Cost of ``W @ x`` (:meth:`CSR.cost`): nnz multiplies and adds; reads ``data``,
 ``indices`` and ``x`` nnz times each (``x`` gathered), ``indptr`` m+1 times; writes
 ``y`` m times. A batch of ``b`` multiplies the arithmetic, the ``x`` reads and the
@@ -40,6 +45,7 @@ from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.registry import register
 from compactnn.kernels import backend
 from compactnn.kernels import csr as k
+from compactnn.kernels.sliced import COLS, ROWS, VALUES, sliced_steps
 
 
 def csr_arrays(W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,9 +134,21 @@ class CSR(CompactMatrix):
         require_pointers("csr", "indptr", self.indptr, m + 1, nnz)
         require_below("csr", "indices", self.indices, n)
 
+    def _sliced_steps(self) -> int:
+        """Steps of the sliced layout the AVX-512 kernel object builds (0: none)."""
+        if "_steps" not in self.__dict__:
+            m, n = self.shape
+            values = int(np.unique(self.data.view(np.uint32)).size)
+            self._steps = sliced_steps(np.diff(self.indptr.astype(np.int64)), self.indices,
+                                       values, m, n, "csr")
+        return self._steps
+
     def _cost(self, batch: int, backend: str) -> Cost:
         m, n = self.shape
         nnz = self.nnz
+        steps = self._sliced_steps() if batch == 1 and backend == "avx512" else 0
+        if steps:
+            return sliced_cost(steps, m, n)
         c = Cost(adds=nnz, mults=nnz)
         passes = -(-batch // 64) if backend != "numba" else 1  # native: 64 inputs a pass
         c.read("data", nnz * passes, self.data)
@@ -139,3 +157,17 @@ class CSR(CompactMatrix):
         c.read("x", nnz, 32, 4 * n)
         c.write("y", m, 32, 4 * m)
         return c.per_column(batch)
+
+
+def sliced_cost(steps: int, m: int, n: int) -> Cost:
+    """What the sliced batch-1 kernel does: per step a 16-slot load, the block's 32
+    inputs, two permutes and one 16-lane FMA (padding lanes included)."""
+    c = Cost(adds=ROWS * steps, mults=ROWS * steps)
+    slices = -(-m // ROWS)
+    c.read("slots", ROWS * steps, 16, 2 * ROWS * steps)
+    c.read("xoff", steps, 32, 4 * steps)
+    c.read("slice_ptr", slices + 1, 64, 8 * (slices + 1))
+    c.read("lut", VALUES, 32, 4 * VALUES)
+    c.read("x", COLS * steps, 32, 4 * n)
+    c.write("y", m, 32, 4 * m)
+    return c

@@ -31,7 +31,8 @@ T = 11  # CNN_HUFF_T: plain / record table index bits
 ZT1 = 12  # CNN_HUFF_ZT + 1: fused zero-run table window
 ZSKIP = 57 - ZT1  # longest zero run one fused step skips
 ZMAX = 57 - T  # longest zero run one record step skips
-NS = 8  # rows per fused loop (ZF_NS)
+NS = 8  # rows per fused zero-run loop (ZF_NS)
+PS = 6  # rows per fused sparse loop (PF_NS)
 
 
 def stream_bits(words: np.ndarray) -> np.ndarray:
@@ -146,26 +147,26 @@ def zrun_fused(bits, row_bits, lmax, limit, pair, esc):  # pragma: no cover - co
 @jit
 def sparse_fused(bits, row_bits, row_ptr, lmax, limit, esc):  # pragma: no cover - compiled
     """The fused sparse matvec (``pfused_*``: sHAM batch 1, every level): lookups of the
-    11-bit two-code table while every row of the 8 has two codes left, then one code a
+    11-bit two-code table while every row of the 6 has two codes left, then one code a
     step; ``esc``: codes longer than 11 bits or an incomplete code."""
     c = np.zeros(NCOUNTS, np.int64)
     m = row_bits.shape[0] - 1
-    p = np.zeros(NS, np.int64)
-    k = np.zeros(NS, np.int64)
-    ke = np.zeros(NS, np.int64)
-    for r in range(0, m, NS):
-        for s in range(NS):
+    p = np.zeros(PS, np.int64)
+    k = np.zeros(PS, np.int64)
+    ke = np.zeros(PS, np.int64)
+    for r in range(0, m, PS):
+        for s in range(PS):
             rr = min(r + s, m - 1)
             p[s] = row_bits[rr]
             k[s] = row_ptr[rr]
             ke[s] = row_ptr[rr + 1]
-        c[ROWS] += 3 * NS
+        c[ROWS] += 3 * PS
         while True:
             left = (ke - k).min()
             if left < 2:
                 break
             for _ in range(left // 2):
-                for s in range(NS):
+                for s in range(PS):
                     c[PEEK] += 1
                     c[TAB] += 1
                     ln = _code_len(bits, p[s], lmax, limit)
@@ -190,7 +191,7 @@ def sparse_fused(bits, row_bits, row_ptr, lmax, limit, esc):  # pragma: no cover
         more = True
         while more:
             more = False
-            for s in range(NS):
+            for s in range(PS):
                 if k[s] >= ke[s]:
                     continue
                 more = True

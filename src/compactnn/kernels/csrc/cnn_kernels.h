@@ -159,6 +159,10 @@ typedef struct {
     /* NULL, or m offsets: row r's values are data[dataoff[r] ...] (rows that share
      * values, as permseq's rows share base sequences). */
     const int64_t *dataoff;
+    /* NULL, or (batched products only; dataoff NULL) the entries' codes: entry j is
+     * lut[codes[j]] and data is unused (cer/cser rows as csr). */
+    const uint8_t *codes;
+    const float *lut;
 } cnn_csr;
 
 /* Y = X @ W^T (+ bias); bias may be NULL. 0, or -1 when scratch memory could not
@@ -188,6 +192,31 @@ int cnn_grouped_rows(const cnn_grouped *W, const float *X, int64_t ldx, int64_t 
                      float *Y, int64_t ldy, const float *bias);
 int cnn_grouped_matmul(const cnn_grouped *W, const float *X, int64_t ldx, int64_t b,
                        float *Y, int64_t ldy);
+
+/* ---- sliced codebook layout (csr, cer, cser batch 1 on AVX-512): sliced.c -------
+ * Rows in slices of 16, columns in blocks of 32. Slice s owns steps slice_ptr[s] ..
+ * slice_ptr[s+1]-1; step t covers columns xoff[t] .. xoff[t]+31 with 16 slots
+ * slots[16t ..], slot i (row 16s + i) = 0 (no entry) or 0x8000 | code << 8 |
+ * (column - xoff[t]); the entry is lut[code] (code < 32). Built at load, never
+ * stored. */
+typedef struct {
+    int64_t m, n, nslices;
+    const int64_t *slice_ptr; /* nslices + 1 */
+    const uint32_t *xoff;     /* steps */
+    const uint16_t *slots;    /* 16 * steps */
+    float lut[32];
+} cnn_sliced;
+
+/* The layout of the entries rowptr[r] .. rowptr[r+1]-1 of each row r (columns cols,
+ * col_bytes 1, 2 or 4 wide, all < n; codes < 32): with xoff == NULL only slice_ptr
+ * (ceil(m / 16) + 1 entries; may be NULL too); returns the number of steps, or -1
+ * (no memory). */
+int64_t cnn_sliced_layout(int64_t m, int64_t n, const int64_t *rowptr, const void *cols,
+                          int col_bytes, const uint8_t *codes, int64_t *slice_ptr,
+                          uint32_t *xoff, uint16_t *slots);
+/* y = W x + base (+ bias; may be NULL). 0, or -1 (no memory, or not an x86 build). */
+int cnn_sliced_matvec(const cnn_sliced *S, const float *x, float *y, const float *bias,
+                      float base);
 
 #ifdef __cplusplus
 }

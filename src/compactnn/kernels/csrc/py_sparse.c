@@ -89,6 +89,62 @@ static int prepare_cols(const Py_buffer *b, int64_t n, uint32_t **copy, const ch
     return *copy ? 4 : -1;
 }
 
+/* ---- the sliced layout (sliced.c), built when the CPU runs AVX-512 ---------------- */
+
+typedef struct {
+    cnn_sliced S;
+    int64_t *slice_ptr;
+    uint32_t *xoff;
+    uint16_t *slots;
+} Sliced;
+
+static void sliced_free(Sliced *L) {
+    cnn_free(L->slice_ptr);
+    cnn_free(L->xoff);
+    cnn_free(L->slots);
+    memset(L, 0, sizeof *L);
+}
+
+/* Padded slots per entry above which the sliced kernel is not used: it then runs
+ * slower than the row kernels. Measured at 4096 x 4096 with 32 values, 1 thread
+ * (sliced vs row kernel): csr 1.8x at 90% pruning (2.0 slots an entry), 1.0x at 98%
+ * (3.6); cer 3.1x at 90%, 2.9x at 98% (its row kernel costs about 3x csr's). */
+#define SLICED_MAX_PAD_CSR 3.5
+#define SLICED_MAX_PAD_GROUPED 8.0
+
+/* Build the layout of entries rowptr (int64, m + 1) with codes (< 32) into the values
+ * lut[0 .. K); leaves L empty (not an error) on a CPU without AVX-512 or when the
+ * padding is too large; -1 only when memory runs out. */
+static int sliced_build(Sliced *L, int64_t m, int64_t n, const int64_t *rowptr,
+                        const void *cols, int col_bytes, const uint8_t *codes, const float *lut,
+                        int64_t K, double max_pad) {
+    memset(L, 0, sizeof *L);
+    if (cnn_cpu_level() < CNN_AVX512 || K > 32 || m == 0) return 0;
+    const int64_t ns = (m + 15) / 16, nnz = rowptr[m];
+    int64_t steps = cnn_sliced_layout(m, n, rowptr, cols, col_bytes, codes, NULL, NULL, NULL);
+    if (steps < 0) goto nomem;
+    if (16.0 * (double)steps > max_pad * (double)nnz) return 0;
+    L->slice_ptr = cnn_alloc((size_t)(ns + 1) * sizeof(int64_t));
+    L->xoff = cnn_alloc((size_t)(steps ? steps : 1) * sizeof(uint32_t));
+    L->slots = cnn_alloc((size_t)(steps ? steps : 1) * 16 * sizeof(uint16_t));
+    if (!L->slice_ptr || !L->xoff || !L->slots ||
+        cnn_sliced_layout(m, n, rowptr, cols, col_bytes, codes, L->slice_ptr, L->xoff, L->slots) < 0)
+        goto nomem;
+    L->S = (cnn_sliced){.m = m, .n = n, .nslices = ns, .slice_ptr = L->slice_ptr,
+                        .xoff = L->xoff, .slots = L->slots};
+    for (int64_t c = 0; c < 32; c++) L->S.lut[c] = c < K ? lut[c] : 0.f;
+    return 0;
+nomem:
+    sliced_free(L);
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* The sliced kernel runs batch 1 at the AVX-512 level when the layout was built. */
+static inline int sliced_use(const Sliced *L, int64_t B) {
+    return B == 1 && L->slots && cnn_get_level() == CNN_AVX512;
+}
+
 /* ---- CsrMatrix ------------------------------------------------------------------- */
 
 typedef struct {
@@ -98,6 +154,7 @@ typedef struct {
     int held;
     int64_t *rowptr, *dataoff;
     uint32_t *cols32;
+    Sliced sl;
 } CsrObject;
 
 static void Csr_clear(CsrObject *self) {
@@ -111,6 +168,7 @@ static void Csr_clear(CsrObject *self) {
     cnn_free(self->cols32);
     self->rowptr = self->dataoff = NULL;
     self->cols32 = NULL;
+    sliced_free(&self->sl);
 }
 
 static void Csr_dealloc(CsrObject *self) {
@@ -139,6 +197,8 @@ static int64_t *prepare_dataoff(PyObject *obj, const int64_t *rowptr, int64_t m,
     PyBuffer_Release(&b);
     return out;
 }
+
+static int csr_sliced(CsrObject *self);
 
 static int Csr_init(CsrObject *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"data", "indices", "indptr", "m", "n", "dataoff", NULL};
@@ -173,12 +233,48 @@ static int Csr_init(CsrObject *self, PyObject *args, PyObject *kwds) {
     self->W = (cnn_csr){.m = m, .n = n, .col_bytes = bytes, .data = self->data.buf,
                         .cols = self->cols32 ? (const void *)self->cols32 : self->cols.buf,
                         .rowptr = self->rowptr, .dataoff = self->dataoff};
-    return 0;
+    return self->dataoff ? 0 : csr_sliced(self);
+}
+
+/* The sliced layout when the values take at most 32 bit patterns (a codebook). */
+static int csr_sliced(CsrObject *self) {
+    const cnn_csr *W = &self->W;
+    const int64_t nnz = W->rowptr[W->m];
+    if (cnn_cpu_level() < CNN_AVX512 || nnz == 0) return 0;
+    uint32_t keys[64];
+    int8_t slot[64];
+    float lut[32];
+    int K = 0;
+    memset(slot, -1, sizeof slot);
+    uint8_t *codes = cnn_alloc((size_t)nnz);
+    if (!codes) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    const uint32_t *bits = (const uint32_t *)W->data;
+    int64_t j = 0;
+    for (; j < nnz; j++) { /* open addressing over 64 slots, keyed by bit pattern */
+        uint32_t h = (bits[j] * 2654435761u) >> 26;
+        while (slot[h] >= 0 && keys[h] != bits[j]) h = (h + 1) & 63;
+        if (slot[h] < 0) {
+            if (K == 32) break; /* a 33rd value: no codebook */
+            keys[h] = bits[j], slot[h] = (int8_t)K, lut[K++] = W->data[j];
+        }
+        codes[j] = (uint8_t)slot[h];
+    }
+    int rc = 0;
+    if (j == nnz)
+        rc = sliced_build(&self->sl, W->m, W->n, W->rowptr, W->cols, W->col_bytes, codes, lut, K,
+                          SLICED_MAX_PAD_CSR);
+    cnn_free(codes);
+    return rc;
 }
 
 static int csr_rows(const void *W, const float *X, int64_t ldx, int64_t B, float *Y, int64_t ldy,
                     const float *bias) {
-    return cnn_csr_rows(W, X, ldx, B, Y, ldy, bias);
+    const CsrObject *self = W;
+    if (sliced_use(&self->sl, B)) return cnn_sliced_matvec(&self->sl.S, X, Y, bias, 0.f);
+    return cnn_csr_rows(&self->W, X, ldx, B, Y, ldy, bias);
 }
 
 static int csr_mm(const void *W, const float *X, int64_t ldx, int64_t b, float *Y, int64_t ldy) {
@@ -187,7 +283,7 @@ static int csr_mm(const void *W, const float *X, int64_t ldx, int64_t b, float *
 
 static PyObject *Csr_rows(CsrObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "CsrMatrix is not initialised");
-    return cnn_call_rows(&self->W, self->W.m, self->W.n, csr_rows, args, nargs);
+    return cnn_call_rows(self, self->W.m, self->W.n, csr_rows, args, nargs);
 }
 
 static PyObject *Csr_matmul(CsrObject *self, PyObject *const *args, Py_ssize_t nargs) {
@@ -203,6 +299,20 @@ static PyMethodDef Csr_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
+static PyObject *sliced_steps(const Sliced *L) {
+    return PyLong_FromLongLong(L->slots ? (long long)L->slice_ptr[L->S.nslices] : 0);
+}
+
+static PyObject *Csr_sliced_steps(CsrObject *self, void *closure) {
+    return sliced_steps(&self->sl);
+}
+
+static PyGetSetDef Csr_getset[] = {
+    {"sliced_steps", (getter)Csr_sliced_steps, NULL,
+     "steps of the sliced codebook layout (batch 1 on AVX-512), 0 when not built", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
 static PyTypeObject CsrType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "compactnn.kernels._native.CsrMatrix",
@@ -215,6 +325,7 @@ static PyTypeObject CsrType = {
     .tp_init = (initproc)Csr_init,
     .tp_dealloc = (destructor)Csr_dealloc,
     .tp_methods = Csr_methods,
+    .tp_getset = Csr_getset,
 };
 
 /* ---- GroupedMatrix (cer / cser) ----------------------------------------------------- */
@@ -226,6 +337,12 @@ typedef struct {
     int held, has_idx;
     int64_t *rowptr;
     uint32_t *cols32, *gptr32, *gidx32;
+    Sliced sl;
+    /* at most 32 values: the entries as csr rows with codes (batched, AVX-512) */
+    cnn_csr coded;
+    int64_t *erow;
+    uint8_t *codes;
+    float lut[32];
 } GroupedObject;
 
 static void Grouped_clear(GroupedObject *self) {
@@ -242,6 +359,12 @@ static void Grouped_clear(GroupedObject *self) {
     cnn_free(self->gidx32);
     self->rowptr = NULL;
     self->cols32 = self->gptr32 = self->gidx32 = NULL;
+    sliced_free(&self->sl);
+    cnn_free(self->erow);
+    cnn_free(self->codes);
+    self->erow = NULL;
+    self->codes = NULL;
+    memset(&self->coded, 0, sizeof self->coded);
 }
 
 static void Grouped_dealloc(GroupedObject *self) {
@@ -273,6 +396,8 @@ static int check_groups(GroupedObject *self, const Py_buffer *rp, int64_t m, int
             }
     return 0;
 }
+
+static int grouped_sliced(GroupedObject *self);
 
 static int Grouped_init(GroupedObject *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"col_idx", "omega_ptr", "row_ptr", "omega_idx", "shifted", "omega0",
@@ -334,26 +459,121 @@ static int Grouped_init(GroupedObject *self, PyObject *args, PyObject *kwds) {
         .gptr = self->gptr32 ? (const void *)self->gptr32 : self->gptr.buf,
         .gidx = self->gidx32 ? (const void *)self->gidx32 : (ibytes ? self->gidx.buf : NULL),
         .rowptr = self->rowptr, .shifted = self->shifted.buf};
-    return 0;
+    return grouped_sliced(self);
+}
+
+/* The entries (row by row, in group order) with their codes as csr rows (batched
+ * products) and their sliced layout (batch 1), when the groups use at most 32 of the
+ * values (cer's code 0, omega0, is never a group's: the used codes are numbered
+ * afresh). */
+static int grouped_sliced(GroupedObject *self) {
+    const cnn_grouped *W = &self->W;
+    const int64_t m = W->m, nnz = ulen(&self->cols), K = self->shifted.len / 4;
+    if (cnn_cpu_level() < CNN_AVX512 || nnz == 0) return 0;
+    int64_t *erow = cnn_alloc((size_t)(m + 1) * sizeof(int64_t));
+    uint8_t *codes = cnn_alloc((size_t)nnz);
+    int16_t *remap = cnn_alloc((size_t)K * sizeof(int16_t));
+    int rc = -1, used = 0;
+    float *lut = self->lut;
+    if (!erow || !codes || !remap) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int64_t c = 0; c < K; c++) remap[c] = -1;
+    const Py_buffer *gp = &self->gptr;
+    for (int64_t r = 0; r < m; r++) {
+        const int64_t g0 = W->rowptr[r], g1 = W->rowptr[r + 1];
+        erow[r] = (int64_t)uget(gp, g0);
+        for (int64_t g = g0; g < g1; g++) {
+            const int64_t c = self->has_idx ? (int64_t)uget(&self->gidx, g) : g - g0 + 1;
+            if (uget(gp, g) == uget(gp, g + 1)) continue;
+            if (remap[c] < 0) {
+                if (used == 32) { /* a 33rd value: no codebook */
+                    rc = 0;
+                    goto done;
+                }
+                lut[used] = W->shifted[c], remap[c] = (int16_t)used++;
+            }
+            for (uint64_t j = uget(gp, g); j < uget(gp, g + 1); j++) codes[j] = (uint8_t)remap[c];
+        }
+    }
+    erow[m] = nnz;
+    rc = sliced_build(&self->sl, m, W->n, erow, W->cols, W->col_bytes, codes, lut, used,
+                      SLICED_MAX_PAD_GROUPED);
+    if (rc == 0) {
+        self->coded = (cnn_csr){.m = m, .n = W->n, .col_bytes = W->col_bytes, .cols = W->cols,
+                                .rowptr = erow, .codes = codes, .lut = lut};
+        self->erow = erow, self->codes = codes;
+        erow = NULL, codes = NULL;
+    }
+done:
+    cnn_free(erow);
+    cnn_free(codes);
+    cnn_free(remap);
+    return rc;
+}
+
+/* Batched cer/cser products at the AVX-512 level run as csr rows with codes: one
+ * broadcast and FMA per entry and block of inputs, no loop per group (its exits
+ * mispredict: 4096 x 4096, 90%, b = 64 ran 5.1 ms grouped, 4.3 ms as csr). */
+static inline int coded_use(const GroupedObject *self) {
+    return self->codes && cnn_get_level() == CNN_AVX512;
+}
+
+/* x[0] + ... + x[n-1] in eight chains (one chain of n dependent adds costs
+ * microseconds at n = 4096). */
+static float sum8(const float *x, int64_t n) {
+    float a[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
+    int64_t k = 0;
+    for (; k + 8 <= n; k += 8)
+        for (int u = 0; u < 8; u++) a[u] += x[k + u];
+    for (; k < n; k++) a[0] += x[k];
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
 }
 
 static int grp_rows(const void *W, const float *X, int64_t ldx, int64_t B, float *Y, int64_t ldy,
                     const float *bias) {
-    return cnn_grouped_rows(W, X, ldx, B, Y, ldy, bias);
+    const GroupedObject *self = W;
+    if (sliced_use(&self->sl, B)) /* + omega0 * sum(x): every entry not stored is omega0 */
+        return cnn_sliced_matvec(&self->sl.S, X, Y, bias,
+                                 self->W.shift ? self->W.omega0 * sum8(X, self->W.n) : 0.f);
+    if (B > 1 && coded_use(self)) {
+        if (cnn_csr_rows(&self->coded, X, ldx, B, Y, ldy, bias)) return -1;
+        if (self->W.shift) /* + omega0 * sum(x) for each input */
+            for (int64_t i = 0; i < B; i++) {
+                const float base = self->W.omega0 * sum8(X + i * ldx, self->W.n);
+                for (int64_t r = 0; r < self->W.m; r++) Y[i * ldy + r] += base;
+            }
+        return 0;
+    }
+    return cnn_grouped_rows(&self->W, X, ldx, B, Y, ldy, bias);
 }
 
 static int grp_mm(const void *W, const float *X, int64_t ldx, int64_t b, float *Y, int64_t ldy) {
-    return cnn_grouped_matmul(W, X, ldx, b, Y, ldy);
+    const GroupedObject *self = W;
+    if (!coded_use(self)) return cnn_grouped_matmul(&self->W, X, ldx, b, Y, ldy);
+    if (cnn_csr_matmul(&self->coded, X, ldx, b, Y, ldy)) return -1;
+    if (self->W.shift) { /* + omega0 * (column sums of X) in every row */
+        float *base = cnn_alloc((size_t)b * sizeof(float));
+        if (!base) return -1;
+        for (int64_t c = 0; c < b; c++) base[c] = 0.f;
+        for (int64_t k = 0; k < self->W.n; k++)
+            for (int64_t c = 0; c < b; c++) base[c] += X[k * ldx + c];
+        for (int64_t r = 0; r < self->W.m; r++)
+            for (int64_t c = 0; c < b; c++) Y[r * ldy + c] += self->W.omega0 * base[c];
+        cnn_free(base);
+    }
+    return 0;
 }
 
 static PyObject *Grouped_rows(GroupedObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "GroupedMatrix is not initialised");
-    return cnn_call_rows(&self->W, self->W.m, self->W.n, grp_rows, args, nargs);
+    return cnn_call_rows(self, self->W.m, self->W.n, grp_rows, args, nargs);
 }
 
 static PyObject *Grouped_matmul(GroupedObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (!self->rowptr) return PyErr_Format(PyExc_ValueError, "GroupedMatrix is not initialised");
-    return cnn_call_matmul(&self->W, self->W.m, self->W.n, grp_mm, args, nargs);
+    return cnn_call_matmul(self, self->W.m, self->W.n, grp_mm, args, nargs);
 }
 
 static PyMethodDef Grouped_methods[] = {
@@ -362,6 +582,16 @@ static PyMethodDef Grouped_methods[] = {
     {"matmul", (PyCFunction)(void (*)(void))Grouped_matmul, METH_FASTCALL,
      "matmul(X, Y, b): Y (m, b) = W @ X (n, b)"},
     {NULL, NULL, 0, NULL},
+};
+
+static PyObject *Grouped_sliced_steps(GroupedObject *self, void *closure) {
+    return sliced_steps(&self->sl);
+}
+
+static PyGetSetDef Grouped_getset[] = {
+    {"sliced_steps", (getter)Grouped_sliced_steps, NULL,
+     "steps of the sliced codebook layout (batch 1 on AVX-512), 0 when not built", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyTypeObject GroupedType = {
@@ -375,6 +605,7 @@ static PyTypeObject GroupedType = {
     .tp_init = (initproc)Grouped_init,
     .tp_dealloc = (destructor)Grouped_dealloc,
     .tp_methods = Grouped_methods,
+    .tp_getset = Grouped_getset,
 };
 
 int cnn_add_sparse(PyObject *mod) {

@@ -44,6 +44,7 @@ static inline int64_t col_block(int64_t n, int64_t v, int64_t hi) {
 
 /* The values of row r: its own entries, or (permseq) the shared row at dataoff[r]. */
 static inline const float *csr_row_data(const cnn_csr *W, int64_t r) {
+    if (!W->data) return NULL; /* coded rows: the values are lut[codes[j]] */
     return W->data + (W->dataoff ? W->dataoff[r] : W->rowptr[r]);
 }
 
@@ -287,7 +288,7 @@ int cnn_csr_rows(const cnn_csr *W, const float *X, int64_t ldx, int64_t B, float
                  int64_t ldy, const float *bias) {
     const int level = cnn_get_level();
     const int64_t m = W->m;
-    if (B == 1) {
+    if (B == 1 && !W->codes) {
         const csr_mv_fn f = csr_mv_tab[level][col_slot(W->col_bytes)];
         const int nt = cnn_threads_for(W->rowptr[m] + m);
         if (nt == 1) {

@@ -50,12 +50,13 @@ static void SFX(csr_mm_c)(const cnn_csr *W, const float *X, int64_t ldx, int64_t
     for (int64_t r = r0; r < r1; r++) {
         const CT *col = (const CT *)W->cols + W->rowptr[r];
         const float *d = csr_row_data(W, r);
+        const uint8_t *cd = W->codes ? W->codes + W->rowptr[r] : NULL;
         const int64_t e = W->rowptr[r + 1] - W->rowptr[r];
         for (int64_t c0 = 0; c0 < b; c0 += BLK) {
             const int64_t w = b - c0 < BLK ? b - c0 : BLK;
             for (int64_t c = 0; c < w; c++) acc[c] = 0.f;
             for (int64_t j = 0; j < e; j++) {
-                const float v = d[j], *xr = X + (int64_t)col[j] * ldx + c0;
+                const float v = cd ? W->lut[cd[j]] : d[j], *xr = X + (int64_t)col[j] * ldx + c0;
                 for (int64_t c = 0; c < w; c++) acc[c] += v * xr[c];
             }
             memcpy(Y + r * ldy + c0, acc, (size_t)w * sizeof(float));
@@ -191,12 +192,13 @@ CNN_AVX2_FN static void SFX(csr_mv_avx2)(const cnn_csr *W, const float *x, float
  * register, nv registers (a block of 8 * nv columns), two entries in flight. */
 CNN_AVX2_FN static inline __attribute__((always_inline)) void SFX(csr_blk_avx2)(
     const CT *col, const float *d, int64_t j, int64_t e, const float *X, int64_t ldx, float *y,
-    const int nv, __m256i ml) {
+    const int nv, __m256i ml, const uint8_t *cd, const float *lut) {
     __m256 a[2][4];
     for (int q = 0; q < 4; q++) a[0][q] = a[1][q] = _mm256_setzero_ps();
     for (; j + 2 <= e; j += 2) {
         const float *p0 = X + (int64_t)col[j] * ldx, *p1 = X + (int64_t)col[j + 1] * ldx;
-        const __m256 v0 = _mm256_broadcast_ss(d + j), v1 = _mm256_broadcast_ss(d + j + 1);
+        const __m256 v0 = _mm256_broadcast_ss(cd ? lut + cd[j] : d + j),
+                     v1 = _mm256_broadcast_ss(cd ? lut + cd[j + 1] : d + j + 1);
         for (int q = 0; q < nv; q++) {
             __m256 x0 = q == nv - 1 ? _mm256_maskload_ps(p0 + 8 * q, ml) : _mm256_loadu_ps(p0 + 8 * q);
             __m256 x1 = q == nv - 1 ? _mm256_maskload_ps(p1 + 8 * q, ml) : _mm256_loadu_ps(p1 + 8 * q);
@@ -206,7 +208,7 @@ CNN_AVX2_FN static inline __attribute__((always_inline)) void SFX(csr_blk_avx2)(
     }
     if (j < e) {
         const float *p0 = X + (int64_t)col[j] * ldx;
-        const __m256 v0 = _mm256_broadcast_ss(d + j);
+        const __m256 v0 = _mm256_broadcast_ss(cd ? lut + cd[j] : d + j);
         for (int q = 0; q < nv; q++) {
             __m256 x0 = q == nv - 1 ? _mm256_maskload_ps(p0 + 8 * q, ml) : _mm256_loadu_ps(p0 + 8 * q);
             a[0][q] = _mm256_fmadd_ps(v0, x0, a[0][q]);
@@ -233,13 +235,14 @@ CNN_AVX2_FN static void SFX(csr_mm_avx2)(const cnn_csr *W, const float *X, int64
             for (int64_t r = rc; r < re; r++) {
                 float *y = Y + r * ldy + c0;
                 const CT *col = (const CT *)W->cols + W->rowptr[r];
-                const float *d = csr_row_data(W, r);
+                const float *d = csr_row_data(W, r), *lut = W->lut;
+                const uint8_t *cd = W->codes ? W->codes + W->rowptr[r] : NULL;
                 const int64_t j = 0, e = W->rowptr[r + 1] - W->rowptr[r];
                 switch (nv) {
-                case 4: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 4, ml); break;
-                case 3: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 3, ml); break;
-                case 2: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 2, ml); break;
-                default: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 1, ml); break;
+                case 4: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 4, ml, cd, lut); break;
+                case 3: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 3, ml, cd, lut); break;
+                case 2: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 2, ml, cd, lut); break;
+                default: SFX(csr_blk_avx2)(col, d, j, e, x, ldx, y, 1, ml, cd, lut); break;
                 }
             }
         }
@@ -351,20 +354,20 @@ CNN_AVX2_FN static void SFX(grp_mm_avx2)(const cnn_grouped *W, const float *X, i
 /* Batched: csr_blk_avx2 with 16 columns per register and four entries in flight. */
 CNN_AVX512_FN static inline __attribute__((always_inline)) void SFX(csr_blk_512)(
     const CT *col, const float *d, int64_t j, int64_t e, const float *X, int64_t ldx, float *y,
-    const int nv, __mmask16 ml) {
+    const int nv, __mmask16 ml, const uint8_t *cd, const float *lut) {
     __m512 a[4][4];
     for (int q = 0; q < 4; q++) a[0][q] = a[1][q] = a[2][q] = a[3][q] = _mm512_setzero_ps();
     for (; j + 4 <= e; j += 4)
         for (int u = 0; u < 4; u++) {
             const float *p = X + (int64_t)col[j + u] * ldx;
-            const __m512 v = _mm512_set1_ps(d[j + u]);
+            const __m512 v = _mm512_set1_ps(cd ? lut[cd[j + u]] : d[j + u]);
             for (int q = 0; q < nv; q++)
                 a[u][q] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(q == nv - 1 ? ml : (__mmask16)0xFFFF,
                                                                    p + 16 * q), a[u][q]);
         }
     for (; j < e; j++) {
         const float *p = X + (int64_t)col[j] * ldx;
-        const __m512 v = _mm512_set1_ps(d[j]);
+        const __m512 v = _mm512_set1_ps(cd ? lut[cd[j]] : d[j]);
         for (int q = 0; q < nv; q++)
             a[0][q] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(q == nv - 1 ? ml : (__mmask16)0xFFFF,
                                                                p + 16 * q), a[0][q]);
@@ -389,13 +392,23 @@ CNN_AVX512_FN static void SFX(csr_mm_512)(const cnn_csr *W, const float *X, int6
             for (int64_t r = rc; r < re; r++) {
                 float *y = Y + r * ldy + c0;
                 const CT *col = (const CT *)W->cols + W->rowptr[r];
-                const float *d = csr_row_data(W, r);
+                const float *d = csr_row_data(W, r), *lut = W->lut;
                 const int64_t j = 0, e = W->rowptr[r + 1] - W->rowptr[r];
+                if (W->codes) { /* the values through the codes (cer/cser rows) */
+                    const uint8_t *cd = W->codes + W->rowptr[r];
+                    switch (nv) {
+                    case 4: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 4, ml, cd, lut); break;
+                    case 3: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 3, ml, cd, lut); break;
+                    case 2: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 2, ml, cd, lut); break;
+                    default: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 1, ml, cd, lut); break;
+                    }
+                    continue;
+                }
                 switch (nv) {
-                case 4: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 4, ml); break;
-                case 3: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 3, ml); break;
-                case 2: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 2, ml); break;
-                default: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 1, ml); break;
+                case 4: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 4, ml, NULL, NULL); break;
+                case 3: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 3, ml, NULL, NULL); break;
+                case 2: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 2, ml, NULL, NULL); break;
+                default: SFX(csr_blk_512)(col, d, j, e, x, ldx, y, 1, ml, NULL, NULL); break;
                 }
             }
         }
