@@ -171,8 +171,9 @@ def main(argv: list[str] | None = None) -> int:
                                   ("val accuracy", "{:.2f}%", "---:"),
                                   ("test accuracy", "{:.2f}%", "---:"), ("", "", ":---")],
                                  table_rows)],
-        summary=summary, raw={"rows": rows, "baseline_val": base_val, "baseline_test": base_test,
-                              "wall_s": time.perf_counter() - t0})
+        summary=summary, page="docs/results/codecs.md",
+        raw={"rows": rows, "baseline_val": base_val, "baseline_test": base_test,
+             "wall_s": time.perf_counter() - t0})
     print(render(results))
     return 0
 
