@@ -61,8 +61,12 @@ __all__ = ["LAYOUT", "LAYOUTS", "DICTIONARY", "MAX_DESCRIPTION", "encode", "deco
 # DEFLATE's preset dictionary of packed/2: fixed forever (files depend on every byte);
 # the most frequent strings last, where matches are cheapest
 DICTIONARY = b"".join([
-    b'"attrs":[{"bits":"block":"codebook":"cols":"rows":"nnz":"k":}],"reason":"loaded",',
-    b'"format":"csr","format":"cer","format":"cser","format":"sham","format":"dense",',
+    b'.weight.data","F32",[.weight.indices",.weight.indptr",.weight.omega_idx","U8",[',
+    b'.weight.omega_ptr","U16",[.weight.row_ptr","U16",[.weight.col_idx","U16",[',
+    b'.weight.length_counts","U8",[.weight.row_bits","U32",[.weight.words","U32",[',
+    b'.weight.omega","F32",[],"float",],["',
+    b'"format":"csr","format":"cer","format":"cser","format":"index_map","format":"sham",',
+    b'"reason":"fixed format","reason":"loaded","attrs":[{}],',
     b'"metadata":{},"model":{"class":"torch.nn.modules.container.Sequential","zoo":',
     b'{"kwargs":{"image_size":28,"in_channels":1,"num_classes":10},"name":"lenet5"}},',
     b'{"kwargs":{"in_features":784,"num_classes":10},"name":"lenet300"}},"state":["',
