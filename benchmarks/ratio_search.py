@@ -33,6 +33,7 @@ from _docs import save as save_results
 from torch.utils.data import TensorDataset
 
 from compactnn import load, save, to_compact, train, zoo
+from compactnn.nn import to_dense
 from compactnn.train.checkpoint import dense_file_bytes
 from compactnn.transforms import Recipe, compress_
 from compactnn.zoo.presets import RECIPES, model_kwargs
@@ -109,8 +110,9 @@ def candidate(model_name: str, tag: str, recipe_list: list[dict], base, fit, val
     recipe = Recipe.from_list(recipe_list)
     if cache.exists() and path.exists():
         row = json.loads(cache.read_text())
-        if row.get("recipe") == recipe.to_list():  # re-saved: the current layout's size
-            row["bytes"] = save(load(path), path, zoo=(model_name, kwargs), pack=True)
+        if row.get("recipe") == recipe.to_list():  # re-encoded: the current layout's size
+            cm = to_compact(to_dense(load(path)), "smallest", storage="auto")
+            row["bytes"] = save(cm, path, zoo=(model_name, kwargs), pack=True)
             return row
     model = zoo.build(model_name, **kwargs)
     model.load_state_dict(base.state_dict())
