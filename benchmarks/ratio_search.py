@@ -71,6 +71,11 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         "preset": RECIPES["lenet300"],
         "l95-85-50-k16": _lenet300(95, 85, 50, 16),
         "l96-85-60-k16": _lenet300(96, 85, 60, 16),
+        "l96-80-40-k16": _lenet300(96, 80, 40, 16),
+        "preset-longer": [{**RECIPES["lenet300"][0]},
+                          {**RECIPES["lenet300"][1], "epochs": 12},
+                          RECIPES["lenet300"][2],
+                          {**RECIPES["lenet300"][3], "epochs": 5}],
     },
     "lenet5": {
         "preset": RECIPES["lenet5"],
