@@ -70,7 +70,7 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
     "lenet300": {
         "preset": RECIPES["lenet300"],
         "l95-85-50-k16": _lenet300(95, 85, 50, 16),
-        "l96-85-60-k16": _lenet300(96, 85, 60, 16),
+        "l96-85-60-k16": _lenet300(96, 85, 60, 16),  # = RECIPES["lenet300-small"]
         "l96-80-40-k16": _lenet300(96, 80, 40, 16),
         "preset-longer": [{**RECIPES["lenet300"][0]},
                           {**RECIPES["lenet300"][1], "epochs": 12},
