@@ -87,7 +87,8 @@ def compressed(name: str, base, tr, te, work: Path):
     recipe = Recipe.from_list(RECIPES[name])
     if path.exists():  # reused only if it was made with the current recipe
         model, _, _, info = load_checkpoint(path)
-        if info.get("recipe") == recipe.to_list():
+        stored = info.get("recipe")  # re-parsed: fields added since keep their defaults
+        if isinstance(stored, list) and Recipe.from_list(stored).to_list() == recipe.to_list():
             return model
         log(f"{name}: {path} was made with another recipe; compressing again")
     model = zoo.build(name, **model_kwargs(name, tr))

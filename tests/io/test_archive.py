@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from compactnn.coding import archive, entropy_bits
 from compactnn.coding.archive import ArchiveError
+from compactnn.coding.archive.buffer import header, varints
 from tests.formats.strategies import arbitrary, low_entropy
 
 
@@ -160,30 +161,86 @@ ADAPTIVE_FIELDS = ("version", "nnz", "values", "period", "bytes")
 
 
 def with_adaptive_field(buf: np.ndarray, name: str, value: int) -> np.ndarray:
+    """A version 2 buffer with one header field (uint32) replaced."""
     out = buf.copy()
     i = 4 * ADAPTIVE_FIELDS.index(name)
     out[i:i + 4] = np.array([value], "<u4").view(np.uint8)
     return out
 
 
+def as_v2(buf: np.ndarray) -> np.ndarray:
+    """The version 2 buffer of the same matrix as version 3 buffer ``buf``."""
+    a = header(buf)
+    head = np.array([2, a["nnz"], a["values"], a["period"], a["bytes"]], "<u4").view(np.uint8)
+    return np.concatenate([head, buf[a["offset"]:]])
+
+
+def with_v3(buf: np.ndarray, nnz: int | None = None, values: int | None = None,
+            period: int | None = None, head: bytes | None = None) -> np.ndarray:
+    """Version 3 buffer ``buf`` with its varint header rebuilt from the fields given."""
+    a = header(buf)
+    fields = [a["nnz"] if nnz is None else nnz, a["values"] if values is None else values,
+              a["period"] if period is None else period]
+    raw = head if head is not None else bytes([3]) + varints(fields)
+    return np.concatenate([np.frombuffer(raw, np.uint8), buf[a["offset"]:]])
+
+
+def omega_at(b: np.ndarray) -> int:
+    return header(b)["offset"]
+
+
 @pytest.mark.parametrize("mutate", [
-    lambda b, a, s: (with_adaptive_field(b, "nnz", s[0] * s[1] + 1), s),
-    lambda b, a, s: (with_adaptive_field(b, "nnz", a["nnz"] + 1), s),  # the stream disagrees
-    lambda b, a, s: (with_adaptive_field(b, "values", 0), s),
-    lambda b, a, s: (with_adaptive_field(b, "values", 300), s),
-    lambda b, a, s: (with_adaptive_field(b, "period", 1), s),
-    lambda b, a, s: (with_adaptive_field(b, "period", 10**6), s),
-    lambda b, a, s: (with_adaptive_field(b, "bytes", a["bytes"] + 1), s),
+    lambda b, a, s: (with_v3(b, nnz=s[0] * s[1] + 1), s),
+    lambda b, a, s: (with_v3(b, nnz=a["nnz"] + 1), s),  # the stream disagrees
+    lambda b, a, s: (with_v3(b, values=0), s),
+    lambda b, a, s: (with_v3(b, values=300), s),
+    lambda b, a, s: (with_v3(b, period=1), s),
+    lambda b, a, s: (with_v3(b, period=10**6), s),
+    lambda b, a, s: (with_v3(b, head=bytes([3]) + varints([a["nnz"]]) +
+                             bytes([a["values"] | 0x80, 0]) + varints([a["period"]])),
+                     s),  # a varint not in its shortest form
+    lambda b, a, s: (with_v3(b, head=bytes([3]) + b"\xff" * 6), s),  # too long
+    lambda b, a, s: (b[:2], s),  # ends inside the header
     lambda b, a, s: (b[:-1], s),
-    lambda b, a, s: (with_adaptive_field(np.concatenate([b, np.zeros(8, np.uint8)]), "bytes",
-                                         a["bytes"] + 8), s),  # trailing data
-    lambda b, a, s: (np.concatenate([b[:20], b[24:28], b[20:24], b[28:]]), s),  # unsorted
-    lambda b, a, s: (np.concatenate([b[:20], np.full(4, 255, np.uint8), b[24:]]), s),  # NaN
-    lambda b, a, s: (np.concatenate([b[:20], np.zeros(4, np.uint8), b[24:]]), s),  # +0.0
+    lambda b, a, s: (np.concatenate([b, np.zeros(8, np.uint8)]), s),  # trailing data
+    lambda b, a, s: (np.concatenate([b[:omega_at(b)], b[omega_at(b) + 4:omega_at(b) + 8],
+                                     b[omega_at(b):omega_at(b) + 4], b[omega_at(b) + 8:]]),
+                     s),  # unsorted
+    lambda b, a, s: (np.concatenate([b[:omega_at(b)], np.full(4, 255, np.uint8),
+                                     b[omega_at(b) + 4:]]), s),  # NaN
+    lambda b, a, s: (np.concatenate([b[:omega_at(b)], np.zeros(4, np.uint8),
+                                     b[omega_at(b) + 4:]]), s),  # +0.0
     lambda b, a, s: (b, (2**20, 2**12)),
+    # version 2 (still read): the same checks on its uint32 header
+    lambda b, a, s: (with_adaptive_field(as_v2(b), "nnz", s[0] * s[1] + 1), s),
+    lambda b, a, s: (with_adaptive_field(as_v2(b), "values", 300), s),
+    lambda b, a, s: (with_adaptive_field(as_v2(b), "period", 1), s),
+    lambda b, a, s: (with_adaptive_field(as_v2(b), "bytes", a["bytes"] + 1), s),
+    lambda b, a, s: (with_adaptive_field(np.concatenate([as_v2(b), np.zeros(8, np.uint8)]),
+                                         "bytes", a["bytes"] + 8), s),  # trailing data
 ], ids=lambda f: "")
 def test_inconsistent_adaptive_archives_raise(mutate):
     corrupt(mutate, "adaptive")
+
+
+def test_adaptive_archives_are_version_3_and_version_2_still_decodes():
+    W = pruned(shape=(40, 60), density=0.2, k=8)
+    A = archive.encode(W, "adaptive")
+    a = A.attrs
+    assert a["version"] == 3 and A.coder == "adaptive" and a["offset"] <= 1 + 3 * 2
+    old = as_v2(A.buffer)
+    assert old.size == A.nbytes + 20 - a["offset"]
+    for buf in (A.buffer, old):
+        assert archive.decode(buf, W.shape).tobytes() == W.tobytes()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.integers(0, 2**32 - 1), min_size=3, max_size=3))
+def test_varint_header_roundtrip(fields):
+    buf = np.frombuffer(bytes([3]) + varints(fields) + b"\0" * 8, np.uint8)
+    a = header(buf)
+    assert [a["nnz"], a["values"], a["period"]] == fields
+    assert a["offset"] == 1 + len(varints(fields))
 
 
 @settings(max_examples=40, deadline=None)
@@ -195,7 +252,7 @@ def test_garbage_adaptive_streams_raise_or_decode(seed, cut):
     A = archive.encode(W, "adaptive")
     buf = A.buffer.copy()
     rng = np.random.default_rng(seed)
-    start = 20 + 4 * A.attrs["values"]
+    start = A.attrs["offset"] + 4 * A.attrs["values"]
     buf[start:] = rng.integers(0, 256, buf.size - start, dtype=np.uint8)
     try:
         D = archive.decode(buf, W.shape)

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from compactnn import zoo
+from compactnn.coding.archive.buffer import header, varints
 from compactnn.io import CompactFileError, inspect, load, save
 from compactnn.nn import to_compact
 from tests.io.helpers import Net, constrain_, net, parts, raw_file, reforge
@@ -253,7 +254,7 @@ def archive_key(a):
 
 
 def archive_edit(fn):
-    """Edit the first archive buffer (its header fields are uint32 at offsets 0..19)."""
+    """Edit the first archive buffer (an adaptive one: version 3, varint header)."""
     def edit(a, d):
         key = archive_key(a)
         a[key] = fn(a[key].copy())
@@ -267,21 +268,43 @@ def set_u32(offset, value):
     return fn
 
 
+def v2(fn):
+    """``fn`` applied to the version 2 form of a version 3 buffer (uint32 header fields at
+    offsets 0..19: version, nnz, values, period, bytes)."""
+    def edit(b):
+        h = header(b)
+        head = np.array([2, h["nnz"], h["values"], h["period"], h["bytes"]], "<u4")
+        return fn(np.concatenate([head.view(np.uint8), b[h["offset"]:]]))
+    return edit
+
+
+def v3_nnz(value):
+    def fn(b):
+        h = header(b)
+        head = bytes([3]) + varints([value, h["values"], h["period"]])
+        return np.concatenate([np.frombuffer(head, np.uint8), b[h["offset"]:]])
+    return fn
+
+
 def garbage_stream(b):
-    words = int(b[16:20].view("<u4")[0])
-    tail = np.random.default_rng(1).integers(1, 255, 4 * words, dtype=np.uint8)
-    return np.concatenate([b[: len(b) - 4 * words], tail])
+    h = header(b)
+    start = h["offset"] + 4 * h["values"]
+    tail = np.random.default_rng(1).integers(1, 255, b.size - start, dtype=np.uint8)
+    return np.concatenate([b[:start], tail])
 
 
 ARCHIVE_CASES = {
-    "nnz larger than the matrix": (archive_edit(set_u32(4, 2**32 - 1)), "nnz"),
+    "nnz larger than the matrix": (archive_edit(v3_nnz(2**32 - 1)), "nnz"),
+    "nnz larger than the matrix (version 2)": (archive_edit(v2(set_u32(4, 2**32 - 1))), "nnz"),
     "unknown archive version": (archive_edit(set_u32(0, 7)), "unsupported version"),
     "garbage stream": (archive_edit(garbage_stream), "archive"),
-    "codebook NaN": (archive_edit(lambda b: np.concatenate(
-        [b[:20], np.full(4, 255, np.uint8), b[24:]])), "NaN"),
-    "buffer shorter than its header says": (archive_edit(lambda b: b[:-4].copy()),
+    "codebook NaN": (archive_edit(v2(lambda b: np.concatenate(
+        [b[:20], np.full(4, 255, np.uint8), b[24:]]))), "NaN"),
+    "buffer shorter than its header says": (archive_edit(v2(lambda b: b[:-4].copy())),
                                             "header says"),
-    "buffer shorter than a header": (archive_edit(lambda b: b[:7].copy()), "shorter than"),
+    "stream cut short (varint header)": (archive_edit(lambda b: b[:-4].copy()),
+                                         "the decoder read"),
+    "buffer shorter than a header": (archive_edit(lambda b: b[:2].copy()), "shorter than"),
 }
 
 

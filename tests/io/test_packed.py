@@ -105,8 +105,7 @@ def test_any_float_bits_roundtrip(words):
 def forge(desc_text: bytes, data: bytes, *, u: int | None = None, deflated: bytes | None = None,
           crc: bool = True) -> bytes:
     """A packed file around a description and tensor bytes (valid CRC unless told)."""
-    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
-    z = deflated if deflated is not None else c.compress(desc_text) + c.flush()
+    z = deflated if deflated is not None else packed._deflate(desc_text)
     body = (len(z).to_bytes(4, "little") + (len(desc_text) if u is None else u).to_bytes(
         4, "little") + z + data)
     blob = body + ((zlib.crc32(body) if crc else 0) & 0xFFFFFFFF).to_bytes(4, "little")
@@ -156,6 +155,38 @@ def test_forged_packed_files_raise(tmp_path, raw, match):
     p.write_bytes(raw)
     with pytest.raises(CompactFileError):
         load(p, model=Net())
+
+
+def test_description_uses_the_preset_dictionary(files):
+    """packed/2 deflates with DICTIONARY: smaller than plain DEFLATE, and the same
+    bytes inflated without the dictionary are refused."""
+    raw = files[2].read_bytes()
+    assert packed.LAYOUT == "packed/2" and b'"compactnn":"packed/2"' in raw[:200]
+    arrays, desc, *_ = packed.decode(raw)
+    text = canonical_json({**desc, "blobs": [[k, "x", [], "raw", 0] for k in arrays]})
+    assert len(packed._deflate(text.encode())) < len(packed._deflate(text.encode(), "packed/1"))
+    n = int.from_bytes(raw[:8], "little")
+    as_v1 = raw[:8] + packed._outer_header(len(raw) - 8 - n, "packed/1") + raw[8 + n:]
+    with pytest.raises(CompactFileError, match="decompress|does not hold exactly|canonical|JSON"):
+        packed.decode(as_v1)
+
+
+def test_packed1_files_still_load(files, tmp_path):
+    """A packed/1 file (DEFLATE without dictionary) of the same content loads the same."""
+    cm, _, small = files
+    arrays, desc, *_ = packed.decode(small.read_bytes())
+    raw2 = packed.encode(arrays, desc)
+    n = int.from_bytes(raw2[:8], "little")
+    blob = raw2[8 + n:]
+    d = int.from_bytes(blob[:4], "little")
+    text = zlib.decompressobj(-15, zdict=packed.DICTIONARY).decompress(blob[8:8 + d])
+    z = packed._deflate(text, "packed/1")
+    body = len(z).to_bytes(4, "little") + blob[4:8] + z + blob[8 + d:-4]
+    body += (zlib.crc32(body) & 0xFFFFFFFF).to_bytes(4, "little")
+    head = packed._outer_header(len(body), "packed/1")
+    old = tmp_path / "old.cnn"
+    old.write_bytes(len(head).to_bytes(8, "little") + head + body)
+    assert torch.equal(load(old)(torch.ones(2, 1, 8, 8)), cm(torch.ones(2, 1, 8, 8)))
 
 
 def test_decompression_bomb_is_refused_before_inflating():

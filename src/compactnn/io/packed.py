@@ -1,11 +1,12 @@
-"""The packed layout (``packed/1``): the smallest file for a model, still a valid
-safetensors file, with a compressed description and entropy-coded plain tensors.
+"""The packed layout (``packed/2``; ``packed/1`` is still read): the smallest file for
+a model, still a valid safetensors file, with a compressed description and
+entropy-coded plain tensors.
 
 A packed file is a safetensors file with exactly one ``U8`` tensor, ``compactnn``,
-and the metadata string ``packed/1``::
+and the metadata string ``packed/2`` (or ``packed/1``)::
 
     u64 little-endian  N  (header length, a multiple of 8)
-    N bytes            {"__metadata__":{"compactnn":"packed/1"},
+    N bytes            {"__metadata__":{"compactnn":"packed/2"},
                         "compactnn":{"dtype":"U8","shape":[L],"data_offsets":[0,L]}}
                        right-padded with spaces
     L bytes            the blob
@@ -14,12 +15,18 @@ The blob::
 
     u32   D            bytes of the compressed description
     u32   U            bytes of the description (at most MAX_DESCRIPTION)
-    D     bytes        raw DEFLATE (zlib, wbits -15, level 9) of the description:
+    D     bytes        raw DEFLATE (zlib, wbits -15, level 9; ``packed/2``: with the
+                       preset dictionary ``DICTIONARY``) of the description:
                        canonical JSON, the same object as a container-version-1
                        description without its checksums, plus
                        "blobs": [[name, dtype, shape, coder, bytes], ...]
     ...   bytes        the tensors' stored bytes back to back, in "blobs" order
     u32   CRC-32       of every blob byte before it
+
+``packed/2`` (written since issue 15) differs from ``packed/1`` (still read) only by
+that preset dictionary: the keys and values every description repeats (layer entry
+fields, kinds, formats, coders, dtypes, the zoo model entry), so a small model's
+description takes about half the bytes.
 
 ``coder`` is ``"raw"`` (the little-endian bytes of ``dtype``, ``bytes = itemsize *
 prod(shape)``) or ``"float"`` (a float32 tensor's bit patterns coded by
@@ -48,23 +55,52 @@ from compactnn.coding import adaptive
 from compactnn.io import container
 from compactnn.io.container import DTYPES, CompactFileError, canonical_json, parse_json
 
-__all__ = ["LAYOUT", "MAX_DESCRIPTION", "encode", "decode", "is_packed", "read"]
+__all__ = ["LAYOUT", "LAYOUTS", "DICTIONARY", "MAX_DESCRIPTION", "encode", "decode",
+           "is_packed", "read"]
 
-LAYOUT = "packed/1"
+# DEFLATE's preset dictionary of packed/2: fixed forever (files depend on every byte);
+# the most frequent strings last, where matches are cheapest
+DICTIONARY = b"".join([
+    b'.weight.data","F32",[.weight.indices",.weight.indptr",.weight.omega_idx","U8",[',
+    b'.weight.omega_ptr","U16",[.weight.row_ptr","U16",[.weight.col_idx","U16",[',
+    b'.weight.length_counts","U8",[.weight.row_bits","U32",[.weight.words","U32",[',
+    b'.weight.omega","F32",[],"float",],["',
+    b'"format":"csr","format":"cer","format":"cser","format":"index_map","format":"sham",',
+    b'"reason":"fixed format","reason":"loaded","attrs":[{}],',
+    b'"metadata":{},"model":{"class":"torch.nn.modules.container.Sequential","zoo":',
+    b'{"kwargs":{"image_size":28,"in_channels":1,"num_classes":10},"name":"lenet5"}},',
+    b'{"kwargs":{"in_features":784,"num_classes":10},"name":"lenet300"}},"state":["',
+    b'"conv":{"dilation":[1,1],"groups":1,"in":1,"kernel":[5,5],"out":20,',
+    b'"padding":[0,0],"stride":[1,1]},"entropy_bits":',
+    b'.0,"format":"ham","groups":1,"kind":"conv2d","reason":"smallest: ',
+    b' B","shape":[,"storage":"raw","version":1},"',
+    b'{"blobs":[[".bias","F32",[],"float",],["',
+    b'.weight.archive","U8",[],"raw",],["',
+    b'"compactnn":1,"layers":{"',
+    b'":{"bias":true,"bytes":',
+    b',"entropy_bits":',
+    b'.0,"format":"ham","groups":1,"kind":"linear","reason":"smallest: ',
+    b' B","shape":[',
+    b'],"storage":"archive","version":1},"',
+])
+LAYOUTS = {"packed/1": b"", "packed/2": DICTIONARY}  # layout -> preset dictionary
+LAYOUT = "packed/2"  # the one written
 MAX_DESCRIPTION = 16 * 2**20  # bytes of the decompressed description
 _CODERS = ("raw", "float")
 _MAX_VALUES_PER_BYTE = 8  # a float stream codes >= 1 bit per value: bounds decoding work
 
 
-def _outer_header(length: int) -> bytes:
-    head = (f'{{"__metadata__":{{"compactnn":"{LAYOUT}"}},'
+def _outer_header(length: int, layout: str = LAYOUT) -> bytes:
+    head = (f'{{"__metadata__":{{"compactnn":"{layout}"}},'
             f'"compactnn":{{"dtype":"U8","shape":[{length}],"data_offsets":[0,{length}]}}}}')
     raw = head.encode("ascii")
     return raw + b" " * (-len(raw) % 8)
 
 
-def _deflate(data: bytes) -> bytes:
-    c = zlib.compressobj(9, zlib.DEFLATED, -15, 9)
+def _deflate(data: bytes, layout: str = LAYOUT) -> bytes:
+    zdict = LAYOUTS[layout]
+    c = (zlib.compressobj(9, zlib.DEFLATED, -15, 9, zdict=zdict) if zdict
+         else zlib.compressobj(9, zlib.DEFLATED, -15, 9))
     return c.compress(data) + c.flush()
 
 
@@ -103,14 +139,23 @@ def encode(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) -> by
     return len(header).to_bytes(8, "little") + header + blob
 
 
-def is_packed(raw: bytes) -> bool:
-    """Whether ``raw`` starts with the outer header of a packed file of its length."""
+def _layout(raw: bytes) -> str | None:
+    """The layout whose outer header ``raw`` starts with (for its length), or None."""
     if len(raw) < 8:
-        return False
+        return None
     n = int.from_bytes(raw[:8], "little")
     if n > len(raw) - 8 or n > container.MAX_HEADER:
-        return False
-    return raw[8:8 + n] == _outer_header(len(raw) - 8 - n)
+        return None
+    head = raw[8:8 + n]
+    for layout in LAYOUTS:
+        if head == _outer_header(len(raw) - 8 - n, layout):
+            return layout
+    return None
+
+
+def is_packed(raw: bytes) -> bool:
+    """Whether ``raw`` starts with the outer header of a packed file of its length."""
+    return _layout(raw) is not None
 
 
 def _is_int(v: Any) -> bool:
@@ -155,7 +200,8 @@ def decode(raw: bytes, source: str = "file") -> tuple[dict[str, np.ndarray], dic
                                                       dict[str, int], int]:
     """Validate a packed file and return ``(tensors, description, stored bytes per
     tensor, bytes of everything else)``."""
-    if not is_packed(raw):
+    layout = _layout(raw)
+    if layout is None:
         raise CompactFileError(f"{source}: not a packed compactnn file")
     n = int.from_bytes(raw[:8], "little")
     blob = memoryview(raw)[8 + n:]
@@ -170,7 +216,8 @@ def decode(raw: bytes, source: str = "file") -> tuple[dict[str, np.ndarray], dic
     if u > MAX_DESCRIPTION:
         raise CompactFileError(f"{source}: description of {u} bytes exceeds the limit "
                                f"{MAX_DESCRIPTION}")
-    inflater = zlib.decompressobj(-15)
+    zdict = LAYOUTS[layout]
+    inflater = zlib.decompressobj(-15, zdict=zdict) if zdict else zlib.decompressobj(-15)
     try:
         text = inflater.decompress(blob[8:8 + d], u)
     except zlib.error as exc:

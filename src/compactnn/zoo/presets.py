@@ -27,6 +27,16 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
         {"method": "uq", "k": 16},
         {"method": "finetune", "epochs": 3, "lr": 1e-4, "weight_decay": 0.2},
     ],
+    # per-layer sparsity chosen on a validation split by benchmarks/ratio_search.py
+    # (issue 15): 68.8x everything counted, 0.34 points below its baseline (trained on 50k)
+    "lenet300-small": [
+        {"method": "prune", "p": 96, "scope": "layer", "schedule": [50, 70, 80, 87, 91, 93, 95],
+         "finetune": {"epochs": 2, "lr": 1e-3, "weight_decay": 0.2},
+         "overrides": {"3": {"p": 85}, "5": {"p": 60}}},
+        {"method": "finetune", "epochs": 8, "lr": 1e-3, "weight_decay": 0.2},
+        {"method": "uq", "k": 16},
+        {"method": "finetune", "epochs": 3, "lr": 1e-4, "weight_decay": 0.2},
+    ],
     "lenet5": [
         {"method": "prune", "p": 93, "scope": "global", "schedule": [60, 80, 90],
          "finetune": {"epochs": 1, "lr": 1e-3, "weight_decay": 1e-4}},

@@ -6,12 +6,13 @@ header field (``version``) records which one a buffer uses, and :func:`encode` k
 the smaller:
 
 - version 1, ``ans``: static models, asymmetric numeral system (below);
-- version 2, ``adaptive``: context-mixing binary arithmetic coding
+- versions 2 and 3, ``adaptive`` (3: the same with a varint header, written now):
+  context-mixing binary arithmetic coding
   (:mod:`compactnn.coding.adaptive`), for codebooks of at most 256 values and
   matrices of at most ``ADAPTIVE_MAX_DECISIONS`` coded decisions (larger ones would
   take seconds; they use version 1).
 
-Byte layouts: :mod:`.ans` (version 1), :mod:`.adaptive` (version 2); the header and
+Byte layouts: :mod:`.ans` (version 1), :mod:`.adaptive` (versions 2 and 3); the header and
 the error type: :mod:`.buffer`.
 """
 
@@ -39,7 +40,7 @@ def encode(W: np.ndarray, coder: str | None = None) -> Archive | None:
     """Encode a float32 matrix; ``None`` if it is too large or has too many distinct
     values for an archive to pay off (then store the runtime format as is).
 
-    ``coder``: ``"ans"`` (version 1), ``"adaptive"`` (version 2; ``None`` where it does
+    ``coder``: ``"ans"`` (version 1), ``"adaptive"`` (version 3; ``None`` where it does
     not apply) or ``None``: the one giving the smaller buffer.
     """
     if coder not in (None, "ans", "adaptive"):
@@ -67,6 +68,6 @@ def decode(buffer: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     size = m * n
     if size >= MAX_ELEMENTS:
         raise ArchiveError(f"archive: shape {shape} is too large for an archive")
-    if attrs["version"] == 2:
+    if attrs["version"] in (2, 3):
         return adaptive.decode(buffer, attrs, m, n)
     return ans.decode(buffer, attrs, m, n)

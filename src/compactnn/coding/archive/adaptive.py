@@ -1,11 +1,14 @@
-"""Version 2 of the archive (``adaptive``): context-mixing binary arithmetic coding
-(:mod:`compactnn.coding.adaptive`), for codebooks of at most 256 values and matrices of
-at most ``ADAPTIVE_MAX_DECISIONS`` coded decisions (larger ones would take seconds;
-they use version 1).
+"""Versions 2 and 3 of the archive (``adaptive``): context-mixing binary arithmetic
+coding (:mod:`compactnn.coding.adaptive`), for codebooks of at most 256 values and
+matrices of at most ``ADAPTIVE_MAX_DECISIONS`` coded decisions (larger ones would take
+seconds; they use version 1). Version 3 (written since issue 15) differs only by its
+header, 14 bytes shorter for a small matrix; version 2 buffers are still read.
 
-Version 2 layout (little-endian)::
+Layouts (little-endian)::
 
-    header       5 x uint32      version (2), nnz, K (values), period, B (stream bytes)
+    version 2    5 x uint32      version (2), nnz, K (values), period, B (stream bytes)
+    version 3    u8 3, then nnz, K, period as LEB128 varints (shortest form);
+                                 B = the bytes after the codebook
     omega        K x float32     codebook, bit patterns, strictly increasing as floats
     stream       B x uint8       the adaptive coder's stream
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import numpy as np
 
 from compactnn.coding.adaptive import MAX_VALUES, decode_matrix, encode_matrix
-from compactnn.coding.archive.buffer import HEADER, Archive, ArchiveError, field
+from compactnn.coding.archive.buffer import COMPACT, HEADER, Archive, ArchiveError, field, varints
 from compactnn.kernels._jit import jit
 
 __all__ = ["encode", "decode", "ADAPTIVE_MAX_DECISIONS"]
@@ -75,7 +78,7 @@ def _period(sig: np.ndarray) -> int:
 
 
 def encode(W: np.ndarray) -> Archive | None:
-    """The version 2 archive of ``W``, or ``None`` where the adaptive coder does not apply
+    """The version 3 archive of ``W``, or ``None`` where the adaptive coder does not apply
     (non-finite values, more than 256 values, too many decisions)."""
     flat = np.ascontiguousarray(W, dtype=np.float32).reshape(-1)
     bits = flat.view(np.uint32)
@@ -91,13 +94,12 @@ def encode(W: np.ndarray) -> Archive | None:
     period = _period(sig2)
     stream = (encode_matrix(sig2, vidx.reshape(-1), K, period) if K
               else np.zeros(0, np.uint8))
-    header = np.array([2, vals.size, K, period, stream.size], "<u4")
-    return Archive(np.concatenate([header.view(np.uint8), omega.astype("<f4").view(np.uint8),
-                                   stream]))
+    header = np.frombuffer(bytes([COMPACT]) + varints([vals.size, K, period]), np.uint8)
+    return Archive(np.concatenate([header, omega.astype("<f4").view(np.uint8), stream]))
 
 
 def decode(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) -> np.ndarray:
-    """The dense ``(m, n)`` matrix of a version 2 buffer with header ``attrs``."""
+    """The dense ``(m, n)`` matrix of a version 2 or 3 buffer with header ``attrs``."""
     size = m * n
     nnz = field(attrs, "nnz", size)
     K = field(attrs, "values", min(nnz, MAX_VALUES))
@@ -109,10 +111,11 @@ def decode(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) -> np.ndar
         raise ArchiveError("archive: codebook size and entry count disagree")
     if size + nnz * 8 > ADAPTIVE_MAX_DECISIONS:
         raise ArchiveError(f"archive: a {m}x{n} matrix is too large for the adaptive coder")
-    need = HEADER + 4 * K + B
+    start = attrs.get("offset", HEADER)  # version 3: its varint header's length
+    need = start + 4 * K + B
     if buffer.size != need:
         raise ArchiveError(f"archive: buffer has {buffer.size} bytes, its header says {need}")
-    omega = np.frombuffer(buffer, "<f4", K, HEADER).astype(np.float32)
+    omega = np.frombuffer(buffer, "<f4", K, start).astype(np.float32)
     if not np.isfinite(omega).all():
         raise ArchiveError("archive: codebook has NaN or Inf")
     if np.any(omega.view(np.uint32) == 0):
@@ -125,7 +128,7 @@ def decode(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) -> np.ndar
             raise ArchiveError("archive: stream has data but the matrix is empty")
         return out.reshape(m, n)
     try:
-        sig, vidx, read = decode_matrix(buffer[HEADER + 4 * K:], m, n, nnz, K, period)
+        sig, vidx, read = decode_matrix(buffer[start + 4 * K:], m, n, nnz, K, period)
     except ValueError as exc:
         raise ArchiveError(f"archive: corrupt stream ({exc})") from None
     if read != B:
