@@ -9,6 +9,7 @@ neon`` installs them when run as root) and skips without them.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -24,9 +25,11 @@ FLAGS = ["-O2", "-std=c11", "-fopenmp", "-Wall", "-Wextra", "-Werror", "-Wno-unu
 
 
 def build_and_run(cc: str, out: Path, extra: list[str], runner: list[str]) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}  # `make sanitize`'s
     subprocess.run([cc, *FLAGS, *extra, *map(str, SOURCES), "-lm", "-o", str(out)], check=True,
-                   capture_output=True, text=True, timeout=300)
-    done = subprocess.run([*runner, str(out)], capture_output=True, text=True, timeout=300)
+                   capture_output=True, text=True, timeout=300, env=env)
+    done = subprocess.run([*runner, str(out)], capture_output=True, text=True, timeout=300,
+                          env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 

@@ -1,6 +1,7 @@
 """Chained forward passes (compactnn.nn.chain): bit-identical to the module-by-module
 forward, installed by to_compact and load, and falling back whenever the modules,
-hooks, matrices, biases, inputs or kernel path are not those the chain was built for."""
+hooks, matrices, biases, inputs or kernel path are not those the chain was built for.
+(Here in tests/kernels so that `make sanitize` runs csrc/py_chain.c under ASan/UBSan.)"""
 
 from __future__ import annotations
 
