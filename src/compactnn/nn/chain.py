@@ -147,7 +147,7 @@ class ChainedForward:
                 and backend.native() is not None):
             b = input.shape[0]
             if b and input.numel() == b * self._n_in and self._fused(b):
-                y = torch.empty((b, self._n_out), dtype=torch.float32)
+                y = input.new_empty(b, self._n_out)  # float32 on the CPU, like input
                 if chain.run(input.data_ptr(), b, y.data_ptr()):
                     return y
                 self._chain = None  # a guard failed: plan again next call
