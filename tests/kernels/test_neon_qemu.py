@@ -1,5 +1,6 @@
 """The index-map kernels (csrc/lut.c) through the C ABI alone, with the C test driver
-tests/kernels/neon/lut_levels.c: built for this machine (portable, AVX2, AVX-512) and
+tests/kernels/neon/lut_levels.c: built for this machine with ASan and UBSan (portable,
+AVX2, AVX-512) and
 cross-built for aarch64 and run under qemu-aarch64 (portable and NEON), each level
 against the codes themselves (decoding bit-identical) and a float64 reference.
 
@@ -36,7 +37,10 @@ def build_and_run(cc: str, out: Path, extra: list[str], runner: list[str]) -> st
 
 @pytest.mark.skipif(shutil.which("gcc") is None, reason="no gcc")
 def test_lut_levels_on_this_machine(tmp_path):
-    out = build_and_run("gcc", tmp_path / "lut_levels", [], [])
+    # with AddressSanitizer and UBSan: an out-of-bounds read of any level fails the run
+    out = build_and_run("gcc", tmp_path / "lut_levels",
+                        ["-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"],
+                        [])
     assert out.startswith("ok: ") and " portable" in out
 
 

@@ -116,9 +116,9 @@ int main(void) {
             return 1;
         }
     }
-    static const int64_t ms[] = {1, 3, 4, 5, 9, 40}, ns[] = {1, 15, 16, 17, 31, 32, 33, 64, 100, 257};
+    static const int64_t ms[] = {1, 3, 4, 5, 9, 40}, ns[] = {0, 1, 15, 16, 17, 31, 32, 33, 64, 100, 257};
     static const int Ks[] = {1, 2, 15, 16, 17, 64, 65, 129, 200, 256};
-    static const int64_t Bs[] = {1, 2, 5, 9};
+    static const int64_t Bs[] = {1, 2, 5, 9, 13};
     int cases = 0;
     for (int li = 0; li < nl; li++)
         for (size_t a = 0; a < sizeof ms / sizeof *ms; a++)

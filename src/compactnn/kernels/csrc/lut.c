@@ -8,8 +8,8 @@
  * scalar lookups.
  *
  * Products: B <= LUT_MATVEC_MAX with nibble codes decodes and multiplies in
- * registers, row by row, once per input (cheaper than decoding to memory at these
- * batches). Byte codes decode R = 4 rows at a time into a per-thread buffer
+ * registers, row by row (x86: each block of codes decoded once for up to 4 inputs;
+ * NEON: once per input), cheaper than decoding to memory at these batches. Byte codes decode R = 4 rows at a time into a per-thread buffer
  * (L1/L2), then every input row is multiplied with them (8 accumulator chains).
  * Larger batches use token tiles (below), decoding the codes once per product
  * whatever B is. Rows are split across threads.
@@ -21,9 +21,10 @@
 #define R 4
 /* Batches up to this size use the dot-product kernels (rows in registers), larger
  * ones the token-tile kernels; with nibble codes up to LUT_MATVEC_MAX inputs run one
- * register matvec each (about a ninth of a 16-token tile's time per input). */
+ * register matvec each (x86: up to 4 inputs per decoded block; cheaper than a
+ * 16-token tile up to about 12 inputs on MiniLM's shapes). */
 #define LUT_DOT_MAX 4
-#define LUT_MATVEC_MAX 8
+#define LUT_MATVEC_MAX 12
 
 static inline int64_t padded_cols(const cnn_lut *W) {
     return W->nibble ? (W->n + 31) / 32 * 32 : (W->n + 15) / 16 * 16;
@@ -159,11 +160,54 @@ CNN_AVX2_FN static void matvec_nibble_avx2(const cnn_lut *W, const float *x, flo
     }
 }
 
+/* 2 to 4 inputs, nibble codes: each block of 32 codes decoded once into four
+ * registers and multiplied with every input. */
+CNN_AVX2_FN static void matvec_multi_avx2(const cnn_lut *W, const float *X, int64_t ldx, int nb,
+                                          float *Y, int64_t ldy, const float *bias, int64_t j0,
+                                          int64_t j1) {
+    const int64_t n = W->n, full = n / 32;
+    const __m256 l0 = _mm256_loadu_ps(W->lut), l1 = _mm256_loadu_ps(W->lut + 8);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *row = W->codes + j * W->stride;
+        __m256 a[4][2];
+        for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
+        for (int64_t q = 0; q < full; q++) {
+            const uint8_t *p = row + q * 16;
+            __m256i ca = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+            __m256i cb = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+            __m256 w0 = lut16_avx2(l0, l1, ca), w1 = lut16_avx2(l0, l1, cb);
+            __m256 w2 = lut16_avx2(l0, l1, _mm256_srli_epi32(ca, 4));
+            __m256 w3 = lut16_avx2(l0, l1, _mm256_srli_epi32(cb, 4));
+            for (int i = 0; i < 4; i++) {
+                if (i >= nb) break;
+                const float *xq = X + i * ldx + q * 32;
+                a[i][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xq), a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xq + 8), a[i][1]);
+                a[i][0] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xq + 16), a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xq + 24), a[i][1]);
+            }
+        }
+        const float b = bias ? bias[j] : 0.f;
+        for (int i = 0; i < nb; i++) {
+            const float *x = X + i * ldx;
+            float acc = 0.f;
+            for (int64_t k = full * 32; k < n; k++) acc += x[k] * W->omega[lut_code(W, row, k)];
+            Y[i * ldy + j] = hsum_avx2(_mm256_add_ps(a[i][0], a[i][1])) + acc + b;
+        }
+    }
+}
+
 CNN_AVX2_FN static void rows_avx2(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
                                   float *Y, int64_t ldy, const float *bias, int64_t j0,
                                   int64_t j1, float *buf) {
     if (W->nibble && B <= LUT_MATVEC_MAX) { /* a register matvec per input beats decoded dots */
-        for (int64_t i = 0; i < B; i++) matvec_nibble_avx2(W, X + i * ldx, Y + i * ldy, bias, j0, j1);
+        if (B == 1) {
+            matvec_nibble_avx2(W, X, Y, bias, j0, j1);
+            return;
+        }
+        for (int64_t i = 0; i < B; i += 4)
+            matvec_multi_avx2(W, X + i * ldx, ldx, (int)(B - i < 4 ? B - i : 4), Y + i * ldy, ldy,
+                              bias, j0, j1);
         return;
     }
     const int64_t n = W->n, np = padded_cols(W), nv = (n + 7) / 8, full = n / 8;
@@ -261,11 +305,57 @@ CNN_AVX512_FN static void matvec_nibble_512(const cnn_lut *W, const float *x, fl
     }
 }
 
+/* 2 to 4 inputs, nibble codes: each block of 32 codes decoded once into two
+ * registers and multiplied with every input (2 chains per input). */
+CNN_AVX512_FN static void matvec_multi_512(const cnn_lut *W, const float *X, int64_t ldx, int nb,
+                                           float *Y, int64_t ldy, const float *bias, int64_t j0,
+                                           int64_t j1) {
+    const int64_t n = W->n, nq = (n + 31) / 32, last = nq - 1;
+    const __m512 l0 = _mm512_loadu_ps(W->lut);
+    const __mmask16 m0 = tail_mask_512(n - last * 32), m1 = tail_mask_512(n - last * 32 - 16);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *row = W->codes + j * W->stride;
+        __m512 a[4][2];
+        for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+        for (int64_t q = 0; q < last; q++) {
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + q * 16)));
+            __m512 w0 = _mm512_permutexvar_ps(c, l0);
+            __m512 w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), l0);
+            for (int i = 0; i < 4; i++) {
+                if (i >= nb) break;
+                const float *xq = X + i * ldx + q * 32;
+                a[i][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xq), a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xq + 16), a[i][1]);
+            }
+        }
+        if (nq > 0) { /* the last block, masked (n == 0: no block at all) */
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + last * 16)));
+            __m512 w0 = _mm512_permutexvar_ps(c, l0);
+            __m512 w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), l0);
+            for (int i = 0; i < 4; i++) {
+                if (i >= nb) break;
+                const float *xq = X + i * ldx + last * 32;
+                a[i][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, xq), a[i][0]);
+                if (m1) a[i][1] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, xq + 16), a[i][1]);
+            }
+        }
+        const float b = bias ? bias[j] : 0.f;
+        for (int i = 0; i < nb; i++)
+            Y[i * ldy + j] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1])) + b;
+    }
+}
+
 CNN_AVX512_FN static void rows_512(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
                                    float *Y, int64_t ldy, const float *bias, int64_t j0,
                                    int64_t j1, float *buf) {
     if (W->nibble && B <= LUT_MATVEC_MAX) { /* a register matvec per input beats decoded dots */
-        for (int64_t i = 0; i < B; i++) matvec_nibble_512(W, X + i * ldx, Y + i * ldy, bias, j0, j1);
+        if (B == 1) {
+            matvec_nibble_512(W, X, Y, bias, j0, j1);
+            return;
+        }
+        for (int64_t i = 0; i < B; i += 4)
+            matvec_multi_512(W, X + i * ldx, ldx, (int)(B - i < 4 ? B - i : 4), Y + i * ldy, ldy,
+                             bias, j0, j1);
         return;
     }
     const int64_t n = W->n, np = padded_cols(W), nv = (n + 15) / 16, full = n / 16;
