@@ -300,6 +300,15 @@ def summary(targets: list[list], over: list[list]) -> list[dict]:
     return out
 
 
+def loadavg() -> str:
+    """The 1-minute load average (other processes share the cores)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--k", type=int, default=16)
@@ -313,6 +322,7 @@ def main(argv: list[str] | None = None) -> int:
     from compactnn.zoo.sentences import sentence_split
 
     _, held = sentence_split(0, args.sentences)
+    load0 = loadavg()
     default_threads = torch.get_num_threads()
     settings = [("1 thread", 1), ("2 threads", 2), (f"default ({default_threads})", None)]
     results: dict[str, dict[str, list[float]]] = {}
@@ -370,7 +380,10 @@ def main(argv: list[str] | None = None) -> int:
               over, caption="Python overhead per product call (goal <= 2 us): a call's best "
               "time minus its kernels' (the kernel object's rows() on preallocated buffers), "
               "best thread CPU time of 7 runs of 2000 calls."), *extra]
-    text = f"{raw['backend']}; median (min-max) of {args.rounds} round-robin rounds"
+    raw["loadavg"] = [load0, loadavg()]
+    text = (f"{raw['backend']}; median (min-max) of {args.rounds} round-robin rounds; load "
+            f"average {load0} at the start, {raw['loadavg'][1]} at the end (2 cores). Why the "
+            "targets are met or missed: docs/results/model_speed.md")
     data = save("model_speed", tables, text=text, summary=summary(targets, over), raw=raw)
     print(render(data))
     if args.docs:
