@@ -13,7 +13,7 @@ ASAN := build/asan
 # and missing; otherwise the tests that need them skip.
 CORPORA := wordnet-base bible-kjv bible-kjv-text jargon-text python3-doc
 
-.PHONY: demo test bench lint sanitize clean corpora
+.PHONY: demo test bench lint sanitize clean corpora neon
 
 $(STAMP): pyproject.toml Makefile $(NATIVE)
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,15 @@ sanitize: $(STAMP)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 		ASAN_OPTIONS=detect_leaks=0 PYTHONPATH=$(ASAN)/src COMPACTNN_REQUIRE_BUILD=$(ASAN) \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/kernels
+
+# The NEON index-map kernels cross-built for aarch64 and run under qemu-aarch64 against the
+# portable C results (tests/kernels/test_neon_qemu.py); installs the Debian cross tools as root.
+neon: $(STAMP)
+	@command -v aarch64-linux-gnu-gcc >/dev/null && command -v qemu-aarch64 >/dev/null || \
+	  { [ "$$(id -u)" = 0 ] && apt-get update -q >/dev/null && \
+	    apt-get install -y -q gcc-aarch64-linux-gnu qemu-user >/dev/null; } || \
+	  echo "could not install gcc-aarch64-linux-gnu qemu-user; the NEON test will skip"
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rs tests/kernels/test_neon_qemu.py
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/formats.py

@@ -34,6 +34,7 @@ from compactnn.io.checks import (
 )
 from compactnn.io.files import read_bytes
 from compactnn.io.schema import Description
+from compactnn.nn.chain import install_chains
 from compactnn.nn.layers import LayerRecord
 from compactnn.nn.tree import set_module
 
@@ -153,6 +154,7 @@ def load(path: str | os.PathLike, model: nn.Module | None = None, *,
         )
         set_module(model, name, new)
     _materialise(model, _state(model, desc, arrays, used, source), source)
+    install_chains(model)
     if device is not None and torch.device(device).type != "cpu":
         from compactnn.nn import to_dense
 

@@ -1,10 +1,12 @@
 """Which kernel path runs the products, and the one thread setting.
 
 The native library (``compactnn.kernels._native``, C with SIMD intrinsics, built at
-install) has an AVX-512, an AVX2+FMA and a portable C version of every kernel; the
-best the CPU supports is chosen at import. ``COMPACTNN_KERNELS`` overrides it:
-``avx512``, ``avx2``, ``portable`` or ``numba`` (the numba kernels, also the path
-when the extension was not built). :func:`use` switches at run time (tests run every
+install) has an AVX-512, an AVX2+FMA and a portable C version of every kernel on
+x86-64, and NEON versions of the index-map kernels on aarch64 (level ``neon``; the
+other kernels run their portable C there); the best the CPU supports is chosen at
+import. ``COMPACTNN_KERNELS`` overrides it: ``avx512``, ``avx2``, ``neon``,
+``portable`` or ``numba`` (the numba kernels, also the path when the extension was
+not built). :func:`use` switches at run time (tests run every
 path on one machine).
 
 Threads: native kernels run on the OpenMP runtime that torch and MKL use, so a
@@ -26,11 +28,11 @@ from types import ModuleType
 
 from compactnn._validate import integer
 
-__all__ = ["BACKENDS", "backend", "native", "use", "set_num_threads", "get_num_threads",
-           "threads", "describe"]
+__all__ = ["BACKENDS", "backend", "native", "levels", "use", "set_num_threads",
+           "get_num_threads", "threads", "describe"]
 
-BACKENDS = ("portable", "avx2", "avx512", "numba")
-"""Kernel paths; the first three are levels of the native library (0, 1, 2)."""
+BACKENDS = ("portable", "avx2", "avx512", "neon", "numba")
+"""Kernel paths; all but ``numba`` are levels of the native library (0 to 3)."""
 
 try:
     from compactnn.kernels import _native as _ext
@@ -50,12 +52,22 @@ def _select(name: str) -> None:
         if _ext is None:
             raise ValueError(f"kernel path {name!r} needs the native extension, which is not "
                              f"built ({_IMPORT_ERROR})")
-        level = BACKENDS.index(name)
-        if level > _ext.cpu_level():
+        if name not in levels():
             raise ValueError(f"kernel path {name!r} is not supported by this CPU "
                              f"(best: {BACKENDS[_ext.cpu_level()]})")
-        _ext.set_level(level)
+        _ext.set_level(BACKENDS.index(name))
     _active = name
+
+
+def levels() -> list[str]:
+    """The native levels this CPU runs (x86-64: portable up to its best of avx2 and
+    avx512; aarch64: portable and neon); empty without the extension."""
+    if _ext is None:
+        return []
+    best = _ext.cpu_level()
+    if BACKENDS[best] == "neon":
+        return ["portable", "neon"]
+    return list(BACKENDS[:best + 1])
 
 
 def _initial() -> str:

@@ -28,6 +28,7 @@ from compactnn.cost import energy_pj
 from compactnn.cost.timing import time_call
 from compactnn.errors import UserError
 from compactnn.formats import CompactMatrix
+from compactnn.nn.chain import install_chains, remove_chains
 from compactnn.nn.layers import CompactConv2d, CompactLinear, LayerRecord, UnsupportedLayerError
 from compactnn.nn.structured import CONV_LIKE, STRUCTURED, dense_twin, structured_encodings
 from compactnn.nn.tree import set_module
@@ -257,7 +258,8 @@ def to_compact(
     the policies choose from (default: every registered format; e.g. leave out
     ``"dense"`` to keep every layer in a compact format). Biases, normalisation and
     every other layer are kept as they are. The input model is copied unless
-    ``inplace``.
+    ``inplace``. Sequentials of compact Linear layers and ReLUs run as one native call
+    (``compactnn.nn.chain``).
 
     >>> from torch import nn
     >>> cm = to_compact(nn.Sequential(nn.Linear(4, 3)), "csr")
@@ -296,6 +298,7 @@ def to_compact(
         new = _convert_layer(name, m, _layer_policy(policy, name), storage, cols.get(name), seed,
                              fids)
         set_module(model, name, new)
+    install_chains(model)
     return model.eval()
 
 
@@ -303,6 +306,7 @@ def to_dense(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every compact layer decoded back to ``nn.Linear`` /
     ``nn.Conv2d`` (bit-identical weights): the dense twin used as the baseline."""
     model = copy.deepcopy(model)
+    remove_chains(model)
     for name, m in list(model.named_modules()):
         if isinstance(m, CompactLinear):
             new: nn.Module = nn.Linear(m.in_features, m.out_features, bias=m.bias is not None)

@@ -177,15 +177,18 @@ class CompactLinear(_CompactBase):
         return self.matrix.to_dense()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (type(x) is torch.Tensor and x.dtype is torch.float32 and x.dim() == 2
-                and not x.requires_grad and x.is_cpu and x.is_contiguous()
-                and x.shape[1] == self.in_features and backend.native() is not None):
-            kernel = self.matrices[0].fused_rows(x.shape[0])
+        n = self.in_features
+        if (type(x) is torch.Tensor and x.dtype is torch.float32 and not x.requires_grad
+                and x.is_cpu and x.dim() >= 2 and x.shape[-1] == n and n
+                and x.is_contiguous() and backend.native() is not None):
+            b = x.numel() // n
+            kernel = self.matrices[0].fused_rows(b)
             if kernel is not None:  # the fast path: one native call, bias included
-                Y = np.empty((x.shape[0], self.out_features), np.float32)
-                if Y.size:
-                    kernel.rows(x.data_ptr(), Y, x.shape[0], self._bias_array())
-                return torch.from_numpy(Y)
+                m = self.out_features  # new_empty: float32 on the CPU like x (varargs: fastest)
+                y = x.new_empty(b, m) if x.dim() == 2 else x.new_empty(*x.shape[:-1], m)
+                if b and m:
+                    kernel.rows(x.data_ptr(), y.data_ptr(), b, self._bias_array())
+                return y
         return self._forward(x)
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:

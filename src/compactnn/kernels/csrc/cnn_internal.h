@@ -14,6 +14,13 @@
 #define CNN_X86 0
 #endif
 
+#if defined(__aarch64__) && defined(__ARM_NEON)
+#define CNN_ARM64 1 /* NEON is part of the base ISA: no target attributes needed */
+#include <arm_neon.h>
+#else
+#define CNN_ARM64 0
+#endif
+
 extern int cnn_level_;
 
 /* Work (multiply-adds) below which a kernel runs on the calling thread only:

@@ -3,7 +3,8 @@
  * Plain functions on raw arrays that the Python layer has already validated
  * (every array passed CompactMatrix.check()). Each kernel has a portable C
  * version and, on x86-64, AVX2+FMA and AVX-512 versions compiled with
- * function-level target attributes; cnn_set_level() picks one at run time
+ * function-level target attributes (on aarch64, NEON versions of the index-map
+ * kernels); cnn_set_level() picks one at run time
  * (the best the CPU supports by default). Multi-threaded kernels run on the
  * OpenMP runtime (libgomp), the same pool torch and MKL use, with
  * cnn_get_num_threads() threads.
@@ -22,9 +23,10 @@
 extern "C" {
 #endif
 
-enum { CNN_PORTABLE = 0, CNN_AVX2 = 1, CNN_AVX512 = 2 };
+enum { CNN_PORTABLE = 0, CNN_AVX2 = 1, CNN_AVX512 = 2, CNN_NEON = 3 };
 
-/* Best level this CPU supports (CNN_PORTABLE on non-x86). */
+/* Best level this CPU supports: CNN_AVX512, CNN_AVX2 or CNN_PORTABLE on x86-64,
+ * CNN_NEON on aarch64 (which runs CNN_PORTABLE and CNN_NEON), else CNN_PORTABLE. */
 int cnn_cpu_level(void);
 /* Select a level; returns 0, or -1 when the CPU does not support it. */
 int cnn_set_level(int level);

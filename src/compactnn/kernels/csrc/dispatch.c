@@ -1,4 +1,5 @@
 /* CPU level detection, level selection and the thread count. */
+#define _POSIX_C_SOURCE 200112L /* posix_memalign under -std=c11 */
 #include "cnn_internal.h"
 
 #include <stdlib.h>
@@ -17,12 +18,18 @@ int cnn_cpu_level(void) {
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
         __builtin_cpu_supports("bmi2"))
         return CNN_AVX2;
+#elif CNN_ARM64
+    return CNN_NEON;
 #endif
     return CNN_PORTABLE;
 }
 
 int cnn_set_level(int level) {
-    if (level < CNN_PORTABLE || level > cnn_cpu_level()) return -1;
+    const int best = cnn_cpu_level();
+    /* x86 levels nest (portable < avx2 < avx512); NEON stands beside portable */
+    int ok = level == CNN_PORTABLE || level == best ||
+             (best != CNN_NEON && level > CNN_PORTABLE && level < best);
+    if (!ok) return -1;
     cnn_level_ = level;
     return 0;
 }

@@ -4,12 +4,15 @@
  * all of them up in a 16-entry codebook register (K <= 16, nibble layout), a
  * vpermt2ps in two registers (K <= 32), two and a blend (K <= 64) or a gather.
  * AVX2: two vpermps on 8-entry halves and a blend on bit 3 (K <= 16), else a
- * gather. Portable: scalar lookups.
+ * gather. NEON (aarch64): byte-plane table lookups (vqtbl, see below). Portable:
+ * scalar lookups.
  *
- * Products: B == 1 decodes and multiplies in registers, row by row. B > 1
- * decodes R = 4 rows at a time into a per-thread buffer (L1/L2), then every
- * input row is multiplied with them (8 accumulator chains), so the codes are
- * decoded once per product whatever B is. Rows are split across threads.
+ * Products: B <= LUT_MATVEC_MAX with nibble codes decodes and multiplies in
+ * registers, row by row (x86: each block of codes decoded once for up to 4 inputs;
+ * NEON: once per input), cheaper than decoding to memory at these batches. Byte codes decode R = 4 rows at a time into a per-thread buffer
+ * (L1/L2), then every input row is multiplied with them (8 accumulator chains).
+ * Larger batches use token tiles (below), decoding the codes once per product
+ * whatever B is. Rows are split across threads.
  */
 #include "cnn_internal.h"
 
@@ -17,8 +20,11 @@
 
 #define R 4
 /* Batches up to this size use the dot-product kernels (rows in registers), larger
- * ones the token-tile kernels. */
+ * ones the token-tile kernels; with nibble codes up to LUT_MATVEC_MAX inputs run one
+ * register matvec each (x86: up to 4 inputs per decoded block; cheaper than a
+ * 16-token tile up to about 12 inputs on MiniLM's shapes). */
 #define LUT_DOT_MAX 4
+#define LUT_MATVEC_MAX 12
 
 static inline int64_t padded_cols(const cnn_lut *W) {
     return W->nibble ? (W->n + 31) / 32 * 32 : (W->n + 15) / 16 * 16;
@@ -154,11 +160,54 @@ CNN_AVX2_FN static void matvec_nibble_avx2(const cnn_lut *W, const float *x, flo
     }
 }
 
+/* 2 to 4 inputs, nibble codes: each block of 32 codes decoded once into four
+ * registers and multiplied with every input. */
+CNN_AVX2_FN static void matvec_multi_avx2(const cnn_lut *W, const float *X, int64_t ldx, int nb,
+                                          float *Y, int64_t ldy, const float *bias, int64_t j0,
+                                          int64_t j1) {
+    const int64_t n = W->n, full = n / 32;
+    const __m256 l0 = _mm256_loadu_ps(W->lut), l1 = _mm256_loadu_ps(W->lut + 8);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *row = W->codes + j * W->stride;
+        __m256 a[4][2];
+        for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm256_setzero_ps();
+        for (int64_t q = 0; q < full; q++) {
+            const uint8_t *p = row + q * 16;
+            __m256i ca = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)p));
+            __m256i cb = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(p + 8)));
+            __m256 w0 = lut16_avx2(l0, l1, ca), w1 = lut16_avx2(l0, l1, cb);
+            __m256 w2 = lut16_avx2(l0, l1, _mm256_srli_epi32(ca, 4));
+            __m256 w3 = lut16_avx2(l0, l1, _mm256_srli_epi32(cb, 4));
+            for (int i = 0; i < 4; i++) {
+                if (i >= nb) break;
+                const float *xq = X + i * ldx + q * 32;
+                a[i][0] = _mm256_fmadd_ps(w0, _mm256_loadu_ps(xq), a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(w1, _mm256_loadu_ps(xq + 8), a[i][1]);
+                a[i][0] = _mm256_fmadd_ps(w2, _mm256_loadu_ps(xq + 16), a[i][0]);
+                a[i][1] = _mm256_fmadd_ps(w3, _mm256_loadu_ps(xq + 24), a[i][1]);
+            }
+        }
+        const float b = bias ? bias[j] : 0.f;
+        for (int i = 0; i < nb; i++) {
+            const float *x = X + i * ldx;
+            float acc = 0.f;
+            for (int64_t k = full * 32; k < n; k++) acc += x[k] * W->omega[lut_code(W, row, k)];
+            Y[i * ldy + j] = hsum_avx2(_mm256_add_ps(a[i][0], a[i][1])) + acc + b;
+        }
+    }
+}
+
 CNN_AVX2_FN static void rows_avx2(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
                                   float *Y, int64_t ldy, const float *bias, int64_t j0,
                                   int64_t j1, float *buf) {
-    if (B == 1 && W->nibble) {
-        matvec_nibble_avx2(W, X, Y, bias, j0, j1);
+    if (W->nibble && B <= LUT_MATVEC_MAX) { /* a register matvec per input beats decoded dots */
+        if (B == 1) {
+            matvec_nibble_avx2(W, X, Y, bias, j0, j1);
+            return;
+        }
+        for (int64_t i = 0; i < B; i += 4)
+            matvec_multi_avx2(W, X + i * ldx, ldx, (int)(B - i < 4 ? B - i : 4), Y + i * ldy, ldy,
+                              bias, j0, j1);
         return;
     }
     const int64_t n = W->n, np = padded_cols(W), nv = (n + 7) / 8, full = n / 8;
@@ -256,11 +305,57 @@ CNN_AVX512_FN static void matvec_nibble_512(const cnn_lut *W, const float *x, fl
     }
 }
 
+/* 2 to 4 inputs, nibble codes: each block of 32 codes decoded once into two
+ * registers and multiplied with every input (2 chains per input). */
+CNN_AVX512_FN static void matvec_multi_512(const cnn_lut *W, const float *X, int64_t ldx, int nb,
+                                           float *Y, int64_t ldy, const float *bias, int64_t j0,
+                                           int64_t j1) {
+    const int64_t n = W->n, nq = (n + 31) / 32, last = nq - 1;
+    const __m512 l0 = _mm512_loadu_ps(W->lut);
+    const __mmask16 m0 = tail_mask_512(n - last * 32), m1 = tail_mask_512(n - last * 32 - 16);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *row = W->codes + j * W->stride;
+        __m512 a[4][2];
+        for (int i = 0; i < 4; i++) a[i][0] = a[i][1] = _mm512_setzero_ps();
+        for (int64_t q = 0; q < last; q++) {
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + q * 16)));
+            __m512 w0 = _mm512_permutexvar_ps(c, l0);
+            __m512 w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), l0);
+            for (int i = 0; i < 4; i++) {
+                if (i >= nb) break;
+                const float *xq = X + i * ldx + q * 32;
+                a[i][0] = _mm512_fmadd_ps(w0, _mm512_loadu_ps(xq), a[i][0]);
+                a[i][1] = _mm512_fmadd_ps(w1, _mm512_loadu_ps(xq + 16), a[i][1]);
+            }
+        }
+        if (nq > 0) { /* the last block, masked (n == 0: no block at all) */
+            __m512i c = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(row + last * 16)));
+            __m512 w0 = _mm512_permutexvar_ps(c, l0);
+            __m512 w1 = _mm512_permutexvar_ps(_mm512_srli_epi32(c, 4), l0);
+            for (int i = 0; i < 4; i++) {
+                if (i >= nb) break;
+                const float *xq = X + i * ldx + last * 32;
+                a[i][0] = _mm512_fmadd_ps(w0, _mm512_maskz_loadu_ps(m0, xq), a[i][0]);
+                if (m1) a[i][1] = _mm512_fmadd_ps(w1, _mm512_maskz_loadu_ps(m1, xq + 16), a[i][1]);
+            }
+        }
+        const float b = bias ? bias[j] : 0.f;
+        for (int i = 0; i < nb; i++)
+            Y[i * ldy + j] = _mm512_reduce_add_ps(_mm512_add_ps(a[i][0], a[i][1])) + b;
+    }
+}
+
 CNN_AVX512_FN static void rows_512(const cnn_lut *W, const float *X, int64_t ldx, int64_t B,
                                    float *Y, int64_t ldy, const float *bias, int64_t j0,
                                    int64_t j1, float *buf) {
-    if (B == 1 && W->nibble) {
-        matvec_nibble_512(W, X, Y, bias, j0, j1);
+    if (W->nibble && B <= LUT_MATVEC_MAX) { /* a register matvec per input beats decoded dots */
+        if (B == 1) {
+            matvec_nibble_512(W, X, Y, bias, j0, j1);
+            return;
+        }
+        for (int64_t i = 0; i < B; i += 4)
+            matvec_multi_512(W, X + i * ldx, ldx, (int)(B - i < 4 ? B - i : 4), Y + i * ldy, ldy,
+                             bias, j0, j1);
         return;
     }
     const int64_t n = W->n, np = padded_cols(W), nv = (n + 15) / 16, full = n / 16;
@@ -376,36 +471,193 @@ static void rows_tiles(const cnn_lut *W, int level, const float *xt, int64_t B, 
 }
 #endif /* CNN_X86 */
 
+#if CNN_ARM64
+/* ---- NEON ------------------------------------------------------------------
+ * The codebook split into bytes: plane b holds byte b of every codebook value
+ * (K <= 256 entries each, zero padded). One tbl per plane looks up byte b of 16
+ * codes at once (vqtbl1q: 16 entries, nibble codes; vqtbl4q + vqtbx4q: 64 per
+ * step, byte codes) and two zip levels (or one vst4q) put the four bytes of each
+ * value back together: 16 floats per four lookups. Planes are built per call on
+ * the caller's stack (1 KiB), not stored. */
+
+typedef struct {
+    uint8_t b[4][256];
+} lut_planes;
+
+static void planes_neon(const cnn_lut *W, lut_planes *P) {
+    memset(P, 0, sizeof *P);
+    for (int32_t c = 0; c < W->K; c++) {
+        uint8_t v[4];
+        memcpy(v, &W->omega[c], 4);
+        for (int b = 0; b < 4; b++) P->b[b][c] = v[b];
+    }
+}
+
+/* Byte b of the codebook values of 16 codes. */
+static inline uint8x16_t plane_lookup(const cnn_lut *W, const lut_planes *P, int b, uint8x16_t idx) {
+    if (W->nibble) return vqtbl1q_u8(vld1q_u8(P->b[b]), idx);
+    uint8x16x4_t t = vld1q_u8_x4(P->b[b]);
+    uint8x16_t r = vqtbl4q_u8(t, idx);
+    for (int s = 1; s * 64 < W->K; s++) {
+        t = vld1q_u8_x4(P->b[b] + 64 * s);
+        r = vqtbx4q_u8(r, t, vsubq_u8(idx, vdupq_n_u8((uint8_t)(64 * s))));
+    }
+    return r;
+}
+
+/* The values of 16 codes as four float vectors (codes 0-3, 4-7, 8-11, 12-15). */
+static inline void lookup16_neon(const cnn_lut *W, const lut_planes *P, uint8x16_t idx,
+                                 float32x4_t v[4]) {
+    uint8x16_t b0 = plane_lookup(W, P, 0, idx), b1 = plane_lookup(W, P, 1, idx);
+    uint8x16_t b2 = plane_lookup(W, P, 2, idx), b3 = plane_lookup(W, P, 3, idx);
+    uint16x8_t l01 = vreinterpretq_u16_u8(vzip1q_u8(b0, b1)), h01 = vreinterpretq_u16_u8(vzip2q_u8(b0, b1));
+    uint16x8_t l23 = vreinterpretq_u16_u8(vzip1q_u8(b2, b3)), h23 = vreinterpretq_u16_u8(vzip2q_u8(b2, b3));
+    v[0] = vreinterpretq_f32_u16(vzip1q_u16(l01, l23));
+    v[1] = vreinterpretq_f32_u16(vzip2q_u16(l01, l23));
+    v[2] = vreinterpretq_f32_u16(vzip1q_u16(h01, h23));
+    v[3] = vreinterpretq_f32_u16(vzip2q_u16(h01, h23));
+}
+
+/* Store the values of 16 codes to dst[0 .. count) (count <= 16). */
+static inline void store16_neon(const cnn_lut *W, const lut_planes *P, uint8x16_t idx, float *dst,
+                                int64_t count) {
+    uint8x16x4_t b = {{plane_lookup(W, P, 0, idx), plane_lookup(W, P, 1, idx),
+                       plane_lookup(W, P, 2, idx), plane_lookup(W, P, 3, idx)}};
+    if (count >= 16) {
+        vst4q_u8((uint8_t *)dst, b); /* byte-interleaved: 16 little-endian floats */
+        return;
+    }
+    float tmp[16];
+    vst4q_u8((uint8_t *)tmp, b);
+    memcpy(dst, tmp, (size_t)count * sizeof(float));
+}
+
+static void decode_row_neon(const cnn_lut *W, const lut_planes *P, int64_t r, float *dst,
+                            int64_t ncols) {
+    const uint8_t *row = W->codes + r * W->stride;
+    if (W->nibble) {
+        const uint8x16_t low = vdupq_n_u8(15);
+        for (int64_t q = 0; q * 32 < ncols; q++) {
+            uint8x16_t v = vld1q_u8(row + q * 16);
+            int64_t c0 = q * 32;
+            store16_neon(W, P, vandq_u8(v, low), dst + c0, ncols - c0);
+            if (c0 + 16 < ncols) store16_neon(W, P, vshrq_n_u8(v, 4), dst + c0 + 16, ncols - c0 - 16);
+        }
+    } else {
+        for (int64_t c0 = 0; c0 < ncols; c0 += 16)
+            store16_neon(W, P, vld1q_u8(row + c0), dst + c0, ncols - c0);
+    }
+}
+
+/* B == 1, nibble codes: decode and multiply in registers (4 chains). */
+static void matvec_nibble_neon(const cnn_lut *W, const lut_planes *P, const float *x, float *y,
+                               const float *bias, int64_t j0, int64_t j1) {
+    const int64_t n = W->n, full = n / 32;
+    const uint8x16_t low = vdupq_n_u8(15);
+    for (int64_t j = j0; j < j1; j++) {
+        const uint8_t *row = W->codes + j * W->stride;
+        float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t q = 0; q < full; q++) {
+            uint8x16_t v = vld1q_u8(row + q * 16);
+            const float *xq = x + q * 32;
+            float32x4_t w[4];
+            lookup16_neon(W, P, vandq_u8(v, low), w);
+            a0 = vfmaq_f32(a0, w[0], vld1q_f32(xq));
+            a1 = vfmaq_f32(a1, w[1], vld1q_f32(xq + 4));
+            a2 = vfmaq_f32(a2, w[2], vld1q_f32(xq + 8));
+            a3 = vfmaq_f32(a3, w[3], vld1q_f32(xq + 12));
+            lookup16_neon(W, P, vshrq_n_u8(v, 4), w);
+            a0 = vfmaq_f32(a0, w[0], vld1q_f32(xq + 16));
+            a1 = vfmaq_f32(a1, w[1], vld1q_f32(xq + 20));
+            a2 = vfmaq_f32(a2, w[2], vld1q_f32(xq + 24));
+            a3 = vfmaq_f32(a3, w[3], vld1q_f32(xq + 28));
+        }
+        float acc = 0.f;
+        for (int64_t k = full * 32; k < n; k++) acc += x[k] * W->omega[lut_code(W, row, k)];
+        y[j] = vaddvq_f32(vaddq_f32(vaddq_f32(a0, a1), vaddq_f32(a2, a3))) + acc +
+               (bias ? bias[j] : 0.f);
+    }
+}
+
+/* Other products: R rows decoded into buf (L1), then a 4-lane dot product per input. */
+static void rows_neon(const cnn_lut *W, const lut_planes *P, const float *X, int64_t ldx,
+                      int64_t B, float *Y, int64_t ldy, const float *bias, int64_t j0,
+                      int64_t j1, float *buf) {
+    if (W->nibble && B <= LUT_MATVEC_MAX) { /* a register matvec per input beats decoded dots */
+        for (int64_t i = 0; i < B; i++) matvec_nibble_neon(W, P, X + i * ldx, Y + i * ldy, bias, j0, j1);
+        return;
+    }
+    const int64_t n = W->n, np = padded_cols(W), full = n / 8 * 8;
+    for (int64_t jb = j0; jb < j1; jb += R) {
+        int64_t nr = j1 - jb < R ? j1 - jb : R;
+        for (int64_t r = 0; r < nr; r++) decode_row_neon(W, P, jb + r, buf + r * np, np);
+        for (int64_t i = 0; i < B; i++) {
+            const float *x = X + i * ldx;
+            for (int64_t r = 0; r < nr; r++) {
+                const float *w = buf + r * np;
+                float32x4_t a0 = vdupq_n_f32(0.f), a1 = a0;
+                int64_t k = 0;
+                for (; k < full; k += 8) {
+                    a0 = vfmaq_f32(a0, vld1q_f32(w + k), vld1q_f32(x + k));
+                    a1 = vfmaq_f32(a1, vld1q_f32(w + k + 4), vld1q_f32(x + k + 4));
+                }
+                float acc = 0.f;
+                for (; k < n; k++) acc += x[k] * w[k];
+                Y[i * ldy + jb + r] = vaddvq_f32(vaddq_f32(a0, a1)) + acc + (bias ? bias[jb + r] : 0.f);
+            }
+        }
+    }
+}
+#endif /* CNN_ARM64 */
+
 /* ---- entry points ------------------------------------------------------------ */
 
-static void decode_row(const cnn_lut *W, int level, int64_t r, float *dst) {
+#if CNN_ARM64
+typedef lut_planes lut_aux;
+static void aux_init(const cnn_lut *W, int level, lut_aux *P) {
+    if (level == CNN_NEON) planes_neon(W, P);
+}
+#else
+typedef char lut_aux; /* nothing per call on x86 */
+static void aux_init(const cnn_lut *W, int level, lut_aux *P) { (void)W, (void)level, (void)P; }
+#endif
+
+static void decode_row(const cnn_lut *W, int level, const lut_aux *P, int64_t r, float *dst) {
 #if CNN_X86
     if (level == CNN_AVX512) decode_row_512(W, r, dst, W->n);
     else if (level == CNN_AVX2) decode_row_avx2(W, r, dst, W->n);
     else
+#elif CNN_ARM64
+    if (level == CNN_NEON) decode_row_neon(W, P, r, dst, W->n);
+    else
 #endif
         decode_row_c(W, r, dst, W->n);
-    (void)level;
+    (void)level, (void)P;
 }
 
-static void rows_dot(const cnn_lut *W, int level, const float *X, int64_t ldx, int64_t B,
-                     float *Y, int64_t ldy, const float *bias, int64_t j0, int64_t j1,
+static void rows_dot(const cnn_lut *W, int level, const lut_aux *P, const float *X, int64_t ldx,
+                     int64_t B, float *Y, int64_t ldy, const float *bias, int64_t j0, int64_t j1,
                      float *buf) {
 #if CNN_X86
     if (level == CNN_AVX512) rows_512(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
     else if (level == CNN_AVX2) rows_avx2(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
     else
+#elif CNN_ARM64
+    if (level == CNN_NEON) rows_neon(W, P, X, ldx, B, Y, ldy, bias, j0, j1, buf);
+    else
 #endif
         rows_c(W, X, ldx, B, Y, ldy, bias, j0, j1, buf);
-    (void)level;
+    (void)level, (void)P;
 }
 
 void cnn_lut_decode_rows(const cnn_lut *W, int64_t r0, int64_t nr, float *dst, int64_t ldd) {
     const int level = cnn_get_level();
     const int nt = cnn_threads_for(nr * W->n);
+    lut_aux P;
+    aux_init(W, level, &P);
     CNN_PARALLEL(
         int64_t a = nr * cnn_tid() / cnn_nthreads(), b = nr * (cnn_tid() + 1) / cnn_nthreads();
-        for (int64_t r = a; r < b; r++) decode_row(W, level, r0 + r, dst + r * ldd););
+        for (int64_t r = a; r < b; r++) decode_row(W, level, &P, r0 + r, dst + r * ldd););
 }
 
 #if CNN_X86
@@ -452,7 +704,7 @@ int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B, float
                  int64_t ldy, const float *bias) {
     const int level = cnn_get_level();
 #if CNN_X86
-    if (B > LUT_DOT_MAX && level != CNN_PORTABLE)
+    if (B > (W->nibble ? LUT_MATVEC_MAX : LUT_DOT_MAX) && level != CNN_PORTABLE)
         return rows_by_tiles(W, level, X, ldx, B, Y, ldy, bias);
 #endif
     const int64_t m = W->m, blocks = (m + R - 1) / R;
@@ -461,12 +713,14 @@ int cnn_lut_rows(const cnn_lut *W, const float *X, int64_t ldx, int64_t B, float
     const size_t bufbytes = (size_t)(R * padded_cols(W)) * sizeof(float);
     float *bufs = cnn_alloc(bufbytes * (size_t)nt);
     if (!bufs) return -1;
+    lut_aux P;
+    aux_init(W, level, &P);
     CNN_PARALLEL(
         int t = cnn_tid(), T = cnn_nthreads();
         int64_t b0 = blocks * t / T, b1 = blocks * (t + 1) / T;
         int64_t j0 = b0 * R, j1 = b1 * R < m ? b1 * R : m;
         float *buf = bufs + (size_t)t * (bufbytes / sizeof(float));
-        if (j0 < j1) rows_dot(W, level, X, ldx, B, Y, ldy, bias, j0, j1, buf););
+        if (j0 < j1) rows_dot(W, level, &P, X, ldx, B, Y, ldy, bias, j0, j1, buf););
     cnn_free(bufs);
     (void)level;
     return 0;

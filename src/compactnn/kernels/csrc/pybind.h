@@ -55,15 +55,46 @@ static inline void cnn_input_release(PyObject *obj, Py_buffer *b) {
     if (!PyLong_Check(obj)) PyBuffer_Release(b);
 }
 
+/* An output operand: a writable float32 array (checked like get_buf), or an int, the
+ * address of `count` writable floats the caller vouches for (a torch tensor it
+ * allocated: float32, CPU, contiguous, of that size). */
+static inline int cnn_output(PyObject *obj, Py_buffer *b, int64_t count, float **ptr) {
+    if (PyLong_Check(obj)) {
+        *ptr = (float *)PyLong_AsVoidPtr(obj);
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (get_buf(obj, b, 'f', 4, count, 1, "Y") < 0) return -1;
+    *ptr = (float *)b->buf;
+    return 0;
+}
+
 /* ---- the product methods every kernel type shares ------------------------------- */
 
 typedef int (*cnn_rows_fn)(const void *, const float *, int64_t, int64_t, float *, int64_t,
                        const float *);
 typedef int (*cnn_mm_fn)(const void *, const float *, int64_t, int64_t, float *, int64_t);
 
-/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias). */
+/* The C-level product behind a kernel object's rows(), for callers that run several
+ * products in one call (py_chain.c): rows(capsule) with one PyCapsule named
+ * CNN_ROWS_QUERY fills the cnn_rows_iface it points to. W lives in the kernel object:
+ * hold a reference to it while using W. */
+typedef struct {
+    const void *W;
+    int64_t m, n;
+    cnn_rows_fn f;
+} cnn_rows_iface;
+#define CNN_ROWS_QUERY "compactnn.rows_iface"
+
+/* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias); X and Y arrays or addresses.
+ * rows(query): see cnn_rows_iface. */
 static inline PyObject *cnn_call_rows(const void *W, int64_t m, int64_t n, cnn_rows_fn f,
                                       PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs == 1 && PyCapsule_CheckExact(args[0])) {
+        cnn_rows_iface *q = PyCapsule_GetPointer(args[0], CNN_ROWS_QUERY);
+        if (!q) return NULL;
+        *q = (cnn_rows_iface){.W = W, .m = m, .n = n, .f = f};
+        Py_RETURN_NONE;
+    }
     if (nargs != 4) {
         PyErr_SetString(PyExc_TypeError, "rows(X, Y, B, bias) takes 4 arguments");
         return NULL;
@@ -76,24 +107,25 @@ static inline PyObject *cnn_call_rows(const void *W, int64_t m, int64_t n, cnn_r
     Py_buffer xb, yb, bb;
     int has_bias = args[3] != Py_None;
     const float *X;
+    float *Y;
     if (cnn_input(args[0], &xb, B * n, &X) < 0) return NULL;
-    if (get_buf(args[1], &yb, 'f', 4, B * m, 1, "Y") < 0) {
+    if (cnn_output(args[1], &yb, B * m, &Y) < 0) {
         cnn_input_release(args[0], &xb);
         return NULL;
     }
     if (has_bias && get_buf(args[3], &bb, 'f', 4, m, 0, "bias") < 0) {
         cnn_input_release(args[0], &xb);
-        PyBuffer_Release(&yb);
+        cnn_input_release(args[1], &yb);
         return NULL;
     }
     int rc = 0;
     if (B > 0 && m > 0) {
         Py_BEGIN_ALLOW_THREADS
-        rc = f(W, X, n, B, yb.buf, m, has_bias ? bb.buf : NULL);
+        rc = f(W, X, n, B, Y, m, has_bias ? bb.buf : NULL);
         Py_END_ALLOW_THREADS
     }
     cnn_input_release(args[0], &xb);
-    PyBuffer_Release(&yb);
+    cnn_input_release(args[1], &yb);
     if (has_bias) PyBuffer_Release(&bb);
     if (rc) return PyErr_NoMemory();
     Py_RETURN_NONE;
@@ -144,5 +176,6 @@ int cnn_add_lut(PyObject *mod);
 int cnn_add_huffman(PyObject *mod);
 int cnn_add_sparse(PyObject *mod);
 int cnn_add_blockdiag(PyObject *mod);
+int cnn_add_chain(PyObject *mod);
 
 #endif
