@@ -15,11 +15,7 @@ pytestmark = pytest.mark.skipif(backend.native() is None and backend._ext is Non
                                 reason="native extension not built")
 
 
-def levels() -> list[str]:
-    """Native levels this CPU runs (every one of them is tested)."""
-    if backend._ext is None:
-        return []
-    return list(backend.BACKENDS[: backend._ext.cpu_level() + 1])
+levels = backend.levels  # the native levels this CPU runs (each is tested)
 
 
 def codebook_matrix(rng: np.random.Generator, m: int, n: int, k: int) -> np.ndarray:

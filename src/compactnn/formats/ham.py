@@ -190,7 +190,7 @@ class HAM(HuffmanProducts):
             return c
         tab = "table"
         if self._zrun and batch == 1:
-            pair = (backend != "portable" and lmax <= hc.ZT1 and self._complete()
+            pair = (backend in ("avx2", "avx512") and lmax <= hc.ZT1 and self._complete()
                     and coded >= ZPAIR_DENSITY * m * n)
             cnt = self._native_counts(f"zfused{int(pair)}", hc.zrun_fused, rb, lmax, limit,
                                       pair, True)

@@ -875,6 +875,7 @@ static int pfused(const cnn_huff *W, const float *x, float *y, const float *bias
     const int nt0 = cnn_threads_for(W->row_ptr[W->m]);
     const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);
     const int c16 = W->colw == 2, esc = W->lmax > T || !W->complete;
+    (void)esc; /* the portable kernels handle escapes themselves */
     CNN_PARALLEL({
         const int t = cnn_tid(), TT = cnn_nthreads();
         const int64_t a = blocks * t / TT * PF_NS, b0 = blocks * (t + 1) / TT * PF_NS;
