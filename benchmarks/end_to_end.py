@@ -198,6 +198,14 @@ def docs(results: dict[str, dict], args) -> tuple[list[dict], list[dict], list[d
                   li["stored_bytes"], li["runtime_bytes"], li["bits_per_weight"],
                   li["entropy_bits_per_weight"]] for li in f["layers"]],
                 title=f"{NAMES.get(name, name)}, layers of `{key}`"))
+    full.insert(0, table(
+        [("model", "", "---"), ("step", "", "---"), ("settings", "", "---")],
+        [[NAMES.get(name, name) if i == 0 else "", step["method"], ", ".join(
+            f"{k}: {json.dumps(v)}" for k, v in step.items() if k != "method")]
+         for name, res in results.items() for i, step in enumerate(res["recipe"])],
+        title="Recipes (`compactnn.zoo.presets.RECIPES`)",
+        caption="Applied to the dense baseline by `compress_`; baselines: Adam lr 1e-3 with "
+                "cosine decay, batch 128, seed 0, for the epochs given below."))
     loads = ", ".join(f"{NAMES.get(n, n)} {r['load_before']:.1f} before / {r['load_after']:.1f}"
                       " after" for n, r in results.items())
     digest = [
