@@ -29,7 +29,7 @@ them elsewhere.
 
 Usage: python benchmarks/structured.py [--sections counts,mpd,permuted,speed]
        [--epochs 10] [--lr 1e-3] [--finetune-epochs 3] [--json results.json]
-       python benchmarks/structured.py --sections mpd-tune --seeds 0,1,2 --jobs 2 \
+       python benchmarks/structured.py --sections mpd-tune --seeds 0,1,2 --jobs 3 \
            --variants "epochs=10;epochs=10,lr=5e-3"
 """
 
@@ -111,44 +111,34 @@ def baseline(train, test, epochs: int, seed: int, lr: float) -> tuple[nn.Module,
     return net, acc
 
 
-def section_mpd(train, test, epochs: int, seed: int, base_acc: float,
-                lr: float) -> list[dict]:
+def mpd_row(train, test, epochs: int, seed: int, lr: float, N: int,
+            last_dense: bool) -> dict:
+    """Train LeNet-300-100 with N-block masks, convert it to block-diagonal layers and
+    measure both (one row of the ``mpd`` section)."""
     dense_w = sum(m.weight.numel() for m in build("lenet300").modules() if isinstance(m, nn.Linear))
     dense_bytes = 4 * parameter_count(build("lenet300"))
-    rows = []
-    print("\n## MPD on LeNet-300-100 / Fashion-MNIST (all layers masked)\n")
-    print("| N | accuracy | vs dense | block-diagonal accuracy | kept weights | weight "
-          "compression | bytes (blockdiag + bias) | size reduction | time |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| 1 (dense) | {100 * base_acc:.2f}% | 0.00 | - | {dense_w:,} | 1.00x | "
-          f"{dense_bytes:,} | 1.00x | - |")
-    for N, last_dense in [(N, False) for N in MPD_BLOCKS] + [(10, True)]:
-        torch.manual_seed(seed)
-        net = build("lenet300")
-        mpd_(net, MPD(blocks=N, seed=seed, last_dense=last_dense, rescale_init=True))
-        t = time.perf_counter()
-        acc = train_eval(net, train, test, epochs, lr)
-        secs = time.perf_counter() - t
-        bake_(net)
-        layers = to_block_diagonal_(net, fuse=True)
-        acc_bd = evaluate(net, test)["accuracy"]
-        mats = [layer.to_blockdiag() for layer in layers.values()]
-        dense_rest = [m for m in net.modules() if isinstance(m, nn.Linear)]
-        kept = sum(M.data.size for M in mats) + sum(m.weight.numel() for m in dense_rest)
-        nbytes = (sum(M.nbytes for M in mats) + 4 * sum(p.numel() for m in dense_rest
-                                                         for p in m.parameters())
-                  + 4 * sum(layer.bias.numel() for layer in layers.values()))
-        row = {"N": N, "last_dense": last_dense, "accuracy": acc,
-               "block_diagonal_accuracy": acc_bd, "kept_weights": kept,
-               "weight_compression": dense_w / kept, "bytes": nbytes,
-               "size_reduction": dense_bytes / nbytes, "seconds": secs}
-        rows.append(row)
-        label = f"{N}, last layer dense" if last_dense else str(N)
-        print(f"| {label} | {100 * acc:.2f}% | {100 * (acc - base_acc):+.2f} | "
-              f"{100 * acc_bd:.2f}% | "
-              f"{kept:,} | {row['weight_compression']:.2f}x | {nbytes:,} | "
-              f"{row['size_reduction']:.2f}x | {secs:.0f} s |", flush=True)
-    return rows
+    torch.manual_seed(seed)
+    net = build("lenet300")
+    mpd_(net, MPD(blocks=N, seed=seed, last_dense=last_dense, rescale_init=True))
+    t = time.perf_counter()
+    acc = train_eval(net, train, test, epochs, lr)
+    secs = time.perf_counter() - t
+    bake_(net)
+    layers = to_block_diagonal_(net, fuse=True)
+    acc_bd = evaluate(net, test)["accuracy"]
+    mats = [layer.to_blockdiag() for layer in layers.values()]
+    dense_rest = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    kept = sum(M.data.size for M in mats) + sum(m.weight.numel() for m in dense_rest)
+    nbytes = (sum(M.nbytes for M in mats) + 4 * sum(p.numel() for m in dense_rest
+                                                     for p in m.parameters())
+              + 4 * sum(layer.bias.numel() for layer in layers.values()))
+    row = {"N": N, "last_dense": last_dense, "accuracy": acc,
+           "block_diagonal_accuracy": acc_bd, "kept_weights": kept,
+           "weight_compression": dense_w / kept, "bytes": nbytes,
+           "size_reduction": dense_bytes / nbytes, "seconds": secs}
+    print(f"MPD N={N}{' (classifier dense)' if last_dense else ''}: accuracy "
+          f"{100 * acc:.2f}%, block-diagonal {100 * acc_bd:.2f}%, {secs:.0f} s", flush=True)
+    return row
 
 
 def fit_tuned(net: nn.Module, train, epochs: int, lr: float, seed: int,
@@ -249,56 +239,55 @@ def permuted_bytes(net: nn.Module) -> int:
     return total
 
 
-def section_permuted(train, test, epochs: int, ft_epochs: int, seed: int,
-                     trained: nn.Module, base_acc: float, lr: float) -> list[dict]:
+def permuted_row(train, test, epochs: int, ft_epochs: int, seed: int, lr: float,
+                 kind: str, G: int, trained: nn.Module) -> dict:
+    """One row of the ``permuted`` section: a *seeded* model trained from scratch, or a
+    *data*-derived one converted from ``trained`` and fine-tuned."""
     dense_params = parameter_count(trained)
-    rows = []
-    print("\n## Permuted features on LeNet-300-100 / Fashion-MNIST (classifier dense)\n")
-    print("| kind | G | accuracy | vs dense | before fine-tuning | parameters | reduction | "
-          "+ permutations | reduction | bytes (permseq) | size reduction | time |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for kind in ("seeded", "data"):
-        for G in GROUPS:
-            t = time.perf_counter()
-            if kind == "seeded":
-                torch.manual_seed(seed)
-                net = build("lenet300")
-                permute_(net, Permute(groups=G, kind="seeded", seed=seed))
-                before = None
-                acc = train_eval(net, train, test, epochs, lr)
-            else:
-                net = copy.deepcopy(trained)
-                permute_(net, Permute(groups=G, kind="data", seed=seed))
-                before = evaluate(net, test)["accuracy"]
-                acc = train_eval(net, train, test, ft_epochs)
-            secs = time.perf_counter() - t
-            params = parameter_count(net)
-            params_idx = parameter_count(net, count_permutations=True)
-            nbytes = permuted_bytes(net)
-            row = {"kind": kind, "G": G, "accuracy": acc, "before_finetune": before,
-                   "parameters": params, "reduction": dense_params / params,
-                   "parameters_with_permutations": params_idx,
-                   "reduction_with_permutations": dense_params / params_idx,
-                   "bytes": nbytes, "size_reduction": 4 * dense_params / nbytes,
-                   "seconds": secs}
-            rows.append(row)
-            b = "-" if before is None else f"{100 * before:.2f}%"
-            print(f"| {kind} | {G} | {100 * acc:.2f}% | {100 * (acc - base_acc):+.2f} | {b} | "
-                  f"{params:,} | {row['reduction']:.1f}x | {params_idx:,} | "
-                  f"{row['reduction_with_permutations']:.2f}x | {nbytes:,} | "
-                  f"{row['size_reduction']:.2f}x | {secs:.0f} s |", flush=True)
-    print()
-    for kind in ("seeded", "data"):
-        ok = [r for r in rows if r["kind"] == kind and base_acc - r["accuracy"] <= 0.01]
-        if ok:
-            best = max(ok, key=lambda r: r["reduction"])
-            print(f"- {kind}: largest reduction within 1 point of the dense baseline: "
-                  f"G = {best['G']}, {best['reduction']:.1f}x parameters "
-                  f"({best['reduction_with_permutations']:.2f}x counting permutations), "
-                  f"accuracy {100 * best['accuracy']:.2f}%")
-        else:
-            print(f"- {kind}: no G within 1 point of the dense baseline")
-    return rows
+    t = time.perf_counter()
+    if kind == "seeded":
+        torch.manual_seed(seed)
+        net = build("lenet300")
+        permute_(net, Permute(groups=G, kind="seeded", seed=seed))
+        before = None
+        acc = train_eval(net, train, test, epochs, lr)
+    else:
+        net = copy.deepcopy(trained)
+        permute_(net, Permute(groups=G, kind="data", seed=seed))
+        before = evaluate(net, test)["accuracy"]
+        acc = train_eval(net, train, test, ft_epochs)
+    secs = time.perf_counter() - t
+    params = parameter_count(net)
+    params_idx = parameter_count(net, count_permutations=True)
+    nbytes = permuted_bytes(net)
+    print(f"permuted {kind} G={G}: accuracy {100 * acc:.2f}%, {secs:.0f} s", flush=True)
+    return {"kind": kind, "G": G, "accuracy": acc, "before_finetune": before,
+            "parameters": params, "reduction": dense_params / params,
+            "parameters_with_permutations": params_idx,
+            "reduction_with_permutations": dense_params / params_idx,
+            "bytes": nbytes, "size_reduction": 4 * dense_params / nbytes, "seconds": secs}
+
+
+_SHARED: dict = {}  # what the forked workers of --jobs read: the data and the baseline
+
+
+def _row(task: tuple) -> dict:
+    """One training of the ``mpd`` or ``permuted`` section (``--jobs`` worker)."""
+    torch.set_num_threads(1)
+    sh, (what, *rest) = _SHARED, task
+    if what == "mpd":
+        return mpd_row(sh["train"], sh["test"], sh["epochs"], sh["seed"], sh["lr"], *rest)
+    return permuted_row(sh["train"], sh["test"], sh["epochs"], sh["ft_epochs"], sh["seed"],
+                        sh["lr"], *rest, sh["trained"])
+
+
+def run_parallel(fn, tasks: list, jobs: int) -> list:
+    """``[fn(t) for t in tasks]`` in ``jobs`` forked processes (in order)."""
+    if jobs <= 1:
+        return [fn(t) for t in tasks]
+    import multiprocessing as mp
+    with mp.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+        return pool.map(fn, tasks, chunksize=1)
 
 
 def cpu_median(fn, repeats: int) -> float:
@@ -415,7 +404,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--seeds", help="mpd-tune: ','-separated seeds (default: --seed)")
     ap.add_argument("--jobs", type=int, default=1,
-                    help="mpd-tune: seeds run in this many processes of one thread each")
+                    help="trainings (mpd, permuted: the models; mpd-tune: the seeds) run in "
+                         "this many processes of one thread each")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--size", type=int, default=4096, help="speed: the layer is size x size")
     ap.add_argument("--variants", default="",
@@ -434,20 +424,21 @@ def main() -> None:
         train, test = load_dataset("fashion-mnist")
         trained, base_acc = baseline(train, test, args.epochs, args.seed, args.lr)
         out["baseline_accuracy"] = base_acc
-        if "mpd" in sections:
-            out["mpd"] = section_mpd(train, test, args.epochs, args.seed, base_acc, args.lr)
+        _SHARED.update(train=train, test=test, epochs=args.epochs, seed=args.seed, lr=args.lr,
+                       ft_epochs=args.finetune_epochs, trained=trained)
+        tasks = ([("mpd", N, False) for N in MPD_BLOCKS] + [("mpd", 10, True)]
+                 if "mpd" in sections else [])
         if "permuted" in sections:
-            out["permuted"] = section_permuted(train, test, args.epochs, args.finetune_epochs,
-                                               args.seed, trained, base_acc, args.lr)
+            tasks += [("permuted", kind, G) for kind in ("seeded", "data") for G in GROUPS]
+        rows = run_parallel(_row, tasks, args.jobs)
+        if "mpd" in sections:
+            out["mpd"] = [r for r in rows if "N" in r]
+        if "permuted" in sections:
+            out["permuted"] = [r for r in rows if "G" in r]
     if "mpd-tune" in sections:
         seeds = [int(s) for s in (args.seeds or str(args.seed)).split(",")]
-        jobs = [(args.variants.split(";"), args.tune_blocks, s) for s in seeds]
-        if args.jobs > 1:
-            import multiprocessing as mp
-            with mp.get_context("fork").Pool(min(args.jobs, len(jobs))) as pool:
-                per_seed = pool.map(_tune_seed, jobs)
-        else:
-            per_seed = [_tune_seed(j) for j in jobs]
+        per_seed = run_parallel(_tune_seed, [(args.variants.split(";"), args.tune_blocks, s)
+                                             for s in seeds], args.jobs)
         out["mpd_tune"] = [{"seed": s, "rows": rows}
                            for s, rows in zip(seeds, per_seed, strict=True)]
     if "speed" in sections:
