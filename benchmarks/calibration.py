@@ -13,7 +13,7 @@ Results: ``benchmarks/results/calibration.json`` (the digest, docs/results.md se
 and ``calibration_full.json`` (every point, docs/results/calibration.md).
 
 Usage: python benchmarks/calibration.py [--models lenet300,lenet5] [--ks 2,4,8]
-       [--calibrate 1024] [--out out/calibration] [--results DIR]
+       [--calibrate 1024] [--out out/calibration] [--jobs 1] [--results DIR]
 """
 
 from __future__ import annotations
@@ -69,6 +69,37 @@ def point(name: str, start: Path, method: str, k: int, calibrate: int, tr, te) -
             "seconds": seconds}
 
 
+_SHARED: dict = {}  # what the forked workers of --jobs read
+
+
+def _train(name: str) -> None:
+    torch.set_num_threads(_SHARED["threads"])
+    trained(name, _SHARED["tr"], _SHARED["out"])
+
+
+def _point(task: tuple[str, str, str, int]) -> dict:
+    """Nearest and GPTQ assignments of one (model, start, method, k)."""
+    torch.set_num_threads(_SHARED["threads"])
+    name, start, method, k = task
+    sh = _SHARED
+    path = sh["out"] / f"{name}_{start}.safetensors"
+    near = point(name, path, method, k, 0, sh["tr"], sh["te"])
+    gptq = point(name, path, method, k, sh["calibrate"], sh["tr"], sh["te"])
+    print(f"{name} {start} {method} k={k}: accuracy {near['acc']:.4f} nearest, "
+          f"{gptq['acc']:.4f} GPTQ", flush=True)
+    return {"model": name, "start": start, "method": method, "k": k, "nearest": near,
+            "gptq": gptq}
+
+
+def parallel(fn, tasks: list, jobs: int) -> list:
+    """``[fn(t) for t in tasks]`` in ``jobs`` forked processes (in order)."""
+    if jobs <= 1:
+        return [fn(t) for t in tasks]
+    import multiprocessing as mp
+    with mp.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+        return pool.map(fn, tasks, chunksize=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="lenet300,lenet5")
@@ -78,29 +109,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", help="folder with the Fashion-MNIST IDX files")
     ap.add_argument("--out", default="out/calibration")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="models and points run in this many processes of one thread each")
     ap.add_argument("--results", default=str(RESULTS), help="folder of the results files")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1 if args.jobs > 1 else args.threads)  # no OpenMP pool to fork
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tr, te = zoo.load_dataset("fashion-mnist", args.data)
-    baselines: list[dict] = []
-    points: list[dict] = []
-    for name in args.models.split(","):
-        trained(name, tr, out)
-        baselines.append({"model": name, **{
-            start: train.evaluate(load(name, out / f"{name}_{start}.safetensors"), te)["accuracy"]
-            for start in ("dense", "prune90")}})
-        print(baselines[-1], flush=True)
-        for start in ("dense", "prune90"):
-            path = out / f"{name}_{start}.safetensors"
-            for method in args.methods.split(","):
-                for k in map(int, args.ks.split(",")):
-                    near = point(name, path, method, k, 0, tr, te)
-                    gptq = point(name, path, method, k, args.calibrate, tr, te)
-                    points.append({"model": name, "start": start, "method": method, "k": k,
-                                   "nearest": near, "gptq": gptq})
-                    print(points[-1], flush=True)
+    models = args.models.split(",")
+    _SHARED.update(tr=tr, te=te, out=out, calibrate=args.calibrate,
+                   threads=1 if args.jobs > 1 else args.threads)
+    parallel(_train, models, args.jobs)
+    baselines = [{"model": name, **{
+        start: train.evaluate(load(name, out / f"{name}_{start}.safetensors"), te)["accuracy"]
+        for start in ("dense", "prune90")}} for name in models]
+    print(baselines, flush=True)
+    tasks = [(name, start, method, k) for name in models for start in ("dense", "prune90")
+             for method in args.methods.split(",") for k in map(int, args.ks.split(","))]
+    points = parallel(_point, tasks, args.jobs)
     raw = {"baselines": baselines, "points": points}
     setup = setup_text(args)
     print(render(save("calibration", digest(points), text=setup, summary=[], raw=raw,
@@ -125,7 +152,8 @@ def setup_text(args) -> str:
             f"(lr {SHARE_FINETUNE.lr:g}). \"prune{p}\": the model globally pruned to {p} % "
             f"(schedule {', '.join(map(str, (*schedule, p)))} with {ft.epochs} fine-tuning "
             f"epochs each). Bits/w: empirical entropy of the weights (`layer_report`), biases "
-            f"excluded. Calibration s: GPTQ's time per model ({args.threads} torch threads, "
+            f"excluded. Calibration s: GPTQ's time per model "
+            f"({1 if args.jobs > 1 else args.threads} torch thread(s), {args.jobs} process(es), "
             "2 shared cores).")
 
 
