@@ -26,7 +26,7 @@ built from this run's models only; ``<work>/end_to_end.json`` keeps every run's 
 results by model.
 
 Usage: python benchmarks/end_to_end.py [--models lenet300,lenet5] [--work DIR]
-       [--threads 1] [--epochs-lenet300 20] [--epochs-lenet5 12] [--data DIR]
+       [--threads 1] [--epochs-lenet300 20] [--epochs-lenet5 12] [--data DIR] [--jobs 1]
 """
 
 from __future__ import annotations
@@ -225,7 +225,8 @@ def docs(results: dict[str, dict], args) -> tuple[list[dict], list[dict], list[d
               speed, caption=f"Latency: median of 50 runs, {args.threads} thread(s) for "
               f"torch and numba; b=1 vs dense is the latency ratio (below 1: faster), b=256 "
               f"vs dense the throughput ratio (above 1: faster). Load average (2 shared "
-              f"cores): {loads}."),
+              f"cores): {loads}" + (f"; the models ran in {args.jobs} processes at once."
+                                    if getattr(args, "jobs", 1) > 1 else ".")),
     ]
     return digest, full, summary(results)
 
@@ -265,6 +266,14 @@ def summary(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
+_SHARED: dict = {}  # what the forked workers of --jobs read
+
+
+def _run(name: str) -> dict:
+    sh = _SHARED
+    return run(name, sh["tr"], sh["te"], sh["args"], sh["work"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="lenet300,lenet5")
@@ -273,6 +282,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--epochs-lenet300", type=int, default=20)
     ap.add_argument("--epochs-lenet5", type=int, default=12)
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="models run in this many processes (timings then share the CPU)")
     ap.add_argument("--results", help="folder of the results files (default benchmarks/results)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -280,10 +291,15 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     tr, te = zoo.load_dataset("fashion-mnist", args.data)
     t0 = time.perf_counter()
-    results = {}
-    for name in args.models.split(","):
-        results[name] = run(name, tr, te, args, work)
-        log(f"{name} done ({time.perf_counter() - t0:.0f} s)")
+    names = args.models.split(",")
+    if args.jobs > 1:  # one forked process per model
+        import multiprocessing as mp
+        _SHARED.update(tr=tr, te=te, args=args, work=work)
+        with mp.get_context("fork").Pool(min(args.jobs, len(names))) as pool:
+            results = dict(zip(names, pool.map(_run, names, chunksize=1), strict=True))
+    else:
+        results = {name: run(name, tr, te, args, work) for name in names}
+    log(f"models done ({time.perf_counter() - t0:.0f} s)")
     out = work / "end_to_end.json"  # results of earlier runs for other models are kept
     previous = json.loads(out.read_text()) if out.exists() else {}
     out.write_text(json.dumps({**previous, **results}, indent=1))
