@@ -652,18 +652,25 @@ def speed_tables(speed: dict) -> tuple[dict, dict, dict]:
                  "checked against a float64 reference.")
     methods = [r["method"] for r in rows if r["batch"] == 1][1:]
     up = {(r["batch"], r["method"]): r for r in rows}
-    digest = table([("method", "", "---"), ("batch 1 vs dense", X, "--:"),
-                    ("batch 256 vs dense", X, "--:")],
-                   [[m, up[1, m]["speedup_wall"], up[256, m]["speedup_wall"]] for m in methods],
-                   caption="Speed-up over dense `nn.Linear` (wall time), " + where)
+    digest = table([("method", "", "---"), ("batch 1, wall", X, "--:"),
+                    ("batch 1, CPU", X, "--:"), ("batch 256, wall", X, "--:"),
+                    ("batch 256, CPU", X, "--:")],
+                   [[m, up[1, m]["speedup_wall"], up[1, m]["speedup_cpu"],
+                     up[256, m]["speedup_wall"], up[256, m]["speedup_cpu"]] for m in methods],
+                   caption="Speed-up over dense `nn.Linear` by wall time and by the calling "
+                   "thread's CPU time (the steadier measure on a loaded machine), " + where)
+
+    def low(r: dict) -> float:  # the lower of the wall and CPU speed-ups
+        return min(r["speedup_wall"], r["speedup_cpu"])
+
     layer = next(r for r in rows if r["batch"] == 256 and r["method"].startswith("BlockDiag"))
     fmt = next(r for r in rows if r["batch"] == 256 and r["method"].startswith("blockdiag"))
     need = speed["blocks"] / 2
     summary = {"issue": 4, "target": f"block-diagonal >= N/2 = {need:g}x faster than dense at "
-               "batch 256", "measured": layer["speedup_wall"], "fmt": "{:.1f}x",
-               "note": f"layer; format {fmt['speedup_wall']:.1f}x; load average "
-                       f"{speed['load_before']:.1f}",
-               "met": layer["speedup_wall"] >= need}
+               "batch 256", "measured": low(layer), "fmt": "{:.1f}x",
+               "note": f"layer, the lower of wall and CPU time; format {low(fmt):.1f}x; load "
+                       f"average {speed['load_before']:.1f}",
+               "met": low(layer) >= need}
     return digest, full, summary
 
 
