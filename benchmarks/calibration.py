@@ -9,19 +9,21 @@ compensation on the layer inputs of that many training images,
 reported without fine-tuning and after one epoch of constraint-keeping fine-tuning,
 with the entropy of the weights in bits per weight (``layer_report``).
 
+Results: ``benchmarks/results/calibration.json`` (the digest, docs/results.md section 2)
+and ``calibration_full.json`` (every point, docs/results/calibration.md).
+
 Usage: python benchmarks/calibration.py [--models lenet300,lenet5] [--ks 2,4,8]
-       [--calibrate 1024] [--out out/calibration] [--table MD]
+       [--calibrate 1024] [--out out/calibration] [--jobs 1] [--results DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
 from pathlib import Path
 
 import torch
-from _docs import save
+from _docs import RESULTS, render, save, table
 
 from compactnn import train, zoo
 from compactnn.transforms import FineTune, Prune, compress_, layer_report
@@ -30,19 +32,6 @@ from compactnn.transforms import FineTune, Prune, compress_, layer_report
 SETUP = {"lenet300": (15, 1e-3), "lenet5": (6, 1e-3)}
 PRUNE = (90, (50, 80), FineTune(2, 1e-3))
 SHARE_FINETUNE = FineTune(1, 3e-3)
-HEAD = """# GPTQ-calibrated vs nearest-value weight sharing (LeNet, Fashion-MNIST)
-
-Test accuracy (10,000 Fashion-MNIST test images) after one sharing step on a trained
-model, with the weights assigned to the quantizer's codebook by nearest value or by
-GPTQ on the layer inputs of {calibrate} training images (`calibrate: {calibrate}`), before
-and after one epoch of constraint-keeping fine-tuning (lr 3e-3). "prune90": the model
-globally pruned to 90 % (schedule 50, 80, 90 with 2 fine-tuning epochs each). Bits/w:
-empirical entropy of the weights (`layer_report`), biases excluded. Baselines:
-{baselines}.
-
-"""
-
-
 def trained(name: str, tr, out: Path) -> Path:
     """The dense model (trained once, cached) and the 90 %-pruned one."""
     dense, pruned = out / f"{name}_dense.safetensors", out / f"{name}_prune90.safetensors"
@@ -80,6 +69,37 @@ def point(name: str, start: Path, method: str, k: int, calibrate: int, tr, te) -
             "seconds": seconds}
 
 
+_SHARED: dict = {}  # what the forked workers of --jobs read
+
+
+def _train(name: str) -> None:
+    torch.set_num_threads(_SHARED["threads"])
+    trained(name, _SHARED["tr"], _SHARED["out"])
+
+
+def _point(task: tuple[str, str, str, int]) -> dict:
+    """Nearest and GPTQ assignments of one (model, start, method, k)."""
+    torch.set_num_threads(_SHARED["threads"])
+    name, start, method, k = task
+    sh = _SHARED
+    path = sh["out"] / f"{name}_{start}.safetensors"
+    near = point(name, path, method, k, 0, sh["tr"], sh["te"])
+    gptq = point(name, path, method, k, sh["calibrate"], sh["tr"], sh["te"])
+    print(f"{name} {start} {method} k={k}: accuracy {near['acc']:.4f} nearest, "
+          f"{gptq['acc']:.4f} GPTQ", flush=True)
+    return {"model": name, "start": start, "method": method, "k": k, "nearest": near,
+            "gptq": gptq}
+
+
+def parallel(fn, tasks: list, jobs: int) -> list:
+    """``[fn(t) for t in tasks]`` in ``jobs`` forked processes (in order)."""
+    if jobs <= 1:
+        return [fn(t) for t in tasks]
+    import multiprocessing as mp
+    with mp.get_context("fork").Pool(min(jobs, len(tasks))) as pool:
+        return pool.map(fn, tasks, chunksize=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default="lenet300,lenet5")
@@ -89,47 +109,106 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", help="folder with the Fashion-MNIST IDX files")
     ap.add_argument("--out", default="out/calibration")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--table", help="also write the markdown table here")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="models and points run in this many processes of one thread each")
+    ap.add_argument("--results", default=str(RESULTS), help="folder of the results files")
     args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1 if args.jobs > 1 else args.threads)  # no OpenMP pool to fork
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tr, te = zoo.load_dataset("fashion-mnist", args.data)
-    lines = ["| model | start | method | k | bits/w nearest | bits/w GPTQ | acc. nearest | "
-             "acc. GPTQ | nearest + 1 ep | GPTQ + 1 ep | calibration s |",
-             "|:---|:---|:---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    baselines: list[str] = []
-    points: list[dict] = []
-    for name in args.models.split(","):
-        trained(name, tr, out)
-        dense_acc = train.evaluate(load(name, out / f"{name}_dense.safetensors"), te)
-        pruned_acc = train.evaluate(load(name, out / f"{name}_prune90.safetensors"), te)
-        baselines.append(f"{name} {dense_acc['accuracy']:.2%} dense, "
-                         f"{pruned_acc['accuracy']:.2%} pruned")
-        print(baselines[-1], flush=True)
-        for start in ("dense", "prune90"):
-            path = out / f"{name}_{start}.safetensors"
-            for method in args.methods.split(","):
-                for k in map(int, args.ks.split(",")):
-                    near = point(name, path, method, k, 0, tr, te)
-                    gptq = point(name, path, method, k, args.calibrate, tr, te)
-                    points.append({"model": name, "start": start, "method": method, "k": k,
-                                   "nearest": near, "gptq": gptq})
-                    lines.append(
-                        f"| {name} | {start} | {method} | {k} | {near['bits']:.3f} | "
-                        f"{gptq['bits']:.3f} | "
-                        f"{near['acc']:.4f} | {gptq['acc']:.4f} | {near['acc_ft']:.4f} | "
-                        f"{gptq['acc_ft']:.4f} | {gptq['seconds']:.1f} |")
-                    print(lines[-1], flush=True)
-    table = "\n".join(lines) + "\n"
-    save("calibration", [], summary=None, raw={"baselines": baselines, "points": points})
-    print("\n" + table)
-    if args.table:
-        Path(args.table).write_text(
-            HEAD.format(calibrate=args.calibrate, baselines="; ".join(baselines))
-            + "Command: `" + " ".join(["python benchmarks/calibration.py", *(argv or [])])
-            + f"` ({os.cpu_count()} cores, {args.threads} torch threads)\n\n" + table)
+    models = args.models.split(",")
+    _SHARED.update(tr=tr, te=te, out=out, calibrate=args.calibrate,
+                   threads=1 if args.jobs > 1 else args.threads)
+    parallel(_train, models, args.jobs)
+    baselines = [{"model": name, **{
+        start: train.evaluate(load(name, out / f"{name}_{start}.safetensors"), te)["accuracy"]
+        for start in ("dense", "prune90")}} for name in models]
+    print(baselines, flush=True)
+    tasks = [(name, start, method, k) for name in models for start in ("dense", "prune90")
+             for method in args.methods.split(",") for k in map(int, args.ks.split(","))]
+    points = parallel(_point, tasks, args.jobs)
+    raw = {"baselines": baselines, "points": points}
+    setup = setup_text(args)
+    print(render(save("calibration", digest(points), text=setup, summary=[], raw=raw,
+                      directory=args.results)))
+    print(render(save("calibration_full", full(baselines, points), text=setup,
+                      page="docs/results/calibration.md", directory=args.results)))
     return 0
+
+
+NAMES = {"lenet300": "LeNet-300-100", "lenet5": "LeNet-5"}
+PCT = "{:.2%}"
+WITHIN = 0.003  # "within 0.3 points" after fine-tuning
+
+
+def setup_text(args) -> str:
+    p, schedule, ft = PRUNE
+    return (f"Test accuracy (10,000 Fashion-MNIST test images) after one sharing step on a "
+            f"trained model, with the weights assigned to the quantizer's codebook (the same "
+            f"in both) by nearest value or by GPTQ on the layer inputs of {args.calibrate} "
+            f"training images (`calibrate: {args.calibrate}`), before and after "
+            f"{SHARE_FINETUNE.epochs} epoch(s) of constraint-keeping fine-tuning "
+            f"(lr {SHARE_FINETUNE.lr:g}). \"prune{p}\": the model globally pruned to {p} % "
+            f"(schedule {', '.join(map(str, (*schedule, p)))} with {ft.epochs} fine-tuning "
+            f"epochs each). Bits/w: empirical entropy of the weights (`layer_report`), biases "
+            f"excluded. Calibration s: GPTQ's time per model "
+            f"({1 if args.jobs > 1 else args.threads} torch thread(s), {args.jobs} process(es), "
+            "2 shared cores).")
+
+
+def _cells(pt: dict) -> list:
+    n, g = pt["nearest"], pt["gptq"]
+    return [[n["bits"], g["bits"]], n["acc"], g["acc"], n["acc_ft"], g["acc_ft"]]
+
+
+def digest(points: list[dict]) -> list[dict]:
+    """Per model and start: how often GPTQ is ahead, and its largest and smallest gain."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for pt in points:
+        groups.setdefault((pt["model"], pt["start"]), []).append(pt)
+    counts, extremes = [], []
+    for (model, start), pts in groups.items():
+        gain = {id(p): p["gptq"]["acc"] - p["nearest"]["acc"] for p in pts}
+        secs = [p["gptq"]["seconds"] for p in pts]
+        label = f"{NAMES.get(model, model)}, {start}"
+        counts.append([label, len(pts), sum(gain[id(p)] > 0 for p in pts),
+                       sum(p["gptq"]["acc_ft"] > p["nearest"]["acc_ft"] - WITHIN for p in pts),
+                       [min(secs), max(secs)]])
+        best = max(pts, key=lambda p: gain[id(p)])
+        worst = min(pts, key=lambda p: gain[id(p)])
+        for what, p in (("largest", best), ("smallest", worst)):
+            extremes.append([label, what, f"{p['method'].upper()} k={p['k']}", *_cells(p)])
+    return [
+        table([("model, start", "", "---"), ("points", "", "--:"),
+               ("GPTQ ahead right after sharing", "", "--:"),
+               ("GPTQ ahead or within 0.3 points after fine-tuning", "", "--:"),
+               ("calibration s", "{:.1f}-{:.1f}", "--:")], counts,
+              title="GPTQ-calibrated vs nearest assignments: how often GPTQ is ahead"),
+        table([("model, start", "", "---"), ("GPTQ's gain", "", "---"),
+               ("quantizer", "", "---"), ("bits/w nearest / GPTQ", "{:.2f} / {:.2f}", "--:"),
+               ("nearest", PCT, "--:"), ("GPTQ", PCT, "--:"), ("nearest + ft", PCT, "--:"),
+               ("GPTQ + ft", PCT, "--:")], extremes,
+              title="The points of largest and smallest gain right after sharing"),
+    ]
+
+
+def full(baselines: list[dict], points: list[dict]) -> list[dict]:
+    """The baselines and every point."""
+    return [
+        table([("model", "", "---"), ("dense", PCT, "--:"), ("pruned 90 %", PCT, "--:")],
+              [[NAMES.get(b["model"], b["model"]), b["dense"], b["prune90"]]
+               for b in baselines], title="Baselines (test accuracy)"),
+        table([("model", "", "---"), ("start", "", "---"), ("method", "", "---"),
+               ("k", "", "--:"), ("bits/w nearest", "{:.3f}", "--:"),
+               ("bits/w GPTQ", "{:.3f}", "--:"), ("acc. nearest", "{:.4f}", "--:"),
+               ("acc. GPTQ", "{:.4f}", "--:"), ("nearest + ft", "{:.4f}", "--:"),
+               ("GPTQ + ft", "{:.4f}", "--:"), ("calibration s", "{:.1f}", "--:")],
+              [[p["model"], p["start"], p["method"], p["k"], p["nearest"]["bits"],
+                p["gptq"]["bits"], p["nearest"]["acc"], p["gptq"]["acc"],
+                p["nearest"]["acc_ft"], p["gptq"]["acc_ft"], p["gptq"]["seconds"]]
+               for p in points], title="Every point"),
+    ]
 
 
 if __name__ == "__main__":
