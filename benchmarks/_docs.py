@@ -60,17 +60,24 @@ def machine() -> dict[str, Any]:
 
 
 def version() -> dict[str, str | None]:
-    """The package version and the git commit of the checkout (``+dirty`` if modified)."""
+    """The package version and the git commit of the checkout, ``+dirty`` when code that
+    runs (src, benchmarks, the build files) differs from it; results and docs don't
+    count."""
     try:
         pkg = metadata.version("compactnn")
     except metadata.PackageNotFoundError:
         pkg = None
+    git = ["git", "-C", str(ROOT)]
     try:
-        commit = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
-                                capture_output=True, text=True, check=True).stdout.strip()
+        commit = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True, check=True).stdout.strip()
+        changed = subprocess.run(
+            [*git, "status", "--porcelain", "--untracked-files=no", "--", "src", "benchmarks",
+             ":(exclude)benchmarks/results", "setup.py", "pyproject.toml", "Makefile"],
+            capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return {"version": pkg, "commit": commit}
+        return {"version": pkg, "commit": None}
+    return {"version": pkg, "commit": commit + ("-dirty" if changed else "")}
 
 
 def table(columns: list[tuple[str, str, str]], rows: list[list[Any]],
