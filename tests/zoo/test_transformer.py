@@ -314,6 +314,8 @@ def test_distill_with_hidden_states_improves(model, tiny):
     before = cosine_similarity(want, T.encode(student, train)).mean()
     with pytest.raises(ValueError, match="teacher model"):
         D.distill_(student, want, train, hidden=1.0)
+    with pytest.raises(ValueError, match="relational must be a non-negative number"):
+        D.distillation_model(student, teacher=teacher, relational=-1.0)
     hist = D.distill_(student, teacher, train, epochs=3, lr=3e-3, batch_size=16, hidden=1.0,
                       relational=1.0)
     assert len(hist) == 3

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from compactnn._validate import positive
 from compactnn.zoo.transformer import (
     SentenceEncoder,
     encode,
@@ -47,8 +48,8 @@ class _PackedInput(nn.Module):
         self.encoder = encoder
         self.dropout = dropout
         self._teacher = (teacher,) if teacher is not None else ()
-        self.hidden = float(hidden)
-        self.relational = float(relational)
+        self.hidden = float(positive("hidden", hidden, zero=True))
+        self.relational = float(positive("relational", relational, zero=True))
 
     @property
     def extra_terms(self) -> bool:
