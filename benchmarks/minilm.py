@@ -37,6 +37,10 @@ Distillation matches the original model's embeddings (squared error) plus
 Rows are cached in ``--cache`` (JSON), so an interrupted run resumes. Writes ``--out``
 (markdown) and ``--plot`` (size vs quality per corpus).
 
+``0:mixg:2:3000`` with the default options is the CLI's built-in ``minilm`` recipe
+(``compactnn compress minilm --recipe minilm --embedding-k 15``: the same steps, the same
+3000 samples, the same loss); its row says so.
+
 Usage: python benchmarks/minilm.py --points 0:mixg:2:3000,50s:16g:2:3000 [--quick]
 """
 
@@ -63,6 +67,7 @@ from compactnn.zoo import distill as D
 from compactnn.zoo import texts as M
 from compactnn.zoo import transformer as T
 from compactnn.zoo.corpora import load_corpus
+from compactnn.zoo.presets import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_MARKER = "<!-- notes: kept when this page is regenerated -->"
@@ -155,7 +160,9 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     linear = sum(li.stored_bytes for li in info.layers)
     nonzero = sum(int((m.weight != 0).sum()) for m in model.modules()
                   if isinstance(m, torch.nn.Linear))
-    return {"point": pt.text, "prune": pt.prune_label, "k": pt.k_label,
+    builtin = (recipe == RECIPES["minilm"] and n == 3000 and args.embedding_k == 15
+               and (args.hidden, args.relational) == (D.HIDDEN, D.RELATIONAL))
+    return {"point": pt.text, "builtin": builtin, "prune": pt.prune_label, "k": pt.k_label,
             "assign": f"GPTQ {cal}" if pt.gptq else "nearest",
             "distilled": (f"{pt.epochs} x {pt.samples}, h {args.hidden:g} r "
                           f"{args.relational:g}" if pt.epochs else "no"),
@@ -180,7 +187,8 @@ def size_table(rows: list[dict]) -> str:
             "Linear x | bits/w | file bytes | file x | compress s |\n"
             "|:---|:---|---:|:---|:---:|---:|---:|---:|---:|---:|---:|---:|\n")
     return head + "\n".join(
-        f"| `{r['point']}` | {r['prune']} | {r['k']} | {r['assign']} | {r['distilled']} | "
+        f"| `{r['point']}`{' (built-in `minilm`)' if r.get('builtin') else ''} | "
+        f"{r['prune']} | {r['k']} | {r['assign']} | {r['distilled']} | "
         f"{r['sparsity']:.1%} | {r['linear_bytes']:,} | {r['linear_ratio']:.1f} | "
         f"{r['linear_bits']:.2f} | {r['file_bytes']:,} | {r['file_ratio']:.1f} | "
         f"{r['t_compress']:.0f} |" for r in rows) + "\n"
