@@ -29,8 +29,17 @@ A point is ``prune:k[:epochs[:samples[:calibrate]]]``:
 - epochs of distillation on ``samples`` real-text samples (0: none);
 - calibrate: samples for GPTQ / Wanda / SparseGPT (default ``--calibrate``).
 
+Distillation matches the original model's embeddings (squared error) plus
+``--hidden`` times the relative error of the token states of every layer and
+``--relational`` times the error of the batch's cosine-similarity matrix
+(``compactnn.zoo.distill.distillation_model``; defaults: the built-in recipe's).
+
 Rows are cached in ``--cache`` (JSON), so an interrupted run resumes. Writes ``--out``
 (markdown) and ``--plot`` (size vs quality per corpus).
+
+``0:mixg:2:3000`` with the default options is the CLI's built-in ``minilm`` recipe
+(``compactnn compress minilm --recipe minilm --embedding-k 15``: the same steps, the same
+3000 samples, the same loss); its row says so.
 
 Usage: python benchmarks/minilm.py --points 0:mixg:2:3000,50s:16g:2:3000 [--quick]
 """
@@ -58,6 +67,7 @@ from compactnn.zoo import distill as D
 from compactnn.zoo import texts as M
 from compactnn.zoo import transformer as T
 from compactnn.zoo.corpora import load_corpus
+from compactnn.zoo.presets import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTES_MARKER = "<!-- notes: kept when this page is regenerated -->"
@@ -129,15 +139,16 @@ class Point:
 
 
 def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
-              teacher: torch.Tensor, refs: dict, evals: dict, original: int, args,
+              refs: dict, evals: dict, original: int, args,
               folder: str) -> dict:
     model = copy.deepcopy(pristine)
     recipe = pt.recipe(args.calibrate, args.lr)
     cal = pt.calibrate or args.calibrate
     n = max(pt.samples, cal if (pt.gptq or pt.criterion != "magnitude") else 1)
     t0 = time.perf_counter()
-    D.compress_minilm_(model, recipe, train[:n], teacher=teacher[:n],
-                       embedding_k=args.embedding_k)
+    D.compress_minilm_(model, recipe, train[:n], teacher=pristine,
+                       embedding_k=args.embedding_k, hidden=args.hidden,
+                       relational=args.relational)
     t_compress = time.perf_counter() - t0
     cm = to_compact(model, args.policy, storage="auto")
     path = os.path.join(folder, "minilm.cnn")
@@ -149,9 +160,14 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     linear = sum(li.stored_bytes for li in info.layers)
     nonzero = sum(int((m.weight != 0).sum()) for m in model.modules()
                   if isinstance(m, torch.nn.Linear))
-    return {"point": pt.text, "prune": pt.prune_label, "k": pt.k_label,
+    builtin = (recipe == RECIPES["minilm"] and n == 3000 and args.embedding_k == 15
+               and (args.hidden, args.relational) == (D.HIDDEN, D.RELATIONAL))
+    return {"point": pt.text, "builtin": builtin, "prune": pt.prune_label, "k": pt.k_label,
             "assign": f"GPTQ {cal}" if pt.gptq else "nearest",
-            "distilled": f"{pt.epochs} x {pt.samples}" if pt.epochs else "no",
+            "distilled": (f"{pt.epochs} x {pt.samples}, h {args.hidden:g} r "
+                          f"{args.relational:g}" if pt.epochs else "no"),
+            "loss": {"hidden": args.hidden, "relational": args.relational} if pt.epochs
+            else None,
             "recipe": recipe, "weights": weights, "sparsity": 1 - nonzero / weights,
             "linear_bytes": linear, "linear_ratio": 4 * weights / linear,
             "linear_bits": 8 * linear / weights, "file_bytes": size,
@@ -161,7 +177,8 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
 def _key(pt: Point, args) -> str:
     calibrated = pt.gptq or pt.criterion != "magnitude"
     return (f"{pt.text}{f'-c{pt.calibrate or args.calibrate}' if calibrated else ''}"
-            f"{f'-lr{args.lr:g}' if pt.epochs else ''}-e{args.embedding_k}-{args.policy}"
+            f"{f'-lr{args.lr:g}-hs{args.hidden:g}-rel{args.relational:g}' if pt.epochs else ''}"
+            f"-e{args.embedding_k}-{args.policy}"
             f"-h{args.held_out}")
 
 
@@ -170,7 +187,8 @@ def size_table(rows: list[dict]) -> str:
             "Linear x | bits/w | file bytes | file x | compress s |\n"
             "|:---|:---|---:|:---|:---:|---:|---:|---:|---:|---:|---:|---:|\n")
     return head + "\n".join(
-        f"| `{r['point']}` | {r['prune']} | {r['k']} | {r['assign']} | {r['distilled']} | "
+        f"| `{r['point']}`{' (built-in `minilm`)' if r.get('builtin') else ''} | "
+        f"{r['prune']} | {r['k']} | {r['assign']} | {r['distilled']} | "
         f"{r['sparsity']:.1%} | {r['linear_bytes']:,} | {r['linear_ratio']:.1f} | "
         f"{r['linear_bits']:.2f} | {r['file_bytes']:,} | {r['file_ratio']:.1f} | "
         f"{r['t_compress']:.0f} |" for r in rows) + "\n"
@@ -281,6 +299,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--embedding-k", type=int, default=15)
     ap.add_argument("--policy", default="index_map", help="to_compact policy of the rows")
     ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--hidden", type=float, default=D.HIDDEN,
+                    help="weight of the token-state term of the distillation loss")
+    ap.add_argument("--relational", type=float, default=D.RELATIONAL,
+                    help="weight of the similarity-matrix term of the distillation loss")
     ap.add_argument("--held-out", type=int, default=500, help="evaluation samples per corpus")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny run (2 points, 64 samples)")
@@ -308,14 +330,13 @@ def main(argv: list[str] | None = None) -> int:
         n = max([pt.calibrate or args.calibrate for pt in todo] + [pt.samples for pt in todo])
         train = M.training_texts(n)
         evals = {c: load_corpus(c, "eval", args.held_out) for c in M.EVAL_CORPORA}
-        print(f"encoding {n} training and {sum(map(len, evals.values()))} evaluation "
+        print(f"encoding {sum(map(len, evals.values()))} evaluation "
               "samples with the original model ...", flush=True)
-        teacher = T.encode(pristine, train)
         refs = {c: T.encode(pristine, s) for c, s in evals.items()}
         with tempfile.TemporaryDirectory() as folder:
             for pt in todo:
                 print(f"  {pt.text}: {pt.recipe(args.calibrate, args.lr)}", flush=True)
-                cache[_key(pt, args)] = run_point(pt, pristine, train, teacher, refs, evals,
+                cache[_key(pt, args)] = run_point(pt, pristine, train, refs, evals,
                                                   original, args, folder)
                 with open(args.cache, "w") as f:
                     json.dump(cache, f, indent=1)
@@ -334,7 +355,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{rows[0]['weights']:,} weights. Word embeddings shared with k={args.embedding_k} "
         "and packed (4-bit codes). Calibration (GPTQ, Wanda, SparseGPT: "
         f"{args.calibrate} samples) and distillation (Adam, cosine decay from {args.lr:g}, "
-        "batch 32, no dropout) use real text only: the training parts of "
+        "batch 32, no dropout; loss: embedding error + h x token-state error + r x "
+        "similarity-matrix error, h / r in the distilled column) use real text only: the "
+        "training parts of "
         f"{', '.join(M.TRAIN_CORPORA)} (`compactnn.zoo.texts.training_texts`, "
         "round robin). "
         f"Quality: the first {args.held_out} samples of the evaluation part of each corpus "

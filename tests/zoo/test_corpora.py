@@ -152,3 +152,17 @@ def test_installed_corpora(name):
     assert len(held) == 500 and set(held).isdisjoint(C.load_corpus(name, "train"))
     C._samples.cache_clear()
     assert C.load_corpus(name, "eval", 500) == held  # read again: the same samples
+
+
+def test_validation_is_disjoint_from_training_and_evaluation():
+    from compactnn.zoo import texts
+
+    val = texts.validation_texts("generated", 200)
+    assert len(val) == 200 and val == texts.validation_texts("generated", 200)
+    part = C.load_corpus("generated", "train")
+    train = texts.training_texts(4 * len(part), corpora=("generated",))  # all it gives
+    assert len(train) == len(part) - texts.VALIDATION
+    assert set(val) <= set(part) and set(val).isdisjoint(train)
+    assert set(val).isdisjoint(C.load_corpus("generated", "eval"))
+    with pytest.raises(ValueError):
+        texts.validation_texts("generated", texts.VALIDATION + 1)

@@ -266,3 +266,60 @@ def test_compress_minilm_with_gptq_calibration(model, tiny):
                                 teacher=teacher)
     assert all(s.distinct <= 4 for s in report.layers)
     assert len(report.layers) == len(layers_of(tiny))
+
+
+def test_hidden_and_relational_terms_are_the_extra_column(model, tiny):
+    teacher = tiny
+    student = T.SentenceEncoder(tiny.zoo_spec["kwargs"]["hf_config"], max_seq_length=64,
+                                vocab_bytes=model.vocab.numel())
+    student.vocab.copy_(model.vocab)
+    sents = generate_sentences(8, seed=2)
+    targets = T.encode(teacher, sents)
+    data = D.distillation_dataset(student, sents, targets, extra_column=True)
+    x, y = data.tensors
+    assert y.shape == (8, 33) and torch.equal(y[:, 32], torch.zeros(8))
+    view = D.distillation_model(student, teacher=teacher, hidden=2.0, relational=3.0)
+    assert view.extra_terms and not any(n.startswith("_teacher") for n, _ in
+                                        view.named_modules())
+    assert {id(p) for p in view.parameters()} == {id(p) for p in student.parameters()}
+    view.train()
+    out = view(x)
+    length = int(x[:, 1].sum(1).max())
+    ids, mask = x[:, 0, :length], x[:, 1, :length]
+    s, hs = student.embed(ids, mask, hidden_states=True)
+    t, ht = teacher.embed(ids, mask, hidden_states=True)
+    m = mask.unsqueeze(-1).float()
+    hid = torch.stack([((a - b) ** 2 * m).sum((1, 2)) / (b ** 2 * m).sum((1, 2))
+                       for a, b in zip(hs, ht, strict=True)]).mean(0)
+    rel = ((s @ s.T - t @ t.T) ** 2).sum(1)
+    assert len(hs) == 3  # embeddings + 2 layers
+    assert torch.allclose(out[:, :32], s, atol=1e-6)
+    assert torch.allclose(out[:, 32] ** 2, 2 * hid + 3 * rel, rtol=1e-4)
+    view.eval()
+    assert view(x).shape == (8, 32)  # calibration and evaluation: the embeddings only
+    same = D.distillation_model(teacher, teacher=teacher, hidden=1.0, relational=1.0).train()
+    assert same(x)[:, 32].square().max() < 1e-6  # a perfect student: no extra loss
+
+
+def test_distill_with_hidden_states_improves(model, tiny):
+    train = generate_sentences(64, seed=5)
+    teacher = tiny
+    torch.manual_seed(1)  # a student with other random weights
+    student = T.SentenceEncoder(tiny.zoo_spec["kwargs"]["hf_config"], max_seq_length=64,
+                                vocab_bytes=model.vocab.numel())
+    student.vocab.copy_(model.vocab)
+    layers = layers_of(student)
+    share_layers_(layers, functools.partial(kmeans_1d, k=4))
+    want = T.encode(teacher, train)
+    before = cosine_similarity(want, T.encode(student, train)).mean()
+    with pytest.raises(ValueError, match="teacher model"):
+        D.distill_(student, want, train, hidden=1.0)
+    with pytest.raises(ValueError, match="relational must be a non-negative number"):
+        D.distillation_model(student, teacher=teacher, relational=-1.0)
+    hist = D.distill_(student, teacher, train, epochs=3, lr=3e-3, batch_size=16, hidden=1.0,
+                      relational=1.0)
+    assert len(hist) == 3
+    after = cosine_similarity(want, T.encode(student, train)).mean()
+    assert after > before + 0.05, (before, after)
+    for m in layers.values():
+        assert m.weight.detach().unique().numel() <= 4

@@ -279,14 +279,24 @@ class SentenceEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        return self.embed(input_ids, attention_mask, token_type_ids)[0]
+
+    def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+              token_type_ids: torch.Tensor | None = None, hidden_states: bool = False
+              ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """The unit embeddings (``forward``'s output) and, with ``hidden_states=True``,
+        the token states after the embedding layer and after each transformer layer
+        (``(batch, length, hidden)`` each; an empty tuple otherwise)."""
         if token_type_ids is None:
             token_type_ids = torch.zeros_like(input_ids)
-        tokens = self.bert(input_ids=input_ids, attention_mask=attention_mask,
-                           token_type_ids=token_type_ids).last_hidden_state
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask,
+                        token_type_ids=token_type_ids, output_hidden_states=hidden_states)
+        tokens = out.last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
         summed = (tokens * mask).sum(dim=1)
         pooled = summed / mask.sum(dim=1).clamp(min=1e-9)
-        return nn.functional.normalize(pooled, p=2, dim=1)
+        return (nn.functional.normalize(pooled, p=2, dim=1),
+                tuple(out.hidden_states) if hidden_states else ())
 
 
 def _forget_tokenizer(module: SentenceEncoder, incompatible_keys: Any) -> None:

@@ -1,0 +1,73 @@
+"""Distillation-loss choices for all-MiniLM-L6-v2, judged on the validation split.
+
+One run = one loss configuration: the pretrained model, word embeddings shared with 15
+values, the 36 Linear layers shared with 8/16/12 values per layer type (nearest, no
+GPTQ, so a run is cheap), ``--epochs`` of distillation on ``--samples`` real-text
+samples (``compactnn.zoo.texts.training_texts``) with ``--hidden`` / ``--relational``
+weights (``compactnn.zoo.distill.distillation_model``); quality against the original
+on ``--validation`` samples of each training corpus's validation split
+(``compactnn.zoo.texts.validation_texts``): never on the evaluation parts or jargon,
+which only report (``benchmarks/minilm.py``). Appends the run to ``--runs`` (JSON
+lines) and writes every run there to ``benchmarks/results/minilm_loss.json`` (raw
+numbers, no rendered table).
+
+Usage: python benchmarks/minilm_loss.py --name h1 --hidden 1 [--samples 512 --epochs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from _docs import save as save_results
+
+from compactnn.bench.embeddings import embedding_quality
+from compactnn.zoo import distill as D
+from compactnn.zoo import transformer as T
+from compactnn.zoo.texts import TRAIN_CORPORA, training_texts, validation_texts
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--samples", type=int, default=512)
+    ap.add_argument("--epochs", type=int, default=1)
+    ap.add_argument("--lr", type=float, default=5e-4)
+    ap.add_argument("--hidden", type=float, default=0.0)
+    ap.add_argument("--relational", type=float, default=0.0)
+    ap.add_argument("--k", default="8,16,12", help="values for query+key, value+attention "
+                    "output, feed-forward")
+    ap.add_argument("--validation", type=int, default=200, help="samples per corpus")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--runs", default="/tmp/compactnn-minilm-loss.jsonl")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    teacher, model = T.load_minilm(), T.load_minilm()
+    recipe = [{**s, "k": int(k)} for s, k in zip(T.MIXED_SHARING, args.k.split(","),
+                                                   strict=True)]
+    recipe.append({"method": "finetune", "epochs": args.epochs, "lr": args.lr,
+                   "batch_size": 32})
+    t0 = time.perf_counter()
+    D.compress_minilm_(model, recipe, training_texts(args.samples), teacher=teacher,
+                       embedding_k=15, hidden=args.hidden, relational=args.relational)
+    seconds = time.perf_counter() - t0
+    quality = {}
+    for c in TRAIN_CORPORA:
+        texts = validation_texts(c, args.validation)
+        quality[c] = embedding_quality(T.encode(teacher, texts), T.encode(model, texts))
+    row = {**vars(args), "compress_s": seconds, "quality": quality,
+           "mean_cosine": sum(q["cosine_mean"] for q in quality.values()) / len(quality),
+           "mean_top1": sum(q["top1"] for q in quality.values()) / len(quality)}
+    print(json.dumps(row))
+    with open(args.runs, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    with open(args.runs) as f:
+        runs = [json.loads(line) for line in f if line.strip()]
+    save_results("minilm_loss", [], summary=None, raw={"runs": runs})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
