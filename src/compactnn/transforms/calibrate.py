@@ -225,29 +225,35 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
         raise RecipeError("the codebook must be a non-empty 1-D array")
     nearest = _nearest(book, zero)
     n = weight.shape[1]
-    W = weight.detach().to(dev, torch.float64, copy=True)
-    keep = W != 0
     H = moments.detach().to(dev, torch.float64, copy=True)
     idle = torch.diagonal(H) <= 0
     H[idle, idle] = 1.0
     order = torch.argsort(torch.diagonal(H), descending=True, stable=True)
-    W, keep, H = W[:, order], keep[:, order], H[order][:, order]
+    # Row q of Wt is column order[q] of W: each step reads and updates contiguous rows.
+    Wt = weight.detach().to(dev, torch.float64).T[order]
+    keep = Wt != 0
+    H = H.index_select(0, order).index_select(1, order)
     H.diagonal().add_(damp * torch.diagonal(H).mean())
-    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    assign = torch.full(W.shape, -1, dtype=torch.int64, device=dev)
+    L = torch.linalg.cholesky(H)
+    del H
+    Hinv = torch.cholesky_inverse(L)
+    del L
+    U = torch.linalg.cholesky(Hinv, upper=True)
+    del Hinv
+    assign = torch.full(Wt.shape, -1, dtype=torch.int64, device=dev)
     for a in range(0, n, block):
         b = min(a + block, n)
-        Wb, Ub = W[:, a:b], U[a:b, a:b]
+        Wb, Ub = Wt[a:b], U[a:b, a:b]
         errors = torch.zeros_like(Wb)
         for j in range(b - a):
-            w = Wb[:, j]
-            idx = torch.where(keep[:, a + j], nearest(w), -1)
+            w = Wb[j]
+            idx = torch.where(keep[a + j], nearest(w), -1)
             q = torch.where(idx >= 0, book[idx.clamp(min=0)], 0.0)
-            assign[:, a + j] = idx
+            assign[a + j] = idx
             e = (w - q) / Ub[j, j]
-            Wb[:, j:] -= e[:, None] * Ub[j, j:][None, :]
-            errors[:, j] = e
-        W[:, b:] -= errors @ U[a:b, b:]
-    out = torch.empty_like(assign)
-    out[:, order] = assign
+            Wb[j:] -= Ub[j, j:, None] * e[None, :]
+            errors[j] = e
+        Wt[b:] -= (errors.T.contiguous() @ U[a:b, b:]).T
+    out = torch.empty(assign.shape[::-1], dtype=torch.int64, device=dev)
+    out[:, order] = assign.T
     return out.cpu().numpy()
