@@ -95,7 +95,8 @@ def distill_(student: SentenceEncoder, teacher: SentenceEncoder | torch.Tensor,
 
 def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[str], *,
                      teacher: SentenceEncoder | torch.Tensor | None = None,
-                     embedding_k: int | None = None, progress: bool = False):
+                     embedding_k: int | None = None, progress: bool = False,
+                     device=None, autocast: str | None = None):
     """Compress a sentence encoder in place with a ``compactnn.compress_`` recipe whose
     fine-tuning steps distil the teacher's embeddings of ``sentences``.
 
@@ -109,6 +110,7 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
         embedding_k: if given, the word-embedding table is weight-shared first (CWS,
             k-means with ``embedding_k`` values; its codebook is fine-tuned with the
             rest) and packed into a :class:`PackedEmbedding` at the end.
+        device, autocast: where calibration and distillation run (``compress_``).
 
     Returns:
         ``compress_``'s ``CompressionReport`` (the model is baked: plain weights that
@@ -126,7 +128,8 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
     data = distillation_dataset(model, sentences, targets)
     if embedding_k is not None:
         share_layers_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
-    report = compress_(distillation_model(model), recipe, data, progress=progress)
+    report = compress_(distillation_model(model), recipe, data, progress=progress,
+                       device=device, autocast=autocast)
     if embedding_k is not None:
         pack_embeddings_(model)
     return report
