@@ -106,3 +106,33 @@ def test_minilm_compress_runs_on_the_given_device(tmp_path, capsys, monkeypatch)
                        "--device", "cpu", "--autocast", "bf16", "-o", tmp_path / "m.st")
     assert code != 0 and "Stop" in err
     assert seen["device"] == "cpu" and seen["autocast"] == "bf16"
+
+
+def test_unsupported_layer_is_one_line_before_any_work(tmp_path, capsys, monkeypatch):
+    """A ConvNeXt's depthwise convolutions cannot be calibrated: the error names the
+    module and what is supported, before the model runs (no teacher outputs, no file)."""
+    import numpy as np
+    import transformers as tf
+
+    from compactnn.zoo import hf_task
+
+    torch.manual_seed(0)
+    cfg = tf.ConvNextConfig(num_channels=3, hidden_sizes=[8, 16], depths=[1, 1], num_stages=2,
+                            image_size=16, num_labels=3, patch_size=2)
+    tf.ConvNextForImageClassification(cfg).save_pretrained(tmp_path / "cnx")
+    data = tmp_path / "x.npy"
+    np.save(data, np.zeros((4, 3, 16, 16), np.float32))
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- {method: cws, k: 8, calibrate: 8}\n")
+
+    def no_work(*a, **k):
+        raise AssertionError("the model ran before the recipe was checked")
+
+    monkeypatch.setattr(hf_task, "distillation_data", no_work)
+    out = tmp_path / "x.cnn"
+    code, _, err = run(capsys, "compress", tmp_path / "cnx", "--recipe", recipe, "--data",
+                       data, "-o", out)
+    assert code == 2 and err.count("\n") == 1, err
+    assert "layer 'convnext.encoder.stages.0.layers.0.dwconv'" in err
+    assert "calibration supports Conv2d with groups=1" in err
+    assert not out.exists()
