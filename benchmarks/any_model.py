@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -191,8 +192,9 @@ def bench_kind(kind: str, root: Path, threads: int, samples: int, width: int = 7
     build = _gpt2 if kind == "gpt2" else _vit
     folder, tiny = root / kind, root / f"{kind}-tiny"
     data = root / (f"{kind}.txt" if kind == "gpt2" else f"{kind}.npy")
-    params = build(folder, data, samples, width, layers)
-    build(tiny, None, 0, 64, 1)
+    with _BUILDING:  # torch's global generator: one seeded build at a time
+        params = build(folder, data, samples, width, layers)
+        build(tiny, None, 0, 64, 1)
     recipe = root / "recipe.yaml"
     recipe.write_text(RECIPE)
     result = {"kind": kind, "parameters": params, "float32_mb": round(4 * params / 2**20, 1),
@@ -221,6 +223,7 @@ def bench_kind(kind: str, root: Path, threads: int, samples: int, width: int = 7
 
 
 NAMES = {"gpt2": "GPT-2", "vit": "ViT"}
+_BUILDING = threading.Lock()
 
 
 def cli_tables(results: list[dict]) -> tuple[list[dict], list[dict]]:

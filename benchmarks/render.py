@@ -30,7 +30,8 @@ from _docs import PAGE, RESULTS, ROOT, render, render_summary  # noqa: E402
 SUMMARY = ("formats_targets", "formats_speed", "pipeline_lenet300", "pipeline_lenet5",
            "pipeline_lenet300-issue", "structured_mpd-tune", "structured_counts_mpd_permuted",
            "structured_speed", "end_to_end", "demo", "minilm_generated", "lossless_float",
-           "codecs_lenet300", "codecs_lenet5", "hostile", "kernels", "model_speed", "minilm")
+           "codecs_lenet300", "codecs_lenet5", "hostile", "kernels", "model_speed", "minilm",
+           "any_model")
 
 
 def load(directory: Path = RESULTS) -> dict[str, dict]:
