@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -184,11 +185,12 @@ def _commands(folder: Path, data: Path, recipe: Path, root: Path, tag: str,
 
 
 def bench_kind(kind: str, root: Path, threads: int, samples: int, width: int = 768,
-               layers: int = 7) -> dict:
+               layers: int = 7, progress: Callable[[dict], None] = lambda r: None) -> dict:
     """Build the model folder and a tiny one of the same architecture (width 64, one
-    layer), run each CLI command on the tiny one (its peak is the command's baseline:
-    the interpreter, the imports and the kernels with next to no model), then on the
-    big one; wall and CPU time, the peak resident set and the peak above the baseline."""
+    layer), run each CLI command on the big one, then on the tiny one (its peak is the
+    command's baseline: the interpreter, the imports and the kernels with next to no
+    model); wall and CPU time, the peak resident set and the peak above the baseline.
+    ``progress(result)`` is called after each command with the result so far."""
     build = _gpt2 if kind == "gpt2" else _vit
     folder, tiny = root / kind, root / f"{kind}-tiny"
     data = root / (f"{kind}.txt" if kind == "gpt2" else f"{kind}.npy")
@@ -200,17 +202,19 @@ def bench_kind(kind: str, root: Path, threads: int, samples: int, width: int = 7
     result = {"kind": kind, "parameters": params, "float32_mb": round(4 * params / 2**20, 1),
               "width": width, "layers": layers, "samples": samples, "threads": threads,
               "baseline": {}, "steps": {}}
+    for name, argv in _commands(folder, data, recipe, root, kind, threads).items():
+        print(f"[{kind}] {name} ...", flush=True)
+        result["steps"][name] = _run([str(a) for a in argv], threads)
+        progress(result)
     for name, argv in _commands(tiny, data, recipe, root, f"{kind}-tiny", threads).items():
         print(f"[{kind}] baseline {name} ...", flush=True)
         result["baseline"][name] = _run([str(a) for a in argv], threads)["peak_rss_mb"]
-    for name, argv in _commands(folder, data, recipe, root, kind, threads).items():
-        print(f"[{kind}] {name} ...", flush=True)
-        step = _run([str(a) for a in argv], threads)
+        step = result["steps"][name]
         step["peak_above_baseline_mb"] = round(step["peak_rss_mb"] - result["baseline"][name],
                                                1)
         step["above_baseline_over_float32"] = round(step["peak_above_baseline_mb"]
                                                     / result["float32_mb"], 2)
-        result["steps"][name] = step
+        progress(result)
     steps = result["steps"].values()
     result["total_seconds"] = round(sum(s["seconds"] for s in steps), 1)
     result["total_cpu_seconds"] = round(sum(s["cpu_seconds"] for s in steps), 1)
@@ -339,11 +343,19 @@ def main() -> None:
         if a.json:
             Path(a.json).write_text(json.dumps(results, indent=1))
         return
+    partial: dict[str, dict] = {}
+
+    def progress(result: dict) -> None:
+        with _BUILDING:
+            partial[result["kind"]] = result
+            if a.json:
+                Path(a.json).write_text(json.dumps(list(partial.values()), indent=1))
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(a.out or tmp)
         root.mkdir(parents=True, exist_ok=True)
         job = functools.partial(bench_kind, root=root, threads=a.threads, samples=a.samples,
-                                width=a.width, layers=a.layers)
+                                width=a.width, layers=a.layers, progress=progress)
         if a.parallel:
             with ThreadPoolExecutor(len(kinds)) as pool:
                 results = list(pool.map(job, kinds))
