@@ -7,7 +7,9 @@ autograd keeps until the backward pass) and the float32 weight (4 bytes). ``_Gat
 keeps only the weight: it reads the assignment (a buffer in the smallest signed integer
 type) tile by tile, widening one tile at a time to int32, saves the buffer itself (no
 copy) for the backward pass, and returns the codebook's gradient as a scatter-add
-(``index_add_``) of the weight's gradient, tile by tile. Same values as the plain
+(``index_add_``) of the weight's gradient, tile by tile; the weight is marked as
+rebuildable (``compactnn.train.recompute``), so while fine-tuning the layer's product
+does not keep it for the backward pass but gathers it again. Same values as the plain
 indexing, bit for bit: the weight is the same gather, and both backward passes add each
 value's gradients in flat (row-major) order, one after the other, in float32.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from compactnn.train.recompute import rebuildable
 from compactnn.transforms.prune import Constraint
 
 __all__ = ["SharedWeights", "TILE", "index_dtype"]
@@ -40,18 +43,23 @@ def _tiles(assign: torch.Tensor):
         yield a, flat[a:a + TILE].to(torch.int32).add_(1)
 
 
+def _gather(codebook: torch.Tensor, assign: torch.Tensor) -> torch.Tensor:
+    table = torch.cat([codebook.new_zeros(1), codebook])
+    out = codebook.new_empty(assign.shape)  # not a view: the mark is on the base tensor
+    flat = out.view(-1)
+    for a, idx in _tiles(assign):
+        torch.index_select(table, 0, idx, out=flat[a:a + idx.numel()])
+    return out
+
+
 class _Gather(torch.autograd.Function):
     """``cat([0], codebook)[assign + 1]`` with a scatter-add backward (module docstring)."""
 
     @staticmethod
     def forward(ctx, codebook: torch.Tensor, assign: torch.Tensor) -> torch.Tensor:
-        table = torch.cat([codebook.new_zeros(1), codebook])
-        out = codebook.new_empty(assign.numel())
-        for a, idx in _tiles(assign):
-            torch.index_select(table, 0, idx, out=out[a:a + idx.numel()])
         ctx.save_for_backward(assign)
         ctx.k = codebook.numel()
-        return out.view(assign.shape)
+        return _gather(codebook, assign)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
@@ -80,7 +88,9 @@ class SharedWeights(Constraint):
         self.register_buffer("assign", assign.to(index_dtype(codebook.numel())))
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        return _Gather.apply(self.codebook, self.assign)
+        book, assign = self.codebook.detach(), self.assign
+        return rebuildable(_Gather.apply(self.codebook, assign),
+                           lambda: _gather(book, assign), book)
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.new_empty(0)
