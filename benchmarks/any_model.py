@@ -267,7 +267,7 @@ def _child(argv: list[str]) -> None:
 
 
 def run_stages(kind: str, root: Path, threads: int, samples: int, width: int,
-               layers: int) -> dict:
+               layers: int, recipe_text: str = RECIPE) -> dict:
     """Build the model folder, then run :func:`stages` on it in a fresh process."""
     folder = root / kind
     data = root / (f"{kind}.txt" if kind == "gpt2" else f"{kind}.npy")
@@ -275,7 +275,7 @@ def run_stages(kind: str, root: Path, threads: int, samples: int, width: int,
     warm = root / f"{kind}-warm"
     (_gpt2 if kind == "gpt2" else _vit)(warm, None, 0, 64, 1)
     recipe = root / "recipe.yaml"
-    recipe.write_text(RECIPE)
+    recipe.write_text(recipe_text)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "NUMBA_NUM_THREADS": str(threads),
            "MKL_NUM_THREADS": str(threads)}
     p = subprocess.run([sys.executable, "-W", "ignore", __file__, "--child", str(warm), str(folder),
@@ -288,7 +288,8 @@ def run_stages(kind: str, root: Path, threads: int, samples: int, width: int,
     res["float32_mb"] = round(4 * params / 2**20, 1)
     res["peak_above_base_mb"] = max(s["peak_above_base_mb"] for s in res["stages"])
     res["peak_over_float32"] = round(res["peak_above_base_mb"] / res["float32_mb"], 2)
-    return {"kind": kind, "parameters": params, "width": width, "layers": layers, **res}
+    return {"kind": kind, "parameters": params, "width": width, "layers": layers,
+            "recipe": recipe_text, **res}
 
 
 def stage_table(runs: list[tuple[str, dict]]) -> dict:
@@ -324,6 +325,8 @@ def main() -> None:
                     help="run the kinds at the same time (each with --threads threads)")
     ap.add_argument("--stages", action="store_true", help="peak memory of each stage of "
                     "compress (one process, VmHWM reset between stages) instead of the CLI run")
+    ap.add_argument("--recipe", help="with --stages: this recipe file instead of the "
+                    "built-in one")
     ap.add_argument("--tabulate", metavar="JSON", help="write the results file from the "
                     "raw results (--json) of an earlier CLI run instead of running")
     ap.add_argument("--stage-runs", nargs="+", metavar="LABEL=JSON",
@@ -342,7 +345,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(a.out or tmp)
             root.mkdir(parents=True, exist_ok=True)
-            results = [run_stages(k, root, a.threads, a.samples, a.width, a.layers)
+            results = [run_stages(k, root, a.threads, a.samples, a.width, a.layers,
+                                  Path(a.recipe).read_text() if a.recipe else RECIPE)
                        for k in kinds]
         if a.json:
             Path(a.json).write_text(json.dumps(results, indent=1))
