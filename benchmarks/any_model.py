@@ -340,7 +340,12 @@ def main() -> None:
             for item in a.stage_runs:
                 label, _, path = item.partition("=")
                 runs += [(label, r) for r in json.loads(Path(path).read_text())]
-            save("any_model_stages", [stage_table(runs)], summary=[], raw=runs, page=PAGE_OWN)
+            save("any_model_stages", [stage_table(runs)], summary=[], raw=runs, page=PAGE_OWN,
+                 text="Each row's run: `nice -n 15 python benchmarks/any_model.py --stages "
+                 "--kind K --width W --layers L [--recipe R] --json X` with the code the row "
+                 "names on PYTHONPATH, tabulated with `--stage-runs LABEL=X ...`; recipes: "
+                 + "; ".join(sorted({f"`{r.get('recipe', RECIPE).strip()}`".replace("\n", " ")
+                                     for _, r in runs})) + ".")
             return
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(a.out or tmp)
