@@ -11,7 +11,7 @@ from typing import Any
 from compactnn.errors import PathError, UserError
 
 __all__ = ["positive_int", "count", "positive_float", "batch_sizes", "policy", "add_data",
-           "add_max_length", "add_threads", "threads_of", "check_output", "recipe",
+           "add_workers", "add_max_length", "add_threads", "threads_of", "check_output", "recipe",
            "fmt_metrics"]
 
 
@@ -77,6 +77,14 @@ def add_data(p: argparse.ArgumentParser, required: bool = True) -> None:
                    "inside, or split 75/25) or a .npz (x, y or x_train ... y_test); for a "
                    "Hugging Face model: a text file (one sample per line), .npy/.npz pixel "
                    "values or an image folder")
+
+
+def add_workers(p: argparse.ArgumentParser) -> None:
+    """``--num-workers`` (``DataLoader`` workers while training, calibrating, evaluating)."""
+    p.add_argument("--num-workers", type=count, default=0, metavar="N",
+                   help="DataLoader worker processes that read and decode samples from "
+                   "disk (image folders) while training and evaluating (default 0: in the "
+                   "main process; in-memory arrays and text need none)")
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

@@ -5,7 +5,8 @@ accuracy, float targets train with mean squared error and report MSE. Constraint
 added by ``compactnn.transforms`` (pruning masks, shared values) are parametrizations
 of the layers, so ``fit`` on a constrained model is constraint-keeping fine-tuning:
 pruned weights get zero gradient and a shared value gets the sum of the gradients of
-the weights that use it.
+the weights that use it. Their dense weights are rebuilt for the backward pass instead of
+kept (``compactnn.train.recompute``).
 
 Data: a ``TensorDataset``, a map-style ``Dataset``, an ``IterableDataset`` or a
 ``DataLoader`` (``compactnn.train.data``). Devices: ``device`` moves the model there
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from compactnn.train import device as _dev
 from compactnn.train.data import Data, batch_count, check_data, first, in_order, shuffled
+from compactnn.train.recompute import rebuild_marked
 
 __all__ = ["fit", "evaluate", "predict", "task_of"]
 
@@ -103,7 +105,7 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
             total_loss, seen = 0.0, 0
             for b, (xb, yb) in enumerate(bar):
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
-                with _dev.autocast(dev, precision):
+                with _dev.autocast(dev, precision), rebuild_marked():
                     loss = loss_fn(model(xb).float(), yb)
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()

@@ -35,6 +35,7 @@ decreasing ``diag H`` ("act order"), in blocks of 128 with lazy updates.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping
 
 import numpy as np
@@ -254,30 +255,61 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
     if book.ndim != 1 or book.numel() == 0:
         raise RecipeError("the codebook must be a non-empty 1-D array")
     nearest = _nearest(book, zero)
-    n = weight.shape[1]
-    W = weight.detach().to(dev, torch.float64, copy=True)
-    keep = W != 0
     H = moments.detach().to(dev, torch.float64, copy=True)
     idle = torch.diagonal(H) <= 0
     H[idle, idle] = 1.0
     order = torch.argsort(torch.diagonal(H), descending=True, stable=True)
-    W, keep, H = W[:, order], keep[:, order], H[order][:, order]
+    # Row q of Wt is column order[q] of W: each step reads and updates contiguous rows.
+    Wt = weight.detach().to(dev, torch.float64).T[order]
+    keep = Wt != 0
+    H = H.index_select(0, order).index_select(1, order)
     H.diagonal().add_(damp * torch.diagonal(H).mean())
-    U = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(H)), upper=True)
-    assign = torch.full(W.shape, -1, dtype=torch.int64, device=dev)
+    L = torch.linalg.cholesky(H)
+    del H
+    Hinv = torch.cholesky_inverse(L)
+    del L
+    U = torch.linalg.cholesky(Hinv, upper=True)
+    del Hinv
+    assign = torch.full(Wt.shape, -1, dtype=torch.int64, device=dev)
+    with _one_thread(dev):
+        _solve(Wt, U, keep, assign, book, nearest, block)
+    out = torch.empty(assign.shape[::-1], dtype=torch.int64, device=dev)
+    out[:, order] = assign.T
+    return out.cpu().numpy()
+
+
+@contextlib.contextmanager
+def _one_thread(dev: torch.device) -> Iterator[None]:
+    """One torch thread on the CPU: the column loop is thousands of small operations,
+    where OpenMP's barriers cost more than a second thread gives (10x slower on a
+    loaded 2-core machine); elementwise results do not depend on the thread count."""
+    if dev.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _solve(Wt: torch.Tensor, U: torch.Tensor, keep: torch.Tensor, assign: torch.Tensor,
+           book: torch.Tensor, nearest: Callable[[torch.Tensor], torch.Tensor],
+           block: int) -> None:
+    """GPTQ's column loop on the transposed weight ``Wt`` (rows in visiting order), in
+    place: ``assign`` gets the indices, ``Wt`` the compensated remainders."""
+    n = Wt.shape[0]
     for a in range(0, n, block):
         b = min(a + block, n)
-        Wb, Ub = W[:, a:b], U[a:b, a:b]
+        Wb, Ub = Wt[a:b], U[a:b, a:b]
         errors = torch.zeros_like(Wb)
         for j in range(b - a):
-            w = Wb[:, j]
-            idx = torch.where(keep[:, a + j], nearest(w), -1)
+            w = Wb[j]
+            idx = torch.where(keep[a + j], nearest(w), -1)
             q = torch.where(idx >= 0, book[idx.clamp(min=0)], 0.0)
-            assign[:, a + j] = idx
+            assign[a + j] = idx
             e = (w - q) / Ub[j, j]
-            Wb[:, j:] -= e[:, None] * Ub[j, j:][None, :]
-            errors[:, j] = e
-        W[:, b:] -= errors @ U[a:b, b:]
-    out = torch.empty_like(assign)
-    out[:, order] = assign
-    return out.cpu().numpy()
+            Wb[j:] -= Ub[j, j:, None] * e[None, :]
+            errors[j] = e
+        Wt[b:] -= (errors.T.contiguous() @ U[a:b, b:]).T

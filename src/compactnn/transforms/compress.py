@@ -33,7 +33,7 @@ __all__ = ["compress_", "prune_", "share_weights_", "mpd_", "permute_"]
 def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
               train_data: Data | None = None, val_data: Data | None = None,
               *, bake: bool = True, progress: bool = False, device=None,
-              autocast: str | None = None) -> CompressionReport:
+              autocast: str | None = None, num_workers: int = 0) -> CompressionReport:
     """Apply a compression recipe to ``model`` in place.
 
     Args:
@@ -53,6 +53,8 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
             is moved there for each of them and back, so it ends where it started.
         autocast: ``"bf16"`` / ``"fp16"``: those forward passes under ``torch.autocast``
             (moments still accumulate in float64).
+        num_workers: ``DataLoader`` workers for fine-tuning and evaluating data that
+            is not tensors (``compactnn.train.fit``).
 
     Returns:
         A ``CompressionReport`` of the layers the recipe masked, permuted, pruned or
@@ -73,7 +75,7 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
     order = list(layers_of(model))
-    run = Run(model, train_data, progress, device, autocast)
+    run = Run(model, train_data, progress, device, autocast, num_workers)
     touched: list[str] = []
     history = []
     for i, (step, names) in enumerate(plan):
@@ -82,7 +84,8 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
         touched += [n for n in names if n not in touched]
         if val_data is not None:
             history.append((f"step {i} {kind.describe(step.config)}",
-                            evaluate(model, val_data, device=device, autocast=autocast)))
+                            evaluate(model, val_data, device=device, autocast=autocast,
+                                     num_workers=num_workers)))
     if bake:
         bake_(model)
     touched.sort(key=order.index)

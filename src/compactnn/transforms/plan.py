@@ -17,9 +17,9 @@ from torch import nn
 from compactnn.transforms.calibrate import check_calibratable
 from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.prune import constraint_of, layers_of
-from compactnn.transforms.quantize import SharedWeights
 from compactnn.transforms.recipe import Recipe, Step, as_recipe
 from compactnn.transforms.registry import Plan, step_type
+from compactnn.transforms.shared import SharedWeights
 
 __all__ = ["check_recipe", "select", "check_calibration"]
 

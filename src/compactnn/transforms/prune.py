@@ -1,7 +1,8 @@
 """Magnitude pruning as a mask reparametrization, and the helpers every transform shares.
 
 A pruned layer's ``weight`` is ``torch.where(mask, original, 0)`` (``Masked``), recomputed
-at every forward pass, so the pruned entries are exactly ``+0.0`` and receive zero
+at every forward pass (and again for the backward pass while fine-tuning, not kept:
+``compactnn.train.recompute``), so the pruned entries are exactly ``+0.0`` and receive zero
 gradient while fine-tuning. ``bake_`` makes the constraint permanent: the layer gets a
 plain ``weight`` parameter again (the same ``Parameter`` object, so optimizers keep it).
 
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from compactnn.train.recompute import rebuildable
 from compactnn.transforms.errors import RecipeError
 
 __all__ = ["Constraint", "Masked", "layers_of", "kind_of", "magnitude_masks",
@@ -38,7 +40,9 @@ class Masked(Constraint):
         self.register_buffer("mask", mask.to(torch.bool))
 
     def forward(self, W: torch.Tensor) -> torch.Tensor:
-        return torch.where(self.mask, W, torch.zeros((), dtype=W.dtype))
+        zero, mask, source = torch.zeros((), dtype=W.dtype), self.mask, W.detach()
+        return rebuildable(torch.where(mask, W, zero), lambda: torch.where(mask, source, zero),
+                           source)
 
 
 def layers_of(model: nn.Module) -> dict[str, nn.Module]:

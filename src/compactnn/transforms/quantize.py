@@ -1,4 +1,5 @@
-"""Weight sharing: CWS, PWS, UQ and ECSQ, and the ``SharedWeights`` parametrization.
+"""Weight sharing: CWS, PWS, UQ and ECSQ, applied through ``SharedWeights``
+(``compactnn.transforms.shared``).
 
 Each quantizer is a 1-D function on the values to share (float64, the non-zero weights
 of a layer or of all layers of a kind) returning a ``Quantized``: a sorted float32
@@ -44,13 +45,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
-import torch.nn.functional as F
-from torch import nn
 
 from compactnn._validate import integer
 from compactnn.transforms.errors import RecipeError
-from compactnn.transforms.prune import Constraint
+from compactnn.transforms.shared import SharedWeights
 
 __all__ = ["Quantized", "SharedWeights", "kmeans_1d", "kmeans_sklearn", "pws_1d", "uq_1d",
            "ecsq_1d", "ecsq_fixed_lambda"]
@@ -353,28 +351,3 @@ def ecsq_1d(x, k: int, oversample: int = 2, max_iter: int = 200,
         if n0 == k or 2 * q.codebook.size >= min(k, distinct):
             return q
         n0 = k + (n0 - k) // 2
-
-
-class SharedWeights(Constraint):
-    """Parametrization ``weight = codebook[assign]`` (0 where ``assign == -1``).
-
-    ``codebook`` is a learnable ``nn.Parameter`` (possibly shared by several layers),
-    ``assign`` a buffer of the weight's shape in the smallest signed integer type that
-    holds ``-1 .. len(codebook)`` (int8 for up to 127 values: 1 byte per weight, not 8;
-    widened for one forward pass at a time). The dense weight is not kept: the
-    parametrization's ``original`` is an empty tensor.
-    """
-
-    def __init__(self, codebook: nn.Parameter, assign: torch.Tensor) -> None:
-        super().__init__()
-        self.codebook = codebook
-        k = codebook.numel()
-        small = torch.int8 if k < 127 else torch.int16 if k < 32767 else torch.int32 \
-            if k < 2**31 - 1 else torch.int64
-        self.register_buffer("assign", assign.to(small))
-
-    def forward(self, original: torch.Tensor) -> torch.Tensor:
-        return F.pad(self.codebook, (1, 0))[(self.assign + 1).long()]
-
-    def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.new_empty(0)

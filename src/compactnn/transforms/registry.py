@@ -50,13 +50,15 @@ class Run:
     """The model ``compress_`` works on, its data, whether to show progress bars, and
     where forward passes and solves run: ``device`` (``None``: where the model is; the
     model is moved there for a pass and back, so it stays on its own device between
-    steps) and ``autocast`` (``"bf16"``, ``"fp16"`` or None) for the forward passes."""
+    steps), ``autocast`` (``"bf16"``, ``"fp16"`` or None) for the forward passes and
+    ``num_workers`` (``DataLoader`` workers while fine-tuning)."""
 
     model: nn.Module
     train_data: Any
     progress: bool = False
     device: Any = None
     autocast: str | None = None
+    num_workers: int = 0
 
     @property
     def layers(self) -> dict[str, nn.Module]:

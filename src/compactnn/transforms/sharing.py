@@ -14,7 +14,8 @@ from torch.nn.utils import parametrize
 
 from compactnn.transforms import parallel
 from compactnn.transforms.prune import constraint_of, kind_of
-from compactnn.transforms.quantize import Quantized, SharedWeights
+from compactnn.transforms.quantize import Quantized
+from compactnn.transforms.shared import SharedWeights
 
 __all__ = ["share_layers_"]
 

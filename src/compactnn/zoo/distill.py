@@ -165,7 +165,8 @@ def distill_(student: SentenceEncoder, teacher: SentenceEncoder | torch.Tensor,
 def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[str], *,
                      teacher: SentenceEncoder | torch.Tensor | None = None,
                      embedding_k: int | None = None, progress: bool = False,
-                     hidden: float = HIDDEN, relational: float = RELATIONAL):
+                     hidden: float = HIDDEN, relational: float = RELATIONAL,
+                     device=None, autocast: str | None = None):
     """Compress a sentence encoder in place with a ``compactnn.compress_`` recipe whose
     fine-tuning steps distil the teacher's embeddings of ``sentences``.
 
@@ -181,6 +182,7 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
             rest) and packed into a :class:`PackedEmbedding` at the end.
         hidden, relational: weights of the hidden-state and relational terms of the
             distillation loss (:func:`distillation_model`; need a teacher model).
+        device, autocast: where calibration and distillation run (``compress_``).
 
     Returns:
         ``compress_``'s ``CompressionReport`` (the model is baked: plain weights that
@@ -202,7 +204,8 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
     data = distillation_dataset(model, sentences, targets, view.extra_terms)
     if embedding_k is not None:
         share_layers_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
-    report = compress_(view, recipe, data, progress=progress)
+    report = compress_(view, recipe, data, progress=progress, device=device,
+                       autocast=autocast)
     if embedding_k is not None:
         pack_embeddings_(model)
     return report

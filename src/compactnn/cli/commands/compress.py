@@ -10,7 +10,9 @@ from compactnn.cli.common import (
     add_data,
     add_device,
     add_max_length,
+    add_workers,
     check_output,
+    count,
     device_of,
     positive_int,
 )
@@ -25,12 +27,15 @@ def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", required=True,
                    help="recipe file (.yaml/.yml/.json) or built-in name (lenet300, demo, minilm)")
     add_data(p, required=False)
+    add_workers(p)
     p.add_argument("--embedding-k", type=positive_int, help="minilm: share the word "
                    "embeddings with K values and pack them (default: keep them float32)")
     p.add_argument("--sentences", type=positive_int, default=3000,
                    help="minilm: calibration/distillation samples (real text)")
     add_max_length(p)
     add_device(p)
+    p.add_argument("--seed", type=count, default=0, help="Hugging Face models: seeds the "
+                   "dropout of distillation (the same seed gives the same file)")
     p.add_argument("-o", "--output", required=True, help="compressed checkpoint to write")
     p.add_argument("--stream", action="store_true", help="Hugging Face causal LM: compress "
                    "one block at a time from its safetensors shards straight into a compact "

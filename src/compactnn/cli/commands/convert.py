@@ -47,10 +47,11 @@ def run(a: argparse.Namespace) -> None:
     batch_size, example = a.batch_size, None
     if a.policy == "fastest" or isinstance(a.policy, dict):
         batch_size, example = kind.timing(src, a.batch_size)
-    cm = to_compact(src.model, a.policy, storage=a.storage, batch_size=batch_size,
-                    example_input=example, progress=True, candidates=a.formats)
     meta = dict(src.meta)
     meta["dense_bytes"] = kind.dense_bytes(src)
+    # in place: the dense model is not needed afterwards (no second float32 copy)
+    cm = to_compact(src.model, a.policy, storage=a.storage, batch_size=batch_size,
+                    example_input=example, progress=True, candidates=a.formats, inplace=True)
     if a.policy == "fastest":
         meta["fastest"] = {"batch_size": batch_size, "layers": {
             r.name: {"format": r.format, "seconds": {f: float(f"{t:.3g}")

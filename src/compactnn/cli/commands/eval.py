@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 
-from compactnn.cli.common import add_data, add_max_length
+from compactnn.cli.common import add_data, add_max_length, add_workers
 from compactnn.cli.registry import Command, register
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     add_data(p, required=False)
+    add_workers(p)
     add_max_length(p)
     p.add_argument("--reference", metavar="DIR", help="Hugging Face models: the original "
                    "model folder to measure agreement with (default: the folder recorded "

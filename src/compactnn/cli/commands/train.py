@@ -8,6 +8,7 @@ import os
 from compactnn.cli.common import (
     add_data,
     add_device,
+    add_workers,
     check_output,
     count,
     device_of,
@@ -21,6 +22,7 @@ from compactnn.cli.registry import Command, register
 def arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="zoo model (lenet300, lenet5, vgg_small, mlp)")
     add_data(p, required=False)
+    add_workers(p)
     p.add_argument("--epochs", type=count, default=10)
     p.add_argument("--lr", type=positive_float, default=1e-3)
     p.add_argument("--batch-size", type=positive_int, default=128)
@@ -44,8 +46,9 @@ def run(a: argparse.Namespace) -> None:
     torch.manual_seed(a.seed)
     model = zoo.build(a.model, **kwargs)
     train.fit(model, tr, a.epochs, a.lr, a.batch_size, a.seed, progress=True, device=device,
-              autocast=a.autocast)
-    metrics = train.evaluate(model, te, device=device, autocast=a.autocast)
+              autocast=a.autocast, num_workers=a.num_workers)
+    metrics = train.evaluate(model, te, device=device, autocast=a.autocast,
+                             num_workers=a.num_workers)
     save_checkpoint(model, a.output, a.model, kwargs, dataset=a.dataset, metrics=metrics)
     print(f"trained {a.model} on {a.dataset or a.data}: " + fmt_metrics(metrics))
     print(f"wrote {a.output} ({os.path.getsize(a.output)} bytes)")

@@ -83,10 +83,13 @@ def load_dense(path: str) -> tuple[Any, dict[str, Any]]:
 
 def compress(folder: str, recipe: Any, data: str | None, output: str, *,
              max_length: int = 128, progress: bool = True, device: str | None = None,
-             autocast: str | None = None) -> None:
+             autocast: str | None = None, seed: int = 0) -> None:
     """``compactnn compress`` for a model folder (see the module docstring); the
     distillation targets, calibration and fine-tuning run on ``device`` under
-    ``autocast``, the model is back on the CPU before it is saved."""
+    ``autocast``, the model is back on the CPU before it is saved. ``seed`` seeds
+    torch's generators for the recipe (the model's dropout while distilling), so the
+    same seed writes the same file; the caller's generator state is restored after."""
+    import torch
     from torch.utils.data import TensorDataset
 
     from compactnn.io import save
@@ -106,7 +109,9 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
         raise RecipeError(str(exc).replace("'model.", "'").replace(" model.", " ")) from None
     run = {"device": device, "autocast": autocast}
     ds = hf_task.distillation_data(model, x, **run)  # finetune steps distil these outputs
-    report = compress_(view, recipe, ds, progress=progress, **run)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        report = compress_(view, recipe, ds, progress=progress, **run)
     model.eval()
     report = CompressionReport(tuple(dataclasses.replace(s, name=s.name.removeprefix("model."))
                                      for s in report.layers), report.history)
@@ -215,7 +220,7 @@ class HFKind(Kind):
 
     def compress(self, a: argparse.Namespace) -> None:
         compress(a.checkpoint, recipe(a.recipe), a.data, a.output, max_length=a.max_length,
-                 device=a.device, autocast=a.autocast)
+                 device=a.device, autocast=a.autocast, seed=a.seed)
 
     def dense_bytes(self, src: Source) -> int:
         return int(src.meta.get("dense_bytes") or sum(

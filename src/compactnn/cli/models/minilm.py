@@ -66,13 +66,15 @@ def pretrained(folder: str | None = None) -> tuple[Any, str, dict[str, Any], dic
 
 def compress(steps: Any, output: str, *, folder: str | None = None,
              embedding_k: int | None = None, sentences: int = 3000,
-             progress: bool = True) -> dict[str, dict[str, float]]:
+             progress: bool = True, device: str | None = None,
+             autocast: str | None = None) -> dict[str, dict[str, float]]:
     """Compress the pretrained model of ``folder`` (default: the bundled one) with the
     recipe ``steps`` (the built-in one:
     ``compactnn.zoo.presets.RECIPES["minilm"]``, ``MIXED_SHARING`` with GPTQ on 1024
     samples + 2 epochs of distillation), calibrating and distilling on ``sentences``
-    samples of :func:`compactnn.zoo.texts.training_texts`; save a checkpoint to ``output``;
-    return :func:`compactnn.bench.minilm.evaluate`'s per-corpus quality."""
+    samples of :func:`compactnn.zoo.texts.training_texts` (calibration and distillation on
+    ``device`` under ``autocast``); save a checkpoint to ``output``; return
+    :func:`compactnn.bench.minilm.evaluate`'s per-corpus quality."""
     from compactnn.bench.minilm import evaluate
     from compactnn.zoo.checkpoint import save_checkpoint
     from compactnn.zoo.distill import compress_minilm_
@@ -84,7 +86,7 @@ def compress(steps: Any, output: str, *, folder: str | None = None,
     train = training_texts(sentences)
     model = load_minilm(folder)
     report = compress_minilm_(model, steps, train, embedding_k=embedding_k,
-                              progress=progress)
+                              progress=progress, device=device, autocast=autocast)
     print(report.table())
     quality = evaluate(model)
     save_checkpoint(model, output, ZOO_NAME, model.zoo_spec["kwargs"], metrics=quality,
@@ -122,7 +124,8 @@ class MiniLMKind(Kind):
         from compactnn.bench.minilm import format_quality
 
         q = compress(recipe(a.recipe), a.output, folder=folder_of(a.checkpoint),
-                     embedding_k=a.embedding_k, sentences=a.sentences)
+                     embedding_k=a.embedding_k, sentences=a.sentences, device=a.device,
+                     autocast=a.autocast)
         print(f"vs the original, per held-out corpus:\n{format_quality(q)}")
         print(f"wrote {a.output}")
 

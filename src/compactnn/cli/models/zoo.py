@@ -65,7 +65,7 @@ class ZooKind(Kind):
         steps = recipe(a.recipe)
         tr, te = dataset(a.dataset, a.data, model=model)
         check_recipe(steps, model, tr)
-        run = {"device": a.device, "autocast": a.autocast}
+        run = {"device": a.device, "autocast": a.autocast, "num_workers": a.num_workers}
         before = train.evaluate(model, te, **run)
         report = compress_(model, steps, tr, te, progress=True, **run)
         after = train.evaluate(model, te, **run)
@@ -86,7 +86,8 @@ class ZooKind(Kind):
         from compactnn import train
 
         _, te = dataset(a.dataset, a.data, info.metadata.get("dataset"), model)
-        return f"{a.file}: {fmt_metrics(train.evaluate(model, te))} on {len(te)} test inputs"
+        q = train.evaluate(model, te, num_workers=a.num_workers)
+        return f"{a.file}: {fmt_metrics(q)} on {len(te)} test inputs"
 
     def bench(self, a: argparse.Namespace, model: Any, info: Any) -> str:
         import torch

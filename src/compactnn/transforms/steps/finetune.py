@@ -38,7 +38,7 @@ def finetune(config: FineTune, run: Run) -> None:
     ``run.device`` under ``run.autocast``."""
     fit(run.model, run.train_data, config.epochs, config.lr, config.batch_size, config.seed,
         weight_decay=config.weight_decay, progress=run.progress, device=run.device,
-        autocast=run.autocast)
+        autocast=run.autocast, num_workers=run.num_workers)
 
 
 register_step(FineTune, handler=lambda run, step, names: finetune(step.config, run),
