@@ -383,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     raw["loadavg"] = [load0, loadavg()]
     text = (f"{raw['backend']}; median (min-max) of {args.rounds} round-robin rounds; load "
             f"average {load0} at the start, {raw['loadavg'][1]} at the end (2 cores). Why the "
-            "targets are met or missed: docs/results/model_speed.md")
+            "targets are met or missed: docs/architecture/model-speed.md")
     data = save("model_speed", tables, text=text, summary=summary(targets, over), raw=raw)
     print(render(data))
     if args.docs:
