@@ -41,7 +41,8 @@ def test_fastest_is_recorded_and_replayed(runs, capsys):
     rec = inspect(fast).metadata["fastest"]
     assert set(rec["layers"]) == {li.name for li in inspect(fast).layers}
     for name, entry in rec["layers"].items():
-        assert entry["format"] == min(entry["seconds"], key=entry["seconds"].__getitem__), name
+        # the record rounds to 3 digits, so formats running the same kernel can tie there
+        assert entry["seconds"][entry["format"]] == min(entry["seconds"].values()), name
     outs = []
     for i in (1, 2):
         out = runs / f"replay{i}.cnn"
