@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compactnn.cli import main
 from tests.anymodel.conftest import make_model_dir
+from tests.cli_run import run
 
 RECIPE = """\
 - {method: prune, p: 50, criterion: sparsegpt, calibrate: 8}
@@ -15,12 +15,6 @@ RECIPE = """\
 - {method: finetune, epochs: 1, lr: 0.0001, batch_size: 8}
 """
 
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from compactnn import load
-from compactnn.cli import main
 from compactnn.zoo import hf, hf_task
 from tests.anymodel.conftest import make_model_dir
+from tests.cli_run import run
 
 RECIPE = """\
 - {method: prune, p: 50}
@@ -16,12 +16,6 @@ RECIPE = """\
 - {method: finetune, epochs: 1, lr: 0.0001, batch_size: 8}
 """
 
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("kind", ["gpt2", "vit"])

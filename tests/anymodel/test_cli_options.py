@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from compactnn.cli import main
 from tests.anymodel.conftest import make_model_dir
+from tests.cli_run import run
 from tests.zoo.test_files import write_images
 
 RECIPE = """\
@@ -16,12 +16,6 @@ RECIPE = """\
 - {method: finetune, epochs: 2, lr: 0.001, batch_size: 4}
 """
 
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_seed_decides_the_distillation_dropout(tmp_path, capsys):

@@ -13,12 +13,7 @@ from torch import nn
 
 from compactnn import zoo
 from compactnn.cli import COMMANDS, main
-
-
-def run(capsys, *argv):
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
+from tests.cli_run import run
 
 
 def assert_one_line_error(code, err, match):

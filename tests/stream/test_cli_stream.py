@@ -5,19 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from compactnn.cli import main
 from tests.anymodel.conftest import make_model_dir
+from tests.cli_run import run
 
 # data-free pruning, then GPTQ sharing: every data-aware step sees the blocks before it in
 # their final state in both runs, so the files are the same bytes (padded samples too)
 RECIPE = "- {method: prune, p: 50}\n- {method: cws, k: 8, calibrate: 16}\n"
 
-
-def run(capsys, *argv):
-    capsys.readouterr()
-    code = main([str(a) for a in argv])
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.mark.parametrize("kind", ["llama", "gpt2"])
