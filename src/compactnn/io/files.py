@@ -169,6 +169,20 @@ def _read_exact(fd: int, buf: memoryview, source: str) -> None:
         got += k
 
 
+def header_length(first: bytes, size: int, source: str) -> int:
+    """The header length in the first 8 bytes of a ``size``-byte safetensors-layout file,
+    checked against the file and ``MAX_HEADER``."""
+    if len(first) < 8:
+        raise CompactFileError(f"{source}: truncated ({size} bytes; a header needs 8)")
+    n = int.from_bytes(first[:8], "little")
+    if n > size - 8:
+        raise CompactFileError(
+            f"{source}: header length {n} is larger than the file ({size} bytes)")
+    if n > MAX_HEADER or n < 2:
+        raise CompactFileError(f"{source}: header length {n} out of range")
+    return n
+
+
 def read_bytes(path: str | os.PathLike) -> bytearray:
     """The file's bytes (one bounded read of its known size, after checking the
     header length against it); a missing, non-regular or unreadable file, or one
@@ -180,12 +194,7 @@ def read_bytes(path: str | os.PathLike) -> bytearray:
             raise CompactFileError(f"{source}: truncated ({size} bytes; a header needs 8)")
         first = bytearray(8)
         _read_exact(fd, memoryview(first), source)
-        n = int.from_bytes(first, "little")
-        if n > size - 8:
-            raise CompactFileError(
-                f"{source}: header length {n} is larger than the file ({size} bytes)")
-        if n > MAX_HEADER or n < 2:
-            raise CompactFileError(f"{source}: header length {n} out of range")
+        header_length(first, size, source)  # refuses a length the file cannot hold
         raw = bytearray(size)
         raw[:8] = first
         _read_exact(fd, memoryview(raw)[8:], source)

@@ -17,8 +17,8 @@ import re
 
 import torch
 
-from compactnn.io.container import DTYPES, MAX_HEADER, CompactFileError, parse_json
-from compactnn.io.files import open_regular
+from compactnn.io.container import DTYPES, CompactFileError, parse_json
+from compactnn.io.files import header_length, open_regular
 
 __all__ = ["Shards", "MAX_INDEX", "read_small"]
 
@@ -47,15 +47,7 @@ def _header(path: str) -> dict[str, tuple[str, list[int]]]:
     fd, size = open_regular(path, "safetensors file")
     try:
         with os.fdopen(os.dup(fd), "rb") as f:
-            first = f.read(8)
-            if len(first) < 8:
-                raise CompactFileError(f"{path}: truncated ({size} bytes; a header needs 8)")
-            n = int.from_bytes(first, "little")
-            if n > size - 8:
-                raise CompactFileError(
-                    f"{path}: header length {n} is larger than the file ({size} bytes)")
-            if n > MAX_HEADER or n < 2:
-                raise CompactFileError(f"{path}: header length {n} out of range")
+            n = header_length(f.read(8), size, str(path))
             raw = f.read(n)
     finally:
         os.close(fd)
