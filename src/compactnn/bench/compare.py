@@ -81,9 +81,14 @@ def format_rows(rows: Sequence[Row]) -> str:
         table.append([r.label, metric, str(r.file_bytes), f"{r.ratio:.1f}x"]
                      + [f"{r.latency_ms[b]:.3f}" for b in batch_sizes]
                      + [f"{r.throughput[b]:.0f}" for b in batch_sizes])
-    widths = [max(len(row[i]) for row in table) for i in range(len(head))]
+    return text_table(table)
+
+
+def text_table(rows: Sequence[Sequence[str]]) -> str:
+    """``rows`` (the first one the header) as aligned text: the first column left, the
+    others right, a rule under the header."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-             for row in table]
+                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
     lines.insert(1, "-" * len(lines[0]))
     return "\n".join(lines)

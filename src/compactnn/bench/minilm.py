@@ -13,6 +13,7 @@ import numpy as np
 from torch import nn
 
 from compactnn.bench import threads
+from compactnn.bench.compare import text_table
 from compactnn.bench.embeddings import embedding_quality, encode_throughput
 from compactnn.coding import entropy_bits
 from compactnn.nn import to_dense
@@ -99,9 +100,5 @@ def throughput(model: Any, file_bytes: int | None, batch_sizes: list[int], n_thr
             rates = [encode_throughput(m, held, b, repeats) for b in batch_sizes]
             rows.append((label, "-" if size is None else str(size))
                         + tuple(f"{r:.1f}" for r in rates))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines) + (f"\n({n_sentences} held-out sentences, median of {repeats} "
+    return text_table(rows) + (f"\n({n_sentences} held-out sentences, median of {repeats} "
                                f"runs, {n_threads} thread(s))")

@@ -170,7 +170,7 @@ def bench(model: Any, info: Any, data: str | None, batch_sizes: list[int], n_thr
     import torch
 
     from compactnn.bench import model_latency, threads
-    from compactnn.bench.compare import batch_of
+    from compactnn.bench.compare import batch_of, text_table
     from compactnn.nn import to_dense
     from compactnn.zoo import hf_task
 
@@ -187,11 +187,7 @@ def bench(model: Any, info: Any, data: str | None, batch_sizes: list[int], n_thr
                      for b in batch_sizes]
             rows.append((label, "-" if size is None else str(size))
                         + tuple(f"{r:.2f}" for r in rates))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                       for i, (c, w) in enumerate(zip(r, widths, strict=True))) for r in rows]
-    lines.insert(1, "-" * len(lines[0]))
-    return "\n".join(lines) + (f"\n(inputs of {tuple(x.shape[1:])}, median of {repeats} runs, "
+    return text_table(rows) + (f"\n(inputs of {tuple(x.shape[1:])}, median of {repeats} runs, "
                                f"{n_threads} thread(s))")
 
 
