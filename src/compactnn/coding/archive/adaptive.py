@@ -25,7 +25,15 @@ from __future__ import annotations
 import numpy as np
 
 from compactnn.coding.adaptive import MAX_VALUES, decode_matrix, encode_matrix
-from compactnn.coding.archive.buffer import COMPACT, HEADER, Archive, ArchiveError, field, varints
+from compactnn.coding.archive.buffer import (
+    COMPACT,
+    HEADER,
+    Archive,
+    ArchiveError,
+    check_codebook,
+    field,
+    varints,
+)
 from compactnn.kernels._jit import jit
 
 __all__ = ["encode", "decode", "ADAPTIVE_MAX_DECISIONS"]
@@ -116,10 +124,7 @@ def decode(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) -> np.ndar
     if buffer.size != need:
         raise ArchiveError(f"archive: buffer has {buffer.size} bytes, its header says {need}")
     omega = np.frombuffer(buffer, "<f4", K, start).astype(np.float32)
-    if not np.isfinite(omega).all():
-        raise ArchiveError("archive: codebook has NaN or Inf")
-    if np.any(omega.view(np.uint32) == 0):
-        raise ArchiveError("archive: codebook contains +0.0, which is never stored")
+    check_codebook(omega)
     if K > 1 and not np.all(omega[1:] > omega[:-1]):
         raise ArchiveError("archive: codebook is not strictly increasing")
     out = np.zeros(size, np.float32)

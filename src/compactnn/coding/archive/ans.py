@@ -42,6 +42,7 @@ from compactnn.coding.archive.buffer import (
     VERSION,
     Archive,
     ArchiveError,
+    check_codebook,
     field,
 )
 
@@ -164,10 +165,7 @@ def decode(buffer: np.ndarray, attrs: dict[str, int], m: int, n: int) -> np.ndar
     gap_freq = np.frombuffer(buffer, "<u2", G, o).copy()
     o += 2 * G
     words = np.frombuffer(buffer, "<u4", S, o).astype(np.uint32)
-    if K and not np.isfinite(omega).all():
-        raise ArchiveError("archive: codebook has NaN or Inf")
-    if np.any(omega.view(np.uint32) == 0):
-        raise ArchiveError("archive: codebook contains +0.0, which is never stored")
+    check_codebook(omega)
     out = np.zeros(size, np.float32)
     if nnz == 0:
         if S:

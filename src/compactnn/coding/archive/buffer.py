@@ -108,6 +108,14 @@ def header(buffer: np.ndarray) -> dict[str, int]:
     return {k: int(v) for k, v in zip(names, fields, strict=True)}
 
 
+def check_codebook(omega: np.ndarray) -> None:
+    """Refuse a stored codebook holding NaN, Inf or +0.0 (zeros are never stored)."""
+    if not np.isfinite(omega).all():
+        raise ArchiveError("archive: codebook has NaN or Inf")
+    if np.any(omega.view(np.uint32) == 0):
+        raise ArchiveError("archive: codebook contains +0.0, which is never stored")
+
+
 def field(attrs: dict[str, int], name: str, hi: int) -> int:
     """Header field ``name``, checked to lie in ``[0, hi]``."""
     v = attrs[name]
