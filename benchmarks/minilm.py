@@ -34,8 +34,11 @@ Distillation matches the original model's embeddings (squared error) plus
 ``--relational`` times the error of the batch's cosine-similarity matrix
 (``compactnn.zoo.distill.distillation_model``; defaults: the built-in recipe's).
 
-Rows are cached in ``--cache`` (JSON), so an interrupted run resumes. Writes ``--out``
-(markdown) and ``--plot`` (size vs quality per corpus).
+Rows are cached in ``--cache`` (JSON), so an interrupted run resumes; each row keeps
+the date and commit it was computed at. Writes ``benchmarks/results/minilm.json`` (the
+quality table and the issue's targets for docs/results.md, section 8),
+``minilm_full.json`` (sizes and quality for docs/results/minilm.md; ``python
+benchmarks/render.py`` puts both on their pages) and ``--plot`` (size vs quality).
 
 ``0:mixg:2:3000`` with the default options is the CLI's built-in ``minilm`` recipe
 (``compactnn compress minilm --recipe minilm --embedding-k 15``: the same steps, the same
@@ -48,16 +51,16 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _docs import render, table, version
 from _docs import save as save_results
 
 from compactnn import load, save, to_compact
@@ -70,7 +73,6 @@ from compactnn.zoo.corpora import load_corpus
 from compactnn.zoo.presets import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
-NOTES_MARKER = "<!-- notes: kept when this page is regenerated -->"
 SHARING = {
     "mix": ((8, 16, 12), "8/16/12"),
     "mix4": ((4, 8, 4), "4/8/4"),
@@ -160,6 +162,7 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     linear = sum(li.stored_bytes for li in info.layers)
     nonzero = sum(int((m.weight != 0).sum()) for m in model.modules()
                   if isinstance(m, torch.nn.Linear))
+    when = version()
     builtin = (recipe == RECIPES["minilm"] and n == 3000 and args.embedding_k == 15
                and (args.hidden, args.relational) == (D.HIDDEN, D.RELATIONAL))
     return {"point": pt.text, "builtin": builtin, "prune": pt.prune_label, "k": pt.k_label,
@@ -171,7 +174,9 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
             "recipe": recipe, "weights": weights, "sparsity": 1 - nonzero / weights,
             "linear_bytes": linear, "linear_ratio": 4 * weights / linear,
             "linear_bits": 8 * linear / weights, "file_bytes": size,
-            "file_ratio": original / size, "quality": quality, "t_compress": t_compress}
+            "file_ratio": original / size, "quality": quality, "t_compress": t_compress,
+            "commit": when["commit"],
+            "date": datetime.datetime.now(datetime.timezone.utc).date().isoformat()}
 
 
 def _key(pt: Point, args) -> str:
@@ -182,77 +187,86 @@ def _key(pt: Point, args) -> str:
             f"-h{args.held_out}")
 
 
-def size_table(rows: list[dict]) -> str:
-    head = ("| point | pruning | k | assignment | distilled | sparsity | Linear bytes | "
-            "Linear x | bits/w | file bytes | file x | compress s |\n"
-            "|:---|:---|---:|:---|:---:|---:|---:|---:|---:|---:|---:|---:|\n")
-    return head + "\n".join(
-        f"| `{r['point']}`{' (built-in `minilm`)' if r.get('builtin') else ''} | "
-        f"{r['prune']} | {r['k']} | {r['assign']} | {r['distilled']} | "
-        f"{r['sparsity']:.1%} | {r['linear_bytes']:,} | {r['linear_ratio']:.1f} | "
-        f"{r['linear_bits']:.2f} | {r['file_bytes']:,} | {r['file_ratio']:.1f} | "
-        f"{r['t_compress']:.0f} |" for r in rows) + "\n"
+QUALITY = "{:.4f} / {:.3f} / {:.3f} / {:.3f}"
 
 
-def quality_table(rows: list[dict]) -> str:
+def _label(r: dict) -> str:
+    return f"`{r['point']}`" + (" (built-in `minilm`)" if r.get("builtin") else "")
+
+
+def _quality(q: dict) -> list[float]:
+    return [q["cosine_mean"], q["cosine_min"], q["top1"], q["top5"]]
+
+
+def size_table(rows: list[dict]) -> dict:
+    """Per point: the recipe, the sparsity, the Linear and file sizes, where it ran."""
+    cols = [("point", "", ":--"), ("pruning", "", ":--"), ("k", "", "--:"),
+            ("assignment", "", ":--"), ("distilled", "", ":--"), ("sparsity", "{:.1%}", "--:"),
+            ("Linear bytes", "{:,}", "--:"), ("Linear x", "{:.1f}", "--:"),
+            ("bits/w", "{:.2f}", "--:"), ("file bytes", "{:,}", "--:"),
+            ("file x", "{:.2f}", "--:"), ("compress s", "{:.0f}", "--:"),
+            ("measured", "", ":--")]
+    return table(cols, [[_label(r), r["prune"], r["k"], r["assign"], r["distilled"],
+                         r["sparsity"], r["linear_bytes"], r["linear_ratio"], r["linear_bits"],
+                         r["file_bytes"], r["file_ratio"], r["t_compress"],
+                         f"{r['date']}, {r['commit']}" if r.get("commit")
+                         else "an earlier run (cached before rows kept their commit)"]
+                        for r in rows], title="Sizes")
+
+
+def quality_table(rows: list[dict], title: str | None = None) -> dict:
+    """Per point and held-out corpus: mean / min cosine, top-1 / top-5 agreement."""
     corpora = list(rows[0]["quality"])
-    head = ("| point | Linear x | " + " | ".join(
-        f"{c}{' (unseen)' if c == UNSEEN else ''} cos / min / top-1 / top-5"
-        for c in corpora) + " |\n|:---|---:|" + "---:|" * len(corpora) + "\n")
-    lines = []
-    for r in rows:
-        cells = [f"{q['cosine_mean']:.4f} / {q['cosine_min']:.3f} / {q['top1']:.3f} / "
-                 f"{q['top5']:.3f}" for q in (r["quality"][c] for c in corpora)]
-        lines.append(f"| `{r['point']}` | {r['linear_ratio']:.1f} | " + " | ".join(cells) + " |")
-    return head + "\n".join(lines) + "\n"
+    cols = [("point", "", ":--"), ("Linear x", "{:.1f}", "--:"), ("file x", "{:.2f}", "--:")]
+    cols += [(f"{c}{' (unseen)' if c == UNSEEN else ''}", QUALITY, "--:") for c in corpora]
+    return table(cols, [[_label(r), r["linear_ratio"], r["file_ratio"],
+                         *(_quality(r["quality"][c]) for c in corpora)] for r in rows],
+                 title=title, caption="Per held-out corpus: mean cosine / min cosine / "
+                 "top-1 / top-5 neighbour agreement with the original model's embeddings.")
 
 
-def targets(rows: list[dict]) -> str:
-    """The issue's targets on the unseen corpus (and the generated set), met or not."""
-    def q(r: dict, c: str = UNSEEN) -> dict:
-        return r["quality"][c]
+def targets(rows: list[dict]) -> list[dict]:
+    """The issue's targets on the unseen corpus, as summary rows: the best row meeting
+    each (the most compressed), else the closest (the best mean cosine)."""
+    def q(r: dict) -> dict:
+        return r["quality"][UNSEEN]
 
-    def best(cands: list[dict], ok) -> tuple[dict | None, dict | None]:
-        good = [r for r in cands if ok(r)]
-        return (max(good, key=lambda r: r["linear_ratio"], default=None),
-                max(cands, key=lambda r: q(r)["cosine_mean"], default=None))
-
-    def show(r: dict | None) -> str:
-        if r is None:
-            return "no row"
-        g = q(r, "generated")
+    def show(r: dict) -> str:
+        g = r["quality"]["generated"]
         return (f"`{r['point']}`: {r['linear_ratio']:.2f}x, {UNSEEN} cos "
-                f"{q(r)['cosine_mean']:.4f} top-1 {q(r)['top1']:.3f}; generated cos "
-                f"{g['cosine_mean']:.4f} top-1 {g['top1']:.3f}")
+                f"**{q(r)['cosine_mean']:.4f}** top-1 **{q(r)['top1']:.3f}** (generated "
+                f"{g['cosine_mean']:.4f} / {g['top1']:.3f})")
 
-    out = ["| target (on the unseen corpus) | best row meeting it / closest row | met |",
-           "|:---|:---|:---:|"]
+    def row(target: str, cands: list[dict], cos: float, top1: float = 0.0) -> dict:
+        good = [r for r in cands if q(r)["cosine_mean"] >= cos and q(r)["top1"] >= top1]
+        if good:
+            hit = max(good, key=lambda r: r["linear_ratio"])
+            return {"issue": 12, "target": target, "measured": show(hit), "met": True}
+        if not cands:
+            return {"issue": 12, "target": target, "measured": "no point of this kind run",
+                    "met": None, "status": "**not measured**"}
+        near = max(cands, key=lambda r: q(r)["cosine_mean"])
+        short = [f"cos by {cos - q(near)['cosine_mean']:.3f}"] if q(near)["cosine_mean"] < cos \
+            else []
+        short += [f"top-1 by {top1 - q(near)['top1']:.2f}"] if q(near)["top1"] < top1 else []
+        return {"issue": 12, "target": target, "measured": "closest " + show(near),
+                "met": False, "status": f"**missed** ({', '.join(short)})"}
+
+    out = [row(f"Linear >= 10x at cos >= 0.98 and top-1 >= 0.90, unseen real text ({UNSEEN})",
+               [r for r in rows if r["linear_ratio"] >= 10], 0.98, 0.90),
+           row("Linear >= 16x at cos >= 0.97", [r for r in rows if r["linear_ratio"] >= 16],
+               0.97),
+           row("50% unstructured + sharing at cos >= 0.98",
+               [r for r in rows if "%" in r["prune"] and r["sparsity"] >= 0.495], 0.98),
+           row("2:4 sparsity at cos >= 0.97",
+               [r for r in rows if r["prune"].startswith("2:4")], 0.97)]
     ten = [r for r in rows if r["linear_ratio"] >= 10]
-    ok10 = lambda r: q(r)["cosine_mean"] >= 0.98 and q(r)["top1"] >= 0.90  # noqa: E731
-    hit, near = best(ten, ok10)
-    out.append(f"| Linear >= 10x at cos >= 0.98 and top-1 >= 0.90 | "
-               f"{show(hit) if hit else 'closest ' + show(near)} | {'yes' if hit else 'no'} |")
-    sixteen = [r for r in rows if r["linear_ratio"] >= 16]
-    hit16, near16 = best(sixteen, lambda r: q(r)["cosine_mean"] >= 0.97)
-    out.append(f"| Linear >= 16x at cos >= 0.97 | "
-               f"{show(hit16) if hit16 else 'closest ' + show(near16)} | "
-               f"{'yes' if hit16 else 'no'} |")
-    half = [r for r in rows if "%" in r["prune"] and r["sparsity"] >= 0.495]
-    hit50, near50 = best(half, lambda r: q(r)["cosine_mean"] >= 0.98)
-    out.append(f"| 50% unstructured + sharing at cos >= 0.98 | "
-               f"{show(hit50) if hit50 else 'closest ' + show(near50)} | "
-               f"{'yes' if hit50 else 'no'} |")
-    nm = [r for r in rows if r["prune"].startswith("2:4")]
-    hit24, near24 = best(nm, lambda r: q(r)["cosine_mean"] >= 0.97)
-    out.append(f"| 2:4 sparsity at cos >= 0.97 | "
-               f"{show(hit24) if hit24 else 'closest ' + show(near24)} | "
-               f"{'yes' if hit24 else 'no'} |")
-    ref = hit or near
-    if ref is not None:
-        out.append(f"| whole file >= 8x at the 10x point | `{ref['point']}`: "
-                   f"{ref['file_ratio']:.2f}x ({ref['file_bytes']:,} bytes) | "
-                   f"{'yes' if ref['file_ratio'] >= 8 else 'no'} |")
-    return "\n".join(out) + "\n"
+    if ten:  # the file of the best 10x row
+        ref = max(ten, key=lambda r: q(r)["cosine_mean"])
+        out.append({"issue": 12, "target": "whole file >= 8x at the 10x point",
+                    "measured": f"`{ref['point']}`: {ref['file_ratio']:.2f}x "
+                    f"({ref['file_bytes']:,} bytes)", "met": ref["file_ratio"] >= 8})
+    return out
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -308,13 +322,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="tiny run (2 points, 64 samples)")
     ap.add_argument("--cache", default=os.path.join(tempfile.gettempdir(),
                                                     "compactnn-minilm-real.json"))
-    ap.add_argument("--out", default=str(ROOT / "docs/results/minilm.md"))
+    ap.add_argument("--results", help="folder of the results files (default benchmarks/results)")
     ap.add_argument("--plot", default=str(ROOT / "docs/results/minilm_size_vs_quality.png"))
     args = ap.parse_args(argv)
     if args.quick:
         args.points, args.calibrate, args.held_out = "0:16g:1:64,2of4s:16:0", 64, 40
         args.cache = os.path.join(tempfile.gettempdir(), "compactnn-minilm-quick.json")
-        args.out = os.path.join(tempfile.gettempdir(), "minilm-quick.md")
+        args.results = os.path.join(tempfile.gettempdir(), "compactnn-minilm-quick")
         args.plot = os.path.join(tempfile.gettempdir(), "minilm-quick.png")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -345,44 +359,28 @@ def main(argv: list[str] | None = None) -> int:
                       + ", ".join(f"{c} {q['cosine_mean']:.4f}/{q['top1']:.3f}"
                                   for c, q in r["quality"].items()), flush=True)
     rows = [cache[_key(pt, args)] for pt in points]
-    cmd = "python benchmarks/minilm.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    text = [
-        "# all-MiniLM-L6-v2 compressed end to end, judged on real text\n",
-        f"Command: `{cmd.strip()}`  ",
-        f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores "
-        f"shared with other jobs; torch {torch.__version__}.\n",
-        f"Original `model.safetensors`: {original:,} bytes. Linear weights: 36 layers, "
-        f"{rows[0]['weights']:,} weights. Word embeddings shared with k={args.embedding_k} "
-        "and packed (4-bit codes). Calibration (GPTQ, Wanda, SparseGPT: "
-        f"{args.calibrate} samples) and distillation (Adam, cosine decay from {args.lr:g}, "
-        "batch 32, no dropout; loss: embedding error + h x token-state error + r x "
-        "similarity-matrix error, h / r in the distilled column) use real text only: the "
-        "training parts of "
-        f"{', '.join(M.TRAIN_CORPORA)} (`compactnn.zoo.texts.training_texts`, "
-        "round robin). "
-        f"Quality: the first {args.held_out} samples of the evaluation part of each corpus "
-        f"(`compactnn.zoo.corpora`); **{UNSEEN}** is a source that no calibration or "
-        "distillation sample comes from. Each compact file is reloaded with "
-        f"`compactnn.load` and encoded through the compact layers (policy `{args.policy}`, "
-        "storage `auto`).\n",
-        "## Sizes\n", size_table(rows),
-        "## Quality per held-out corpus (mean cosine / min cosine / top-1 / top-5)\n",
-        quality_table(rows),
-        f"![size vs quality]({os.path.basename(args.plot)})\n",
-        "## Targets\n", targets(rows),
-    ]
-    print("\n".join(text))
-    notes = ""
-    if os.path.exists(args.out):
-        with open(args.out) as f:
-            old = f.read()
-        if NOTES_MARKER in old:
-            notes = old[old.index(NOTES_MARKER):]
-    with open(args.out, "w") as f:
-        f.write("\n".join(text) + ("\n" + notes if notes else ""))
+    text = (f"Original `model.safetensors`: {original:,} bytes; Linear weights: 36 layers, "
+            f"{rows[0]['weights']:,} weights; word embeddings shared with "
+            f"k={args.embedding_k} and packed. Calibration ({args.calibrate} samples unless "
+            "the point names another) and distillation (Adam, cosine decay from "
+            f"{args.lr:g}, batch 32; loss: embedding error + h x token-state error + r x "
+            f"similarity-matrix error) use the training parts of {', '.join(M.TRAIN_CORPORA)} "
+            f"only. Quality: {args.held_out} samples of the evaluation part of each corpus; "
+            f"**{UNSEEN}** is a source no calibration or distillation sample comes from. Each "
+            "file is reloaded with `compactnn.load` and encoded through its compact layers "
+            f"(policy `{args.policy}`, storage `auto`). Rows are cached by point "
+            "(`--cache`); the last column says when and at which commit each was computed.")
+    where = {"directory": args.results} if args.results else {}
+    save_results("minilm", [quality_table(rows)], text=text, summary=targets(rows),
+                 raw={"rows": rows}, **where)
+    full = save_results("minilm_full", [size_table(rows),
+                                        quality_table(rows, title="Quality per held-out corpus")],
+                        text=text + f" Plot: `{os.path.basename(args.plot)}`.",
+                        page="docs/results/minilm.md", **where)
+    print(render(full))
     plot(rows, args.plot)
-    save_results("minilm", [], summary=None, raw={"rows": rows})
-    print(f"wrote {args.out}, {args.plot} and benchmarks/results/minilm.json")
+    print(f"wrote {args.plot} and minilm.json, minilm_full.json in "
+          f"{args.results or 'benchmarks/results'}")
     return 0
 
 
