@@ -1,6 +1,12 @@
 """Entropy tools: frequency tables, codebooks, Huffman codes, entropy bounds."""
 
-from compactnn.coding.codebook import entropy_bits, frequency_codebook, symbol_counts
+from compactnn.coding.codebook import (
+    distinct,
+    distinct_and_entropy,
+    entropy_bits,
+    frequency_codebook,
+    symbol_counts,
+)
 from compactnn.coding.huffman import (
     build_code,
     canonical_codes,
@@ -12,6 +18,8 @@ from compactnn.coding.huffman import (
 __all__ = [
     "build_code",
     "canonical_codes",
+    "distinct",
+    "distinct_and_entropy",
     "entropy_bits",
     "frequency_codebook",
     "huffman_lengths",

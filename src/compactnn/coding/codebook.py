@@ -10,7 +10,8 @@ import numpy as np
 
 from compactnn.kernels._jit import inline, jit, prange
 
-__all__ = ["codebook", "frequency_codebook", "entropy_bits", "symbol_counts"]
+__all__ = ["codebook", "frequency_codebook", "entropy_bits", "distinct_and_entropy", "distinct",
+           "symbol_counts"]
 
 
 _HASH_MAX_KEYS = 1 << 16  # larger codebooks use a binary search (table stays in L2)
@@ -122,7 +123,25 @@ def frequency_codebook(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 def entropy_bits(W: np.ndarray) -> float:
     """Empirical entropy of the entries of ``W`` times their count, in bits: the lower
     bound for coding the entries as i.i.d. symbols (values by float32 bit pattern)."""
-    _, counts, _, _ = codebook(W)
+    return _entropy(codebook(W)[1])
+
+
+def distinct_and_entropy(W: np.ndarray) -> tuple[int, float]:
+    """The number of distinct float32 bit patterns of ``W`` and :func:`entropy_bits`,
+    from one pass."""
+    counts = codebook(W)[1]
+    return int(counts.size), _entropy(counts)
+
+
+def distinct(values: np.ndarray) -> int:
+    """The number of distinct entries of ``values`` (equal as numpy compares them: by
+    value for floats, so view float32 as ``uint32`` to count bit patterns), by sorting:
+    numpy 2's hashing ``np.unique`` is 30-100x slower on large arrays."""
+    flat = np.sort(np.asarray(values).reshape(-1))
+    return int(np.count_nonzero(flat[1:] != flat[:-1])) + (flat.size > 0)
+
+
+def _entropy(counts: np.ndarray) -> float:
     total = counts.sum()
     if total == 0:
         return 0.0

@@ -84,7 +84,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from compactnn.coding.codebook import frequency_codebook
+from compactnn.coding.codebook import distinct, frequency_codebook
 from compactnn.formats.base import CompactMatrix, Cost
 from compactnn.formats.checks import (
     FormatError,
@@ -296,7 +296,7 @@ class GroupedRows(CompactMatrix):
                 codes = self._kernel_idx().astype(np.int64)
             else:  # cer: group g of row r has code g - row_ptr[r] + 1
                 codes = np.arange(self.groups, dtype=np.int64) - np.repeat(rp[:-1], np.diff(rp)) + 1
-            self._used = int(np.unique(codes[sizes > 0]).size)
+            self._used = distinct(codes[sizes > 0])
         return self._used
 
     def _sliced_steps(self) -> int:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from compactnn.coding.codebook import distinct
 from compactnn.formats.base import CompactMatrix, Cost
 from compactnn.formats.checks import (
     as_dense_input,
@@ -138,7 +139,7 @@ class CSR(CompactMatrix):
         """Steps of the sliced layout the AVX-512 kernel object builds (0: none)."""
         if "_steps" not in self.__dict__:
             m, n = self.shape
-            values = int(np.unique(self.data.view(np.uint32)).size)
+            values = distinct(self.data.view(np.uint32))
             self._steps = sliced_steps(np.diff(self.indptr.astype(np.int64)), self.indices,
                                        values, m, n, "csr")
         return self._steps

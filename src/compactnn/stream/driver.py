@@ -193,8 +193,8 @@ def compress(folder: str | os.PathLike, recipe: Any, inputs: torch.Tensor,
 
     Under ``transforms.parallel.using(Parallel())`` (``torchrun``) every rank calls it
     with the same arguments: the block forward passes, calibration batches and layer
-    solves are split across the ranks, and rank 0 converts and writes the file (the same
-    bytes as one process).
+    solves, the layer reports and the conversion of the layers are split across the ranks,
+    and rank 0 writes the file (the same bytes as one process).
 
     Args:
         folder: a Hugging Face folder (``config.json``, ``model.safetensors`` or shards).
@@ -267,8 +267,7 @@ def compress(folder: str | os.PathLike, recipe: Any, inputs: torch.Tensor,
                     h = torch.cat(par.map([(1.0, functools.partial(stage, x[j:j + BATCH]))
                                            for j in range(0, n, BATCH)]))
             del x
-            if lead:
-                encode.add(writer, stage, policy, storage, candidates, encoders)
+            encode.add(writer, stage, policy, storage, candidates, encoders)  # every rank
             if i < n_blocks:
                 parts.blocks[i] = nn.Identity()
             if lead:

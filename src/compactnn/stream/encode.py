@@ -10,11 +10,12 @@ entry, its plain tensors such as the bias), and the converted layers leave ``par
 The file is the same bytes for any number of workers: every layer's conversion is
 deterministic (policies ``smallest`` / ``energy`` / a format; ``fastest`` times
 products and is not), and the file's layout does not depend on the order parts are
-appended.
+appended. Under ``torchrun`` the ranks share the layers the same way (:func:`add`).
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 from typing import Any
 
@@ -27,6 +28,7 @@ from compactnn.io.stream import StreamWriter
 from compactnn.nn import to_compact
 from compactnn.nn.convert import compactable_layers
 from compactnn.nn.tree import set_module
+from compactnn.transforms import parallel
 
 __all__ = ["add", "Encoders", "encode_layer"]
 
@@ -86,16 +88,30 @@ class Encoders:
             self._pool = None
 
 
-def add(writer: StreamWriter, part: nn.Module, policy: Any, storage: str,
+def add(writer: StreamWriter | None, part: nn.Module, policy: Any, storage: str,
         candidates: list[str] | None, encoders: Encoders | None = None) -> None:
     """Convert ``part`` (``to_compact(..., inplace=True)``) and append it to ``writer``;
-    with ``encoders`` its layers are converted in their worker processes."""
+    with ``encoders`` its layers are converted in their worker processes.
+
+    Under a ``transforms.parallel.Parallel`` of several ranks every rank calls it
+    (``writer`` on rank 0 only, ``None`` elsewhere): each layer is converted on the rank
+    :meth:`~compactnn.transforms.parallel.Parallel.map` assigns it by size, and rank 0
+    appends them all."""
     layers = compactable_layers(part)
-    if encoders is None or len(layers) < 2:
-        to_compact(part, policy, storage=storage, candidates=candidates, inplace=True)
-        writer.add(part)
+    par = parallel.current()
+    tasks = [(name, m, policy, storage, candidates) for name, m in layers]
+    if par.size > 1 and len(layers) > 1:
+        done = par.map([(float(t[1].weight.numel()), functools.partial(encode_layer, *t))
+                        for t in tasks])
+    elif encoders is not None and len(layers) > 1:
+        done = encoders.map(tasks)
+    else:
+        if writer is not None:
+            to_compact(part, policy, storage=storage, candidates=candidates, inplace=True)
+            writer.add(part)
         return
-    done = encoders.map([(name, m, policy, storage, candidates) for name, m in layers])
+    if writer is None:
+        return
     for (name, _), (arrays, entries, state) in zip(layers, done, strict=True):
         writer.append_arrays(arrays)
         writer.layers.update(entries)

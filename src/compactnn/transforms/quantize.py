@@ -47,6 +47,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compactnn._validate import integer
+from compactnn.coding.codebook import distinct
 from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.shared import SharedWeights
 
@@ -219,7 +220,7 @@ def kmeans_sklearn(x, k: int, init: str = "linear", seed: int = 0) -> Quantized:
     x = _as_values(x)
     if x.size == 0:
         return Quantized(np.empty(0, np.float32), np.empty(0, np.int64))
-    k = min(k, np.unique(x).size)
+    k = min(k, distinct(x))
     if init == "linear":
         start = np.linspace(x.min(), x.max(), k)[:, None]
     elif init == "k-means++":

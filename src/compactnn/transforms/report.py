@@ -7,6 +7,7 @@ are not included), as the layer computes with it now.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -14,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from compactnn.coding import entropy_bits
+from compactnn.coding import distinct_and_entropy
+from compactnn.transforms import parallel
 from compactnn.transforms.prune import kind_of, layers_of
 
 __all__ = ["LayerStats", "CompressionReport", "layer_report"]
@@ -94,12 +96,14 @@ def layer_report(model: nn.Module, names: Iterable[str] | None = None) -> Compre
     layers (all of them), or of the modules ``names`` (any with a ``weight``, such as a
     ``PermutedLinear``), as the layers compute with them now."""
     layers = layers_of(model) if names is None else {n: model.get_submodule(n) for n in names}
-    stats = []
-    for name, layer in layers.items():
-        w = layer.weight.detach().reshape(layer.weight.shape[0], -1).to(torch.float32).numpy()
-        bits = w.view(np.uint32)
-        stats.append(LayerStats(name, kind_of(layer), (w.shape[0], w.shape[1]), int(w.size),
-                                int(np.count_nonzero(w)), int(np.unique(bits).size),
-                                float(entropy_bits(w)) + 0.0))  # no -0.0
-    return CompressionReport(tuple(stats))
+    tasks = [(float(layer.weight.numel()), functools.partial(_stats, name, layer))
+             for name, layer in layers.items()]
+    return CompressionReport(tuple(parallel.current().map(tasks)))  # split across ranks
+
+
+def _stats(name: str, layer: nn.Module) -> LayerStats:
+    w = layer.weight.detach().reshape(layer.weight.shape[0], -1).to(torch.float32).numpy()
+    distinct, bits = distinct_and_entropy(w)
+    return LayerStats(name, kind_of(layer), (w.shape[0], w.shape[1]), int(w.size),
+                      int(np.count_nonzero(w)), distinct, bits + 0.0)  # no -0.0
 

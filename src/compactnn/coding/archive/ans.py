@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compactnn.coding import frequency_codebook
+from compactnn.coding import distinct, frequency_codebook
 from compactnn.coding.archive.buffer import (
     HEADER,
     MAX_ELEMENTS,
@@ -112,9 +112,10 @@ def encode(W: np.ndarray) -> Archive | None:
     flat = np.ascontiguousarray(W, dtype=np.float32).reshape(-1)
     pos = np.flatnonzero(flat.view(np.uint32))
     vals = flat[pos]
-    omega, codes, counts = frequency_codebook(vals)
-    if omega.size > _MAX_VALUES or omega.size * 6 > max(vals.nbytes, 1):
+    values = distinct(vals.view(np.uint32))  # before the codebook, which costs 10x more
+    if values > _MAX_VALUES or values * 6 > max(vals.nbytes, 1):
         return None
+    omega, codes, counts = frequency_codebook(vals)
     v = np.diff(pos, prepend=-1).astype(np.int64)  # g + 1
     sym, low, nlow = _gap_symbols(v)
     G = int(sym.max()) + 1 if sym.size else 0
