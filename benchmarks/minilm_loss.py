@@ -8,8 +8,8 @@ weights (``compactnn.zoo.distill.distillation_model``); quality against the orig
 on ``--validation`` samples of each training corpus's validation split
 (``compactnn.zoo.texts.validation_texts``): never on the evaluation parts or jargon,
 which only report (``benchmarks/minilm.py``). Appends the run to ``--runs`` (JSON
-lines) and writes every run there to ``benchmarks/results/minilm_loss.json`` (raw
-numbers, no rendered table).
+lines) and writes every run there, as one table, to
+``benchmarks/results/minilm_loss.json`` (shown on docs/results/minilm.md).
 
 Usage: python benchmarks/minilm_loss.py --name h1 --hidden 1 [--samples 512 --epochs 1]
 """
@@ -22,6 +22,7 @@ import time
 
 import torch
 from _docs import save as save_results
+from _docs import table, version
 
 from compactnn.bench.embeddings import embedding_quality
 from compactnn.zoo import distill as D
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     for c in TRAIN_CORPORA:
         texts = validation_texts(c, args.validation)
         quality[c] = embedding_quality(T.encode(teacher, texts), T.encode(model, texts))
-    row = {**vars(args), "compress_s": seconds, "quality": quality,
+    row = {**vars(args), "commit": version()["commit"], "compress_s": seconds,
+           "quality": quality,
            "mean_cosine": sum(q["cosine_mean"] for q in quality.values()) / len(quality),
            "mean_top1": sum(q["top1"] for q in quality.values()) / len(quality)}
     print(json.dumps(row))
@@ -65,8 +67,29 @@ def main(argv: list[str] | None = None) -> int:
         f.write(json.dumps(row) + "\n")
     with open(args.runs) as f:
         runs = [json.loads(line) for line in f if line.strip()]
-    save_results("minilm_loss", [], summary=None, raw={"runs": runs})
+    save_results("minilm_loss", [runs_table(runs)], text=TEXT, summary=None,
+                 raw={"runs": runs}, page="docs/results/minilm.md")
     return 0
+
+
+TEXT = ("Each row: one `python benchmarks/minilm_loss.py` run (its options in the first "
+        "columns; nearest 8/16/12 sharing, 15-value embeddings, batch 32). Per corpus: mean "
+        "cosine / top-1 among the validation samples of each training corpus.")
+
+
+def runs_table(runs: list[dict]) -> dict:
+    """One row per run: its loss weights, steps, mean and per-corpus quality, time."""
+    corpora = list(runs[0]["quality"])
+    cols = [("name", "", ":--"), ("h / r", "{:g} / {:g}", "--:"), ("lr", "{:g}", "--:"),
+            ("epochs x samples", "{} x {}", "--:"), ("mean cos", "{:.4f}", "--:"),
+            ("mean top-1", "{:.3f}", "--:")]
+    cols += [(c, "{:.4f} / {:.3f}", "--:") for c in corpora]
+    cols += [("compress s", "{:.0f}", "--:"), ("commit", "", ":--")]
+    return table(cols, [[r["name"], [r["hidden"], r["relational"]], r["lr"],
+                         [r["epochs"], r["samples"]], r["mean_cosine"], r["mean_top1"],
+                         *([r["quality"][c]["cosine_mean"], r["quality"][c]["top1"]]
+                           for c in corpora), r["compress_s"],
+                         r.get("commit") or "before runs kept their commit"] for r in runs])
 
 
 if __name__ == "__main__":
