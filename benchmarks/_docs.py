@@ -169,9 +169,6 @@ def describe(data: dict[str, Any]) -> str:
     """Where and when the measurements were made, in one line."""
     m = data["machine"]
     where = f"{m['cpu']} ({m['cores']} cores, {m['threads']} threads)"
-    if data.get("converted"):  # a table pasted before results were JSON: its docs commit
-        return (f"Measured on {where}; recorded {data['date'][:10]} at commit "
-                f"{data['commit']}, converted to JSON from the page.")
     return (f"Measured {data['date'][:10]} on {where}, compactnn {data['version']} at "
             f"{data['commit'] or 'an unknown commit'}.")
 

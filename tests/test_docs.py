@@ -53,55 +53,32 @@ def test_generated_sections_equal_the_results():
 
 RESULT_PAGES = [ROOT / "docs" / "results.md", *sorted((ROOT / "docs" / "results").glob("*.md"))]
 
-# Results files not yet written by a run of the current benchmark, each with why. While a
-# name is here its JSON may be the one converted from a page, its tables may stand on a
-# page between <!-- pending: NAME --> and <!-- end pending: NAME -->, and the page its
-# script writes itself may hold tables; once it is re-run, the test below fails until
-# the name and its pending blocks are gone.
-PENDING = {
-    "minilm": "issue 12's points take about an hour each on 2 cores; re-run "
-              "benchmarks/minilm.py, which still writes docs/results/minilm.md itself",
-}
-SCRIPT_PAGES = {"docs/results/minilm.md": "minilm"}  # written by the benchmark, not render
-
-
-def hand_tables(text: str) -> tuple[list[str], set[str]]:
-    """Table lines of ``text`` outside its generated and pending sections, numbered, and
-    the names of its pending sections."""
-    out, inside, pending = [], False, set()
+def hand_tables(text: str) -> list[str]:
+    """Table lines of ``text`` outside its generated sections, numbered."""
+    out, inside = [], False
     for i, line in enumerate(text.splitlines(), 1):
-        if line.startswith(("<!-- generated: ", "<!-- pending: ")):
+        if line.startswith("<!-- generated: "):
             inside = True
-            if line.startswith("<!-- pending: "):
-                pending.add(line.split()[2])
-        elif line.startswith(("<!-- end generated: ", "<!-- end pending: ")):
+        elif line.startswith("<!-- end generated: "):
             inside = False
         elif line.lstrip().startswith("|") and not inside:
             out.append(f"{i}: {line.strip()[:120]}")
-    return out, pending
+    return out
 
 
 @pytest.mark.parametrize("page", RESULT_PAGES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_results_tables_are_generated(page):
-    rel = str(page.relative_to(ROOT))
-    if SCRIPT_PAGES.get(rel) in PENDING:
-        return
-    tables, pending = hand_tables(page.read_text())
-    assert tables == [], "a results table must come from a benchmark's JSON"
-    assert pending <= set(PENDING)
+    assert hand_tables(page.read_text()) == [], "a results table must come from a benchmark's JSON"
 
 
 def test_hand_table_check_catches():
-    page = ("| a |\n|---|\n<!-- generated: x -->\n| b |\n<!-- end generated: x -->\n"
-            "  | c |\n<!-- pending: y -->\n| d |\n<!-- end pending: y -->\n")
-    assert hand_tables(page) == (["1: | a |", "2: |---|", "6: | c |"], {"y"})
+    page = "| a |\n|---|\n<!-- generated: x -->\n| b |\n<!-- end generated: x -->\n  | c |\n"
+    assert hand_tables(page) == ["1: | a |", "2: |---|", "6: | c |"]
 
 
 def test_results_come_from_runs():
-    """No results file holds numbers typed in from a page, except the pending ones,
-    and every pending one still does."""
-    converted = {n for n, d in render.load().items() if d.get("converted")}
-    assert converted == set(PENDING)
+    """No results file holds numbers typed in from a page."""
+    assert [n for n, d in render.load().items() if d.get("converted")] == []
 
 
 def test_every_benchmark_writes_results():
