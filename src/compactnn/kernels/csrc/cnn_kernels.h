@@ -220,6 +220,38 @@ int64_t cnn_sliced_layout(int64_t m, int64_t n, const int64_t *rowptr, const voi
 int cnn_sliced_matvec(const cnn_sliced *S, const float *x, float *y, const float *bias,
                       float base);
 
+/* ---- Huffman tiles (ham zero-run mode and sham batch 1 on AVX-512 with VBMI and CD):
+ * htiles.c. Rows in slices of 16, columns in tiles of 32: masks[(s * nblocks + b) * 16 + i]
+ * has bit 31 - c set when row 16s + i has an entry in column 32b + c; the entries'
+ * symbols (< 32, values lut) are coded with a canonical code of <= 7 bits (table: the
+ * byte symbol | length << 5 of each 7-bit prefix) in one stream of 16-bit words a
+ * slice, words[slice_word[s] ..], in the order the kernel's lanes take them (htiles.c);
+ * slice s runs slice_step[s + 1] - slice_step[s] steps, adv[t] = 1 at the first step of
+ * each tile, need[t] the lanes that take a word at step t. Built at load, never stored. */
+typedef struct {
+    int64_t m, n, nslices, nblocks;
+    const uint32_t *masks;
+    const uint16_t *words;
+    const int64_t *slice_word, *slice_step; /* nslices + 1 each */
+    const uint8_t *adv;   /* a step's flag: 1 at a tile's first step */
+    const uint16_t *need; /* a step's lanes that take a word */
+    float lut[32];
+    uint8_t table[128];
+} cnn_htile;
+
+/* Whether the CPU runs the tile kernel (AVX-512 with VBMI and CD). */
+int cnn_htile_cpu(void);
+/* The tiles of the entries rowptr[r] .. rowptr[r+1]-1 of each row r (columns cols, all
+ * < n, ascending in a row; symbols syms < K <= 32, values vals). Returns 0 (H empty
+ * when K > 32 or the shape is empty), or -1 (no memory). */
+int cnn_htile_build(cnn_htile *H, int64_t m, int64_t n, const int64_t *rowptr,
+                    const uint32_t *cols, const uint8_t *syms, int K, const float *vals);
+void cnn_htile_free(cnn_htile *H);
+/* Bytes of the tile arrays (0 when not built). */
+int64_t cnn_htile_nbytes(const cnn_htile *H);
+/* y = W x (+ bias; may be NULL). 0, or -1 (no memory, or not an x86 build). */
+int cnn_htile_matvec(const cnn_htile *H, const float *x, float *y, const float *bias);
+
 #ifdef __cplusplus
 }
 #endif
