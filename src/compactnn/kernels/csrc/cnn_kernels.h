@@ -227,14 +227,13 @@ int cnn_sliced_matvec(const cnn_sliced *S, const float *x, float *y, const float
  * byte symbol | length << 5 of each 7-bit prefix) in one stream of 16-bit words a
  * slice, words[slice_word[s] ..], in the order the kernel's lanes take them (htiles.c);
  * slice s runs slice_step[s + 1] - slice_step[s] steps, adv[t] = 1 at the first step of
- * each tile, need[t] the lanes that take a word at step t. Built at load, never stored. */
+ * each tile. Built at load, never stored. */
 typedef struct {
     int64_t m, n, nslices, nblocks;
     const uint32_t *masks;
     const uint16_t *words;
     const int64_t *slice_word, *slice_step; /* nslices + 1 each */
-    const uint8_t *adv;   /* a step's flag: 1 at a tile's first step */
-    const uint16_t *need; /* a step's lanes that take a word */
+    const uint8_t *adv; /* a step's flag: 1 at a tile's first step */
     float lut[32];
     uint8_t table[128];
 } cnn_htile;

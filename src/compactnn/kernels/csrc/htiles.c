@@ -82,7 +82,8 @@ static void code_lengths(const int64_t *cnt, int K, uint8_t *len) {
     for (int i = 0; i < nu; i++) len[leaf[i]] = (uint8_t)l[i];
 }
 
-/* Canonical codes of the lengths (by length, then symbol) and the decoding table. */
+/* Canonical codes of the lengths (by length, then symbol), bit-reversed, and the
+ * decoding table indexed by the next 7 bits, first bit lowest. */
 static void code_table(const uint8_t *len, int K, int only, uint32_t *code, uint8_t *table) {
     int used = 0;
     for (int s = 0; s < K; s++) used += len[s] != 0;
@@ -96,9 +97,10 @@ static void code_table(const uint8_t *len, int K, int only, uint32_t *code, uint
     for (int l = 1; l <= HT_BITS; l++, c <<= 1)
         for (int s = 0; s < K; s++) {
             if (len[s] != l) continue;
-            code[s] = c++;
-            for (uint32_t i = code[s] << (HT_BITS - l); i < (code[s] + 1) << (HT_BITS - l); i++)
-                table[i] = (uint8_t)(s | l << 5);
+            uint32_t r = 0; /* the code bit-reversed: streams are LSB-first */
+            for (int b = 0; b < l; b++) r |= (c >> b & 1u) << (l - 1 - b);
+            code[s] = r, c++;
+            for (uint32_t hi = 0; hi < 1u << (HT_BITS - l); hi++) table[r | hi << l] = (uint8_t)(s | l << 5);
         }
 }
 
@@ -110,13 +112,12 @@ void cnn_htile_free(cnn_htile *H) {
     cnn_free((void *)H->slice_word);
     cnn_free((void *)H->slice_step);
     cnn_free((void *)H->adv);
-    cnn_free((void *)H->need);
     memset(H, 0, sizeof *H);
 }
 
 /* The next 16 bits of lane `ln`'s codes (its entries from *e on, pushed as needed). */
 typedef struct {
-    uint64_t q; /* pending bits, right-aligned */
+    uint64_t q; /* pending bits, the next one lowest */
     int qn;     /* how many */
     int cnt;    /* the kernel's valid-bit count */
     int64_t e, d, end; /* next entry to push, next entry decoded, row end */
@@ -126,18 +127,12 @@ static uint16_t lane_word(lane_t *L, const uint8_t *syms, const uint8_t *len,
                           const uint32_t *code) {
     while (L->qn < 16 && L->e < L->end) {
         const uint8_t s = syms[L->e++];
-        L->q = L->q << len[s] | code[s];
+        L->q |= (uint64_t)code[s] << L->qn;
         L->qn += len[s];
     }
-    uint16_t w;
-    if (L->qn >= 16) {
-        w = (uint16_t)(L->q >> (L->qn - 16));
-        L->qn -= 16;
-    } else {
-        w = (uint16_t)(L->q << (16 - L->qn));
-        L->qn = 0;
-    }
-    L->q &= L->qn ? ((uint64_t)1 << L->qn) - 1 : 0;
+    const uint16_t w = (uint16_t)L->q;
+    L->q >>= 16;
+    L->qn = L->qn > 16 ? L->qn - 16 : 0;
     return w;
 }
 
@@ -155,7 +150,7 @@ static int tile_steps(const uint32_t *tm) {
  * (words == NULL: the words only counted). Returns the slice's words. */
 static int64_t slice_stream(const cnn_htile *H, int64_t s, const int64_t *rowptr,
                             const uint8_t *syms, const uint8_t *len, const uint32_t *code,
-                            uint16_t *words, uint8_t *adv, uint16_t *need) {
+                            uint16_t *words, uint8_t *adv) {
     lane_t L[HT_ROWS];
     int64_t o = 0, t = 0;
     for (int i = 0; i < HT_ROWS; i++) {
@@ -173,16 +168,15 @@ static int64_t slice_stream(const cnn_htile *H, int64_t s, const int64_t *rowptr
     for (int64_t b = 0; b < H->nblocks; b++, tm += HT_ROWS) {
         const int steps = tile_steps(tm);
         for (int k = 0; k < steps; k++, t++) {
-            uint32_t nd = 0;
             for (int i = 0; i < HT_ROWS; i++)
                 if (L[i].cnt < HT_LOW) {
                     const uint16_t w = lane_word(&L[i], syms, len, code);
                     if (words) words[o] = w;
-                    o++, L[i].cnt += 16, nd |= 1u << i;
+                    o++, L[i].cnt += 16;
                 }
             for (int i = 0; i < HT_ROWS; i++)
                 if (__builtin_popcount(tm[i]) > k) L[i].cnt -= len[syms[L[i].d++]];
-            if (words) adv[t] = k == 0, need[t] = (uint16_t)nd;
+            if (adv) adv[t] = k == 0;
         }
     }
     return o;
@@ -220,15 +214,14 @@ int cnn_htile_build(cnn_htile *H, int64_t m, int64_t n, const int64_t *rowptr,
         int64_t steps = 0;
         for (int64_t b = 0; b < nb; b++) steps += tile_steps(masks + (s * nb + b) * HT_ROWS);
         st[s + 1] = st[s] + steps;
-        sw[s + 1] = sw[s] + slice_stream(H, s, rowptr, syms, len, code, NULL, NULL, NULL);
+        sw[s + 1] = sw[s] + slice_stream(H, s, rowptr, syms, len, code, NULL, NULL);
     }
     uint16_t *words = cnn_alloc((size_t)(sw[ns] + HT_PADW) * sizeof(uint16_t));
     uint8_t *adv = cnn_alloc((size_t)(st[ns] ? st[ns] : 1));
-    uint16_t *need = cnn_alloc((size_t)(st[ns] ? st[ns] : 1) * sizeof(uint16_t));
-    H->words = words, H->adv = adv, H->need = need;
-    if (!words || !adv || !need) goto nomem;
+    H->words = words, H->adv = adv;
+    if (!words || !adv) goto nomem;
     for (int64_t s = 0; s < ns; s++)
-        slice_stream(H, s, rowptr, syms, len, code, words + sw[s], adv + st[s], need + st[s]);
+        slice_stream(H, s, rowptr, syms, len, code, words + sw[s], adv + st[s]);
     memset(words + sw[ns], 0, HT_PADW * sizeof(uint16_t));
     return 0;
 nomem:
@@ -239,7 +232,7 @@ nomem:
 int64_t cnn_htile_nbytes(const cnn_htile *H) {
     if (!H->masks) return 0;
     return (H->nslices * H->nblocks * HT_ROWS) * 4 + (H->slice_word[H->nslices] + HT_PADW) * 2 +
-           (H->nslices + 1) * 16 + 3 * H->slice_step[H->nslices];
+           (H->nslices + 1) * 16 + H->slice_step[H->nslices];
 }
 
 /* ---- the product ------------------------------------------------------------------- */
@@ -259,11 +252,10 @@ int cnn_htile_cpu(void) {
     const uint16_t *wp##S = H->words + H->slice_word[SL];                                    \
     const uint32_t *tm##S = H->masks + (SL) * H->nblocks * HT_ROWS;                          \
     const uint8_t *adv##S = H->adv + H->slice_step[SL];                                      \
-    const uint16_t *need##S = H->need + H->slice_step[SL];                                   \
     const int64_t te##S = H->slice_step[(SL) + 1] - H->slice_step[SL];                       \
     __m512i buf##S = _mm512_or_si512(                                                        \
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)wp##S)), 16), \
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(wp##S + 16))));          \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)wp##S)),                    \
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(wp##S + 16))), 16)); \
     wp##S += 32;                                                                             \
     __m512i cnt##S = _mm512_set1_epi32(32), m##S = _mm512_setzero_si512();                   \
     __m512 acc##S = _mm512_setzero_ps(), xlo##S = acc##S, xhi##S = acc##S;                   \
@@ -283,18 +275,16 @@ int cnn_htile_cpu(void) {
         const __m512i col = _mm512_lzcnt_epi32(m##S);                                        \
         m##S = _mm512_andnot_si512(_mm512_srlv_epi32(top, col), m##S);                       \
         const __m512 xv = _mm512_permutex2var_ps(xlo##S, col, xhi##S);                       \
-        const __m512i e = _mm512_maskz_permutex2var_epi8(bytes0, tab0,                        \
-                                                         _mm512_srli_epi32(buf##S, 25), tab1); \
+        const __m512i e = _mm512_maskz_permutex2var_epi8(bytes0, tab0, buf##S, tab1);         \
         const __m512 v = _mm512_permutex2var_ps(lut0, e, lut1);                              \
         const __m512i ln = _mm512_maskz_srli_epi32(kv, e, 5);                                \
         acc##S = _mm512_mask3_fmadd_ps(xv, v, acc##S, kv);                                   \
-        const __mmask16 need = _cvtu32_mask16(need##S[t]);                                   \
-        __m512i w = _mm512_maskz_expand_epi32(                                               \
+        const __mmask16 need = _mm512_cmplt_epu32_mask(cnt##S, low);                                  \
+        const __m512i w = _mm512_maskz_expand_epi32(                                               \
             need, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)wp##S)));        \
-        w = _mm512_sllv_epi32(w, _mm512_sub_epi32(sixteen, cnt##S));                         \
-        buf##S = _mm512_sllv_epi32(_mm512_or_si512(buf##S, w), ln);                          \
+        buf##S = _mm512_srlv_epi32(_mm512_or_si512(buf##S, _mm512_sllv_epi32(w, cnt##S)), ln); \
         cnt##S = _mm512_sub_epi32(_mm512_mask_add_epi32(cnt##S, need, cnt##S, sixteen), ln); \
-        wp##S += __builtin_popcount(need##S[t]);                                             \
+        wp##S += __builtin_popcount(need);                                             \
     } while (0)
 
 #define HT_OUT(S, SL)                                                                       \
@@ -313,6 +303,7 @@ HT_FN static void htile_mv(const cnn_htile *H, const float *xp, float *y, const 
     const __m512i tab0 = _mm512_loadu_si512(H->table), tab1 = _mm512_loadu_si512(H->table + 64);
     const __m512 lut0 = _mm512_loadu_ps(H->lut), lut1 = _mm512_loadu_ps(H->lut + 16);
     const __m512i top = _mm512_set1_epi32((int)0x80000000u), sixteen = _mm512_set1_epi32(16);
+    const __m512i low = _mm512_set1_epi32(HT_LOW);
     const __mmask64 bytes0 = 0x1111111111111111ull; /* byte 0 of each dword */
     int64_t s = s0;
     for (; s + 1 < s1; s += 2) {
