@@ -306,21 +306,25 @@ HT_FN static void htile_mv(const cnn_htile *H, const float *xp, float *y, const 
     const __m512i low = _mm512_set1_epi32(HT_LOW);
     const __mmask64 bytes0 = 0x1111111111111111ull; /* byte 0 of each dword */
     int64_t s = s0;
-    for (; s + 1 < s1; s += 2) {
+    for (; s + 2 < s1; s += 3) {
         HT_INIT(0, s)
         HT_INIT(1, s + 1)
-        const int64_t both = te0 < te1 ? te0 : te1;
-        int64_t t = 0;
-        for (; t < both; t++) {
+        HT_INIT(2, s + 2)
+        int64_t all = te0 < te1 ? te0 : te1, t = 0;
+        all = all < te2 ? all : te2;
+        for (; t < all; t++) {
             HT_STEP(0, t);
             HT_STEP(1, t);
+            HT_STEP(2, t);
         }
         for (int64_t u = t; u < te0; u++) HT_STEP(0, u);
         for (int64_t u = t; u < te1; u++) HT_STEP(1, u);
+        for (int64_t u = t; u < te2; u++) HT_STEP(2, u);
         HT_OUT(0, s);
         HT_OUT(1, s + 1);
+        HT_OUT(2, s + 2);
     }
-    if (s < s1) {
+    for (; s < s1; s++) {
         HT_INIT(0, s)
         for (int64_t t = 0; t < te0; t++) HT_STEP(0, t);
         HT_OUT(0, s);
