@@ -115,27 +115,6 @@ void cnn_htile_free(cnn_htile *H) {
     memset(H, 0, sizeof *H);
 }
 
-/* The next 16 bits of lane `ln`'s codes (its entries from *e on, pushed as needed). */
-typedef struct {
-    uint64_t q; /* pending bits, the next one lowest */
-    int qn;     /* how many */
-    int cnt;    /* the kernel's valid-bit count */
-    int64_t e, d, end; /* next entry to push, next entry decoded, row end */
-} lane_t;
-
-static uint16_t lane_word(lane_t *L, const uint8_t *syms, const uint8_t *len,
-                          const uint32_t *code) {
-    while (L->qn < 16 && L->e < L->end) {
-        const uint8_t s = syms[L->e++];
-        L->q |= (uint64_t)code[s] << L->qn;
-        L->qn += len[s];
-    }
-    const uint16_t w = (uint16_t)L->q;
-    L->q >>= 16;
-    L->qn = L->qn > 16 ? L->qn - 16 : 0;
-    return w;
-}
-
 /* Steps of the tile at masks tm: the most entries a row has in it, at least 1. */
 static int tile_steps(const uint32_t *tm) {
     int most = 1;
@@ -146,39 +125,60 @@ static int tile_steps(const uint32_t *tm) {
     return most;
 }
 
-/* Slice s's stream and its steps' flags: the kernel's walk with only the bit counts
- * (words == NULL: the words only counted). Returns the slice's words. */
-static int64_t slice_stream(const cnn_htile *H, int64_t s, const int64_t *rowptr,
-                            const uint8_t *syms, const uint8_t *len, const uint32_t *code,
-                            uint16_t *words, uint8_t *adv) {
-    lane_t L[HT_ROWS];
-    int64_t o = 0, t = 0;
-    for (int i = 0; i < HT_ROWS; i++) {
-        const int64_t r = s * HT_ROWS + i;
-        const int64_t a = r < H->m ? rowptr[r] : 0, b = r < H->m ? rowptr[r + 1] : 0;
-        L[i] = (lane_t){.e = a, .d = a, .end = b, .cnt = 32};
-    }
-    for (int k = 0; k < 2; k++)
-        for (int i = 0; i < HT_ROWS; i++) {
-            const uint16_t w = lane_word(&L[i], syms, len, code);
-            if (words) words[o] = w;
-            o++;
+/* Each row's codes as 16-bit words, first bit lowest (a lane takes its row's words in
+ * order, whenever the schedule says): row r's at rw[rwp[r] .. rwp[r + 1]). */
+static void row_words(int64_t m, const int64_t *rowptr, const uint8_t *syms, const uint8_t *len,
+                      const uint32_t *code, const int64_t *rwp, uint16_t *rw) {
+    for (int64_t r = 0; r < m; r++) {
+        uint64_t q = 0;
+        int qn = 0;
+        uint16_t *o = rw + rwp[r];
+        for (int64_t j = rowptr[r]; j < rowptr[r + 1]; j++) {
+            q |= (uint64_t)code[syms[j]] << qn;
+            qn += len[syms[j]];
+            if (qn >= 16) *o++ = (uint16_t)q, q >>= 16, qn -= 16;
         }
+        if (qn) *o = (uint16_t)q;
+    }
+}
+
+/* Slice s's stream and its steps' flags: the kernel's walk with only the bit counts
+ * (branch-free over the lanes). A lane's words past its row's are zero. Returns the
+ * slice's words. */
+static int64_t slice_stream(const cnn_htile *H, int64_t s, const int64_t *rowptr,
+                            const uint8_t *syms, const uint8_t *len, const int64_t *rwp,
+                            const uint16_t *rw, uint16_t *words, uint8_t *adv) {
+    int64_t o = 0, t = 0, d[HT_ROWS], k[HT_ROWS], kend[HT_ROWS];
+    int cnt[HT_ROWS];
+    for (int i = 0; i < HT_ROWS; i++) {
+        const int64_t r = s * HT_ROWS + i < H->m ? s * HT_ROWS + i : -1;
+        d[i] = r >= 0 ? rowptr[r] : 0;
+        k[i] = r >= 0 ? rwp[r] : 0, kend[i] = r >= 0 ? rwp[r + 1] : 0;
+        cnt[i] = 32;
+    }
+#define TAKE(i) (words[o++] = k[i] < kend[i] ? rw[k[i]] : 0, k[i]++)
+    for (int i = 0; i < HT_ROWS; i++) TAKE(i);
+    for (int i = 0; i < HT_ROWS; i++) TAKE(i);
     const uint32_t *tm = H->masks + s * H->nblocks * HT_ROWS;
     for (int64_t b = 0; b < H->nblocks; b++, tm += HT_ROWS) {
+        int pop[HT_ROWS];
+        for (int i = 0; i < HT_ROWS; i++) pop[i] = __builtin_popcount(tm[i]);
         const int steps = tile_steps(tm);
-        for (int k = 0; k < steps; k++, t++) {
-            for (int i = 0; i < HT_ROWS; i++)
-                if (L[i].cnt < HT_LOW) {
-                    const uint16_t w = lane_word(&L[i], syms, len, code);
-                    if (words) words[o] = w;
-                    o++, L[i].cnt += 16;
-                }
-            for (int i = 0; i < HT_ROWS; i++)
-                if (__builtin_popcount(tm[i]) > k) L[i].cnt -= len[syms[L[i].d++]];
-            if (adv) adv[t] = k == 0;
+        for (int j = 0; j < steps; j++, t++) {
+            for (int i = 0; i < HT_ROWS; i++) { /* lanes low on bits take a word */
+                const int need = cnt[i] < HT_LOW;
+                words[o] = k[i] < kend[i] ? rw[k[i]] : 0;
+                o += need, k[i] += need, cnt[i] += 16 * need;
+            }
+            for (int i = 0; i < HT_ROWS; i++) { /* then the step's codes */
+                const int take = pop[i] > j;
+                cnt[i] -= take ? len[syms[d[i]]] : 0;
+                d[i] += take;
+            }
+            adv[t] = j == 0;
         }
     }
+#undef TAKE
     return o;
 }
 
@@ -201,30 +201,46 @@ int cnn_htile_build(cnn_htile *H, int64_t m, int64_t n, const int64_t *rowptr,
     uint32_t *masks = cnn_alloc((size_t)(ns * nb * HT_ROWS) * sizeof(uint32_t));
     int64_t *sw = cnn_alloc((size_t)(ns + 1) * sizeof(int64_t));
     int64_t *st = cnn_alloc((size_t)(ns + 1) * sizeof(int64_t));
+    int64_t *rwp = cnn_alloc((size_t)(m + 1) * sizeof(int64_t));
+    uint16_t *rw = NULL, *words = NULL;
+    uint8_t *adv = NULL;
     H->masks = masks, H->slice_word = sw, H->slice_step = st;
-    if (!masks || !sw || !st) goto nomem;
+    if (!masks || !sw || !st || !rwp) goto nomem;
     memset(masks, 0, (size_t)(ns * nb * HT_ROWS) * sizeof(uint32_t));
+    rwp[0] = 0;
     for (int64_t r = 0; r < m; r++) {
         uint32_t *mr = masks + (r / HT_ROWS) * nb * HT_ROWS + r % HT_ROWS;
-        for (int64_t j = rowptr[r]; j < rowptr[r + 1]; j++)
+        int64_t bits = 0;
+        for (int64_t j = rowptr[r]; j < rowptr[r + 1]; j++) {
             mr[(cols[j] / HT_COLS) * HT_ROWS] |= 0x80000000u >> (cols[j] % HT_COLS);
+            bits += len[syms[j]];
+        }
+        rwp[r + 1] = rwp[r] + (bits + 15) / 16;
     }
-    sw[0] = st[0] = 0;
+    st[0] = 0;
     for (int64_t s = 0; s < ns; s++) {
         int64_t steps = 0;
         for (int64_t b = 0; b < nb; b++) steps += tile_steps(masks + (s * nb + b) * HT_ROWS);
         st[s + 1] = st[s] + steps;
-        sw[s + 1] = sw[s] + slice_stream(H, s, rowptr, syms, len, code, NULL, NULL);
     }
-    uint16_t *words = cnn_alloc((size_t)(sw[ns] + HT_PADW) * sizeof(uint16_t));
-    uint8_t *adv = cnn_alloc((size_t)(st[ns] ? st[ns] : 1));
+    /* a lane takes 2 words, then at most one per 16 bits of its codes, plus one */
+    const int64_t bound = 3 * HT_ROWS * ns + rwp[m] + HT_PADW;
+    rw = cnn_alloc((size_t)(rwp[m] ? rwp[m] : 1) * sizeof(uint16_t));
+    words = cnn_alloc((size_t)bound * sizeof(uint16_t));
+    adv = cnn_alloc((size_t)(st[ns] ? st[ns] : 1));
     H->words = words, H->adv = adv;
-    if (!words || !adv) goto nomem;
+    if (!rw || !words || !adv) goto nomem;
+    row_words(m, rowptr, syms, len, code, rwp, rw);
+    sw[0] = 0;
     for (int64_t s = 0; s < ns; s++)
-        slice_stream(H, s, rowptr, syms, len, code, words + sw[s], adv + st[s]);
+        sw[s + 1] = sw[s] + slice_stream(H, s, rowptr, syms, len, rwp, rw, words + sw[s], adv + st[s]);
     memset(words + sw[ns], 0, HT_PADW * sizeof(uint16_t));
+    cnn_free(rwp);
+    cnn_free(rw);
     return 0;
 nomem:
+    cnn_free(rwp);
+    cnn_free(rw);
     cnn_htile_free(H);
     return -1;
 }
