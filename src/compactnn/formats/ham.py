@@ -94,6 +94,7 @@ from compactnn.formats.huffman_common import (
     narrow,
     native_cost,
     scan,
+    tile_cost,
 )
 from compactnn.formats.registry import register
 from compactnn.kernels import huffman as k
@@ -189,6 +190,9 @@ class HAM(HuffmanProducts):
             c.write("y", m * batch, 32, 4 * m * batch)
             return c
         tab = "table"
+        tiles = self._tiles(backend) if self._zrun and batch == 1 else None
+        if tiles:
+            return tile_cost(*tiles, m, n)
         if self._zrun and batch == 1:
             pair = (backend in ("avx2", "avx512") and lmax <= hc.ZT1 and self._complete()
                     and coded >= ZPAIR_DENSITY * m * n)

@@ -63,6 +63,7 @@ from compactnn.formats.huffman_common import (
     narrow,
     native_cost,
     scan,
+    tile_cost,
 )
 from compactnn.formats.registry import register
 from compactnn.kernels import huffman as k
@@ -147,7 +148,7 @@ class SHAM(HuffmanProducts):
         if self._stats is None:
             self._stats = scan("sham", self.words, self._row_bits, self._row_ptr, self._tab)
         if self._runs_native(backend):
-            return self._native_cost(batch)
+            return self._native_cost(batch, backend)
         nlong, ncmp, _ = (int(v) for v in self._stats)
         c = Cost(adds=nnz, mults=nnz)
         rp, rb = self._row_ptr, self._row_bits
@@ -161,11 +162,15 @@ class SHAM(HuffmanProducts):
         c.write("y", m, 32, 4 * m)
         return c.per_column(batch)
 
-    def _native_cost(self, batch: int) -> Cost:
-        """Counts of the native kernel that runs ``W @ X`` (``batch`` columns)."""
+    def _native_cost(self, batch: int, backend: str) -> Cost:
+        """Counts of the native kernel that runs ``W @ X`` (``batch`` columns) on path
+        ``backend``."""
         m, n = self.shape
         nnz, K, lmax, limit = self.nnz, self.omega.shape[0], self._tab.lmax, self._tab.limit
         colbits = max(16, 8 * self.col_idx.dtype.itemsize)  # the runtime copy: >= uint16
+        tiles = self._tiles(backend) if batch == 1 else None
+        if tiles:
+            return tile_cost(*tiles, m, n)
         c = Cost()
         if lmax == 0:  # one value: no stream
             c.adds = c.mults = nnz * batch

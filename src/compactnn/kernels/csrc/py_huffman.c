@@ -387,7 +387,15 @@ static PyObject *Huff_tile_steps(HuffObject *self, void *closure) {
     return PyLong_FromLongLong(H->masks ? (long long)H->slice_step[H->nslices] : 0);
 }
 
+static PyObject *Huff_tile_words(HuffObject *self, void *closure) {
+    (void)closure;
+    const cnn_htile *H = &self->tiles;
+    return PyLong_FromLongLong(H->masks ? (long long)H->slice_word[H->nslices] : 0);
+}
+
 static PyGetSetDef Huff_getset[] = {
+    {"tile_words", (getter)Huff_tile_words, NULL,
+     "16-bit words of the tile kernel's stream, 0 when not built", NULL},
     {"tile_steps", (getter)Huff_tile_steps, NULL,
      "steps of the batch-1 tile kernel (AVX-512 with VBMI and CD), 0 when not built", NULL},
     {"nbytes", (getter)Huff_nbytes, NULL, "bytes of the runtime arrays (stream, table, offsets)",
