@@ -169,15 +169,18 @@ TILE_ROWS, TILE_COLS = 16, 32
 
 def tile_cost(steps: int, words: int, m: int, n: int) -> Cost:
     """What the batch-1 tile kernel does (``steps`` steps over a stream of ``words``
-    16-bit words): each tile's 16 masks and 32 inputs loaded once, per step a 32-byte
-    stream window, a step flag, the 7-bit table and codebook lookups in registers and
-    one 16-lane FMA (idle lanes included); two windows start each slice."""
+    16-bit words): each tile's 16 masks and 32 inputs loaded once, the stream brought
+    in once, per step a 32-byte window of it (inside the lines just streamed: priced
+    as a 64-byte array) and a step flag, the 7-bit table and codebook lookups in
+    registers and one 16-lane FMA (idle lanes included); two windows start each
+    slice."""
     slices, blocks = -(-m // TILE_ROWS), -(-n // TILE_COLS)
     tiles = slices * blocks
     c = Cost(adds=TILE_ROWS * steps, mults=TILE_ROWS * steps)
     c.read("masks", TILE_ROWS * tiles, 32, 4 * TILE_ROWS * tiles)
     c.read("x", TILE_COLS * tiles, 32, 4 * n)
-    c.read("stream", steps + 2 * slices, 256, 2 * words)
+    c.read("stream", words, 16, 2 * words)
+    c.read("window", steps + 2 * slices, 256, 64)
     c.read("adv", steps, 8, steps)
     c.read("slice_ptr", 2 * (slices + 1), 64, 16 * (slices + 1))
     c.read("table", 128, 8, 128)
