@@ -145,6 +145,11 @@ int cnn_huff_decode_rows(const cnn_huff *W, int64_t r0, int64_t nr, float *dst, 
 /* The symbols of rows r0 .. r0 + nr - 1 in stream order (ham: n per row, zeros
  * included; sham: the row's codes), concatenated. All return 0 or -1 (no memory). */
 int cnn_huff_decode_symbols(const cnn_huff *W, int64_t r0, int64_t nr, uint8_t *out);
+/* Zero-run mode: the non-zero entries row by row (symbols 1.. as 0..): rowptr (m + 1),
+ * their columns and symbols - 1 (at most cap of them). 0, or -1 (not zero-run mode,
+ * more than cap entries, or no memory). */
+int cnn_huff_nonzeros(const cnn_huff *W, int64_t cap, int64_t *rowptr, uint32_t *cols,
+                      uint8_t *syms);
 
 /* ---- sparse rows: csr, and cer/cser (columns grouped by value) ---------------
  * Column indices are used in place, 1, 2 or 4 bytes each (col_bytes); the group

@@ -87,36 +87,30 @@ static int64_t *pointers(PyObject *obj, int64_t count, const char *name) {
  * at 95%, 1.4x at 98%, 1.1x at 99%. */
 #define TILE_MIN_DENSITY (1.0 / 32)
 
-/* The tiles of a sham matrix, or of a zero-run ham matrix's non-zero entries, from the
- * decoded symbols; left empty on CPUs without the tile kernel or codebooks of more
- * than 32 (non-zero) values. 0, or -1 (no memory). */
-static int huff_tiles(HuffObject *self) {
+/* The tiles of a sham matrix (nnz stored entries), or of a zero-run ham matrix's nnz
+ * non-zero entries, from the decoded symbols; left empty on CPUs without the tile
+ * kernel or codebooks of more than 32 (non-zero) values. 0, or -1 (no memory). */
+static int huff_tiles(HuffObject *self, int64_t nnz) {
     const cnn_huff *W = &self->W;
     const int K = W->zrun ? W->K - 1 : W->K;
     if (!cnn_htile_cpu() || W->m == 0 || W->n == 0 || !(W->row_ptr || W->zrun) || K > 32 || K < 1)
         return 0;
-    const int64_t m = W->m, n = W->n, coded = W->row_ptr ? W->row_ptr[m] : m * n;
-    if (W->row_ptr && (double)coded < TILE_MIN_DENSITY * (double)m * (double)n) return 0;
-    uint8_t *sy = cnn_alloc((size_t)(coded ? coded : 1));
+    const int64_t m = W->m, n = W->n;
+    if (W->row_ptr && (double)nnz < TILE_MIN_DENSITY * (double)m * (double)n) return 0;
+    uint8_t *sy = cnn_alloc((size_t)(nnz ? nnz : 1));
     int64_t *rp = W->row_ptr ? NULL : cnn_alloc((size_t)(m + 1) * sizeof(int64_t));
-    uint32_t *cols = cnn_alloc((size_t)(coded ? coded : 1) * sizeof(uint32_t));
+    uint32_t *cols = cnn_alloc((size_t)(nnz ? nnz : 1) * sizeof(uint32_t));
     int rc = -1;
-    if (sy && cols && (W->row_ptr || rp) && cnn_huff_decode_symbols(W, 0, m, sy) == 0) {
-        if (W->row_ptr) { /* sham: every stored entry */
-            for (int64_t j = 0; j < coded; j++)
-                cols[j] = W->colw == 2 ? ((const uint16_t *)W->cols)[j] : ((const uint32_t *)W->cols)[j];
-        } else { /* zero-run ham: the entries of symbols 1.. (symbol 0 is +0.0) */
-            int64_t o = 0;
-            rp[0] = 0;
-            for (int64_t r = 0; r < m; r++) {
-                for (int64_t c = 0; c < n; c++)
-                    if (sy[r * n + c]) cols[o] = (uint32_t)c, sy[o++] = (uint8_t)(sy[r * n + c] - 1);
-                rp[r + 1] = o;
-            }
-        }
+    if (sy && cols && W->row_ptr) { /* sham: every stored entry */
+        for (int64_t j = 0; j < nnz; j++)
+            cols[j] = W->colw == 2 ? ((const uint16_t *)W->cols)[j] : ((const uint32_t *)W->cols)[j];
+        rc = cnn_huff_decode_symbols(W, 0, m, sy);
+    } else if (sy && cols && rp) { /* zero-run ham: the entries of symbols 1.. (0 is +0.0) */
+        rc = cnn_huff_nonzeros(W, nnz, rp, cols, sy);
+    }
+    if (rc == 0)
         rc = cnn_htile_build(&self->tiles, m, n, W->row_ptr ? W->row_ptr : rp, cols, sy, K,
                              W->zrun ? W->lut + 1 : W->lut);
-    }
     cnn_free(sy);
     cnn_free(rp);
     cnn_free(cols);
@@ -234,6 +228,7 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
         cnn_huff_ptable(&self->W, self->ptab);
         self->W.ptab = self->ptab;
     }
+    int64_t coded = sparse ? self->row_ptr[m] : 0; /* stored (sham) or non-zero (zero-run) entries */
     if (zrun) { /* the fused matvec trusts the stream: walk it once here */
         self->ztab = cnn_alloc(sizeof(cnn_huff_zent) << (CNN_HUFF_ZT + 1));
         if (!self->ztab) {
@@ -253,10 +248,11 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
                          (long long)bad, (long long)n);
             return -1;
         }
+        coded = nnz;
     }
     int trc;
     Py_BEGIN_ALLOW_THREADS
-    trc = huff_tiles(self);
+    trc = huff_tiles(self, coded);
     Py_END_ALLOW_THREADS
     if (trc < 0) {
         PyErr_NoMemory();
