@@ -89,14 +89,15 @@ static int64_t *pointers(PyObject *obj, int64_t count, const char *name) {
 
 /* The tiles of a sham matrix (nnz stored entries), or of a zero-run ham matrix's nnz
  * non-zero entries, from the decoded symbols; left empty on CPUs without the tile
- * kernel or codebooks of more than 32 (non-zero) values. 0, or -1 (no memory). */
-static int huff_tiles(HuffObject *self, int64_t nnz) {
+ * kernel, for codebooks of more than 32 (non-zero) values and when memory runs out
+ * (they only speed batch 1 up: the fused kernels run instead). */
+static void huff_tiles(HuffObject *self, int64_t nnz) {
     const cnn_huff *W = &self->W;
     const int K = W->zrun ? W->K - 1 : W->K;
     if (!cnn_htile_cpu() || W->m == 0 || W->n == 0 || !(W->row_ptr || W->zrun) || K > 32 || K < 1)
-        return 0;
+        return;
     const int64_t m = W->m, n = W->n;
-    if (W->row_ptr && (double)nnz < TILE_MIN_DENSITY * (double)m * (double)n) return 0;
+    if (W->row_ptr && (double)nnz < TILE_MIN_DENSITY * (double)m * (double)n) return;
     uint8_t *sy = cnn_alloc((size_t)(nnz ? nnz : 1));
     int64_t *rp = W->row_ptr ? NULL : cnn_alloc((size_t)(m + 1) * sizeof(int64_t));
     uint32_t *cols = cnn_alloc((size_t)(nnz ? nnz : 1) * sizeof(uint32_t));
@@ -108,13 +109,12 @@ static int huff_tiles(HuffObject *self, int64_t nnz) {
     } else if (sy && cols && rp) { /* zero-run ham: the entries of symbols 1.. (0 is +0.0) */
         rc = cnn_huff_nonzeros(W, nnz, rp, cols, sy);
     }
-    if (rc == 0)
-        rc = cnn_htile_build(&self->tiles, m, n, W->row_ptr ? W->row_ptr : rp, cols, sy, K,
-                             W->zrun ? W->lut + 1 : W->lut);
+    if (rc == 0) /* on failure it frees what it built */
+        cnn_htile_build(&self->tiles, m, n, W->row_ptr ? W->row_ptr : rp, cols, sy, K,
+                        W->zrun ? W->lut + 1 : W->lut);
     cnn_free(sy);
     cnn_free(rp);
     cnn_free(cols);
-    return rc;
 }
 
 static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
@@ -250,14 +250,9 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
         }
         coded = nnz;
     }
-    int trc;
     Py_BEGIN_ALLOW_THREADS
-    trc = huff_tiles(self, coded);
+    huff_tiles(self, coded);
     Py_END_ALLOW_THREADS
-    if (trc < 0) {
-        PyErr_NoMemory();
-        return -1;
-    }
     return 0;
 }
 
