@@ -19,7 +19,7 @@ setup(
             "compactnn.kernels._native",
             sources=[_SRC + f for f in ("dispatch.c", "module.c", "lut.c", "py_lut.c",
                                         "huffman.c", "py_huffman.c", "sparse.c", "py_sparse.c",
-                                        "sliced.c", "blockdiag.c", "py_blockdiag.c", "py_chain.c")],
+                                        "sliced.c", "htiles.c", "blockdiag.c", "py_blockdiag.c", "py_chain.c")],
             depends=[_SRC + f for f in ("cnn_kernels.h", "cnn_internal.h", "pybind.h",
                                         "sparse_tmpl.h")],
             extra_compile_args=["-O3", "-std=c11", "-fopenmp", "-fno-math-errno",

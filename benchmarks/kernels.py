@@ -17,7 +17,10 @@ Measured:
   measured read bandwidth (numpy sum over a 512 MB array, 1 thread);
 * the sliced codebook layout the csr/cer/cser kernel objects build on AVX-512 CPUs
   (batch 1): its steps (16 slots each), slots per stored entry, its bytes, and the
-  time per step of the batch-1 product.
+  time per step of the batch-1 product;
+* the Huffman tiles the ham/sham kernel objects build on AVX-512 CPUs with VBMI and CD
+  (batch 1): steps (16 lanes each), lanes per stored entry, the runtime stream's
+  16-bit words, the time per step and per entry.
 
 Writes benchmarks/results/kernels.json (rendered into docs/results.md by
 benchmarks/render.py), prints its tables, and with ``--json`` also the raw timings.
@@ -168,12 +171,24 @@ def main(argv: list[str] | None = None) -> int:
             sliced[fid] = {"steps": steps, "slots_per_entry": 16 * steps / M.nnz,
                            "bytes": 36 * steps + 8 * (slices + 1),  # slots, offsets, slice ptrs
                            "ns_per_step": 1e9 * t / steps, "ns_per_entry": 1e9 * t / M.nnz}
+    tiles = {}
+    for fid in ("ham", "sham"):  # the batch-1 tile kernel (AVX-512 with VBMI and CD)
+        M = methods[("p90", fid)]["ops"][4]
+        kern = M._native()
+        steps = int(getattr(kern, "tile_steps", 0)) if kern is not None else 0
+        if steps:
+            t = float(np.median(methods[("p90", fid)]["t"]["mv1"]))
+            nnz = int(np.count_nonzero(mats["p90"]))
+            tiles[fid] = {"steps": steps, "lanes_per_entry": 16 * steps / nnz,
+                          "stream_words": int(kern.tile_words),
+                          "ns_per_step": 1e9 * t / steps, "ns_per_entry": 1e9 * t / nnz}
     bw = bandwidth()
     med = {f"{c}/{n}": {k: float(np.median(v)) for k, v in m["t"].items()}
            for (c, n), m in methods.items()}
     nbytes = {f"{c}/{n}": int(m["ops"][3]) for (c, n), m in methods.items()}
     raw = {"backend": backend.describe(), "rounds": args.rounds, "bandwidth_Bps": bw,
-           "median_s": med, "bytes": nbytes, "decode_codes_per_s": decode, "sliced": sliced}
+           "median_s": med, "bytes": nbytes, "decode_codes_per_s": decode, "sliced": sliced,
+           "tiles": tiles}
     timings = [[*key.split("/"), nbytes[key], 1e3 * t["mv1"], 1e3 * t["mv2"], 1e3 * t["mm1"],
                 1e3 * t["rmm1"], 1e3 * t["rmm2"], nbytes[key] / t["mv1"] / 1e9]
                for key, t in med.items()]
@@ -213,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
         text += "; batch-1 sliced layout (csr/cer/cser): " + ", ".join(
             f"{fid} {v['slots_per_entry']:.2f} slots an entry, {v['bytes'] / 1e6:.1f} MB, "
             f"{v['ns_per_step']:.2f} ns a step" for fid, v in sliced.items())
+    if tiles:
+        text += "; batch-1 Huffman tiles (ham/sham): " + ", ".join(
+            f"{fid} {v['lanes_per_entry']:.2f} lanes an entry, {v['ns_per_step']:.2f} ns a step, "
+            f"{v['ns_per_entry']:.3f} ns an entry" for fid, v in tiles.items())
     data = save("kernels", tables, text=text, summary=summary(rows), raw=raw)
     print(render(data))
     if args.docs:

@@ -28,7 +28,13 @@ from compactnn.coding.streams import stream_words
 from compactnn.formats import FormatError
 
 from .strategies import low_entropy
-from .test_huffman_cost import _sparse_reference, _zrun_reference, lookups
+from .test_huffman_cost import (
+    _sparse_reference,
+    _zrun_reference,
+    check_tile_cost,
+    lookups,
+    tile_reference,
+)
 
 NATIVE_PATHS = ("portable", "avx2", "avx512")  # cost() counts a path whether or not it runs
 
@@ -250,8 +256,13 @@ def test_sham_stores_values_only_for_nonzero_bit_patterns():
     c = M.cost(backend="numba")
     assert c.adds == c.mults == 5 and c.reads["col_idx"][0] == 5
     ref = _sparse_reference(M)  # 6-row blocks: the last row repeated 3 times
+    tiles = tile_reference(M)
     for path in NATIVE_PATHS:
         c = M.cost(backend=path)
+        if path == "avx512" and tiles:  # one 16 x 32 tile: row 2's three entries
+            assert tiles["steps"] == 3
+            check_tile_cost(c, tiles, 3)
+            continue
         assert c.adds == c.mults == c.reads["col_idx"][0] == ref["mult"]
         assert lookups(c, "ptab") == ref["lookup"]
 
@@ -313,9 +324,13 @@ def test_ham_long_codes_from_dense_and_zero_runs():
     c = M.cost(backend="numba")  # one lookup and multiply per non-zero entry
     assert c.mults == np.count_nonzero(W.view(np.uint32))
     assert c.reads["lut"][0] == c.mults and "limit" in c.reads
+    tiles = tile_reference(M)
     for path in NATIVE_PATHS:  # the fused zero-run matvec: codes > 12 bits, no pairs
         ref = _zrun_reference(M, pair=False)
         c = M.cost(backend=path)
+        if path == "avx512" and tiles:
+            check_tile_cost(c, tiles, W.shape[0])
+            continue
         assert c.mults == ref["mult"] and lookups(c, "ztab") == ref["lookup"]
         assert c.reads["window"][0] == ref["peek"] and c.reads["base"][0] == ref["esc"] > 0
     # the same matrix without zeros as symbol 0: every entry is decoded and multiplied

@@ -1,8 +1,9 @@
 """``cost()`` of HAM and sHAM counts what the kernel of each path does: the numba
 kernels one lookup per coded entry, the native fused matvecs their steps (zero runs
-skipped by a count of leading zeros, one or two codes per lookup). The expected
-counts come from decoding the stream in plain Python and walking the kernels'
-documented schedule (docs/architecture/huffman.md), not from the library."""
+skipped by a count of leading zeros, one or two codes per lookup), the batch-1 tile
+kernel (AVX-512 with VBMI and CD) its tiles and steps. The expected counts come from
+decoding the stream in plain Python and walking the kernels' documented schedule
+(docs/architecture/huffman.md), not from the library."""
 
 from __future__ import annotations
 
@@ -11,8 +12,42 @@ import pytest
 
 from compactnn import formats
 from compactnn.cost import energy_pj
+from compactnn.kernels import backend
 
 ZT1, ZSKIP, T, NS, PS = 12, 45, 11, 8, 6  # PS: rows of the fused sparse loop
+HTILE = backend._ext is not None and bool(backend._ext.htile_cpu())  # avx512 runs tiles
+
+
+def tile_reference(M) -> dict[str, int] | None:
+    """The tile kernel's walk when this CPU builds tiles for M (zero-run ham, or sham
+    with >= 1/32 of the entries stored; at most 32 non-zero values), else None: 16-row
+    slices, 32-column tiles, a tile taking the most entries any of its rows has, at
+    least one step."""
+    W = M.to_dense()
+    m, n = W.shape
+    nz = W.view(np.uint32) != 0
+    values = np.unique(W.view(np.uint32)[nz]).size
+    sham = M.format_id == "sham"
+    if (not HTILE or not m or not n or not 1 <= values <= 32 or (not sham and not M._zrun)
+            or (sham and nz.sum() < m * n / 32)):
+        return None
+    S, B = -(-m // 16), -(-n // 32)
+    pad = np.zeros((16 * S, 32 * B), bool)
+    pad[:m, :n] = nz
+    most = pad.reshape(S, 16, B, 32).sum(axis=3).max(axis=1)
+    return {"steps": int(np.maximum(most, 1).sum()), "tiles": S * B, "slices": S}
+
+
+def check_tile_cost(c, ref: dict[str, int], m: int) -> None:
+    """A batch-1 cost of the tile kernel: 16 lanes an FMA, each tile's masks and inputs
+    once, a stream window and a step flag per step (two windows start a slice), the
+    stream's words once (a lane takes 16 bits at a time, more than its codes need)."""
+    assert c.mults == c.adds == 16 * ref["steps"]
+    assert c.reads["masks"][0] == 16 * ref["tiles"] and c.reads["x"][0] == 32 * ref["tiles"]
+    assert c.reads["adv"][0] == ref["steps"]
+    assert c.reads["window"][0] == ref["steps"] + 2 * ref["slices"]
+    assert 0 < c.reads["stream"][0] >= 2 * 16 * ref["slices"]
+    assert c.writes["y"][0] == m
 
 
 def lookups(c, table: str) -> int:
@@ -154,10 +189,14 @@ def test_ham_native_batch1_counts_the_fused_zero_run_steps(shape, zeros, vals):
     nnz = int(np.count_nonzero(W.view(np.uint32)))
     lmax = M.length_counts.size
     complete = sum(int(c) * 2.0 ** -(i + 1) for i, c in enumerate(M.length_counts)) == 1
+    tiles = tile_reference(M)
     for path in ("portable", "avx2", "avx512"):
         pair = path != "portable" and lmax <= ZT1 and complete and nnz >= 0.2 * W.size
         ref = _zrun_reference(M, pair)
         c = M.cost(backend=path)
+        if path == "avx512" and tiles:
+            check_tile_cost(c, tiles, W.shape[0])
+            continue
         assert c.mults == c.adds == ref["mult"]
         assert lookups(c, "ztab") == ref["lookup"]
         assert c.reads["window"][0] == ref["peek"]
@@ -180,7 +219,7 @@ def test_ham_native_pairs_reduce_lookups_and_energy_follows():
     W = _matrix(16, 600, 0.6, 4, seed=5)
     M = formats.get("ham").from_dense(W)
     nnz = int(np.count_nonzero(W.view(np.uint32)))
-    p, a = M.cost(backend="portable"), M.cost(backend="avx512")
+    p, a = M.cost(backend="portable"), M.cost(backend="avx2")
     assert lookups(p, "ztab") >= nnz  # one lookup per non-zero code (repeated rows too)
     assert lookups(a, "ztab") < lookups(p, "ztab")  # two codes per lookup
     assert energy_pj(a) != energy_pj(p)
@@ -190,9 +229,12 @@ def test_ham_native_pairs_reduce_lookups_and_energy_follows():
 def test_sham_native_batch1_counts_the_fused_sparse_lookups(shape, zeros, vals):
     W = _matrix(*shape, zeros, vals, seed=shape[1])
     M = formats.get("sham").from_dense(W)
-    ref = _sparse_reference(M)
+    ref, tiles = _sparse_reference(M), tile_reference(M)
     for path in ("portable", "avx2", "avx512"):
         c = M.cost(backend=path)
+        if path == "avx512" and tiles:
+            check_tile_cost(c, tiles, W.shape[0])
+            continue
         assert lookups(c, "ptab") == c.reads["window"][0] - c.reads.get("base", (0,))[0]
         assert c.reads.get("ptab2", (0,))[0] == ref["twostep"]
         assert lookups(c, "ptab") == ref["lookup"]

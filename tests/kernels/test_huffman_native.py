@@ -264,3 +264,89 @@ def test_incomplete_codes_take_the_escape_path(fid):
                 assert np.array_equal(got, sym), name
             assert np.all(np.abs(M.matvec(X[0]) - ref[0]) <= tol[0]), name
             assert np.all(np.abs(M.rmatmul(X) - ref) <= tol), name
+
+
+tiles = pytest.mark.skipif(not backend._ext.htile_cpu(),
+                           reason="this CPU has no AVX-512 VBMI/CD: no tile kernel")
+
+
+def check_tiles(M, W: np.ndarray, x: np.ndarray) -> None:
+    """The tile kernel (batch 1 at the AVX-512 level) built where the rules say, with
+    the documented steps, against float64 (with and without bias) and the fused row
+    kernel it stands in for (the AVX2 level)."""
+    from tests.formats.test_huffman_cost import tile_reference
+
+    ref_tiles = tile_reference(M)
+    m = W.shape[0]
+    ref = W.astype(np.float64) @ x.astype(np.float64)
+    tol = 1e-4 * (1 + np.abs(W).astype(np.float64) @ np.abs(x).astype(np.float64))
+    bias = np.linspace(-1, 1, m).astype(np.float32)
+    with backend.use("avx512"):
+        M.__dict__.pop("_kernel", None)
+        kern = M._native()
+        assert kern.tile_steps == (ref_tiles["steps"] if ref_tiles else 0)
+        assert (kern.tile_words > 0) == bool(ref_tiles)
+        assert np.all(np.abs(M.matvec(x) - ref) <= tol)
+        assert np.all(np.abs(M.rmatmul(x[None])[0] - ref) <= tol)
+        Y = np.empty((1, m), np.float32)
+        kern.rows(x[None], Y, 1, bias)
+        assert np.all(np.abs(Y[0] - (ref + bias)) <= tol)
+        with backend.threads(2):  # slices split between the threads (>= 4096 steps)
+            assert np.all(np.abs(M.matvec(x) - ref) <= tol)
+
+
+@tiles
+@settings(max_examples=60, deadline=None)
+@given(m=st.integers(1, 100), n=st.integers(1, 300), k=st.sampled_from([1, 2, 5, 31, 32, 33]),
+       sparsity=st.sampled_from([0.0, 0.5, 0.9, 0.97, 0.99]), skew=st.sampled_from([1.0, 1.6]),
+       fid=st.sampled_from(["ham", "sham"]), seed=st.integers(0, 2**16))
+def test_tile_kernel(m, n, k, sparsity, skew, fid, seed):
+    """Shapes around the 16-row slices (three run together) and 32-column tiles, one
+    value (a zero-length runtime code), skewed counts (stored codes longer than the
+    7-bit runtime code), 33 values (no tiles), sparse sham (no tiles below 1/32)."""
+    rng = np.random.default_rng(seed)
+    W = skewed_matrix(rng, m, n, k, sparsity, skew)
+    check_tiles(formats.get(fid).from_dense(W), W, rng.standard_normal(n).astype(np.float32))
+
+
+@tiles
+@pytest.mark.parametrize("fid", ["ham", "sham"])
+def test_tile_kernel_edges(fid):
+    """Empty rows and tiles, a row with one entry in the last column, a full tile,
+    columns past 4096 that are not a multiple of 32 (x copied to the heap), 1 x 1, and
+    a 3-row matrix with one value."""
+    rng = np.random.default_rng(3)
+    W = skewed_matrix(rng, 70, 4133, 20, 0.8, 1.3)
+    W[3] = 0.0
+    W[20:36, 64:96] = 0.0  # an empty tile
+    W[40:56, 0:32] = 1.5  # a full one: 32 steps
+    W[7] = 0.0
+    W[7, 4132] = -2.0
+    check_tiles(formats.get(fid).from_dense(W), W, rng.standard_normal(4133).astype(np.float32))
+    one = np.array([[2.5]], np.float32)
+    check_tiles(formats.get(fid).from_dense(one), one, np.array([-1.5], np.float32))
+    W = np.zeros((3, 40), np.float32)
+    W[:, ::3] = 0.75
+    check_tiles(formats.get(fid).from_dense(W), W, rng.standard_normal(40).astype(np.float32))
+
+
+@tiles
+def test_tile_kernel_skips_zeros_of_non_finite_inputs():
+    """Entries that are not stored (+0.0) take no part in a tile product: an infinite
+    input in a column without entries leaves the rows finite, one in a stored column
+    makes them infinite or NaN as the dense product would."""
+    W = np.zeros((20, 70), np.float32)
+    W[:, 5] = 1.0
+    W[::2, 40] = -2.0
+    W[:, 60:64] = 0.5  # sham builds tiles from 1/32 of the entries stored
+    x = np.ones(70, np.float32)
+    x[10] = np.inf
+    for fid in ("ham", "sham"):
+        M = formats.get(fid).from_dense(W)
+        with backend.use("avx512"):
+            M.__dict__.pop("_kernel", None)
+            assert M._native().tile_steps > 0
+            assert np.array_equal(M.matvec(x), W[:, [5, 40, 60, 61, 62, 63]].sum(axis=1))
+            x[40] = np.inf
+            assert np.isinf(M.matvec(x)[::2]).all()
+            x[40] = 1.0

@@ -41,9 +41,13 @@ products decode 4 rows into records ``(column << 8 | symbol)`` or symbols (11-bi
 table, up to two symbols per lookup); ``matmul`` / ``rmatmul`` with ``b`` columns
 (zero-run mode, or ``b <= 8``) add ``value * X[column, :]`` 32 columns at a time on a
 64-byte aligned copy of X; plain mode with ``b > 8`` decodes tiles for torch's GEMM
-(``formats/_tiles.py``). Measured on 4096x4096, 90% pruned, 32 values, 1 thread:
-1.2-2.0 ns per non-zero entry (0.74-0.92x numpy dense's time on a loaded machine,
-short of the 1.5x speed-up aimed for; docs/architecture/huffman.md says what bounds it).
+(``formats/_tiles.py``). On AVX-512 CPUs with VBMI and CD, batch 1 in zero-run mode
+with at most 32 non-zero values runs the tile kernel instead (``kernels/csrc/htiles.c``,
+built at load, never stored: 16-row slices, 32-column tiles of row masks, the
+non-zero values coded again with a code of <= 7 bits decoded 16 rows at once; shared
+with sHAM). Measured on 4096x4096, 90% pruned, 32 values, 1 thread: the fused
+zero-run matvec 1.2-2.0 ns per non-zero entry (0.74-0.92x numpy dense's time on a
+loaded machine), the tile kernel 0.22 ns (4.3-5.2x; docs/architecture/huffman.md).
 
 Cost (``cost(batch, backend)``: ``W @ X`` with ``batch`` columns on a kernel path,
 default the active one). Numba path: "coded" entries = the entries that are looked up
@@ -56,7 +60,9 @@ and ``base``/``omega`` one read per code longer than ``T`` (counted by a decodin
 on the first call); ``row_bits`` one read per row; ``y`` one write per row; a batch
 multiplies the arithmetic, ``x`` and ``y`` (the stream is decoded once). Native paths
 (:mod:`compactnn.kernels.huffman_counts` walks the stream with the kernel's schedule
-once and caches the counts): batch 1 in zero-run mode counts the fused matvec's steps
+once and caches the counts): batch 1 on avx512 where this CPU builds tiles counts the
+tile kernel (``tile_cost``: its steps, each tile's masks and inputs once); otherwise
+batch 1 in zero-run mode counts the fused matvec's steps
 (8-row blocks, a short last block repeating its last row): one 64-bit ``window`` load
 per step, ``ztab`` lookups (48 bits: value, length, x step) or, in the two-code
 variant (x86 levels, complete codes of <= 12 bits, >= 20% non-zeros), ``ztab2``
@@ -94,6 +100,7 @@ from compactnn.formats.huffman_common import (
     narrow,
     native_cost,
     scan,
+    tile_cost,
 )
 from compactnn.formats.registry import register
 from compactnn.kernels import huffman as k
@@ -189,6 +196,9 @@ class HAM(HuffmanProducts):
             c.write("y", m * batch, 32, 4 * m * batch)
             return c
         tab = "table"
+        tiles = self._tiles(backend) if self._zrun and batch == 1 else None
+        if tiles:
+            return tile_cost(*tiles, m, n)
         if self._zrun and batch == 1:
             pair = (backend in ("avx2", "avx512") and lmax <= hc.ZT1 and self._complete()
                     and coded >= ZPAIR_DENSITY * m * n)

@@ -163,6 +163,32 @@ def native_cost(c: Cost, counts: np.ndarray, streamed: int, nwords: int, table: 
     c.write("y", m * batch, 32, 4 * m * batch)
 
 
+TILE_ROWS, TILE_COLS = 16, 32
+"""Rows of a slice and columns of a tile of the batch-1 tile kernel (``csrc/htiles.c``)."""
+
+
+def tile_cost(steps: int, words: int, m: int, n: int) -> Cost:
+    """What the batch-1 tile kernel does (``steps`` steps over a stream of ``words``
+    16-bit words): each tile's 16 masks and 32 inputs loaded once, the stream brought
+    in once, per step a 32-byte window of it (inside the lines just streamed: priced
+    as a 64-byte array) and a step flag, the 7-bit table and codebook lookups in
+    registers and one 16-lane FMA (idle lanes included); two windows start each
+    slice."""
+    slices, blocks = -(-m // TILE_ROWS), -(-n // TILE_COLS)
+    tiles = slices * blocks
+    c = Cost(adds=TILE_ROWS * steps, mults=TILE_ROWS * steps)
+    c.read("masks", TILE_ROWS * tiles, 32, 4 * TILE_ROWS * tiles)
+    c.read("x", TILE_COLS * tiles, 32, 4 * n)
+    c.read("stream", words, 16, 2 * words)
+    c.read("window", steps + 2 * slices, 256, 64)
+    c.read("adv", steps, 8, steps)
+    c.read("slice_ptr", 2 * (slices + 1), 64, 16 * (slices + 1))
+    c.read("table", 128, 8, 128)
+    c.read("lut", 32, 32, 128)
+    c.write("y", m, 32, 4 * m)
+    return c
+
+
 class HuffmanProducts(CompactMatrix):
     """Products of the Huffman formats on the native kernels (``HuffMatrix``), with
     the numba kernels as fallback (no extension, numba path, or K > 256)."""
@@ -184,6 +210,18 @@ class HuffmanProducts(CompactMatrix):
         """Whether kernel path ``backend`` runs this matrix on the native kernels."""
         return (backend != "numba" and self.omega.shape[0] <= NATIVE_MAX_SYMBOLS
                 and self.shape[1] < 1 << 24)
+
+    def _tiles(self, path: str) -> tuple[int, int] | None:
+        """(steps, words) of the batch-1 tile kernel when kernel path ``path`` runs it on
+        this CPU (AVX-512 with VBMI and CD; the kernel object builds the tiles), else
+        None."""
+        nat = backend._ext
+        if path != "avx512" or nat is None or not nat.htile_cpu() or not self._runs_native(path):
+            return None
+        kern = self.__dict__.get("_kernel")
+        if kern is None:
+            kern = self._kernel = self._new_kernel(nat)
+        return (kern.tile_steps, kern.tile_words) if kern.tile_steps else None
 
     def _complete(self) -> bool:
         return bool(self.length_counts.shape[0]) and kraft_sum(self.length_counts) == 1

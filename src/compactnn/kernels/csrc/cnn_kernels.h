@@ -145,6 +145,11 @@ int cnn_huff_decode_rows(const cnn_huff *W, int64_t r0, int64_t nr, float *dst, 
 /* The symbols of rows r0 .. r0 + nr - 1 in stream order (ham: n per row, zeros
  * included; sham: the row's codes), concatenated. All return 0 or -1 (no memory). */
 int cnn_huff_decode_symbols(const cnn_huff *W, int64_t r0, int64_t nr, uint8_t *out);
+/* Zero-run mode: the non-zero entries row by row (symbols 1.. as 0..): rowptr (m + 1),
+ * their columns and symbols - 1 (at most cap of them). 0, or -1 (not zero-run mode,
+ * more than cap entries, or no memory). */
+int cnn_huff_nonzeros(const cnn_huff *W, int64_t cap, int64_t *rowptr, uint32_t *cols,
+                      uint8_t *syms);
 
 /* ---- sparse rows: csr, and cer/cser (columns grouped by value) ---------------
  * Column indices are used in place, 1, 2 or 4 bytes each (col_bytes); the group
@@ -219,6 +224,37 @@ int64_t cnn_sliced_layout(int64_t m, int64_t n, const int64_t *rowptr, const voi
 /* y = W x + base (+ bias; may be NULL). 0, or -1 (no memory, or not an x86 build). */
 int cnn_sliced_matvec(const cnn_sliced *S, const float *x, float *y, const float *bias,
                       float base);
+
+/* ---- Huffman tiles (ham zero-run mode and sham batch 1 on AVX-512 with VBMI and CD):
+ * htiles.c. Rows in slices of 16, columns in tiles of 32: masks[(s * nblocks + b) * 16 + i]
+ * has bit 31 - c set when row 16s + i has an entry in column 32b + c; the entries'
+ * symbols (< 32, values lut) are coded with a canonical code of <= 7 bits (table: the
+ * byte symbol | length << 5 of each 7-bit prefix) in one stream of 16-bit words a
+ * slice, words[slice_word[s] ..], in the order the kernel's lanes take them (htiles.c);
+ * slice s runs slice_step[s + 1] - slice_step[s] steps, adv[t] = 1 at the first step of
+ * each tile. Built at load, never stored. */
+typedef struct {
+    int64_t m, n, nslices, nblocks;
+    const uint32_t *masks;
+    const uint16_t *words;
+    const int64_t *slice_word, *slice_step; /* nslices + 1 each */
+    const uint8_t *adv; /* a step's flag: 1 at a tile's first step */
+    float lut[32];
+    uint8_t table[128];
+} cnn_htile;
+
+/* Whether the CPU runs the tile kernel (AVX-512 with VBMI and CD). */
+int cnn_htile_cpu(void);
+/* The tiles of the entries rowptr[r] .. rowptr[r+1]-1 of each row r (columns cols, all
+ * < n, ascending in a row; symbols syms < K <= 32, values vals). Returns 0 (H empty
+ * when K > 32 or the shape is empty), or -1 (no memory). */
+int cnn_htile_build(cnn_htile *H, int64_t m, int64_t n, const int64_t *rowptr,
+                    const uint32_t *cols, const uint8_t *syms, int K, const float *vals);
+void cnn_htile_free(cnn_htile *H);
+/* Bytes of the tile arrays (0 when not built). */
+int64_t cnn_htile_nbytes(const cnn_htile *H);
+/* y = W x (+ bias; may be NULL). 0, or -1 (no memory, or not an x86 build). */
+int cnn_htile_matvec(const cnn_htile *H, const float *x, float *y, const float *bias);
 
 #ifdef __cplusplus
 }

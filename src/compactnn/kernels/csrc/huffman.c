@@ -1133,3 +1133,29 @@ int cnn_huff_decode_rows(const cnn_huff *W, int64_t r0, int64_t nr, float *dst, 
 int cnn_huff_decode_symbols(const cnn_huff *W, int64_t r0, int64_t nr, uint8_t *out) {
     return huff_dense(W, r0, nr, NULL, 0, out);
 }
+
+int cnn_huff_nonzeros(const cnn_huff *W, int64_t cap, int64_t *rowptr, uint32_t *cols,
+                      uint8_t *syms) {
+    if (!W->zrun) return -1;
+    scratch_t S;
+    void *mem = scratch_new(W, &S);
+    if (!mem) return -1;
+    int64_t cnt[BLK], o = 0;
+    rowptr[0] = 0;
+    for (int64_t r0 = 0; r0 < W->m; r0 += BLK) {
+        const int nr = W->m - r0 < BLK ? (int)(W->m - r0) : BLK;
+        dec_block(W, r0, nr, cnt, S.co, S.sy);
+        for (int s = 0; s < nr; s++) {
+            if (o + cnt[s] > cap) {
+                cnn_free(mem);
+                return -1;
+            }
+            for (int64_t t = 0; t < cnt[s]; t++)
+                cols[o + t] = S.co[s][t], syms[o + t] = (uint8_t)(S.sy[s][t] - 1);
+            o += cnt[s];
+            rowptr[r0 + s + 1] = o;
+        }
+    }
+    cnn_free(mem);
+    return 0;
+}

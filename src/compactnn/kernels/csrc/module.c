@@ -44,9 +44,16 @@ static PyObject *m_get_num_threads(PyObject *mod, PyObject *unused) {
     return PyLong_FromLong(cnn_get_num_threads());
 }
 
+static PyObject *m_htile_cpu(PyObject *mod, PyObject *unused) {
+    (void)mod, (void)unused;
+    return PyBool_FromLong(cnn_htile_cpu());
+}
+
 static PyMethodDef module_methods[] = {
     {"cpu_level", m_cpu_level, METH_NOARGS, "best kernel level of this CPU (0 portable, 1 avx2, 2 avx512)"},
     {"get_level", m_get_level, METH_NOARGS, "kernel level in use"},
+    {"htile_cpu", m_htile_cpu, METH_NOARGS,
+     "whether this CPU runs the Huffman tile kernel (AVX-512 with VBMI and CD)"},
     {"set_level", m_set_level, METH_O, "select a kernel level"},
     {"set_num_threads", m_set_num_threads, METH_O, "threads for kernels (<= 0: OpenMP's default)"},
     {"get_num_threads", m_get_num_threads, METH_NOARGS, "threads kernels use"},
