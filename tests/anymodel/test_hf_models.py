@@ -5,6 +5,7 @@ dense model computes."""
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +71,30 @@ def test_same_bytes_twice(tmp_path):
         m = hf.read_dir(path)
         sizes.append(save(to_compact(m), tmp_path / f"{i}.cnn"))
     assert (tmp_path / "0.cnn").read_bytes() == (tmp_path / "1.cnn").read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")
+@pytest.mark.parametrize("kind", ["gpt2", "vit"])
+def test_read_dir_keeps_no_view_of_the_weights_file(kind, tmp_path):
+    """The model owns its memory: no tensor is a view of the memory-mapped weights file,
+    so the file is unmapped once loaded (else its pages stay resident all run long)."""
+    import gc
+
+    import transformers
+
+    from tests.anymodel.conftest import make_model_dir
+
+    path, _ = make_model_dir(kind, tmp_path / "m")
+    weights = str(next(path.glob("*.safetensors")).resolve())
+    model = hf.read_dir(path)
+    gc.collect()
+    assert weights not in Path("/proc/self/maps").read_text()
+    assert all(t.untyped_storage().resizable() for t in model.state_dict().values())
+    auto = getattr(transformers, model.hf_spec["auto"])
+    ref = hf.normalise_(auto.from_pretrained(path, dtype=torch.float32))
+    for (k, a), (k2, b) in zip(model.state_dict().items(), ref.state_dict().items(),
+                               strict=True):
+        assert k == k2 and torch.equal(a, b)
 
 
 @pytest.fixture(scope="module")
