@@ -257,21 +257,21 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
     if book.ndim != 1 or book.numel() == 0:
         raise RecipeError("the codebook must be a non-empty 1-D array")
     nearest = _nearest(book, zero)
-    H = moments.detach().to(dev, torch.float64, copy=True)
-    idle = torch.diagonal(H) <= 0
-    H[idle, idle] = 1.0
-    order = torch.argsort(torch.diagonal(H), descending=True, stable=True)
-    # Row q of Wt is column order[q] of W: each step reads and updates contiguous rows.
-    Wt = weight.detach().to(dev, torch.float64).T[order]
-    keep = Wt != 0
-    H = H.index_select(0, order).index_select(1, order)
+    # one (in, in) float64 matrix besides the moments, factored in place: the permuted
+    # moments (an idle input's variance 1), then L, H⁻¹ and its upper factor U
+    diag = torch.diagonal(moments.detach()).to(dev, torch.float64)
+    idle = diag <= 0
+    order = torch.argsort(torch.where(idle, 1.0, diag), descending=True, stable=True)
+    H = moments.detach().to(dev, torch.float64)[order[:, None], order[None, :]]
+    H.diagonal()[idle[order]] = 1.0
     H.diagonal().add_(damp * torch.diagonal(H).mean())
-    L = torch.linalg.cholesky(H)
-    del H
-    Hinv = torch.cholesky_inverse(L)
-    del L
-    U = torch.linalg.cholesky(Hinv, upper=True)
-    del Hinv
+    U = torch.linalg.cholesky(H, out=H)
+    torch.cholesky_inverse(U, out=U)
+    torch.linalg.cholesky(U, upper=True, out=U)
+    # Row q of Wt is column order[q] of W: each step reads and updates contiguous rows
+    # (permuted before it is widened: no float64 copy of W in the original order).
+    Wt = weight.detach().T[order.to(weight.device)].to(dev, torch.float64).contiguous()
+    keep = Wt != 0
     # indices in the smallest type (int8 for up to 126 values), as SharedWeights keeps
     # them: 1 byte per weight where int64 took 8, twice (the solve's and the result)
     assign = torch.full(Wt.shape, -1, dtype=index_dtype(book.numel()), device=dev)
