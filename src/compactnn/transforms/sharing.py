@@ -92,8 +92,11 @@ def _fit(group: list[nn.Module], quantizer: Callable[[np.ndarray], Quantized]
     the quantizer rounds some weights to 0)``; a ``transforms.parallel`` task."""
     weights = [m.weight.detach().to(torch.float32).reshape(-1) for m in group]
     nonzero = [w != 0 for w in weights]
-    values = torch.cat([w[nz] for w, nz in zip(weights, nonzero, strict=True)])
-    q = quantizer(values.to(torch.float64).numpy())
+    values = torch.cat([w[nz] for w, nz in zip(weights, nonzero, strict=True)]
+                       ).to(torch.float64).numpy()
+    del weights  # the layers' dense weights are not needed by the quantizer
+    q = quantizer(values)
+    del values
     parts = torch.from_numpy(q.assign).split([int(nz.sum()) for nz in nonzero])
     k = q.codebook.size  # assignments in SharedWeights' type (int8 up to 126 values)
     small = torch.int8 if k < 127 else torch.int16 if k < 32767 else torch.int32 \
