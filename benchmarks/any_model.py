@@ -138,12 +138,13 @@ def _compress_stages(folder: str, data: str, recipe: str, output: str, stage) ->
                   lambda step=step: T.compress_(view, [step], ds, bake=False,
                                                 progress=False, device="cpu"))
     model.eval()
-    meta = {"source": os.path.abspath(folder), "recipe": steps.to_list(), "samples": len(x),
-            "task": hf.task_of(model),
-            "dense_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values())}
 
-    def finish():
+    def finish():  # compress_ bakes before the CLI measures the dense bytes
         T.bake_(model)
+        meta = {"source": os.path.abspath(folder), "recipe": steps.to_list(),
+                "samples": len(x), "task": hf.task_of(model),
+                "dense_bytes": sum(t.numel() * t.element_size()
+                                   for t in model.state_dict().values())}
         return save(model, output, metadata=meta)
 
     stage("bake + save", finish)

@@ -166,3 +166,34 @@ def test_candidates_restrict_the_choice():
         to_compact(m, candidates=["nope"])
     with pytest.raises(ValueError, match="candidates must be registered formats"):
         to_compact(m, candidates=[])
+
+
+@pytest.mark.parametrize("policy", ["smallest", "energy"])
+def test_only_the_best_candidate_is_kept_while_converting(policy, monkeypatch):
+    """``smallest`` / ``energy`` keep the best encoding so far, not every candidate's
+    arrays at once; the choice is the one over all candidates (the first on ties)."""
+    import gc
+    import weakref
+
+    import compactnn.nn.convert as conv
+
+    alive: list[tuple[int, weakref.ref]] = []  # (layer, an encoding of it)
+    most = [0]
+    real = conv._encode
+
+    def encode(fid, mats, own=None):
+        gc.collect()
+        layer = id(mats[0])
+        most[0] = max(most[0], sum(k == layer and r() is not None for k, r in alive))
+        out = real(fid, mats, own)
+        alive.append((layer, weakref.ref(out[0])))
+        return out
+
+    monkeypatch.setattr(conv, "_encode", encode)
+    model = constrain_(nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10)))
+    cm = to_compact(model, policy)
+    assert len(alive) >= 4 and most[0] <= 1  # only the best so far when the next is encoded
+    for r in layer_records(cm):
+        key = r.candidates if policy == "smallest" else None
+        if key is not None:
+            assert r.format == min(key, key=key.__getitem__)
