@@ -177,22 +177,27 @@ def test_only_the_best_candidate_is_kept_while_converting(policy, monkeypatch):
 
     import compactnn.nn.convert as conv
 
-    alive: list[tuple[int, weakref.ref]] = []  # (layer, an encoding of it)
-    most = [0]
-    real = conv._encode
+    alive: list[weakref.ref] = []  # the encodings of the layer being converted
+    most, count = [0], [0]
+    real, real_layer = conv._encode, conv._convert_layer
 
     def encode(fid, mats, own=None):
         gc.collect()
-        layer = id(mats[0])
-        most[0] = max(most[0], sum(k == layer and r() is not None for k, r in alive))
+        most[0] = max(most[0], sum(r() is not None for r in alive))
         out = real(fid, mats, own)
-        alive.append((layer, weakref.ref(out[0])))
+        alive.append(weakref.ref(out[0]))
+        count[0] += 1
         return out
 
+    def convert_layer(*args, **kwargs):
+        alive.clear()
+        return real_layer(*args, **kwargs)
+
     monkeypatch.setattr(conv, "_encode", encode)
+    monkeypatch.setattr(conv, "_convert_layer", convert_layer)
     model = constrain_(nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10)))
     cm = to_compact(model, policy)
-    assert len(alive) >= 4 and most[0] <= 1  # only the best so far when the next is encoded
+    assert count[0] >= 8 and most[0] <= 1  # only the best so far when the next is encoded
     for r in layer_records(cm):
         key = r.candidates if policy == "smallest" else None
         if key is not None:
