@@ -132,17 +132,19 @@ def _compress_stages(folder: str, data: str, recipe: str, output: str, stage) ->
     steps = prefixed(read_recipe(recipe))
     x = hf_task.inputs_for(model, data, 128)
     ds = stage("targets", lambda: hf_task.distillation_data(model, x, device="cpu"))
-    for i, step in enumerate(steps.steps):
-        stage(f"step {i}: {step.method}",
-              lambda step=step: T.compress_(view, [step], ds, bake=False, progress=False,
-                                            device="cpu"))
+    with hf_task.checkpointed(model):
+        for i, step in enumerate(steps.steps):
+            stage(f"step {i}: {step.method}",
+                  lambda step=step: T.compress_(view, [step], ds, bake=False,
+                                                progress=False, device="cpu"))
     model.eval()
-    meta = {"source": os.path.abspath(folder), "recipe": steps.to_list(), "samples": len(x),
-            "task": hf.task_of(model),
-            "dense_bytes": sum(t.numel() * t.element_size() for t in model.state_dict().values())}
 
-    def finish():
+    def finish():  # compress_ bakes before the CLI measures the dense bytes
         T.bake_(model)
+        meta = {"source": os.path.abspath(folder), "recipe": steps.to_list(),
+                "samples": len(x), "task": hf.task_of(model),
+                "dense_bytes": sum(t.numel() * t.element_size()
+                                   for t in model.state_dict().values())}
         return save(model, output, metadata=meta)
 
     stage("bake + save", finish)
@@ -263,6 +265,9 @@ def cli_tables(results: list[dict]) -> tuple[list[dict], list[dict]]:
 
 
 def _child(argv: list[str]) -> None:
+    from compactnn.cli.memory import lean_allocator
+
+    lean_allocator()  # as the command line sets it (compactnn.cli.main)
     print(json.dumps(stages(*argv)))
 
 

@@ -4,7 +4,9 @@ dense model computes."""
 
 from __future__ import annotations
 
+import contextlib
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -70,6 +72,30 @@ def test_same_bytes_twice(tmp_path):
         m = hf.read_dir(path)
         sizes.append(save(to_compact(m), tmp_path / f"{i}.cnn"))
     assert (tmp_path / "0.cnn").read_bytes() == (tmp_path / "1.cnn").read_bytes()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/self/maps")
+@pytest.mark.parametrize("kind", ["gpt2", "vit"])
+def test_read_dir_keeps_no_view_of_the_weights_file(kind, tmp_path):
+    """The model owns its memory: no tensor is a view of the memory-mapped weights file,
+    so the file is unmapped once loaded (else its pages stay resident all run long)."""
+    import gc
+
+    import transformers
+
+    from tests.anymodel.conftest import make_model_dir
+
+    path, _ = make_model_dir(kind, tmp_path / "m")
+    weights = str(next(path.glob("*.safetensors")).resolve())
+    model = hf.read_dir(path)
+    gc.collect()
+    assert weights not in Path("/proc/self/maps").read_text()
+    assert all(t.untyped_storage().resizable() for t in model.state_dict().values())
+    auto = getattr(transformers, model.hf_spec["auto"])
+    ref = hf.normalise_(auto.from_pretrained(path, dtype=torch.float32))
+    for (k, a), (k2, b) in zip(model.state_dict().items(), ref.state_dict().items(),
+                               strict=True):
+        assert k == k2 and torch.equal(a, b)
 
 
 @pytest.fixture(scope="module")
@@ -154,3 +180,43 @@ def test_compact_layers_expose_a_meta_weight():
     assert conv.weight.is_meta and conv.weight.shape == (6, 2, 3, 3)
     with pytest.raises((RuntimeError, NotImplementedError)):
         lin.weight.sum().item()  # no values behind it
+
+
+def _saved_bytes(view, x) -> int:
+    """Bytes autograd keeps for the backward pass of one training forward pass."""
+    seen: dict[int, int] = {}
+
+    def pack(t):
+        seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    view.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        view(x).sum().backward()
+    view.eval()
+    return sum(seen.values())
+
+
+def test_checkpointed_finetuning_is_the_same_with_less_kept(model_dir):
+    """Fine-tuning inside ``hf_task.checkpointed`` gives the same bits (dropout masks
+    included) and keeps less for the backward pass; the model's settings come back."""
+    kind, path, data = model_dir
+    recipe = [{"method": "prune", "p": 50}, {"method": "cws", "k": 8},
+              {"method": "finetune", "epochs": 2, "lr": 1e-3, "batch_size": 4}]
+    states, kept = [], []
+    for lean in (False, True):
+        model = hf.read_dir(path)
+        view = hf_task.TaskView(model)
+        x = hf_task.inputs_for(model, data, 32)
+        ds = hf_task.distillation_data(model, x)
+        with torch.random.fork_rng(), (hf_task.checkpointed(model) if lean
+                                       else contextlib.nullcontext()):
+            torch.manual_seed(0)
+            compress_(view, recipe, ds, progress=False)
+            kept.append(_saved_bytes(view, x[:4]))
+        assert not any(getattr(m, "gradient_checkpointing", False) is True
+                       for m in model.modules())
+        states.append(model.state_dict())
+    for (k, a), (_, b) in zip(states[0].items(), states[1].items(), strict=True):
+        assert torch.equal(a, b), k
+    assert kept[1] < kept[0] / 2

@@ -148,3 +148,25 @@ def test_state_with_integer_buffers(tmp_path):
     assert back.bn.num_batches_tracked.item() == 7
     assert back.bn.num_batches_tracked.dtype == torch.int64
     assert np.isfinite(back.bn.running_mean.numpy()).all()
+
+
+def test_file_parts_are_views_of_the_arrays():
+    """``save`` writes the file part by part: the arrays' parts are views of the arrays,
+    not copies, and joined they are exactly ``encode_file``'s bytes."""
+    from compactnn.io.container import encode_file, file_parts
+
+    arrays = {"w": np.arange(12, dtype=np.float32).reshape(3, 4),
+              "i": np.array([-1, 2, 3], np.int8), "s": np.array(2.5, np.float32)}
+    parts = file_parts(arrays, {"note": "x"})
+    assert len(parts) == 1 + len(arrays)
+    views = [np.frombuffer(p, np.uint8) for p in parts[1:]]
+    for arr in arrays.values():
+        assert sum(np.shares_memory(v, arr) for v in views) == 1
+    assert b"".join(parts) == encode_file(arrays, {"note": "x"})
+
+
+def test_save_returns_the_size_written(tmp_path):
+    m = to_compact(constrain_(net()))
+    size = save(m, tmp_path / "m.cnn")
+    assert size == (tmp_path / "m.cnn").stat().st_size
+    assert save(m, tmp_path / "p.cnn", pack=True) == (tmp_path / "p.cnn").stat().st_size

@@ -166,3 +166,39 @@ def test_candidates_restrict_the_choice():
         to_compact(m, candidates=["nope"])
     with pytest.raises(ValueError, match="candidates must be registered formats"):
         to_compact(m, candidates=[])
+
+
+@pytest.mark.parametrize("policy", ["smallest", "energy"])
+def test_only_the_best_candidate_is_kept_while_converting(policy, monkeypatch):
+    """``smallest`` / ``energy`` keep the best encoding so far, not every candidate's
+    arrays at once; the choice is the one over all candidates (the first on ties)."""
+    import gc
+    import weakref
+
+    import compactnn.nn.convert as conv
+
+    alive: list[weakref.ref] = []  # the encodings of the layer being converted
+    most, count = [0], [0]
+    real, real_layer = conv._encode, conv._convert_layer
+
+    def encode(fid, mats, own=None):
+        gc.collect()
+        most[0] = max(most[0], sum(r() is not None for r in alive))
+        out = real(fid, mats, own)
+        alive.append(weakref.ref(out[0]))
+        count[0] += 1
+        return out
+
+    def convert_layer(*args, **kwargs):
+        alive.clear()
+        return real_layer(*args, **kwargs)
+
+    monkeypatch.setattr(conv, "_encode", encode)
+    monkeypatch.setattr(conv, "_convert_layer", convert_layer)
+    model = constrain_(nn.Sequential(nn.Linear(64, 48), nn.ReLU(), nn.Linear(48, 10)))
+    cm = to_compact(model, policy)
+    assert count[0] >= 8 and most[0] <= 1  # only the best so far when the next is encoded
+    for r in layer_records(cm):
+        key = r.candidates if policy == "smallest" else None
+        if key is not None:
+            assert r.format == min(key, key=key.__getitem__)

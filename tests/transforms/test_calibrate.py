@@ -50,7 +50,7 @@ def test_assignments_index_the_codebook_and_keep_zeros(out, d, k, zero_frac, zer
     book = np.unique(book)
     X = correlated(64, d, seed)
     a = gptq_assign(W, X.T @ X / 64, book, zero=zero)
-    assert a.shape == (out, d) and a.dtype == np.int64
+    assert a.shape == (out, d) and a.dtype == np.int8  # the smallest type for k < 127
     assert (a[W.numpy() == 0] == -1).all()  # pruned weights stay zero
     if not zero:
         assert ((a == -1) == (W.numpy() == 0)).all()
@@ -260,3 +260,12 @@ def test_reused_moments_give_the_same_assignments(monkeypatch):
     assert runs == [2, 4]  # q (reused for k and v) and o, against one pass per layer
     for a, b in zip(*weights, strict=True):
         assert torch.equal(a, b)
+
+
+def test_assignment_type_grows_with_the_codebook():
+    """int8 up to 126 values, int16 beyond: the same indices as int64 would hold."""
+    W = torch.linspace(-1, 1, 600).reshape(3, 200)
+    for k, dtype in ((126, np.int8), (127, np.int16), (300, np.int16)):
+        book = np.linspace(-1, 1, k).astype(np.float32)
+        a = gptq_assign(W, torch.eye(200), book)
+        assert a.dtype == dtype and a.max() == k - 1 and a.min() == 0

@@ -23,6 +23,7 @@ from typing import NoReturn
 
 from compactnn import _early_interrupt
 from compactnn.cli import commands  # noqa: F401  (registers every command)
+from compactnn.cli.memory import lean_allocator
 from compactnn.cli.registry import COMMANDS
 from compactnn.errors import UserError
 
@@ -72,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:
             return int(exc.code or 0)
         command = f"compactnn {args.command}"
+        lean_allocator()  # freed memory goes back to the system (compactnn.cli.memory)
         COMMANDS[args.command].run(args)
     except KeyboardInterrupt:
         _interrupted(command)

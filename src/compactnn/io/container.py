@@ -30,8 +30,9 @@ import numpy as np
 from compactnn._validate import is_int
 from compactnn.errors import UserError
 
-__all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "decode_file", "layout",
-           "stored", "crc32", "canonical_json", "parse_json", "check_tree", "MAX_JSON_DEPTH"]
+__all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "file_parts",
+           "decode_file", "layout", "stored", "crc32", "canonical_json", "parse_json",
+           "check_tree", "MAX_JSON_DEPTH"]
 
 KEY = "compactnn"
 MAX_HEADER = 100_000_000  # safetensors' own limit
@@ -115,8 +116,11 @@ def stored(arr: np.ndarray) -> tuple[str, np.ndarray]:
     return dt, np.asarray(arr, dtype=DTYPES[dt], order="C")
 
 
-def encode_file(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) -> bytes:
-    """Bytes of a file holding ``tensors`` and ``description`` (see :func:`layout`)."""
+def file_parts(tensors: Mapping[str, np.ndarray], description: dict[str, Any]
+               ) -> list[bytes | memoryview]:
+    """The bytes of a file holding ``tensors`` and ``description`` (see :func:`layout`)
+    as parts to write one after the other: the header, then each array's bytes (a view
+    of the array, not a copy, when it is stored as it is)."""
     arrays, items = {}, []
     for name, arr in tensors.items():
         if not isinstance(name, str) or not name or name == "__metadata__":
@@ -125,7 +129,12 @@ def encode_file(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) 
         arrays[name] = a
         items.append((name, dt, list(a.shape), a.nbytes, crc32(a)))
     head, order = layout(items, description)
-    return b"".join([head] + [arrays[name].tobytes() for name in order])
+    return [head] + [memoryview(arrays[name].reshape(-1).view(np.uint8)) for name in order]
+
+
+def encode_file(tensors: Mapping[str, np.ndarray], description: dict[str, Any]) -> bytes:
+    """Bytes of a file holding ``tensors`` and ``description`` (see :func:`layout`)."""
+    return b"".join(file_parts(tensors, description))
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

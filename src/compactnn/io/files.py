@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import stat
+from collections.abc import Sequence
 
 from compactnn.errors import PathError
 from compactnn.io.container import MAX_HEADER, CompactFileError
@@ -81,10 +82,13 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return False
 
 
-def write_atomic(path: str | os.PathLike, data: bytes | None = None, *,
+def write_atomic(path: str | os.PathLike,
+                 data: bytes | Sequence[bytes | memoryview] | None = None, *,
                  writer=None) -> None:
-    """Write ``data`` (or call ``writer(temp_path)``) to a temporary file in the same
-    folder, then rename it to ``path``, so ``path`` never holds a partial file.
+    """Write ``data`` (bytes, or parts written one after the other, so that a file need
+    not exist in memory as one buffer; or call ``writer(temp_path)``) to a temporary
+    file in the same folder, then rename it to ``path``, so ``path`` never holds a
+    partial file.
 
     An existing target keeps its permission bits (a new file gets ``0o666 & ~umask``);
     temporary files left by earlier killed writes to ``path`` are removed; an error
@@ -108,7 +112,8 @@ def write_atomic(path: str | os.PathLike, data: bytes | None = None, *,
         else:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as f:
-                f.write(data)
+                for part in ([data] if isinstance(data, (bytes, bytearray)) else data):
+                    f.write(part)
                 f.flush()
                 os.fsync(f.fileno())
         os.chmod(tmp, mode)

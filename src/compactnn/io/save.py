@@ -12,7 +12,7 @@ from torch import nn
 
 from compactnn.io import adapters, packed
 from compactnn.io.checks import check_modules, check_state_tensor, prefix
-from compactnn.io.container import canonical_json, check_tree, encode_file
+from compactnn.io.container import canonical_json, check_tree, file_parts
 from compactnn.io.files import write_atomic
 from compactnn.io.schema import VERSION, Description, entry_for_module
 
@@ -108,6 +108,7 @@ def save(model: nn.Module, path: str | os.PathLike, *, zoo: Any = None,
     for k in desc["state"]:
         check_state_tensor(k, state[k], source)
     check_modules(model, source)
-    data = packed.encode(tensors, desc) if pack else encode_file(tensors, desc)
-    write_atomic(path, data)
-    return len(data)
+    # the plain layout is written array by array: no copy of the file in memory
+    parts = [packed.encode(tensors, desc)] if pack else file_parts(tensors, desc)
+    write_atomic(path, parts)
+    return sum(memoryview(p).nbytes for p in parts)

@@ -163,15 +163,27 @@ def _convert_layer(name: str, m: nn.Module, policy: str, storage: str, cols: int
     fids = candidates if policy in POLICIES else [policy]
     cands: dict[str, list[CompactMatrix]] = {}
     failed: dict[str, str] = {}
+    sizes: dict[str, int] = {}
+    energies: dict[str, float] = {}
+    score = sizes if policy == "smallest" else energies if policy == "energy" else None
     for fid in fids:
         try:
-            cands[fid] = _encode(fid, mats, own.get(fid))
+            ms = _encode(fid, mats, own.get(fid))
         except (ValueError, TypeError) as exc:
             failed[fid] = str(exc)
-    if not cands:
+            continue
+        sizes[fid] = sum(M.nbytes for M in ms)
+        energies[fid] = sum(energy_pj(M.cost()) for M in ms)
+        if score is not None and cands:  # keep the best so far only (the first on ties)
+            best = next(iter(cands))
+            if score[fid] >= score[best]:
+                del ms  # not kept while the next candidate is encoded
+                continue
+            del cands[best]
+        cands[fid] = ms
+        del ms
+    if not sizes:
         raise UnsupportedLayerError(f"layer {name!r}: no format can store it ({failed})")
-    sizes = {fid: sum(M.nbytes for M in ms) for fid, ms in cands.items()}
-    energies = {fid: sum(energy_pj(M.cost()) for M in ms) for fid, ms in cands.items()}
     times = None
     if policy == "smallest":
         fid = min(sizes, key=sizes.__getitem__)

@@ -48,6 +48,7 @@ from compactnn.train import device_of, input_sample, on_device
 from compactnn.train.data import Data
 from compactnn.transforms import parallel
 from compactnn.transforms.errors import RecipeError
+from compactnn.transforms.shared import index_dtype
 
 __all__ = ["check_calibratable", "input_moments", "same_input", "moments_source",
            "sibling_groups", "gptq_assign"]
@@ -239,7 +240,8 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
     ``(in, in)``; exact zeros of ``weight`` stay zero (index -1). With ``zero``, 0 is
     one more value the other weights may take (index -1), as for quantizers that round
     small weights to zero (UQ). The solve runs on ``device`` (``None``: the weight's).
-    Returns int64 ``(out, in)``.
+    Returns ``(out, in)`` indices in the smallest signed integer type holding
+    ``-1 .. len(codebook)`` (``shared.index_dtype``).
 
     >>> w = torch.tensor([[0.3, -0.2, 0.1]])
     >>> gptq_assign(w, torch.eye(3), np.array([-0.25, 0.25], np.float32)).tolist()
@@ -255,25 +257,27 @@ def gptq_assign(weight: torch.Tensor, moments: torch.Tensor, codebook: np.ndarra
     if book.ndim != 1 or book.numel() == 0:
         raise RecipeError("the codebook must be a non-empty 1-D array")
     nearest = _nearest(book, zero)
-    H = moments.detach().to(dev, torch.float64, copy=True)
-    idle = torch.diagonal(H) <= 0
-    H[idle, idle] = 1.0
-    order = torch.argsort(torch.diagonal(H), descending=True, stable=True)
-    # Row q of Wt is column order[q] of W: each step reads and updates contiguous rows.
-    Wt = weight.detach().to(dev, torch.float64).T[order]
-    keep = Wt != 0
-    H = H.index_select(0, order).index_select(1, order)
+    # one (in, in) float64 matrix besides the moments, factored in place: the permuted
+    # moments (an idle input's variance 1), then L, H⁻¹ and its upper factor U
+    diag = torch.diagonal(moments.detach()).to(dev, torch.float64)
+    idle = diag <= 0
+    order = torch.argsort(torch.where(idle, 1.0, diag), descending=True, stable=True)
+    H = moments.detach().to(dev, torch.float64)[order[:, None], order[None, :]]
+    H.diagonal()[idle[order]] = 1.0
     H.diagonal().add_(damp * torch.diagonal(H).mean())
-    L = torch.linalg.cholesky(H)
-    del H
-    Hinv = torch.cholesky_inverse(L)
-    del L
-    U = torch.linalg.cholesky(Hinv, upper=True)
-    del Hinv
-    assign = torch.full(Wt.shape, -1, dtype=torch.int64, device=dev)
+    U = torch.linalg.cholesky(H, out=H)
+    torch.cholesky_inverse(U, out=U)
+    torch.linalg.cholesky(U, upper=True, out=U)
+    # Row q of Wt is column order[q] of W: each step reads and updates contiguous rows
+    # (permuted before it is widened: no float64 copy of W in the original order).
+    Wt = weight.detach().T[order.to(weight.device)].to(dev, torch.float64).contiguous()
+    keep = Wt != 0
+    # indices in the smallest type (int8 for up to 126 values), as SharedWeights keeps
+    # them: 1 byte per weight where int64 took 8, twice (the solve's and the result)
+    assign = torch.full(Wt.shape, -1, dtype=index_dtype(book.numel()), device=dev)
     with _one_thread(dev):
         _solve(Wt, U, keep, assign, book, nearest, block)
-    out = torch.empty(assign.shape[::-1], dtype=torch.int64, device=dev)
+    out = torch.empty(assign.shape[::-1], dtype=assign.dtype, device=dev)
     out[:, order] = assign.T
     return out.cpu().numpy()
 

@@ -184,7 +184,7 @@ class _Sorted:
 
 
 def _assign_by_bounds(x: np.ndarray, bounds: np.ndarray) -> Quantized:
-    return _group(x, np.searchsorted(bounds, x, "right").astype(np.int64))
+    return _group(x, np.searchsorted(bounds, x, "right").astype(np.int64, copy=False))
 
 
 def kmeans_1d(x, k: int, init: str = "linear", max_iter: int = 1000) -> Quantized:
@@ -208,7 +208,9 @@ def kmeans_1d(x, k: int, init: str = "linear", max_iter: int = 1000) -> Quantize
     else:
         raise RecipeError(f"init must be 'linear' or 'quantile', got {init!r}")
     distinct = 1 + int(np.count_nonzero(np.diff(data.xs)))
-    return _assign_by_bounds(x, data.lloyd(c, 0.0, max_iter, target=min(k, distinct)))
+    bounds = data.lloyd(c, 0.0, max_iter, target=min(k, distinct))
+    del data  # the sorted copy and its prefix sums go before the assignment is built
+    return _assign_by_bounds(x, bounds)
 
 
 def kmeans_sklearn(x, k: int, init: str = "linear", seed: int = 0) -> Quantized:

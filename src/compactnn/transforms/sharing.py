@@ -60,8 +60,11 @@ def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarr
         book = nn.Parameter(torch.from_numpy(codebook.astype(np.float32)))
         for n, part in zip(names, parts, strict=True):
             found[n] = (book, codebook, part, rounds_to_zero)
+    fits = parts = part = None  # the found tuples hold what is still needed
     order = [n for names in groups.values() for n in names]
     calibrated = [n for n in order if moments is not None and found[n][1].size]
+    for n in calibrated:  # GPTQ chooses these assignments: the nearest ones go now
+        found[n] = (found[n][0], found[n][1], None, found[n][3])
     plain = iter([n for n in order if n not in calibrated])
     pending = next(plain, None)
     for group, hs in sibling_groups(calibrated, moments):
@@ -85,12 +88,15 @@ def share_layers_(layers: Mapping[str, nn.Module], quantizer: Callable[[np.ndarr
 def _fit(group: list[nn.Module], quantizer: Callable[[np.ndarray], Quantized]
          ) -> tuple[np.ndarray, list[torch.Tensor], bool]:
     """One codebook for the non-zero weights of ``group``: ``(codebook, each layer's
-    assignment (int64, its weight's shape, -1 for zero), whether the quantizer rounds
-    some weights to 0)``; a ``transforms.parallel`` task."""
+    assignment (its weight's shape, -1 for zero, in the smallest integer type), whether
+    the quantizer rounds some weights to 0)``; a ``transforms.parallel`` task."""
     weights = [m.weight.detach().to(torch.float32).reshape(-1) for m in group]
     nonzero = [w != 0 for w in weights]
-    values = torch.cat([w[nz] for w, nz in zip(weights, nonzero, strict=True)])
-    q = quantizer(values.to(torch.float64).numpy())
+    values = torch.cat([w[nz] for w, nz in zip(weights, nonzero, strict=True)]
+                       ).to(torch.float64).numpy()
+    del weights  # the layers' dense weights are not needed by the quantizer
+    q = quantizer(values)
+    del values
     parts = torch.from_numpy(q.assign).split([int(nz.sum()) for nz in nonzero])
     k = q.codebook.size  # assignments in SharedWeights' type (int8 up to 126 values)
     small = torch.int8 if k < 127 else torch.int16 if k < 32767 else torch.int32 \

@@ -178,6 +178,30 @@ def normalise_(model: nn.Module) -> nn.Module:
     return model
 
 
+def _own_memory_(model: nn.Module) -> nn.Module:
+    """In place: every parameter and buffer that is a view of memory torch did not
+    allocate (``from_pretrained`` hands out views of the memory-mapped weights file,
+    which stays mapped, its pages resident, while one of them lives) gets a copy in its
+    own memory, one tensor at a time; the same ``Parameter`` objects (ties kept).
+    Returns ``model``."""
+    def mapped(t: torch.Tensor) -> bool:
+        return not t.is_meta and not t.untyped_storage().resizable()
+
+    done: set[int] = set()
+    copies: dict[int, torch.Tensor] = {}
+    for m in model.modules():
+        for p in m.parameters(recurse=False):
+            if id(p) not in done and mapped(p):
+                p.data = p.data.clone()
+            done.add(id(p))
+        for name, b in list(m.named_buffers(recurse=False)):
+            if b is not None and (id(b) in copies or mapped(b)):
+                if id(b) not in copies:
+                    copies[id(b)] = b.clone()
+                m._buffers[name] = copies[id(b)]
+    return model
+
+
 def _check_supported(model: nn.Module, source: str) -> None:
     """Every module holding weights is one compactnn compresses (``nn.Linear``,
     ``nn.Conv2d``) or keeps as plain tensors; ``Conv1D`` must be gone."""
@@ -266,7 +290,7 @@ def read_dir(path: str | os.PathLike) -> nn.Module:
     finally:
         if bars:
             tf.utils.logging.enable_progress_bar()
-    model = normalise_(model.float())
+    model = _own_memory_(normalise_(model.float()))
     _check_supported(model, source)
     config_dict = {k: v for k, v in model.config.to_dict().items()
                    if k == "model_type" or (k not in _DROPPED and not k.startswith("_"))}

@@ -109,7 +109,7 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
         raise RecipeError(str(exc).replace("'model.", "'").replace(" model.", " ")) from None
     run = {"device": device, "autocast": autocast}
     ds = hf_task.distillation_data(model, x, **run)  # finetune steps distil these outputs
-    with torch.random.fork_rng():
+    with torch.random.fork_rng(), hf_task.checkpointed(model):
         torch.manual_seed(seed)
         report = compress_(view, recipe, ds, progress=progress, **run)
     model.eval()
