@@ -73,7 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except SystemExit as exc:
             return int(exc.code or 0)
         command = f"compactnn {args.command}"
-        lean_allocator()  # freed memory goes back to the system (compactnn.cli.memory)
+        if COMMANDS[args.command].lean_memory:
+            lean_allocator()  # freed memory goes back to the system (compactnn.cli.memory)
         COMMANDS[args.command].run(args)
     except KeyboardInterrupt:
         _interrupted(command)

@@ -19,13 +19,17 @@ class Command:
     """One subcommand: its name, one-line ``help`` (in ``compactnn --help``), longer
     ``description`` (in ``compactnn NAME --help``), the function that adds its
     arguments to its subparser, and ``run(args)``, which raises ``UserError`` for
-    anything the user can fix."""
+    anything the user can fix. ``lean_memory``: the command is bound by memory, not
+    speed, so it runs with ``cli.memory.lean_allocator`` (freed blocks go back to the
+    system; every block of 256 KiB or more is mapped on its own, which costs page
+    faults in a loop of inferences)."""
 
     name: str
     help: str
     description: str
     arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[argparse.Namespace], None]
+    lean_memory: bool = False
 
 
 COMMANDS: dict[str, Command] = {}

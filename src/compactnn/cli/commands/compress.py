@@ -70,4 +70,5 @@ def run(a: argparse.Namespace) -> None:
 
 register(Command("compress", "apply a compression recipe with fine-tuning",
                  "Prune / weight-share a trained checkpoint with a recipe (YAML/JSON file or "
-                 "a built-in name) and fine-tune it.", arguments, run))
+                 "a built-in name) and fine-tune it.", arguments, run,
+                 lean_memory=True))

@@ -67,4 +67,5 @@ def run(a: argparse.Namespace) -> None:
 
 register(Command("convert", "convert a checkpoint to a compact file",
                  "Store every Linear/Conv2d in the format a policy picks and write one "
-                 "compact file.", arguments, run))
+                 "compact file.", arguments, run,
+                 lean_memory=True))
