@@ -1,0 +1,77 @@
+"""``torchrun --nproc_per_node 2 -m compactnn compress`` of the in-memory kinds on 2 gloo
+ranks (started as torchrun starts them: ``tests/stream/test_distributed.py``) against
+one process: a zoo LeNet-300-100 on digits (prune, fine-tune, GPTQ weight sharing,
+fine-tune under DistributedDataParallel) whose checkpoint from rank 0 converts to a
+compact file with the one-process file's accuracy, and a Hugging Face model distilled
+(its LM head gets no gradient)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from compactnn import io
+from compactnn.cli import main
+from compactnn.cli.models.zoo import dataset
+from compactnn.train import evaluate
+from tests.stream.test_distributed import _cli_rank, _free_port
+
+pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
+                                reason="needs torch.distributed with gloo")
+
+RECIPE = ("- {method: prune, p: 60}\n"
+          "- {method: finetune, epochs: 1, lr: 0.002, batch_size: 50}\n"
+          "- {method: cws, k: 8, calibrate: 256}\n"
+          "- {method: finetune, epochs: 1, lr: 0.002, batch_size: 50}\n")
+WEIGHT_TOL = 1e-6  # max |two ranks - one process| of a weight (measured: 2e-8)
+ACCURACY_TOL = 1 / 450  # one digits test sample
+
+
+def _one_thread(argv: list[str]) -> int:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks (torchrun sets OMP_NUM_THREADS=1)
+    try:
+        return main(argv)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _both(tmp_path, argv) -> tuple:
+    """Run ``argv + [-o out]`` on 2 ranks and in one process; the two outputs."""
+    two, one = tmp_path / "two", tmp_path / "one"
+    mp.spawn(_cli_rank, args=(2, _free_port(), [*argv, "-o", str(two)], str(tmp_path / "rc")),
+             nprocs=2, join=True)
+    assert [(tmp_path / f"rc.{r}").read_text() for r in (0, 1)] == ["0", "0"]
+    assert _one_thread([*argv, "-o", str(one)]) == 0
+    return two, one
+
+
+def test_zoo_compress_two_ranks_like_one_process(tmp_path, capsys):
+    base = tmp_path / "base.safetensors"
+    assert main(["train", "--model", "lenet300", "--dataset", "digits", "--epochs", "4",
+                 "-o", str(base)]) == 0
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(RECIPE)
+    two, one = _both(tmp_path, ["compress", str(base), "--recipe", str(recipe),
+                                "--dataset", "digits", "--device", "cpu"])
+    a, b = load_file(two), load_file(one)
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
+    print(f"max |two ranks - one process| weight: {worst:.3g}")
+    assert worst <= WEIGHT_TOL
+    for k in a:
+        if k.endswith("weight") and a[k].dim() == 2:
+            assert torch.equal(a[k] == 0, b[k] == 0), k  # the same pruned weights
+            assert a[k].unique().numel() == b[k].unique().numel() <= 9, k  # 8 values + 0
+    _, te = dataset("digits", None)
+    acc = []
+    for src in (two, one):
+        out = tmp_path / f"{src.name}.cnn"
+        assert main(["convert", str(src), "--policy", "smallest", "-o", str(out)]) == 0
+        acc.append(evaluate(io.load(out), te)["accuracy"])
+    same = (tmp_path / "two.cnn").read_bytes() == (tmp_path / "one.cnn").read_bytes()
+    print(f"accuracy two ranks {acc[0]:.4f}, one process {acc[1]:.4f}; same bytes: {same}")
+    assert abs(acc[0] - acc[1]) <= ACCURACY_TOL and acc[1] > 0.8
