@@ -75,3 +75,26 @@ def test_zoo_compress_two_ranks_like_one_process(tmp_path, capsys):
     same = (tmp_path / "two.cnn").read_bytes() == (tmp_path / "one.cnn").read_bytes()
     print(f"accuracy two ranks {acc[0]:.4f}, one process {acc[1]:.4f}; same bytes: {same}")
     assert abs(acc[0] - acc[1]) <= ACCURACY_TOL and acc[1] > 0.8
+
+
+def test_hf_distillation_two_ranks_like_one_process(tmp_path, capsys):
+    pytest.importorskip("transformers")
+    from compactnn.zoo import hf
+    from tests.anymodel.conftest import make_model_dir
+
+    folder, data = make_model_dir("llama", tmp_path / "m")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- {method: prune, p: 50}\n"
+                      "- {method: finetune, epochs: 2, lr: 0.001, batch_size: 5}\n")
+    two, one = _both(tmp_path, ["compress", str(folder), "--recipe", str(recipe),
+                                "--data", str(data), "--device", "cpu"])
+    a, b = io.load(two).state_dict(), io.load(one).state_dict()
+    original = hf.read_dir(str(folder)).state_dict()
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
+    print(f"max |two ranks - one process| weight (llama): {worst:.3g}")
+    assert worst <= WEIGHT_TOL
+    up = "model.layers.0.mlp.up_proj.weight"
+    kept = a[up] != 0
+    assert torch.equal(kept, b[up] != 0) and 0.4 < kept.float().mean() < 0.6
+    assert not torch.equal(a[up][kept], original[up][kept])  # it was fine-tuned
