@@ -49,10 +49,16 @@ def _both(tmp_path, argv) -> tuple:
     return two, one
 
 
-def test_zoo_compress_two_ranks_like_one_process(tmp_path, capsys):
-    base = tmp_path / "base.safetensors"
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A LeNet-300-100 trained on digits by `compactnn train`."""
+    path = tmp_path_factory.mktemp("torchrun") / "base.safetensors"
     assert main(["train", "--model", "lenet300", "--dataset", "digits", "--epochs", "4",
-                 "-o", str(base)]) == 0
+                 "-o", str(path)]) == 0
+    return path
+
+
+def test_zoo_compress_two_ranks_like_one_process(tmp_path, capsys, base):
     recipe = tmp_path / "r.yaml"
     recipe.write_text(RECIPE)
     two, one = _both(tmp_path, ["compress", str(base), "--recipe", str(recipe),
@@ -65,7 +71,9 @@ def test_zoo_compress_two_ranks_like_one_process(tmp_path, capsys):
     for k in a:
         if k.endswith("weight") and a[k].dim() == 2:
             assert torch.equal(a[k] == 0, b[k] == 0), k  # the same pruned weights
-            assert a[k].unique().numel() == b[k].unique().numel() <= 9, k  # 8 values + 0
+            va, ia = a[k].unique(return_inverse=True)
+            vb, ib = b[k].unique(return_inverse=True)
+            assert len(va) == len(vb) <= 9 and torch.equal(ia, ib), k  # the same assignments
     _, te = dataset("digits", None)
     acc = []
     for src in (two, one):
@@ -94,7 +102,33 @@ def test_hf_distillation_two_ranks_like_one_process(tmp_path, capsys):
     worst = max((a[k] - b[k]).abs().max().item() for k in a if a[k].is_floating_point())
     print(f"max |two ranks - one process| weight (llama): {worst:.3g}")
     assert worst <= WEIGHT_TOL
+    pruned = [k for k in a if k.startswith("model.layers.") and k.endswith("proj.weight")]
+    assert len(pruned) == 14  # 2 blocks of 7
+    for k in pruned:  # the same masks
+        assert torch.equal(a[k] != 0, b[k] != 0) and 0.4 < (a[k] != 0).float().mean() < 0.6
     up = "model.layers.0.mlp.up_proj.weight"
-    kept = a[up] != 0
-    assert torch.equal(kept, b[up] != 0) and 0.4 < kept.float().mean() < 0.6
-    assert not torch.equal(a[up][kept], original[up][kept])  # it was fine-tuned
+    assert not torch.equal(a[up][a[up] != 0], original[up][a[up] != 0])  # it was fine-tuned
+
+
+def _failing_rank(rank: int, world: int, port: int, argv: list[str], codes: str) -> None:
+    if rank == 0:  # rank 0 cannot write its checkpoint
+        from compactnn.errors import UserError
+        from compactnn.zoo import checkpoint
+
+        def refuse(*args, **kwargs):
+            raise UserError("no space left (test)")
+
+        checkpoint.save_checkpoint = refuse
+    _cli_rank(rank, world, port, argv, codes)
+
+
+def test_rank_zero_failure_ends_every_rank(tmp_path, base):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("- {method: prune, p: 50}\n")
+    out = tmp_path / "x.safetensors"
+    argv = ["compress", str(base), "--recipe", str(recipe), "--dataset", "digits",
+            "--device", "cpu", "-o", str(out)]
+    mp.spawn(_failing_rank, args=(2, _free_port(), argv, str(tmp_path / "rc")), nprocs=2,
+             join=True)
+    assert [(tmp_path / f"rc.{r}").read_text() for r in (0, 1)] == ["2", "2"]
+    assert not out.exists()

@@ -78,12 +78,17 @@ def _in_memory(kind, a: argparse.Namespace) -> None:
             kind.compress(a)
         except Exception as exc:  # rank 0 writing: every rank ends with its message
             failure = exc
-        [message] = ranks.map([(1.0, lambda: None if failure is None else
-                                f"{type(failure).__name__}: {failure}")])
+        [message] = ranks.map([(1.0, lambda: _message(failure))])  # rank 0's
         if failure is not None:
             raise failure
         if message is not None:
             raise UserError(f"rank 0 failed: {message}")
+
+
+def _message(failure: Exception | None) -> str | None:
+    if failure is None or isinstance(failure, UserError):
+        return failure and str(failure)
+    return f"{type(failure).__name__}: {failure}"
 
 
 register(Command("compress", "apply a compression recipe with fine-tuning",
