@@ -7,6 +7,9 @@ compact file with the one-process file's accuracy, and a Hugging Face model dist
 
 from __future__ import annotations
 
+import os
+import sys
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -17,7 +20,7 @@ from compactnn import io
 from compactnn.cli import main
 from compactnn.cli.models.zoo import dataset
 from compactnn.train import evaluate
-from tests.stream.test_distributed import _cli_rank, _free_port
+from tests.stream.test_distributed import _env, _free_port
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
                                 reason="needs torch.distributed with gloo")
@@ -28,6 +31,24 @@ RECIPE = ("- {method: prune, p: 60}\n"
           "- {method: finetune, epochs: 1, lr: 0.002, batch_size: 50}\n")
 WEIGHT_TOL = 1e-6  # max |two ranks - one process| of a weight (measured: 2e-8)
 ACCURACY_TOL = 1 / 450  # one digits test sample
+
+
+def _exit(code: int) -> None:
+    """End a rank now: with torch 2.13, DistributedDataParallel keeps the gloo group's
+    threads alive after ``destroy_process_group``, and at interpreter exit they abort the
+    process now and then ("terminate called without an active exception"), after its
+    work is done; the rank's results are written before this."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _cli_rank(rank: int, world: int, port: int, argv: list[str], codes: str) -> None:
+    _env(rank, world, port)
+    code = main(argv)
+    with open(f"{codes}.{rank}", "w") as f:
+        f.write(str(code))
+    _exit(0)
 
 
 def _one_thread(argv: list[str]) -> int:

@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from compactnn import zoo
 from compactnn.train import ddp, fit
 from compactnn.transforms import compress_
+from tests.cli.test_torchrun import _exit
 from tests.stream.test_distributed import _env, _free_port
 
 pytestmark = pytest.mark.skipif(not dist.is_available() or not dist.is_gloo_available(),
@@ -46,6 +47,7 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
         torch.save({"hist": hist, "state": model.state_dict()}, f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
+    _exit(0)  # tests/cli/test_torchrun.py::_exit
 
 
 def test_share_slices_a_batch():

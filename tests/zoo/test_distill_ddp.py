@@ -13,6 +13,7 @@ import torch.multiprocessing as mp
 
 from compactnn.transforms import kmeans_1d, layers_of, prune_layers_, share_layers_
 from compactnn.zoo.sentences import generate_sentences
+from tests.cli.test_torchrun import _exit
 from tests.stream.test_distributed import _env, _free_port
 
 pytest.importorskip("transformers")
@@ -57,6 +58,7 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
         torch.save(_distilled(), f"{out}.{rank}")
     finally:
         dist.destroy_process_group()
+    _exit(0)  # tests/cli/test_torchrun.py::_exit
 
 
 def test_distillation_two_ranks_like_one_process(tmp_path):
