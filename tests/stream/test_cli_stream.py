@@ -50,7 +50,7 @@ def test_stream_errors_are_one_line(tmp_path, capsys):
     assert not (tmp_path / "x.cnn").exists()
 
 
-def test_torchrun_and_workers_need_stream(tmp_path, capsys, monkeypatch):
+def test_workers_need_stream(tmp_path, capsys):
     pytest.importorskip("transformers")
     path, data = make_model_dir("llama", tmp_path / "l")
     ok = tmp_path / "ok.yaml"
@@ -58,8 +58,4 @@ def test_torchrun_and_workers_need_stream(tmp_path, capsys, monkeypatch):
     code, _, err = run(capsys, "compress", path, "--recipe", ok, "--data", data,
                        "--workers", "2", "-o", tmp_path / "x.cnn")
     assert code == 2 and "--workers needs --stream" in err
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    code, _, err = run(capsys, "compress", path, "--recipe", ok, "--data", data,
-                       "-o", tmp_path / "x.cnn")
-    assert code == 2 and "under torchrun, compress needs --stream" in err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.cnn").exists()

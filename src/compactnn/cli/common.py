@@ -149,6 +149,14 @@ def check_output(path: str, *inputs: str | None) -> None:
     check_writable(path)
 
 
+def writes() -> bool:
+    """Whether this process prints and writes the output: the only one, or rank 0 of a
+    ``torchrun`` run (the installed ``transforms.parallel.Parallel``)."""
+    from compactnn.transforms import parallel
+
+    return parallel.current().rank == 0
+
+
 def recipe(text: str) -> Any:
     """A built-in recipe by name (``compactnn.zoo.presets.RECIPES``) or a recipe file
     (YAML or JSON); ``RecipeError`` for anything else."""

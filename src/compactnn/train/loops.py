@@ -13,6 +13,11 @@ Data: a ``TensorDataset``, a map-style ``Dataset``, an ``IterableDataset`` or a
 for the loop and back afterwards, and each batch to it; ``autocast`` (``"bf16"``,
 ``"fp16"``) runs the forward passes under ``torch.autocast`` (``compactnn.train.device``;
 fp16 on CUDA trains with a gradient scaler).
+
+Under ``torch.distributed`` (``torchrun``: a default process group of several ranks)
+``fit`` is data-parallel: each rank trains on its slice of every global batch inside
+``DistributedDataParallel`` (``compactnn.train.ddp``); the batches, their order and the
+history are those of one process.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from tqdm.auto import tqdm
 
+from compactnn.train import ddp
 from compactnn.train import device as _dev
 from compactnn.train.data import Data, batch_count, check_data, first, in_order, shuffled
 from compactnn.train.recompute import rebuild_marked
@@ -63,6 +69,10 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
         autocast: ``"bf16"`` / ``"fp16"``: forward passes under ``torch.autocast``.
         num_workers: ``DataLoader`` workers for datasets that are not tensors.
 
+    Under ``torch.distributed`` every rank calls ``fit`` with the same arguments and
+    trains its slice of each batch (module docstring); the model is the same on every
+    rank afterwards.
+
     Returns:
         One dict per epoch: ``train_loss`` (mean over the epoch) and ``val_*`` metrics.
 
@@ -86,6 +96,7 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
     if steps_per_epoch is None and lr_schedule == "cosine" and epochs:
         raise ValueError("the cosine schedule needs data with a length; pass "
                          "lr_schedule='constant' for an IterableDataset")
+    rank, world = ddp.ranks()
     with _dev.on_device(model, device) as dev:
         params = [p for p in model.parameters() if p.requires_grad]
         opt = (torch.optim.AdamW(params, lr, weight_decay=weight_decay) if weight_decay
@@ -99,24 +110,33 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
         history = []
         was_training = model.training
         model.train()
+        net = ddp.wrap(model, dev) if world > 1 and epochs else model
         for epoch in range(epochs):
             bar = tqdm(shuffled(train, batch_size, gen, num_workers), total=steps_per_epoch,
-                       desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
+                       desc=f"epoch {epoch + 1}/{epochs}", disable=not progress or rank > 0,
+                       leave=False)
             total_loss, seen = 0.0, 0
             for b, (xb, yb) in enumerate(bar):
+                weight = 1.0
+                if world > 1:
+                    xb, yb, weight = ddp.share(xb, yb, rank, world)
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
                 with _dev.autocast(dev, precision), rebuild_marked():
-                    loss = loss_fn(model(xb).float(), yb)
+                    loss = loss_fn(net(xb).float(), yb)
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(loss * weight).backward()
                 scaler.step(opt)
                 scaler.update()
                 if lr_schedule == "cosine":
                     sched.step()
-                total_loss += loss.item() * len(xb)
-                seen += len(xb)
+                if weight:
+                    total_loss += loss.item() * len(xb)
+                    seen += len(xb)
                 if b % 50 == 0:
                     bar.set_postfix(loss=f"{loss.item():.4f}")
+            if world > 1:
+                total_loss, seen = ddp.total([total_loss, seen])
+                ddp.sync(model)
             record = {"train_loss": total_loss / max(seen, 1)}
             if val is not None:
                 record.update({f"val_{k}": v for k, v in evaluate(

@@ -100,7 +100,16 @@ def distillation_model(student: nn.Module, dropout: bool = False,
     transformer layer (``sum |h_s - h_t|^2 / sum |h_t|^2`` over the sample's tokens,
     the mean over layers) and ``relational`` times the squared error of its row of the
     batch's cosine-similarity matrix (``sum_j (s_i.s_j - t_i.t_j)^2``); the teacher runs
-    on each batch (no grad). The dataset then needs ``extra_column=True``."""
+    on each batch (no grad). The dataset then needs ``extra_column=True``.
+
+    Under ``torch.distributed`` (``fit`` on several ranks, each on a slice of every
+    batch) the relational term is refused: it compares the samples of a whole batch."""
+    from compactnn.train.ddp import ranks
+
+    if relational and ranks()[1] > 1:
+        raise ValueError("the relational distillation term is not supported under "
+                         "torch.distributed (it compares a whole batch; each rank has a "
+                         "slice)")
     return _PackedInput(student, dropout, teacher, hidden, relational)
 
 

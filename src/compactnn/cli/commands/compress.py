@@ -54,21 +54,47 @@ def run(a: argparse.Namespace) -> None:
     a.device = device_of(a)
     if a.workers != 1 and not a.stream:
         raise UserError("--workers needs --stream")
-    from compactnn.stream.distributed import launched
-
-    if launched() and not a.stream:
-        raise UserError("under torchrun, compress needs --stream (in-memory compression "
-                        "and fine-tuning under DistributedDataParallel are not built)")
     if a.stream or a.resume:
         from compactnn.cli import streaming
 
         if not a.stream:
             raise UserError("--resume needs --stream")
         return streaming.compress(a)
-    (models.named(a.checkpoint) or ZOO).compress(a)
+    _in_memory(models.named(a.checkpoint) or ZOO, a)
+
+
+def _in_memory(kind, a: argparse.Namespace) -> None:
+    """``kind.compress(a)`` on every rank of a ``torchrun`` run (this process alone
+    otherwise): the recipe's calibration, layer solves and fine-tuning are split across
+    the ranks, rank 0 writes and prints; the others wait for its outcome and end with
+    its error, if any."""
+    from compactnn.stream.distributed import world
+
+    with world(a.device) as ranks:
+        if ranks.size == 1:
+            return kind.compress(a)
+        failure = None
+        try:
+            kind.compress(a)
+        except Exception as exc:  # rank 0 writing: every rank ends with its message
+            failure = exc
+        [message] = ranks.map([(1.0, lambda: _message(failure))])  # rank 0's
+        if failure is not None:
+            raise failure
+        if message is not None:
+            raise UserError(f"rank 0 failed: {message}")
+
+
+def _message(failure: Exception | None) -> str | None:
+    if failure is None or isinstance(failure, UserError):
+        return failure and str(failure)
+    return f"{type(failure).__name__}: {failure}"
 
 
 register(Command("compress", "apply a compression recipe with fine-tuning",
                  "Prune / weight-share a trained checkpoint with a recipe (YAML/JSON file or "
-                 "a built-in name) and fine-tune it.", arguments, run,
-                 lean_memory=True))
+                 "a built-in name) and fine-tune it. Under `torchrun --nproc_per_node N -m "
+                 "compactnn compress ...` the N ranks split the calibration, the layer "
+                 "solves and the fine-tuning / distillation batches "
+                 "(DistributedDataParallel; gloo on CPU, NCCL with --device cuda); rank 0 "
+                 "writes the output.", arguments, run, lean_memory=True))

@@ -32,7 +32,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from compactnn.cli.common import fmt_metrics, recipe, threads_of
+from compactnn.cli.common import fmt_metrics, recipe, threads_of, writes
 from compactnn.cli.models import Kind, Source
 from compactnn.errors import UserError
 
@@ -111,7 +111,9 @@ def compress(folder: str, recipe: Any, data: str | None, output: str, *,
     ds = hf_task.distillation_data(model, x, **run)  # finetune steps distil these outputs
     with torch.random.fork_rng(), hf_task.checkpointed(model):
         torch.manual_seed(seed)
-        report = compress_(view, recipe, ds, progress=progress, **run)
+        report = compress_(view, recipe, ds, progress=progress and writes(), **run)
+    if not writes():  # torchrun: rank 0 writes
+        return
     model.eval()
     report = CompressionReport(tuple(dataclasses.replace(s, name=s.name.removeprefix("model."))
                                      for s in report.layers), report.history)

@@ -31,7 +31,7 @@ import argparse
 import os
 from typing import Any
 
-from compactnn.cli.common import recipe, threads_of
+from compactnn.cli.common import recipe, threads_of, writes
 from compactnn.cli.models import Kind, Source
 from compactnn.errors import UserError
 
@@ -67,14 +67,15 @@ def pretrained(folder: str | None = None) -> tuple[Any, str, dict[str, Any], dic
 def compress(steps: Any, output: str, *, folder: str | None = None,
              embedding_k: int | None = None, sentences: int = 3000,
              progress: bool = True, device: str | None = None,
-             autocast: str | None = None) -> dict[str, dict[str, float]]:
+             autocast: str | None = None) -> dict[str, dict[str, float]] | None:
     """Compress the pretrained model of ``folder`` (default: the bundled one) with the
     recipe ``steps`` (the built-in one:
     ``compactnn.zoo.presets.RECIPES["minilm"]``, ``MIXED_SHARING`` with GPTQ on 1024
     samples + 2 epochs of distillation), calibrating and distilling on ``sentences``
     samples of :func:`compactnn.zoo.texts.training_texts` (calibration and distillation on
     ``device`` under ``autocast``); save a checkpoint to ``output``; return
-    :func:`compactnn.bench.minilm.evaluate`'s per-corpus quality."""
+    :func:`compactnn.bench.minilm.evaluate`'s per-corpus quality (``None`` on the ranks
+    of a ``torchrun`` run other than rank 0, which writes)."""
     from compactnn.bench.minilm import evaluate
     from compactnn.zoo.checkpoint import save_checkpoint
     from compactnn.zoo.distill import compress_minilm_
@@ -86,7 +87,10 @@ def compress(steps: Any, output: str, *, folder: str | None = None,
     train = training_texts(sentences)
     model = load_minilm(folder)
     report = compress_minilm_(model, steps, train, embedding_k=embedding_k,
-                              progress=progress, device=device, autocast=autocast)
+                              progress=progress and writes(), device=device,
+                              autocast=autocast)
+    if not writes():
+        return None
     print(report.table())
     quality = evaluate(model)
     save_checkpoint(model, output, ZOO_NAME, model.zoo_spec["kwargs"], metrics=quality,
@@ -126,6 +130,8 @@ class MiniLMKind(Kind):
         q = compress(recipe(a.recipe), a.output, folder=folder_of(a.checkpoint),
                      embedding_k=a.embedding_k, sentences=a.sentences, device=a.device,
                      autocast=a.autocast)
+        if q is None:
+            return
         print(f"vs the original, per held-out corpus:\n{format_quality(q)}")
         print(f"wrote {a.output}")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from compactnn.cli.common import fmt_metrics, recipe, threads_of
+from compactnn.cli.common import fmt_metrics, recipe, threads_of, writes
 from compactnn.cli.models import Kind, Source
 from compactnn.errors import UserError
 
@@ -67,7 +67,9 @@ class ZooKind(Kind):
         check_recipe(steps, model, tr)
         run = {"device": a.device, "autocast": a.autocast, "num_workers": a.num_workers}
         before = train.evaluate(model, te, **run)
-        report = compress_(model, steps, tr, te, progress=True, **run)
+        report = compress_(model, steps, tr, te, progress=writes(), **run)
+        if not writes():  # torchrun: rank 0 writes
+            return
         after = train.evaluate(model, te, **run)
         print(report.table())
         save_checkpoint(model, a.output, name, kwargs, dataset=a.dataset, metrics=after,
