@@ -31,8 +31,8 @@ from compactnn._validate import is_int
 from compactnn.errors import UserError
 
 __all__ = ["CompactFileError", "DTYPES", "MAX_HEADER", "encode_file", "file_parts",
-           "decode_file", "layout", "stored", "crc32", "canonical_json", "parse_json",
-           "check_tree", "MAX_JSON_DEPTH"]
+           "header_length", "decode_file", "layout", "stored", "crc32", "canonical_json",
+           "parse_json", "check_tree", "MAX_JSON_DEPTH"]
 
 KEY = "compactnn"
 MAX_HEADER = 100_000_000  # safetensors' own limit
@@ -48,6 +48,20 @@ _NAMES = {dt: name for name, dt in DTYPES.items()}
 
 class CompactFileError(UserError):
     """A compactnn file (or checkpoint) is missing, truncated, corrupted or inconsistent."""
+
+
+def header_length(first: bytes, size: int, source: str) -> int:
+    """The header length in the first 8 bytes of a ``size``-byte safetensors-layout file,
+    checked against the file and ``MAX_HEADER``."""
+    if len(first) < 8:
+        raise CompactFileError(f"{source}: truncated ({size} bytes; a header needs 8)")
+    n = int.from_bytes(first[:8], "little")
+    if n > size - 8:
+        raise CompactFileError(
+            f"{source}: header length {n} is larger than the file ({size} bytes)")
+    if n > MAX_HEADER or n < 2:
+        raise CompactFileError(f"{source}: header length {n} out of range")
+    return n
 
 
 def canonical_json(obj: Any) -> str:
@@ -218,14 +232,7 @@ def decode_file(raw: bytes | bytearray, source: str = "file"
     ``bytearray``), never copies.
     """
     size = len(raw)
-    if size < 8:
-        raise CompactFileError(f"{source}: truncated ({size} bytes; a header needs 8)")
-    n = int.from_bytes(raw[:8], "little")
-    if n > size - 8:
-        raise CompactFileError(
-            f"{source}: header length {n} is larger than the file ({size} bytes)")
-    if n > MAX_HEADER or n < 2:
-        raise CompactFileError(f"{source}: header length {n} out of range")
+    n = header_length(raw[:8], size, source)
     try:
         text = raw[8:8 + n].decode("ascii")
     except UnicodeDecodeError:

@@ -15,7 +15,7 @@ import stat
 from collections.abc import Sequence
 
 from compactnn.errors import PathError
-from compactnn.io.container import MAX_HEADER, CompactFileError
+from compactnn.io.container import CompactFileError, header_length
 
 __all__ = ["write_atomic", "read_bytes", "open_regular", "check_writable", "same_file"]
 
@@ -172,20 +172,6 @@ def _read_exact(fd: int, buf: memoryview, source: str) -> None:
         if k == 0:
             raise CompactFileError(f"{source}: file shrank while being read")
         got += k
-
-
-def header_length(first: bytes, size: int, source: str) -> int:
-    """The header length in the first 8 bytes of a ``size``-byte safetensors-layout file,
-    checked against the file and ``MAX_HEADER``."""
-    if len(first) < 8:
-        raise CompactFileError(f"{source}: truncated ({size} bytes; a header needs 8)")
-    n = int.from_bytes(first[:8], "little")
-    if n > size - 8:
-        raise CompactFileError(
-            f"{source}: header length {n} is larger than the file ({size} bytes)")
-    if n > MAX_HEADER or n < 2:
-        raise CompactFileError(f"{source}: header length {n} out of range")
-    return n
 
 
 def read_bytes(path: str | os.PathLike) -> bytearray:

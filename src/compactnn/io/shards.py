@@ -17,8 +17,8 @@ import re
 
 import torch
 
-from compactnn.io.container import DTYPES, CompactFileError, parse_json
-from compactnn.io.files import header_length, open_regular
+from compactnn.io.container import DTYPES, CompactFileError, header_length, parse_json
+from compactnn.io.files import open_regular
 
 __all__ = ["Shards", "MAX_INDEX", "read_small"]
 
