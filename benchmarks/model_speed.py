@@ -228,13 +228,7 @@ def layer_kernels(rounds: int = 5) -> list[list]:
                 xp, yp = x.data_ptr(), y.data_ptr()
                 for fn in (functools.partial(k.rows, xp, yp, b, None),
                            functools.partial(lin, x), functools.partial(q, x)):
-                    best = float("inf")
-                    for _ in range(rounds):
-                        t0 = time.thread_time()
-                        for _ in range(reps):
-                            fn()
-                        best = min(best, (time.thread_time() - t0) / reps)
-                    row.append(1e6 * best)
+                    row.append(best_us(fn, n=reps, repeat=rounds))
                 out.append(row)
     return out
 
