@@ -135,3 +135,27 @@ def test_bias_changes_are_seen():
     twin = copy.deepcopy(layer)
     twin.bias.fill_(7.0)
     assert twin(x).tolist() == [[8.0] * 3] and layer(x).tolist() == [[6.0] * 3]
+
+
+def test_fast_call_keeps_module_semantics():
+    """The direct ``__call__`` and the cached plan: hooks still run, a swapped bias
+    storage, another batch size and a pickled copy are all seen."""
+    import pickle
+
+    layer = CompactLinear(formats.get("csr").from_dense(np.eye(3, dtype=np.float32)),
+                          torch.zeros(3))
+    x = torch.ones(2, 3)
+    assert layer(x).tolist() == [[1.0] * 3] * 2
+    layer.bias.data = torch.ones(3)  # same Parameter object, new storage
+    assert layer(x).tolist() == [[2.0] * 3] * 2
+    assert layer(torch.ones(4, 3)).tolist() == [[2.0] * 3] * 4
+    hook = layer.register_forward_hook(lambda m, i, o: o * 0)
+    assert layer(x).tolist() == [[0.0] * 3] * 2
+    hook.remove()
+    pre = torch.nn.modules.module.register_module_forward_pre_hook(lambda m, i: (i[0] * 3,))
+    try:
+        assert layer(x).tolist() == [[4.0] * 3] * 2
+    finally:
+        pre.remove()
+    twin = pickle.loads(pickle.dumps(layer))
+    assert twin(x).tolist() == [[2.0] * 3] * 2

@@ -19,10 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.modules import module as _module
 
 from compactnn.errors import UserError
 from compactnn.formats import CompactMatrix
 from compactnn.kernels import backend
+
+_F32 = torch.float32
 
 __all__ = ["CompactConv2d", "CompactLinear", "LayerRecord", "UnsupportedLayerError"]
 
@@ -166,6 +169,14 @@ class CompactLinear(_CompactBase):
             raise TypeError(f"expected a CompactMatrix, got {type(matrix).__name__}")
         self.out_features, self.in_features = matrix.shape
         self._init_common([matrix], bias, self.out_features)
+        # the last fast call's (batch, fused kernel, bias buffer, its address, its array)
+        self._plan: tuple | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles leave out the cached plan (it holds a native kernel)."""
+        state = super().__getstate__()
+        state["_plan"] = None
+        return state
 
     @property
     def matrix(self) -> CompactMatrix:
@@ -176,18 +187,34 @@ class CompactLinear(_CompactBase):
         """The dense ``(out, in)`` weight, decoded (not used by ``forward``)."""
         return self.matrix.to_dense()
 
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """``forward`` directly when nothing would make ``nn.Module.__call__`` do more
+        (no hooks on the layer or global, no compiled call, no JIT tracing): about
+        0.6 us less per call, a third of a small layer's product."""
+        if (self._forward_hooks or self._forward_pre_hooks or self._backward_hooks
+                or self._backward_pre_hooks or self._compiled_call_impl is not None
+                or _module._global_forward_hooks or _module._global_forward_pre_hooks
+                or _module._global_backward_hooks or _module._global_backward_pre_hooks
+                or torch._C._get_tracing_state()):
+            return super().__call__(*args, **kwargs)
+        return self.forward(*args, **kwargs)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.in_features
-        if (type(x) is torch.Tensor and x.dtype is torch.float32 and not x.requires_grad
+        if (type(x) is torch.Tensor and x.dtype is _F32 and not x.requires_grad
                 and x.is_cpu and x.dim() >= 2 and x.shape[-1] == n and n
                 and x.is_contiguous() and backend.native() is not None):
             b = x.numel() // n
-            kernel = self.matrices[0].fused_rows(b)
-            if kernel is not None:  # the fast path: one native call, bias included
+            plan, bias = self._plan, self._buffers["bias"]
+            if (plan is None or plan[0] != b or plan[2] is not bias
+                    or (bias is not None and bias.data_ptr() != plan[3])):
+                plan = self._plan = (b, self.matrices[0].fused_rows(b), bias,
+                                     0 if bias is None else bias.data_ptr(), self._bias_array())
+            if plan[1] is not None:  # the fast path: one native call, bias included
                 m = self.out_features  # new_empty: float32 on the CPU like x (varargs: fastest)
                 y = x.new_empty(b, m) if x.dim() == 2 else x.new_empty(*x.shape[:-1], m)
                 if b and m:
-                    kernel.rows(x.data_ptr(), y.data_ptr(), b, self._bias_array())
+                    plan[1].rows(x.data_ptr(), y.data_ptr(), b, plan[4])
                 return y
         return self._forward(x)
 
