@@ -202,7 +202,7 @@ class CompactLinear(_CompactBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.in_features
         if (type(x) is torch.Tensor and x.dtype is _F32 and not x.requires_grad
-                and x.is_cpu and x.dim() >= 2 and x.shape[-1] == n and n
+                and x.is_cpu and len(shape := x.shape) >= 2 and shape[-1] == n and n
                 and x.is_contiguous() and backend.native() is not None):
             b = x.numel() // n
             plan, bias = self._plan, self._buffers["bias"]
@@ -212,7 +212,7 @@ class CompactLinear(_CompactBase):
                                      0 if bias is None else bias.data_ptr(), self._bias_array())
             if plan[1] is not None:  # the fast path: one native call, bias included
                 m = self.out_features  # new_empty: float32 on the CPU like x (varargs: fastest)
-                y = x.new_empty(b, m) if x.dim() == 2 else x.new_empty(*x.shape[:-1], m)
+                y = x.new_empty(b, m) if len(shape) == 2 else x.new_empty(*shape[:-1], m)
                 if b and m:
                     plan[1].rows(x.data_ptr(), y.data_ptr(), b, plan[4])
                 return y
