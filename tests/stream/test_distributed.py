@@ -116,3 +116,59 @@ def test_torchrun_stream_equals_one_process(tmp_path, capsys):
     assert two.read_bytes() == (tmp_path / "one.cnn").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".cnn") == \
         ["one.cnn", "two.cnn"]  # no sidecar files left
+
+
+def _stream_rank(rank: int, world: int, port: int, folder: str, out: str,
+                 resume: bool, stop_after: int | None) -> None:
+    from compactnn.stream import compress
+
+    from .conftest import inputs
+
+    _env(rank, world, port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        with parallel.using(parallel.Parallel()):
+            compress(folder, WANDA, inputs(), out, metadata={"run": "resume"},
+                     resume=resume, stop_after=stop_after)
+    finally:
+        dist.destroy_process_group()
+
+
+WANDA = [{"method": "prune", "p": 50, "criterion": "wanda", "calibrate": 16},
+         {"method": "cws", "k": 8, "calibrate": 24}]
+
+
+def test_two_ranks_resume_to_the_one_process_file(tmp_path):
+    """A 2-rank streaming run stopped after block 0 (head + block 0 done), resumed by 2
+    ranks, and one stopped after block 1, resumed by one process: both files equal the
+    uninterrupted one-process file byte for byte."""
+    pytest.importorskip("transformers")
+    from compactnn.stream import compress
+
+    from .conftest import inputs, make_sharded
+
+    folder = str(make_sharded("llama", tmp_path / "m"))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks
+    try:
+        compress(folder, WANDA, inputs(), tmp_path / "one.cnn", metadata={"run": "resume"})
+    finally:
+        torch.set_num_threads(threads)
+    for name, stop, ranks in (("a.cnn", 2, 2), ("b.cnn", 3, 1)):
+        out = str(tmp_path / name)
+        mp.spawn(_stream_rank, args=(2, _free_port(), folder, out, False, stop),
+                 nprocs=2, join=True)
+        assert not os.path.exists(out)
+        if ranks == 2:
+            mp.spawn(_stream_rank, args=(2, _free_port(), folder, out, True, None),
+                     nprocs=2, join=True)
+        else:
+            torch.set_num_threads(1)
+            try:
+                compress(folder, WANDA, inputs(), out, metadata={"run": "resume"},
+                         resume=True)
+            finally:
+                torch.set_num_threads(threads)
+        assert (tmp_path / name).read_bytes() == (tmp_path / "one.cnn").read_bytes(), name
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == \
+        ["a.cnn", "b.cnn", "one.cnn"]
