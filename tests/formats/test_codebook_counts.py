@@ -32,3 +32,13 @@ def test_distinct_and_entropy_equal_the_separate_counts(W):
     values, bits = distinct_and_entropy(W)
     assert values == np.unique(W.view(np.uint32)).size
     assert bits == entropy_bits(W)  # the same float, bit for bit
+
+
+@settings(max_examples=60, deadline=None)
+@given(W=hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, max_side=30),
+                    elements=st.sampled_from([0.0, -0.0, 1.0, -1.0, 0.5, float("nan"),
+                                              float("inf"), 1e-40, 3.25])))
+def test_distinct_and_entropy_with_signed_zeros_nans_and_ties(W):
+    values, bits = distinct_and_entropy(W)
+    assert values == np.unique(W.view(np.uint32)).size
+    assert bits == entropy_bits(W)

@@ -1,6 +1,7 @@
 """Child of ``benchmarks/scale.py --speedup``: the streaming calibration pass (Wanda 50 %
 on 256 samples x 32 tokens, policy dense) of a model folder in WORLD gloo processes of
-one thread each; prints the seconds rank 0 spent in ``stream.compress`` as JSON.
+one thread each; prints the seconds rank 0 spent in ``stream.compress`` as JSON (the
+import of ``transformers``' Llama, about 3 s on every rank, is made before the clock).
 
 Usage: python tests/stream/calib_child.py FOLDER OUT WORLD
 """
@@ -27,6 +28,7 @@ RECIPE = [{"method": "prune", "p": 50, "criterion": "wanda", "calibrate": 256}]
 
 def run(rank: int, world: int, port: int, folder: str, out: str) -> None:
     torch.set_num_threads(1)
+    import transformers.models.llama.modeling_llama  # noqa: F401  (imported before the clock)
     vocab = json.loads((Path(folder) / "config.json").read_text())["vocab_size"]
     x = inputs(n=256, length=32, vocab=vocab)
     if world > 1:

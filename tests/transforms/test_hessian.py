@@ -16,6 +16,7 @@ from compactnn.transforms.hessian import (
     nm_keep,
     parse_pattern,
     prune_layer_,
+    prune_solve,
     sparsegpt_prune,
     wanda_keep,
 )
@@ -177,3 +178,25 @@ def test_prune_step_round_trip_and_pattern_parsing():
     assert parse_pattern(" 1 : 8 ") == (1, 8)
     with pytest.raises(ValueError, match="N:M"):
         parse_pattern("2:2")
+
+
+@settings(max_examples=25, deadline=None)
+@given(rows=st.integers(2, 12), cut=st.integers(1, 11), seed=st.integers(0, 2**16),
+       how=st.sampled_from([("wanda", None), ("wanda", (2, 4)), ("magnitude", (1, 4))]))
+def test_row_pieces_give_the_whole_layers_mask(rows, cut, seed, how):
+    """What ``transforms.parallel`` ranks compute for row ranges of one layer, put
+    together, is the whole layer's mask (the rows of these criteria are independent)."""
+    cut = min(cut, rows - 1)
+    g = torch.Generator().manual_seed(seed)
+    layer = nn.Linear(8, rows, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-3, 4, (rows, 8), generator=g).float())  # ties, zeros
+    X = torch.randn(50, 8, generator=g, dtype=torch.float64)
+    H = X.T @ X
+    criterion, pattern = how
+    whole, _ = prune_solve(layer, 50, criterion, pattern, H)
+    parts = [prune_solve(layer, 50, criterion, pattern, H, rows=r)[0]
+             for r in ((0, cut), (cut, rows))]
+    assert torch.equal(torch.cat(parts), whole)
+    with pytest.raises(RecipeError, match="rows independently"):
+        prune_solve(layer, 50, "sparsegpt", None, H, rows=(0, cut))

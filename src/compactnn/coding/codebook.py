@@ -129,7 +129,14 @@ def entropy_bits(W: np.ndarray) -> float:
 def distinct_and_entropy(W: np.ndarray) -> tuple[int, float]:
     """The number of distinct float32 bit patterns of ``W`` and :func:`entropy_bits`,
     from one pass."""
-    counts = codebook(W)[1]
+    bits = np.ascontiguousarray(W, dtype=np.float32).reshape(-1).view(np.uint32)
+    nz = np.sort(bits[bits != 0])  # +0.0 counted apart: a pruned matrix sorts 10x less
+    cut = np.flatnonzero(nz[1:] != nz[:-1]) + 1
+    counts = np.diff(np.concatenate(([0], cut, [nz.size]))) if nz.size else cut
+    if bits.size > nz.size:
+        counts = np.append(counts, bits.size - nz.size)
+    # decreasing, as in codebook()'s omega order: the same sum, bit for bit
+    counts = -np.sort(-counts)
     return int(counts.size), _entropy(counts)
 
 

@@ -179,11 +179,13 @@ def sparsegpt_prune(weight: torch.Tensor, moments: torch.Tensor, p: float,
 @torch.no_grad()
 def prune_solve(layer: nn.Module, p: float, criterion: str = "magnitude",
                 pattern: tuple[int, int] | None = None, moments: torch.Tensor | None = None,
-                damp: float = 0.1, device: str | torch.device | None = None
+                damp: float = 0.1, device: str | torch.device | None = None,
+                rows: tuple[int, int] | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """What :func:`prune_layer_` does to ``layer``, without changing it: ``(keep-mask
     in the weight's shape, new weights or None)``; a task independent of other layers'
-    (``transforms.parallel``)."""
+    (``transforms.parallel``). ``rows=(lo, hi)``: the result for those output rows
+    only, for the criteria whose rows are independent (:func:`rows_independent`)."""
     if criterion not in CRITERIA:
         raise RecipeError(f"criterion must be one of {', '.join(CRITERIA)}, got {criterion!r}")
     con = constraint_of(layer)
@@ -191,6 +193,11 @@ def prune_solve(layer: nn.Module, p: float, criterion: str = "magnitude",
         raise RecipeError("the layer is weight-shared; prune before sharing weights")
     shape = layer.weight.shape
     W = layer.weight.detach().reshape(shape[0], -1)
+    if rows is not None:
+        if not rows_independent(criterion, pattern):
+            raise RecipeError(f"criterion {criterion!r} does not prune rows independently")
+        W = W[rows[0]:rows[1]]
+        shape = (W.shape[0], *shape[1:])
     if criterion != "magnitude" and moments is None:
         raise RecipeError(f"criterion {criterion!r} needs the layer's input moments")
     new = None
@@ -204,6 +211,12 @@ def prune_solve(layer: nn.Module, p: float, criterion: str = "magnitude",
         new, keep = sparsegpt_prune(W, moments, p, pattern, damp, device=device)
     keep = (keep & (W != 0)).reshape(shape)
     return keep, None if new is None else new.reshape(shape)
+
+
+def rows_independent(criterion: str, pattern: tuple[int, int] | None) -> bool:
+    """Whether each output row's keep-mask depends on that row alone: Wanda, and
+    magnitude with an N:M pattern (SparseGPT spreads a block's count over all rows)."""
+    return criterion == "wanda" or (criterion == "magnitude" and pattern is not None)
 
 
 @torch.no_grad()

@@ -13,13 +13,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import torch
 from tqdm.auto import tqdm
 
 from compactnn import _validate as v
 from compactnn.transforms import parallel
 from compactnn.transforms.calibrate import moments_source, sibling_groups
 from compactnn.transforms.errors import RecipeError
-from compactnn.transforms.hessian import CRITERIA, parse_pattern, prune_apply_, prune_solve
+from compactnn.transforms.hessian import (
+    CRITERIA,
+    parse_pattern,
+    prune_apply_,
+    prune_solve,
+    rows_independent,
+)
 from compactnn.transforms.plan import check_calibration
 from compactnn.transforms.prune import prune_layers_
 from compactnn.transforms.recipe import Step, build_config, config_fields
@@ -180,11 +187,33 @@ def _prune_each(cfg: Prune, ps: Mapping[str, float], run: Run) -> None:
                    if cfg.data_aware else None)
         order = sorted(ps, key=list(layers).index)
         for group, hs in sibling_groups(order, moments):
-            tasks = [(_cost(cfg, layers[n]), functools.partial(
-                prune_solve, layers[n], ps[n], cfg.criterion, pattern, h, cfg.damp,
-                device=run.device)) for n, h in zip(group, hs, strict=True)]
-            for n, (keep, new) in zip(group, par.map(tasks), strict=True):
+            pieces = [(n, h, r) for n, h in zip(group, hs, strict=True)
+                      for r in _row_pieces(cfg, pattern, layers[n], len(group), par.size)]
+            tasks = [(_cost(cfg, layers[n]) * (1 if r is None else (r[1] - r[0])
+                                                / layers[n].weight.shape[0]),
+                      functools.partial(prune_solve, layers[n], ps[n], cfg.criterion, pattern,
+                                        h, cfg.damp, device=run.device, rows=r))
+                     for n, h, r in pieces]
+            solved: dict[str, list] = {}
+            for (n, _, _), result in zip(pieces, par.map(tasks), strict=True):
+                solved.setdefault(n, []).append(result)
+            for n in group:  # row pieces have no new weights: Wanda and magnitude keep them
+                keep, new = solved[n][0] if len(solved[n]) == 1 else (
+                    torch.cat([k for k, _ in solved[n]]), None)
                 prune_apply_(layers[n], keep, new)
+
+
+def _row_pieces(cfg: Prune, pattern: tuple[int, int] | None, layer, siblings: int,
+                ranks: int) -> list[tuple[int, int] | None]:
+    """The row ranges a layer's solve is split into: one piece per rank when there are
+    fewer sibling layers than ranks and the criterion prunes rows independently (the
+    masks are the same), else the whole layer (``None``)."""
+    rows = layer.weight.shape[0]
+    if ranks == 1 or siblings >= ranks or rows < ranks \
+            or not rows_independent(cfg.criterion, pattern):
+        return [None]
+    cut = [rows * r // ranks for r in range(ranks + 1)]
+    return list(zip(cut[:-1], cut[1:], strict=True))
 
 
 def _cost(cfg: Prune, layer) -> float:
