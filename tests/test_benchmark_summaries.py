@@ -98,3 +98,14 @@ def test_calibration_digest_counts_gptq_ahead():
                                            pt("cws", 4, 0.86, 0.88)])
     assert counts["rows"] == [["LeNet-300-100, dense", 3, 2, 3, [0.5, 0.5]]]
     assert [r[2] for r in extremes["rows"]] == ["UQ k=2", "CWS k=2"]
+
+
+@pytest.mark.parametrize("one, two, met", [(80.0, 49.0, True), (80.0, 51.0, False)])
+def test_scale_summary_reads_the_speedup_as_json_keeps_it(one, two, met):
+    import scale
+
+    speed = {"1": one, "2": two, "load_before": "1.0 1.0 1.0"}
+    full = ["3b", 26, 26, 3426.5, 12.8, 3470.7, 2498.3, 1902.6, 20.1, "1.0"]
+    rows = scale.summary([full], speed)
+    assert rows[0]["met"] is True and rows[0]["measured"] == 2498.3
+    assert rows[1]["met"] is met and rows[1]["measured"] == pytest.approx(one / two)
