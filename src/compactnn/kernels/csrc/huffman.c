@@ -928,9 +928,12 @@ static int pfused(const cnn_huff *W, const float *x, float *y, const float *bias
  * 5.6 ms), and so did whole rows against column panels of X kept in L1 (panels of 128
  * rows: 6.5 ms; the accumulators' loads and stores and the loop exits per row and panel
  * cost more than X's reads from L2). */
-#define GROUP 4
+#define GROUP 8 /* tiles: two slices */
 #define RB (GROUP * BLK)
 #define CK 64
+#ifndef NOMUL
+#define NOMUL 0
+#endif
 
 typedef struct {
     uint8_t *sy[RB];
@@ -944,7 +947,8 @@ static int64_t row_slots(const cnn_huff *W) { return (W->row_ptr ? W->maxrow : W
 
 static void *scratch_new(const cnn_huff *W, scratch_t *s) {
     const int64_t slots = row_slots(W);
-    const size_t syb = (size_t)(slots + 63) / 64 * 64, cob = W->zrun ? (size_t)slots * 4 : 0;
+    const size_t syb = (size_t)(slots + 63) / 64 * 64,
+                 cob = W->zrun || W->tiles ? (size_t)slots * 4 : 0;
     const int rows = RB;
     const size_t yoff = (rows * (syb + cob) + 63) / 64 * 64;
     uint8_t *mem = cnn_alloc(yoff + RB * CK * sizeof(float));
@@ -952,13 +956,13 @@ static void *scratch_new(const cnn_huff *W, scratch_t *s) {
     s->yb = (float *)(mem + yoff);
     for (int b = 0; b < rows; b++) {
         s->sy[b] = mem + b * syb;
-        s->co[b] = W->zrun ? (uint32_t *)(mem + rows * syb + b * cob) : NULL;
+        s->co[b] = cob ? (uint32_t *)(mem + rows * syb + b * cob) : NULL;
     }
     return mem;
 }
 
 /* The three kernels of one level, over row blocks jb0 .. jb1 (in units of BLK rows). */
-#define HUFF_LEVEL(SUF, ATTR, DOT, MM, SETUP)                                                   \
+#define HUFF_LEVEL(SUF, ATTR, DOT, MM, TILED, SETUP)                                                   \
     ATTR NOVEC static void rows_##SUF(const cnn_huff *W, const float *X, int64_t ldx, int64_t B,       \
                                 float *Y, int64_t ldy, const float *bias, int64_t b0, int64_t b1, \
                                 scratch_t *S) {                                                   \
@@ -982,18 +986,26 @@ static void *scratch_new(const cnn_huff *W, scratch_t *s) {
         for (int64_t g0 = b0; g0 < b1; g0 += GROUP) {                                             \
             const int64_t r0 = g0 * BLK, ng = b1 - g0 < GROUP ? b1 - g0 : GROUP;                  \
             int nr = 0;                                                                           \
-            for (int64_t g = 0; g < ng; g++) {                                                    \
-                const int64_t rb = r0 + g * BLK;                                                  \
-                const int nb = W->m - rb < BLK ? (int)(W->m - rb) : BLK;                          \
-                dec_block(W, rb, nb, cnt + g * BLK, S->co + g * BLK, S->sy + g * BLK);            \
-                nr += nb;                                                                         \
-            }                                                                                     \
             cols_t cs[RB];                                                                        \
-            for (int s = 0; s < nr; s++) cs[s] = row_cols(W, r0 + s, S->co[s]);                   \
+            const float *lut = W->lut;                                                            \
+            if (TILED) { /* a slice of the tiles: records, values in the tiles' lut */            \
+                cnn_htile_records(W->tiles, r0 / 16, r0 + 16 < W->m ? 2 : 1, S->co, cnt);         \
+                nr = W->m - r0 < RB ? (int)(W->m - r0) : RB;                                      \
+                for (int s = 0; s < nr; s++) cs[s] = (cols_t){NULL, NULL, S->co[s]};              \
+                lut = W->tiles->lut;                                                              \
+            } else {                                                                              \
+                for (int64_t g = 0; g < ng; g++) {                                                \
+                    const int64_t rb = r0 + g * BLK;                                              \
+                    const int nb = W->m - rb < BLK ? (int)(W->m - rb) : BLK;                      \
+                    dec_block(W, rb, nb, cnt + g * BLK, S->co + g * BLK, S->sy + g * BLK);        \
+                    nr += nb;                                                                     \
+                }                                                                                 \
+                for (int s = 0; s < nr; s++) cs[s] = row_cols(W, r0 + s, S->co[s]);               \
+            }                                                                                     \
             for (int64_t q0 = 0; q0 < k; q0 += CK) {                                              \
                 const int64_t kk = k - q0 < CK ? k - q0 : CK;                                     \
-                for (int s = 0; s < nr; s++)                                                      \
-                    MM(W->lut, S->sy[s], cs[s], cnt[s], X + q0, ldx,                              \
+                for (int s = 0; s < (NOMUL ? 0 : nr); s++)                                       \
+                    MM(lut, S->sy[s], cs[s], cnt[s], X + q0, ldx,                                 \
                        yt ? S->yb + s * CK : Y + (r0 + s) * ldy + q0, kk);                        \
                 if (yt) /* the group's block of Y, transposed, with the bias */                   \
                     for (int64_t q = 0; q < kk; q++)                                              \
@@ -1034,10 +1046,10 @@ static void *scratch_new(const cnn_huff *W, scratch_t *s) {
         }                                                                                         \
     }
 
-HUFF_LEVEL(c, , dot_c(W, S->sy[s], c, cnt[s], X + i * ldx), mmrow_c, (void)0)
+HUFF_LEVEL(c, , dot_c(W, S->sy[s], c, cnt[s], X + i * ldx), mmrow_c, 0, (void)0)
 #if CNN_X86
-HUFF_LEVEL(avx2, HUFF_AVX2_FN, dot_avx2(W, S->sy[s], c, cnt[s], X + i * ldx), mmrow_avx2, (void)0)
-HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx), mmrow_512,
+HUFF_LEVEL(avx2, HUFF_AVX2_FN, dot_avx2(W, S->sy[s], c, cnt[s], X + i * ldx), mmrow_avx2, 0, (void)0)
+HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx), mmrow_512, W->tiles && W->zrun,
            lut512 L;
            L.l0 = _mm512_loadu_ps(W->lut); L.l1 = _mm512_loadu_ps(W->lut + 16);
            L.l2 = _mm512_loadu_ps(W->lut + 32); L.l3 = _mm512_loadu_ps(W->lut + 48))
@@ -1045,15 +1057,48 @@ HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx)
 
 /* ---- entry points ------------------------------------------------------------------------ */
 
-/* Split `blocks` row blocks over the threads; each thread gets its scratch. */
-#define HUFF_PARALLEL(WORK, CALL)                                                               \
-    const int64_t blocks = (W->m + BLK - 1) / BLK;                                              \
+/* Work of the rows before row r (r a multiple of BLK, or m), for splitting rows over
+ * threads: the entries (sham), the tiles' steps (zero-run ham with tiles, which batched
+ * products decode), the stream bits (zero-run ham: zeros cost a bit each, non-zeros their
+ * code), or the rows (plain ham); plus the rows themselves. */
+static int64_t work_before(const cnn_huff *W, int64_t r) {
+    int64_t w;
+    if (W->row_ptr) w = W->row_ptr[r];
+    else if (W->zrun && W->tiles) w = W->tiles->slice_step[(r + 15) / 16] * 8;
+    else if (W->zrun) w = (W->row_bits[r] - W->row_bits[0]) / 8;
+    else w = r * W->n;
+    return w + r;
+}
+
+/* Where thread t of nth's share of the `units` units of `unit` BLK-row blocks starts:
+ * the first unit whose work reaches t / nth of the total. */
+static int64_t split_units(const cnn_huff *W, int64_t units, int64_t unit, int t, int nth) {
+    if (t <= 0) return 0;
+    if (t >= nth) return units;
+#define UROW(u) ((u) * unit * BLK < W->m ? (u) * unit * BLK : W->m)
+    const int64_t total = work_before(W, W->m), want = total / nth * t + total % nth * t / nth;
+    int64_t a = 0, b = units;
+    while (a < b) {
+        const int64_t mid = a + (b - a) / 2;
+        if (work_before(W, UROW(mid)) < want) a = mid + 1;
+        else b = mid;
+    }
+#undef UROW
+    return a;
+}
+
+/* Split the row blocks over the threads in units of UNIT blocks, by work; each thread
+ * gets its scratch and runs CALL on blocks b0 .. b1 - 1. */
+#define HUFF_PARALLEL(WORK, UNIT, CALL)                                                         \
+    const int64_t blocks = (W->m + BLK - 1) / BLK, units = (blocks + (UNIT) - 1) / (UNIT);      \
     const int nt0 = cnn_threads_for(WORK);                                                      \
-    const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);                         \
+    const int nt = nt0 < units ? nt0 : (int)(units > 0 ? units : 1);                            \
     int fail = 0;                                                                               \
     CNN_PARALLEL({                                                                              \
         const int t = cnn_tid(), TT = cnn_nthreads();                                           \
-        int64_t b0 = blocks * t / TT, b1 = blocks * (t + 1) / TT;                               \
+        int64_t b0 = split_units(W, units, UNIT, t, TT) * (UNIT),                               \
+                b1 = split_units(W, units, UNIT, t + 1, TT) * (UNIT);                           \
+        b1 = b1 < blocks ? b1 : blocks;                                                         \
         scratch_t S;                                                                            \
         void *mem = b0 < b1 ? scratch_new(W, &S) : NULL;                                        \
         if (b0 < b1 && !mem) {                                                                  \
@@ -1062,7 +1107,6 @@ HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx)
         cnn_free(mem);                                                                          \
     });                                                                                         \
     return fail ? -1 : 0;
-
 
 #if CNN_X86
 #define LEVEL_CALL(FN, ...)                                                                      \
@@ -1079,7 +1123,7 @@ static int matmul_aligned(const cnn_huff *W, const float *X, int64_t ldx, int64_
                           int64_t ldy, int yt, const float *bias) {
     const int level = cnn_get_level();
     (void)level;
-    HUFF_PARALLEL(k * records(W), LEVEL_CALL(cols, W, X, ldx, k, Y, ldy, yt, bias, b0, b1, &S))
+    HUFF_PARALLEL(k * records(W), GROUP, LEVEL_CALL(cols, W, X, ldx, k, Y, ldy, yt, bias, b0, b1, &S))
 }
 
 /* X rows padded to a multiple of 16 floats in a 64-byte aligned copy (transposed from
@@ -1129,7 +1173,7 @@ int cnn_huff_rows(const cnn_huff *W, const float *X, int64_t ldx, int64_t B, flo
     /* sparse rows dot with scalar loads at every level; the AVX2 build of that loop
      * measured faster than the AVX-512 one (4096x4096 sham: 1.45 vs 1.8 ms) */
     if (level == CNN_AVX512 && (W->row_ptr || W->zrun)) level = CNN_AVX2;
-    HUFF_PARALLEL(records(W), LEVEL_CALL(rows, W, X, ldx, 1, Y, ldy, bias, b0, b1, &S))
+    HUFF_PARALLEL(records(W), 1, LEVEL_CALL(rows, W, X, ldx, 1, Y, ldy, bias, b0, b1, &S))
 }
 
 /* decode_rows / decode_symbols: threads split the requested rows in BLK blocks. */

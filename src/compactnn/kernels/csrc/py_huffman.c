@@ -253,6 +253,7 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
     Py_BEGIN_ALLOW_THREADS
     huff_tiles(self, coded);
     Py_END_ALLOW_THREADS
+    self->W.tiles = self->tiles.masks ? &self->tiles : NULL;
     return 0;
 }
 
