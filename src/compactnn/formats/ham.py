@@ -101,6 +101,7 @@ from compactnn.formats.huffman_common import (
     native_cost,
     scan,
     tile_cost,
+    tile_records_cost,
 )
 from compactnn.formats.registry import register
 from compactnn.kernels import huffman as k
@@ -196,9 +197,11 @@ class HAM(HuffmanProducts):
             c.write("y", m * batch, 32, 4 * m * batch)
             return c
         tab = "table"
-        tiles = self._tiles(backend) if self._zrun and batch == 1 else None
-        if tiles:
+        tiles = self._tiles(backend) if self._zrun else None
+        if tiles and batch == 1:
             return tile_cost(*tiles, m, n)
+        if tiles:
+            return tile_records_cost(*tiles, self._kernel.tile_flushes, coded, m, n, batch)
         if self._zrun and batch == 1:
             pair = (backend in ("avx2", "avx512") and lmax <= hc.ZT1 and self._complete()
                     and coded >= ZPAIR_DENSITY * m * n)

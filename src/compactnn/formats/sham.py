@@ -61,6 +61,7 @@ from compactnn.formats.csr import csr_arrays
 from compactnn.formats.huffman_common import (
     DENSE_FUSED_MAX_BATCH,
     LUT_BITS,
+    RECORD_COLUMNS,
     SPARSE_MAX_DENSITY,
     HuffmanProducts,
     check_code,
@@ -198,7 +199,7 @@ class SHAM(HuffmanProducts):
                                       np.diff(self._row_ptr), lmax, limit)
             if self._sparse_products or batch <= DENSE_FUSED_MAX_BATCH:
                 self._record_cost(c, nnz, batch, n)
-                c.read("col_idx", nnz * -(-batch // 32), colbits, nnz * colbits // 8)
+                c.read("col_idx", nnz * -(-batch // RECORD_COLUMNS), colbits, nnz * colbits // 8)
             else:  # decoded tiles for torch's GEMM
                 c.adds = c.mults = m * n * batch
                 c.read("col_idx", nnz, colbits, nnz * colbits // 8)

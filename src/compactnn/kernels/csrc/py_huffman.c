@@ -385,7 +385,20 @@ static PyObject *Huff_tile_words(HuffObject *self, void *closure) {
     return PyLong_FromLongLong(H->masks ? (long long)H->slice_word[H->nslices] : 0);
 }
 
+/* 16-step blocks of the slices (batched products gather records 16 steps at a time). */
+static PyObject *Huff_tile_flushes(HuffObject *self, void *closure) {
+    (void)closure;
+    const cnn_htile *H = &self->tiles;
+    long long f = 0;
+    for (int64_t s = 0; H->masks && s < H->nslices; s++)
+        f += (H->slice_step[s + 1] - H->slice_step[s] + 15) / 16;
+    return PyLong_FromLongLong(f);
+}
+
 static PyGetSetDef Huff_getset[] = {
+    {"tile_flushes", (getter)Huff_tile_flushes, NULL,
+     "16-step blocks of the tiles' slices (batched products on the tiles), 0 when not built",
+     NULL},
     {"tile_words", (getter)Huff_tile_words, NULL,
      "16-bit words of the tile kernel's stream, 0 when not built", NULL},
     {"tile_steps", (getter)Huff_tile_steps, NULL,
