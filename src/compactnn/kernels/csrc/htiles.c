@@ -351,40 +351,13 @@ HT_FN static void htile_mv(const cnn_htile *H, const float *xp, float *y, const 
     }
 }
 
-/* 16 x 16 dwords transposed: r[j] lane i <- r[i] lane j (unpacks within 128-bit lanes,
- * then a 4 x 4 transpose of the 128-bit lanes). */
-HT_FN static inline void ht_transpose16(__m512i r[16]) {
-    __m512i t[16];
-    for (int j = 0; j < 16; j += 2) {
-        t[j] = _mm512_unpacklo_epi32(r[j], r[j + 1]);
-        t[j + 1] = _mm512_unpackhi_epi32(r[j], r[j + 1]);
-    }
-    for (int j = 0; j < 16; j += 4) { /* u[j + b]: lane 4L + b of steps j .. j + 3 in 128-bit lane L */
-        r[j] = _mm512_unpacklo_epi64(t[j], t[j + 2]);
-        r[j + 1] = _mm512_unpackhi_epi64(t[j], t[j + 2]);
-        r[j + 2] = _mm512_unpacklo_epi64(t[j + 1], t[j + 3]);
-        r[j + 3] = _mm512_unpackhi_epi64(t[j + 1], t[j + 3]);
-    }
-    for (int b = 0; b < 4; b++) {
-        const __m512i v0 = _mm512_shuffle_i32x4(r[b], r[4 + b], 0x88),
-                      v1 = _mm512_shuffle_i32x4(r[b], r[4 + b], 0xDD),
-                      v2 = _mm512_shuffle_i32x4(r[8 + b], r[12 + b], 0x88),
-                      v3 = _mm512_shuffle_i32x4(r[8 + b], r[12 + b], 0xDD);
-        t[b] = _mm512_shuffle_i32x4(v0, v2, 0x88);      /* lane b */
-        t[4 + b] = _mm512_shuffle_i32x4(v1, v3, 0x88);  /* lane 4 + b */
-        t[8 + b] = _mm512_shuffle_i32x4(v0, v2, 0xDD);  /* lane 8 + b */
-        t[12 + b] = _mm512_shuffle_i32x4(v1, v3, 0xDD); /* lane 12 + b */
-    }
-    for (int j = 0; j < 16; j++) r[j] = t[j];
-}
-
 /* The steps held in ring (k <= 16 of them; the rest must be all ones) to the rows: lane
  * i's valid records appended at rec[i] + cnt[i] (a whole vector stored: 16 slots past
  * the row's entries). */
 HT_FN static inline void ht_flush(const uint32_t *ring, uint32_t *const *rec, int64_t *cnt) {
     __m512i r[16];
     for (int j = 0; j < 16; j++) r[j] = _mm512_load_si512((const void *)(ring + 16 * j));
-    ht_transpose16(r);
+    cnn_transpose16(r);
     const __m512i none = _mm512_set1_epi32(-1);
     for (int i = 0; i < 16; i++) {
         const __mmask16 k = _mm512_cmpneq_epi32_mask(r[i], none);
