@@ -30,7 +30,7 @@ code of <= 7 bits decoded 16 rows at once, x and values picked from registers;
 matvec, 6 rows per loop, each 11-bit table lookup giving up to two values
 multiplied at once with ``x`` at the row's next stored columns (scalar loads:
 AVX-512/AVX2 gathers were slower on Zen 4/5); ``matmul``/``rmatmul`` decode 4 rows'
-values into symbol buffers and add ``value * X[col, :]`` 32 columns at a
+values into symbol buffers and add ``value * X[col, :]`` 64 columns at a
 time for any batch when at most half of the entries are stored (else, for batches
 > 8, tiles for torch's GEMM). The runtime copy of ``col_idx`` is uint16 (uint8
 widened) or the stored uint16/uint32 array itself.
