@@ -96,6 +96,7 @@ from compactnn.formats.checks import (
 from compactnn.formats.huffman_common import (
     DENSE_FUSED_MAX_BATCH,
     LUT_BITS,
+    TILE_MV_MAX_BATCH,
     ZPAIR_DENSITY,
     HuffmanProducts,
     check_code,
@@ -202,8 +203,8 @@ class HAM(HuffmanProducts):
             return c
         tab = "table"
         tiles = self._tiles(backend) if self._zrun else None
-        if tiles and batch == 1:
-            return tile_cost(*tiles, m, n)
+        if tiles and batch <= TILE_MV_MAX_BATCH:
+            return tile_cost(*tiles, m, n, batch)
         if tiles:
             return tile_records_cost(*tiles, self._kernel.tile_flushes, coded, m, n, batch)
         if self._zrun and batch == 1:

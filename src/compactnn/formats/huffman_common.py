@@ -171,25 +171,30 @@ TILE_ROWS, TILE_COLS = 16, 32
 """Rows of a slice and columns of a tile of the batch-1 tile kernel (``csrc/htiles.c``)."""
 
 
-def tile_cost(steps: int, words: int, m: int, n: int) -> Cost:
+TILE_MV_MAX_BATCH = 4
+"""Largest batch the native kernels run as one tile matvec per input where the tiles are
+built (``TILE_MV_MAX_BATCH`` in ``csrc/py_huffman.c``)."""
+
+
+def tile_cost(steps: int, words: int, m: int, n: int, batch: int = 1) -> Cost:
     """What the batch-1 tile kernel does (``steps`` steps over a stream of ``words``
     16-bit words): each tile's 16 masks and 32 inputs loaded once, the stream brought
     in once, per step a 32-byte window of it (inside the lines just streamed: priced
     as a 64-byte array) and a step flag, the 7-bit table and codebook lookups in
     registers and one 16-lane FMA (idle lanes included); two windows start each
-    slice."""
+    slice. ``batch`` inputs (at most :data:`TILE_MV_MAX_BATCH`) run it once each."""
     slices, blocks = -(-m // TILE_ROWS), -(-n // TILE_COLS)
-    tiles = slices * blocks
-    c = Cost(adds=TILE_ROWS * steps, mults=TILE_ROWS * steps)
-    c.read("masks", TILE_ROWS * tiles, 32, 4 * TILE_ROWS * tiles)
-    c.read("x", TILE_COLS * tiles, 32, 4 * n)
-    c.read("stream", words, 16, 2 * words)
-    c.read("window", steps + 2 * slices, 256, 64)
-    c.read("adv", steps, 8, steps)
-    c.read("slice_ptr", 2 * (slices + 1), 64, 16 * (slices + 1))
-    c.read("table", 128, 8, 128)
-    c.read("lut", 32, 32, 128)
-    c.write("y", m, 32, 4 * m)
+    tiles, b = slices * blocks, batch
+    c = Cost(adds=TILE_ROWS * steps * b, mults=TILE_ROWS * steps * b)
+    c.read("masks", TILE_ROWS * tiles * b, 32, 4 * TILE_ROWS * tiles)
+    c.read("x", TILE_COLS * tiles * b, 32, 4 * n * b)
+    c.read("stream", words * b, 16, 2 * words)
+    c.read("window", (steps + 2 * slices) * b, 256, 64)
+    c.read("adv", steps * b, 8, steps)
+    c.read("slice_ptr", 2 * (slices + 1) * b, 64, 16 * (slices + 1))
+    c.read("table", 128 * b, 8, 128)
+    c.read("lut", 32 * b, 32, 128)
+    c.write("y", m * b, 32, 4 * m * b)
     return c
 
 

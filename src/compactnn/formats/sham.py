@@ -63,6 +63,7 @@ from compactnn.formats.huffman_common import (
     LUT_BITS,
     RECORD_COLUMNS,
     SPARSE_MAX_DENSITY,
+    TILE_MV_MAX_BATCH,
     HuffmanProducts,
     check_code,
     check_stream,
@@ -175,9 +176,9 @@ class SHAM(HuffmanProducts):
         m, n = self.shape
         nnz, K, lmax, limit = self.nnz, self.omega.shape[0], self._tab.lmax, self._tab.limit
         colbits = max(16, 8 * self.col_idx.dtype.itemsize)  # the runtime copy: >= uint16
-        tiles = self._tiles(backend) if batch == 1 else None
+        tiles = self._tiles(backend) if batch <= TILE_MV_MAX_BATCH else None
         if tiles:
-            return tile_cost(*tiles, m, n)
+            return tile_cost(*tiles, m, n, batch)
         c = Cost()
         if lmax == 0:  # one value: no stream
             c.adds = c.mults = nnz * batch
