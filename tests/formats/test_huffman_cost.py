@@ -35,7 +35,9 @@ def tile_reference(M) -> dict[str, int] | None:
     pad = np.zeros((16 * S, 32 * B), bool)
     pad[:m, :n] = nz
     most = pad.reshape(S, 16, B, 32).sum(axis=3).max(axis=1)
-    return {"steps": int(np.maximum(most, 1).sum()), "tiles": S * B, "slices": S}
+    per_slice = np.maximum(most, 1).sum(axis=1)
+    return {"steps": int(per_slice.sum()), "tiles": S * B, "slices": S,
+            "flushes": int((-(-per_slice // 16)).sum())}
 
 
 def check_tile_cost(c, ref: dict[str, int], m: int) -> None:
@@ -258,6 +260,32 @@ def test_batched_cost_decodes_once_and_multiplies_per_column():
     nnz = int(np.count_nonzero(W.view(np.uint32)))
     c = M.cost(20, "avx2")
     assert c.mults == 20 * nnz and c.writes["records"][0] == nnz
+
+
+@pytest.mark.skipif(not HTILE, reason="this CPU has no AVX-512 VBMI/CD: no tiles")
+@pytest.mark.parametrize("batch", [2, 4, 5, 64, 65])
+def test_ham_batched_cost_on_the_tiles(batch):
+    """Zero-run ham batches at the avx512 level: up to 4 inputs run the tile matvec
+    once each; larger batches decode the tiles: the tile walk without x, 16 records a
+    step into the ring, 256 a flush out of it into the rows, then the records read once
+    per 64 columns of X and multiplied per column."""
+    W = _matrix(40, 300, 0.85, 7, seed=4)
+    M = formats.get("ham").from_dense(W)
+    ref = tile_reference(M)
+    nnz = int(np.count_nonzero(W.view(np.uint32)))
+    c = M.cost(batch, "avx512")
+    if batch <= 4:
+        assert c.mults == batch * M.cost(1, "avx512").mults == batch * 16 * ref["steps"]
+        assert c.reads["masks"][0] == batch * 16 * ref["tiles"] and "ring" not in c.writes
+        assert c.writes["y"][0] == batch * W.shape[0]
+        return
+    assert c.mults == c.adds == batch * nnz
+    assert c.reads["masks"][0] == 16 * ref["tiles"]
+    assert c.reads["adv"][0] == ref["steps"] and c.writes["ring"][0] == 16 * ref["steps"]
+    assert c.reads["ring"][0] == c.writes["records"][0] == 256 * ref["flushes"]
+    assert c.reads["records"][0] == nnz * -(-batch // 64)
+    assert c.reads["x"][0] == batch * nnz and c.writes["y"][0] == batch * W.shape[0]
+    assert M.cost(batch, "avx2").writes["records"][0] == nnz  # the stream path
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True])

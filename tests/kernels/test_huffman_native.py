@@ -273,7 +273,9 @@ tiles = pytest.mark.skipif(not backend._ext.htile_cpu(),
 def check_tiles(M, W: np.ndarray, x: np.ndarray) -> None:
     """The tile kernel (batch 1 at the AVX-512 level) built where the rules say, with
     the documented steps, against float64 (with and without bias) and the fused row
-    kernel it stands in for (the AVX2 level)."""
+    kernel it stands in for (the AVX2 level); and the batched products (up to 4 inputs
+    the tile matvec once each, larger batches of zero-run ham decoding the tiles two
+    slices at a time), in both layouts, with a bias, and on two threads."""
     from tests.formats.test_huffman_cost import tile_reference
 
     ref_tiles = tile_reference(M)
@@ -293,6 +295,18 @@ def check_tiles(M, W: np.ndarray, x: np.ndarray) -> None:
         assert np.all(np.abs(Y[0] - (ref + bias)) <= tol)
         with backend.threads(2):  # slices split between the threads (>= 4096 steps)
             assert np.all(np.abs(M.matvec(x) - ref) <= tol)
+        rng = np.random.default_rng(x.size)
+        for b in (3, 5, 64, 70):
+            X = rng.standard_normal((b, x.size)).astype(np.float32)
+            refb = X.astype(np.float64) @ W.T.astype(np.float64)
+            tolb = 1e-4 * (1 + np.abs(X).astype(np.float64) @ np.abs(W.T).astype(np.float64))
+            assert np.all(np.abs(M.rmatmul(X) - refb) <= tolb), b
+            assert np.all(np.abs(M.matmul(X.T) - refb.T) <= tolb.T), b
+            Yb = np.empty((b, m), np.float32)
+            kern.rows(X, Yb, b, bias)
+            assert np.all(np.abs(Yb - (refb + bias)) <= tolb), b
+            with backend.threads(2):
+                assert np.all(np.abs(M.rmatmul(X) - refb) <= tolb), b
 
 
 @tiles

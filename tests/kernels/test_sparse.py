@@ -56,6 +56,29 @@ def test_products_every_level(m, n, k, sparsity, b, seed):
                 assert_products(M, W, X, f"{fid} {name}")
 
 
+@pytest.mark.parametrize("fid", SPARSE)
+def test_batched_products_on_unaligned_inputs(fid):
+    """W @ X multiplies a copy of X with 64-byte aligned rows when its rows are not (b >=
+    16): inputs starting 4 bytes past an aligned address, row strides not a multiple of
+    16 floats, and an aligned X give the same products."""
+    rng = np.random.default_rng(5)
+    m, n = 37, 150
+    W = pruned_shared(rng, m, n, 9, 0.8)
+    M = formats.get(fid).from_dense(W)
+    for b in (16, 17, 64):
+        base = np.empty(n * b + 32, np.float32)
+        start = (-base.ctypes.data % 64) // 4  # floats to the first 64-byte boundary
+        aligned = base[start:start + n * b].reshape(n, b)
+        shifted = base[start + 1:start + 1 + n * b].reshape(n, b)
+        for X in (aligned, shifted):
+            X[:] = rng.standard_normal((n, b))
+            ref = W.astype(np.float64) @ X.astype(np.float64)
+            tol = 1e-4 * (1 + np.abs(W).astype(np.float64) @ np.abs(X).astype(np.float64))
+            for name in levels():
+                with backend.use(name):
+                    assert np.all(np.abs(M.matmul(X) - ref) <= tol), (name, b)
+
+
 def widened(M, dtypes: dict[str, type]):
     """``M`` rebuilt with its index arrays cast to the given dtypes (as a loaded file
     may store them), through ``from_buffers`` so ``check()`` runs."""

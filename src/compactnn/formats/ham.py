@@ -39,8 +39,10 @@ when it fits), multiplied at once, the column following from the code's bit posi
 8 rows per loop; the constructor walks the stream once (the loop trusts it). Other
 products decode 4 rows into records ``(column << 8 | symbol)`` or symbols (11-bit
 table, up to two symbols per lookup); ``matmul`` / ``rmatmul`` with ``b`` columns
-(zero-run mode, or ``b <= 8``) add ``value * X[column, :]`` 32 columns at a time on a
-64-byte aligned copy of X; plain mode with ``b > 8`` decodes tiles for torch's GEMM
+(zero-run mode, or ``b <= 8``) add ``value * X[column, :]`` 64 columns at a time on a
+64-byte aligned copy of X (zero-run mode on the AVX-512 level where the tiles below are
+built: the records come from decoding the tiles, 16 rows at once, instead of the
+stream); plain mode with ``b > 8`` decodes tiles for torch's GEMM
 (``formats/_tiles.py``). On AVX-512 CPUs with VBMI and CD, batch 1 in zero-run mode
 with at most 32 non-zero values runs the tile kernel instead (``kernels/csrc/htiles.c``,
 built at load, never stored: 16-row slices, 32-column tiles of row masks, the
@@ -68,11 +70,13 @@ per step, ``ztab`` lookups (48 bits: value, length, x step) or, in the two-code
 variant (x86 levels, complete codes of <= 12 bits, >= 20% non-zeros), ``ztab2``
 lookups (88 bits) that multiply twice whether or not a second code fitted, steps that
 only skip 45 zero entries, and canonical searches (``limit``/``base``/``lut``);
-``stream``: the words as above, brought in once. Plain mode and batches count one
-row's walk of the 11-bit table (``dec_plain1``/``dec_zrun1``; the 4-row loops make the
-same lookups but around escapes): ``table`` lookups of one or two codes; batches then
-add ``value * X[col, :]`` from records written once and read once per 32 columns
-(plain batches above 8: decoded tiles and ``m * n * batch`` GEMM multiply-adds).
+``stream``: the words as above, brought in once. Batches on the tiles count
+``tile_records_cost`` (the tile walk, its ring of records and their transfer to the
+rows, then the records as below). Plain mode and other batches count one row's walk
+of the 11-bit table (``dec_plain1``/``dec_zrun1``; the 4-row loops make the same
+lookups but around escapes): ``table`` lookups of one or two codes; batches then add
+``value * X[col, :]`` from records written once and read once per 64 columns (plain
+batches above 8: decoded tiles and ``m * n * batch`` GEMM multiply-adds).
 """
 
 from __future__ import annotations
@@ -92,6 +96,7 @@ from compactnn.formats.checks import (
 from compactnn.formats.huffman_common import (
     DENSE_FUSED_MAX_BATCH,
     LUT_BITS,
+    TILE_MV_MAX_BATCH,
     ZPAIR_DENSITY,
     HuffmanProducts,
     check_code,
@@ -101,6 +106,7 @@ from compactnn.formats.huffman_common import (
     native_cost,
     scan,
     tile_cost,
+    tile_records_cost,
 )
 from compactnn.formats.registry import register
 from compactnn.kernels import huffman as k
@@ -196,9 +202,11 @@ class HAM(HuffmanProducts):
             c.write("y", m * batch, 32, 4 * m * batch)
             return c
         tab = "table"
-        tiles = self._tiles(backend) if self._zrun and batch == 1 else None
+        tiles = self._tiles(backend) if self._zrun else None
+        if tiles and batch <= TILE_MV_MAX_BATCH:
+            return tile_cost(*tiles, m, n, batch)
         if tiles:
-            return tile_cost(*tiles, m, n)
+            return tile_records_cost(*tiles, self._kernel.tile_flushes, coded, m, n, batch)
         if self._zrun and batch == 1:
             pair = (backend in ("avx2", "avx512") and lmax <= hc.ZT1 and self._complete()
                     and coded >= ZPAIR_DENSITY * m * n)

@@ -163,29 +163,62 @@ def native_cost(c: Cost, counts: np.ndarray, streamed: int, nwords: int, table: 
     c.write("y", m * batch, 32, 4 * m * batch)
 
 
+RECORD_COLUMNS = 64
+"""Columns of X the batched native kernels multiply per pass over a row's records
+(``CK`` in ``csrc/huffman.c``)."""
+
 TILE_ROWS, TILE_COLS = 16, 32
 """Rows of a slice and columns of a tile of the batch-1 tile kernel (``csrc/htiles.c``)."""
 
 
-def tile_cost(steps: int, words: int, m: int, n: int) -> Cost:
+TILE_MV_MAX_BATCH = 4
+"""Largest batch the native kernels run as one tile matvec per input where the tiles are
+built (``TILE_MV_MAX_BATCH`` in ``csrc/py_huffman.c``)."""
+
+
+def tile_cost(steps: int, words: int, m: int, n: int, batch: int = 1) -> Cost:
     """What the batch-1 tile kernel does (``steps`` steps over a stream of ``words``
     16-bit words): each tile's 16 masks and 32 inputs loaded once, the stream brought
     in once, per step a 32-byte window of it (inside the lines just streamed: priced
     as a 64-byte array) and a step flag, the 7-bit table and codebook lookups in
     registers and one 16-lane FMA (idle lanes included); two windows start each
-    slice."""
+    slice. ``batch`` inputs (at most :data:`TILE_MV_MAX_BATCH`) run it once each."""
+    slices, blocks = -(-m // TILE_ROWS), -(-n // TILE_COLS)
+    tiles, b = slices * blocks, batch
+    c = Cost(adds=TILE_ROWS * steps * b, mults=TILE_ROWS * steps * b)
+    c.read("masks", TILE_ROWS * tiles * b, 32, 4 * TILE_ROWS * tiles)
+    c.read("x", TILE_COLS * tiles * b, 32, 4 * n * b)
+    c.read("stream", words * b, 16, 2 * words)
+    c.read("window", (steps + 2 * slices) * b, 256, 64)
+    c.read("adv", steps * b, 8, steps)
+    c.read("slice_ptr", 2 * (slices + 1) * b, 64, 16 * (slices + 1))
+    c.read("table", 128 * b, 8, 128)
+    c.read("lut", 32 * b, 32, 128)
+    c.write("y", m * b, 32, 4 * m * b)
+    return c
+
+
+def tile_records_cost(steps: int, words: int, flushes: int, records: int, m: int, n: int,
+                      batch: int) -> Cost:
+    """What the batched products on the tiles do (zero-run ham, ``batch`` > 1): the
+    tile kernel's steps without x (masks, stream, windows, step flags, table), each
+    step's 16 records stored to a 16-step ring, each of the ``flushes`` full rings
+    loaded, transposed and stored to the 16 rows as whole vectors (16 records a row),
+    then the records multiplied as the stream path's (:meth:`HuffmanProducts._record_cost`)."""
     slices, blocks = -(-m // TILE_ROWS), -(-n // TILE_COLS)
     tiles = slices * blocks
-    c = Cost(adds=TILE_ROWS * steps, mults=TILE_ROWS * steps)
+    c = Cost()
     c.read("masks", TILE_ROWS * tiles, 32, 4 * TILE_ROWS * tiles)
-    c.read("x", TILE_COLS * tiles, 32, 4 * n)
     c.read("stream", words, 16, 2 * words)
     c.read("window", steps + 2 * slices, 256, 64)
     c.read("adv", steps, 8, steps)
     c.read("slice_ptr", 2 * (slices + 1), 64, 16 * (slices + 1))
     c.read("table", 128, 8, 128)
-    c.read("lut", 32, 32, 128)
-    c.write("y", m, 32, 4 * m)
+    c.write("ring", TILE_ROWS * steps, 32, 4 * TILE_ROWS * TILE_ROWS)
+    c.read("ring", TILE_ROWS * TILE_ROWS * flushes, 32, 4 * TILE_ROWS * TILE_ROWS)
+    c.write("records", TILE_ROWS * TILE_ROWS * flushes, 32, 4 * records)
+    HuffmanProducts._record_cost(c, records, batch, n, written=False)
+    c.write("y", m * batch, 32, 4 * m * batch)
     return c
 
 
@@ -227,12 +260,14 @@ class HuffmanProducts(CompactMatrix):
         return bool(self.length_counts.shape[0]) and kraft_sum(self.length_counts) == 1
 
     @staticmethod
-    def _record_cost(c: Cost, records: int, batch: int, n: int) -> None:
-        """Batched sparse products: ``records`` (column, symbol) records written once and
-        read with a codebook lookup per 32 columns of X, ``value * X[col, :]``."""
-        chunks = -(-batch // 32)
+    def _record_cost(c: Cost, records: int, batch: int, n: int, written: bool = True) -> None:
+        """Batched sparse products: ``records`` (column, symbol) records written once
+        (unless ``written``: the caller counted their stores) and read with a codebook
+        lookup per :data:`RECORD_COLUMNS` columns of X, ``value * X[col, :]``."""
+        chunks = -(-batch // RECORD_COLUMNS)
         c.adds = c.mults = records * batch
-        c.write("records", records, 32, 4 * records)
+        if written:
+            c.write("records", records, 32, 4 * records)
         c.read("records", records * chunks, 32, 4 * records)
         c.read("lut", records * chunks, 32, 4 * 64)
         c.read("x", records * batch, 32, 4 * n * batch)

@@ -30,7 +30,7 @@ code of <= 7 bits decoded 16 rows at once, x and values picked from registers;
 matvec, 6 rows per loop, each 11-bit table lookup giving up to two values
 multiplied at once with ``x`` at the row's next stored columns (scalar loads:
 AVX-512/AVX2 gathers were slower on Zen 4/5); ``matmul``/``rmatmul`` decode 4 rows'
-values into symbol buffers and add ``value * X[col, :]`` 32 columns at a
+values into symbol buffers and add ``value * X[col, :]`` 64 columns at a
 time for any batch when at most half of the entries are stored (else, for batches
 > 8, tiles for torch's GEMM). The runtime copy of ``col_idx`` is uint16 (uint8
 widened) or the stored uint16/uint32 array itself.
@@ -61,7 +61,9 @@ from compactnn.formats.csr import csr_arrays
 from compactnn.formats.huffman_common import (
     DENSE_FUSED_MAX_BATCH,
     LUT_BITS,
+    RECORD_COLUMNS,
     SPARSE_MAX_DENSITY,
+    TILE_MV_MAX_BATCH,
     HuffmanProducts,
     check_code,
     check_stream,
@@ -174,9 +176,9 @@ class SHAM(HuffmanProducts):
         m, n = self.shape
         nnz, K, lmax, limit = self.nnz, self.omega.shape[0], self._tab.lmax, self._tab.limit
         colbits = max(16, 8 * self.col_idx.dtype.itemsize)  # the runtime copy: >= uint16
-        tiles = self._tiles(backend) if batch == 1 else None
+        tiles = self._tiles(backend) if batch <= TILE_MV_MAX_BATCH else None
         if tiles:
-            return tile_cost(*tiles, m, n)
+            return tile_cost(*tiles, m, n, batch)
         c = Cost()
         if lmax == 0:  # one value: no stream
             c.adds = c.mults = nnz * batch
@@ -198,7 +200,7 @@ class SHAM(HuffmanProducts):
                                       np.diff(self._row_ptr), lmax, limit)
             if self._sparse_products or batch <= DENSE_FUSED_MAX_BATCH:
                 self._record_cost(c, nnz, batch, n)
-                c.read("col_idx", nnz * -(-batch // 32), colbits, nnz * colbits // 8)
+                c.read("col_idx", nnz * -(-batch // RECORD_COLUMNS), colbits, nnz * colbits // 8)
             else:  # decoded tiles for torch's GEMM
                 c.adds = c.mults = m * n * batch
                 c.read("col_idx", nnz, colbits, nnz * colbits // 8)

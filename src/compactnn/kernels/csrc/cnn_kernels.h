@@ -103,6 +103,7 @@ typedef struct {
     float v0, v1;
     uint8_t n, bits, len0, pad;
 } cnn_huff_pent;
+typedef struct cnn_htile cnn_htile; /* below */
 typedef struct {
     int64_t m, n, maxrow; /* maxrow: longest sham row (codes) */
     int32_t K, lmax, zrun, colw;
@@ -118,6 +119,9 @@ typedef struct {
     const uint64_t *limit;
     const int64_t *base;
     const float *lut;
+    /* NULL, or the matrix's Huffman tiles (built at load): batched products at the
+     * AVX-512 level decode them (cnn_htile_records) instead of the stream */
+    const cnn_htile *tiles;
 } cnn_huff;
 
 /* Decoding tables of the canonical code with length_counts[0 .. lmax); zrun
@@ -233,7 +237,7 @@ int cnn_sliced_matvec(const cnn_sliced *S, const float *x, float *y, const float
  * slice, words[slice_word[s] ..], in the order the kernel's lanes take them (htiles.c);
  * slice s runs slice_step[s + 1] - slice_step[s] steps, adv[t] = 1 at the first step of
  * each tile. Built at load, never stored. */
-typedef struct {
+struct cnn_htile {
     int64_t m, n, nslices, nblocks;
     const uint32_t *masks;
     const uint16_t *words;
@@ -241,7 +245,7 @@ typedef struct {
     const uint8_t *adv; /* a step's flag: 1 at a tile's first step */
     float lut[32];
     uint8_t table[128];
-} cnn_htile;
+};
 
 /* Whether the CPU runs the tile kernel (AVX-512 with VBMI and CD). */
 int cnn_htile_cpu(void);
@@ -255,6 +259,12 @@ void cnn_htile_free(cnn_htile *H);
 int64_t cnn_htile_nbytes(const cnn_htile *H);
 /* y = W x (+ bias; may be NULL). 0, or -1 (no memory, or not an x86 build). */
 int cnn_htile_matvec(const cnn_htile *H, const float *x, float *y, const float *bias);
+/* The entries of slices s .. s + ns - 1 (ns = 1 or 2; rows 16 s ..), decoded for batched
+ * products: rec[i][0 .. cnt[i]) = column << 8 | symbol (values lut) of row 16 s + i in
+ * column order; rec[i] needs room for the row's entries + 16. Only where cnn_htile_cpu()
+ * (a no-op elsewhere). */
+void cnn_htile_records(const cnn_htile *H, int64_t s, int ns, uint32_t *const *rec,
+                       int64_t *cnt);
 
 #ifdef __cplusplus
 }

@@ -351,6 +351,97 @@ HT_FN static void htile_mv(const cnn_htile *H, const float *xp, float *y, const 
     }
 }
 
+/* The steps held in ring (k <= 16 of them; the rest must be all ones) to the rows: lane
+ * i's valid records appended at rec[i] + cnt[i] (a whole vector stored: 16 slots past
+ * the row's entries). */
+HT_FN static inline void ht_flush(const uint32_t *ring, uint32_t *const *rec, int64_t *cnt) {
+    __m512i r[16];
+    for (int j = 0; j < 16; j++) r[j] = _mm512_load_si512((const void *)(ring + 16 * j));
+    cnn_transpose16(r);
+    const __m512i none = _mm512_set1_epi32(-1);
+    for (int i = 0; i < 16; i++) {
+        const __mmask16 k = _mm512_cmpneq_epi32_mask(r[i], none);
+        _mm512_storeu_si512((void *)(rec[i] + cnt[i]), _mm512_maskz_compress_epi32(k, r[i]));
+        cnt[i] += __builtin_popcount(k);
+    }
+}
+
+/* One slice's decoding state for cnn_htile_records (suffix S). */
+#define HR_INIT(S, SL)                                                                      \
+    uint32_t ring##S[16 * 16] __attribute__((aligned(64)));                                  \
+    const uint16_t *wp##S = H->words + H->slice_word[SL];                                    \
+    const uint32_t *tm##S = H->masks + (SL) * H->nblocks * HT_ROWS;                          \
+    const uint8_t *adv##S = H->adv + H->slice_step[SL];                                      \
+    const int64_t te##S = H->slice_step[(SL) + 1] - H->slice_step[SL];                       \
+    __m512i buf##S = _mm512_or_si512(                                                        \
+        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)wp##S)),                    \
+        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(wp##S + 16))), 16)); \
+    wp##S += 32;                                                                             \
+    __m512i bits##S = _mm512_set1_epi32(32), m##S = _mm512_setzero_si512();                  \
+    int64_t ti##S = -1;                                                                      \
+    for (int i = 0; i < 16; i++) cnt[16 * (S) + i] = 0;
+
+/* Step t of a slice (HT_STEP without x): the step's records, all ones in lanes without
+ * an entry, go to the ring; every 16 steps the ring goes to the rows. */
+#define HR_STEP(S, t)                                                                       \
+    do {                                                                                     \
+        ti##S += adv##S[t];                                                                  \
+        m##S = _mm512_mask_loadu_epi32(m##S, (__mmask16)-(int)adv##S[t], tm##S + ti##S * HT_ROWS); \
+        const __mmask16 kv = _mm512_test_epi32_mask(m##S, m##S);                             \
+        const __m512i col = _mm512_lzcnt_epi32(m##S);                                        \
+        m##S = _mm512_andnot_si512(_mm512_srlv_epi32(top, col), m##S);                       \
+        const __m512i e = _mm512_maskz_permutex2var_epi8(bytes0, tab0, buf##S, tab1);         \
+        const __m512i ln = _mm512_maskz_srli_epi32(kv, e, 5);                                \
+        const __m512i r = _mm512_or_si512(                                                   \
+            _mm512_slli_epi32(_mm512_add_epi32(col, _mm512_set1_epi32((int)(ti##S * HT_COLS))), 8), \
+            _mm512_and_si512(e, symmask));                                                   \
+        _mm512_store_si512((void *)(ring##S + 16 * ((t) & 15)), _mm512_mask_mov_epi32(none, kv, r)); \
+        const __mmask16 need = _mm512_cmplt_epu32_mask(bits##S, low);                        \
+        const __m512i w = _mm512_maskz_expand_epi32(                                         \
+            need, _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)wp##S)));        \
+        buf##S = _mm512_srlv_epi32(_mm512_or_si512(buf##S, _mm512_sllv_epi32(w, bits##S)), ln); \
+        bits##S = _mm512_sub_epi32(_mm512_mask_add_epi32(bits##S, need, bits##S, sixteen), ln); \
+        wp##S += __builtin_popcount(need);                                                   \
+        if (((t) & 15) == 15) ht_flush(ring##S, rec + 16 * (S), cnt + 16 * (S));             \
+    } while (0)
+
+#define HR_END(S)                                                                           \
+    if (te##S & 15) {                                                                        \
+        for (int64_t j = te##S & 15; j < 16; j++) _mm512_store_si512((void *)(ring##S + 16 * j), none); \
+        ht_flush(ring##S, rec + 16 * (S), cnt + 16 * (S));                                   \
+    }
+
+/* Slices s .. s + ns - 1 (ns = 1 or 2) decoded row by row (batched products): rec[i][0 ..
+ * cnt[i]) = column << 8 | symbol of row 16 s + i's entries in column order. The slices'
+ * steps as in htile_mv without x, two slices in one loop (independent chains), their
+ * records gathered 16 steps at a time and transposed to rows. */
+HT_FN void cnn_htile_records(const cnn_htile *H, int64_t s, int ns, uint32_t *const *rec,
+                             int64_t *cnt) {
+    const __m512i tab0 = _mm512_loadu_si512(H->table), tab1 = _mm512_loadu_si512(H->table + 64);
+    const __m512i top = _mm512_set1_epi32((int)0x80000000u), sixteen = _mm512_set1_epi32(16);
+    const __m512i low = _mm512_set1_epi32(HT_LOW), none = _mm512_set1_epi32(-1);
+    const __m512i symmask = _mm512_set1_epi32(31);
+    const __mmask64 bytes0 = 0x1111111111111111ull;
+    if (ns < 2) {
+        HR_INIT(0, s)
+        for (int64_t t = 0; t < te0; t++) HR_STEP(0, t);
+        HR_END(0)
+        return;
+    }
+    HR_INIT(0, s)
+    HR_INIT(1, s + 1)
+    const int64_t both = te0 < te1 ? te0 : te1;
+    int64_t t = 0;
+    for (; t < both; t++) {
+        HR_STEP(0, t);
+        HR_STEP(1, t);
+    }
+    for (int64_t u = t; u < te0; u++) HR_STEP(0, u);
+    for (int64_t u = t; u < te1; u++) HR_STEP(1, u);
+    HR_END(0)
+    HR_END(1)
+}
+
 /* First slice of thread t of T: slices cut so each thread gets about the same steps. */
 static int64_t htile_cut(const cnn_htile *H, int t, int T) {
     const int64_t want = H->slice_step[H->nslices] * t / T;
@@ -383,6 +474,8 @@ int cnn_htile_matvec(const cnn_htile *H, const float *x, float *y, const float *
 }
 #else
 int cnn_htile_cpu(void) { return 0; }
+void cnn_htile_records(const cnn_htile *H, int64_t s, int ns, uint32_t *const *rec,
+                       int64_t *cnt) {}
 int cnn_htile_matvec(const cnn_htile *H, const float *x, float *y, const float *bias) {
     return -1;
 }

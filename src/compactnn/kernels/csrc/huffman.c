@@ -329,10 +329,11 @@ INLINE void dec_block(const cnn_huff *W, int64_t r0, int nr, int64_t *cnt, uint3
 typedef struct {
     const uint16_t *c16;
     const uint32_t *c32;
+    const uint32_t *rec; /* records column << 8 | symbol (batched products on the tiles) */
 } cols_t;
 
 INLINE cols_t row_cols(const cnn_huff *W, int64_t r, const uint32_t *decoded) {
-    cols_t c = {NULL, NULL};
+    cols_t c = {NULL, NULL, NULL};
     if (W->row_ptr) {
         int64_t k = W->row_ptr[r];
         if (W->colw == 2) c.c16 = (const uint16_t *)W->cols + k;
@@ -346,8 +347,8 @@ INLINE cols_t row_cols(const cnn_huff *W, int64_t r, const uint32_t *decoded) {
 INLINE int64_t colat(cols_t c, int64_t t) { return c.c16 ? c.c16[t] : c.c32 ? c.c32[t] : t; }
 
 /* ---- per-level products --------------------------------------------------------------
- * dot(sy, c, cnt, x): sum of lut[sy[t]] * x[col t]; axpy(..., X, ldx, k, y): y[0..k) =
- * sum of lut[sy[t]] * X[col t, 0..k). */
+ * dot(sy, c, cnt, x): sum of lut[sy[t]] * x[col t] (batch 1, and rows of B > 1 inputs
+ * when no fused kernel runs); pan: below. */
 
 /* Scalar dot with gathered x: 4 chains. Also the sparse dot of the SIMD levels, since
  * hardware gathers lost to scalar loads (Zen 4, 4096x4096 sham: 1.1 ms vs 0.8 ms); the
@@ -375,12 +376,24 @@ INLINE float dot_c(const cnn_huff *W, const uint8_t *sy, cols_t c, int64_t cnt, 
     return (a0 + a1) + (a2 + a3);
 }
 
-INLINE void axpy_c(const cnn_huff *W, const uint8_t *sy, cols_t c, int64_t cnt, const float *X,
-                   int64_t ldx, int64_t k, float *y) {
-    for (int64_t q = 0; q < k; q++) y[q] = 0.f;
-    for (int64_t t = 0; t < cnt; t++) {
-        const float v = W->lut[sy[t]], *xr = X + colat(c, t) * ldx;
-        for (int64_t q = 0; q < k; q++) y[q] += v * xr[q];
+/* Batched products (W @ X, k columns): mmrow(lut, sy, c, e, X, ldx, y, kk) sets y[0..kk)
+ * to the sum over the row's entries t < e of value t * X[col t, 0..kk). KIND says how the
+ * row's entries are known (cols_t): 0 symbols sy, column = entry index (plain ham), 1
+ * symbols and uint16 columns (sham), 2 symbols and uint32 columns (sham, decoded
+ * zero-run ham), 3 records column << 8 | symbol (the Huffman tiles' decoding). */
+#define MM_COL(KIND, c, t)                                                                    \
+    ((KIND) == 1 ? (int64_t)(c).c16[t] : (KIND) == 2 ? (int64_t)(c).c32[t]                   \
+     : (KIND) == 3 ? (int64_t)((c).rec[t] >> 8) : (t))
+#define MM_SYM(KIND, c, sy, t) ((KIND) == 3 ? (c).rec[t] & 0xFFu : (sy)[t])
+INLINE int mm_kind(cols_t c) { return c.rec ? 3 : c.c16 ? 1 : c.c32 ? 2 : 0; }
+
+INLINE void mmrow_c(const float *lut, const uint8_t *sy, cols_t c, int64_t e, const float *X,
+                    int64_t ldx, float *y, int64_t kk) {
+    for (int64_t q = 0; q < kk; q++) y[q] = 0.f;
+    const int kind = mm_kind(c);
+    for (int64_t t = 0; t < e; t++) {
+        const float v = lut[MM_SYM(kind, c, sy, t)], *xr = X + MM_COL(kind, c, t) * ldx;
+        for (int64_t q = 0; q < kk; q++) y[q] += v * xr[q];
     }
 }
 
@@ -416,30 +429,63 @@ HUFF_AVX2_FN INLINE float dot_avx2(const cnn_huff *W, const uint8_t *sy, cols_t 
     return r;
 }
 
-HUFF_AVX2_FN INLINE void axpy_avx2(const cnn_huff *W, const uint8_t *sy, cols_t c, int64_t cnt,
-                                   const float *X, int64_t ldx, int64_t k, float *y) {
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    for (int64_t q0 = 0; q0 < k; q0 += 32) {
-        __m256i mk[4];
-        __m256 a[4];
-        for (int u = 0; u < 4; u++) {
-            int64_t left = k - q0 - 8 * u;
-            mk[u] = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(left < 0 ? 0 : left > 8 ? 8 : left)), lane);
-            a[u] = _mm256_setzero_ps();
-        }
-        const int nu = k - q0 >= 32 ? 4 : (int)((k - q0 + 7) / 8);
-        for (int64_t t = 0; t < cnt; t++) {
-            const __m256 v = _mm256_broadcast_ss(W->lut + sy[t]);
-            const float *xr = X + colat(c, t) * ldx + q0;
-            if (nu == 4) {
-                for (int u = 0; u < 4; u++) a[u] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xr + 8 * u), a[u]);
-            } else {
-                for (int u = 0; u < nu; u++)
-                    a[u] = _mm256_fmadd_ps(v, _mm256_maskload_ps(xr + 8 * u, mk[u]), a[u]);
+/* AVX2: nv <= 8 registers of 8 columns (ml masks the last); with nv <= 4 a second set of
+ * accumulators takes every other entry (FMA latency). */
+HUFF_AVX2_FN INLINE void mmrow_avx2_k(const float *lut, const uint8_t *sy, cols_t c, int64_t e,
+                                      const float *X, int64_t ldx, float *y, const int kind,
+                                      const int nv, __m256i ml) {
+    __m256 a[8], b[4];
+#define MM_X8(p, q) ((q) == nv - 1 ? _mm256_maskload_ps((p) + 8 * (q), ml) : _mm256_loadu_ps((p) + 8 * (q)))
+    for (int q = 0; q < 8; q++) a[q] = _mm256_setzero_ps();
+    for (int q = 0; q < 4; q++) b[q] = _mm256_setzero_ps();
+    int64_t t = 0;
+    if (nv <= 4) {
+        for (; t + 2 <= e; t += 2) {
+            const float *p0 = X + MM_COL(kind, c, t) * ldx, *p1 = X + MM_COL(kind, c, t + 1) * ldx;
+            const __m256 v0 = _mm256_broadcast_ss(lut + MM_SYM(kind, c, sy, t)),
+                         v1 = _mm256_broadcast_ss(lut + MM_SYM(kind, c, sy, t + 1));
+            for (int q = 0; q < nv; q++) {
+                a[q] = _mm256_fmadd_ps(v0, MM_X8(p0, q), a[q]);
+                b[q] = _mm256_fmadd_ps(v1, MM_X8(p1, q), b[q]);
             }
         }
-        for (int u = 0; u < nu; u++) _mm256_maskstore_ps(y + q0 + 8 * u, mk[u], a[u]);
     }
+    for (; t < e; t++) {
+        const float *p0 = X + MM_COL(kind, c, t) * ldx;
+        const __m256 v0 = _mm256_broadcast_ss(lut + MM_SYM(kind, c, sy, t));
+        for (int q = 0; q < nv; q++) a[q] = _mm256_fmadd_ps(v0, MM_X8(p0, q), a[q]);
+    }
+    for (int q = 0; q < nv; q++) {
+        const __m256 s = q < 4 ? _mm256_add_ps(a[q], b[q]) : a[q];
+        if (q == nv - 1) _mm256_maskstore_ps(y + 8 * q, ml, s);
+        else _mm256_storeu_ps(y + 8 * q, s);
+    }
+#undef MM_X8
+}
+
+HUFF_AVX2_FN INLINE void mmrow_avx2(const float *lut, const uint8_t *sy, cols_t c, int64_t e,
+                                    const float *X, int64_t ldx, float *y, int64_t kk) {
+    const int nv = (int)((kk + 7) / 8), kind = mm_kind(c);
+    const __m256i ml = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(kk - 8 * (nv - 1))),
+                                          _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+#define MM_NV(K)                                                                               \
+    switch (nv) {                                                                              \
+    case 8: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 8, ml); break;                           \
+    case 7: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 7, ml); break;                           \
+    case 6: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 6, ml); break;                           \
+    case 5: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 5, ml); break;                           \
+    case 4: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 4, ml); break;                           \
+    case 3: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 3, ml); break;                           \
+    case 2: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 2, ml); break;                           \
+    default: mmrow_avx2_k(lut, sy, c, e, X, ldx, y, K, 1, ml); break;                          \
+    }
+    switch (kind) {
+    case 1: MM_NV(1) break;
+    case 2: MM_NV(2) break;
+    case 3: MM_NV(3) break;
+    default: MM_NV(0) break;
+    }
+#undef MM_NV
 }
 
 /* AVX-512: 16 records per step; values from codebook registers (K <= 64) or a
@@ -488,72 +534,53 @@ HUFF_AVX512_FN INLINE float dot_512(const cnn_huff *W, const lut512 *L, const ui
     return _mm512_reduce_add_ps(_mm512_add_ps(a0, a1));
 }
 
-HUFF_AVX512_FN INLINE void axpy_512(const cnn_huff *W, const uint8_t *sy, cols_t c, int64_t cnt,
-                                    const float *X, int64_t ldx, int64_t k, float *y) {
-    for (int64_t q0 = 0; q0 < k; q0 += 64) {
-        __mmask16 mk[4];
-        __m512 a[4];
-        for (int u = 0; u < 4; u++) {
-            int64_t left = k - q0 - 16 * u;
-            mk[u] = left >= 16 ? (__mmask16)0xFFFF : left <= 0 ? 0 : (__mmask16)((1u << left) - 1u);
-            a[u] = _mm512_setzero_ps();
+/* AVX-512: nv <= 4 registers of 16 columns (ml masks the last), two entries in flight on
+ * two sets of accumulators, the X rows of entries PF ahead prefetched (from L2). */
+HUFF_AVX512_FN INLINE void mmrow_512_k(const float *lut, const uint8_t *sy, cols_t c, int64_t e,
+                                       const float *X, int64_t ldx, float *y, const int kind,
+                                       const int nv, __mmask16 ml) {
+    __m512 a[4], b[4];
+#define MM_M(q) ((q) == nv - 1 ? ml : (__mmask16)0xFFFF)
+    for (int q = 0; q < 4; q++) a[q] = b[q] = _mm512_setzero_ps();
+    int64_t t = 0;
+    for (; t + 2 <= e; t += 2) {
+        const float *p0 = X + MM_COL(kind, c, t) * ldx, *p1 = X + MM_COL(kind, c, t + 1) * ldx;
+        const __m512 v0 = _mm512_set1_ps(lut[MM_SYM(kind, c, sy, t)]),
+                     v1 = _mm512_set1_ps(lut[MM_SYM(kind, c, sy, t + 1)]);
+        for (int q = 0; q < nv; q++) {
+            a[q] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(MM_M(q), p0 + 16 * q), a[q]);
+            b[q] = _mm512_fmadd_ps(v1, _mm512_maskz_loadu_ps(MM_M(q), p1 + 16 * q), b[q]);
         }
-        const int nu = k - q0 >= 64 ? 4 : (int)((k - q0 + 15) / 16);
-        if (nu == 4) { /* two accumulator sets (FMA latency), X rows prefetched ahead */
-            __m512 b[4] = {a[0], a[1], a[2], a[3]};
-            int64_t t = 0;
-            for (; t + 2 <= cnt; t += 2) {
-                if (t + PF < cnt) {
-                    _mm_prefetch((const char *)(X + colat(c, t + PF) * ldx + q0), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(X + colat(c, t + PF) * ldx + q0 + 32), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(X + colat(c, t + PF + 1) * ldx + q0), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(X + colat(c, t + PF + 1) * ldx + q0 + 32), _MM_HINT_T0);
-                }
-                const __m512 v = _mm512_set1_ps(W->lut[sy[t]]), w = _mm512_set1_ps(W->lut[sy[t + 1]]);
-                const float *xr = X + colat(c, t) * ldx + q0, *xs = X + colat(c, t + 1) * ldx + q0;
-                for (int u = 0; u < 4; u++) {
-                    a[u] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xr + 16 * u), a[u]);
-                    b[u] = _mm512_fmadd_ps(w, _mm512_loadu_ps(xs + 16 * u), b[u]);
-                }
-            }
-            for (; t < cnt; t++) {
-                const __m512 v = _mm512_set1_ps(W->lut[sy[t]]);
-                const float *xr = X + colat(c, t) * ldx + q0;
-                for (int u = 0; u < 4; u++) a[u] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xr + 16 * u), a[u]);
-            }
-            for (int u = 0; u < 4; u++) a[u] = _mm512_add_ps(a[u], b[u]);
-        } else if (nu == 2 && k - q0 == 32) { /* a CW chunk: two accumulator sets */
-            __m512 b0 = a[0], b1 = a[1];
-            int64_t t = 0;
-            for (; t + 2 <= cnt; t += 2) {
-                const __m512 v = _mm512_set1_ps(W->lut[sy[t]]), w = _mm512_set1_ps(W->lut[sy[t + 1]]);
-                const float *xr = X + colat(c, t) * ldx + q0, *xs = X + colat(c, t + 1) * ldx + q0;
-                a[0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xr), a[0]);
-                a[1] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xr + 16), a[1]);
-                b0 = _mm512_fmadd_ps(w, _mm512_loadu_ps(xs), b0);
-                b1 = _mm512_fmadd_ps(w, _mm512_loadu_ps(xs + 16), b1);
-            }
-            for (; t < cnt; t++) {
-                const __m512 v = _mm512_set1_ps(W->lut[sy[t]]);
-                const float *xr = X + colat(c, t) * ldx + q0;
-                a[0] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xr), a[0]);
-                a[1] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xr + 16), a[1]);
-            }
-            a[0] = _mm512_add_ps(a[0], b0), a[1] = _mm512_add_ps(a[1], b1);
-        } else if (nu == 1) {
-            for (int64_t t = 0; t < cnt; t++)
-                a[0] = _mm512_fmadd_ps(_mm512_set1_ps(W->lut[sy[t]]),
-                                       _mm512_maskz_loadu_ps(mk[0], X + colat(c, t) * ldx + q0), a[0]);
-        } else {
-            for (int64_t t = 0; t < cnt; t++) {
-                const __m512 v = _mm512_set1_ps(W->lut[sy[t]]);
-                const float *xr = X + colat(c, t) * ldx + q0;
-                for (int u = 0; u < nu; u++)
-                    a[u] = _mm512_fmadd_ps(v, _mm512_maskz_loadu_ps(mk[u], xr + 16 * u), a[u]);
-            }
-        }
-        for (int u = 0; u < nu; u++) _mm512_mask_storeu_ps(y + q0 + 16 * u, mk[u], a[u]);
     }
+    if (t < e) {
+        const float *p0 = X + MM_COL(kind, c, t) * ldx;
+        const __m512 v0 = _mm512_set1_ps(lut[MM_SYM(kind, c, sy, t)]);
+        for (int q = 0; q < nv; q++)
+            a[q] = _mm512_fmadd_ps(v0, _mm512_maskz_loadu_ps(MM_M(q), p0 + 16 * q), a[q]);
+    }
+    for (int q = 0; q < nv; q++) _mm512_mask_storeu_ps(y + 16 * q, MM_M(q), _mm512_add_ps(a[q], b[q]));
+#undef MM_M
+}
+
+HUFF_AVX512_FN INLINE void mmrow_512(const float *lut, const uint8_t *sy, cols_t c, int64_t e,
+                                     const float *X, int64_t ldx, float *y, int64_t kk) {
+    const int nv = (int)((kk + 15) / 16), kind = mm_kind(c);
+    const int64_t left = kk - 16 * (nv - 1);
+    const __mmask16 ml = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1u);
+#define MM_NV(K)                                                                               \
+    switch (nv) {                                                                              \
+    case 4: mmrow_512_k(lut, sy, c, e, X, ldx, y, K, 4, ml); break;                            \
+    case 3: mmrow_512_k(lut, sy, c, e, X, ldx, y, K, 3, ml); break;                            \
+    case 2: mmrow_512_k(lut, sy, c, e, X, ldx, y, K, 2, ml); break;                            \
+    default: mmrow_512_k(lut, sy, c, e, X, ldx, y, K, 1, ml); break;                           \
+    }
+    switch (kind) {
+    case 1: MM_NV(1) break;
+    case 2: MM_NV(2) break;
+    case 3: MM_NV(3) break;
+    default: MM_NV(0) break;
+    }
+#undef MM_NV
 }
 #endif /* CNN_X86 */
 
@@ -894,16 +921,24 @@ static int pfused(const cnn_huff *W, const float *x, float *y, const float *bias
 
 /* ---- per-thread work ------------------------------------------------------------------ */
 
-/* W @ X with k columns: GROUP * BLK decoded rows are multiplied CW columns of X at a
- * time, so the X rows they touch (n * CW floats, 512 KB at n = 4096) stay in L2
- * instead of all k columns streaming from L3 once per row block. */
-#define GROUP 4
-#define CW 32
+/* W @ X with k columns: GROUP * BLK rows decoded at a time, then each row's entries
+ * multiplied CK columns of X at a time (mmrow), each entry's value broadcast against its
+ * row of X in up to four (AVX2: eight) registers. Measured on 4096 x 4096 at 90% pruning,
+ * b = 64: 64-column chunks beat 32 (each entry decoded once and read once: sham 4.7 vs
+ * 5.6 ms), and so did whole rows against column panels of X kept in L1 (panels of 128
+ * rows: 6.5 ms; the accumulators' loads and stores and the loop exits per row and panel
+ * cost more than X's reads from L2). */
+#define GROUP 8 /* tiles: two slices */
+#define RB (GROUP * BLK)
+#define CK 64
+#ifndef NOMUL
+#define NOMUL 0
+#endif
 
 typedef struct {
-    uint8_t *sy[GROUP * BLK];
-    uint32_t *co[GROUP * BLK];
-    float *ytmp; /* CW floats: one output chunk on its way to a transposed Y */
+    uint8_t *sy[RB];
+    uint32_t *co[RB];
+    float *yb; /* RB x CK accumulators, 64-byte aligned */
 } scratch_t;
 
 /* Record slots per row: at most n entries (ham) or the longest sham row, plus slack
@@ -912,20 +947,22 @@ static int64_t row_slots(const cnn_huff *W) { return (W->row_ptr ? W->maxrow : W
 
 static void *scratch_new(const cnn_huff *W, scratch_t *s) {
     const int64_t slots = row_slots(W);
-    const size_t syb = (size_t)(slots + 63) / 64 * 64, cob = W->zrun ? (size_t)slots * 4 : 0;
-    const int rows = GROUP * BLK;
-    uint8_t *mem = cnn_alloc(rows * (syb + cob) + CW * sizeof(float));
+    const size_t syb = (size_t)(slots + 63) / 64 * 64,
+                 cob = W->zrun || W->tiles ? (size_t)slots * 4 : 0;
+    const int rows = RB;
+    const size_t yoff = (rows * (syb + cob) + 63) / 64 * 64;
+    uint8_t *mem = cnn_alloc(yoff + RB * CK * sizeof(float));
     if (!mem) return NULL;
-    s->ytmp = (float *)(mem + rows * (syb + cob));
+    s->yb = (float *)(mem + yoff);
     for (int b = 0; b < rows; b++) {
         s->sy[b] = mem + b * syb;
-        s->co[b] = W->zrun ? (uint32_t *)(mem + rows * syb + b * cob) : NULL;
+        s->co[b] = cob ? (uint32_t *)(mem + rows * syb + b * cob) : NULL;
     }
     return mem;
 }
 
 /* The three kernels of one level, over row blocks jb0 .. jb1 (in units of BLK rows). */
-#define HUFF_LEVEL(SUF, ATTR, DOT, AXPY, SETUP)                                                   \
+#define HUFF_LEVEL(SUF, ATTR, DOT, MM, TILED, SETUP)                                                   \
     ATTR NOVEC static void rows_##SUF(const cnn_huff *W, const float *X, int64_t ldx, int64_t B,       \
                                 float *Y, int64_t ldy, const float *bias, int64_t b0, int64_t b1, \
                                 scratch_t *S) {                                                   \
@@ -943,26 +980,38 @@ static void *scratch_new(const cnn_huff *W, scratch_t *s) {
         }                                                                                         \
     }                                                                                             \
     ATTR static void cols_##SUF(const cnn_huff *W, const float *X, int64_t ldx, int64_t k,        \
-                                float *Y, int64_t ldy, int yt, int64_t b0, int64_t b1,            \
-                                scratch_t *S) {                                                   \
-        int64_t cnt[GROUP * BLK];                                                                 \
+                                float *Y, int64_t ldy, int yt, const float *bias, int64_t b0,     \
+                                int64_t b1, scratch_t *S) {                                       \
+        int64_t cnt[RB];                                                                          \
         for (int64_t g0 = b0; g0 < b1; g0 += GROUP) {                                             \
             const int64_t r0 = g0 * BLK, ng = b1 - g0 < GROUP ? b1 - g0 : GROUP;                  \
             int nr = 0;                                                                           \
-            for (int64_t g = 0; g < ng; g++) {                                                    \
-                const int64_t rb = r0 + g * BLK;                                                  \
-                const int nb = W->m - rb < BLK ? (int)(W->m - rb) : BLK;                          \
-                dec_block(W, rb, nb, cnt + g * BLK, S->co + g * BLK, S->sy + g * BLK);            \
-                nr += nb;                                                                         \
-            }                                                                                     \
-            for (int64_t q0 = 0; q0 < k; q0 += CW) {                                              \
-                const int64_t kk = k - q0 < CW ? k - q0 : CW;                                     \
-                for (int s = 0; s < nr; s++) {                                                    \
-                    float *yo = yt ? S->ytmp : Y + (r0 + s) * ldy + q0;                           \
-                    AXPY(W, S->sy[s], row_cols(W, r0 + s, S->co[s]), cnt[s], X + q0, ldx, kk, yo); \
-                    if (yt)                                                                       \
-                        for (int64_t q = 0; q < kk; q++) Y[(q0 + q) * ldy + r0 + s] = yo[q];      \
+            cols_t cs[RB];                                                                        \
+            const float *lut = W->lut;                                                            \
+            if (TILED) { /* a slice of the tiles: records, values in the tiles' lut */            \
+                cnn_htile_records(W->tiles, r0 / 16, r0 + 16 < W->m ? 2 : 1, S->co, cnt);         \
+                nr = W->m - r0 < RB ? (int)(W->m - r0) : RB;                                      \
+                for (int s = 0; s < nr; s++) cs[s] = (cols_t){NULL, NULL, S->co[s]};              \
+                lut = W->tiles->lut;                                                              \
+            } else {                                                                              \
+                for (int64_t g = 0; g < ng; g++) {                                                \
+                    const int64_t rb = r0 + g * BLK;                                              \
+                    const int nb = W->m - rb < BLK ? (int)(W->m - rb) : BLK;                      \
+                    dec_block(W, rb, nb, cnt + g * BLK, S->co + g * BLK, S->sy + g * BLK);        \
+                    nr += nb;                                                                     \
                 }                                                                                 \
+                for (int s = 0; s < nr; s++) cs[s] = row_cols(W, r0 + s, S->co[s]);               \
+            }                                                                                     \
+            for (int64_t q0 = 0; q0 < k; q0 += CK) {                                              \
+                const int64_t kk = k - q0 < CK ? k - q0 : CK;                                     \
+                for (int s = 0; s < (NOMUL ? 0 : nr); s++)                                       \
+                    MM(lut, S->sy[s], cs[s], cnt[s], X + q0, ldx,                                 \
+                       yt ? S->yb + s * CK : Y + (r0 + s) * ldy + q0, kk);                        \
+                if (yt) /* the group's block of Y, transposed, with the bias */                   \
+                    for (int64_t q = 0; q < kk; q++)                                              \
+                        for (int s = 0; s < nr; s++)                                              \
+                            Y[(q0 + q) * ldy + r0 + s] =                                          \
+                                S->yb[s * CK + q] + (bias ? bias[r0 + s] : 0.f);                  \
             }                                                                                     \
         }                                                                                         \
     }                                                                                             \
@@ -997,10 +1046,10 @@ static void *scratch_new(const cnn_huff *W, scratch_t *s) {
         }                                                                                         \
     }
 
-HUFF_LEVEL(c, , dot_c(W, S->sy[s], c, cnt[s], X + i * ldx), axpy_c, (void)0)
+HUFF_LEVEL(c, , dot_c(W, S->sy[s], c, cnt[s], X + i * ldx), mmrow_c, 0, (void)0)
 #if CNN_X86
-HUFF_LEVEL(avx2, HUFF_AVX2_FN, dot_avx2(W, S->sy[s], c, cnt[s], X + i * ldx), axpy_avx2, (void)0)
-HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx), axpy_512,
+HUFF_LEVEL(avx2, HUFF_AVX2_FN, dot_avx2(W, S->sy[s], c, cnt[s], X + i * ldx), mmrow_avx2, 0, (void)0)
+HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx), mmrow_512, W->tiles && W->zrun,
            lut512 L;
            L.l0 = _mm512_loadu_ps(W->lut); L.l1 = _mm512_loadu_ps(W->lut + 16);
            L.l2 = _mm512_loadu_ps(W->lut + 32); L.l3 = _mm512_loadu_ps(W->lut + 48))
@@ -1008,15 +1057,48 @@ HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx)
 
 /* ---- entry points ------------------------------------------------------------------------ */
 
-/* Split `blocks` row blocks over the threads; each thread gets its scratch. */
-#define HUFF_PARALLEL(WORK, CALL)                                                               \
-    const int64_t blocks = (W->m + BLK - 1) / BLK;                                              \
+/* Work of the rows before row r (r a multiple of BLK, or m), for splitting rows over
+ * threads: the entries (sham), the tiles' steps (zero-run ham with tiles, which batched
+ * products decode), the stream bits (zero-run ham: zeros cost a bit each, non-zeros their
+ * code), or the rows (plain ham); plus the rows themselves. */
+static int64_t work_before(const cnn_huff *W, int64_t r) {
+    int64_t w;
+    if (W->row_ptr) w = W->row_ptr[r];
+    else if (W->zrun && W->tiles) w = W->tiles->slice_step[(r + 15) / 16] * 8;
+    else if (W->zrun) w = (W->row_bits[r] - W->row_bits[0]) / 8;
+    else w = r * W->n;
+    return w + r;
+}
+
+/* Where thread t of nth's share of the `units` units of `unit` BLK-row blocks starts:
+ * the first unit whose work reaches t / nth of the total. */
+static int64_t split_units(const cnn_huff *W, int64_t units, int64_t unit, int t, int nth) {
+    if (t <= 0) return 0;
+    if (t >= nth) return units;
+#define UROW(u) ((u) * unit * BLK < W->m ? (u) * unit * BLK : W->m)
+    const int64_t total = work_before(W, W->m), want = total / nth * t + total % nth * t / nth;
+    int64_t a = 0, b = units;
+    while (a < b) {
+        const int64_t mid = a + (b - a) / 2;
+        if (work_before(W, UROW(mid)) < want) a = mid + 1;
+        else b = mid;
+    }
+#undef UROW
+    return a;
+}
+
+/* Split the row blocks over the threads in units of UNIT blocks, by work; each thread
+ * gets its scratch and runs CALL on blocks b0 .. b1 - 1. */
+#define HUFF_PARALLEL(WORK, UNIT, CALL)                                                         \
+    const int64_t blocks = (W->m + BLK - 1) / BLK, units = (blocks + (UNIT) - 1) / (UNIT);      \
     const int nt0 = cnn_threads_for(WORK);                                                      \
-    const int nt = nt0 < blocks ? nt0 : (int)(blocks > 0 ? blocks : 1);                         \
+    const int nt = nt0 < units ? nt0 : (int)(units > 0 ? units : 1);                            \
     int fail = 0;                                                                               \
     CNN_PARALLEL({                                                                              \
         const int t = cnn_tid(), TT = cnn_nthreads();                                           \
-        int64_t b0 = blocks * t / TT, b1 = blocks * (t + 1) / TT;                               \
+        int64_t b0 = split_units(W, units, UNIT, t, TT) * (UNIT),                               \
+                b1 = split_units(W, units, UNIT, t + 1, TT) * (UNIT);                           \
+        b1 = b1 < blocks ? b1 : blocks;                                                         \
         scratch_t S;                                                                            \
         void *mem = b0 < b1 ? scratch_new(W, &S) : NULL;                                        \
         if (b0 < b1 && !mem) {                                                                  \
@@ -1025,7 +1107,6 @@ HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx)
         cnn_free(mem);                                                                          \
     });                                                                                         \
     return fail ? -1 : 0;
-
 
 #if CNN_X86
 #define LEVEL_CALL(FN, ...)                                                                      \
@@ -1039,37 +1120,74 @@ HUFF_LEVEL(512, HUFF_AVX512_FN, dot_512(W, &L, S->sy[s], c, cnt[s], X + i * ldx)
 static int64_t records(const cnn_huff *W) { return W->row_ptr ? W->row_ptr[W->m] : W->m * W->n; }
 
 static int matmul_aligned(const cnn_huff *W, const float *X, int64_t ldx, int64_t k, float *Y,
-                          int64_t ldy, int yt) {
+                          int64_t ldy, int yt, const float *bias) {
     const int level = cnn_get_level();
     (void)level;
-    HUFF_PARALLEL(k * records(W), LEVEL_CALL(cols, W, X, ldx, k, Y, ldy, yt, b0, b1, &S))
+    HUFF_PARALLEL(k * records(W), GROUP, LEVEL_CALL(cols, W, X, ldx, k, Y, ldy, yt, bias, b0, b1, &S))
 }
 
 /* X rows padded to a multiple of 16 floats in a 64-byte aligned copy (transposed from
- * B x n when xt): split-line vector loads made W @ X 1.45x slower. */
+ * B x n when xt, in 64 x 64 blocks): split-line vector loads made W @ X 1.45x slower.
+ * On the product's threads (a serial copy held 2 threads to 1.2x one on X @ W^T). */
+static void copy_rows(const float *X, int64_t ldx, int64_t k, int xt, float *buf, int64_t ld,
+                      int64_t j0, int64_t j1) {
+    if (xt) /* buf[j, i] = X[i, j] for i < k inputs, j0 <= j < j1 */
+        for (int64_t i0 = 0; i0 < k; i0 += 64)
+            for (int64_t j = j0; j < j1; j++)
+                for (int64_t i = i0; i < k && i < i0 + 64; i++) buf[j * ld + i] = X[i * ldx + j];
+    else
+        for (int64_t j = j0; j < j1; j++) memcpy(buf + j * ld, X + j * ldx, (size_t)k * 4);
+}
+
+#if CNN_X86
+/* copy_rows(xt) at the AVX-512 level: 16 x 16 blocks transposed in registers (the scalar
+ * copy took about a tenth of X @ W^T at 4096 x 4096, b = 64). buf rows are 64-byte
+ * aligned (ld a multiple of 16); the padding floats past k are zeros. */
+HUFF_AVX512_FN static void transpose_512(const float *X, int64_t ldx, int64_t k, float *buf,
+                                         int64_t ld, int64_t j0, int64_t j1) {
+    for (int64_t jb = j0; jb < j1; jb += 16) {
+        const int64_t nj = j1 - jb < 16 ? j1 - jb : 16;
+        const __mmask16 mj = nj == 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nj) - 1u);
+        for (int64_t i0 = 0; i0 < k; i0 += 16) {
+            __m512i r[16];
+            for (int a = 0; a < 16; a++)
+                r[a] = i0 + a < k ? _mm512_maskz_loadu_epi32(mj, X + (i0 + a) * ldx + jb)
+                                  : _mm512_setzero_si512();
+            cnn_transpose16(r);
+            for (int64_t b = 0; b < nj; b++) _mm512_store_si512((void *)(buf + (jb + b) * ld + i0), r[b]);
+        }
+    }
+}
+#endif
+
 static float *aligned_x(const float *X, int64_t ldx, int64_t rows, int64_t k, int xt,
                         int64_t *ld) {
     *ld = (k + 15) / 16 * 16;
     float *buf = cnn_alloc((size_t)(rows * *ld) * sizeof(float));
     if (!buf) return NULL;
-    if (xt) /* buf[j, i] = X[i, j] for i < k inputs, j < rows columns, in 64 x 64 blocks */
-        for (int64_t i0 = 0; i0 < k; i0 += 64)
-            for (int64_t j0 = 0; j0 < rows; j0 += 64)
-                for (int64_t j = j0; j < rows && j < j0 + 64; j++)
-                    for (int64_t i = i0; i < k && i < i0 + 64; i++) buf[j * *ld + i] = X[i * ldx + j];
-    else
-        for (int64_t j = 0; j < rows; j++) memcpy(buf + j * *ld, X + j * ldx, (size_t)k * 4);
+    const int64_t blocks = (rows + 63) / 64, stride = *ld;
+    const int nt0 = cnn_threads_for(rows * k), nt = nt0 < blocks ? nt0 : (int)(blocks ? blocks : 1);
+    CNN_PARALLEL({
+        const int t = cnn_tid(), nth = cnn_nthreads();
+        const int64_t j0 = blocks * t / nth * 64, j1 = blocks * (t + 1) / nth * 64;
+#if CNN_X86
+        if (xt && cnn_get_level() == CNN_AVX512)
+            transpose_512(X, ldx, k, buf, stride, j0, j1 < rows ? j1 : rows);
+        else
+#endif
+            copy_rows(X, ldx, k, xt, buf, stride, j0, j1 < rows ? j1 : rows);
+    });
     return buf;
 }
 
 int cnn_huff_matmul(const cnn_huff *W, const float *X, int64_t ldx, int64_t k, float *Y,
                     int64_t ldy) {
     if (((uintptr_t)X % 64 == 0 && ldx % 16 == 0) || k < 16)
-        return matmul_aligned(W, X, ldx, k, Y, ldy, 0);
+        return matmul_aligned(W, X, ldx, k, Y, ldy, 0, NULL);
     int64_t ld;
     float *buf = aligned_x(X, ldx, W->n, k, 0, &ld);
     if (!buf) return -1;
-    int rc = matmul_aligned(W, buf, ld, k, Y, ldy, 0);
+    int rc = matmul_aligned(W, buf, ld, k, Y, ldy, 0, NULL);
     cnn_free(buf);
     return rc;
 }
@@ -1082,11 +1200,8 @@ int cnn_huff_rows(const cnn_huff *W, const float *X, int64_t ldx, int64_t B, flo
         int64_t ld;
         float *buf = aligned_x(X, ldx, W->n, B, 1, &ld);
         if (!buf) return -1;
-        int rc = matmul_aligned(W, buf, ld, B, Y, ldy, 1);
+        int rc = matmul_aligned(W, buf, ld, B, Y, ldy, 1, bias);
         cnn_free(buf);
-        if (bias && !rc)
-            for (int64_t i = 0; i < B; i++)
-                for (int64_t r = 0; r < W->m; r++) Y[i * ldy + r] += bias[r];
         return rc;
     }
     if (W->zrun && W->ztab) return zfused(W, X, Y, bias);
@@ -1095,7 +1210,7 @@ int cnn_huff_rows(const cnn_huff *W, const float *X, int64_t ldx, int64_t B, flo
     /* sparse rows dot with scalar loads at every level; the AVX2 build of that loop
      * measured faster than the AVX-512 one (4096x4096 sham: 1.45 vs 1.8 ms) */
     if (level == CNN_AVX512 && (W->row_ptr || W->zrun)) level = CNN_AVX2;
-    HUFF_PARALLEL(records(W), LEVEL_CALL(rows, W, X, ldx, 1, Y, ldy, bias, b0, b1, &S))
+    HUFF_PARALLEL(records(W), 1, LEVEL_CALL(rows, W, X, ldx, 1, Y, ldy, bias, b0, b1, &S))
 }
 
 /* decode_rows / decode_symbols: threads split the requested rows in BLK blocks. */

@@ -253,6 +253,7 @@ static int Huff_init(HuffObject *self, PyObject *args, PyObject *kwds) {
     Py_BEGIN_ALLOW_THREADS
     huff_tiles(self, coded);
     Py_END_ALLOW_THREADS
+    self->W.tiles = self->tiles.masks ? &self->tiles : NULL;
     return 0;
 }
 
@@ -272,18 +273,48 @@ static int get_count(PyObject *obj, long long *v, const char *name) {
     return 0;
 }
 
-/* Batch 1 runs on the tiles at the AVX-512 level when they were built. */
+/* Batches up to this size run the tile matvec once per input where the tiles were built
+ * (the batched kernel's decoding, about 1.8 ms at 4096 x 4096, is most of its time at
+ * small b). 4096 x 4096, 90%, 32 values, 1 thread, thread CPU time, X @ W^T: ham b = 2
+ * 1.90 -> 0.80 ms, b = 4 1.95 -> 1.62 ms (sham 1.78 -> 0.82, 1.82 -> 1.62); at b = 5 the
+ * batched kernel (2.02 ms) and the matvecs are even. */
+#define TILE_MV_MAX_BATCH 4
+
+static int tile_path(const HuffObject *self, int64_t B) {
+    return self->tiles.masks && cnn_get_level() == CNN_AVX512 && B <= TILE_MV_MAX_BATCH;
+}
+
+/* Batch 1 (and up to TILE_MV_MAX_BATCH inputs) runs on the tiles at the AVX-512 level
+ * when they were built. */
 static int huff_rows(const void *obj, const float *X, int64_t ldx, int64_t B, float *Y,
                      int64_t ldy, const float *bias) {
     const HuffObject *self = obj;
-    if (B == 1 && self->tiles.masks && cnn_get_level() == CNN_AVX512)
-        return cnn_htile_matvec(&self->tiles, X, Y, bias);
+    if (tile_path(self, B)) {
+        for (int64_t i = 0; i < B; i++)
+            if (cnn_htile_matvec(&self->tiles, X + i * ldx, Y + i * ldy, bias)) return -1;
+        return 0;
+    }
     return cnn_huff_rows(&self->W, X, ldx, B, Y, ldy, bias);
 }
 
-static int huff_mm(const void *W, const float *X, int64_t ldx, int64_t k, float *Y,
+/* W @ X: columns of X gathered into a vector for the tile matvec at small k. */
+static int huff_mm(const void *obj, const float *X, int64_t ldx, int64_t k, float *Y,
                    int64_t ldy) {
-    return cnn_huff_matmul(W, X, ldx, k, Y, ldy);
+    const HuffObject *self = obj;
+    const int64_t m = self->W.m, n = self->W.n;
+    if (tile_path(self, k)) {
+        float *x = cnn_alloc((size_t)(n + m) * sizeof(float)), *y = x + n;
+        if (!x) return -1;
+        int rc = 0;
+        for (int64_t j = 0; j < k && !rc; j++) {
+            for (int64_t c = 0; c < n; c++) x[c] = X[c * ldx + j];
+            rc = cnn_htile_matvec(&self->tiles, x, y, NULL);
+            for (int64_t r = 0; r < m && !rc; r++) Y[r * ldy + j] = y[r];
+        }
+        cnn_free(x);
+        return rc;
+    }
+    return cnn_huff_matmul(&self->W, X, ldx, k, Y, ldy);
 }
 
 /* rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias); X an array or an address. */
@@ -295,7 +326,7 @@ static PyObject *Huff_rows(HuffObject *self, PyObject *const *args, Py_ssize_t n
 /* matmul(X, Y, k): Y (m, k) = W @ X (n, k). */
 static PyObject *Huff_matmul(HuffObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (ready(self) < 0) return NULL;
-    return cnn_call_matmul(&self->W, self->W.m, self->W.n, huff_mm, args, nargs);
+    return cnn_call_matmul(self, self->W.m, self->W.n, huff_mm, args, nargs);
 }
 
 static int row_range(HuffObject *self, PyObject *const *args, Py_ssize_t nargs, const char *name,
@@ -384,7 +415,20 @@ static PyObject *Huff_tile_words(HuffObject *self, void *closure) {
     return PyLong_FromLongLong(H->masks ? (long long)H->slice_word[H->nslices] : 0);
 }
 
+/* 16-step blocks of the slices (batched products gather records 16 steps at a time). */
+static PyObject *Huff_tile_flushes(HuffObject *self, void *closure) {
+    (void)closure;
+    const cnn_htile *H = &self->tiles;
+    long long f = 0;
+    for (int64_t s = 0; H->masks && s < H->nslices; s++)
+        f += (H->slice_step[s + 1] - H->slice_step[s] + 15) / 16;
+    return PyLong_FromLongLong(f);
+}
+
 static PyGetSetDef Huff_getset[] = {
+    {"tile_flushes", (getter)Huff_tile_flushes, NULL,
+     "16-step blocks of the tiles' slices (batched products on the tiles), 0 when not built",
+     NULL},
     {"tile_words", (getter)Huff_tile_words, NULL,
      "16-bit words of the tile kernel's stream, 0 when not built", NULL},
     {"tile_steps", (getter)Huff_tile_steps, NULL,
