@@ -159,3 +159,28 @@ def test_fast_call_keeps_module_semantics():
         pre.remove()
     twin = pickle.loads(pickle.dumps(layer))
     assert twin(x).tolist() == [[2.0] * 3] * 2
+
+
+def test_fast_call_equals_forward_on_every_input_kind():
+    """The native fast path and ``forward`` agree bit for bit on 2-D and 3-D inputs,
+    alternating batch sizes, inputs that need grad, float64 and non-contiguous inputs,
+    and under a global forward hook."""
+    rng = np.random.default_rng(0)
+    W = rng.integers(-2, 3, (7, 5)).astype(np.float32) / 4
+    for fmt in ("csr", "ham", "index_map"):
+        layer = CompactLinear(formats.get(fmt).from_dense(W), torch.arange(7.0))
+        inputs = [torch.randn(3, 5), torch.randn(2, 4, 5), torch.randn(1, 5),
+                  torch.randn(3, 5, requires_grad=True), torch.randn(3, 5, dtype=torch.float64),
+                  torch.randn(5, 3).T, torch.randn(3, 5), torch.randn(2, 4, 5)]
+        for x in inputs:
+            y = layer(x)
+            assert not y.requires_grad and y.dtype == torch.float32
+            assert torch.equal(y, layer.forward(x))
+        seen = []
+        hook = torch.nn.modules.module.register_module_forward_hook(
+            lambda m, i, o, seen=seen: seen.append(type(m).__name__))
+        try:
+            assert torch.equal(layer(inputs[0]), layer.forward(inputs[0]))
+        finally:
+            hook.remove()
+        assert seen == ["CompactLinear"]

@@ -26,12 +26,10 @@ from compactnn.formats import CompactMatrix
 from compactnn.kernels import backend
 
 _F32 = torch.float32
-# torch's global hook tables (dicts it fills in place) and its JIT tracing state, bound
-# once: CompactLinear.__call__ reads them on every call
-_GLOBAL_FORWARD = _module._global_forward_hooks
-_GLOBAL_FORWARD_PRE = _module._global_forward_pre_hooks
-_GLOBAL_BACKWARD = _module._global_backward_hooks
-_GLOBAL_BACKWARD_PRE = _module._global_backward_pre_hooks
+# a module's hook tables, torch's global ones (dicts it fills in place) and its JIT
+# tracing state: what CompactLinear's fast path must see empty
+_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+_GLOBAL_HOOKS = tuple(getattr(_module, "_global" + h) for h in _HOOKS)
 _tracing = torch._C._get_tracing_state
 
 __all__ = ["CompactConv2d", "CompactLinear", "LayerRecord", "UnsupportedLayerError"]
@@ -176,11 +174,10 @@ class CompactLinear(_CompactBase):
             raise TypeError(f"expected a CompactMatrix, got {type(matrix).__name__}")
         self.out_features, self.in_features = matrix.shape
         self._init_common([matrix], bias, self.out_features)
-        # the last fast call's (batch, fused kernel, bias buffer, its address, its array)
-        self._plan: tuple | None = None
+        self._plan: Any = None  # the fast path's native Chain, made on first call
 
     def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles leave out the cached plan (it holds a native kernel)."""
+        """Copies and pickles leave out the fast path's plan (a native object)."""
         state = super().__getstate__()
         state["_plan"] = None
         return state
@@ -195,36 +192,50 @@ class CompactLinear(_CompactBase):
         return self.matrix.to_dense()
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        """The fast path when nothing would make ``nn.Module.__call__`` do more than
-        ``forward`` (one input; no hooks on the layer or global, no compiled call, no
-        JIT tracing) and the input suits it (a contiguous float32 CPU tensor, native
-        kernels on, a fused kernel for the batch): one native call, bias included, into
-        a new tensor. It keeps a plan of its last call (batch, kernel, bias buffer, its
-        address, its array), made again when any of them changes; copies drop it.
-        Anything else: ``nn.Module.__call__`` / ``forward``, the same results."""
-        if (len(args) != 1 or kwargs or self._forward_hooks or self._forward_pre_hooks
-                or self._backward_hooks or self._backward_pre_hooks
-                or self._compiled_call_impl is not None or _GLOBAL_FORWARD
-                or _GLOBAL_FORWARD_PRE or _GLOBAL_BACKWARD or _GLOBAL_BACKWARD_PRE
-                or _tracing()):
-            return super().__call__(*args, **kwargs)
-        x, n = args[0], self.in_features
-        if (type(x) is torch.Tensor and x.dtype is _F32  # grad or not: y has none
-                and x.is_cpu and len(shape := x.shape) >= 2 and shape[-1] == n and n
-                and x.is_contiguous() and backend.native() is not None):
-            b = shape[0] if len(shape) == 2 else x.numel() // n
-            plan, bias = self._plan, self._buffers["bias"]
-            if (plan is None or plan[0] != b or plan[2] is not bias
-                    or (bias is not None and bias.data_ptr() != plan[3])):
-                plan = self._plan = (b, self.matrices[0].fused_rows(b), bias,
-                                     0 if bias is None else bias.data_ptr(), self._bias_array())
-            if plan[1] is not None:
-                m = self.out_features  # new_empty: float32 on the CPU like x (varargs: fastest)
-                y = x.new_empty(b, m) if len(shape) == 2 else x.new_empty(*shape[:-1], m)
-                if b and m:
-                    plan[1].rows(x.data_ptr(), y.data_ptr(), b, plan[4])
-                return y
-        return self.forward(x)
+        """The fast path, one native call (``Chain.call``, ``csrc/py_chain.c``) that
+        checks the input, the layer's hooks, torch's global hooks and tracing state,
+        the matrix and the bias buffer (identity and address), allocates the output and
+        runs the fused kernel, bias included. Its plan (the kernel for one batch size)
+        is made again when the batch, the matrix or the bias changes; copies drop it.
+        Anything it does not take goes through ``nn.Module.__call__`` / ``forward``,
+        with the same results."""
+        if len(args) == 1 and not kwargs and self._compiled_call_impl is None:
+            plan = self._plan
+            if plan is not None and backend.native() is not None:
+                y = plan.call(args[0])
+                if y is not None:
+                    return y
+            if self._replan(args[0]):
+                y = self._plan.call(args[0])
+                if y is not None:
+                    return y
+        return super().__call__(*args, **kwargs)
+
+    def _replan(self, x: Any) -> bool:
+        """Plan the fast path for ``x``'s batch; False when the layer or ``x`` does not
+        take it (hooks, tracing, numba kernels, another input, no fused kernel)."""
+        n, m = self.in_features, self.out_features
+        nat = backend.native()
+        if (nat is None or not n or not m or _tracing() or any(_GLOBAL_HOOKS)
+                or any(getattr(self, h) for h in _HOOKS) or type(x) is not torch.Tensor
+                or x.dtype is not _F32 or not x.is_cpu or x.dim() < 2 or x.shape[-1] != n
+                or not x.is_contiguous()):
+            return False
+        b = x.numel() // n
+        matrix = self.matrices[0]
+        kernel = matrix.fused_rows(b) if b else None
+        if kernel is None:
+            return False
+        bias = self._buffers["bias"]
+        plan = nat.Chain((kernel,), (self._bias_array(),), (False,),
+                         ((self.__dict__, "matrices", self.matrices), (self.matrices, 0, matrix),
+                          (self._buffers, "bias", bias)),
+                         tuple((getattr(self, h), 0) for h in _HOOKS)
+                         + tuple((h, 0) for h in _GLOBAL_HOOKS),
+                         () if bias is None else ((bias, bias.data_ptr()),))
+        plan.set_call(torch.Tensor, _F32, _tracing, b)
+        self._plan = plan
+        return True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = _as_input(x)

@@ -14,7 +14,12 @@
  * run(X, B, Y) -> bool: False without computing anything when a guard fails (the
  * caller falls back to its module-by-module path); else Y (B, m_last) =
  * the chain applied to X (B, n_0). X and Y are addresses of contiguous float32
- * memory the caller vouches for (compactnn.nn.chain checks the tensors). */
+ * memory the caller vouches for (compactnn.nn.chain checks the tensors).
+ * set_call(tensor_type, dtype, tracing, batch), then call(x) -> tensor or None: the
+ * chain on a tensor x, every check of x (exact type, dtype, CPU, contiguous, shape
+ * (..., n) with `batch` rows) and the guards done here, into x.new_empty(..., m); None
+ * without computing when one fails or tracing() is not None (compactnn.nn.layers:
+ * a lone CompactLinear call). */
 #include "pybind.h"
 
 #include <string.h>
@@ -32,6 +37,10 @@ typedef struct {
     Py_buffer *bias_bufs; /* one per step; .obj NULL where the step has no bias */
     PyObject *kernels, *guards, *sizes, *ptrs;
     int64_t mid; /* largest intermediate width */
+    /* call(x) (set_call): the tensor type and dtype x must have, torch's tracing-state
+     * function, and the batch the kernels were chosen for (0: call is not set up) */
+    PyObject *tensor_type, *dtype, *tracing, *batch_obj, *m_obj;
+    int64_t batch;
 } ChainObject;
 
 static void Chain_release(ChainObject *self) {
@@ -48,6 +57,12 @@ static void Chain_release(ChainObject *self) {
     Py_CLEAR(self->guards);
     Py_CLEAR(self->sizes);
     Py_CLEAR(self->ptrs);
+    Py_CLEAR(self->tensor_type);
+    Py_CLEAR(self->dtype);
+    Py_CLEAR(self->tracing);
+    Py_CLEAR(self->batch_obj);
+    Py_CLEAR(self->m_obj);
+    self->batch = 0;
 }
 
 static void Chain_dealloc(ChainObject *self) {
@@ -62,6 +77,9 @@ static int Chain_traverse(ChainObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->guards);
     Py_VISIT(self->sizes);
     Py_VISIT(self->ptrs);
+    Py_VISIT(self->tensor_type);
+    Py_VISIT(self->dtype);
+    Py_VISIT(self->tracing);
     for (Py_ssize_t i = 0; self->bias_bufs && i < self->nsteps; i++)
         Py_VISIT(self->bias_bufs[i].obj);
     return 0;
@@ -250,6 +268,142 @@ static PyObject *Chain_run(ChainObject *self, PyObject *const *args, Py_ssize_t 
     Py_RETURN_TRUE;
 }
 
+/* set_call(tensor_type, dtype, tracing, batch): what call(x) checks. */
+static PyObject *Chain_set_call(ChainObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyType_Check(args[0]) || !PyCallable_Check(args[2])) {
+        PyErr_SetString(PyExc_TypeError, "set_call(tensor_type, dtype, tracing, batch)");
+        return NULL;
+    }
+    if (!self->steps) {
+        PyErr_SetString(PyExc_ValueError, "Chain: not initialised");
+        return NULL;
+    }
+    long long b = PyLong_AsLongLong(args[3]);
+    if (b == -1 && PyErr_Occurred()) return NULL;
+    if (b < 1) {
+        PyErr_SetString(PyExc_ValueError, "set_call: batch must be >= 1");
+        return NULL;
+    }
+    PyObject *bo = PyLong_FromLongLong(b);
+    PyObject *mo = PyLong_FromLongLong(self->steps[self->nsteps - 1].k.m);
+    if (!bo || !mo) {
+        Py_XDECREF(bo);
+        Py_XDECREF(mo);
+        return NULL;
+    }
+    Py_INCREF(args[0]);
+    Py_INCREF(args[1]);
+    Py_INCREF(args[2]);
+    Py_XSETREF(self->tensor_type, args[0]);
+    Py_XSETREF(self->dtype, args[1]);
+    Py_XSETREF(self->tracing, args[2]);
+    Py_XSETREF(self->batch_obj, bo);
+    Py_XSETREF(self->m_obj, mo);
+    self->batch = b;
+    Py_RETURN_NONE;
+}
+
+static PyObject *s_dtype, *s_is_cpu, *s_shape, *s_is_contiguous, *s_new_empty, *s_data_ptr;
+
+/* x.<name>() as an address, or NULL with an exception. */
+static void *address_of(PyObject *x) {
+    PyObject *p = PyObject_VectorcallMethod(s_data_ptr, &x, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    if (!p) return NULL;
+    void *a = PyLong_AsVoidPtr(p);
+    Py_DECREF(p);
+    return a;
+}
+
+/* 1 when attribute `name` of x is `want` (identity), 0 when not, -1 with an exception. */
+static int attr_is(PyObject *x, PyObject *name, PyObject *want) {
+    PyObject *v = PyObject_GetAttr(x, name);
+    if (!v) return -1;
+    int same = v == want;
+    Py_DECREF(v);
+    return same;
+}
+
+/* call(x) -> tensor or None: the chain on x, a tensor of exactly set_call's type and
+ * dtype, on the CPU, contiguous, of shape (..., n) with set_call's batch of rows
+ * (the product of the leading sizes), into x.new_empty(..., m); None (nothing computed)
+ * when any of that, a guard or torch's tracing state says otherwise. */
+static PyObject *Chain_call(ChainObject *self, PyObject *x) {
+    if (!self->batch || Py_TYPE(x) != (PyTypeObject *)self->tensor_type) Py_RETURN_NONE;
+    PyObject *tr = PyObject_CallNoArgs(self->tracing);
+    if (!tr) return NULL;
+    int tracing = tr != Py_None;
+    Py_DECREF(tr);
+    if (tracing) Py_RETURN_NONE;
+    int ok = attr_is(x, s_dtype, self->dtype);
+    if (ok > 0) ok = attr_is(x, s_is_cpu, Py_True);
+    if (ok <= 0) return ok < 0 ? NULL : Py_NewRef(Py_None);
+    PyObject *shape = PyObject_GetAttr(x, s_shape);
+    if (!shape) return NULL;
+    Py_ssize_t nd = PyTuple_Check(shape) ? PyTuple_GET_SIZE(shape) : 0;
+    int64_t rows = 1, last = -1;
+    for (Py_ssize_t i = 0; i < nd; i++) {
+        long long d = PyLong_AsLongLong(PyTuple_GET_ITEM(shape, i));
+        if (d == -1 && PyErr_Occurred()) {
+            Py_DECREF(shape);
+            return NULL;
+        }
+        if (i + 1 < nd) rows *= d; else last = d;
+    }
+    if (nd < 2 || last != self->steps[0].k.n || rows != self->batch) {
+        Py_DECREF(shape);
+        Py_RETURN_NONE;
+    }
+    PyObject *c = PyObject_VectorcallMethod(s_is_contiguous, &x, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                            NULL);
+    if (!c) {
+        Py_DECREF(shape);
+        return NULL;
+    }
+    ok = c == Py_True;
+    Py_DECREF(c);
+    if (ok) ok = chain_guards_hold(self);
+    if (ok <= 0) {
+        Py_DECREF(shape);
+        return ok < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    PyObject *y;
+    if (nd == 2) {
+        PyObject *a[3] = {x, self->batch_obj, self->m_obj};
+        y = PyObject_VectorcallMethod(s_new_empty, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    } else {
+        PyObject *dims = PyTuple_New(nd);
+        if (!dims) {
+            Py_DECREF(shape);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i + 1 < nd; i++)
+            PyTuple_SET_ITEM(dims, i, Py_NewRef(PyTuple_GET_ITEM(shape, i)));
+        PyTuple_SET_ITEM(dims, nd - 1, Py_NewRef(self->m_obj));
+        PyObject *a[2] = {x, dims};
+        y = PyObject_VectorcallMethod(s_new_empty, a, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+        Py_DECREF(dims);
+    }
+    Py_DECREF(shape);
+    if (!y) return NULL;
+    const float *X = address_of(x);
+    float *Y = X ? address_of(y) : NULL;
+    if (!X || !Y) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "call: a tensor without memory");
+        Py_DECREF(y);
+        return NULL;
+    }
+    int rc;
+    Py_BEGIN_ALLOW_THREADS
+    rc = chain_run(self, X, self->batch, Y);
+    Py_END_ALLOW_THREADS
+    if (rc) {
+        Py_DECREF(y);
+        return PyErr_NoMemory();
+    }
+    return y;
+}
+
 static PyObject *Chain_widths(ChainObject *self, void *closure) {
     (void)closure;
     PyObject *t = PyTuple_New(self->nsteps + 1);
@@ -263,6 +417,10 @@ static PyObject *Chain_widths(ChainObject *self, void *closure) {
 static PyMethodDef Chain_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Chain_run, METH_FASTCALL,
      "run(X, B, Y) -> bool: Y = the chain applied to X (addresses), False if a guard fails"},
+    {"set_call", (PyCFunction)(void (*)(void))Chain_set_call, METH_FASTCALL,
+     "set_call(tensor_type, dtype, tracing, batch): what call(x) accepts"},
+    {"call", (PyCFunction)Chain_call, METH_O,
+     "call(x) -> tensor or None: the chain on the tensor x into a new tensor (None: not run)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -286,4 +444,13 @@ static PyTypeObject ChainType = {
     .tp_getset = Chain_getset,
 };
 
-int cnn_add_chain(PyObject *mod) { return cnn_add_type(mod, &ChainType, "Chain"); }
+int cnn_add_chain(PyObject *mod) {
+    if (!(s_dtype = PyUnicode_InternFromString("dtype")) ||
+        !(s_is_cpu = PyUnicode_InternFromString("is_cpu")) ||
+        !(s_shape = PyUnicode_InternFromString("shape")) ||
+        !(s_is_contiguous = PyUnicode_InternFromString("is_contiguous")) ||
+        !(s_new_empty = PyUnicode_InternFromString("new_empty")) ||
+        !(s_data_ptr = PyUnicode_InternFromString("data_ptr")))
+        return -1;
+    return cnn_add_type(mod, &ChainType, "Chain");
+}
