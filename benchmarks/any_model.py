@@ -118,9 +118,14 @@ def _reset_peak() -> None:
         f.write("5")
 
 
-def _compress_stages(folder: str, data: str, recipe: str, output: str, stage) -> int:
+def _compress_stages(folder: str, data: str, recipe: str, output: str, stage,
+                     seed: int = 0) -> int:
     """``compactnn compress``'s Hugging Face path (``compactnn.cli.models.hf.compress``:
-    the same calls, so the same file) with each stage run through ``stage(name, fn)``."""
+    the same calls, seeded as ``--seed seed``, so the same file) with each stage run
+    through ``stage(name, fn)``."""
+    import torch
+    from torch.utils.data import TensorDataset
+
     import compactnn.transforms as T
     from compactnn.cli.common import recipe as read_recipe
     from compactnn.cli.models.hf import prefixed
@@ -131,8 +136,10 @@ def _compress_stages(folder: str, data: str, recipe: str, output: str, stage) ->
     view = hf_task.TaskView(model).eval()
     steps = prefixed(read_recipe(recipe))
     x = hf_task.inputs_for(model, data, 128)
+    T.check_recipe(steps, view, TensorDataset(x[:1], x[:1]))
     ds = stage("targets", lambda: hf_task.distillation_data(model, x, device="cpu"))
-    with hf_task.checkpointed(model):
+    with torch.random.fork_rng(), hf_task.checkpointed(model):
+        torch.manual_seed(seed)  # once before the first step, as compress seeds them all
         for i, step in enumerate(steps.steps):
             stage(f"step {i}: {step.method}",
                   lambda step=step: T.compress_(view, [step], ds, bake=False,

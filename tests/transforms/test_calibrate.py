@@ -14,7 +14,7 @@ from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
 from compactnn.transforms import RecipeError, compress_, share_layers_
-from compactnn.transforms.calibrate import gptq_assign, input_moments, same_input
+from compactnn.transforms.calibrate import gptq_assign, gram_into, input_moments, same_input
 from compactnn.transforms.quantize import kmeans_1d
 
 
@@ -269,3 +269,51 @@ def test_assignment_type_grows_with_the_codebook():
         book = np.linspace(-1, 1, k).astype(np.float32)
         a = gptq_assign(W, torch.eye(200), book)
         assert a.dtype == dtype and a.max() == k - 1 and a.min() == 0
+
+
+@pytest.mark.parametrize(("rows", "n", "block"), [(50, 7, 3), (97, 40, 16), (300, 260, 256),
+                                                 (1, 5, 2), (64, 8, 8)])
+def test_gram_by_tiles_is_the_widened_product_bit_for_bit(rows, n, block):
+    torch.manual_seed(rows + n)
+    cols = torch.randn(rows, n)
+    cols[cols < -1] = 0  # exact zeros, as after a ReLU
+    wide = cols.double()
+    out = torch.full((n, n), float("nan"), dtype=torch.float64)
+    assert gram_into(out, cols, block) is out
+    assert torch.equal(out, wide.T @ wide)
+
+
+def test_moments_of_several_batches_add_in_batch_order():
+    """Three batches (the last partial): the sums added in order, as ``0 + s0 + s1 + s2``."""
+    torch.manual_seed(1)
+    layer = nn.Linear(6, 2)
+    x = torch.randn(40, 6)
+    total = torch.zeros(6, 6, dtype=torch.float64)
+    for b in range(3):
+        part = x[b * 16:(b + 1) * 16].double()
+        total += part.T @ part
+    assert torch.equal(input_moments(layer, layer, x, batch_size=16), total / 40)
+    assert torch.equal(input_moments(layer, layer, x[:16], batch_size=16),
+                       (0 + x[:16].double().T @ x[:16].double()) / 16)
+
+
+def test_one_process_batch_sums_start_from_zero():
+    """``0 + s0 + s1``: the first sum is written into the result (no second buffer with
+    one batch) and a -0.0 in it becomes +0.0, as added to zeros."""
+    from compactnn.transforms import parallel
+
+    like = torch.empty(3, dtype=torch.float64)
+    seen = []
+
+    def fn(b, out):
+        seen.append(out is like)
+        return out.copy_(torch.tensor([-0.0, 0.5, float(b)]))
+
+    one = parallel.current().sum_batches(1, like, fn)
+    assert one is like and seen == [True]
+    assert one.tolist() == [0.0, 0.5, 0.0] and not torch.signbit(one[0])
+    seen.clear()
+    two = parallel.current().sum_batches(2, like, fn)
+    assert seen == [True, False] and two.tolist() == [0.0, 1.0, 1.0]
+    assert not torch.signbit(two[0])
+    assert parallel.current().sum_batches(0, like, fn).tolist() == [0.0] * 3

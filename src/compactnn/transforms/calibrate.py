@@ -50,7 +50,7 @@ from compactnn.transforms import parallel
 from compactnn.transforms.errors import RecipeError
 from compactnn.transforms.shared import index_dtype
 
-__all__ = ["check_calibratable", "input_moments", "same_input", "moments_source",
+__all__ = ["check_calibratable", "gram_into", "input_moments", "same_input", "moments_source",
            "sibling_groups", "gptq_assign"]
 
 
@@ -77,6 +77,30 @@ def check_calibratable(layer: nn.Module) -> None:
                          "padding only")
 
 
+GRAM_BLOCK = 256
+"""Columns of a layer's input widened to float64 at a time by :func:`gram_into`."""
+
+
+def gram_into(out: torch.Tensor, cols: torch.Tensor, block: int = GRAM_BLOCK) -> torch.Tensor:
+    """``out[:] = cols64ᵀ cols64`` (``cols64``: ``cols`` ``(rows, n)`` in float64) one
+    ``block``-column tile at a time, so only two tiles of ``cols`` are ever widened
+    (a layer's batch of inputs in float64 is twice its float32 size). Each entry is the
+    same dot product over the rows as in the whole product, and the tiles below the
+    diagonal are the transposes of those above (``x_i x_j = x_j x_i``): the same bits
+    as ``torch.mm`` of the widened whole where the BLAS sums each entry's rows in an
+    order that does not depend on the other columns (MKL's on the CPU does; tested)."""
+    n = cols.shape[1]
+    for i in range(0, n, block):
+        a = cols[:, i:i + block].to(torch.float64)
+        for j in range(i, n, block):
+            b = a if j == i else cols[:, j:j + block].to(torch.float64)
+            tile = out[i:i + block, j:j + block]
+            torch.mm(a.T, b, out=tile)
+            if j != i:
+                out[j:j + block, i:i + block] = tile.T
+    return out
+
+
 @torch.no_grad()
 def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
                   batch_size: int = 64, *, autocast: str | None = None) -> torch.Tensor:
@@ -85,29 +109,33 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     0), in eval mode, on the model's device (under ``autocast``: ``"bf16"``, ``"fp16"``).
     A Linear layer applied to ``(..., in)`` tensors counts every position as one input.
     The batches' sums are added in batch order; under ``transforms.parallel.using`` the
-    batches are split across the ranks, with the same bits.
+    batches are split across the ranks, with the same bits. Memory: the sum, a batch's
+    sum (none with one batch) and two column tiles of a batch's inputs in float64
+    (:func:`gram_into`), besides the forward pass.
     """
     check_calibratable(layer)
     if len(inputs) == 0:
         raise RecipeError("calibration needs at least one input")
     weight = layer.weight
     width, dev = weight[0].numel(), weight.device
-    got: dict[str, torch.Tensor] = {}
+    into: dict[str, torch.Tensor] = {}
 
     def hook(module: nn.Module, args: tuple) -> None:
-        cols = _columns(module, args[0].detach()).to(torch.float64)
-        out = torch.empty(width * width + 1, dtype=torch.float64, device=dev)
-        torch.mm(cols.T, cols, out=out[:-1].view(width, width))
+        cols = _columns(module, args[0].detach())
+        out = into["out"]
+        gram_into(out[:-1].view(width, width), cols)
         out[-1] = cols.shape[0]  # the batch's rows, added with the sums
-        got["sum"] = out
         raise _Reached
 
-    def batch(b: int) -> torch.Tensor:
+    def batch(b: int, out: torch.Tensor) -> torch.Tensor:
+        into["out"] = out
         try:
             with autocast_ctx(dev, autocast):
                 model(inputs[b * batch_size:(b + 1) * batch_size].to(dev))
         except _Reached:
-            return got.pop("sum")
+            return out
+        finally:
+            into.clear()
         raise RecipeError("the layer was not called by the model's forward pass")
 
     was_training = model.training
@@ -120,7 +148,7 @@ def input_moments(model: nn.Module, layer: nn.Module, inputs: torch.Tensor,
     finally:
         handle.remove()
         model.train(was_training)
-    return (total[:-1].view(width, width) / max(float(total[-1]), 1.0)).cpu()
+    return total[:-1].view(width, width).div_(max(float(total[-1]), 1.0)).cpu()
 
 
 @torch.no_grad()

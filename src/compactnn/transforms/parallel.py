@@ -14,7 +14,8 @@ the same code and meets the same collectives in the same order.
   ``Σ x xᵀ`` of fixed 64-sample batches): rank ``r`` of ``W`` computes batches ``r, r + W,
   ...`` one round at a time, the round's partial sums are broadcast from their owners and
   added in batch order, so the total is the same bits for every world size; memory is
-  three ``in x in`` matrices whatever ``W`` and the number of batches.
+  three ``in x in`` matrices whatever ``W`` and the number of batches (two in one
+  process, one with a single batch).
 """
 
 from __future__ import annotations
@@ -79,19 +80,27 @@ class Parallel:
         return out
 
     def sum_batches(self, count: int, like: torch.Tensor,
-                    fn: Callable[[int], torch.Tensor]) -> torch.Tensor:
-        """``fn(0) + fn(1) + ... + fn(count - 1)`` added in that order into a tensor of
-        ``like``'s shape and dtype (which it overwrites and returns), batch ``b``
-        computed on rank ``b % size``."""
-        total = like.zero_()
+                    fn: Callable[[int, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """``0 + fn(0) + fn(1) + ... + fn(count - 1)`` added in that order into a tensor
+        of ``like``'s shape and dtype (which it overwrites and returns), batch ``b``
+        computed on rank ``b % size``; ``fn(b, out)`` writes batch ``b``'s sum into
+        ``out`` (a tensor like ``like``) and returns it. In one process the first batch
+        is written into ``like`` itself: one sum in memory when there is one batch."""
         if self.size == 1:
-            for b in range(count):
-                total += fn(b)
+            if count == 0:
+                return like.zero_()
+            total = fn(0, like)
+            total += 0.0  # as 0 + fn(0): a -0.0 sum becomes +0.0, every other value stays
+            buf = torch.empty_like(like) if count > 1 else None
+            for b in range(1, count):
+                total += fn(b, buf)
             return total
+        total = like.zero_()
+        mine = torch.empty_like(total)
         buf = torch.empty_like(total, device=self.device)
         for first in range(0, count, self.size):
             b = first + self.rank
-            own = fn(b).to(self.device) if b < count else None
+            own = fn(b, mine).to(self.device) if b < count else None
             for o in range(min(self.size, count - first)):
                 part = own if o == self.rank else buf
                 self._dist.broadcast(part, src=self._global(o), group=self.group)
