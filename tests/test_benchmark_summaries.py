@@ -15,6 +15,7 @@ sys.path.append(str(ROOT / "benchmarks"))  # after everything else: nothing is s
 import calibration  # noqa: E402
 import end_to_end  # noqa: E402
 import structured  # noqa: E402
+import vgg19  # noqa: E402
 
 
 def tune_runs(mpd_lr5: float) -> list[dict]:
@@ -98,3 +99,10 @@ def test_calibration_digest_counts_gptq_ahead():
                                            pt("cws", 4, 0.86, 0.88)])
     assert counts["rows"] == [["LeNet-300-100, dense", 3, 2, 3, [0.5, 0.5]]]
     assert [r[2] for r in extremes["rows"]] == ["UQ k=2", "CWS k=2"]
+
+
+@pytest.mark.parametrize("ratio, compact, met", [(170.0, 0.9180, True), (170.0, 0.9160, False),
+                                                 (160.0, 0.9300, False)])
+def test_vgg19_target_needs_the_ratio_and_no_loss(ratio, compact, met):
+    row = vgg19.fc_summary(ratio, 0.92, compact, 10000, "x")  # one standard error: 0.27
+    assert row["met"] is met and row["measured"] == ratio
