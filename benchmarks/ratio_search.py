@@ -51,9 +51,10 @@ def _prune(p: float, schedule: list[float], epochs: int, lr: float, wd: float,
             "overrides": {k: {"p": v} for k, v in overrides.items()}}
 
 
-def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int) -> list[dict]:
-    return [_prune(fc1, [60, 80, 90, 96], 1, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2}),
-            {"method": "finetune", "epochs": 2, "lr": 5e-4, "weight_decay": 1e-4},
+def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
+            schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2) -> list[dict]:
+    return [_prune(fc1, list(schedule), 1, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2}),
+            {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4},
             {"method": method, "k": k},
             {"method": "finetune", "epochs": 1, "lr": 1e-4, "weight_decay": 1e-4}]
 
@@ -81,6 +82,11 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         "preset": RECIPES["lenet5"],
         "fc98.3-c87-cws8": _lenet5(98.3, 87, 85, "cws", 8),
         "fc98-c85-cws16": _lenet5(98, 85, 80, "cws", 16),
+        # fc1 (400k of the 431k weights) pruned harder, the convolution gentler
+        "fc99-c80-cws16": _lenet5(99, 80, 80, "cws", 16, (60, 80, 90, 95, 98), 3),
+        "fc99-c70-uq16": _lenet5(99, 70, 80, "uq", 16, (60, 80, 90, 95, 98), 3),
+        "fc99-c65-cws16": _lenet5(99, 65, 80, "cws", 16, (60, 80, 90, 95, 98), 4),
+        "fc98.3-c80-cws16": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 4),
     },
 }
 
@@ -170,17 +176,24 @@ def main(argv: list[str] | None = None) -> int:
     table_rows += [[r["tag"], r["bytes"], dense / r["bytes"], 100 * r["val_accuracy"],
                     100 * r["test_accuracy"], "chosen" if r is chosen else ""] for r in rows]
     targets = {"lenet300": 64, "lenet5": 100}
-    summary = []
-    if chosen is not None:
-        ratio = dense / chosen["bytes"]
-        loss = 100 * (base_test - chosen["test_accuracy"])
-        summary.append({"issue": 15, "target": f"Fashion-MNIST {name} >= {targets[name]}x at "
-                        "<= 0.5 points loss (everything counted)", "measured": ratio,
-                        "fmt": "{:.1f}x", "met": bool(ratio >= targets[name] and loss <= 0.5),
-                        "note": f"{chosen['tag']}: {chosen['bytes']:,} B, chosen on validation; "
-                                f"test {100 * chosen['test_accuracy']:.2f}%, {loss:.2f} points "
-                                f"below its baseline trained on the fit part "
-                                f"({100 * base_test:.2f}%)"})
+    # nothing qualified: the row shows the candidate closest on validation among those
+    # at the target ratio (or the smallest file), and the target as missed
+    big = [r for r in rows if dense / r["bytes"] >= targets[name]]
+    shown = chosen or (max(big, key=lambda r: r["val_accuracy"]) if big
+                       else min(rows, key=lambda r: r["bytes"]))
+    ratio = dense / shown["bytes"]
+    loss = 100 * (base_test - shown["test_accuracy"])
+    how = ("chosen on validation" if chosen else
+           f"none within {args.tol} points on validation; closest at the target ratio, "
+           f"{100 * (base_val - shown['val_accuracy']):.2f} points below on validation")
+    summary = [{"issue": 15, "target": f"Fashion-MNIST {name} >= {targets[name]}x at "
+                "<= 0.5 points loss (everything counted)", "measured": ratio,
+                "fmt": "{:.1f}x",
+                "met": bool(chosen and ratio >= targets[name] and loss <= 0.5),
+                "note": f"{shown['tag']}: {shown['bytes']:,} B, {how}; "
+                        f"test {100 * shown['test_accuracy']:.2f}%, {loss:.2f} points "
+                        f"below its baseline trained on the fit part "
+                        f"({100 * base_test:.2f}%)"}]
     results = save_results(
         f"search_{name}", [table([("candidate", "", ":---"), ("bytes", "{}", "---:"),
                                   ("x vs float32", "{:.1f}x", "---:"),

@@ -32,7 +32,8 @@ SUMMARY = ("formats_targets", "formats_speed", "pipeline_lenet300", "pipeline_le
            "pipeline_diabetes",
            "pipeline_lenet300-issue", "structured_mpd-tune", "structured_counts_mpd_permuted",
            "structured_speed", "end_to_end", "demo", "lossless_float",
-           "codecs_lenet300", "codecs_lenet5", "search_lenet300", "search_lenet5", "hostile",
+           "codecs_lenet300", "codecs_lenet5", "search_lenet300", "search_lenet5", "vgg19",
+           "hostile",
            "kernels", "model_speed", "minilm", "scale", "any_model")
 
 

@@ -15,6 +15,7 @@ sys.path.append(str(ROOT / "benchmarks"))  # after everything else: nothing is s
 import calibration  # noqa: E402
 import end_to_end  # noqa: E402
 import structured  # noqa: E402
+import vgg19  # noqa: E402
 
 
 def tune_runs(mpd_lr5: float) -> list[dict]:
@@ -109,3 +110,10 @@ def test_scale_summary_reads_the_speedup_as_json_keeps_it(one, two, met):
     rows = scale.summary([full], speed)
     assert rows[0]["met"] is True and rows[0]["measured"] == 2498.3
     assert rows[1]["met"] is met and rows[1]["measured"] == pytest.approx(one / two)
+
+
+@pytest.mark.parametrize("ratio, compact, met", [(170.0, 0.9180, True), (170.0, 0.9160, False),
+                                                 (160.0, 0.9300, False)])
+def test_vgg19_target_needs_the_ratio_and_no_loss(ratio, compact, met):
+    row = vgg19.fc_summary(ratio, 0.92, compact, 10000, "x")  # one standard error: 0.27
+    assert row["met"] is met and row["measured"] == ratio

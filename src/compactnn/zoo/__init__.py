@@ -7,9 +7,9 @@
 
 from compactnn.zoo.corpora import CorpusError, load_corpus
 from compactnn.zoo.data import DATASETS, DatasetError, load_dataset, read_idx
-from compactnn.zoo.models import MODELS, build, lenet5, lenet300, mlp, vgg_small
+from compactnn.zoo.models import MODELS, build, lenet5, lenet300, mlp, vgg19, vgg_small
 
 __all__ = [
     "CorpusError", "load_corpus", "DATASETS", "DatasetError", "load_dataset", "read_idx",
-    "MODELS", "build", "lenet300", "lenet5", "vgg_small", "mlp",
+    "MODELS", "build", "lenet300", "lenet5", "vgg_small", "vgg19", "mlp",
 ]

@@ -7,6 +7,10 @@
   28x28 inputs).
 - ``vgg_small``: a small VGG-style CNN (3x3 convolutions with batch norm, widths
   32-32-M-64-64-M-128-128-M, global average pooling, fc 256, fc ``num_classes``).
+- ``vgg19``: VGG19's conv stack (16 3x3 convolutions with batch norm in the 2-2-4-4-4
+  pattern, max-pools between the blocks) scaled by ``width``, and three fully connected
+  layers ``hidden``-``hidden``-``num_classes`` with ReLU and dropout, the classifier of
+  seed 001's VGG19 experiments (Marinò et al.; 4096 wide there).
 - ``mlp``: a plain regression/classification MLP ``in_features``-hidden...-``out_features``.
 
 Every model takes ``(N, C, H, W)`` images (MLPs flatten them) and has only
@@ -15,13 +19,15 @@ Every model takes ``(N, C, H, W)`` images (MLPs flatten them) and has only
 
 from __future__ import annotations
 
+import math
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from torch import nn
 
 from compactnn.errors import UserError
 
-__all__ = ["MODELS", "build", "lenet300", "lenet5", "vgg_small", "mlp"]
+__all__ = ["MODELS", "build", "lenet300", "lenet5", "vgg_small", "vgg19", "mlp"]
 
 
 def lenet300(in_features: int = 784, num_classes: int = 10) -> nn.Sequential:
@@ -61,6 +67,49 @@ def vgg_small(in_channels: int = 1, num_classes: int = 10,
     return nn.Sequential(*layers)
 
 
+VGG19_BLOCKS = (2, 2, 4, 4, 4)  # 3x3 convolutions per block; widths 64-128-256-512-512
+
+
+def vgg19(in_channels: int = 1, num_classes: int = 10, width: float = 0.125,
+          hidden: int = 1024, dropout: float = 0.5, image_size: int = 28,
+          pool5: bool = False) -> nn.Sequential:
+    """VGG19-style CNN: ``features`` (VGG19's 16 convolutions, 3x3 with padding 1, batch
+    norm and ReLU, ``64·width``-``128·width``-``256·width``-``512·width``-``512·width``
+    channels in blocks of 2-2-4-4-4, a 2x2 max-pool after each block but the last unless
+    ``pool5``; pools round up, as Keras' ``padding="same"``: 28-14-7-4-2) and
+    ``classifier`` (``fc1``, ``fc2``, ``fc3``: flatten, ``hidden``-``hidden``-
+    ``num_classes`` with ReLU and ``dropout``; Linear layers with biases and nothing
+    after them, so they hold every parameter they compute with).
+
+    >>> sum(p.numel() for p in vgg19(width=1 / 32, hidden=16).parameters())
+    21392
+    """
+    if not 0 < width <= 1:
+        raise ValueError(f"vgg19 width must be in (0, 1], got {width}")
+    if not 0 <= dropout < 1:
+        raise ValueError(f"vgg19 dropout must be in [0, 1), got {dropout}")
+    layers: OrderedDict[str, nn.Module] = OrderedDict()
+    c, side = in_channels, image_size
+    for b, (n, base) in enumerate(zip(VGG19_BLOCKS, (64, 128, 256, 512, 512), strict=True), 1):
+        w = max(1, round(base * width))
+        for i in range(1, n + 1):
+            layers[f"conv{b}_{i}"] = nn.Conv2d(c, w, 3, padding=1, bias=False)
+            layers[f"bn{b}_{i}"] = nn.BatchNorm2d(w)
+            layers[f"relu{b}_{i}"] = nn.ReLU()
+            c = w
+        if b < 5 or pool5:
+            layers[f"pool{b}"] = nn.MaxPool2d(2, ceil_mode=True)
+            side = math.ceil(side / 2)
+    if side < 1 or image_size < 1:
+        raise ValueError(f"vgg19 needs images of at least 1x1 pixels, got {image_size}")
+    head = OrderedDict([("flatten", nn.Flatten()), ("fc1", nn.Linear(c * side * side, hidden)),
+                        ("relu1", nn.ReLU()), ("drop1", nn.Dropout(dropout)),
+                        ("fc2", nn.Linear(hidden, hidden)), ("relu2", nn.ReLU()),
+                        ("drop2", nn.Dropout(dropout)), ("fc3", nn.Linear(hidden, num_classes))])
+    return nn.Sequential(OrderedDict([("features", nn.Sequential(layers)),
+                                      ("classifier", nn.Sequential(head))]))
+
+
 def mlp(in_features: int = 10, hidden: Sequence[int] = (64, 64),
         out_features: int = 1) -> nn.Sequential:
     """Fully connected ReLU MLP; flattens its input first."""
@@ -81,7 +130,8 @@ def _minilm(**kwargs) -> nn.Module:
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
-    "lenet300": lenet300, "lenet5": lenet5, "vgg_small": vgg_small, "mlp": mlp,
+    "lenet300": lenet300, "lenet5": lenet5, "vgg_small": vgg_small, "vgg19": vgg19,
+    "mlp": mlp,
     "minilm": _minilm,
 }
 

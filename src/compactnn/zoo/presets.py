@@ -44,6 +44,17 @@ RECIPES: dict[str, list[dict[str, Any]]] = {
         {"method": "cws", "k": 16},
         {"method": "finetune", "epochs": 2, "lr": 1e-4, "weight_decay": 1e-4},
     ],
+    # seed 001's VGG19 recipe on the fully connected layers only (convolutions left dense):
+    # 99% per-layer magnitude pruning, then 32, 32 and 2 shared values (k-means) for fc1,
+    # fc2 and fc3, each stage fine-tuned (benchmarks/vgg19.py)
+    "vgg19": [
+        {"method": "prune", "p": 99, "scope": "layer", "schedule": [80, 90, 95, 98],
+         "layers": ["classifier.*"], "finetune": {"epochs": 1, "lr": 5e-4}},
+        {"method": "finetune", "epochs": 3, "lr": 5e-4},
+        {"method": "cws", "k": 32, "layers": ["classifier.*"],
+         "overrides": {"classifier.fc3": {"k": 2}}},
+        {"method": "finetune", "epochs": 2, "lr": 1e-4},
+    ],
     "demo": [
         {"method": "prune", "p": 94, "scope": "global", "schedule": [70, 88],
          "finetune": {"epochs": 1, "lr": 1e-3}},
@@ -86,13 +97,13 @@ def model_kwargs(name: str, data: TensorDataset) -> dict[str, Any]:
         return {"in_features": flat, "num_classes": outputs}
     if name == "mlp":
         return {"in_features": flat, "out_features": outputs}
-    if name in ("lenet5", "vgg_small"):
+    if name in ("lenet5", "vgg_small", "vgg19"):
         if len(shape) != 3:
             raise UserError(f"{name} needs image inputs (C, H, W), the dataset has {shape}")
         if regression:
             raise UserError(f"{name} is a classifier; use 'mlp' for regression datasets")
         kw = {"in_channels": shape[0], "num_classes": outputs}
-        if name == "lenet5":
+        if name in ("lenet5", "vgg19"):
             kw["image_size"] = shape[1]
         return kw
     raise UserError(f"unknown model {name!r}; available: {', '.join(MODELS)}")

@@ -20,7 +20,8 @@ from compactnn.cli.registry import Command, register
 
 
 def arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="zoo model (lenet300, lenet5, vgg_small, mlp)")
+    p.add_argument("--model", required=True,
+                   help="zoo model (lenet300, lenet5, vgg_small, vgg19, mlp)")
     add_data(p, required=False)
     add_workers(p)
     p.add_argument("--epochs", type=count, default=10)
