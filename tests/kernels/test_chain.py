@@ -180,8 +180,9 @@ def test_native_chain_checks_its_layers():
 
 @native
 def test_native_call_checks_every_part_of_its_input():
-    """``Chain.call``: the product on an exact float32 CPU contiguous tensor of the set
-    batch, 2-D or N-D; None (nothing computed) for anything else, or while tracing."""
+    """``Chain.call``: the product on an exact float32 CPU contiguous tensor of 1 to
+    max_rows rows, 2-D or N-D; None (nothing computed) for anything else, or while
+    tracing."""
     nat = backend._ext
     lin = to_compact(nn.Sequential(nn.Linear(5, 4)), "csr")[0]
     k, bias = lin.matrices[0].fused_rows(3), lin._bias_array()
@@ -190,14 +191,16 @@ def test_native_call_checks_every_part_of_its_input():
     assert c.call(x) is None  # set_call not made
     with pytest.raises(TypeError, match="set_call"):
         c.set_call(torch.Tensor, torch.float32, None, 3)
-    with pytest.raises(ValueError, match="batch"):
+    with pytest.raises(ValueError, match="max_rows"):
         c.set_call(torch.Tensor, torch.float32, torch._C._get_tracing_state, 0)
     c.set_call(torch.Tensor, torch.float32, torch._C._get_tracing_state, 3)
     assert torch.equal(c.call(x), lin.forward(x))
-    x3 = torch.randn(3, 1, 5)
-    y3 = c.call(x3)
-    assert y3.shape == (3, 1, 4) and torch.equal(y3, lin.forward(x3))
-    for bad in (torch.randn(2, 5), torch.randn(3, 6), torch.randn(3, 5, dtype=torch.float64),
+    for x3 in (torch.randn(3, 1, 5), torch.randn(1, 2, 5), torch.randn(1, 1, 1, 1, 1, 1, 1, 5)):
+        y3 = c.call(x3)
+        assert y3.shape == (*x3.shape[:-1], 4) and torch.equal(y3, lin.forward(x3))
+    for bad in (torch.randn(4, 5), torch.randn(2, 2, 5), torch.randn(0, 5),
+                torch.randn(1, 1, 1, 1, 1, 1, 1, 1, 5), torch.randn(3, 6),
+                torch.randn(3, 5, dtype=torch.float64),
                 torch.randn(5, 3).T, torch.randn(15), nn.Parameter(torch.randn(3, 5)),
                 np.zeros((3, 5), np.float32), torch.randn(3, 5).to_sparse(), "x"):
         assert c.call(bad) is None

@@ -106,6 +106,19 @@ def _product(M: CompactMatrix, X: np.ndarray) -> np.ndarray:
     return Y
 
 
+def _rows_up_to(matrix: CompactMatrix, kernel: Any, rows: int, top: int = 1 << 24) -> int:
+    """The most rows (up to ``top``) for which ``matrix.fused_rows`` still gives
+    ``kernel``, found by bisection from ``rows`` (the formats switch away from their
+    fused kernel above a threshold; any row count is computed right by it)."""
+    if matrix.fused_rows(top) is kernel:
+        return top
+    lo, hi = rows, top  # fused at lo, not at hi
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if matrix.fused_rows(mid) is kernel else (lo, mid)
+    return lo
+
+
 class _CompactBase(nn.Module):
     matrices: list[CompactMatrix]
     record: LayerRecord | None
@@ -195,8 +208,9 @@ class CompactLinear(_CompactBase):
         """The fast path, one native call (``Chain.call``, ``csrc/py_chain.c``) that
         checks the input, the layer's hooks, torch's global hooks and tracing state,
         the matrix and the bias buffer (identity and address), allocates the output and
-        runs the fused kernel, bias included. Its plan (the kernel for one batch size)
-        is made again when the batch, the matrix or the bias changes; copies drop it.
+        runs the fused kernel, bias included. Its plan (the kernel for up to the most
+        rows the format runs it on) is made again when the rows exceed that, or the
+        matrix or the bias changes; copies drop it.
         Anything it does not take goes through ``nn.Module.__call__`` / ``forward``,
         with the same results."""
         if len(args) == 1 and not kwargs and self._compiled_call_impl is None:
@@ -233,7 +247,7 @@ class CompactLinear(_CompactBase):
                          tuple((getattr(self, h), 0) for h in _HOOKS)
                          + tuple((h, 0) for h in _GLOBAL_HOOKS),
                          () if bias is None else ((bias, bias.data_ptr()),))
-        plan.set_call(torch.Tensor, _F32, _tracing, b)
+        plan.set_call(torch.Tensor, _F32, _tracing, _rows_up_to(matrix, kernel, b))
         self._plan = plan
         return True
 

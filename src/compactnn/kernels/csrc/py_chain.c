@@ -15,9 +15,9 @@
  * caller falls back to its module-by-module path); else Y (B, m_last) =
  * the chain applied to X (B, n_0). X and Y are addresses of contiguous float32
  * memory the caller vouches for (compactnn.nn.chain checks the tensors).
- * set_call(tensor_type, dtype, tracing, batch), then call(x) -> tensor or None: the
+ * set_call(tensor_type, dtype, tracing, max_rows), then call(x) -> tensor or None: the
  * chain on a tensor x, every check of x (exact type, dtype, CPU, contiguous, shape
- * (..., n) with `batch` rows) and the guards done here, into x.new_empty(..., m); None
+ * (..., n) with 1 to max_rows rows) and the guards done here, into x.new_empty(..., m); None
  * without computing when one fails or tracing() is not None (compactnn.nn.layers:
  * a lone CompactLinear call). */
 #include "pybind.h"
@@ -38,8 +38,8 @@ typedef struct {
     PyObject *kernels, *guards, *sizes, *ptrs;
     int64_t mid; /* largest intermediate width */
     /* call(x) (set_call): the tensor type and dtype x must have, torch's tracing-state
-     * function, and the batch the kernels were chosen for (0: call is not set up) */
-    PyObject *tensor_type, *dtype, *tracing, *batch_obj, *m_obj;
+     * function, and the most rows the kernels were chosen for (0: call is not set up) */
+    PyObject *tensor_type, *dtype, *tracing, *m_obj;
     int64_t batch;
 } ChainObject;
 
@@ -60,7 +60,6 @@ static void Chain_release(ChainObject *self) {
     Py_CLEAR(self->tensor_type);
     Py_CLEAR(self->dtype);
     Py_CLEAR(self->tracing);
-    Py_CLEAR(self->batch_obj);
     Py_CLEAR(self->m_obj);
     self->batch = 0;
 }
@@ -268,10 +267,10 @@ static PyObject *Chain_run(ChainObject *self, PyObject *const *args, Py_ssize_t 
     Py_RETURN_TRUE;
 }
 
-/* set_call(tensor_type, dtype, tracing, batch): what call(x) checks. */
+/* set_call(tensor_type, dtype, tracing, max_rows): what call(x) checks. */
 static PyObject *Chain_set_call(ChainObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 4 || !PyType_Check(args[0]) || !PyCallable_Check(args[2])) {
-        PyErr_SetString(PyExc_TypeError, "set_call(tensor_type, dtype, tracing, batch)");
+        PyErr_SetString(PyExc_TypeError, "set_call(tensor_type, dtype, tracing, max_rows)");
         return NULL;
     }
     if (!self->steps) {
@@ -281,23 +280,17 @@ static PyObject *Chain_set_call(ChainObject *self, PyObject *const *args, Py_ssi
     long long b = PyLong_AsLongLong(args[3]);
     if (b == -1 && PyErr_Occurred()) return NULL;
     if (b < 1) {
-        PyErr_SetString(PyExc_ValueError, "set_call: batch must be >= 1");
+        PyErr_SetString(PyExc_ValueError, "set_call: max_rows must be >= 1");
         return NULL;
     }
-    PyObject *bo = PyLong_FromLongLong(b);
     PyObject *mo = PyLong_FromLongLong(self->steps[self->nsteps - 1].k.m);
-    if (!bo || !mo) {
-        Py_XDECREF(bo);
-        Py_XDECREF(mo);
-        return NULL;
-    }
+    if (!mo) return NULL;
     Py_INCREF(args[0]);
     Py_INCREF(args[1]);
     Py_INCREF(args[2]);
     Py_XSETREF(self->tensor_type, args[0]);
     Py_XSETREF(self->dtype, args[1]);
     Py_XSETREF(self->tracing, args[2]);
-    Py_XSETREF(self->batch_obj, bo);
     Py_XSETREF(self->m_obj, mo);
     self->batch = b;
     Py_RETURN_NONE;
@@ -324,8 +317,8 @@ static int attr_is(PyObject *x, PyObject *name, PyObject *want) {
 }
 
 /* call(x) -> tensor or None: the chain on x, a tensor of exactly set_call's type and
- * dtype, on the CPU, contiguous, of shape (..., n) with set_call's batch of rows
- * (the product of the leading sizes), into x.new_empty(..., m); None (nothing computed)
+ * dtype, on the CPU, contiguous, of shape (..., n) with 1 to max_rows rows (the
+ * product of the leading sizes), into x.new_empty(..., m); None (nothing computed)
  * when any of that, a guard or torch's tracing state says otherwise. */
 static PyObject *Chain_call(ChainObject *self, PyObject *x) {
     if (!self->batch || Py_TYPE(x) != (PyTypeObject *)self->tensor_type) Py_RETURN_NONE;
@@ -349,7 +342,7 @@ static PyObject *Chain_call(ChainObject *self, PyObject *x) {
         }
         if (i + 1 < nd) rows *= d; else last = d;
     }
-    if (nd < 2 || last != self->steps[0].k.n || rows != self->batch) {
+    if (nd < 2 || nd > 8 || last != self->steps[0].k.n || rows < 1 || rows > self->batch) {
         Py_DECREF(shape);
         Py_RETURN_NONE;
     }
@@ -366,23 +359,11 @@ static PyObject *Chain_call(ChainObject *self, PyObject *x) {
         Py_DECREF(shape);
         return ok < 0 ? NULL : Py_NewRef(Py_None);
     }
-    PyObject *y;
-    if (nd == 2) {
-        PyObject *a[3] = {x, self->batch_obj, self->m_obj};
-        y = PyObject_VectorcallMethod(s_new_empty, a, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-    } else {
-        PyObject *dims = PyTuple_New(nd);
-        if (!dims) {
-            Py_DECREF(shape);
-            return NULL;
-        }
-        for (Py_ssize_t i = 0; i + 1 < nd; i++)
-            PyTuple_SET_ITEM(dims, i, Py_NewRef(PyTuple_GET_ITEM(shape, i)));
-        PyTuple_SET_ITEM(dims, nd - 1, Py_NewRef(self->m_obj));
-        PyObject *a[2] = {x, dims};
-        y = PyObject_VectorcallMethod(s_new_empty, a, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_DECREF(dims);
-    }
+    PyObject *a[9] = {x}; /* x.new_empty(*shape[:-1], m): varargs, the fastest form */
+    for (Py_ssize_t i = 0; i + 1 < nd; i++) a[i + 1] = PyTuple_GET_ITEM(shape, i);
+    a[nd] = self->m_obj;
+    PyObject *y = PyObject_VectorcallMethod(s_new_empty, a, (size_t)(nd + 1) |
+                                            PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     Py_DECREF(shape);
     if (!y) return NULL;
     const float *X = address_of(x);
@@ -395,7 +376,7 @@ static PyObject *Chain_call(ChainObject *self, PyObject *x) {
     }
     int rc;
     Py_BEGIN_ALLOW_THREADS
-    rc = chain_run(self, X, self->batch, Y);
+    rc = chain_run(self, X, rows, Y);
     Py_END_ALLOW_THREADS
     if (rc) {
         Py_DECREF(y);
