@@ -266,9 +266,9 @@ int cnn_htile_cpu(void) {
            __builtin_cpu_supports("avx512cd");
 }
 
-/* One slice's lane state (suffix S): its stream, tiles and step flags, the 16 lanes'
- * bit buffers and counts, the tile's remaining masks and x, the row sums. */
-#define HT_INIT(S, SL)                                                                      \
+/* One slice's stream (suffix S): its words, tile masks and step flags, and the 16
+ * lanes' first bit buffers (what HT_INIT and HR_INIT share). */
+#define HT_SLICE(S, SL)                                                                     \
     const uint16_t *wp##S = H->words + H->slice_word[SL];                                    \
     const uint32_t *tm##S = H->masks + (SL) * H->nblocks * HT_ROWS;                          \
     const uint8_t *adv##S = H->adv + H->slice_step[SL];                                      \
@@ -276,7 +276,12 @@ int cnn_htile_cpu(void) {
     __m512i buf##S = _mm512_or_si512(                                                        \
         _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)wp##S)),                    \
         _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(wp##S + 16))), 16)); \
-    wp##S += 32;                                                                             \
+    wp##S += 32;
+
+/* One slice's lane state (suffix S): its stream (HT_SLICE), the 16 lanes' bit counts,
+ * the tile's remaining masks and x, the row sums. */
+#define HT_INIT(S, SL)                                                                      \
+    HT_SLICE(S, SL)                                                                          \
     __m512i cnt##S = _mm512_set1_epi32(32), m##S = _mm512_setzero_si512();                   \
     __m512 acc##S = _mm512_setzero_ps(), xlo##S = acc##S, xhi##S = acc##S;                   \
     int64_t ti##S = -1;
@@ -369,14 +374,7 @@ HT_FN static inline void ht_flush(const uint32_t *ring, uint32_t *const *rec, in
 /* One slice's decoding state for cnn_htile_records (suffix S). */
 #define HR_INIT(S, SL)                                                                      \
     uint32_t ring##S[16 * 16] __attribute__((aligned(64)));                                  \
-    const uint16_t *wp##S = H->words + H->slice_word[SL];                                    \
-    const uint32_t *tm##S = H->masks + (SL) * H->nblocks * HT_ROWS;                          \
-    const uint8_t *adv##S = H->adv + H->slice_step[SL];                                      \
-    const int64_t te##S = H->slice_step[(SL) + 1] - H->slice_step[SL];                       \
-    __m512i buf##S = _mm512_or_si512(                                                        \
-        _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)wp##S)),                    \
-        _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)(wp##S + 16))), 16)); \
-    wp##S += 32;                                                                             \
+    HT_SLICE(S, SL)                                                                          \
     __m512i bits##S = _mm512_set1_epi32(32), m##S = _mm512_setzero_si512();                  \
     int64_t ti##S = -1;                                                                      \
     for (int i = 0; i < 16; i++) cnt[16 * (S) + i] = 0;
