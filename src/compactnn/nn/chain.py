@@ -20,15 +20,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.modules import module as _torch_module
 
 from compactnn.kernels import backend
-from compactnn.nn.layers import CompactLinear
+from compactnn.nn.layers import CompactLinear, hook_sizes, hooked
 
 __all__ = ["ChainedForward", "install_chains", "remove_chains"]
 
-_HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-_GLOBAL_HOOKS = tuple(getattr(_torch_module, "_global" + h) for h in _HOOKS)
 _MAX_BATCHES = 64  # batch sizes whose kernel check is cached
 
 
@@ -52,11 +49,6 @@ def _chainable(seq: nn.Module) -> bool:
             return False
         prev = m
     return True
-
-
-def _hooked(mods: tuple) -> bool:
-    """Whether any module of ``mods`` or torch's global tables has a hook."""
-    return any(_GLOBAL_HOOKS) or any(getattr(m, h) for m in mods for h in _HOOKS)
 
 
 class ChainedForward:
@@ -91,7 +83,7 @@ class ChainedForward:
         self._signature = tuple(mods.values())
         self._chain = False
         nat = backend.native()
-        self._hooked = _hooked(self._signature)
+        self._hooked = hooked(self._signature)
         if nat is None or self._hooked or not _chainable(seq):
             return
         layers = [m for m in self._signature if type(m) is CompactLinear]
@@ -107,15 +99,11 @@ class ChainedForward:
         ptrs: list[tuple] = []
         biases = []
         for L in layers:
-            guards.append((L.__dict__, "matrices", L.matrices))
-            guards.append((L.matrices, 0, L.matrices[0]))
-            guards.append((L._buffers, "bias", L._buffers["bias"]))
-            b = L._bias_array()
-            biases.append(b)
-            if b is not None:
-                ptrs.append((L._buffers["bias"], L._buffers["bias"].data_ptr()))
-        sizes += [(getattr(m, h), 0) for m in self._signature for h in _HOOKS]
-        sizes += [(h, 0) for h in _GLOBAL_HOOKS]
+            g, p = L.chain_guards()
+            guards += g
+            ptrs += p
+            biases.append(L._bias_array())
+        sizes += hook_sizes(self._signature)
         self._chain = nat.Chain(tuple(kernels), tuple(biases), tuple(relu[:len(layers)]),
                                 tuple(guards), tuple(sizes), tuple(ptrs))
         self._layers = layers
@@ -137,7 +125,7 @@ class ChainedForward:
         chain = self._chain
         if chain is None or (chain is False and (
                 tuple(self.seq._modules.values()) != self._signature
-                or (self._hooked and not _hooked(self._signature)))):
+                or (self._hooked and not hooked(self._signature)))):
             self._build()
             chain = self._chain
         if (chain is not False and type(input) is torch.Tensor

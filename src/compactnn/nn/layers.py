@@ -27,10 +27,22 @@ from compactnn.kernels import backend
 
 _F32 = torch.float32
 # a module's hook tables, torch's global ones (dicts it fills in place) and its JIT
-# tracing state: what CompactLinear's fast path must see empty
+# tracing state: what the native fast paths (this module's, nn.chain's) must see empty
 _HOOKS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 _GLOBAL_HOOKS = tuple(getattr(_module, "_global" + h) for h in _HOOKS)
 _tracing = torch._C._get_tracing_state
+
+
+def hooked(mods: tuple) -> bool:
+    """Whether any module of ``mods`` or torch's global tables has a hook."""
+    return any(_GLOBAL_HOOKS) or any(getattr(m, h) for m in mods for h in _HOOKS)
+
+
+def hook_sizes(mods: tuple) -> tuple:
+    """A native ``Chain``'s ``sizes`` guards: every hook table of ``mods`` and torch's
+    global ones must stay empty."""
+    return (tuple((getattr(m, h), 0) for m in mods for h in _HOOKS)
+            + tuple((h, 0) for h in _GLOBAL_HOOKS))
 
 __all__ = ["CompactConv2d", "CompactLinear", "LayerRecord", "UnsupportedLayerError"]
 
@@ -225,13 +237,22 @@ class CompactLinear(_CompactBase):
                     return y
         return super().__call__(*args, **kwargs)
 
+    def chain_guards(self) -> tuple[tuple, tuple]:
+        """A native ``Chain``'s ``guards`` and ``ptrs`` for this layer: its matrix list,
+        its matrix and its bias buffer stay the same objects, the buffer at the same
+        address."""
+        bias = self._buffers["bias"]
+        return (((self.__dict__, "matrices", self.matrices),
+                 (self.matrices, 0, self.matrices[0]), (self._buffers, "bias", bias)),
+                () if bias is None else ((bias, bias.data_ptr()),))
+
     def _replan(self, x: Any) -> bool:
         """Plan the fast path for ``x``'s batch; False when the layer or ``x`` does not
         take it (hooks, tracing, numba kernels, another input, no fused kernel)."""
         n, m = self.in_features, self.out_features
         nat = backend.native()
-        if (nat is None or not n or not m or _tracing() or any(_GLOBAL_HOOKS)
-                or any(getattr(self, h) for h in _HOOKS) or type(x) is not torch.Tensor
+        if (nat is None or not n or not m or _tracing() or hooked((self,))
+                or type(x) is not torch.Tensor
                 or x.dtype is not _F32 or not x.is_cpu or x.dim() < 2 or x.shape[-1] != n
                 or not x.is_contiguous()):
             return False
@@ -240,13 +261,9 @@ class CompactLinear(_CompactBase):
         kernel = matrix.fused_rows(b) if b else None
         if kernel is None:
             return False
-        bias = self._buffers["bias"]
-        plan = nat.Chain((kernel,), (self._bias_array(),), (False,),
-                         ((self.__dict__, "matrices", self.matrices), (self.matrices, 0, matrix),
-                          (self._buffers, "bias", bias)),
-                         tuple((getattr(self, h), 0) for h in _HOOKS)
-                         + tuple((h, 0) for h in _GLOBAL_HOOKS),
-                         () if bias is None else ((bias, bias.data_ptr()),))
+        guards, ptrs = self.chain_guards()
+        plan = nat.Chain((kernel,), (self._bias_array(),), (False,), guards,
+                         hook_sizes((self,)), ptrs)
         plan.set_call(torch.Tensor, _F32, _tracing, _rows_up_to(matrix, kernel, b))
         self._plan = plan
         return True
