@@ -40,7 +40,7 @@ typedef struct {
     /* call(x) (set_call): the tensor type and dtype x must have, torch's tracing-state
      * function, and the most rows the kernels were chosen for (0: call is not set up) */
     PyObject *tensor_type, *dtype, *tracing, *m_obj;
-    int64_t batch;
+    int64_t max_rows;
 } ChainObject;
 
 static void Chain_release(ChainObject *self) {
@@ -61,7 +61,7 @@ static void Chain_release(ChainObject *self) {
     Py_CLEAR(self->dtype);
     Py_CLEAR(self->tracing);
     Py_CLEAR(self->m_obj);
-    self->batch = 0;
+    self->max_rows = 0;
 }
 
 static void Chain_dealloc(ChainObject *self) {
@@ -292,13 +292,13 @@ static PyObject *Chain_set_call(ChainObject *self, PyObject *const *args, Py_ssi
     Py_XSETREF(self->dtype, args[1]);
     Py_XSETREF(self->tracing, args[2]);
     Py_XSETREF(self->m_obj, mo);
-    self->batch = b;
+    self->max_rows = b;
     Py_RETURN_NONE;
 }
 
 static PyObject *s_dtype, *s_is_cpu, *s_shape, *s_is_contiguous, *s_new_empty, *s_data_ptr;
 
-/* x.<name>() as an address, or NULL with an exception. */
+/* x.data_ptr() as an address, or NULL with an exception. */
 static void *address_of(PyObject *x) {
     PyObject *p = PyObject_VectorcallMethod(s_data_ptr, &x, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
     if (!p) return NULL;
@@ -321,7 +321,7 @@ static int attr_is(PyObject *x, PyObject *name, PyObject *want) {
  * product of the leading sizes), into x.new_empty(..., m); None (nothing computed)
  * when any of that, a guard or torch's tracing state says otherwise. */
 static PyObject *Chain_call(ChainObject *self, PyObject *x) {
-    if (!self->batch || Py_TYPE(x) != (PyTypeObject *)self->tensor_type) Py_RETURN_NONE;
+    if (!self->max_rows || Py_TYPE(x) != (PyTypeObject *)self->tensor_type) Py_RETURN_NONE;
     PyObject *tr = PyObject_CallNoArgs(self->tracing);
     if (!tr) return NULL;
     int tracing = tr != Py_None;
@@ -342,7 +342,7 @@ static PyObject *Chain_call(ChainObject *self, PyObject *x) {
         }
         if (i + 1 < nd) rows *= d; else last = d;
     }
-    if (nd < 2 || nd > 8 || last != self->steps[0].k.n || rows < 1 || rows > self->batch) {
+    if (nd < 2 || nd > 8 || last != self->steps[0].k.n || rows < 1 || rows > self->max_rows) {
         Py_DECREF(shape);
         Py_RETURN_NONE;
     }
@@ -399,7 +399,7 @@ static PyMethodDef Chain_methods[] = {
     {"run", (PyCFunction)(void (*)(void))Chain_run, METH_FASTCALL,
      "run(X, B, Y) -> bool: Y = the chain applied to X (addresses), False if a guard fails"},
     {"set_call", (PyCFunction)(void (*)(void))Chain_set_call, METH_FASTCALL,
-     "set_call(tensor_type, dtype, tracing, batch): what call(x) accepts"},
+     "set_call(tensor_type, dtype, tracing, max_rows): what call(x) accepts"},
     {"call", (PyCFunction)Chain_call, METH_O,
      "call(x) -> tensor or None: the chain on the tensor x into a new tensor (None: not run)"},
     {NULL, NULL, 0, NULL},
