@@ -64,7 +64,7 @@ from compactnn.coding.huffman import (
     length_counts,
 )
 from compactnn.coding.streams import stream_words, words_touched
-from compactnn.formats._tiles import numba_tiles
+from compactnn.formats._tiles import matmul_tiles, numba_tiles, rmatmul_tiles
 from compactnn.formats.base import CompactMatrix, Cost
 from compactnn.formats.checks import (
     FormatError,
@@ -76,12 +76,17 @@ from compactnn.formats.checks import (
 from compactnn.formats.huffman_common import check_code, huffman_cost, narrow
 from compactnn.formats.index_map import tile_rows
 from compactnn.formats.registry import register
+from compactnn.kernels import backend
 from compactnn.kernels import huffman as hk
 from compactnn.kernels import lossless_float as k
 from compactnn.kernels.lossless_float import BLOCK
 
 LUT_BITS = 10
 """First-level decoding table index bits."""
+
+FUSED_MAX_BATCH = 8
+"""Largest batch the native kernel multiplies as it decodes (``rows``); larger batches
+decode tiles for torch's GEMM (:mod:`compactnn.formats._tiles`)."""
 
 MAX_HEAD_BITS = 3
 """Largest number of mantissa bits ``from_dense`` tries to code with the exponent."""
@@ -166,32 +171,73 @@ class LosslessFloat(CompactMatrix):
                       tab.limit, tab.base, self.omega.view(np.uint32))
 
     # ---- conversion and products ------------------------------------------------------
+    def _native(self):
+        """The native kernel object (``LFloatMatrix``, on the stored arrays in place;
+        built on first use), or None on the numba path."""
+        nat = backend.native()
+        if nat is None:
+            return None
+        kern = self.__dict__.get("_kernel")
+        if kern is None:
+            m, n = self.shape
+            kern = self._kernel = nat.LFloatMatrix(
+                self.words, self._block_bits, self.tails, self.length_counts.astype(np.int64),
+                self.omega, m, n, self.head_bits, self.zero_bits)
+        return kern
+
     def to_dense(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)
         if out.size:
-            k.rows_to_bits(*self._args, 0, out.view(np.uint32))
+            kern = self._native()
+            if kern is not None:
+                kern.decode_rows(0, self.shape[0], out)
+            else:
+                k.rows_to_bits(*self._args, 0, out.view(np.uint32))
         return out
 
+    def fused_rows(self, batch: int):
+        return self._native() if batch <= FUSED_MAX_BATCH else None
+
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
-        k.float_matvec(*self._args, x, y)
+        kern = self._native()
+        if kern is not None:
+            kern.rows(x, y, 1, None)
+        else:
+            k.float_matvec(*self._args, x, y)
 
     def _matmul(self, X: np.ndarray, Y: np.ndarray) -> None:
-        if X.shape[1] == 1:
+        b = X.shape[1]
+        if b == 1:
             self._matvec(X[:, 0], Y[:, 0])
             return
-        for r0, tile in self._tiles():
-            np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
+        kern = self._native()
+        if kern is not None and b <= FUSED_MAX_BATCH:  # (X^T W^T)^T on the fused kernel
+            Yt = np.empty((b, self.shape[0]), np.float32)
+            kern.rows(np.ascontiguousarray(X.T), Yt, b, None)
+            Y[:] = Yt.T
+        elif kern is not None:
+            matmul_tiles(kern.decode_rows, self.shape, X, Y)
+        else:
+            for r0, tile in self._tiles():
+                np.matmul(tile, X, out=Y[r0:r0 + tile.shape[0]])
 
     def _rmatmul(self, X: np.ndarray, Y: np.ndarray) -> None:
-        if X.shape[0] == 1:
+        b = X.shape[0]
+        kern = self._native()
+        if kern is not None and b <= FUSED_MAX_BATCH:
+            kern.rows(X, Y, b, None)
+        elif kern is not None:
+            rmatmul_tiles(kern.decode_rows, self.shape, X, Y)
+        elif b == 1:
             self._matvec(X[0], Y[0])
-            return
-        for r0, tile in self._tiles():  # a column block of the row-major output
-            np.matmul(X, tile.T, out=Y[:, r0:r0 + tile.shape[0]])
+        else:
+            for r0, tile in self._tiles():  # a column block of the row-major output
+                np.matmul(X, tile.T, out=Y[:, r0:r0 + tile.shape[0]])
 
     def _tiles(self):
-        """Yield ``(first row, decoded rows)`` tile by tile into one scratch buffer
-        (decoded on one numba thread; see :func:`~compactnn.formats._tiles.numba_tiles`)."""
+        """Yield ``(first row, decoded rows)`` tile by tile into one scratch buffer on the
+        numba path (decoded on one numba thread; see
+        :func:`~compactnn.formats._tiles.numba_tiles`)."""
         m, n = self.shape
         return numba_tiles(
             lambda r0, nr, out: k.rows_to_bits(*self._args, r0, out.view(np.uint32)),

@@ -67,7 +67,8 @@ static struct PyModuleDef moduledef = {
 
 PyMODINIT_FUNC PyInit__native(void) {
     static int (*const add[])(PyObject *) = {cnn_add_lut, cnn_add_huffman, cnn_add_sparse,
-                                                      cnn_add_blockdiag, cnn_add_chain};
+                                                      cnn_add_blockdiag, cnn_add_chain,
+                                                      cnn_add_lfloat};
     PyObject *mod = PyModule_Create(&moduledef);
     if (!mod) return NULL;
     for (size_t i = 0; i < sizeof add / sizeof add[0]; i++) {

@@ -47,23 +47,6 @@ static int fail(const char *msg) {
     return -1;
 }
 
-/* get_buf for int64 items (numpy exports them as 'l' or 'q'). */
-static int get_i64(PyObject *obj, Py_buffer *b, int64_t count, const char *name) {
-    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
-    if (!(is_format(b, 'q') || is_format(b, 'l')) || b->itemsize != 8) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous int64 array", name);
-        PyBuffer_Release(b);
-        return -1;
-    }
-    if (b->len / 8 < count) {
-        PyErr_Format(PyExc_ValueError, "%s: expected at least %lld items, got %lld", name,
-                     (long long)count, (long long)(b->len / 8));
-        PyBuffer_Release(b);
-        return -1;
-    }
-    return 0;
-}
-
 /* Copy an int64 array of exactly `count` items that starts at 0 (when `zero`) and
  * never decreases; returns NULL with an exception otherwise. */
 static int64_t *pointers(PyObject *obj, int64_t count, const char *name) {

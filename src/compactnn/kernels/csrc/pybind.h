@@ -38,6 +38,23 @@ static inline int get_buf(PyObject *obj, Py_buffer *b, char code, Py_ssize_t ite
     return 0;
 }
 
+/* get_buf for int64 items (numpy exports them as 'l' or 'q'). */
+static inline int get_i64(PyObject *obj, Py_buffer *b, int64_t count, const char *name) {
+    if (PyObject_GetBuffer(obj, b, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return -1;
+    if (!(is_format(b, 'q') || is_format(b, 'l')) || b->itemsize != 8) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a contiguous int64 array", name);
+        PyBuffer_Release(b);
+        return -1;
+    }
+    if (b->len / 8 < count) {
+        PyErr_Format(PyExc_ValueError, "%s: expected at least %lld items, got %lld", name,
+                     (long long)count, (long long)(b->len / 8));
+        PyBuffer_Release(b);
+        return -1;
+    }
+    return 0;
+}
+
 /* An input operand: a float32 array (checked like get_buf), or an int, the
  * address of `count` floats that the caller (compactnn.nn's layers, on a torch
  * tensor it checked: float32, CPU, contiguous, of that size) vouches for. */
@@ -177,5 +194,6 @@ int cnn_add_huffman(PyObject *mod);
 int cnn_add_sparse(PyObject *mod);
 int cnn_add_blockdiag(PyObject *mod);
 int cnn_add_chain(PyObject *mod);
+int cnn_add_lfloat(PyObject *mod);
 
 #endif

@@ -1,0 +1,383 @@
+/* lossless_float kernels: Huffman-coded exponent heads + fixed-width sign/mantissa tails.
+ *
+ * The stored layout is used in place (formats/lossless_float.py): `words` holds the head
+ * codes MSB-first in uint32 words, one stream per block of 8 rows starting at
+ * block_bits[b]; `tails` holds w bits per entry, entry e at bit e * w. An entry is
+ * head | sign << 31 | mantissa << z.
+ *
+ * Decoding runs up to LF_S = 8 block streams in one loop (HUF_decompress4X style: the
+ * table lookups of independent streams overlap). Each stream keeps only its bit position
+ * p; a step loads the 64-bit big-endian window at word p / 32 (one unaligned load and a
+ * rotate), shifts it by p % 32 (33 valid bits remain: any code fits), looks its top t
+ * bits up in a 2^t table of `head | length` (0 = a code longer than t: canonical search)
+ * and adds the length to p. The streams decode LF_C entries each into a heads chunk that
+ * stays in L1; then each stream's chunk (part of one row) is completed with its tails
+ * (AVX-512 VBMI: 16 tails per vpermb from one 64-byte load, the pattern precomputed per
+ * bit offset; else scalar) and consumed: stored (decode_rows), or dotted with the B
+ * inputs (rows). Threads split the blocks in groups of 8.
+ */
+#include "cnn_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define LF_S 8   /* streams decoded together */
+#define LF_C 256 /* entries per stream per chunk */
+#define LF_MAXB 8
+
+/* ---- tables --------------------------------------------------------------------- */
+
+int cnn_lfloat_tables(const int64_t *length_counts, int lmax, int t, const uint32_t *heads,
+                      int64_t K, uint32_t *table, uint64_t *limit, int64_t *base) {
+    if (lmax < 0 || lmax > 32 || t < 0 || t > lmax || t > 16) return -1;
+    for (int l = 0; l < 34; l++) {
+        limit[l] = (uint64_t)1 << 32;
+        base[l] = 0;
+    }
+    memset(table, 0, sizeof(uint32_t) << t);
+    uint64_t code = 0;
+    int64_t offset = 0;
+    for (int l = 1; l <= lmax; l++) {
+        const int64_t c = length_counts[l - 1];
+        if (c < 0 || offset + c > K) return -1;
+        limit[l] = (code + (uint64_t)c) << (32 - l);
+        base[l] = (int64_t)code - offset;
+        if (l <= t) { /* every table index starting with one of these codes */
+            const int64_t span = (int64_t)1 << (t - l);
+            for (int64_t i = 0; i < c; i++) {
+                const uint32_t e = heads[offset + i] | (uint32_t)l;
+                const uint64_t first = (code + (uint64_t)i) << (t - l);
+                if (first + (uint64_t)span > ((uint64_t)1 << t)) return -1; /* over-full */
+                for (int64_t j = 0; j < span; j++) table[first + (uint64_t)j] = e;
+            }
+        }
+        offset += c;
+        code = (code + (uint64_t)c) << 1;
+    }
+    return 0;
+}
+
+/* 64-bit window at bit p of an MSB-first uint32 stream, shifted so bit p is the top bit
+ * (at least 33 bits valid). */
+static inline uint64_t lf_window(const uint32_t *wd, uint64_t p) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    uint64_t q;
+    memcpy(&q, wd + (p >> 5), 8);
+    q = (q << 32) | (q >> 32);
+#else
+    const uint64_t q = (uint64_t)wd[p >> 5] << 32 | wd[(p >> 5) + 1];
+#endif
+    return q << (p & 31);
+}
+
+/* A code longer than the table (or an unused prefix, on streams check() would refuse):
+ * canonical search on the 32-bit peek; returns head | length. */
+__attribute__((noinline)) static uint32_t lf_slow(const cnn_lfloat *W, uint64_t q) {
+    const uint64_t peek = q >> 32;
+    int l = W->t + 1;
+    while (l < W->lmax && peek >= W->limit[l]) l++;
+    int64_t sym = (int64_t)(peek >> (32 - l)) - W->base[l];
+    if (sym < 0) sym = 0;
+    if (sym >= W->K) sym = W->K - 1;
+    return W->heads[sym] | (uint32_t)l;
+}
+
+#define LF_STEP(P, H)                                                                \
+    do {                                                                             \
+        const uint64_t q_ = lf_window(wd, P);                                        \
+        uint32_t e_ = tab[q_ >> sh];                                                 \
+        if (__builtin_expect(!(e_ & 63), 0)) e_ = lf_slow(W, q_);                    \
+        P += e_ & 63;                                                                \
+        (H)[j] = e_;                                                                 \
+    } while (0)
+
+/* Heads of the next cnt (<= LF_C) entries of S (8, 4 or 1) streams at bit positions p
+ * into hb (stream s at hb + s * LF_C); the positions advance. */
+static inline __attribute__((always_inline)) void lf_heads(const cnn_lfloat *W, uint64_t *p,
+                                                           int S, int64_t cnt, uint32_t *hb) {
+    const uint32_t *wd = W->words, *tab = W->table;
+    if (W->lmax == 0) { /* one head, the zero-length code */
+        for (int s = 0; s < S; s++)
+            for (int64_t j = 0; j < cnt; j++) hb[s * LF_C + j] = W->heads[0];
+        return;
+    }
+    const int sh = 64 - W->t;
+    if (S == 8) {
+        uint64_t p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3], p4 = p[4], p5 = p[5], p6 = p[6],
+                 p7 = p[7];
+        uint32_t *h0 = hb, *h1 = hb + LF_C, *h2 = hb + 2 * LF_C, *h3 = hb + 3 * LF_C,
+                 *h4 = hb + 4 * LF_C, *h5 = hb + 5 * LF_C, *h6 = hb + 6 * LF_C,
+                 *h7 = hb + 7 * LF_C;
+        for (int64_t j = 0; j < cnt; j++) {
+            LF_STEP(p0, h0); LF_STEP(p1, h1); LF_STEP(p2, h2); LF_STEP(p3, h3);
+            LF_STEP(p4, h4); LF_STEP(p5, h5); LF_STEP(p6, h6); LF_STEP(p7, h7);
+        }
+        p[0] = p0, p[1] = p1, p[2] = p2, p[3] = p3, p[4] = p4, p[5] = p5, p[6] = p6, p[7] = p7;
+    } else if (S == 4) {
+        uint64_t p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
+        uint32_t *h0 = hb, *h1 = hb + LF_C, *h2 = hb + 2 * LF_C, *h3 = hb + 3 * LF_C;
+        for (int64_t j = 0; j < cnt; j++) {
+            LF_STEP(p0, h0); LF_STEP(p1, h1); LF_STEP(p2, h2); LF_STEP(p3, h3);
+        }
+        p[0] = p0, p[1] = p1, p[2] = p2, p[3] = p3;
+    } else {
+        uint64_t p0 = p[0];
+        for (int64_t j = 0; j < cnt; j++) LF_STEP(p0, hb);
+        p[0] = p0;
+    }
+}
+
+/* ---- tails ----------------------------------------------------------------------- */
+
+/* out[j] = entry e0 + j from its head record hb[j] (head | length) and its tail. */
+static void lf_combine_scalar(const cnn_lfloat *W, const uint32_t *hb, int64_t e0, int64_t cnt,
+                              uint32_t *out) {
+    const uint32_t *tw = W->tails;
+    const int w = W->w, sh = 8 + W->h;
+    const uint32_t mmask = W->mmask;
+    uint64_t bit = (uint64_t)e0 * (uint64_t)w;
+    for (int64_t j = 0; j < cnt; j++, bit += (uint64_t)w) {
+        const uint32_t u = (uint32_t)(lf_window(tw, bit) >> 32);
+        out[j] = (hb[j] & ~63u) | (u & 0x80000000u) | ((u >> sh) & mmask);
+    }
+}
+
+#if CNN_X86
+#define CNN_VBMI_FN \
+    __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vbmi,bmi2,fma")))
+
+int cnn_lfloat_vbmi(void) {
+    __builtin_cpu_init();
+    return cnn_cpu_level() == CNN_AVX512 && __builtin_cpu_supports("avx512vbmi");
+}
+
+void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift) {
+    for (int r = 0; r < 32; r++)
+        for (int i = 0; i < 16; i++) {
+            const int off = r + i * w, b = off >> 3;
+            for (int k = 0; k < 4; k++) perm[r * 64 + 4 * i + k] = (uint8_t)((b + 3 - k) ^ 3);
+            shift[r * 16 + i] = (uint32_t)(off & 7);
+        }
+}
+
+/* 16 entries from e (bit e * w of the tails), as lf_combine_scalar; the 64 bytes at word
+ * (e * w) / 32 must lie inside the tails. */
+CNN_VBMI_FN static inline __m512i lf_tails16(const cnn_lfloat *W, __m512i hd, uint64_t bit,
+                                             __m512i mm, __m512i sgn, __m512i hm) {
+    const int r = (int)(bit & 31);
+    const __m512i data = _mm512_loadu_si512((const void *)(W->tails + (bit >> 5)));
+    const __m512i idx = _mm512_load_si512((const void *)(W->perm + 64 * r));
+    const __m512i sv = _mm512_load_si512((const void *)(W->shift + 16 * r));
+    const __m512i u = _mm512_sllv_epi32(_mm512_permutexvar_epi8(idx, data), sv);
+    const __m512i mant = _mm512_and_si512(_mm512_srli_epi32(u, 8 + W->h), mm);
+    /* (hd & ~63) | (u & sgn) | mant */
+    const __m512i hs = _mm512_ternarylogic_epi32(_mm512_and_si512(hd, hm), u, sgn, 0xF8);
+    return _mm512_or_si512(hs, mant);
+}
+
+CNN_VBMI_FN static void lf_combine_vbmi(const cnn_lfloat *W, const uint32_t *hb, int64_t e0,
+                                        int64_t cnt, uint32_t *out) {
+    const __m512i mm = _mm512_set1_epi32((int)W->mmask), sgn = _mm512_set1_epi32(INT32_MIN);
+    const __m512i hm = _mm512_set1_epi32((int)~63u);
+    const int w = W->w;
+    int64_t j = 0;
+    uint64_t bit = (uint64_t)e0 * (uint64_t)w;
+    for (; j + 16 <= cnt; j += 16, bit += 16 * (uint64_t)w) {
+        if ((bit >> 5) + 16 > (uint64_t)W->tail_words) break;
+        const __m512i hd = _mm512_loadu_si512((const void *)(hb + j));
+        _mm512_storeu_si512((void *)(out + j), lf_tails16(W, hd, bit, mm, sgn, hm));
+    }
+    if (j < cnt) lf_combine_scalar(W, hb + j, e0 + j, cnt - j, out + j);
+}
+#else
+int cnn_lfloat_vbmi(void) { return 0; }
+void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift) {}
+#endif
+
+/* ---- dots -------------------------------------------------------------------------- */
+
+static float lf_dot_portable(const float *a, const float *x, int64_t n) {
+    float s0 = 0, s1 = 0, s2 = 0, s3 = 0, s4 = 0, s5 = 0, s6 = 0, s7 = 0;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        s0 += a[j] * x[j];
+        s1 += a[j + 1] * x[j + 1];
+        s2 += a[j + 2] * x[j + 2];
+        s3 += a[j + 3] * x[j + 3];
+        s4 += a[j + 4] * x[j + 4];
+        s5 += a[j + 5] * x[j + 5];
+        s6 += a[j + 6] * x[j + 6];
+        s7 += a[j + 7] * x[j + 7];
+    }
+    for (; j < n; j++) s0 += a[j] * x[j];
+    return ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7));
+}
+
+#if CNN_X86
+CNN_AVX2_FN static float lf_dot_avx2(const float *a, const float *x, int64_t n) {
+    __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+    int64_t j = 0;
+    for (; j + 16 <= n; j += 16) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(x + j), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j + 8), _mm256_loadu_ps(x + j + 8), s1);
+    }
+    for (; j + 8 <= n; j += 8)
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(x + j), s0);
+    s0 = _mm256_add_ps(s0, s1);
+    __m128 h = _mm_add_ps(_mm256_castps256_ps128(s0), _mm256_extractf128_ps(s0, 1));
+    h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+    h = _mm_add_ss(h, _mm_movehdup_ps(h));
+    float s = _mm_cvtss_f32(h);
+    for (; j < n; j++) s += a[j] * x[j];
+    return s;
+}
+
+CNN_AVX512_FN static float lf_dot_512(const float *a, const float *x, int64_t n) {
+    __m512 s0 = _mm512_setzero_ps(), s1 = _mm512_setzero_ps();
+    int64_t j = 0;
+    for (; j + 32 <= n; j += 32) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(x + j), s0);
+        s1 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j + 16), _mm512_loadu_ps(x + j + 16), s1);
+    }
+    if (j + 16 <= n) {
+        s0 = _mm512_fmadd_ps(_mm512_loadu_ps(a + j), _mm512_loadu_ps(x + j), s0);
+        j += 16;
+    }
+    if (j < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - j)) - 1);
+        s1 = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, a + j), _mm512_maskz_loadu_ps(k, x + j),
+                             s1);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(s0, s1));
+}
+#endif
+
+typedef float (*lf_dot_fn)(const float *, const float *, int64_t);
+typedef void (*lf_combine_fn)(const cnn_lfloat *, const uint32_t *, int64_t, int64_t,
+                              uint32_t *);
+
+/* ---- driver ------------------------------------------------------------------------- */
+
+/* What the chunks feed: rows r0 .. r1 - 1 stored to out (row stride ldo), or the B
+ * inputs X dotted into Y (+ bias). */
+typedef struct {
+    int64_t r0, r1, ldo;
+    uint32_t *out;
+    const float *X, *bias;
+    float *Y;
+    int64_t ldx, B, ldy;
+    lf_combine_fn combine;
+    lf_dot_fn dot;
+} lf_job;
+
+/* Chunk (row r, columns c0 .. c0 + cnt - 1) of one stream: heads hb, partial sums acc[B]. */
+static inline void lf_consume(const cnn_lfloat *W, const lf_job *J, const uint32_t *hb,
+                              int64_t r, int64_t c0, int64_t cnt, uint32_t *vals, float *acc) {
+    const int64_t n = W->n, e0 = r * n + c0;
+    if (J->out) {
+        if (r >= J->r0 && r < J->r1) J->combine(W, hb, e0, cnt, J->out + (r - J->r0) * J->ldo + c0);
+        return;
+    }
+    J->combine(W, hb, e0, cnt, vals);
+    for (int64_t b = 0; b < J->B; b++)
+        acc[b] += J->dot((const float *)vals, J->X + b * J->ldx + c0, cnt);
+    if (c0 + cnt == n)
+        for (int64_t b = 0; b < J->B; b++) {
+            J->Y[b * J->ldy + r] = acc[b] + (J->bias ? J->bias[r] : 0.0f);
+            acc[b] = 0.0f;
+        }
+}
+
+/* Blocks b0 .. b1 - 1 (a thread's share), S streams at a time. */
+static inline __attribute__((always_inline)) void lf_blocks(const cnn_lfloat *W, const lf_job *J, int64_t b0, int64_t b1,
+                      uint32_t *hb, uint32_t *vals) {
+    const int64_t n = W->n, full = W->m / 8;
+    float acc[LF_S * LF_MAXB];
+    for (int64_t b = b0; b < b1;) {
+        const int S = b + 8 <= b1 && b + 8 <= full ? 8 : b + 4 <= b1 && b + 4 <= full ? 4 : 1;
+        const int64_t rows = S > 1 ? 8 : (8 * b + 8 <= W->m ? 8 : W->m - 8 * b);
+        uint64_t p[LF_S];
+        for (int s = 0; s < S; s++) p[s] = (uint64_t)W->block_bits[b + s];
+        memset(acc, 0, sizeof acc);
+        for (int64_t i = 0; i < rows; i++)
+            for (int64_t c0 = 0; c0 < n; c0 += LF_C) {
+                const int64_t cnt = n - c0 < LF_C ? n - c0 : LF_C;
+                if (S == 8) lf_heads(W, p, 8, cnt, hb);
+                else if (S == 4) lf_heads(W, p, 4, cnt, hb);
+                else lf_heads(W, p, 1, cnt, hb);
+                for (int s = 0; s < S; s++)
+                    lf_consume(W, J, hb + s * LF_C, 8 * (b + s) + i, c0, cnt, vals,
+                               acc + s * LF_MAXB);
+            }
+        b += S;
+    }
+}
+
+typedef void (*lf_blocks_fn)(const cnn_lfloat *, const lf_job *, int64_t, int64_t, uint32_t *,
+                             uint32_t *);
+
+static void lf_blocks_portable(const cnn_lfloat *W, const lf_job *J, int64_t b0, int64_t b1,
+                               uint32_t *hb, uint32_t *vals) {
+    lf_blocks(W, J, b0, b1, hb, vals);
+}
+
+#if CNN_X86
+/* The same compiled with BMI2 (shlx, shrx, rorx: no shift count in cl). */
+CNN_AVX2_FN static void lf_blocks_bmi2(const cnn_lfloat *W, const lf_job *J, int64_t b0,
+                                       int64_t b1, uint32_t *hb, uint32_t *vals) {
+    lf_blocks(W, J, b0, b1, hb, vals);
+}
+#endif
+
+static int lf_run(const cnn_lfloat *W, lf_job *J, int64_t b0, int64_t b1, int64_t work) {
+    const int lvl = cnn_get_level();
+    J->combine = lf_combine_scalar;
+    J->dot = lf_dot_portable;
+    lf_blocks_fn blocks = lf_blocks_portable;
+#if CNN_X86
+    if (lvl >= CNN_AVX2) blocks = lf_blocks_bmi2;
+    if (lvl >= CNN_AVX512 && W->perm) J->combine = lf_combine_vbmi;
+    if (lvl >= CNN_AVX512) J->dot = lf_dot_512;
+    else if (lvl == CNN_AVX2) J->dot = lf_dot_avx2;
+#endif
+    const int64_t groups = (b1 - b0 + 7) / 8;
+    if (groups <= 0) return 0;
+    int nt = cnn_threads_for(work);
+    if (nt > groups) nt = (int)groups;
+    const size_t per = LF_S * LF_C + LF_C; /* heads chunk + one stream's values */
+    uint32_t *scratch = cnn_alloc(sizeof(uint32_t) * per * (size_t)nt);
+    if (!scratch) return -1;
+    CNN_PARALLEL(
+        const int tid = cnn_tid(), nth = cnn_nthreads();
+        const int64_t g0 = groups * tid / nth, g1 = groups * (tid + 1) / nth;
+        const int64_t e1 = b0 + 8 * g1 < b1 ? b0 + 8 * g1 : b1;
+        uint32_t *hb = scratch + per * (size_t)tid;
+        blocks(W, J, b0 + 8 * g0, e1, hb, hb + LF_S * LF_C););
+    cnn_free(scratch);
+    return 0;
+}
+
+int cnn_lfloat_decode_rows(const cnn_lfloat *W, int64_t r0, int64_t nr, float *dst,
+                           int64_t ldd) {
+    if (nr <= 0 || W->n == 0) return 0;
+    lf_job J = {.r0 = r0, .r1 = r0 + nr, .ldo = ldd, .out = (uint32_t *)dst};
+    return lf_run(W, &J, r0 / 8, (r0 + nr + 7) / 8, 16 * nr * W->n);
+}
+
+int cnn_lfloat_rows(const cnn_lfloat *W, const float *X, int64_t ldx, int64_t B, float *Y,
+                    int64_t ldy, const float *bias) {
+    const int64_t m = W->m, n = W->n;
+    if (B <= 0 || m == 0) return 0;
+    if (n == 0) {
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t r = 0; r < m; r++) Y[b * ldy + r] = bias ? bias[r] : 0.0f;
+        return 0;
+    }
+    for (int64_t b0 = 0; b0 < B; b0 += LF_MAXB) { /* LF_MAXB inputs per pass */
+        const int64_t nb = B - b0 < LF_MAXB ? B - b0 : LF_MAXB;
+        lf_job J = {.X = X + b0 * ldx, .ldx = ldx, .B = nb, .Y = Y + b0 * ldy, .ldy = ldy,
+                    .bias = bias};
+        if (lf_run(W, &J, 0, (m + 7) / 8, (16 + nb) * m * n)) return -1;
+    }
+    return 0;
+}
