@@ -19,7 +19,7 @@ from compactnn.nn import to_compact, to_dense
 from compactnn.nn.chain import ChainedForward, install_chains, remove_chains
 
 native = pytest.mark.skipif(backend._ext is None, reason="native extension not built")
-FORMATS = ["index_map", "csr", "cer", "cser", "ham", "sham", "dense"]
+FORMATS = ["index_map", "csr", "cer", "cser", "ham", "sham", "dense", "lossless_float"]
 
 
 def shared_mlp(seed: int = 0, sizes=(64, 40, 24, 10), flatten: bool = True) -> nn.Sequential:

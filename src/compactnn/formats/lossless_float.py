@@ -36,18 +36,28 @@ Stored bits ~ ``m * n * (w + H)`` with ``H`` the head entropy plus Huffman's exc
 on MiniLM's float32 weights about 26.6 of 32 bits, on the same weights as bfloat16
 about 10.6 of 16 (``benchmarks/lossless_float.py``, docs/results.md).
 
-Products decode a tile of rows at a time (about 256 kB, :func:`index_map.tile_rows`,
-a multiple of the block) into one scratch buffer on one numba thread and multiply it
-with BLAS, as ``index_map`` does, so no dense copy of the matrix is kept; ``W @ x``
-runs a fused kernel (decode a row, dot it with ``x``), blocks in parallel. Decoding
-costs a few nanoseconds per entry whatever the batch, so the products approach the
-dense time only when the batch is large enough to amortise it.
+Products run on the native kernels where the extension is built (``LFloatMatrix``,
+``kernels/csrc/lfloat.c``; the stored arrays are read in place, nothing is copied but
+the 2^11-entry decoding table): eight blocks' head streams decode in one loop (their
+table lookups overlap; a stream keeps only its bit position, each code is one unaligned
+64-bit window load and one lookup of ``head | length``), 256 entries per stream at a
+time into an L1 chunk, then each chunk gets its tails (on AVX-512 CPUs with VBMI 16 at
+a time: one 64-byte load, one ``vpermb`` and one variable shift) and is stored
+(``decode_rows``) or dotted with up to :data:`FUSED_MAX_BATCH` inputs at once
+(``rows``, also ``CompactLinear``'s fused call); larger batches decode the matrix a
+tile at a time for torch's GEMM (:mod:`compactnn.formats._tiles`). Threads split the
+blocks in groups of 8. On the numba path (no extension, or ``COMPACTNN_KERNELS=numba``)
+a tile of rows (about 256 kB, :func:`index_map.tile_rows`) is decoded at a time on one
+numba thread (two blocks interleaved) and multiplied with BLAS; ``W @ x`` runs a fused
+kernel, blocks in parallel. Decoding costs about 0.8 ns per entry natively (2.5 ns on
+numba) whatever the batch, so the products approach the dense time only when the batch
+amortises it (docs/results.md).
 
-Cost of ``W @ x`` (:meth:`LosslessFloat.cost`): ``m * n`` adds, multiplies, ``x``
-reads and decoding-table lookups (plus the canonical search of codes longer than the
-table, counted by a decoding pass); ``words``: per block, the words from its first bit
-through the word after its last; ``tails``: every word once; ``block_bits`` one read
-per block; ``y``: m writes.
+Cost of ``W @ x`` (:meth:`LosslessFloat.cost`), numba path: ``m * n`` adds, multiplies,
+``x`` reads and decoding-table lookups (plus the canonical search of codes longer than
+the table, counted by a decoding pass); ``words``: per block, the words from its first
+bit through the word after its last; ``tails``: every word once; ``block_bits`` one read
+per block; ``y``: m writes. Native paths: see :meth:`LosslessFloat._native_cost`.
 """
 
 from __future__ import annotations
@@ -83,6 +93,13 @@ from compactnn.kernels.lossless_float import BLOCK
 
 LUT_BITS = 10
 """First-level decoding table index bits."""
+
+NATIVE_LUT_BITS = 11
+"""Index bits of the native kernels' decoding table (``LF_T`` in ``csrc/py_lfloat.c``)."""
+
+NATIVE_STREAMS, NATIVE_CHUNK = 8, 256
+"""Block streams the native kernels decode in one loop and entries per stream per chunk
+(``LF_S``, ``LF_C`` in ``csrc/lfloat.c``)."""
 
 FUSED_MAX_BATCH = 8
 """Largest batch the native kernel multiplies as it decodes (``rows``); larger batches
@@ -289,6 +306,8 @@ class LosslessFloat(CompactMatrix):
 
     # ---- cost model -----------------------------------------------------------------
     def _cost(self, batch: int, backend: str) -> Cost:
+        if backend != "numba":
+            return self._native_cost(batch)
         m, n = self.shape
         if self._stats is None:
             self._stats = self._scan(self._block_bits, self._tab)
@@ -303,3 +322,42 @@ class LosslessFloat(CompactMatrix):
         c.write("y", m, 32, 4 * m)
         return c.per_column(batch)
 
+    def _native_cost(self, batch: int) -> Cost:
+        """Counts of the native kernels (``csrc/lfloat.c``; the same on every level):
+        per entry one 64-bit window of ``words`` (inside the lines just streamed: priced as
+        a 64-byte array), one ``table`` lookup (``head | length``, 2^t entries of 32 bits;
+        codes longer than t add the canonical search), its head written to and read from
+        the L1 chunk, the tails streamed once. Up to :data:`FUSED_MAX_BATCH` columns the
+        entries go to a row buffer read once per column and dotted with ``x``; larger
+        batches decode a tile once and multiply it (torch's GEMM: the tile written once
+        and read once)."""
+        m, n = self.shape
+        nat = self.__dict__.get("_ncounts")
+        if nat is None:
+            tab = decode_tables(self.omega, self.length_counts, NATIVE_LUT_BITS)
+            nat = self._ncounts = (tab, self._scan(self._block_bits, tab))
+        tab, (nlong, ncmp, _) = nat
+        e = m * n
+        c = Cost(adds=e * batch, mults=e * batch)
+        bb = self._block_bits
+        c.read("words", words_touched(bb[:-1], bb[1:]) if n else 0, self.words)
+        c.read("window", e, 64, 64)
+        c.read("table", e, 32, 4 << tab.lut_bits)
+        if nlong:
+            c.read("limit", int(ncmp), 64, 34 * 8)
+            c.read("base", int(nlong), 64, 34 * 8)
+            c.read("heads", int(nlong), 32, self.omega.nbytes)
+        chunk = 4 * NATIVE_STREAMS * NATIVE_CHUNK
+        c.write("chunk", e, 32, chunk)
+        c.read("chunk", e, 32, chunk)
+        c.read("tails", self.tails.shape[0], self.tails)
+        c.read("block_bits", bb.shape[0] - 1, 64, 8 * bb.shape[0])
+        if batch <= FUSED_MAX_BATCH:
+            c.write("values", e, 32, 4 * NATIVE_CHUNK)
+            c.read("values", e * batch, 32, 4 * NATIVE_CHUNK)
+        else:
+            c.write("tile", e, 32, 4 * e)
+            c.read("tile", e, 32, 4 * e)
+        c.read("x", e * batch, 32, 4 * n * batch)
+        c.write("y", m * batch, 32, 4 * m * batch)
+        return c
