@@ -289,28 +289,32 @@ int cnn_blockdiag_rows(const cnn_blockdiag *W, const float *X, int64_t ldx, int6
  * The stored arrays in place: `words` (head codes, one MSB-first stream per block of 8
  * rows from block_bits[b], padded with stream_words), `tails` (w bits per entry, entry
  * e at bit e * w); an entry is head | sign << 31 | mantissa << z (mmask: the mantissa
- * bits z .. 22 - h). `table` has 2^t entries head | length (length 1..t; 0: a longer
- * code, found by the canonical search on limit/base, 34 entries each); `heads` the K
+ * bits z .. 22 - h). `table` has 2^t entries (t = CNN_LFLOAT_T) lo | hi << 32 for the t bits at the
+ * stream position: lo = head | bits taken (1..t; 0: a code longer than t, found by the
+ * canonical search on limit/base, 34 entries each), hi = the second code's head | 2 when
+ * two codes fit in t bits, else 1 (one code); `heads` the K
  * heads in symbol order; lmax == 0: every head is heads[0]. perm (32 x 64 bytes) and
  * shift (32 x 16), 64-byte aligned, are the AVX-512 VBMI tail patterns per bit offset
  * (cnn_lfloat_patterns), or NULL. */
+#define CNN_LFLOAT_T 12 /* table index bits */
 typedef struct {
     int64_t m, n, tail_words;
-    int32_t w, z, h, t, lmax, K;
+    int32_t w, z, h, lmax, K;
     uint32_t mmask;
     const uint32_t *words, *tails;
     const int64_t *block_bits; /* ceil(m / 8) + 1 */
-    const uint32_t *table, *heads;
+    const uint64_t *table;
+    const uint32_t *heads;
     const uint64_t *limit;
     const int64_t *base;
     const uint8_t *perm;
     const uint32_t *shift;
 } cnn_lfloat;
 
-/* The decoding table (2^t entries) and canonical limit/base of the code with
+/* The decoding table (2^t entries, one or two codes each) and canonical limit/base of the code with
  * length_counts[0 .. lmax) over the K heads. 0, or -1 (not a valid code). */
 int cnn_lfloat_tables(const int64_t *length_counts, int lmax, int t, const uint32_t *heads,
-                      int64_t K, uint32_t *table, uint64_t *limit, int64_t *base);
+                      int64_t K, uint64_t *table, uint64_t *limit, int64_t *base);
 /* Whether this CPU runs the VBMI tail unpacking (AVX-512 level with VBMI). */
 int cnn_lfloat_vbmi(void);
 /* The VBMI tail patterns for w-bit tails. */

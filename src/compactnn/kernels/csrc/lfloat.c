@@ -23,38 +23,67 @@
 
 #define LF_S 8   /* streams decoded together */
 #define LF_C 256 /* entries per stream per chunk */
+#define LF_CS (LF_C + 16) /* stride of the streams' head chunks (room for a carried head) */
 #define LF_MAXB 8
+
+/* A stream's state in one register: its bit position p (< 2^40) | k << 40, k the heads
+ * it has written to its chunk. */
+#define LF_KSHIFT 40
+#define LF_PMASK (((uint64_t)1 << LF_KSHIFT) - 1)
+/* Table entries: lo = head1 | bits taken (bits 0-5), hi = head2 | codes << 8 (1 or 2);
+ * the heads' low 20 bits are otherwise zero (h <= 3), so e & LF_ADV advances P. */
+#define LF_ADV ((uint64_t)3 << LF_KSHIFT | 63)
+#define LF_ONE ((uint64_t)1 << LF_KSHIFT) /* hi of an entry with one code */
+#define LF_REC 0x3FFu                     /* the low bits of a record that are not head */
 
 /* ---- tables --------------------------------------------------------------------- */
 
 int cnn_lfloat_tables(const int64_t *length_counts, int lmax, int t, const uint32_t *heads,
-                      int64_t K, uint32_t *table, uint64_t *limit, int64_t *base) {
-    if (lmax < 0 || lmax > 32 || t < 0 || t > lmax || t > 16) return -1;
+                      int64_t K, uint64_t *table, uint64_t *limit, int64_t *base) {
+    if (lmax < 0 || lmax > 32 || t < 1 || t > 16) return -1;
     for (int l = 0; l < 34; l++) {
         limit[l] = (uint64_t)1 << 32;
         base[l] = 0;
     }
-    memset(table, 0, sizeof(uint32_t) << t);
+    const uint64_t size = (uint64_t)1 << t;
+    uint32_t *one = calloc(size, sizeof(uint32_t)); /* one code: head | length, 0 = longer */
+    if (!one) return -1;
     uint64_t code = 0;
     int64_t offset = 0;
-    for (int l = 1; l <= lmax; l++) {
+    int rc = 0;
+    for (int l = 1; l <= lmax && !rc; l++) {
         const int64_t c = length_counts[l - 1];
-        if (c < 0 || offset + c > K) return -1;
+        if (c < 0 || offset + c > K) {
+            rc = -1;
+            break;
+        }
         limit[l] = (code + (uint64_t)c) << (32 - l);
         base[l] = (int64_t)code - offset;
         if (l <= t) { /* every table index starting with one of these codes */
-            const int64_t span = (int64_t)1 << (t - l);
-            for (int64_t i = 0; i < c; i++) {
-                const uint32_t e = heads[offset + i] | (uint32_t)l;
+            const uint64_t span = (uint64_t)1 << (t - l);
+            for (int64_t i = 0; i < c && !rc; i++) {
                 const uint64_t first = (code + (uint64_t)i) << (t - l);
-                if (first + (uint64_t)span > ((uint64_t)1 << t)) return -1; /* over-full */
-                for (int64_t j = 0; j < span; j++) table[first + (uint64_t)j] = e;
+                if (first + span > size) rc = -1; /* over-full */
+                else
+                    for (uint64_t j = 0; j < span; j++) one[first + j] = heads[offset + i] | (uint32_t)l;
             }
         }
         offset += c;
         code = (code + (uint64_t)c) << 1;
     }
-    return 0;
+    /* two codes where both fit in the t bits: lo = head1 | both lengths, hi = head2 */
+    for (uint64_t i = 0; i < size && !rc; i++) {
+        const uint32_t e1 = one[i], l1 = e1 & 63;
+        uint64_t e = e1 | LF_ONE;
+        if (l1 && (int)l1 < t) {
+            const uint32_t e2 = one[(i << l1) & (size - 1)], l2 = e2 & 63;
+            if (l2 && (int)(l1 + l2) <= t)
+                e = ((e1 & ~63u) | (l1 + l2)) | (uint64_t)(e2 & ~63u) << 32 | 2 * LF_ONE;
+        }
+        table[i] = e;
+    }
+    free(one);
+    return rc;
 }
 
 /* 64-bit window at bit p of an MSB-first uint32 stream, shifted so bit p is the top bit
@@ -74,7 +103,7 @@ static inline uint64_t lf_window(const uint32_t *wd, uint64_t p) {
  * canonical search on the 32-bit peek; returns head | length. */
 __attribute__((noinline)) static uint32_t lf_slow(const cnn_lfloat *W, uint64_t q) {
     const uint64_t peek = q >> 32;
-    int l = W->t + 1;
+    int l = CNN_LFLOAT_T + 1;
     while (l < W->lmax && peek >= W->limit[l]) l++;
     int64_t sym = (int64_t)(peek >> (32 - l)) - W->base[l];
     if (sym < 0) sym = 0;
@@ -82,48 +111,70 @@ __attribute__((noinline)) static uint32_t lf_slow(const cnn_lfloat *W, uint64_t 
     return W->heads[sym] | (uint32_t)l;
 }
 
-#define LF_STEP(P, H)                                                                \
+/* One step of the stream P: the table gives one or two codes; both records are stored
+ * at once (the second is overwritten when only one code was decoded). */
+#define LF_STEP(P)                                                                   \
     do {                                                                             \
-        const uint64_t q_ = lf_window(wd, P);                                        \
-        uint32_t e_ = tab[q_ >> sh];                                                 \
-        if (__builtin_expect(!(e_ & 63), 0)) e_ = lf_slow(W, q_);                    \
-        P += e_ & 63;                                                                \
-        (H)[j] = e_;                                                                 \
+        const uint64_t q_ = lf_window(wd, (P) & LF_PMASK);                           \
+        uint64_t e_ = tab[q_ >> sh];                                                 \
+        if (__builtin_expect(!(e_ & 63), 0)) e_ = lf_slow(W, q_) | LF_ONE;           \
+        memcpy(hb + (P >> LF_KSHIFT), &e_, 8);                                       \
+        P += e_ & LF_ADV;                                                            \
     } while (0)
 
-/* Heads of the next cnt (<= LF_C) entries of S (8, 4 or 1) streams at bit positions p
- * into hb (stream s at hb + s * LF_C); the positions advance. */
-static inline __attribute__((always_inline)) void lf_heads(const cnn_lfloat *W, uint64_t *p,
+/* Heads of the next cnt (<= LF_C) entries of S (8, 4 or 1) streams into their chunks
+ * (stream s at hb + s * LF_CS). P[s]: position and the heads already there (0 or 1,
+ * carried); on return k - cnt (0 or 1) heads past cnt were decoded (at index cnt). The
+ * streams run in lockstep for as many steps as keep every one within cnt + 1 heads,
+ * then finish one by one. */
+static inline __attribute__((always_inline)) void lf_heads(const cnn_lfloat *W, uint64_t *P,
                                                            int S, int64_t cnt, uint32_t *hb) {
-    const uint32_t *wd = W->words, *tab = W->table;
+    const uint32_t *wd = W->words;
+    const uint64_t *tab = W->table;
     if (W->lmax == 0) { /* one head, the zero-length code */
-        for (int s = 0; s < S; s++)
-            for (int64_t j = 0; j < cnt; j++) hb[s * LF_C + j] = W->heads[0];
+        for (int s = 0; s < S; s++) {
+            for (int64_t j = 0; j < cnt; j++) hb[s * LF_CS + j] = W->heads[0];
+            P[s] = (P[s] & LF_PMASK) | (uint64_t)cnt << LF_KSHIFT;
+        }
         return;
     }
-    const int sh = 64 - W->t;
-    if (S == 8) {
-        uint64_t p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3], p4 = p[4], p5 = p[5], p6 = p[6],
-                 p7 = p[7];
-        uint32_t *h0 = hb, *h1 = hb + LF_C, *h2 = hb + 2 * LF_C, *h3 = hb + 3 * LF_C,
-                 *h4 = hb + 4 * LF_C, *h5 = hb + 5 * LF_C, *h6 = hb + 6 * LF_C,
-                 *h7 = hb + 7 * LF_C;
-        for (int64_t j = 0; j < cnt; j++) {
-            LF_STEP(p0, h0); LF_STEP(p1, h1); LF_STEP(p2, h2); LF_STEP(p3, h3);
-            LF_STEP(p4, h4); LF_STEP(p5, h5); LF_STEP(p6, h6); LF_STEP(p7, h7);
+    const int sh = 64 - CNN_LFLOAT_T;
+    /* stream s writes at hb + s * LF_CS: its k is offset by s * LF_CS */
+    if (S == 8 || S == 4) {
+        uint64_t Q[8];
+        for (int s = 0; s < S; s++) Q[s] = P[s] + ((uint64_t)(s * LF_CS) << LF_KSHIFT);
+        for (;;) {
+            int64_t kmax = 0;
+            for (int s = 0; s < S; s++) {
+                const int64_t ks = (int64_t)(Q[s] >> LF_KSHIFT) - s * LF_CS;
+                kmax = ks > kmax ? ks : kmax;
+            }
+            const int64_t steps = (cnt + 1 - kmax) / 2;
+            if (steps < 4) break;
+            if (S == 8) {
+                uint64_t q0 = Q[0], q1 = Q[1], q2 = Q[2], q3 = Q[3], q4 = Q[4], q5 = Q[5],
+                         q6 = Q[6], q7 = Q[7];
+                for (int64_t i = 0; i < steps; i++) {
+                    LF_STEP(q0); LF_STEP(q1); LF_STEP(q2); LF_STEP(q3);
+                    LF_STEP(q4); LF_STEP(q5); LF_STEP(q6); LF_STEP(q7);
+                }
+                Q[0] = q0, Q[1] = q1, Q[2] = q2, Q[3] = q3, Q[4] = q4, Q[5] = q5, Q[6] = q6,
+                Q[7] = q7;
+            } else {
+                uint64_t q0 = Q[0], q1 = Q[1], q2 = Q[2], q3 = Q[3];
+                for (int64_t i = 0; i < steps; i++) {
+                    LF_STEP(q0); LF_STEP(q1); LF_STEP(q2); LF_STEP(q3);
+                }
+                Q[0] = q0, Q[1] = q1, Q[2] = q2, Q[3] = q3;
+            }
         }
-        p[0] = p0, p[1] = p1, p[2] = p2, p[3] = p3, p[4] = p4, p[5] = p5, p[6] = p6, p[7] = p7;
-    } else if (S == 4) {
-        uint64_t p0 = p[0], p1 = p[1], p2 = p[2], p3 = p[3];
-        uint32_t *h0 = hb, *h1 = hb + LF_C, *h2 = hb + 2 * LF_C, *h3 = hb + 3 * LF_C;
-        for (int64_t j = 0; j < cnt; j++) {
-            LF_STEP(p0, h0); LF_STEP(p1, h1); LF_STEP(p2, h2); LF_STEP(p3, h3);
-        }
-        p[0] = p0, p[1] = p1, p[2] = p2, p[3] = p3;
-    } else {
-        uint64_t p0 = p[0];
-        for (int64_t j = 0; j < cnt; j++) LF_STEP(p0, hb);
-        p[0] = p0;
+        for (int s = 0; s < S; s++) P[s] = Q[s] - ((uint64_t)(s * LF_CS) << LF_KSHIFT);
+    }
+    for (int s = 0; s < S; s++) { /* the rest one stream at a time */
+        uint64_t q0 = P[s] + ((uint64_t)(s * LF_CS) << LF_KSHIFT);
+        const uint64_t end = (uint64_t)(s * LF_CS + cnt) << LF_KSHIFT;
+        while (q0 < end) LF_STEP(q0);
+        P[s] = q0 - ((uint64_t)(s * LF_CS) << LF_KSHIFT);
     }
 }
 
@@ -138,7 +189,7 @@ static void lf_combine_scalar(const cnn_lfloat *W, const uint32_t *hb, int64_t e
     uint64_t bit = (uint64_t)e0 * (uint64_t)w;
     for (int64_t j = 0; j < cnt; j++, bit += (uint64_t)w) {
         const uint32_t u = (uint32_t)(lf_window(tw, bit) >> 32);
-        out[j] = (hb[j] & ~63u) | (u & 0x80000000u) | ((u >> sh) & mmask);
+        out[j] = (hb[j] & ~LF_REC) | (u & 0x80000000u) | ((u >> sh) & mmask);
     }
 }
 
@@ -170,7 +221,7 @@ CNN_VBMI_FN static inline __m512i lf_tails16(const cnn_lfloat *W, __m512i hd, ui
     const __m512i sv = _mm512_load_si512((const void *)(W->shift + 16 * r));
     const __m512i u = _mm512_sllv_epi32(_mm512_permutexvar_epi8(idx, data), sv);
     const __m512i mant = _mm512_and_si512(_mm512_srli_epi32(u, 8 + W->h), mm);
-    /* (hd & ~63) | (u & sgn) | mant */
+    /* (hd & ~LF_REC) | (u & sgn) | mant */
     const __m512i hs = _mm512_ternarylogic_epi32(_mm512_and_si512(hd, hm), u, sgn, 0xF8);
     return _mm512_or_si512(hs, mant);
 }
@@ -178,7 +229,7 @@ CNN_VBMI_FN static inline __m512i lf_tails16(const cnn_lfloat *W, __m512i hd, ui
 CNN_VBMI_FN static void lf_combine_vbmi(const cnn_lfloat *W, const uint32_t *hb, int64_t e0,
                                         int64_t cnt, uint32_t *out) {
     const __m512i mm = _mm512_set1_epi32((int)W->mmask), sgn = _mm512_set1_epi32(INT32_MIN);
-    const __m512i hm = _mm512_set1_epi32((int)~63u);
+    const __m512i hm = _mm512_set1_epi32((int)~LF_REC);
     const int w = W->w;
     int64_t j = 0;
     uint64_t bit = (uint64_t)e0 * (uint64_t)w;
@@ -296,18 +347,21 @@ static inline __attribute__((always_inline)) void lf_blocks(const cnn_lfloat *W,
     for (int64_t b = b0; b < b1;) {
         const int S = b + 8 <= b1 && b + 8 <= full ? 8 : b + 4 <= b1 && b + 4 <= full ? 4 : 1;
         const int64_t rows = S > 1 ? 8 : (8 * b + 8 <= W->m ? 8 : W->m - 8 * b);
-        uint64_t p[LF_S];
-        for (int s = 0; s < S; s++) p[s] = (uint64_t)W->block_bits[b + s];
+        uint64_t P[LF_S]; /* position | heads in the chunk << LF_KSHIFT */
+        for (int s = 0; s < S; s++) P[s] = (uint64_t)W->block_bits[b + s];
         memset(acc, 0, sizeof acc);
         for (int64_t i = 0; i < rows; i++)
             for (int64_t c0 = 0; c0 < n; c0 += LF_C) {
                 const int64_t cnt = n - c0 < LF_C ? n - c0 : LF_C;
-                if (S == 8) lf_heads(W, p, 8, cnt, hb);
-                else if (S == 4) lf_heads(W, p, 4, cnt, hb);
-                else lf_heads(W, p, 1, cnt, hb);
-                for (int s = 0; s < S; s++)
-                    lf_consume(W, J, hb + s * LF_C, 8 * (b + s) + i, c0, cnt, vals,
-                               acc + s * LF_MAXB);
+                if (S == 8) lf_heads(W, P, 8, cnt, hb);
+                else if (S == 4) lf_heads(W, P, 4, cnt, hb);
+                else lf_heads(W, P, 1, cnt, hb);
+                for (int s = 0; s < S; s++) {
+                    uint32_t *h = hb + s * LF_CS;
+                    lf_consume(W, J, h, 8 * (b + s) + i, c0, cnt, vals, acc + s * LF_MAXB);
+                    P[s] -= (uint64_t)cnt << LF_KSHIFT; /* a head decoded past the chunk */
+                    if (P[s] >> LF_KSHIFT) h[0] = h[cnt]; /* starts the next one */
+                }
             }
         b += S;
     }
@@ -344,7 +398,7 @@ static int lf_run(const cnn_lfloat *W, lf_job *J, int64_t b0, int64_t b1, int64_
     if (groups <= 0) return 0;
     int nt = cnn_threads_for(work);
     if (nt > groups) nt = (int)groups;
-    const size_t per = LF_S * LF_C + LF_C; /* heads chunk + one stream's values */
+    const size_t per = LF_S * LF_CS + LF_C; /* heads chunk + one stream's values */
     uint32_t *scratch = cnn_alloc(sizeof(uint32_t) * per * (size_t)nt);
     if (!scratch) return -1;
     CNN_PARALLEL(
@@ -352,7 +406,7 @@ static int lf_run(const cnn_lfloat *W, lf_job *J, int64_t b0, int64_t b1, int64_
         const int64_t g0 = groups * tid / nth, g1 = groups * (tid + 1) / nth;
         const int64_t e1 = b0 + 8 * g1 < b1 ? b0 + 8 * g1 : b1;
         uint32_t *hb = scratch + per * (size_t)tid;
-        blocks(W, J, b0 + 8 * g0, e1, hb, hb + LF_S * LF_C););
+        blocks(W, J, b0 + 8 * g0, e1, hb, hb + LF_S * LF_CS););
     cnn_free(scratch);
     return 0;
 }

@@ -3,14 +3,13 @@
 
 #include <string.h>
 
-#define LF_T 11 /* table index bits (at most) */
-
 typedef struct {
     PyObject_HEAD
     cnn_lfloat W;
     Py_buffer words, tails, block_bits; /* held: the kernels read them in place */
     int held;                           /* how many of the three are held */
-    uint32_t *table, *heads;
+    uint64_t *table;
+    uint32_t *heads;
     uint64_t limit[34];
     int64_t base[34];
     uint8_t *perm;
@@ -25,7 +24,8 @@ static void LFloat_release(LFloatObject *self) {
     cnn_free(self->heads);
     cnn_free(self->perm);
     cnn_free(self->shift);
-    self->table = self->heads = self->shift = NULL;
+    self->table = NULL;
+    self->heads = self->shift = NULL;
     self->perm = NULL;
 }
 
@@ -81,8 +81,8 @@ static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
         err = "LFloatMatrix: length_counts does not match omega";
         goto done;
     }
-    const int t = lmax < LF_T ? lmax : LF_T;
-    self->table = cnn_alloc(sizeof(uint32_t) << t);
+    const int t = CNN_LFLOAT_T;
+    self->table = cnn_alloc(sizeof(uint64_t) << t);
     self->heads = cnn_alloc(sizeof(uint32_t) * (size_t)(K ? K : 1));
     if (!self->table || !self->heads) {
         PyErr_NoMemory();
@@ -111,7 +111,7 @@ static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
         cnn_lfloat_patterns(w, self->perm, self->shift);
     }
     self->W = (cnn_lfloat){
-        .m = m, .n = n, .tail_words = self->tails.len / 4, .w = w, .z = z, .h = h, .t = t,
+        .m = m, .n = n, .tail_words = self->tails.len / 4, .w = w, .z = z, .h = h,
         .lmax = lmax, .K = (int32_t)K, .mmask = ((1u << (w - 1)) - 1) << z,
         .words = self->words.buf, .tails = self->tails.buf, .block_bits = bb,
         .table = self->table, .heads = self->heads, .limit = self->limit, .base = self->base,
