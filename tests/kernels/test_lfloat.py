@@ -107,13 +107,13 @@ def test_decode_rows_any_range(m, n, kind, data):
 
 def test_long_codes_take_the_canonical_search():
     """Exponents spread over 2**-120 .. 2**0 with geometric counts give codes longer
-    than the 11-bit table; 1000 x 37 rows make 125 blocks (15 groups of 8 and 5 left)."""
+    than the 12-bit table; 1000 x 37 rows make 125 blocks (15 groups of 8 and 5 left)."""
     rng = np.random.default_rng(5)
     e = np.minimum(rng.geometric(0.35, (1000, 37)), 120)
     W = (rng.uniform(1, 2, e.shape) * 2.0 ** -e.astype(np.float64)).astype(np.float32)
     W[rng.random(W.shape) < 0.5] *= -1
     M = F.from_dense(W)
-    assert M.length_counts.shape[0] > 11
+    assert M.length_counts.shape[0] > 12
     X = rng.standard_normal((FUSED_MAX_BATCH + 3, 37)).astype(np.float32)
     ref = X.astype(np.float64) @ W.T.astype(np.float64)
     for name in backend.levels():
@@ -192,3 +192,29 @@ def _has_vbmi() -> bool:
             return " avx512vbmi " in f.read()
     except OSError:
         return False
+
+
+@pytest.mark.parametrize("kind, shape", [("gauss", (37, 300)), ("bits", (20, 41)),
+                                         ("gauss_bf16", (9, 1000)), ("const", (5, 5))])
+def test_cost_counts_the_native_decoders_steps(kind, shape):
+    """cost()'s walk on the code lengths finds the C decoder's own step counts."""
+    M = F.from_dense(finite_bits(np.random.default_rng(10), shape, kind))
+    assert M._native_steps() == M._native().counts()
+    steps, nlong, _ = M._native_steps()
+    e = shape[0] * shape[1]
+    assert (steps == 0) == (M.length_counts.shape[0] == 0)
+    assert steps <= e and 2 * steps >= e - 8 * -(-shape[0] // 8) or steps == 0
+    one, big = M.cost(1, "avx512"), M.cost(FUSED_MAX_BATCH + 1, "avx2")
+    assert one.reads["table"][0] == steps and ("limit" in one.reads) == (nlong > 0)
+    assert "values" in one.reads and "tile" in big.reads and big.mults == e * (FUSED_MAX_BATCH + 1)
+    assert "lut" in M.cost(1, "numba").reads  # the numba kernels' own counts
+
+
+def test_long_code_counts():
+    rng = np.random.default_rng(5)
+    e = np.minimum(rng.geometric(0.4, (200, 200)), 126)
+    M = F.from_dense((2.0 ** -e.astype(np.float64)).astype(np.float32))
+    assert M.length_counts.shape[0] > 12
+    counts = M._native().counts()
+    assert counts[1] > 0 and counts[2] >= counts[1]
+    assert M._native_steps() == counts

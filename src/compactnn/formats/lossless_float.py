@@ -94,8 +94,9 @@ from compactnn.kernels.lossless_float import BLOCK
 LUT_BITS = 10
 """First-level decoding table index bits."""
 
-NATIVE_LUT_BITS = 11
-"""Index bits of the native kernels' decoding table (``LF_T`` in ``csrc/py_lfloat.c``)."""
+NATIVE_LUT_BITS = 12
+"""Index bits of the native kernels' decoding table (``CNN_LFLOAT_T`` in
+``csrc/cnn_kernels.h``): 2^12 entries of one or two codes."""
 
 NATIVE_STREAMS, NATIVE_CHUNK = 8, 256
 """Block streams the native kernels decode in one loop and entries per stream per chunk
@@ -260,6 +261,23 @@ class LosslessFloat(CompactMatrix):
             lambda r0, nr, out: k.rows_to_bits(*self._args, r0, out.view(np.uint32)),
             self.shape, tile_rows(m, n))
 
+    def _native_steps(self) -> tuple[int, int, int]:
+        """(table lookups, codes longer than the table, their ``limit`` comparisons) of
+        the native decoder, walked on the code lengths with its rule (a lookup takes two
+        codes when both fit in its bits; ``LFloatMatrix.counts()`` computes the same)."""
+        m, n = self.shape
+        lc = self.length_counts.astype(np.int64)
+        if m * n == 0 or lc.shape[0] == 0:
+            return 0, 0, 0
+        lengths = np.repeat(np.arange(1, lc.shape[0] + 1, dtype=np.uint8), lc)
+        heads = self.omega.view(np.uint32)
+        order = np.argsort(heads)
+        keep = np.uint32(0xFF << 23 | ((1 << self.head_bits) - 1) << (23 - self.head_bits))
+        head = self.to_dense().reshape(-1).view(np.uint32) & keep
+        sym = order[np.searchsorted(heads[order], head)]
+        steps = k.native_steps(lengths[sym], _block_starts(m, n), NATIVE_LUT_BITS)
+        return tuple(int(v) for v in steps)
+
     # ---- validation -----------------------------------------------------------------
     def _check(self) -> None:
         m, n = self.shape
@@ -324,29 +342,28 @@ class LosslessFloat(CompactMatrix):
 
     def _native_cost(self, batch: int) -> Cost:
         """Counts of the native kernels (``csrc/lfloat.c``; the same on every level):
-        per entry one 64-bit window of ``words`` (inside the lines just streamed: priced as
-        a 64-byte array), one ``table`` lookup (``head | length``, 2^t entries of 32 bits;
-        codes longer than t add the canonical search), its head written to and read from
-        the L1 chunk, the tails streamed once. Up to :data:`FUSED_MAX_BATCH` columns the
+        per decoding step (one or two codes, :meth:`_native_steps`) one 64-bit window of
+        ``words`` (inside the lines just streamed: priced as a 64-byte array) and one
+        ``table`` lookup (2^12 entries of 64 bits; codes longer than 12 bits add the
+        canonical search); per entry its head written to and read from the L1 chunk; the
+        tails streamed once. Up to :data:`FUSED_MAX_BATCH` columns the
         entries go to a row buffer read once per column and dotted with ``x``; larger
         batches decode a tile once and multiply it (torch's GEMM: the tile written once
         and read once)."""
         m, n = self.shape
-        nat = self.__dict__.get("_ncounts")
-        if nat is None:
-            tab = decode_tables(self.omega, self.length_counts, NATIVE_LUT_BITS)
-            nat = self._ncounts = (tab, self._scan(self._block_bits, tab))
-        tab, (nlong, ncmp, _) = nat
+        if "_ncounts" not in self.__dict__:
+            self._ncounts = self._native_steps()
+        steps, nlong, ncmp = self._ncounts
         e = m * n
         c = Cost(adds=e * batch, mults=e * batch)
         bb = self._block_bits
         c.read("words", words_touched(bb[:-1], bb[1:]) if n else 0, self.words)
-        c.read("window", e, 64, 64)
-        c.read("table", e, 32, 4 << tab.lut_bits)
+        c.read("window", steps, 64, 64)
+        c.read("table", steps, 64, 8 << NATIVE_LUT_BITS)
         if nlong:
-            c.read("limit", int(ncmp), 64, 34 * 8)
-            c.read("base", int(nlong), 64, 34 * 8)
-            c.read("heads", int(nlong), 32, self.omega.nbytes)
+            c.read("limit", ncmp, 64, 34 * 8)
+            c.read("base", nlong, 64, 34 * 8)
+            c.read("heads", nlong, 32, self.omega.nbytes)
         chunk = 4 * NATIVE_STREAMS * NATIVE_CHUNK
         c.write("chunk", e, 32, chunk)
         c.read("chunk", e, 32, chunk)

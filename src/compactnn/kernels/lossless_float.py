@@ -175,3 +175,28 @@ def float_matvec(words, block_bits, tails, w, z, t, lut_len, lut_val, limit, bas
                                                      w, z, t, lut_len, lut_val, limit, base,
                                                      omega, buf[0])
             y[ia + i] = _dot(vals[0], x)
+
+
+@jit
+def native_steps(lengths, starts, t):  # pragma: no cover - compiled
+    """What the native decoder does on code lengths ``lengths`` (one per entry, in stream
+    order; blocks start at ``starts``, ``starts[-1]`` = the entry count) with a ``t``-bit
+    table of one or two codes: (table lookups, codes longer than ``t``, their ``limit``
+    comparisons). A lookup takes two codes when both fit in its ``t`` bits."""
+    steps = np.int64(0)
+    long = np.int64(0)
+    cmp = np.int64(0)
+    for b in range(starts.shape[0] - 1):
+        i = starts[b]
+        while i < starts[b + 1]:
+            ln = np.int64(lengths[i])
+            steps += 1
+            if ln > t:
+                long += 1
+                cmp += ln - t
+                i += 1
+            elif i + 1 < starts[b + 1] and ln + lengths[i + 1] <= t:
+                i += 2
+            else:
+                i += 1
+    return steps, long, cmp

@@ -319,6 +319,10 @@ int cnn_lfloat_tables(const int64_t *length_counts, int lmax, int t, const uint3
 int cnn_lfloat_vbmi(void);
 /* The VBMI tail patterns for w-bit tails. */
 void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift);
+/* What decoding does, as the kernels step through each block's stream: counts[0] table
+ * lookups (steps of one or two codes), counts[1] codes longer than the table, counts[2]
+ * their limit comparisons. */
+void cnn_lfloat_counts(const cnn_lfloat *W, int64_t *counts);
 /* dst[r * ldd + j] (as uint32 bit patterns) = W[r0 + r, j]. 0, or -1 (no memory). */
 int cnn_lfloat_decode_rows(const cnn_lfloat *W, int64_t r0, int64_t nr, float *dst,
                            int64_t ldd);

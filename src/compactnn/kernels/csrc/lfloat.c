@@ -411,6 +411,29 @@ static int lf_run(const cnn_lfloat *W, lf_job *J, int64_t b0, int64_t b1, int64_
     return 0;
 }
 
+void cnn_lfloat_counts(const cnn_lfloat *W, int64_t *counts) {
+    counts[0] = counts[1] = counts[2] = 0;
+    if (W->lmax == 0 || W->n == 0) return;
+    const uint32_t *wd = W->words;
+    for (int64_t b = 0; 8 * b < W->m; b++) {
+        const int64_t rows = W->m - 8 * b < 8 ? W->m - 8 * b : 8, need = rows * W->n;
+        uint64_t p = (uint64_t)W->block_bits[b];
+        for (int64_t k = 0; k < need; counts[0]++) {
+            const uint64_t q = lf_window(wd, p);
+            uint64_t e = W->table[q >> (64 - CNN_LFLOAT_T)];
+            if (!(e & 63)) {
+                const uint64_t peek = q >> 32;
+                int l = CNN_LFLOAT_T + 1;
+                while (l < W->lmax && peek >= W->limit[l]) l++, counts[2]++;
+                counts[1]++, counts[2]++;
+                e = lf_slow(W, q) | LF_ONE;
+            }
+            p += e & 63;
+            k += (int64_t)(e >> LF_KSHIFT) & 3;
+        }
+    }
+}
+
 int cnn_lfloat_decode_rows(const cnn_lfloat *W, int64_t r0, int64_t nr, float *dst,
                            int64_t ldd) {
     if (nr <= 0 || W->n == 0) return 0;

@@ -168,6 +168,16 @@ static PyObject *LFloat_decode_rows(LFloatObject *self, PyObject *const *args,
     Py_RETURN_NONE;
 }
 
+static PyObject *LFloat_counts(LFloatObject *self, PyObject *unused) {
+    (void)unused;
+    if (!ready(self)) return NULL;
+    int64_t c[3];
+    Py_BEGIN_ALLOW_THREADS
+    cnn_lfloat_counts(&self->W, c);
+    Py_END_ALLOW_THREADS
+    return Py_BuildValue("(LLL)", (long long)c[0], (long long)c[1], (long long)c[2]);
+}
+
 static PyObject *LFloat_vbmi(LFloatObject *self, void *closure) {
     (void)closure;
     return PyBool_FromLong(self->perm != NULL);
@@ -178,6 +188,9 @@ static PyMethodDef LFloat_methods[] = {
      "rows(X, Y, B, bias): Y (B, m) = X (B, n) @ W^T (+ bias)"},
     {"decode_rows", (PyCFunction)(void (*)(void))LFloat_decode_rows, METH_FASTCALL,
      "decode_rows(r0, nr, out): out (nr, n) = W[r0 : r0 + nr]"},
+    {"counts", (PyCFunction)LFloat_counts, METH_NOARGS,
+     "counts(): (table lookups, codes longer than the table, their limit comparisons) of a "
+     "decoding pass"},
     {NULL, NULL, 0, NULL},
 };
 
