@@ -309,6 +309,8 @@ typedef struct {
     const int64_t *base;
     const uint8_t *perm;
     const uint32_t *shift;
+    const uint8_t *perm4; /* AVX2 (x86 CPUs with AVX2): 32 x 16 bytes, or NULL */
+    const uint32_t *shift4; /* 32 x 4 */
 } cnn_lfloat;
 
 /* The decoding table (2^t entries, one or two codes each) and canonical limit/base of the code with
@@ -317,8 +319,9 @@ int cnn_lfloat_tables(const int64_t *length_counts, int lmax, int t, const uint3
                       int64_t K, uint64_t *table, uint64_t *limit, int64_t *base);
 /* Whether this CPU runs the VBMI tail unpacking (AVX-512 level with VBMI). */
 int cnn_lfloat_vbmi(void);
-/* The VBMI tail patterns for w-bit tails. */
+/* The VBMI tail patterns for w-bit tails, and the AVX2 ones (4 tails a 128-bit lane). */
 void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift);
+void cnn_lfloat_patterns4(int w, uint8_t *perm, uint32_t *shift);
 /* What decoding does, as the kernels step through each block's stream: counts[0] table
  * lookups (steps of one or two codes), counts[1] codes longer than the table, counts[2]
  * their limit comparisons. */

@@ -240,9 +240,48 @@ CNN_VBMI_FN static void lf_combine_vbmi(const cnn_lfloat *W, const uint32_t *hb,
     }
     if (j < cnt) lf_combine_scalar(W, hb + j, e0 + j, cnt - j, out + j);
 }
+void cnn_lfloat_patterns4(int w, uint8_t *perm, uint32_t *shift) {
+    for (int r = 0; r < 32; r++)
+        for (int i = 0; i < 4; i++) {
+            const int off = r + i * w, b = off >> 3;
+            for (int k = 0; k < 4; k++) perm[r * 16 + 4 * i + k] = (uint8_t)((b + 3 - k) ^ 3);
+            shift[r * 4 + i] = (uint32_t)(off & 7);
+        }
+}
+
+/* As lf_combine_vbmi, 8 entries a step: entries 0-3 and 4-7 each from 16 bytes at their
+ * own word (vpshufb works within 128-bit lanes), patterns per bit offset. */
+CNN_AVX2_FN static void lf_combine_avx2(const cnn_lfloat *W, const uint32_t *hb, int64_t e0,
+                                        int64_t cnt, uint32_t *out) {
+    const __m256i mm = _mm256_set1_epi32((int)W->mmask), sgn = _mm256_set1_epi32(INT32_MIN);
+    const __m256i hm = _mm256_set1_epi32((int)~LF_REC);
+    const uint64_t w = (uint64_t)W->w;
+    const uint8_t *tb = (const uint8_t *)W->tails;
+    int64_t j = 0;
+    uint64_t bit = (uint64_t)e0 * w;
+    for (; j + 8 <= cnt; j += 8, bit += 8 * w) {
+        const uint64_t b1 = bit + 4 * w;
+        if ((b1 >> 5) + 4 > (uint64_t)W->tail_words) break;
+        const int r0 = (int)(bit & 31), r1 = (int)(b1 & 31);
+        const __m256i data = _mm256_loadu2_m128i((const __m128i *)(tb + 4 * (b1 >> 5)),
+                                                 (const __m128i *)(tb + 4 * (bit >> 5)));
+        const __m256i idx = _mm256_loadu2_m128i((const __m128i *)(W->perm4 + 16 * r1),
+                                                (const __m128i *)(W->perm4 + 16 * r0));
+        const __m256i sv = _mm256_loadu2_m128i((const __m128i *)(W->shift4 + 4 * r1),
+                                               (const __m128i *)(W->shift4 + 4 * r0));
+        const __m256i u = _mm256_sllv_epi32(_mm256_shuffle_epi8(data, idx), sv);
+        const __m256i hd = _mm256_loadu_si256((const __m256i *)(hb + j));
+        const __m256i v = _mm256_or_si256(
+            _mm256_or_si256(_mm256_and_si256(hd, hm), _mm256_and_si256(u, sgn)),
+            _mm256_and_si256(_mm256_srli_epi32(u, 8 + W->h), mm));
+        _mm256_storeu_si256((__m256i *)(out + j), v);
+    }
+    if (j < cnt) lf_combine_scalar(W, hb + j, e0 + j, cnt - j, out + j);
+}
 #else
 int cnn_lfloat_vbmi(void) { return 0; }
 void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift) {}
+void cnn_lfloat_patterns4(int w, uint8_t *perm, uint32_t *shift) {}
 #endif
 
 /* ---- dots -------------------------------------------------------------------------- */
@@ -390,6 +429,7 @@ static int lf_run(const cnn_lfloat *W, lf_job *J, int64_t b0, int64_t b1, int64_
     lf_blocks_fn blocks = lf_blocks_portable;
 #if CNN_X86
     if (lvl >= CNN_AVX2) blocks = lf_blocks_bmi2;
+    if (lvl >= CNN_AVX2 && W->perm4) J->combine = lf_combine_avx2;
     if (lvl >= CNN_AVX512 && W->perm) J->combine = lf_combine_vbmi;
     if (lvl >= CNN_AVX512) J->dot = lf_dot_512;
     else if (lvl == CNN_AVX2) J->dot = lf_dot_avx2;

@@ -12,8 +12,8 @@ typedef struct {
     uint32_t *heads;
     uint64_t limit[34];
     int64_t base[34];
-    uint8_t *perm;
-    uint32_t *shift;
+    uint8_t *perm, *perm4;
+    uint32_t *shift, *shift4;
 } LFloatObject;
 
 static void LFloat_release(LFloatObject *self) {
@@ -24,9 +24,11 @@ static void LFloat_release(LFloatObject *self) {
     cnn_free(self->heads);
     cnn_free(self->perm);
     cnn_free(self->shift);
+    cnn_free(self->perm4);
+    cnn_free(self->shift4);
     self->table = NULL;
-    self->heads = self->shift = NULL;
-    self->perm = NULL;
+    self->heads = self->shift = self->shift4 = NULL;
+    self->perm = self->perm4 = NULL;
 }
 
 static void LFloat_dealloc(LFloatObject *self) {
@@ -110,12 +112,22 @@ static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
         }
         cnn_lfloat_patterns(w, self->perm, self->shift);
     }
+    if (cnn_cpu_level() >= CNN_AVX2 && cnn_cpu_level() != CNN_NEON) {
+        self->perm4 = cnn_alloc(32 * 16);
+        self->shift4 = cnn_alloc(32 * 4 * 4);
+        if (!self->perm4 || !self->shift4) {
+            PyErr_NoMemory();
+            goto done;
+        }
+        cnn_lfloat_patterns4(w, self->perm4, self->shift4);
+    }
     self->W = (cnn_lfloat){
         .m = m, .n = n, .tail_words = self->tails.len / 4, .w = w, .z = z, .h = h,
         .lmax = lmax, .K = (int32_t)K, .mmask = ((1u << (w - 1)) - 1) << z,
         .words = self->words.buf, .tails = self->tails.buf, .block_bits = bb,
         .table = self->table, .heads = self->heads, .limit = self->limit, .base = self->base,
-        .perm = self->perm, .shift = self->shift};
+        .perm = self->perm, .shift = self->shift, .perm4 = self->perm4,
+        .shift4 = self->shift4};
     rc = 0;
 done:
     if (err) PyErr_SetString(PyExc_ValueError, err);
