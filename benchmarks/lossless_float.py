@@ -14,10 +14,12 @@ intermediate and output), ``rmatmul`` (``X @ Wᵀ``, inputs as rows, what
 ``CompactLinear`` runs) at each ``--columns`` count against ``np.matmul(X, W.T)``;
 median of ``--repeats`` calls, each checked against the dense result first; and the
 decoding time per entry (the whole matrix decoded once into a buffer). One table per
-``--threads`` count (torch, numpy's BLAS and the kernels all set to it).
+``--paths`` kernel path (default: the active one, then the numba kernels the format
+falls back on, for comparison) and ``--threads`` count (torch, numpy's BLAS and the
+kernels all set to it).
 
 Usage: python benchmarks/lossless_float.py [--columns 1,32,400] [--repeats 15]
-       [--threads 1]
+       [--threads 1] [--paths avx512,numba]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from safetensors.numpy import load_file
 
 from compactnn import formats
 from compactnn.bench import threads, time_call
+from compactnn.formats.lossless_float import NATIVE_LUT_BITS
 from compactnn.kernels import backend
 from compactnn.kernels import lossless_float as lf_kernels
 from compactnn.zoo.transformer import model_dir
@@ -82,6 +85,25 @@ def sizes(state: dict[str, np.ndarray]) -> tuple[dict, list[dict]]:
          "measured": [c[8] for c in cells], "fmt": fmt, "met": min(c[8] for c in cells) >= 1.4,
          "note": "`.bfloat16()` of the reloaded matrix identical"}]
     return table(cols, cells), summary
+
+
+def decoder_counts(state: dict[str, np.ndarray]) -> str:
+    """What the native decoder does on the timed weights (``LosslessFloat._native_steps``,
+    the walk ``cost()`` counts; equal to the C decoder's own counts): table lookups per
+    entry and the share of codes longer than the table."""
+    parts = []
+    for name in TIMED:
+        W = np.ascontiguousarray(state[name])
+        Wb = torch.from_numpy(W).bfloat16().float().numpy()
+        for key, D in (("float32", W), ("bfloat16", Wb)):
+            M = F.from_dense(D)
+            steps, nlong, _ = M._native_steps()
+            short = name.replace("encoder.layer.0.", "").replace(".weight", "")
+            parts.append(f"{short} {key} (h = {M.head_bits}): {steps / W.size:.3f} lookups "
+                         f"an entry, {100 * nlong / W.size:.3f}% of the codes longer than "
+                         f"{NATIVE_LUT_BITS} bits")
+    return ("Native decoder (two codes per table lookup where both fit in its "
+            f"{NATIVE_LUT_BITS} bits): " + "; ".join(parts) + ".")
 
 
 def decode_call(M):
@@ -143,12 +165,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--threads", default="1",
                     help="thread counts, one time table each (the first one's is the summary)")
+    ap.add_argument("--paths", default=f"{backend.backend()},numba",
+                    help="kernel paths, one time table per path and thread count (the "
+                         "first is the summary; default: the active one, then numba's "
+                         "kernels for comparison)")
     args = ap.parse_args(argv)
     state = load_file(str(model_dir() / "model.safetensors"))
     size_table, summary = sizes(state)
     cols = [int(c) for c in args.columns.split(",")]
-    runs = [times(state, cols, args.repeats, int(t)) for t in args.threads.split(",")]
-    print(render(save("lossless_float", [size_table, *(r[0] for r in runs)],
+    text = decoder_counts(state)
+    runs = []
+    for path in dict.fromkeys(args.paths.split(",")):
+        with backend.use(path):
+            runs += [times(state, cols, args.repeats, int(t)) for t in args.threads.split(",")]
+    print(render(save("lossless_float", [size_table, *(r[0] for r in runs)], text=text,
                       summary=[*summary, runs[0][1]])))
     return 0
 
