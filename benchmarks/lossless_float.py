@@ -1,5 +1,5 @@
 """MiniLM's original weights in ``lossless_float``: size (float32 and bfloat16) and
-product time against dense float32, 1 thread.
+product time against dense float32 (by default on 1 thread).
 
 Sizes: every 2-D float tensor of all-MiniLM-L6-v2's ``model.safetensors`` (the 36
 Linear weights, the word, position and token-type embeddings) is encoded as stored
@@ -12,19 +12,22 @@ bfloat16 bytes (2 per weight) over the format's stored bytes.
 Times: one Linear weight of each of MiniLM's three shapes (layer 0's query,
 intermediate and output), ``rmatmul`` (``X @ Wᵀ``, inputs as rows, what
 ``CompactLinear`` runs) at each ``--columns`` count against ``np.matmul(X, W.T)``;
-median of ``--repeats`` calls, each checked against the dense result first; and the
-decoding time per entry (the whole matrix decoded once into a buffer). One table per
+the median of ``--rounds`` round-robin rounds (each times every method, the median of 3
+calls, in turn: they see the shared machine's load alike), each product checked
+against the dense result first; and the decoding time per entry (the whole matrix
+decoded once into a buffer). One table per
 ``--paths`` kernel path (default: the active one, then the numba kernels the format
 falls back on, for comparison) and ``--threads`` count (torch, numpy's BLAS and the
 kernels all set to it).
 
-Usage: python benchmarks/lossless_float.py [--columns 1,32,400] [--repeats 15]
+Usage: python benchmarks/lossless_float.py [--columns 1,32,400] [--rounds 9]
        [--threads 1] [--paths avx512,numba]
 """
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -116,7 +119,17 @@ def decode_call(M):
     return lambda: lf_kernels.rows_to_bits(*M._args, 0, out.view(np.uint32))
 
 
-def times(state: dict[str, np.ndarray], columns: list[int], repeats: int, nthreads: int
+def round_robin(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
+    """Median seconds of each call over ``rounds`` rounds, every round timing each call
+    (median of 3) in turn, so that all of them see the machine's load alike."""
+    samples: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):
+        for key, fn in calls.items():
+            samples[key].append(time_call(fn, 3, warmup=1).median)
+    return {key: float(np.median(v)) for key, v in samples.items()}
+
+
+def times(state: dict[str, np.ndarray], columns: list[int], rounds: int, nthreads: int
           ) -> tuple[dict, dict]:
     """The product-time table on ``nthreads`` threads and its summary row."""
     rng = np.random.default_rng(0)
@@ -126,16 +139,16 @@ def times(state: dict[str, np.ndarray], columns: list[int], repeats: int, nthrea
             W = np.ascontiguousarray(state[name])
             Wb = torch.from_numpy(W).bfloat16().float().numpy()
             mats = {"fp32": (W, F.from_dense(W)), "bf16": (Wb, F.from_dense(Wb))}
-            dec = {key: time_call(decode_call(M), repeats, warmup=2).median / W.size
-                   for key, (_, M) in mats.items()}
+            dec = {key: t / W.size for key, t in round_robin(
+                {key: decode_call(M) for key, (_, M) in mats.items()}, rounds).items()}
             for k in columns:
                 X = rng.standard_normal((k, W.shape[1])).astype(np.float32)
                 Y = np.empty((k, W.shape[0]), np.float32)
-                t = {"dense": time_call(lambda W=W, X=X, Y=Y: np.matmul(X, W.T, out=Y),
-                                        repeats, warmup=2).median}
+                calls = {"dense": lambda W=W, X=X, Y=Y: np.matmul(X, W.T, out=Y)}
                 for key, (D, M) in mats.items():
                     np.testing.assert_allclose(M.rmatmul(X), X @ D.T, rtol=1e-4, atol=1e-5)
-                    t[key] = time_call(lambda M=M, X=X: M.rmatmul(X), repeats, warmup=2).median
+                    calls[key] = lambda M=M, X=X: M.rmatmul(X)
+                t = round_robin(calls, rounds)
                 short = name.replace("encoder.layer.0.", "").replace(".weight", "")
                 cells.append([short, f"{W.shape[0]}x{W.shape[1]}", k, t["dense"] * 1e3,
                               dec["fp32"] * 1e9, t["fp32"] * 1e3, t["fp32"] / t["dense"],
@@ -154,7 +167,8 @@ def times(state: dict[str, np.ndarray], columns: list[int], repeats: int, nthrea
                    for k, v in sorted(ratios.items(), reverse=True))}
     caption = (f"{nthreads} thread(s), kernels: {backend.backend()}. `rmatmul` (`X @ Wᵀ`, "
                "what `CompactLinear` runs) against `np.matmul(X, W.T)`, layer 0's weights, "
-               f"median of {repeats}; decode: the whole matrix decoded once (native "
+               f"median of {rounds} round-robin rounds (each the median of 3 calls of "
+               "every method in turn); decode: the whole matrix decoded once (native "
                "`decode_rows` or the numba kernel), per entry:")
     return table(cols, cells, caption=caption), summary
 
@@ -162,7 +176,7 @@ def times(state: dict[str, np.ndarray], columns: list[int], repeats: int, nthrea
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--columns", default="1,32,400")
-    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=9)
     ap.add_argument("--threads", default="1",
                     help="thread counts, one time table each (the first one's is the summary)")
     ap.add_argument("--paths", default=f"{backend.backend()},numba",
@@ -177,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = []
     for path in dict.fromkeys(args.paths.split(",")):
         with backend.use(path):
-            runs += [times(state, cols, args.repeats, int(t)) for t in args.threads.split(",")]
+            runs += [times(state, cols, args.rounds, int(t)) for t in args.threads.split(",")]
     print(render(save("lossless_float", [size_table, *(r[0] for r in runs)], text=text,
                       summary=[*summary, runs[0][1]])))
     return 0
