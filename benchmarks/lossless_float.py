@@ -12,8 +12,9 @@ bfloat16 bytes (2 per weight) over the format's stored bytes.
 Times: one Linear weight of each of MiniLM's three shapes (layer 0's query,
 intermediate and output), ``rmatmul`` (``X @ Wᵀ``, inputs as rows, what
 ``CompactLinear`` runs) at each ``--columns`` count against ``np.matmul(X, W.T)``;
-the median of ``--rounds`` round-robin rounds (each times every method, the median of 3
-calls, in turn: they see the shared machine's load alike), each product checked
+the best of ``--rounds`` round-robin rounds (each times every method, 3 calls, in
+turn: the shared machine's other jobs slow calls down by up to 2x at random, dense and
+compact alike, so the best call is the one they left alone), each product checked
 against the dense result first; and the decoding time per entry (the whole matrix
 decoded once into a buffer). One table per
 ``--paths`` kernel path (default: the active one, then the numba kernels the format
@@ -120,13 +121,14 @@ def decode_call(M):
 
 
 def round_robin(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, float]:
-    """Median seconds of each call over ``rounds`` rounds, every round timing each call
-    (median of 3) in turn, so that all of them see the machine's load alike."""
-    samples: dict[str, list[float]] = {key: [] for key in calls}
+    """Best seconds of each call over ``rounds`` rounds of 3 calls, every round timing
+    each call in turn: the shared machine's other jobs slow calls down by up to 2x at
+    random (dense ones alike), so the best is the call without them."""
+    best = {key: np.inf for key in calls}
     for _ in range(rounds):
         for key, fn in calls.items():
-            samples[key].append(time_call(fn, 3, warmup=1).median)
-    return {key: float(np.median(v)) for key, v in samples.items()}
+            best[key] = min(best[key], time_call(fn, 3, warmup=1).min)
+    return best
 
 
 def times(state: dict[str, np.ndarray], columns: list[int], rounds: int, nthreads: int
@@ -167,8 +169,8 @@ def times(state: dict[str, np.ndarray], columns: list[int], rounds: int, nthread
                    for k, v in sorted(ratios.items(), reverse=True))}
     caption = (f"{nthreads} thread(s), kernels: {backend.backend()}. `rmatmul` (`X @ Wᵀ`, "
                "what `CompactLinear` runs) against `np.matmul(X, W.T)`, layer 0's weights, "
-               f"median of {rounds} round-robin rounds (each the median of 3 calls of "
-               "every method in turn); decode: the whole matrix decoded once (native "
+               f"best of {rounds} round-robin rounds of 3 calls (every method in turn); "
+               "decode: the whole matrix decoded once (native "
                "`decode_rows` or the numba kernel), per entry:")
     return table(cols, cells, caption=caption), summary
 
