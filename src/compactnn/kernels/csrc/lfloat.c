@@ -6,15 +6,19 @@
  * head | sign << 31 | mantissa << z.
  *
  * Decoding runs up to LF_S = 8 block streams in one loop (HUF_decompress4X style: the
- * table lookups of independent streams overlap). Each stream keeps only its bit position
- * p; a step loads the 64-bit big-endian window at word p / 32 (one unaligned load and a
- * rotate), shifts it by p % 32 (33 valid bits remain: any code fits), looks its top t
- * bits up in a 2^t table of `head | length` (0 = a code longer than t: canonical search)
- * and adds the length to p. The streams decode LF_C entries each into a heads chunk that
- * stays in L1; then each stream's chunk (part of one row) is completed with its tails
- * (AVX-512 VBMI: 16 tails per vpermb from one 64-byte load, the pattern precomputed per
- * bit offset; else scalar) and consumed: stored (decode_rows), or dotted with the B
- * inputs (rows). Threads split the blocks in groups of 8.
+ * table lookups of independent streams overlap). A stream's state is one register: its
+ * bit position p and the heads it has written to its chunk (LF_KSHIFT). A step loads the
+ * 64-bit big-endian window at word p / 32 (one unaligned load and a rotate), shifts it by
+ * p % 32 (33 valid bits remain: any code fits) and looks its top CNN_LFLOAT_T bits up in
+ * a table of one or two codes (two where both fit in those bits; none: a longer code,
+ * found by the canonical search); both head records are stored at once and one `and` of
+ * the entry advances position and count. The streams decode LF_C entries each into a
+ * heads chunk that stays in L1 (a head decoded past the chunk is carried into the next
+ * one); then each stream's chunk (part of one row) is completed with its tails (AVX-512
+ * VBMI: 16 tails per vpermb from one 64-byte load; AVX2: 8 per vpshufb from two 16-byte
+ * loads; the patterns precomputed per bit offset; portable: scalar) and consumed: stored
+ * (decode_rows), or dotted with up to LF_MAXB inputs (rows). Threads split the blocks in
+ * groups of 8.
  */
 #include "cnn_internal.h"
 
@@ -65,7 +69,8 @@ int cnn_lfloat_tables(const int64_t *length_counts, int lmax, int t, const uint3
                 const uint64_t first = (code + (uint64_t)i) << (t - l);
                 if (first + span > size) rc = -1; /* over-full */
                 else
-                    for (uint64_t j = 0; j < span; j++) one[first + j] = heads[offset + i] | (uint32_t)l;
+                    for (uint64_t j = 0; j < span; j++)
+                        one[first + j] = heads[offset + i] | (uint32_t)l;
             }
         }
         offset += c;
