@@ -154,6 +154,7 @@ def kernel_args(M) -> dict:
     ({"tails": "short"}, "tails: expected at least"),
     ({"block_bits": "short"}, "block_bits: expected at least"),
     ({"block_bits": "decreasing"}, "block_bits must"),
+    ({"block_bits": "huge"}, "shorter than 2\\^40 bits"),
     ({"length_counts": "overfull"}, "not a valid code"),
     ({"omega": "sign"}, "sign or tail bits"),
     ({"head_bits": 20, "zero_bits": 20}, "head_bits"),
@@ -168,6 +169,8 @@ def test_constructor_refuses_inconsistent_arrays(change, match):
             a[key] = v[: -2 if key != "block_bits" else -1]
         elif how == "decreasing":
             a[key] = v[::-1].copy()
+        elif how == "huge":
+            a[key] = np.r_[v[:-1], np.int64(2**40)]
         elif how == "overfull":
             a[key] = v + 1
         elif how == "sign":

@@ -70,8 +70,8 @@ static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
             err = "LFloatMatrix: block_bits must start >= 0 and not decrease";
             goto done;
         }
-    if (bb[nblocks] < 0 || bb[nblocks] > INT64_MAX / 2) {
-        err = "LFloatMatrix: bad stream length";
+    if (bb[nblocks] < 0 || bb[nblocks] >= ((int64_t)1 << 40) - 64) { /* LF_KSHIFT */
+        err = "LFloatMatrix: the head stream must be shorter than 2^40 bits";
         goto done;
     }
     if (get_buf(wobj, &self->words, 'I', 4, bb[nblocks] / 32 + 2, 0, "words") < 0) goto done;
