@@ -221,3 +221,37 @@ def test_long_code_counts():
     counts = M._native().counts()
     assert counts[1] > 0 and counts[2] >= counts[1]
     assert M._native_steps() == counts
+
+
+@pytest.mark.parametrize("kind, h", [("gauss", 0), ("gauss", 1), ("gauss", 2), ("gauss", 3),
+                                     ("gauss_bf16", 0), ("gauss_bf16", 3), ("pow2", 0)])
+def test_every_head_and_tail_width(kind, h):
+    """Forced head_bits 0..3 (tails of 24 - h and 8 - h bits) and powers of two (every
+    mantissa bit zero: z = 23, a 1-bit tail holding the sign), 29 x 77 (4 blocks, the
+    last one of 5 rows)."""
+    rng = np.random.default_rng(11)
+    if kind == "pow2":
+        W = (2.0 ** rng.integers(-30, 5, (29, 77))).astype(np.float32)
+        W[rng.random(W.shape) < 0.5] *= -1
+    else:
+        W = finite_bits(rng, (29, 77), kind)
+    M = F.from_dense(W, head_bits=h)
+    assert M.head_bits == h and M.tail_bits == 24 - h - M.zero_bits
+    if kind == "pow2":
+        assert M.zero_bits == 23 and M.tail_bits == 1
+    X = rng.standard_normal((3, 77)).astype(np.float32)
+    ref = X.astype(np.float64) @ W.T.astype(np.float64)
+    for name in [*backend.levels(), "numba"]:
+        with backend.use(name):
+            assert M.to_dense().tobytes() == W.tobytes(), name
+            assert np.all(np.abs(M.rmatmul(X) - ref) <= bound(W, X)), name
+            assert F.from_buffers(*M.to_buffers()).to_dense().tobytes() == W.tobytes(), name
+
+
+def test_forced_head_bits_out_of_range_is_refused():
+    W = finite_bits(np.random.default_rng(12), (4, 4), "gauss_bf16")
+    with pytest.raises(ValueError, match="head_bits must be an integer in 0..3"):
+        F.from_dense(W, head_bits=4)
+    P = np.full((2, 2), 0.5, np.float32)  # z = 23: only h = 0
+    with pytest.raises(ValueError, match="in 0..0"):
+        F.from_dense(P, head_bits=1)

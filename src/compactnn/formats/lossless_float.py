@@ -147,13 +147,18 @@ class LosslessFloat(CompactMatrix):
     attrs = ("head_bits", "zero_bits")
 
     @classmethod
-    def from_dense(cls, W: np.ndarray) -> LosslessFloat:
+    def from_dense(cls, W: np.ndarray, head_bits: int | None = None) -> LosslessFloat:
+        """Encode ``W``; ``head_bits`` None picks the smallest of ``0 .. min(3, 23 - z)``,
+        an integer in that range forces it."""
         W = as_dense_input(W)
         m, n = W.shape
         bits = W.reshape(-1).view(np.uint32)
         z = _zero_bits(bits)
+        hmax = min(MAX_HEAD_BITS, 23 - z)
+        if head_bits is not None and not _is_small_int(head_bits, hmax):
+            raise ValueError(f"head_bits must be an integer in 0..{hmax}, got {head_bits!r}")
         best = None
-        for h in range(min(MAX_HEAD_BITS, 23 - z) + 1):
+        for h in range(hmax + 1) if head_bits is None else (head_bits,):
             head, order, counts = _head_code(bits, h)
             lengths = huffman_lengths(counts)
             size = int(counts @ lengths.astype(np.int64)) + 32 * order.size \
