@@ -10,7 +10,8 @@ matrix, converted to float32 exactly (``tensor.float()``), has ``z >= 16``, so i
 stored in ``1 + 7 - h`` tail bits plus its head code per entry and decodes to the same
 float32 matrix, whose ``.bfloat16()`` is the original bit for bit (no dtype attribute:
 the hub stays float32, the format simply finds the zero bits). ``from_dense`` picks
-``h`` in ``0 .. min(3, 23 - z)`` with the fewest stored bytes.
+``h`` in ``0 .. min(3, 23 - z)`` with the fewest stored bytes (or
+the one its ``head_bits`` argument forces).
 
 Byte layout (little-endian); ``w = 1 + 23 - h - z`` tail bits per entry:
 
