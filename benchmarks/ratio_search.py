@@ -52,11 +52,14 @@ def _prune(p: float, schedule: list[float], epochs: int, lr: float, wd: float,
 
 
 def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
-            schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2) -> list[dict]:
+            schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2,
+            after: int = 1) -> list[dict]:
+    """``tune`` epochs of fine-tuning after the last pruning stage, ``after`` after
+    sharing."""
     return [_prune(fc1, list(schedule), 1, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2}),
             {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4},
             {"method": method, "k": k},
-            {"method": "finetune", "epochs": 1, "lr": 1e-4, "weight_decay": 1e-4}]
+            {"method": "finetune", "epochs": after, "lr": 1e-4, "weight_decay": 1e-4}]
 
 
 def _lenet300(l1: float, l2: float, l3: float, k: int) -> list[dict]:
@@ -87,6 +90,8 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         "fc99-c70-uq16": _lenet5(99, 70, 80, "uq", 16, (60, 80, 90, 95, 98), 3),
         "fc99-c65-cws16": _lenet5(99, 65, 80, "cws", 16, (60, 80, 90, 95, 98), 4),
         "fc98.3-c80-cws16": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 4),
+        # lever 1 alone: the same allocation, twice the fine-tuning after pruning, 3x after
+        "fc98.3-c80-cws16-t8": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3),
     },
 }
 
@@ -121,7 +126,9 @@ def candidate(model_name: str, tag: str, recipe_list: list[dict], base, fit, val
     recipe = Recipe.from_list(recipe_list)
     if cache.exists() and path.exists():
         row = json.loads(cache.read_text())
-        if row.get("recipe") == recipe.to_list():  # re-encoded: the current layout's size
+        # compared as the current code parses it (a field added since, at its default,
+        # still matches); re-encoded: the current layout's size
+        if Recipe.from_list(row.get("recipe", [])).to_list() == recipe.to_list():
             cm = to_compact(to_dense(load(path)), "smallest", storage="auto")
             row["bytes"] = save(cm, path, zoo=(model_name, kwargs), pack=True)
             return row
