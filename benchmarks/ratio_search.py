@@ -54,16 +54,13 @@ def _prune(p: float, schedule: list[float], epochs: int, lr: float, wd: float,
 def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
             schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2,
             after: int = 1, distill: float = 0.0, bias: int | None = None,
-            conv1: float = 40) -> list[dict]:
-    """``tune`` epochs of fine-tuning after the last pruning stage, ``after`` after
-    sharing; ``distill`` > 0: every fine-tuning distils from the dense baseline with
-    that weight at temperature 4; ``bias``: the biases rounded to that many mantissa
-    bits after sharing (before its fine-tuning)."""
+            stage: int = 1) -> list[dict]:
+    """``stage`` epochs of fine-tuning between pruning stages, ``tune`` after the last
+    one, ``after`` after sharing; ``distill`` > 0: every fine-tuning distils from the
+    dense baseline with that weight at temperature 4; ``bias``: the biases rounded to
+    that many mantissa bits after sharing (before its fine-tuning)."""
     kd = {"distill": distill, "temperature": 4.0} if distill else {}
-    prune = _prune(fc1, list(schedule), 1, 1e-3, 1e-4,
-                   {**({"0": conv1} if conv1 else {}), "2": conv2, "7": fc2})
-    if not conv1:  # conv1 left dense
-        prune["layers"] = ["2", "5", "7"]
+    prune = _prune(fc1, list(schedule), stage, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2})
     prune["finetune"].update(kd)
     return [prune,
             {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4, **kd},
@@ -105,15 +102,17 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         # + knowledge distillation from the dense baseline (lever 1)
         "fc98.3-c80-cws16-t8-kd": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 8,
                                           3, distill=0.7),
-        # + biases rounded to 4 mantissa bits (lever 2: ~1.4 KB fewer)
-        # biases rounded to 4 mantissa bits (lever 2: ~1.4 KB fewer), spent on a gentler
-        # allocation (lever 3): conv1 dense, conv2 75%, fc1 98.25%
-        "c0-c75-fc98.25-b4": _lenet5(98.25, 75, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3,
-                                     bias=4, conv1=0),
-        # ECSQ instead of k-means: assignments of lower entropy, fewer bytes per weight
+        # biases rounded to 4 mantissa bits (lever 2: ~1.4 KB fewer) and ECSQ instead of
+        # k-means (assignments of lower entropy: ~1.3 KB fewer)
         "fc98.3-c80-ecsq16-b4": _lenet5(98.3, 80, 80, "ecsq", 16, (60, 80, 90, 95, 97), 8, 3,
                                         bias=4),
-        # the bytes on conv2 alone
+        # the ECSQ candidate's ~2.7 KB of headroom spent on fc1 (98%) and conv2 (75%)
+        "fc98-c75-ecsq16-b4": _lenet5(98, 75, 80, "ecsq", 16, (60, 80, 90, 95, 97), 8, 3,
+                                      bias=4),
+        # and twice the fine-tuning (2 epochs a stage, 16 after pruning, 5 after sharing)
+        "fc98-c75-ecsq16-b4-long": _lenet5(98, 75, 80, "ecsq", 16, (60, 80, 90, 95, 97), 16,
+                                           5, bias=4, stage=2),
+        # the biases' ~1.4 KB spent on conv2 alone (70%)
         "c40-c70-fc98.3-b4": _lenet5(98.3, 70, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3,
                                      bias=4),
     },
