@@ -112,6 +112,8 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         # and twice the fine-tuning (2 epochs a stage, 16 after pruning, 5 after sharing)
         "fc98-c75-ecsq16-b4-long": _lenet5(98, 75, 80, "ecsq", 16, (60, 80, 90, 95, 97), 16,
                                            5, bias=4, stage=2),
+        "fc98.3-c80-ecsq16-b4-long": _lenet5(98.3, 80, 80, "ecsq", 16, (60, 80, 90, 95, 97),
+                                             16, 5, bias=4, stage=2),
         # the biases' ~1.4 KB spent on conv2 alone (70%)
         "c40-c70-fc98.3-b4": _lenet5(98.3, 70, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3,
                                      bias=4),
