@@ -54,19 +54,21 @@ def _prune(p: float, schedule: list[float], epochs: int, lr: float, wd: float,
 def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
             schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2,
             after: int = 1, distill: float = 0.0, bias: int | None = None,
-            stage: int = 1) -> list[dict]:
+            stage: int = 1, seed: int = 0) -> list[dict]:
     """``stage`` epochs of fine-tuning between pruning stages, ``tune`` after the last
     one, ``after`` after sharing; ``distill`` > 0: every fine-tuning distils from the
     dense baseline with that weight at temperature 4; ``bias``: the biases rounded to
-    that many mantissa bits after sharing (before its fine-tuning)."""
-    kd = {"distill": distill, "temperature": 4.0} if distill else {}
+    that many mantissa bits after sharing (before its fine-tuning); ``seed``: of every
+    fine-tuning's shuffling."""
+    ft = {"distill": distill, "temperature": 4.0} if distill else {}
+    ft.update({"seed": seed} if seed else {})
     prune = _prune(fc1, list(schedule), stage, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2})
-    prune["finetune"].update(kd)
+    prune["finetune"].update(ft)
     return [prune,
-            {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4, **kd},
+            {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4, **ft},
             {"method": method, "k": k},
             *([{"method": "round_bias", "bits": bias}] if bias is not None else []),
-            {"method": "finetune", "epochs": after, "lr": 1e-4, "weight_decay": 1e-4, **kd}]
+            {"method": "finetune", "epochs": after, "lr": 1e-4, "weight_decay": 1e-4, **ft}]
 
 
 def _lenet300(l1: float, l2: float, l3: float, k: int) -> list[dict]:
@@ -112,8 +114,15 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         # and twice the fine-tuning (2 epochs a stage, 16 after pruning, 5 after sharing)
         "fc98-c75-ecsq16-b4-long": _lenet5(98, 75, 80, "ecsq", 16, (60, 80, 90, 95, 97), 16,
                                            5, bias=4, stage=2),
-        "fc98.3-c80-ecsq16-b4-long": _lenet5(98.3, 80, 80, "ecsq", 16, (60, 80, 90, 95, 97),
-                                             16, 5, bias=4, stage=2),
+        # the same recipe with another shuffling seed (the run-to-run spread)
+        "fc98.3-c80-ecsq16-b4-s1": _lenet5(98.3, 80, 80, "ecsq", 16, (60, 80, 90, 95, 97), 8,
+                                           3, bias=4, seed=1),
+        # the headroom spent on the classifier instead (fc2 50%)
+        "fc98.3-c80-f50-ecsq16-b4": _lenet5(98.3, 80, 50, "ecsq", 16, (60, 80, 90, 95, 97), 8,
+                                            3, bias=4),
+        # the rest of the headroom on fc2 (20%) and conv2 (75%)
+        "fc98.3-c75-f20-ecsq16-b4": _lenet5(98.3, 75, 20, "ecsq", 16, (60, 80, 90, 95, 97), 8,
+                                            3, bias=4),
         # the biases' ~1.4 KB spent on conv2 alone (70%)
         "c40-c70-fc98.3-b4": _lenet5(98.3, 70, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3,
                                      bias=4),
