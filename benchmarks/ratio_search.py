@@ -52,11 +52,23 @@ def _prune(p: float, schedule: list[float], epochs: int, lr: float, wd: float,
 
 
 def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
-            schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2) -> list[dict]:
-    return [_prune(fc1, list(schedule), 1, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2}),
-            {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4},
+            schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2,
+            after: int = 1, distill: float = 0.0, bias: int | None = None,
+            stage: int = 1, seed: int = 0) -> list[dict]:
+    """``stage`` epochs of fine-tuning between pruning stages, ``tune`` after the last
+    one, ``after`` after sharing; ``distill`` > 0: every fine-tuning distils from the
+    dense baseline with that weight at temperature 4; ``bias``: the biases rounded to
+    that many mantissa bits after sharing (before its fine-tuning); ``seed``: of every
+    fine-tuning's shuffling."""
+    ft = {"distill": distill, "temperature": 4.0} if distill else {}
+    ft.update({"seed": seed} if seed else {})
+    prune = _prune(fc1, list(schedule), stage, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2})
+    prune["finetune"].update(ft)
+    return [prune,
+            {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4, **ft},
             {"method": method, "k": k},
-            {"method": "finetune", "epochs": 1, "lr": 1e-4, "weight_decay": 1e-4}]
+            *([{"method": "round_bias", "bits": bias}] if bias is not None else []),
+            {"method": "finetune", "epochs": after, "lr": 1e-4, "weight_decay": 1e-4, **ft}]
 
 
 def _lenet300(l1: float, l2: float, l3: float, k: int) -> list[dict]:
@@ -87,6 +99,35 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         "fc99-c70-uq16": _lenet5(99, 70, 80, "uq", 16, (60, 80, 90, 95, 98), 3),
         "fc99-c65-cws16": _lenet5(99, 65, 80, "cws", 16, (60, 80, 90, 95, 98), 4),
         "fc98.3-c80-cws16": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 4),
+        # lever 1 alone: the same allocation, twice the fine-tuning after pruning, 3x after
+        "fc98.3-c80-cws16-t8": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3),
+        # + knowledge distillation from the dense baseline (lever 1)
+        "fc98.3-c80-cws16-t8-kd": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 8,
+                                          3, distill=0.7),
+        # biases rounded to 4 mantissa bits (lever 2: ~1.4 KB fewer) and ECSQ instead of
+        # k-means (assignments of lower entropy: ~1.3 KB fewer)
+        "fc98.3-c80-ecsq16-b4": _lenet5(98.3, 80, 80, "ecsq", 16, (60, 80, 90, 95, 97), 8, 3,
+                                        bias=4),
+        # the ECSQ candidate's ~2.7 KB of headroom spent on fc1 (98%) and conv2 (75%)
+        "fc98-c75-ecsq16-b4": _lenet5(98, 75, 80, "ecsq", 16, (60, 80, 90, 95, 97), 8, 3,
+                                      bias=4),
+        # and twice the fine-tuning (2 epochs a stage, 16 after pruning, 5 after sharing)
+        "fc98-c75-ecsq16-b4-long": _lenet5(98, 75, 80, "ecsq", 16, (60, 80, 90, 95, 97), 16,
+                                           5, bias=4, stage=2),
+        # the same recipe with another shuffling seed (the run-to-run spread; also below)
+        "fc98.3-c80-ecsq16-b4-s1": _lenet5(98.3, 80, 80, "ecsq", 16, (60, 80, 90, 95, 97), 8,
+                                           3, bias=4, seed=1),
+        # the headroom spent on the classifier instead (fc2 50%)
+        "fc98.3-c80-f50-ecsq16-b4": _lenet5(98.3, 80, 50, "ecsq", 16, (60, 80, 90, 95, 97), 8,
+                                            3, bias=4),
+        "fc98.3-c80-f50-ecsq16-b4-s1": _lenet5(98.3, 80, 50, "ecsq", 16, (60, 80, 90, 95, 97),
+                                               8, 3, bias=4, seed=1),
+        # the rest of the headroom on fc2 (20%) and conv2 (75%)
+        "fc98.3-c75-f20-ecsq16-b4": _lenet5(98.3, 75, 20, "ecsq", 16, (60, 80, 90, 95, 97), 8,
+                                            3, bias=4),
+        # the biases' ~1.4 KB spent on conv2 alone (70%)
+        "c40-c70-fc98.3-b4": _lenet5(98.3, 70, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3,
+                                     bias=4),
     },
 }
 
@@ -121,7 +162,9 @@ def candidate(model_name: str, tag: str, recipe_list: list[dict], base, fit, val
     recipe = Recipe.from_list(recipe_list)
     if cache.exists() and path.exists():
         row = json.loads(cache.read_text())
-        if row.get("recipe") == recipe.to_list():  # re-encoded: the current layout's size
+        # compared as the current code parses it (a field added since, at its default,
+        # still matches); re-encoded: the current layout's size
+        if Recipe.from_list(row.get("recipe", [])).to_list() == recipe.to_list():
             cm = to_compact(to_dense(load(path)), "smallest", storage="auto")
             row["bytes"] = save(cm, path, zoo=(model_name, kwargs), pack=True)
             return row

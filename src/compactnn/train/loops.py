@@ -22,6 +22,7 @@ history are those of one process.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
@@ -52,7 +53,9 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
         batch_size: int = 128, seed: int = 0, *, weight_decay: float = 0.0,
         lr_schedule: str = "cosine", val: Data | None = None,
         progress: bool = True, device: str | torch.device | None = None,
-        autocast: str | None = None, num_workers: int = 0) -> list[dict[str, float]]:
+        autocast: str | None = None, num_workers: int = 0,
+        teacher: nn.Module | None = None, distill: float = 0.5,
+        temperature: float = 4.0) -> list[dict[str, float]]:
     """Train ``model`` in place with Adam (AdamW when ``weight_decay`` > 0).
 
     Args:
@@ -68,6 +71,12 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
             its own device afterwards.
         autocast: ``"bf16"`` / ``"fp16"``: forward passes under ``torch.autocast``.
         num_workers: ``DataLoader`` workers for datasets that are not tensors.
+        teacher: if given (classification only), knowledge distillation from it
+            (Hinton et al.): the loss is ``(1 - distill)`` times the cross-entropy plus
+            ``distill * temperature**2`` times the KL divergence of the model's
+            ``softmax(logits / temperature)`` from the teacher's, whose logits come
+            from an eval-mode forward pass without gradients on the same batch; the
+            teacher is moved to the training device for the loop and back.
 
     Under ``torch.distributed`` every rank calls ``fit`` with the same arguments and
     trains its slice of each batch (module docstring); the model is the same on every
@@ -88,16 +97,25 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
                          f"{batch_size}, {lr}")
     if lr_schedule not in ("cosine", "constant"):
         raise ValueError(f"lr_schedule must be 'cosine' or 'constant', got {lr_schedule!r}")
+    if teacher is not None and not (0 <= distill <= 1 and temperature > 0):
+        raise ValueError(f"need 0 <= distill <= 1 and temperature > 0; got {distill}, "
+                         f"{temperature}")
     precision = autocast
     half = _dev.check_autocast(precision) == torch.float16
     check_data(train)
-    loss_fn = _loss_fn(task_of(train))
+    task = task_of(train)
+    if teacher is not None and task != "classification":
+        raise ValueError("distillation from a teacher needs classification targets")
+    loss_fn = _loss_fn(task)
+    if teacher is not None:
+        loss_fn = _distilled(loss_fn, teacher, distill, temperature)
     steps_per_epoch = batch_count(train, batch_size)
     if steps_per_epoch is None and lr_schedule == "cosine" and epochs:
         raise ValueError("the cosine schedule needs data with a length; pass "
                          "lr_schedule='constant' for an IterableDataset")
     rank, world = ddp.ranks()
-    with _dev.on_device(model, device) as dev:
+    with _dev.on_device(model, device) as dev, (
+            _dev.on_device(teacher, dev) if teacher is not None else contextlib.nullcontext()):
         params = [p for p in model.parameters() if p.requires_grad]
         opt = (torch.optim.AdamW(params, lr, weight_decay=weight_decay) if weight_decay
                else torch.optim.Adam(params, lr))
@@ -122,7 +140,8 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
                     xb, yb, weight = ddp.share(xb, yb, rank, world)
                 xb, yb = xb.to(dev, non_blocking=True), yb.to(dev, non_blocking=True)
                 with _dev.autocast(dev, precision), rebuild_marked():
-                    loss = loss_fn(net(xb).float(), yb)
+                    loss = (loss_fn(net(xb).float(), yb, xb) if teacher is not None
+                            else loss_fn(net(xb).float(), yb))
                 opt.zero_grad(set_to_none=True)
                 scaler.scale(loss * weight).backward()
                 scaler.step(opt)
@@ -145,6 +164,21 @@ def fit(model: nn.Module, train: Data, epochs: int = 1, lr: float = 1e-3,
             history.append(record)
         model.train(was_training)
     return history
+
+
+def _distilled(hard, teacher: nn.Module, distill: float, temperature: float):
+    """The distillation loss ``(logits, targets, inputs) -> loss`` of ``fit``."""
+
+    def loss(logits: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        was_training = teacher.training
+        teacher.eval()
+        with torch.no_grad():
+            soft = F.softmax(teacher(x).float() / temperature, dim=1)
+        teacher.train(was_training)
+        kl = F.kl_div(F.log_softmax(logits / temperature, dim=1), soft, reduction="batchmean")
+        return (1 - distill) * hard(logits, y) + distill * temperature ** 2 * kl
+
+    return loss
 
 
 @torch.no_grad()

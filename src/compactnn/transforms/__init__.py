@@ -50,7 +50,17 @@ from compactnn.transforms.recipe import Recipe, Step, load_recipe
 from compactnn.transforms.registry import METHODS, register_step, step_type
 from compactnn.transforms.report import CompressionReport, LayerStats, layer_report
 from compactnn.transforms.sharing import share_layers_
-from compactnn.transforms.steps import CWS, ECSQ, MPD, PWS, UQ, FineTune, Permute, Prune
+from compactnn.transforms.steps import (
+    CWS,
+    ECSQ,
+    MPD,
+    PWS,
+    UQ,
+    FineTune,
+    Permute,
+    Prune,
+    RoundBias,
+)
 
 MPDConfig = MPD  # the old name of the MPD config (one class)
 PermuteConfig = Permute  # the old name of the permute config (one class)
@@ -59,7 +69,7 @@ __all__ = [
     "RecipeError", "compress_", "prune_", "share_weights_", "mpd_", "permute_",
     "Recipe", "Step", "load_recipe", "check_recipe", "METHODS", "register_step", "step_type",
     "CompressionReport", "LayerStats", "layer_report",
-    "MPD", "Permute", "Prune", "CWS", "PWS", "UQ", "ECSQ", "FineTune", "MPDConfig",
+    "MPD", "Permute", "Prune", "CWS", "PWS", "UQ", "ECSQ", "FineTune", "RoundBias", "MPDConfig",
     "PermuteConfig",
     "Masked", "bake_", "layers_of", "magnitude_masks", "prune_layers_",
     "Quantized", "SharedWeights", "share_layers_",

@@ -11,6 +11,7 @@ and ``bake=False``: the constraints stay in force, so training afterwards
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Sequence
 
@@ -25,7 +26,7 @@ from compactnn.transforms.prune import bake_, layers_of
 from compactnn.transforms.recipe import Recipe, Step
 from compactnn.transforms.registry import Run, step_type
 from compactnn.transforms.report import CompressionReport, layer_report
-from compactnn.transforms.steps import MPD, Permute, Prune, Sharing
+from compactnn.transforms.steps import MPD, FineTune, Permute, Prune, Sharing
 
 __all__ = ["compress_", "prune_", "share_weights_", "mpd_", "permute_"]
 
@@ -75,7 +76,8 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
     except ValueError as exc:
         raise RecipeError(str(exc)) from None
     order = list(layers_of(model))
-    run = Run(model, train_data, progress, device, autocast, num_workers)
+    run = Run(model, train_data, progress, device, autocast, num_workers,
+              _teacher(model) if any(_distills(step.config) for step, _ in plan) else None)
     touched: list[str] = []
     history = []
     for i, (step, names) in enumerate(plan):
@@ -91,6 +93,20 @@ def compress_(model: nn.Module, recipe: Recipe | Sequence | str | os.PathLike,
     touched.sort(key=order.index)
     report = layer_report(model, touched)
     return CompressionReport(report.layers, tuple(history))
+
+
+def _distills(config) -> bool:
+    """Whether a step's fine-tuning (its own, or a ``prune`` step's) distills."""
+    return any(isinstance(c, FineTune) and c.distill > 0
+               for c in (config, getattr(config, "finetune", None)))
+
+
+def _teacher(model: nn.Module) -> nn.Module:
+    """A frozen copy of ``model`` as it is now (the distillation teacher)."""
+    teacher = copy.deepcopy(model).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
 
 
 _LAYER_LEVEL = {"prune_": "prune_layers_(layers, p)",

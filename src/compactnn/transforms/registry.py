@@ -51,7 +51,9 @@ class Run:
     where forward passes and solves run: ``device`` (``None``: where the model is; the
     model is moved there for a pass and back, so it stays on its own device between
     steps), ``autocast`` (``"bf16"``, ``"fp16"`` or None) for the forward passes and
-    ``num_workers`` (``DataLoader`` workers while fine-tuning)."""
+    ``num_workers`` (``DataLoader`` workers while fine-tuning); ``teacher``: a frozen
+    copy of the model as ``compress_`` received it, kept when a step distills from it
+    (``FineTune.distill``), else None."""
 
     model: nn.Module
     train_data: Any
@@ -59,6 +61,7 @@ class Run:
     device: Any = None
     autocast: str | None = None
     num_workers: int = 0
+    teacher: nn.Module | None = None
 
     @property
     def layers(self) -> dict[str, nn.Module]:

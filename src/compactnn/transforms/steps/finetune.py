@@ -1,5 +1,6 @@
 """The ``finetune`` step: constraint-keeping fine-tuning of the whole model with
-``compactnn.train.fit`` (Adam, cosine learning rate)."""
+``compactnn.train.fit`` (Adam, cosine learning rate), optionally distilled from the
+model as the recipe received it (``distill`` > 0: soft targets at ``temperature``)."""
 
 from __future__ import annotations
 
@@ -16,13 +17,19 @@ __all__ = ["FineTune", "finetune"]
 
 @dataclass(frozen=True)
 class FineTune:
-    """Constraint-keeping fine-tuning with ``compactnn.train.fit`` (Adam, cosine lr)."""
+    """Constraint-keeping fine-tuning with ``compactnn.train.fit`` (Adam, cosine lr).
+
+    ``distill`` > 0 (classification): knowledge distillation with that weight on the
+    soft targets at ``temperature`` (``fit``'s ``teacher``), the teacher being the model
+    as ``compress_`` received it, before any step (``Run.teacher``)."""
 
     epochs: int = 1
     lr: float = 1e-4
     batch_size: int = 128
     seed: int = 0
     weight_decay: float = 0.0
+    distill: float = 0.0
+    temperature: float = 4.0
     method: ClassVar[str] = "finetune"
 
     def __post_init__(self) -> None:
@@ -31,16 +38,27 @@ class FineTune:
         v.integer("finetune seed", self.seed, 0, error=RecipeError)
         v.positive("finetune lr", self.lr, error=RecipeError)
         v.positive("finetune weight_decay", self.weight_decay, zero=True, error=RecipeError)
+        v.number("finetune distill", self.distill, 0, 1, error=RecipeError)
+        v.positive("finetune temperature", self.temperature, error=RecipeError)
 
 
 def finetune(config: FineTune, run: Run) -> None:
     """Fine-tune ``run.model`` on ``run.train_data`` as ``config`` says, on
     ``run.device`` under ``run.autocast``."""
+    teacher = None
+    if config.distill:
+        if run.teacher is None:
+            raise RecipeError("finetune distill needs the teacher compress_ keeps "
+                              "(Run.teacher)")
+        teacher = run.teacher
     fit(run.model, run.train_data, config.epochs, config.lr, config.batch_size, config.seed,
         weight_decay=config.weight_decay, progress=run.progress, device=run.device,
-        autocast=run.autocast, num_workers=run.num_workers)
+        autocast=run.autocast, num_workers=run.num_workers, teacher=teacher,
+        distill=config.distill, temperature=config.temperature)
 
 
 register_step(FineTune, handler=lambda run, step, names: finetune(step.config, run),
-              describe=lambda c: f"finetune {c.epochs} epoch(s)",
+              describe=lambda c: f"finetune {c.epochs} epoch(s)"
+                                 + (f", distilled ({c.distill:g} at T={c.temperature:g})"
+                                    if c.distill else ""),
               needs_data=lambda step: "fine-tunes", whole_model=True)
