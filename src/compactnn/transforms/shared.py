@@ -22,7 +22,7 @@ from torch import nn
 from compactnn.train.recompute import rebuildable
 from compactnn.transforms.prune import Constraint
 
-__all__ = ["SharedWeights", "TILE", "index_dtype"]
+__all__ = ["RowScaledWeights", "SharedWeights", "TILE", "index_dtype"]
 
 TILE = 1 << 16
 """Weights per tile: the int32 indices of one tile (256 KiB) exist at a time."""
@@ -94,3 +94,25 @@ class SharedWeights(Constraint):
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.new_empty(0)
+
+
+class RowScaledWeights(SharedWeights):
+    """Parametrization ``weight = scale[:, None] * codebook[assign]``: weight sharing of
+    the rows after dividing each by its own scale (one float32 per row), as the word
+    embeddings of a transformer want (their rows' spreads differ by token frequency).
+
+    ``codebook`` and ``scale`` ``(rows,)`` are learnable ``nn.Parameter``s; the product is
+    one float32 multiply per entry, so a store of ``scale``, ``codebook`` and the codes
+    rebuilds the weight bit for bit (``compactnn.zoo.PackedEmbedding``). 2-D weights only.
+    """
+
+    def __init__(self, codebook: nn.Parameter, assign: torch.Tensor, scale: nn.Parameter
+                 ) -> None:
+        if assign.dim() != 2 or scale.shape != assign.shape[:1]:
+            raise ValueError(f"scale {tuple(scale.shape)} does not fit a 2-D assignment "
+                             f"{tuple(assign.shape)}")
+        super().__init__(codebook, assign)
+        self.scale = scale
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return self.scale.unsqueeze(1) * _Gather.apply(self.codebook, self.assign)

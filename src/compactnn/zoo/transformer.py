@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from compactnn._validate import integer, is_int
 from compactnn.zoo.packed_embedding import PackedEmbedding
@@ -61,7 +62,7 @@ __all__ = [
     "is_model_name", "bundled_hf_config",
     "load_sentence_transformer",
     "load_minilm", "minilm", "make_tokenizer", "tokenize", "encode", "word_embeddings",
-    "pack_embeddings_", "check_kwargs",
+    "pack_embeddings_", "share_embeddings_", "check_kwargs",
 ]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -193,7 +194,7 @@ def make_tokenizer(vocab: str, do_lower_case: bool = True, strip_accents: bool |
 
 
 def check_kwargs(hf_config: Any, max_seq_length: Any, vocab_bytes: Any,
-                  word_embedding_values: Any) -> None:
+                  word_embedding_values: Any, word_embedding_scaled: Any = False) -> None:
     """Raise ``ValueError`` unless these are valid :class:`SentenceEncoder` arguments
     (also what :func:`compactnn.zoo.adapters.minilm_shapes` checks before building)."""
     if not isinstance(hf_config, dict) or hf_config.get("model_type") != "bert":
@@ -205,6 +206,11 @@ def check_kwargs(hf_config: Any, max_seq_length: Any, vocab_bytes: Any,
                                                         numpy=False):
         raise ValueError("word_embedding_values must be None or an integer in [1, 256], got "
                          f"{word_embedding_values!r}")
+    if not isinstance(word_embedding_scaled, bool):
+        raise ValueError(f"word_embedding_scaled must be true or false, got "
+                         f"{word_embedding_scaled!r}")
+    if word_embedding_scaled and word_embedding_values is None:
+        raise ValueError("word_embedding_scaled needs word_embedding_values (a packed table)")
 
 
 class SentenceEncoder(nn.Module):
@@ -223,15 +229,19 @@ class SentenceEncoder(nn.Module):
         do_lower_case, strip_accents, tokenize_chinese_chars: tokenizer settings.
         word_embedding_values: ``None`` for a plain ``nn.Embedding`` word-embedding
             table, else the codebook size of a :class:`PackedEmbedding`.
+        word_embedding_scaled: the packed table has one scale per row
+            (``PackedEmbedding(row_scaled=True)``); in the zoo spec only when true.
     """
 
     def __init__(self, hf_config: dict[str, Any] | None = None, *, max_seq_length: int = 256,
                  vocab_bytes: int = 0, do_lower_case: bool = True,
                  strip_accents: bool | None = None, tokenize_chinese_chars: bool = True,
-                 word_embedding_values: int | None = None) -> None:
+                 word_embedding_values: int | None = None,
+                 word_embedding_scaled: bool = False) -> None:
         super().__init__()
         hf_config = bundled_hf_config() if hf_config is None else hf_config
-        check_kwargs(hf_config, max_seq_length, vocab_bytes, word_embedding_values)
+        check_kwargs(hf_config, max_seq_length, vocab_bytes, word_embedding_values,
+                     word_embedding_scaled)
         tf = _transformers()
         config = tf.BertConfig(**hf_config)
         config._attn_implementation = "sdpa"
@@ -246,15 +256,20 @@ class SentenceEncoder(nn.Module):
         if word_embedding_values is not None:
             emb = self.bert.embeddings.word_embeddings
             self._set_word_embeddings(PackedEmbedding(
-                emb.num_embeddings, emb.embedding_dim, word_embedding_values, emb.padding_idx))
+                emb.num_embeddings, emb.embedding_dim, word_embedding_values, emb.padding_idx,
+                word_embedding_scaled))
         self._tokenizer = None
         self.register_load_state_dict_post_hook(_forget_tokenizer)
         self.eval()
 
     def _set_word_embeddings(self, module: nn.Module) -> None:
         self.bert.embeddings.word_embeddings = module
-        values = module.codebook.numel() if isinstance(module, PackedEmbedding) else None
-        self.zoo_spec["kwargs"]["word_embedding_values"] = values
+        packed = isinstance(module, PackedEmbedding)
+        kwargs = self.zoo_spec["kwargs"]
+        kwargs["word_embedding_values"] = module.codebook.numel() if packed else None
+        kwargs.pop("word_embedding_scaled", None)  # only there when true: older files' spec
+        if packed and module.row_scaled:
+            kwargs["word_embedding_scaled"] = True
 
     @property
     def hidden_size(self) -> int:
@@ -355,14 +370,56 @@ def pack_embeddings_(model: SentenceEncoder) -> PackedEmbedding:
     constraints are baked first) by a :class:`PackedEmbedding`, in place; the model's
     ``zoo_spec`` follows, so a saved file rebuilds it."""
     from compactnn.transforms import bake_
+    from compactnn.transforms.prune import constraint_of
+    from compactnn.transforms.shared import RowScaledWeights
 
     emb = model.bert.embeddings.word_embeddings
     if isinstance(emb, PackedEmbedding):
         return emb
-    bake_([emb])
-    packed = PackedEmbedding.from_weight(emb.weight, emb.padding_idx)
+    con = constraint_of(emb)
+    if isinstance(con, RowScaledWeights):  # the unscaled table and its scales
+        with torch.no_grad():
+            book = torch.cat([con.codebook.new_zeros(1), con.codebook.detach()])
+            packed = PackedEmbedding.from_weight(book[con.assign.long() + 1], emb.padding_idx,
+                                                 scale=con.scale.detach())
+    else:
+        bake_([emb])
+        packed = PackedEmbedding.from_weight(emb.weight, emb.padding_idx)
     model._set_word_embeddings(packed)
     return packed
+
+
+@torch.no_grad()
+def share_embeddings_(model: SentenceEncoder, k: int, row_scaled: bool = False) -> None:
+    """Weight-share the word-embedding table in place (CWS: 1-D k-means with ``k``
+    values; the codebook stays learnable). With ``row_scaled``, each row is divided by
+    its standard deviation first and the table becomes ``scale[r] * codebook[code]``
+    (:class:`compactnn.transforms.shared.RowScaledWeights`, scales learnable too): the
+    rows of frequent and rare tokens spread differently, and one codebook for the
+    normalised rows fits them all better at the same code length."""
+    import functools
+
+    from compactnn.transforms import kmeans_1d, share_layers_
+    from compactnn.transforms.shared import RowScaledWeights, index_dtype
+
+    layers = word_embeddings(model)
+    if not row_scaled:
+        share_layers_(layers, functools.partial(kmeans_1d, k=k))
+        return
+    emb = layers[_WORD]
+    if parametrize.is_parametrized(emb, "weight"):
+        raise ValueError("the word embeddings are already constrained")
+    W = emb.weight.detach().to(torch.float32)
+    scale = W.std(dim=1)
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    unit = (W / scale.unsqueeze(1)).to(torch.float64)
+    nonzero = unit != 0
+    q = kmeans_1d(unit[nonzero].numpy(), k)
+    assign = torch.full(W.shape, -1, dtype=index_dtype(q.codebook.size))
+    assign[nonzero] = torch.from_numpy(q.assign).to(assign.dtype)
+    book = nn.Parameter(torch.from_numpy(q.codebook.astype(np.float32)))
+    parametrize.register_parametrization(
+        emb, "weight", RowScaledWeights(book, assign, nn.Parameter(scale.clone())))
 
 
 def tokenize(model: SentenceEncoder, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
