@@ -338,6 +338,30 @@ def test_compress_minilm_with_gptq_calibration(model, tiny):
     assert len(report.layers) == len(layers_of(tiny))
 
 
+def test_compress_minilm_packs_row_scaled_embeddings_after_baking(model, tiny):
+    """compress_ bakes the table: the row scales still reach the packed table, and a
+    table that is not the given sharing is refused."""
+    train = generate_sentences(32, seed=4)
+    teacher = T.encode(tiny, train)
+    with pytest.raises(ValueError, match="needs embedding_k"):
+        D.compress_minilm_(tiny, [], train, teacher=teacher, embedding_scaled=True)
+    D.compress_minilm_(tiny, [{"method": "cws", "k": 4},
+                              {"method": "finetune", "epochs": 1, "lr": 1e-3,
+                               "batch_size": 16}], train, teacher=teacher, embedding_k=5,
+                       embedding_scaled=True)
+    emb = tiny.bert.embeddings.word_embeddings
+    assert isinstance(emb, T.PackedEmbedding) and emb.row_scaled
+    assert emb.codebook.numel() <= 6 and emb.bits == 3
+    other = T.SentenceEncoder(tiny.zoo_spec["kwargs"]["hf_config"], max_seq_length=64,
+                              vocab_bytes=tiny.vocab.numel())
+    rows = T.share_embeddings_(other, 4, row_scaled=True)
+    bake_([other.bert.embeddings.word_embeddings])
+    with torch.no_grad():
+        other.bert.embeddings.word_embeddings.weight[3, 0] += 1
+    with pytest.raises(ValueError, match="not the row-scaled sharing"):
+        T.pack_embeddings_(other, rows)
+
+
 def test_hidden_and_relational_terms_are_the_extra_column(model, tiny):
     teacher = tiny
     student = T.SentenceEncoder(tiny.zoo_spec["kwargs"]["hf_config"], max_seq_length=64,

@@ -217,9 +217,9 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
                               relational=relational)
     data = distillation_dataset(model, sentences, targets, view.extra_terms)
     if embedding_k is not None:
-        share_embeddings_(model, embedding_k, embedding_scaled)
+        shared = share_embeddings_(model, embedding_k, embedding_scaled)
     report = compress_(view, recipe, data, progress=progress, device=device,
                        autocast=autocast)
     if embedding_k is not None:
-        pack_embeddings_(model)
+        pack_embeddings_(model, shared if embedding_scaled else None)
     return report

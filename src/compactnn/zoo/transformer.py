@@ -45,7 +45,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -54,6 +54,9 @@ from torch.nn.utils import parametrize
 
 from compactnn._validate import integer, is_int
 from compactnn.zoo.packed_embedding import PackedEmbedding
+
+if TYPE_CHECKING:
+    from compactnn.transforms.shared import RowScaledWeights, SharedWeights
 
 __all__ = [
     "MODEL_NAME", "MODEL_ALIASES", "ZOO_NAME", "MIXED_SHARING", "ModelUnavailableError",
@@ -365,10 +368,16 @@ def word_embeddings(model: SentenceEncoder) -> dict[str, nn.Module]:
     return {_WORD: model.bert.embeddings.word_embeddings}
 
 
-def pack_embeddings_(model: SentenceEncoder) -> PackedEmbedding:
+def pack_embeddings_(model: SentenceEncoder, rows: RowScaledWeights | None = None
+                     ) -> PackedEmbedding:
     """Replace the word-embedding table (weight-shared: at most 256 distinct values;
     constraints are baked first) by a :class:`PackedEmbedding`, in place; the model's
-    ``zoo_spec`` follows, so a saved file rebuilds it."""
+    ``zoo_spec`` follows, so a saved file rebuilds it.
+
+    A row-scaled table (:func:`share_embeddings_` with ``row_scaled``) packs as its codes
+    and scales, from its parametrization or, once baked (``compress_`` bakes), from
+    ``rows``, the parametrization :func:`share_embeddings_` returned; the baked table
+    must then equal ``rows``' product bit for bit (``ValueError`` otherwise)."""
     from compactnn.transforms import bake_
     from compactnn.transforms.prune import constraint_of
     from compactnn.transforms.shared import RowScaledWeights
@@ -377,36 +386,43 @@ def pack_embeddings_(model: SentenceEncoder) -> PackedEmbedding:
     if isinstance(emb, PackedEmbedding):
         return emb
     con = constraint_of(emb)
-    if isinstance(con, RowScaledWeights):  # the unscaled table and its scales
-        with torch.no_grad():
-            book = torch.cat([con.codebook.new_zeros(1), con.codebook.detach()])
-            packed = PackedEmbedding.from_weight(book[con.assign.long() + 1], emb.padding_idx,
-                                                 scale=con.scale.detach())
-    else:
+    rows = con if isinstance(con, RowScaledWeights) else rows
+    if rows is None:
         bake_([emb])
         packed = PackedEmbedding.from_weight(emb.weight, emb.padding_idx)
+    else:
+        with torch.no_grad():
+            book = torch.cat([rows.codebook.new_zeros(1), rows.codebook.detach()])
+            unscaled = book[rows.assign.long() + 1]
+            packed = PackedEmbedding.from_weight(unscaled, emb.padding_idx,
+                                                 scale=rows.scale.detach())
+            if con is None and not torch.equal(packed.weight.view(torch.int32),
+                                               emb.weight.detach().view(torch.int32)):
+                raise ValueError("the embedding table is not the row-scaled sharing given")
     model._set_word_embeddings(packed)
     return packed
 
 
 @torch.no_grad()
-def share_embeddings_(model: SentenceEncoder, k: int, row_scaled: bool = False) -> None:
+def share_embeddings_(model: SentenceEncoder, k: int, row_scaled: bool = False
+                      ) -> SharedWeights:
     """Weight-share the word-embedding table in place (CWS: 1-D k-means with ``k``
     values; the codebook stays learnable). With ``row_scaled``, each row is divided by
     its standard deviation first and the table becomes ``scale[r] * codebook[code]``
     (:class:`compactnn.transforms.shared.RowScaledWeights`, scales learnable too): the
     rows of frequent and rare tokens spread differently, and one codebook for the
-    normalised rows fits them all better at the same code length."""
+    normalised rows fits them all better at the same code length. Returns the
+    parametrization (pass a row-scaled one to :func:`pack_embeddings_` after baking)."""
     import functools
 
     from compactnn.transforms import kmeans_1d, share_layers_
     from compactnn.transforms.shared import RowScaledWeights, index_dtype
 
     layers = word_embeddings(model)
+    emb = layers[_WORD]
     if not row_scaled:
         share_layers_(layers, functools.partial(kmeans_1d, k=k))
-        return
-    emb = layers[_WORD]
+        return emb.parametrizations.weight[0]
     if parametrize.is_parametrized(emb, "weight"):
         raise ValueError("the word embeddings are already constrained")
     W = emb.weight.detach().to(torch.float32)
@@ -418,8 +434,9 @@ def share_embeddings_(model: SentenceEncoder, k: int, row_scaled: bool = False) 
     assign = torch.full(W.shape, -1, dtype=index_dtype(q.codebook.size))
     assign[nonzero] = torch.from_numpy(q.assign).to(assign.dtype)
     book = nn.Parameter(torch.from_numpy(q.codebook.astype(np.float32)))
-    parametrize.register_parametrization(
-        emb, "weight", RowScaledWeights(book, assign, nn.Parameter(scale.clone())))
+    con = RowScaledWeights(book, assign, nn.Parameter(scale.clone()))
+    parametrize.register_parametrization(emb, "weight", con)
+    return con
 
 
 def tokenize(model: SentenceEncoder, sentences: Sequence[str]) -> dict[str, torch.Tensor]:
