@@ -386,9 +386,11 @@ def pack_embeddings_(model: SentenceEncoder, rows: RowScaledWeights | None = Non
     if isinstance(emb, PackedEmbedding):
         return emb
     con = constraint_of(emb)
-    rows = con if isinstance(con, RowScaledWeights) else rows
-    if rows is None:
+    given = not isinstance(con, RowScaledWeights)
+    if given:
         bake_([emb])
+    rows = rows if given else con
+    if rows is None:
         packed = PackedEmbedding.from_weight(emb.weight, emb.padding_idx)
     else:
         with torch.no_grad():
@@ -396,8 +398,8 @@ def pack_embeddings_(model: SentenceEncoder, rows: RowScaledWeights | None = Non
             unscaled = book[rows.assign.long() + 1]
             packed = PackedEmbedding.from_weight(unscaled, emb.padding_idx,
                                                  scale=rows.scale.detach())
-            if con is None and not torch.equal(packed.weight.view(torch.int32),
-                                               emb.weight.detach().view(torch.int32)):
+            if given and not torch.equal(packed.weight.view(torch.int32),
+                                         emb.weight.detach().view(torch.int32)):
                 raise ValueError("the embedding table is not the row-scaled sharing given")
     model._set_word_embeddings(packed)
     return packed
