@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     text = (f"Original `model.safetensors`: {original:,} bytes; Linear weights: 36 layers, "
             f"{rows[0]['weights']:,} weights; word embeddings shared with "
             f"k={args.embedding_k} and packed (one codebook; points ending in `{ROWS}`: "
-            "each row divided by its standard deviation first, one float32 scale per row). "
+            "each row divided by its standard deviation first, one float16 scale per row). "
             f"Calibration ({args.calibrate} samples unless "
             "the point names another) and distillation (Adam, cosine decay from "
             f"{args.lr:g}, batch 32; loss: embedding error + h x token-state error + r x "

@@ -29,8 +29,8 @@ class PackedEmbedding(nn.Module):
     bits each, most significant bit first, zero-padded to a multiple of 8 codes (so
     every 8 codes fill exactly ``bits`` bytes). A lookup gathers the requested rows and
     decodes only those, 8 codes per 64-bit word (bit-exactly the shared weights).
-    With ``row_scaled=True`` a buffer ``scale`` float32 ``(num_embeddings,)`` multiplies
-    each decoded row (``scale[r] * codebook[code]``, one float32 multiply: bit-exactly
+    With ``row_scaled=True`` a buffer ``scale`` float16 ``(num_embeddings,)`` multiplies
+    each decoded row (``float(scale[r]) * codebook[code]``, one float32 multiply: bit-exactly
     :class:`compactnn.transforms.shared.RowScaledWeights`). Inference only: no gradient
     reaches the codebook.
 
@@ -58,7 +58,7 @@ class PackedEmbedding(nn.Module):
             num_embeddings, -(-embedding_dim // 8) * b, dtype=torch.uint8))
         self.row_scaled = bool(row_scaled)
         if self.row_scaled:
-            self.register_buffer("scale", torch.ones(num_embeddings, dtype=torch.float32))
+            self.register_buffer("scale", torch.ones(num_embeddings, dtype=torch.float16))
         self.register_buffer("_byte_shift", torch.arange(8 * (b - 1), -1, -8),
                              persistent=False)
         self.register_buffer("_code_shift", torch.arange(7 * b, -1, -b), persistent=False)
@@ -67,9 +67,9 @@ class PackedEmbedding(nn.Module):
     def from_weight(cls, weight: torch.Tensor, padding_idx: int | None = None,
                     scale: torch.Tensor | None = None) -> PackedEmbedding:
         """Pack a ``(num_embeddings, dim)`` float32 table with at most 256 distinct values
-        (compared by bit pattern, so the lookup is bit-exact); with ``scale``
+        (compared by bit pattern, so the lookup is bit-exact); with ``scale``, float16
         ``(num_embeddings,)``, the table is the unscaled one and the lookups return
-        ``scale[r] * weight[r]``."""
+        ``float(scale[r]) * weight[r]``."""
         from compactnn.coding import frequency_codebook
 
         W = weight.detach().cpu().to(torch.float32).numpy()
@@ -78,10 +78,11 @@ class PackedEmbedding(nn.Module):
         if not np.isfinite(W).all():
             raise ValueError("the embedding table holds NaN or Inf")
         if scale is not None:
-            scale = scale.detach().cpu().to(torch.float32)
-            if scale.shape != W.shape[:1] or not torch.isfinite(scale).all():
-                raise ValueError(f"scale must be {W.shape[0]} finite values, got shape "
-                                 f"{tuple(scale.shape)}")
+            if (scale.dtype != torch.float16 or scale.shape != W.shape[:1]
+                    or not torch.isfinite(scale).all()):
+                raise ValueError(f"scale must be {W.shape[0]} finite float16 values, got "
+                                 f"{scale.dtype}{list(scale.shape)}")
+            scale = scale.detach().cpu()
         omega, sym, _ = frequency_codebook(W)
         if omega.size > 256:
             raise ValueError(f"the embedding table has {omega.size} distinct values; share "
@@ -100,7 +101,7 @@ class PackedEmbedding(nn.Module):
     @property
     def nbytes(self) -> int:
         """Bytes of the codebook, the packed codes and the row scales."""
-        scales = self.scale.numel() * 4 if self.row_scaled else 0
+        scales = self.scale.numel() * 2 if self.row_scaled else 0
         return self.codebook.numel() * 4 + self.codes.numel() + scales
 
     def _indices(self, rows: torch.Tensor) -> torch.Tensor:
@@ -113,21 +114,21 @@ class PackedEmbedding(nn.Module):
 
     def _decode(self, rows: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
         out = self.codebook[self._indices(rows)[..., :self.embedding_dim]]
-        return out if scale is None else scale.unsqueeze(-1) * out
+        return out if scale is None else scale.to(torch.float32).unsqueeze(-1) * out
 
     def check_state(self) -> None:
         """Validate the stored buffers (``load`` and ``save`` call this): the
         ``packed_codes`` format's ``check()`` (``compactnn.formats.packed_codes``: a
         finite float32 codebook of distinct bit patterns, uint8 codes of the declared
         shape, every code below the codebook size, every padding code 0) and, when
-        row-scaled, finite float32 scales, one per row. Raises ``ValueError`` naming the
+        row-scaled, finite float16 scales, one per row. Raises ``ValueError`` naming the
         first problem, before any lookup can index out of range."""
         from compactnn.formats import get
 
-        if self.row_scaled and (self.scale.dtype != torch.float32
+        if self.row_scaled and (self.scale.dtype != torch.float16
                                 or self.scale.shape != (self.num_embeddings,)
                                 or not torch.isfinite(self.scale).all()):
-            raise ValueError(f"scale must be {self.num_embeddings} finite float32 values")
+            raise ValueError(f"scale must be {self.num_embeddings} finite float16 values")
 
         get("packed_codes").from_buffers(
             {"codebook": self.codebook.detach().cpu().numpy(),

@@ -397,7 +397,7 @@ def pack_embeddings_(model: SentenceEncoder, rows: RowScaledWeights | None = Non
             book = torch.cat([rows.codebook.new_zeros(1), rows.codebook.detach()])
             unscaled = book[rows.assign.long() + 1]
             packed = PackedEmbedding.from_weight(unscaled, emb.padding_idx,
-                                                 scale=rows.scale.detach())
+                                                 scale=rows.stored_scale)
             if given and not torch.equal(packed.weight.view(torch.int32),
                                          emb.weight.detach().view(torch.int32)):
                 raise ValueError("the embedding table is not the row-scaled sharing given")
@@ -411,6 +411,7 @@ def share_embeddings_(model: SentenceEncoder, k: int, row_scaled: bool = False
     """Weight-share the word-embedding table in place (CWS: 1-D k-means with ``k``
     values; the codebook stays learnable). With ``row_scaled``, each row is divided by
     its standard deviation first and the table becomes ``scale[r] * codebook[code]``
+    (scales stored as float16)
     (:class:`compactnn.transforms.shared.RowScaledWeights`, scales learnable too): the
     rows of frequent and rare tokens spread differently, and one codebook for the
     normalised rows fits them all better at the same code length. Returns the
@@ -428,8 +429,9 @@ def share_embeddings_(model: SentenceEncoder, k: int, row_scaled: bool = False
     if parametrize.is_parametrized(emb, "weight"):
         raise ValueError("the word embeddings are already constrained")
     W = emb.weight.detach().to(torch.float32)
-    scale = W.std(dim=1)
-    scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+    scale = W.std(dim=1)  # in float16's normal range: scales are stored as float16
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).clamp(2.0 ** -14, 6e4)
+    scale = scale.to(torch.float16).to(torch.float32)
     unit = (W / scale.unsqueeze(1)).to(torch.float64)
     nonzero = unit != 0
     q = kmeans_1d(unit[nonzero].numpy(), k)
