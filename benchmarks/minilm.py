@@ -25,9 +25,12 @@ A point is ``prune:k[:epochs[:samples[:calibrate]]]``:
   SparseGPT), ``2of4`` / ``2of4w`` / ``2of4s`` (the 2:4 pattern by magnitude / Wanda /
   SparseGPT); data-aware pruning calibrates on ``--calibrate`` samples;
 - k: an integer (every layer), ``mix`` (8/16/12 for query+key / value+attention output /
-  feed-forward) or ``mix4`` (4/8/4), suffixed ``g`` for GPTQ assignments;
+  feed-forward), ``mix4`` (4/8/4) or ``mixb`` (6/7/16/14/16/12 for query / key / value /
+  attention output / intermediate / output), suffixed ``g`` for GPTQ assignments;
 - epochs of distillation on ``samples`` real-text samples (0: none);
-- calibrate: samples for GPTQ / Wanda / SparseGPT (default ``--calibrate``).
+- calibrate: samples for GPTQ / Wanda / SparseGPT (default ``--calibrate``);
+- a suffix ``@rows``: the word embeddings' rows are scaled before sharing
+  (``compress_minilm_(embedding_scaled=True)``).
 
 Distillation matches the original model's embeddings (squared error) plus
 ``--hidden`` times the relative error of the token states of every layer and
@@ -40,9 +43,9 @@ quality table and the issue's targets for docs/results.md, section 8),
 ``minilm_full.json`` (sizes and quality for docs/results/minilm.md; ``python
 benchmarks/render.py`` puts both on their pages) and ``--plot`` (size vs quality).
 
-``0:mixg:2:3000`` with the default options is the CLI's built-in ``minilm`` recipe
-(``compactnn compress minilm --recipe minilm --embedding-k 15``: the same steps, the same
-3000 samples, the same loss); its row says so.
+``0:mixbg:2:3000@rows`` with the default options is the CLI's built-in ``minilm`` recipe
+(``compactnn compress minilm --recipe minilm --embedding-k 15 --embedding-scaled``: the
+same steps, the same 3000 samples, the same loss); its row says so.
 
 Usage: python benchmarks/minilm.py --points 0:mixg:2:3000,50s:16g:2:3000 [--quick]
 """
@@ -73,20 +76,28 @@ from compactnn.zoo.corpora import load_corpus
 from compactnn.zoo.presets import RECIPES
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARING = {
-    "mix": ((8, 16, 12), "8/16/12"),
-    "mix4": ((4, 8, 4), "4/8/4"),
+PAIRS = (["*.query", "*.key"], ["*.value", "*.attention.output.dense"],
+         ["*.intermediate.dense", "*layer.?.output.dense"])
+TYPES = (["*.query"], ["*.key"], ["*.value"], ["*.attention.output.dense"],
+         ["*.intermediate.dense"], ["*layer.?.output.dense"])
+SHARING = {  # name: (k per layer group, label, the groups)
+    "mix": ((8, 16, 12), "8/16/12", PAIRS),
+    "mix4": ((4, 8, 4), "4/8/4", PAIRS),
+    # q / k / v / attention output / intermediate / output: chosen by nearest-value
+    # sharing on the validation texts (docs/results/minilm.md, "allocation")
+    "mixb": ((6, 7, 16, 14, 16, 12), "6/7/16/14/16/12", TYPES),
 }
-LAYER_TYPES = (["*.query", "*.key"], ["*.value", "*.attention.output.dense"],
-               ["*.intermediate.dense", "*layer.?.output.dense"])
 UNSEEN = M.UNSEEN[0]
+ROWS = "@rows"  # a point's suffix: the word embeddings' rows scaled before sharing
+BUILTIN = "0:mixbg:2:3000@rows"  # the CLI's built-in minilm recipe (with --embedding-scaled)
 
 
 class Point:
     """One configuration, parsed from ``prune:k[:epochs[:samples]]``."""
 
     def __init__(self, text: str) -> None:
-        parts = text.split(":")
+        self.scaled = text.endswith(ROWS)
+        parts = text.removesuffix(ROWS).split(":")
         if not 2 <= len(parts) <= 5:
             raise SystemExit(f"bad point {text!r}: expected "
                              "prune:k[:epochs[:samples[:calibrate]]]")
@@ -130,8 +141,9 @@ class Point:
             out.append(step)
         extra = {"calibrate": calibrate} if self.gptq else {}
         if self.k in SHARING:
+            ks, _, groups = SHARING[self.k]
             out += [{"method": "cws", "k": k, "layers": layers, **extra}
-                    for k, layers in zip(SHARING[self.k][0], LAYER_TYPES, strict=True)]
+                    for k, layers in zip(ks, groups, strict=True)]
         else:
             out.append({"method": "cws", "k": int(self.k), **extra})
         if self.epochs:
@@ -149,12 +161,13 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     n = max(pt.samples, cal if (pt.gptq or pt.criterion != "magnitude") else 1)
     t0 = time.perf_counter()
     D.compress_minilm_(model, recipe, train[:n], teacher=pristine,
-                       embedding_k=args.embedding_k, hidden=args.hidden,
-                       relational=args.relational)
+                       embedding_k=args.embedding_k, embedding_scaled=pt.scaled,
+                       hidden=args.hidden, relational=args.relational)
     t_compress = time.perf_counter() - t0
     cm = to_compact(model, args.policy, storage="auto")
     path = os.path.join(folder, "minilm.cnn")
-    size = save(cm, path, metadata={"recipe": recipe, "embedding_k": args.embedding_k})
+    size = save(cm, path, metadata={"recipe": recipe, "embedding_k": args.embedding_k,
+                                    "embedding_scaled": pt.scaled})
     back = load(path)
     quality = {c: embedding_quality(refs[c], T.encode(back, evals[c])) for c in evals}
     info = inspect(path)
@@ -163,14 +176,13 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
     nonzero = sum(int((m.weight != 0).sum()) for m in model.modules()
                   if isinstance(m, torch.nn.Linear))
     when = version()
-    builtin = (recipe == RECIPES["minilm"] and n == 3000 and args.embedding_k == 15
-               and (args.hidden, args.relational) == (D.HIDDEN, D.RELATIONAL))
-    return {"point": pt.text, "builtin": builtin, "prune": pt.prune_label, "k": pt.k_label,
+    return {"point": pt.text, "prune": pt.prune_label, "k": pt.k_label,
             "assign": f"GPTQ {cal}" if pt.gptq else "nearest",
             "distilled": (f"{pt.epochs} x {pt.samples}, h {args.hidden:g} r "
                           f"{args.relational:g}" if pt.epochs else "no"),
             "loss": {"hidden": args.hidden, "relational": args.relational} if pt.epochs
             else None,
+            "embedding": f"k={args.embedding_k}{', row scales' if pt.scaled else ''}",
             "recipe": recipe, "weights": weights, "sparsity": 1 - nonzero / weights,
             "linear_bytes": linear, "linear_ratio": 4 * weights / linear,
             "linear_bits": 8 * linear / weights, "file_bytes": size,
@@ -191,7 +203,15 @@ QUALITY = "{:.4f} / {:.3f} / {:.3f} / {:.3f}"
 
 
 def _label(r: dict) -> str:
-    return f"`{r['point']}`" + (" (built-in `minilm`)" if r.get("builtin") else "")
+    return f"`{r['point']}`" + (" (built-in `minilm`)" if is_builtin(r) else "")
+
+
+def is_builtin(r: dict) -> bool:
+    """Whether a row is the CLI's built-in recipe: its point, recipe, default calibration,
+    loss and embeddings (rows are cached, so this is decided when they are shown)."""
+    return (r["point"] == BUILTIN and r["recipe"] == RECIPES["minilm"]
+            and r.get("embedding") == "k=15, row scales" and r["assign"] == "GPTQ 1024"
+            and r.get("loss") == {"hidden": D.HIDDEN, "relational": D.RELATIONAL})
 
 
 def _quality(q: dict) -> list[float]:
@@ -201,12 +221,14 @@ def _quality(q: dict) -> list[float]:
 def size_table(rows: list[dict]) -> dict:
     """Per point: the recipe, the sparsity, the Linear and file sizes, where it ran."""
     cols = [("point", "", ":--"), ("pruning", "", ":--"), ("k", "", "--:"),
+            ("embeddings", "", ":--"),
             ("assignment", "", ":--"), ("distilled", "", ":--"), ("sparsity", "{:.1%}", "--:"),
             ("Linear bytes", "{:,}", "--:"), ("Linear x", "{:.1f}", "--:"),
             ("bits/w", "{:.2f}", "--:"), ("file bytes", "{:,}", "--:"),
             ("file x", "{:.2f}", "--:"), ("compress s", "{:.0f}", "--:"),
             ("measured", "", ":--")]
-    return table(cols, [[_label(r), r["prune"], r["k"], r["assign"], r["distilled"],
+    return table(cols, [[_label(r), r["prune"], r["k"], r.get("embedding", "k=15"),
+                         r["assign"], r["distilled"],
                          r["sparsity"], r["linear_bytes"], r["linear_ratio"], r["linear_bits"],
                          r["file_bytes"], r["file_ratio"], r["t_compress"],
                          f"{r['date']}, {r['commit']}" if r.get("commit")
@@ -361,7 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     rows = [cache[_key(pt, args)] for pt in points]
     text = (f"Original `model.safetensors`: {original:,} bytes; Linear weights: 36 layers, "
             f"{rows[0]['weights']:,} weights; word embeddings shared with "
-            f"k={args.embedding_k} and packed. Calibration ({args.calibrate} samples unless "
+            f"k={args.embedding_k} and packed (one codebook; points ending in `{ROWS}`: "
+            "each row divided by its standard deviation first, one float16 scale per row). "
+            f"Calibration ({args.calibrate} samples unless "
             "the point names another) and distillation (Adam, cosine decay from "
             f"{args.lr:g}, batch 32; loss: embedding error + h x token-state error + r x "
             f"similarity-matrix error) use the training parts of {', '.join(M.TRAIN_CORPORA)} "

@@ -29,6 +29,9 @@ from compactnn.zoo import distill as D
 from compactnn.zoo import transformer as T
 from compactnn.zoo.texts import TRAIN_CORPORA, training_texts, validation_texts
 
+PAIRS = (["*.query", "*.key"], ["*.value", "*.attention.output.dense"],
+         ["*.intermediate.dense", "*layer.?.output.dense"])  # the layer types --k names
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -46,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     teacher, model = T.load_minilm(), T.load_minilm()
-    recipe = [{**s, "k": int(k)} for s, k in zip(T.MIXED_SHARING, args.k.split(","),
-                                                   strict=True)]
+    recipe = [{"method": "cws", "k": int(k), "layers": layers}
+              for k, layers in zip(args.k.split(","), PAIRS, strict=True)]
     recipe.append({"method": "finetune", "epochs": args.epochs, "lr": args.lr,
                    "batch_size": 32})
     t0 = time.perf_counter()

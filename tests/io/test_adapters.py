@@ -25,11 +25,12 @@ TINY = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2,
         "intermediate_size": 24, "vocab_size": 40, "max_position_embeddings": 32}
 
 
-def tiny_kwargs(values: int | None = None) -> dict:
+def tiny_kwargs(values: int | None = None, scaled: bool = False) -> dict:
     from compactnn.zoo.transformer import bundled_hf_config
 
     return {"hf_config": {**bundled_hf_config(), **TINY}, "max_seq_length": 32,
-            "vocab_bytes": 7, "word_embedding_values": values}
+            "vocab_bytes": 7, "word_embedding_values": values,
+            **({"word_embedding_scaled": True} if scaled else {})}
 
 
 def test_registry_is_keyed_by_description_key():
@@ -68,7 +69,8 @@ def test_a_registered_adapter_builds_the_model(tmp_path):
         del adapters._ADAPTERS["toy"]
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"word_embedding_values": 16}, "tiny", "tiny-packed"])
+@pytest.mark.parametrize("kwargs", [{}, {"word_embedding_values": 16}, "tiny", "tiny-packed",
+                                    "tiny-scaled"])
 def test_declared_minilm_shapes_are_the_built_model(kwargs):
     from compactnn.io.meta import LargeOnMeta
     from compactnn.zoo.transformer import SentenceEncoder
@@ -77,6 +79,8 @@ def test_declared_minilm_shapes_are_the_built_model(kwargs):
         kwargs = tiny_kwargs()
     elif kwargs == "tiny-packed":
         kwargs = tiny_kwargs(5)
+    elif kwargs == "tiny-scaled":
+        kwargs = tiny_kwargs(5, scaled=True)
     declared = zoo_adapters.minilm_shapes(kwargs)
     with LargeOnMeta():
         model = SentenceEncoder(**kwargs)

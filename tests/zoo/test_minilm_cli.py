@@ -28,12 +28,15 @@ def test_minilm_compress_convert_inspect_eval_bench(capsys, tmp_path, monkeypatc
                       "- {method: finetune, epochs: 1, lr: 0.0003, batch_size: 16}\n")
     ckpt, cnn = tmp_path / "m.safetensors", tmp_path / "m.cnn"
     assert main(["compress", "minilm", "--recipe", str(recipe), "--embedding-k", "15",
-                 "--sentences", "32", "-o", str(ckpt)]) == 0
+                 "--embedding-scaled", "--sentences", "32", "-o", str(ckpt)]) == 0
     out = capsys.readouterr().out
     assert "cosine_mean" in out and ckpt.exists()
     assert main(["convert", str(ckpt), "--policy", "csr", "-o", str(cnn)]) == 0
     out = capsys.readouterr().out
     assert "smaller than the float32 checkpoint (90868376 bytes)" in out
+    from compactnn import load
+
+    assert load(cnn).bert.embeddings.word_embeddings.row_scaled
     assert main(["inspect", str(cnn)]) == 0
     out = capsys.readouterr().out
     assert "bert.encoder.layer.5.output.dense" in out and "model: zoo minilm" in out
@@ -54,6 +57,14 @@ def test_minilm_compress_convert_inspect_eval_bench(capsys, tmp_path, monkeypatc
     out = capsys.readouterr().out
     assert "bert.encoder.layer.0.attention.self.query" in out
     assert set(minilm_formats(out)) <= {"csr", "index_map"}
+
+
+def test_embedding_scaled_needs_embedding_k(capsys, tmp_path):
+    assert main(["compress", "minilm", "--recipe", "minilm", "--embedding-scaled",
+                 "-o", str(tmp_path / "m.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == "compactnn compress: error: --embedding-scaled needs --embedding-k"
+    assert not (tmp_path / "m.safetensors").exists()
 
 
 def test_minilm_by_name_inspect_bench_convert(capsys, tmp_path, monkeypatch):

@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from compactnn import load, save, to_compact, zoo
@@ -150,6 +152,10 @@ def test_bad_arguments(model):
         T.SentenceEncoder(cfg, max_seq_length=10_000)
     with pytest.raises(ValueError, match="word_embedding_values"):
         T.SentenceEncoder(cfg, word_embedding_values=300)
+    with pytest.raises(ValueError, match="word_embedding_scaled needs"):
+        T.SentenceEncoder(cfg, word_embedding_scaled=True)
+    with pytest.raises(ValueError, match="true or false"):
+        T.SentenceEncoder(cfg, word_embedding_values=4, word_embedding_scaled=1)
     with pytest.raises(ValueError, match="batch_size"):
         T.encode(model, SENTS, batch_size=0)
     with pytest.raises(TypeError, match="sequence of strings"):
@@ -177,6 +183,37 @@ def test_packed_embedding_bit_exact(values, dim):
     ids = torch.randint(0, 50, (4, 7), generator=gen)
     for got, want in ((emb(ids), W[ids]), (emb.weight, W), (emb(torch.tensor(3)), W[3])):
         assert np.array_equal(got.numpy().view(np.uint32), want.numpy().view(np.uint32))
+
+
+@given(rows=st.integers(1, 40), dim=st.integers(1, 20), values=st.integers(1, 256),
+       seed=st.integers(0, 2**16))
+@settings(max_examples=40, deadline=None)
+def test_row_scaled_packed_embedding_is_the_scaled_table(rows, dim, values, seed):
+    gen = torch.Generator().manual_seed(seed)
+    book = torch.randn(values, generator=gen)
+    unscaled = book[torch.randint(0, values, (rows, dim), generator=gen)]
+    scale = (torch.rand(rows, generator=gen) * 10 ** torch.randint(-6, 4, (rows,),
+                                                                    generator=gen).float()
+             ).half()
+    emb = T.PackedEmbedding.from_weight(unscaled, scale=scale)
+    want = scale.float().unsqueeze(1) * unscaled
+    ids = torch.randint(0, rows, (3, 5), generator=gen)
+    for got, ref in ((emb(ids), want[ids]), (emb.weight, want)):
+        assert np.array_equal(got.numpy().view(np.uint32), ref.numpy().view(np.uint32))
+    assert emb.nbytes == 4 * emb.codebook.numel() + emb.codes.numel() + 2 * rows
+    emb.check_state()
+
+
+def test_row_scaled_packed_embedding_refusals():
+    W = torch.tensor([[0.5, 0.0], [0.0, -1.0]])
+    for bad in (torch.ones(3).half(), torch.ones(2),
+                torch.tensor([1.0, float("inf")]).half()):
+        with pytest.raises(ValueError, match="2 finite float16 values"):
+            T.PackedEmbedding.from_weight(W, scale=bad)
+    emb = T.PackedEmbedding.from_weight(W, scale=torch.ones(2).half())
+    emb.scale[1] = float("nan")
+    with pytest.raises(ValueError, match="2 finite float16"):
+        emb.check_state()
 
 
 def test_packed_embedding_errors():
@@ -246,6 +283,40 @@ def test_pack_convert_save_load_round_trip(tiny, tmp_path):
     assert torch.equal(T.encode(back, SENTS), T.encode(compact, SENTS))
 
 
+def test_row_scaled_embeddings_distil_pack_save_load(model, tiny, tmp_path):
+    """share_embeddings_(row_scaled=True): the scales and codebook learn, the codes stay,
+    packing and the file reproduce the distilled model bit for bit."""
+    train = generate_sentences(48, seed=3)
+    proj = torch.randn(384, 32, generator=torch.Generator().manual_seed(1))
+    teacher = nn.functional.normalize(T.encode(model, train) @ proj, dim=1)
+    W = tiny.bert.embeddings.word_embeddings.weight.detach().clone()
+    T.share_embeddings_(tiny, 6, row_scaled=True)
+    con = tiny.bert.embeddings.word_embeddings.parametrizations.weight[0]
+    shared = tiny.bert.embeddings.word_embeddings.weight.detach()
+    per_matrix = T.SentenceEncoder(tiny.zoo_spec["kwargs"]["hf_config"], max_seq_length=64,
+                                   vocab_bytes=tiny.vocab.numel())
+    per_matrix.bert.embeddings.word_embeddings.weight.data.copy_(W)
+    T.share_embeddings_(per_matrix, 6)
+    plain = per_matrix.bert.embeddings.word_embeddings.weight.detach()
+    assert (shared - W).square().sum() < (plain - W).square().sum()
+    with pytest.raises(ValueError, match="already constrained"):
+        T.share_embeddings_(tiny, 6, row_scaled=True)
+    codes, scale0 = con.assign.clone(), con.scale.detach().clone()
+    D.distill_(tiny, teacher, train, epochs=2, lr=1e-2, batch_size=16)
+    assert torch.equal(con.assign, codes) and not torch.equal(con.scale.detach(), scale0)
+    want = T.encode(tiny, SENTS)
+    packed = T.pack_embeddings_(tiny)
+    assert packed.row_scaled and tiny.zoo_spec["kwargs"]["word_embedding_scaled"] is True
+    got = T.encode(tiny, SENTS)
+    assert np.array_equal(got.numpy().view(np.uint32), want.numpy().view(np.uint32))
+    path = tmp_path / "scaled.cnn"
+    save(to_compact(tiny, "csr"), path)
+    back = load(path)
+    assert back.bert.embeddings.word_embeddings.row_scaled
+    assert torch.equal(back.bert.embeddings.word_embeddings.weight,
+                       tiny.bert.embeddings.word_embeddings.weight)
+
+
 def test_distillation_dataset_orders_by_length_and_keeps_pairs(tiny):
     sents = ["a much longer sentence than the others in this list", "short", "two words"]
     targets = torch.eye(3, 32)
@@ -266,6 +337,30 @@ def test_compress_minilm_with_gptq_calibration(model, tiny):
                                 teacher=teacher)
     assert all(s.distinct <= 4 for s in report.layers)
     assert len(report.layers) == len(layers_of(tiny))
+
+
+def test_compress_minilm_packs_row_scaled_embeddings_after_baking(model, tiny):
+    """compress_ bakes the table: the row scales still reach the packed table, and a
+    table that is not the given sharing is refused."""
+    train = generate_sentences(32, seed=4)
+    teacher = T.encode(tiny, train)
+    with pytest.raises(ValueError, match="needs embedding_k"):
+        D.compress_minilm_(tiny, [], train, teacher=teacher, embedding_scaled=True)
+    D.compress_minilm_(tiny, [{"method": "cws", "k": 4},
+                              {"method": "finetune", "epochs": 1, "lr": 1e-3,
+                               "batch_size": 16}], train, teacher=teacher, embedding_k=5,
+                       embedding_scaled=True)
+    emb = tiny.bert.embeddings.word_embeddings
+    assert isinstance(emb, T.PackedEmbedding) and emb.row_scaled
+    assert emb.codebook.numel() <= 6 and emb.bits == 3
+    other = T.SentenceEncoder(tiny.zoo_spec["kwargs"]["hf_config"], max_seq_length=64,
+                              vocab_bytes=tiny.vocab.numel())
+    rows = T.share_embeddings_(other, 4, row_scaled=True)
+    bake_([other.bert.embeddings.word_embeddings])
+    with torch.no_grad():
+        other.bert.embeddings.word_embeddings.weight[3, 0] += 1
+    with pytest.raises(ValueError, match="not the row-scaled sharing"):
+        T.pack_embeddings_(other, rows)
 
 
 def test_hidden_and_relational_terms_are_the_extra_column(model, tiny):

@@ -22,7 +22,7 @@ from torch import nn
 from compactnn.train.recompute import rebuildable
 from compactnn.transforms.prune import Constraint
 
-__all__ = ["SharedWeights", "TILE", "index_dtype"]
+__all__ = ["RowScaledWeights", "SharedWeights", "TILE", "index_dtype"]
 
 TILE = 1 << 16
 """Weights per tile: the int32 indices of one tile (256 KiB) exist at a time."""
@@ -94,3 +94,45 @@ class SharedWeights(Constraint):
 
     def right_inverse(self, weight: torch.Tensor) -> torch.Tensor:
         return weight.new_empty(0)
+
+
+class _Half(torch.autograd.Function):
+    """``x`` rounded to float16 and back (exactly what a float16 store keeps); the
+    gradient passes straight through the rounding."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.float16).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        return grad
+
+
+class RowScaledWeights(SharedWeights):
+    """Parametrization ``weight = half(scale)[:, None] * codebook[assign]``: weight sharing
+    of the rows after dividing each by its own scale, as the word embeddings of a
+    transformer want (their rows' spreads differ by token frequency).
+
+    ``codebook`` and ``scale`` ``(rows,)`` are learnable float32 ``nn.Parameter``s; the
+    scales are used rounded to float16 (``half``: 2 bytes a row stored; the gradient
+    passes straight through the rounding) and the product is one float32 multiply per
+    entry, so the float16 scales, the codebook and the codes rebuild the weight bit for
+    bit (``compactnn.zoo.PackedEmbedding``). 2-D weights only.
+    """
+
+    def __init__(self, codebook: nn.Parameter, assign: torch.Tensor, scale: nn.Parameter
+                 ) -> None:
+        if assign.dim() != 2 or scale.shape != assign.shape[:1]:
+            raise ValueError(f"scale {tuple(scale.shape)} does not fit a 2-D assignment "
+                             f"{tuple(assign.shape)}")
+        super().__init__(codebook, assign)
+        self.scale = scale
+
+    @property
+    def stored_scale(self) -> torch.Tensor:
+        """The scales as used and stored: float16."""
+        return self.scale.detach().to(torch.float16)
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return _Half.apply(self.scale).unsqueeze(1) * _Gather.apply(self.codebook, self.assign)

@@ -66,7 +66,8 @@ def _pos_int(v: Any) -> bool:
 
 
 _ENCODER_KWARGS = {"hf_config", "max_seq_length", "vocab_bytes", "do_lower_case",
-                   "strip_accents", "tokenize_chinese_chars", "word_embedding_values"}
+                   "strip_accents", "tokenize_chinese_chars", "word_embedding_values",
+                   "word_embedding_scaled"}
 
 
 def minilm_shapes(kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
@@ -82,9 +83,10 @@ def minilm_shapes(kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
     cfg = kwargs.get("hf_config")
     cfg = bundled_hf_config() if cfg is None else cfg
     values = kwargs.get("word_embedding_values")
+    scaled = kwargs.get("word_embedding_scaled", False)
     try:
         check_kwargs(cfg, kwargs.get("max_seq_length", 256), kwargs.get("vocab_bytes", 0),
-                      values)
+                      values, scaled)
     except ValueError:
         return None
     keys = ("hidden_size", "intermediate_size", "num_hidden_layers", "vocab_size",
@@ -101,6 +103,8 @@ def minilm_shapes(kwargs: dict[str, Any]) -> dict[str, tuple[int, ...]] | None:
     else:
         out[e + "word_embeddings.codebook"] = (values,)
         out[e + "word_embeddings.codes"] = (vocab, -(-h // 8) * code_bits(values))
+        if scaled:
+            out[e + "word_embeddings.scale"] = (vocab,)
     out[e + "position_embeddings.weight"] = (cfg["max_position_embeddings"], h)
     out[e + "token_type_embeddings.weight"] = (cfg["type_vocab_size"], h)
     out[e + "LayerNorm.weight"] = out[e + "LayerNorm.bias"] = (h,)

@@ -17,8 +17,8 @@ from compactnn.zoo.transformer import (
     SentenceEncoder,
     encode,
     pack_embeddings_,
+    share_embeddings_,
     tokenize,
-    word_embeddings,
 )
 
 __all__ = ["HIDDEN", "RELATIONAL", "distillation_model", "distillation_dataset", "distill_",
@@ -173,7 +173,8 @@ def distill_(student: SentenceEncoder, teacher: SentenceEncoder | torch.Tensor,
 
 def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[str], *,
                      teacher: SentenceEncoder | torch.Tensor | None = None,
-                     embedding_k: int | None = None, progress: bool = False,
+                     embedding_k: int | None = None, embedding_scaled: bool = False,
+                     progress: bool = False,
                      hidden: float = HIDDEN, relational: float = RELATIONAL,
                      device=None, autocast: str | None = None):
     """Compress a sentence encoder in place with a ``compactnn.compress_`` recipe whose
@@ -189,6 +190,9 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
         embedding_k: if given, the word-embedding table is weight-shared first (CWS,
             k-means with ``embedding_k`` values; its codebook is fine-tuned with the
             rest) and packed into a :class:`PackedEmbedding` at the end.
+        embedding_scaled: share the table's rows after dividing each by its standard
+            deviation, kept as one learnable scale per row
+            (:func:`compactnn.zoo.transformer.share_embeddings_`).
         hidden, relational: weights of the hidden-state and relational terms of the
             distillation loss (:func:`distillation_model`; need a teacher model).
         device, autocast: where calibration and distillation run (``compress_``).
@@ -198,12 +202,13 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
         obey the constraints, ready for ``compactnn.to_compact``).
     """
     import copy
-    import functools
 
-    from compactnn.transforms import compress_, kmeans_1d, share_layers_
+    from compactnn.transforms import compress_
 
     if not isinstance(model, SentenceEncoder):
         raise TypeError(f"expected a SentenceEncoder, got {type(model).__name__}")
+    if embedding_scaled and embedding_k is None:
+        raise ValueError("embedding_scaled needs embedding_k")
     if teacher is None:
         teacher = copy.deepcopy(model) if hidden or relational else model
     teacher_model = _teacher_model(teacher, hidden, relational)
@@ -212,9 +217,9 @@ def compress_minilm_(model: SentenceEncoder, recipe: Any, sentences: Sequence[st
                               relational=relational)
     data = distillation_dataset(model, sentences, targets, view.extra_terms)
     if embedding_k is not None:
-        share_layers_(word_embeddings(model), functools.partial(kmeans_1d, k=embedding_k))
+        shared = share_embeddings_(model, embedding_k, embedding_scaled)
     report = compress_(view, recipe, data, progress=progress, device=device,
                        autocast=autocast)
     if embedding_k is not None:
-        pack_embeddings_(model)
+        pack_embeddings_(model, shared if embedding_scaled else None)
     return report

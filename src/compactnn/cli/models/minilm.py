@@ -4,11 +4,13 @@ L2 normalisation) from a sentence-transformers folder of the all-MiniLM-L6-v2 la
 bundled all-MiniLM-L6-v2 folder: the same commands on that folder write the same
 bytes), or a file whose zoo entry names ``minilm``.
 
-- ``compactnn compress minilm --recipe R [--embedding-k K] [--sentences N] -o ckpt``:
+- ``compactnn compress minilm --recipe R [--embedding-k K [--embedding-scaled]]
+  [--sentences N] -o ckpt``:
   the pretrained model, the recipe on its 36 Linear layers with ``finetune`` steps that
   distil the original embeddings of N real-text samples
   (:func:`compactnn.zoo.texts.training_texts`), the word embeddings optionally shared
-  (K values) and packed; writes a checkpoint that ``convert`` reads.
+  (K values; ``--embedding-scaled``: each row divided by its own scale first) and packed;
+  writes a checkpoint that ``convert`` reads.
 - ``compactnn convert minilm -o file.cnn``: the uncompressed pretrained model converted
   as it is (a baseline); a compressed checkpoint converts through the generic path.
   Policy ``fastest`` times each layer at ``--batch-size`` sentences times the mean
@@ -65,7 +67,8 @@ def pretrained(folder: str | None = None) -> tuple[Any, str, dict[str, Any], dic
 
 
 def compress(steps: Any, output: str, *, folder: str | None = None,
-             embedding_k: int | None = None, sentences: int = 3000,
+             embedding_k: int | None = None, embedding_scaled: bool = False,
+             sentences: int = 3000,
              progress: bool = True, device: str | None = None,
              autocast: str | None = None) -> dict[str, dict[str, float]] | None:
     """Compress the pretrained model of ``folder`` (default: the bundled one) with the
@@ -84,9 +87,12 @@ def compress(steps: Any, output: str, *, folder: str | None = None,
 
     if sentences < 1:
         raise UserError(f"--sentences must be >= 1, got {sentences}")
+    if embedding_scaled and embedding_k is None:
+        raise UserError("--embedding-scaled needs --embedding-k")
     train = training_texts(sentences)
     model = load_minilm(folder)
     report = compress_minilm_(model, steps, train, embedding_k=embedding_k,
+                              embedding_scaled=embedding_scaled,
                               progress=progress and writes(), device=device,
                               autocast=autocast)
     if not writes():
@@ -95,7 +101,8 @@ def compress(steps: Any, output: str, *, folder: str | None = None,
     quality = evaluate(model)
     save_checkpoint(model, output, ZOO_NAME, model.zoo_spec["kwargs"], metrics=quality,
                     recipe=steps.to_list(), distillation_sentences=sentences,
-                    distillation_corpora=list(TRAIN_CORPORA), embedding_k=embedding_k)
+                    distillation_corpora=list(TRAIN_CORPORA), embedding_k=embedding_k,
+                    **({"embedding_scaled": True} if embedding_scaled else {}))
     return quality
 
 
@@ -128,7 +135,8 @@ class MiniLMKind(Kind):
         from compactnn.bench.minilm import format_quality
 
         q = compress(recipe(a.recipe), a.output, folder=folder_of(a.checkpoint),
-                     embedding_k=a.embedding_k, sentences=a.sentences, device=a.device,
+                     embedding_k=a.embedding_k, embedding_scaled=a.embedding_scaled,
+                     sentences=a.sentences, device=a.device,
                      autocast=a.autocast)
         if q is None:
             return
