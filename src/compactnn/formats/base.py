@@ -20,6 +20,7 @@ the bias too). The underscore hooks are for formats to implement, not to call.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -370,6 +371,18 @@ class CompactMatrix(ABC):
         """``cost()`` for a checked batch and a kernel path name."""
 
     # ---- misc -----------------------------------------------------------------------
+    def _cached_kernel(self, build: Callable[[Any], Any]) -> Any:
+        """``build(native module)``, the native kernel object, on first use and kept
+        (copies and pickles leave it out), or None where the native extension is not in
+        use (the numba path)."""
+        nat = kernel_backend.native()
+        if nat is None:
+            return None
+        kern = self.__dict__.get("_kernel")
+        if kern is None:
+            kern = self._kernel = build(nat)
+        return kern
+
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles leave out the native kernel object (rebuilt on first use)."""
         state = self.__dict__.copy()

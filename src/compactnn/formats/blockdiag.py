@@ -46,7 +46,6 @@ from compactnn.formats.checks import (
 from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.permseq import MAX_SEED, check_seed, seeded_permutations
 from compactnn.formats.registry import register
-from compactnn.kernels import backend
 
 __all__ = ["BlockDiag", "even_split", "seeded_layout", "layout_problem"]
 
@@ -263,15 +262,9 @@ class BlockDiag(CompactMatrix):
     def _native(self):
         """The native kernel object (``kernels/csrc/blockdiag.c``, built on first use), or
         None on the numba path."""
-        nat = backend.native()
-        if nat is None:
-            return None
-        kern = self.__dict__.get("_kernel")
-        if kern is None:
-            kern = self._kernel = nat.BlockDiagMatrix(
-                np.ascontiguousarray(self.data), self._rows, self._cols, self._row_ptr,
-                self._col_ptr, *self.shape)
-        return kern
+        return self._cached_kernel(lambda nat: nat.BlockDiagMatrix(
+            np.ascontiguousarray(self.data), self._rows, self._cols, self._row_ptr,
+            self._col_ptr, *self.shape))
 
     def fused_rows(self, batch: int):
         return self._native() if batch <= NATIVE_MAX_BATCH else None

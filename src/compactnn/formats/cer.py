@@ -97,7 +97,6 @@ from compactnn.formats.checks import (
 from compactnn.formats.csr import sliced_cost
 from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.registry import register
-from compactnn.kernels import backend
 from compactnn.kernels import cer as k
 from compactnn.kernels._jit import numba_threads
 from compactnn.kernels.sliced import COLS, VALUES, sliced_steps
@@ -208,17 +207,10 @@ class GroupedRows(CompactMatrix):
     def _native(self):
         """The native kernel object (built on first use; it reads the stored arrays in
         place), or None on the numba path."""
-        nat = backend.native()
-        if nat is None:
-            return None
-        kern = self.__dict__.get("_kernel")
-        if kern is None:
-            m, n = self.shape
-            idx = self._kernel_idx() if self.explicit else None
-            kern = self._kernel = nat.GroupedMatrix(
-                self.col_idx, self.omega_ptr, self.row_ptr, idx, self._shifted,
-                float(self._omega0), m, n)
-        return kern
+        return self._cached_kernel(lambda nat: nat.GroupedMatrix(
+            self.col_idx, self.omega_ptr, self.row_ptr,
+            self._kernel_idx() if self.explicit else None, self._shifted,
+            float(self._omega0), *self.shape))
 
     def fused_rows(self, batch: int):
         return self._native()

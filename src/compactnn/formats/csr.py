@@ -44,7 +44,6 @@ from compactnn.formats.checks import (
 )
 from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.registry import register
-from compactnn.kernels import backend
 from compactnn.kernels import csr as k
 from compactnn.kernels.sliced import COLS, ROWS, VALUES, sliced_steps
 
@@ -94,14 +93,8 @@ class CSR(CompactMatrix):
     def _native(self):
         """The native kernel object (built on first use; it reads the stored arrays in
         place), or None on the numba path."""
-        nat = backend.native()
-        if nat is None:
-            return None
-        kern = self.__dict__.get("_kernel")
-        if kern is None:
-            m, n = self.shape
-            kern = self._kernel = nat.CsrMatrix(self.data, self.indices, self.indptr, m, n)
-        return kern
+        return self._cached_kernel(lambda nat: nat.CsrMatrix(
+            self.data, self.indices, self.indptr, *self.shape))
 
     def fused_rows(self, batch: int):
         return self._native()

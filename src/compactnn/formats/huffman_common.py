@@ -274,13 +274,9 @@ class HuffmanProducts(CompactMatrix):
 
     def _native(self):
         """The native kernel object (built on first use), or None."""
-        nat = backend.native()
-        if nat is None or self.omega.shape[0] > NATIVE_MAX_SYMBOLS or self.shape[1] >= 1 << 24:
+        if self.omega.shape[0] > NATIVE_MAX_SYMBOLS or self.shape[1] >= 1 << 24:
             return None  # records pack a column in 24 bits
-        kern = self.__dict__.get("_kernel")
-        if kern is None:
-            kern = self._kernel = self._new_kernel(nat)
-        return kern
+        return self._cached_kernel(self._new_kernel)
 
     @abstractmethod
     def _numba_matvec(self, x: np.ndarray, y: np.ndarray) -> None:

@@ -63,7 +63,7 @@ from compactnn.formats._tiles import numba_tiles
 from compactnn.formats.base import CompactMatrix, Cost
 from compactnn.formats.checks import FormatError, as_dense_input, require_finite, require_stream
 from compactnn.formats.registry import register
-from compactnn.kernels import backend, bitpack
+from compactnn.kernels import bitpack
 
 
 def code_bits(n_symbols: int) -> int:
@@ -120,16 +120,10 @@ class IndexMap(CompactMatrix):
     def _native(self):
         """The native kernel object (built on first use: the codes repacked into the
         kernels' nibble or byte layout), or None on the numba path or for K > 256."""
-        nat = backend.native()
-        if nat is None:
+        if self.bits > 8:
             return None
-        k = self.__dict__.get("_kernel")
-        if k is None:
-            if self.bits > 8:
-                return None
-            m, n = self.shape
-            k = self._kernel = nat.LutMatrix(self.words, self.bits, m, n, self.omega)
-        return k
+        return self._cached_kernel(lambda nat: nat.LutMatrix(
+            self.words, self.bits, *self.shape, self.omega))
 
     def fused_rows(self, batch: int):
         return self._native()

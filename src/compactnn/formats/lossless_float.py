@@ -87,7 +87,6 @@ from compactnn.formats.checks import (
 from compactnn.formats.huffman_common import check_code, huffman_cost, narrow
 from compactnn.formats.index_map import tile_rows
 from compactnn.formats.registry import register
-from compactnn.kernels import backend
 from compactnn.kernels import huffman as hk
 from compactnn.kernels import lossless_float as k
 from compactnn.kernels.lossless_float import BLOCK
@@ -198,16 +197,9 @@ class LosslessFloat(CompactMatrix):
     def _native(self):
         """The native kernel object (``LFloatMatrix``, on the stored arrays in place;
         built on first use), or None on the numba path."""
-        nat = backend.native()
-        if nat is None:
-            return None
-        kern = self.__dict__.get("_kernel")
-        if kern is None:
-            m, n = self.shape
-            kern = self._kernel = nat.LFloatMatrix(
-                self.words, self._block_bits, self.tails, self.length_counts.astype(np.int64),
-                self.omega, m, n, self.head_bits, self.zero_bits)
-        return kern
+        return self._cached_kernel(lambda nat: nat.LFloatMatrix(
+            self.words, self._block_bits, self.tails, self.length_counts.astype(np.int64),
+            self.omega, *self.shape, self.head_bits, self.zero_bits))
 
     def to_dense(self) -> np.ndarray:
         out = np.empty(self.shape, dtype=np.float32)

@@ -48,7 +48,6 @@ from compactnn.formats.checks import (
 )
 from compactnn.formats.dtypes import index_dtype
 from compactnn.formats.registry import register
-from compactnn.kernels import backend
 from compactnn.kernels import permute as k
 
 __all__ = ["PermSeq", "seeded_permutations", "seeded_groups", "sortable_keys", "MAX_SEED",
@@ -221,17 +220,11 @@ class PermSeq(CompactMatrix):
         """The native kernel object for ``W @ x`` (built on first use): the rows as CSR
         rows of ``n`` entries with columns ``perm[i]`` and values ``base[group[i]]``
         read in place, or None on the numba path."""
-        nat = backend.native()
-        if nat is None:
-            return None
-        kern = self.__dict__.get("_kernel")
-        if kern is None:
-            m, n = self.shape
-            indptr = np.arange(m + 1, dtype=np.uint64) * np.uint64(n)
-            kern = self._kernel = nat.CsrMatrix(
-                self.base.reshape(-1), np.ascontiguousarray(self._perm).reshape(-1), indptr,
-                m, n, dataoff=self._group.astype(np.uint64) * np.uint64(n))
-        return kern
+        m, n = self.shape
+        return self._cached_kernel(lambda nat: nat.CsrMatrix(
+            self.base.reshape(-1), np.ascontiguousarray(self._perm).reshape(-1),
+            np.arange(m + 1, dtype=np.uint64) * np.uint64(n), m, n,
+            dataoff=self._group.astype(np.uint64) * np.uint64(n)))
 
     def _matvec(self, x: np.ndarray, y: np.ndarray) -> None:
         kern = self._native()
