@@ -319,9 +319,11 @@ int cnn_lfloat_tables(const int64_t *length_counts, int lmax, int t, const uint3
                       int64_t K, uint64_t *table, uint64_t *limit, int64_t *base);
 /* Whether this CPU runs the VBMI tail unpacking (AVX-512 level with VBMI). */
 int cnn_lfloat_vbmi(void);
-/* The VBMI tail patterns for w-bit tails, and the AVX2 ones (4 tails a 128-bit lane). */
-void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift);
-void cnn_lfloat_patterns4(int w, uint8_t *perm, uint32_t *shift);
+/* The tail patterns for w-bit tails per bit offset r < 32, `lanes` tails a register lane
+ * group: 16 for VBMI (perm 32 x 64 bytes, shift 32 x 16), 4 for AVX2 (4 tails a 128-bit
+ * lane: 32 x 16 bytes, 32 x 4). Tail i at offset r: byte permutation perm[(r * lanes + i)
+ * * 4 + k], bit shift shift[r * lanes + i]. */
+void cnn_lfloat_patterns(int w, int lanes, uint8_t *perm, uint32_t *shift);
 /* What decoding does, as the kernels step through each block's stream: counts[0] table
  * lookups (steps of one or two codes), counts[1] codes longer than the table, counts[2]
  * their limit comparisons. */

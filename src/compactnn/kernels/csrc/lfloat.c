@@ -207,15 +207,6 @@ int cnn_lfloat_vbmi(void) {
     return cnn_cpu_level() == CNN_AVX512 && __builtin_cpu_supports("avx512vbmi");
 }
 
-void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift) {
-    for (int r = 0; r < 32; r++)
-        for (int i = 0; i < 16; i++) {
-            const int off = r + i * w, b = off >> 3;
-            for (int k = 0; k < 4; k++) perm[r * 64 + 4 * i + k] = (uint8_t)((b + 3 - k) ^ 3);
-            shift[r * 16 + i] = (uint32_t)(off & 7);
-        }
-}
-
 /* 16 entries from e (bit e * w of the tails), as lf_combine_scalar; the 64 bytes at word
  * (e * w) / 32 must lie inside the tails. */
 CNN_VBMI_FN static inline __m512i lf_tails16(const cnn_lfloat *W, __m512i hd, uint64_t bit,
@@ -244,14 +235,6 @@ CNN_VBMI_FN static void lf_combine_vbmi(const cnn_lfloat *W, const uint32_t *hb,
         _mm512_storeu_si512((void *)(out + j), lf_tails16(W, hd, bit, mm, sgn, hm));
     }
     if (j < cnt) lf_combine_scalar(W, hb + j, e0 + j, cnt - j, out + j);
-}
-void cnn_lfloat_patterns4(int w, uint8_t *perm, uint32_t *shift) {
-    for (int r = 0; r < 32; r++)
-        for (int i = 0; i < 4; i++) {
-            const int off = r + i * w, b = off >> 3;
-            for (int k = 0; k < 4; k++) perm[r * 16 + 4 * i + k] = (uint8_t)((b + 3 - k) ^ 3);
-            shift[r * 4 + i] = (uint32_t)(off & 7);
-        }
 }
 
 /* As lf_combine_vbmi, 8 entries a step: entries 0-3 and 4-7 each from 16 bytes at their
@@ -285,9 +268,17 @@ CNN_AVX2_FN static void lf_combine_avx2(const cnn_lfloat *W, const uint32_t *hb,
 }
 #else
 int cnn_lfloat_vbmi(void) { return 0; }
-void cnn_lfloat_patterns(int w, uint8_t *perm, uint32_t *shift) {}
-void cnn_lfloat_patterns4(int w, uint8_t *perm, uint32_t *shift) {}
 #endif
+
+void cnn_lfloat_patterns(int w, int lanes, uint8_t *perm, uint32_t *shift) {
+    for (int r = 0; r < 32; r++)
+        for (int i = 0; i < lanes; i++) {
+            const int off = r + i * w, b = off >> 3;
+            for (int k = 0; k < 4; k++)
+                perm[(r * lanes + i) * 4 + k] = (uint8_t)((b + 3 - k) ^ 3);
+            shift[r * lanes + i] = (uint32_t)(off & 7);
+        }
+}
 
 /* ---- dots -------------------------------------------------------------------------- */
 

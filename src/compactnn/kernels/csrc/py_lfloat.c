@@ -110,7 +110,7 @@ static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
             PyErr_NoMemory();
             goto done;
         }
-        cnn_lfloat_patterns(w, self->perm, self->shift);
+        cnn_lfloat_patterns(w, 16, self->perm, self->shift);
     }
     if (cnn_cpu_level() >= CNN_AVX2 && cnn_cpu_level() != CNN_NEON) {
         self->perm4 = cnn_alloc(32 * 16);
@@ -119,7 +119,7 @@ static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
             PyErr_NoMemory();
             goto done;
         }
-        cnn_lfloat_patterns4(w, self->perm4, self->shift4);
+        cnn_lfloat_patterns(w, 4, self->perm4, self->shift4);
     }
     self->W = (cnn_lfloat){
         .m = m, .n = n, .tail_words = self->tails.len / 4, .w = w, .z = z, .h = h,
