@@ -200,3 +200,21 @@ def test_layer_report_on_a_dense_model():
     r = layer_report(model)
     assert [s.name for s in r.layers] == ["1", "3", "5"]
     assert r.sparsity == 0 and r.bits_per_weight > 10
+
+
+@pytest.mark.parametrize("scope", ["global", "layer"])
+def test_override_p_zero_leaves_the_layer_alone(digits, scope):
+    """A layer override ``p: 0`` on a scheduled prune step: that layer is not pruned (no
+    mask, weights untouched), the others follow the schedule."""
+    tr, _ = digits
+    model = small_model()
+    before = model[3].weight.detach().clone()
+    report = compress_(model, [{"method": "prune", "p": 80, "scope": scope,
+                                "schedule": [50, 70], "finetune": {"epochs": 0},
+                                "overrides": {"3": {"p": 0}}}], tr, bake=False)
+    assert not torch.nn.utils.parametrize.is_parametrized(model[3], "weight")
+    assert torch.equal(model[3].weight.detach(), before)
+    stats = {s.name: s for s in report.layers}
+    assert stats["3"].sparsity == 0
+    pooled = [stats[n] for n in ("1", "5")]
+    assert abs(1 - sum(s.nonzero for s in pooled) / sum(s.weights for s in pooled) - 0.8) < 0.01

@@ -121,10 +121,11 @@ class Prune:
 
 
 def _override(config: Prune, name: str, fields: dict[str, Any]) -> Prune:
-    """Layer ``name``'s own ``p``: the step's schedule scaled to end there."""
+    """Layer ``name``'s own ``p``: the step's schedule scaled to end there (``p: 0``: the
+    step leaves the layer alone)."""
     if "p" in fields:
         _percent(f"prune p of layer {name!r}", fields["p"])
-        fields = {**fields, "schedule": config.steps(fields["p"])[:-1]}
+        fields = {**fields, "schedule": config.steps(fields["p"])[:-1] if fields["p"] else ()}
     return build_config(Prune, {**config_fields(config), **fields})
 
 
@@ -140,7 +141,7 @@ def _needs_data(step: Step) -> str | None:
 def _check(plan: Plan, i: int, step: Step, chosen: list[str]) -> None:
     cfg: Prune = step.config
     for name, own in step.overrides:
-        if len(own.steps()) != len(cfg.steps()):
+        if own.p and len(own.steps()) != len(cfg.steps()):
             raise RecipeError(f"override for layer {name!r}: its pruning schedule must "
                               "have as many steps as the step's own")
     if cfg.data_aware:
@@ -149,13 +150,14 @@ def _check(plan: Plan, i: int, step: Step, chosen: list[str]) -> None:
     if late:
         raise RecipeError(f"step {i}: prune after weight sharing on {', '.join(late)}; "
                           "prune first, then share weights")
-    plan.constrained.update(chosen)
+    plan.constrained.update(n for n in chosen if step.config_for(n).p)
 
 
 def _run(run: Run, step: Step, names: list[str]) -> None:
     cfg: Prune = step.config
     layers = run.layers
-    own = dict(step.overrides)
+    names = [n for n in names if step.config_for(n).p]  # an override p: 0 leaves it alone
+    own = {n: c for n, c in step.overrides if n in names}
     pooled = [n for n in names if n not in own]
     seqs = {n: step.config_for(n).steps() for n in names}
     by_layer = cfg.data_aware or cfg.pattern is not None
