@@ -136,9 +136,9 @@ class LatentShared(Constraint):
         return nearest(self.shared.codebook.detach(), self.latent.detach(), self.shared.assign)
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
-        shared = self.shared
-        assign = self.assignment()
-        unit = _StraightGather.apply(shared.codebook, self.latent, assign)
+        shared, latent = self.shared, self.latent
+        assign = nearest(shared.codebook.detach(), latent.detach(), shared.assign)
+        unit = _StraightGather.apply(shared.codebook, latent, assign)
         if isinstance(shared, RowScaledWeights):
             return _Half.apply(shared.scale).unsqueeze(1) * unit
         book = shared.codebook.detach()
