@@ -30,7 +30,10 @@ A point is ``prune:k[:epochs[:samples[:calibrate]]]``:
 - epochs of distillation on ``samples`` real-text samples (0: none);
 - calibrate: samples for GPTQ / Wanda / SparseGPT (default ``--calibrate``);
 - a suffix ``@rows``: the word embeddings' rows are scaled before sharing
-  (``compress_minilm_(embedding_scaled=True)``).
+  (``compress_minilm_(embedding_scaled=True)``);
+- a suffix ``@move`` or ``@move<lr>`` (after ``@rows`` if both): the distillation lets
+  the assignments move (``finetune reassign``; latent weights at ``lr``, default the
+  distillation's: ``compactnn.transforms.latent``).
 
 Distillation matches the original model's embeddings (squared error) plus
 ``--hidden`` times the relative error of the token states of every layer and
@@ -89,6 +92,7 @@ SHARING = {  # name: (k per layer group, label, the groups)
 }
 UNSEEN = M.UNSEEN[0]
 ROWS = "@rows"  # a point's suffix: the word embeddings' rows scaled before sharing
+MOVE = "@move"  # a point's suffix: assignments move while distilling (latent lr after it)
 BUILTIN = "0:mixbg:2:3000@rows"  # the CLI's built-in minilm recipe (with --embedding-scaled)
 
 
@@ -96,8 +100,15 @@ class Point:
     """One configuration, parsed from ``prune:k[:epochs[:samples]]``."""
 
     def __init__(self, text: str) -> None:
-        self.scaled = text.endswith(ROWS)
-        parts = text.removesuffix(ROWS).split(":")
+        base, move, latent_lr = text.partition(MOVE)
+        self.reassign = bool(move)
+        try:
+            self.latent_lr = float(latent_lr) if latent_lr else None
+        except ValueError:
+            raise SystemExit(f"bad point {text!r}: {MOVE} takes a learning rate or "
+                             "nothing") from None
+        self.scaled = base.endswith(ROWS)
+        parts = base.removesuffix(ROWS).split(":")
         if not 2 <= len(parts) <= 5:
             raise SystemExit(f"bad point {text!r}: expected "
                              "prune:k[:epochs[:samples[:calibrate]]]")
@@ -108,6 +119,8 @@ class Point:
         self.calibrate = int(parts[4]) if len(parts) > 4 else None
         if self.epochs and not self.samples:
             raise SystemExit(f"bad point {text!r}: distillation needs a sample count")
+        if self.reassign and not self.epochs:
+            raise SystemExit(f"bad point {text!r}: {MOVE} needs distillation")
         crit = {"w": "wanda", "s": "sparsegpt"}
         self.criterion = crit.get(prune[-1:], "magnitude")
         base = prune[:-1] if prune[-1:] in crit else prune
@@ -147,8 +160,10 @@ class Point:
         else:
             out.append({"method": "cws", "k": int(self.k), **extra})
         if self.epochs:
-            out.append({"method": "finetune", "epochs": self.epochs, "lr": lr,
-                        "batch_size": 32})
+            tune = {"method": "finetune", "epochs": self.epochs, "lr": lr, "batch_size": 32}
+            if self.reassign:
+                tune.update(reassign=True, reassign_lr=self.latent_lr)
+            out.append(tune)
         return out
 
 
@@ -177,7 +192,8 @@ def run_point(pt: Point, pristine: T.SentenceEncoder, train: list[str],
                   if isinstance(m, torch.nn.Linear))
     when = version()
     return {"point": pt.text, "prune": pt.prune_label, "k": pt.k_label,
-            "assign": f"GPTQ {cal}" if pt.gptq else "nearest",
+            "assign": (f"GPTQ {cal}" if pt.gptq else "nearest") + (
+                f", moved (latent lr {pt.latent_lr or args.lr:g})" if pt.reassign else ""),
             "distilled": (f"{pt.epochs} x {pt.samples}, h {args.hidden:g} r "
                           f"{args.relational:g}" if pt.epochs else "no"),
             "loss": {"hidden": args.hidden, "relational": args.relational} if pt.epochs

@@ -4,7 +4,9 @@ One run = one loss configuration: the pretrained model, word embeddings shared w
 values, the 36 Linear layers shared with 8/16/12 values per layer type (nearest, no
 GPTQ, so a run is cheap), ``--epochs`` of distillation on ``--samples`` real-text
 samples (``compactnn.zoo.texts.training_texts``) with ``--hidden`` / ``--relational``
-weights (``compactnn.zoo.distill.distillation_model``); quality against the original
+weights (``compactnn.zoo.distill.distillation_model``), and with ``--reassign`` the
+assignments move while distilling (``finetune reassign``, latent weights at
+``--latent-lr``: ``compactnn.transforms.latent``); quality against the original
 on ``--validation`` samples of each training corpus's validation split
 (``compactnn.zoo.texts.validation_texts``): never on the evaluation parts or jargon,
 which only report (``benchmarks/minilm.py``). Appends the run to ``--runs`` (JSON
@@ -41,18 +43,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lr", type=float, default=5e-4)
     ap.add_argument("--hidden", type=float, default=0.0)
     ap.add_argument("--relational", type=float, default=0.0)
+    ap.add_argument("--reassign", action="store_true", help="let the assignments move "
+                    "(finetune reassign: latent weights, straight-through)")
+    ap.add_argument("--latent-lr", type=float, default=None, help="the latent weights' "
+                    "learning rate with --reassign (default --lr)")
     ap.add_argument("--k", default="8,16,12", help="values for query+key, value+attention "
                     "output, feed-forward")
     ap.add_argument("--validation", type=int, default=200, help="samples per corpus")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", default="/tmp/compactnn-minilm-loss.jsonl")
     args = ap.parse_args(argv)
+    if args.latent_lr is not None and not args.reassign:
+        ap.error("--latent-lr needs --reassign")
     torch.set_num_threads(args.threads)
     teacher, model = T.load_minilm(), T.load_minilm()
     recipe = [{"method": "cws", "k": int(k), "layers": layers}
               for k, layers in zip(args.k.split(","), PAIRS, strict=True)]
-    recipe.append({"method": "finetune", "epochs": args.epochs, "lr": args.lr,
-                   "batch_size": 32})
+    tune = {"method": "finetune", "epochs": args.epochs, "lr": args.lr, "batch_size": 32}
+    if args.reassign:
+        tune.update(reassign=True, reassign_lr=args.latent_lr)
+    recipe.append(tune)
     t0 = time.perf_counter()
     D.compress_minilm_(model, recipe, training_texts(args.samples), teacher=teacher,
                        embedding_k=15, hidden=args.hidden, relational=args.relational)
@@ -76,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 TEXT = ("Each row: one `python benchmarks/minilm_loss.py` run (its options in the first "
-        "columns; nearest 8/16/12 sharing, 15-value embeddings, batch 32). Per corpus: mean "
+        "columns; nearest 8/16/12 sharing, 15-value embeddings, batch 32; reassign: whether "
+        "the assignments of the Linear layers and the embeddings moved, at which latent "
+        "learning rate). Per corpus: mean "
         "cosine / top-1 among the validation samples of each training corpus.")
 
 
@@ -84,15 +96,22 @@ def runs_table(runs: list[dict]) -> dict:
     """One row per run: its loss weights, steps, mean and per-corpus quality, time."""
     corpora = list(runs[0]["quality"])
     cols = [("name", "", ":--"), ("h / r", "{:g} / {:g}", "--:"), ("lr", "{:g}", "--:"),
-            ("epochs x samples", "{} x {}", "--:"), ("mean cos", "{:.4f}", "--:"),
-            ("mean top-1", "{:.3f}", "--:")]
+            ("reassign", "", "--:"), ("epochs x samples", "{} x {}", "--:"),
+            ("mean cos", "{:.4f}", "--:"), ("mean top-1", "{:.3f}", "--:")]
     cols += [(c, "{:.4f} / {:.3f}", "--:") for c in corpora]
     cols += [("compress s", "{:.0f}", "--:"), ("commit", "", ":--")]
-    return table(cols, [[r["name"], [r["hidden"], r["relational"]], r["lr"],
+    return table(cols, [[r["name"], [r["hidden"], r["relational"]], r["lr"], _moves(r),
                          [r["epochs"], r["samples"]], r["mean_cosine"], r["mean_top1"],
                          *([r["quality"][c]["cosine_mean"], r["quality"][c]["top1"]]
                            for c in corpora), r["compress_s"],
                          r.get("commit") or "before runs kept their commit"] for r in runs])
+
+
+def _moves(run: dict) -> str:
+    """The reassign column: "no", or the latent weights' learning rate."""
+    if not run.get("reassign"):
+        return "no"
+    return f"lr {run['latent_lr'] if run.get('latent_lr') is not None else run['lr']:g}"
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ constraints permanent. Every user error is a ``RecipeError`` (a ``ValueError``).
 
 from compactnn.transforms.compress import compress_, mpd_, permute_, prune_, share_weights_
 from compactnn.transforms.errors import RecipeError
+from compactnn.transforms.latent import LatentShared, from_latent_, to_latent_
 from compactnn.transforms.mpd import (
     BlockDiagConv2d,
     BlockDiagLinear,
@@ -72,7 +73,7 @@ __all__ = [
     "MPD", "Permute", "Prune", "CWS", "PWS", "UQ", "ECSQ", "FineTune", "RoundBias", "MPDConfig",
     "PermuteConfig",
     "Masked", "bake_", "layers_of", "magnitude_masks", "prune_layers_",
-    "Quantized", "SharedWeights", "share_layers_",
+    "Quantized", "SharedWeights", "share_layers_", "LatentShared", "to_latent_", "from_latent_",
     "kmeans_1d", "kmeans_sklearn", "pws_1d", "uq_1d", "ecsq_1d", "ecsq_fixed_lambda",
     "PermutedLinear", "permuted_layer", "parameter_count", "projected_parameter_count",
     "sorted_row_groups",
