@@ -1,6 +1,8 @@
 """The ``finetune`` step: constraint-keeping fine-tuning of the whole model with
 ``compactnn.train.fit`` (Adam, cosine learning rate), optionally distilled from the
-model as the recipe received it (``distill`` > 0: soft targets at ``temperature``)."""
+model as the recipe received it (``distill`` > 0: soft targets at ``temperature``);
+with ``reassign`` the weight-sharing assignments may move too
+(``compactnn.transforms.latent``: latent weights, straight-through)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import ClassVar
 from compactnn import _validate as v
 from compactnn.train import fit
 from compactnn.transforms.errors import RecipeError
+from compactnn.transforms.latent import from_latent_, to_latent_
 from compactnn.transforms.registry import Run, register_step
 
 __all__ = ["FineTune", "finetune"]
@@ -21,7 +24,14 @@ class FineTune:
 
     ``distill`` > 0 (classification): knowledge distillation with that weight on the
     soft targets at ``temperature`` (``fit``'s ``teacher``), the teacher being the model
-    as ``compress_`` received it, before any step (``Run.teacher``)."""
+    as ``compress_`` received it, before any step (``Run.teacher``).
+
+    ``reassign``: weight-shared layers train a latent weight each (initialised to the
+    weight, moved by the weight's gradient straight through the rounding) and take
+    the codebook value nearest it, so weights may change value; at the end the
+    layers are ordinary ``SharedWeights`` again with those assignments
+    (``compactnn.transforms.latent``). ``reassign_lr``: the latent weights' learning
+    rate (default ``lr``; the same cosine schedule)."""
 
     epochs: int = 1
     lr: float = 1e-4
@@ -30,6 +40,8 @@ class FineTune:
     weight_decay: float = 0.0
     distill: float = 0.0
     temperature: float = 4.0
+    reassign: bool = False
+    reassign_lr: float | None = None
     method: ClassVar[str] = "finetune"
 
     def __post_init__(self) -> None:
@@ -40,6 +52,11 @@ class FineTune:
         v.positive("finetune weight_decay", self.weight_decay, zero=True, error=RecipeError)
         v.number("finetune distill", self.distill, 0, 1, error=RecipeError)
         v.positive("finetune temperature", self.temperature, error=RecipeError)
+        v.flag("finetune reassign", self.reassign, error=RecipeError)
+        if self.reassign_lr is not None:
+            v.positive("finetune reassign_lr", self.reassign_lr, error=RecipeError)
+            if not self.reassign:
+                raise RecipeError("finetune reassign_lr needs reassign: true")
 
 
 def finetune(config: FineTune, run: Run) -> None:
@@ -51,14 +68,25 @@ def finetune(config: FineTune, run: Run) -> None:
             raise RecipeError("finetune distill needs the teacher compress_ keeps "
                               "(Run.teacher)")
         teacher = run.teacher
-    fit(run.model, run.train_data, config.epochs, config.lr, config.batch_size, config.seed,
-        weight_decay=config.weight_decay, progress=run.progress, device=run.device,
-        autocast=run.autocast, num_workers=run.num_workers, teacher=teacher,
-        distill=config.distill, temperature=config.temperature)
+    if config.reassign:
+        step = 1.0 if config.reassign_lr is None else config.reassign_lr / config.lr
+        to_latent_(run.model, step)
+    try:
+        fit(run.model, run.train_data, config.epochs, config.lr, config.batch_size,
+            config.seed, weight_decay=config.weight_decay, progress=run.progress,
+            device=run.device, autocast=run.autocast, num_workers=run.num_workers,
+            teacher=teacher, distill=config.distill, temperature=config.temperature)
+    finally:
+        if config.reassign:
+            from_latent_(run.model)
 
 
 register_step(FineTune, handler=lambda run, step, names: finetune(step.config, run),
               describe=lambda c: f"finetune {c.epochs} epoch(s)"
                                  + (f", distilled ({c.distill:g} at T={c.temperature:g})"
-                                    if c.distill else ""),
+                                    if c.distill else "")
+                                 + (", assignments may move" + (
+                                     f" (latent lr {c.reassign_lr:g})"
+                                     if c.reassign_lr is not None else "")
+                                    if c.reassign else ""),
               needs_data=lambda step: "fine-tunes", whole_model=True)
