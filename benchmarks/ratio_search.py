@@ -54,21 +54,24 @@ def _prune(p: float, schedule: list[float], epochs: int, lr: float, wd: float,
 def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
             schedule: tuple[float, ...] = (60, 80, 90, 96), tune: int = 2,
             after: int = 1, distill: float = 0.0, bias: int | None = None,
-            stage: int = 1, seed: int = 0) -> list[dict]:
+            stage: int = 1, seed: int = 0, reassign: float | None = None) -> list[dict]:
     """``stage`` epochs of fine-tuning between pruning stages, ``tune`` after the last
     one, ``after`` after sharing; ``distill`` > 0: every fine-tuning distils from the
     dense baseline with that weight at temperature 4; ``bias``: the biases rounded to
     that many mantissa bits after sharing (before its fine-tuning); ``seed``: of every
-    fine-tuning's shuffling."""
+    fine-tuning's shuffling; ``reassign``: the fine-tuning after sharing moves the
+    assignments too (``finetune reassign``), its latent weights at that learning rate."""
     ft = {"distill": distill, "temperature": 4.0} if distill else {}
     ft.update({"seed": seed} if seed else {})
+    moved = {"reassign": True, "reassign_lr": reassign} if reassign else {}
     prune = _prune(fc1, list(schedule), stage, 1e-3, 1e-4, {"0": 40, "2": conv2, "7": fc2})
     prune["finetune"].update(ft)
     return [prune,
             {"method": "finetune", "epochs": tune, "lr": 5e-4, "weight_decay": 1e-4, **ft},
             {"method": method, "k": k},
             *([{"method": "round_bias", "bits": bias}] if bias is not None else []),
-            {"method": "finetune", "epochs": after, "lr": 1e-4, "weight_decay": 1e-4, **ft}]
+            {"method": "finetune", "epochs": after, "lr": 1e-4, "weight_decay": 1e-4, **ft,
+             **moved}]
 
 
 def _lenet300(l1: float, l2: float, l3: float, k: int) -> list[dict]:
@@ -92,11 +95,8 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
     },
     "lenet5": {
         "preset": RECIPES["lenet5"],
-        "fc98.3-c87-cws8": _lenet5(98.3, 87, 85, "cws", 8),
-        "fc98-c85-cws16": _lenet5(98, 85, 80, "cws", 16),
         # fc1 (400k of the 431k weights) pruned harder, the convolution gentler
         "fc99-c80-cws16": _lenet5(99, 80, 80, "cws", 16, (60, 80, 90, 95, 98), 3),
-        "fc99-c70-uq16": _lenet5(99, 70, 80, "uq", 16, (60, 80, 90, 95, 98), 3),
         "fc99-c65-cws16": _lenet5(99, 65, 80, "cws", 16, (60, 80, 90, 95, 98), 4),
         "fc98.3-c80-cws16": _lenet5(98.3, 80, 80, "cws", 16, (60, 80, 90, 95, 97), 4),
         # lever 1 alone: the same allocation, twice the fine-tuning after pruning, 3x after
@@ -125,6 +125,12 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         # the rest of the headroom on fc2 (20%) and conv2 (75%)
         "fc98.3-c75-f20-ecsq16-b4": _lenet5(98.3, 75, 20, "ecsq", 16, (60, 80, 90, 95, 97), 8,
                                             3, bias=4),
+        # the fc2 50% candidate with assignments that move in the fine-tuning after
+        # sharing (``finetune reassign``: latent weights, straight-through), the latent
+        # weights at 5x the fine-tuning's learning rate
+        "fc98.3-c80-f50-ecsq16-b4-ra5": _lenet5(98.3, 80, 50, "ecsq", 16,
+                                                (60, 80, 90, 95, 97), 8, 3, bias=4,
+                                                reassign=5e-4),
         # the biases' ~1.4 KB spent on conv2 alone (70%)
         "c40-c70-fc98.3-b4": _lenet5(98.3, 70, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3,
                                      bias=4),
@@ -171,13 +177,14 @@ def candidate(model_name: str, tag: str, recipe_list: list[dict], base, fit, val
     model = zoo.build(model_name, **kwargs)
     model.load_state_dict(base.state_dict())
     t = time.perf_counter()
-    compress_(model, recipe, fit)
+    report = compress_(model, recipe, fit, val)
     cm = to_compact(model.eval(), "smallest", storage="auto")
     size = save(cm, path, zoo=(model_name, kwargs), pack=True)
     back = load(path)
     row = {"tag": tag, "recipe": recipe.to_list(), "bytes": size,
            "val_accuracy": train.evaluate(back, val)["accuracy"],
-           "seconds": time.perf_counter() - t}
+           "seconds": time.perf_counter() - t,
+           "history": [[step, metrics.get("accuracy")] for step, metrics in report.history]}
     cache.write_text(json.dumps(row, indent=1))
     return row
 
