@@ -63,15 +63,16 @@ def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
     that many mantissa bits after sharing (before its fine-tuning); ``seed``: of every
     fine-tuning's shuffling; ``reassign``: the fine-tuning after sharing moves the
     assignments too (``finetune reassign``), its latent weights at that learning rate;
-    ``wd``: every fine-tuning's (decoupled, AdamW) weight decay; ``conv1``: its pruning;
+    ``wd``: every fine-tuning's (decoupled, AdamW) weight decay; ``conv1``: its pruning
+    (``conv1``, ``conv2``, ``fc2`` = 0: that layer not pruned);
     ``criterion``: the pruning's."""
     ft = {"distill": distill, "temperature": 4.0} if distill else {}
     ft.update({"seed": seed} if seed else {})
     moved = {"reassign": True, "reassign_lr": reassign} if reassign else {}
-    prune = _prune(fc1, list(schedule), stage, 1e-3, wd, {"0": conv1, "2": conv2, "7": fc2})
-    if not conv1:  # a layer's p = 0 is no schedule: conv1 left out of the step instead
-        del prune["overrides"]["0"]
-        prune["layers"] = ["2", "5", "7"]
+    own = {"0": conv1, "2": conv2, "7": fc2}
+    prune = _prune(fc1, list(schedule), stage, 1e-3, wd, {n: p for n, p in own.items() if p})
+    if not all(own.values()):  # a layer's p = 0 is no schedule: left out of the step instead
+        prune["layers"] = [n for n in ("0", "2", "5", "7") if own.get(n, fc1)]
     if criterion != "magnitude":
         prune["criterion"] = criterion
     prune["finetune"].update(ft)
@@ -152,10 +153,25 @@ CANDIDATES: dict[str, dict[str, list[dict]]] = {
         "fc98.3-c80-f50-ecsq16-b4-ra20-a8": _lenet5(98.3, 80, 50, "ecsq", 16,
                                                     (60, 80, 90, 95, 97), 8, 8, bias=4,
                                                     reassign=2e-3),
+        # where the accuracy goes: fc1 pruned alone (the other layers dense), at 98.3%
+        # and at 95%
+        "fc98.3-only-ecsq16-b4": _lenet5(98.3, 0, 0, "ecsq", 16, (60, 80, 90, 95, 97), 8, 3,
+                                         bias=4, conv1=0),
+        "fc95-only-ecsq16-b4": _lenet5(95, 0, 0, "ecsq", 16, (60, 80, 90), 8, 3, bias=4,
+                                       conv1=0),
+        # it costs as much as all four pruned (-ecsq16-b4 above), so the bytes go to fc1:
+        # 97.5%, paid for by conv2 (90%) and fc2 (80%)
+        "fc97.5-c90-f80-ecsq16-b4": _lenet5(97.5, 90, 80, "ecsq", 16, (60, 80, 90, 95), 8, 3,
+                                            bias=4),
         # SparseGPT's masks and weight updates at every pruning stage instead of magnitude
         "fc98.3-c80-f50-ecsq16-b4-sgpt": _lenet5(98.3, 80, 50, "ecsq", 16,
                                                  (60, 80, 90, 95, 97), 8, 3, bias=4,
                                                  criterion="sparsegpt"),
+        # SparseGPT's weights lose 0.6 points to ECSQ (magnitude pruning's: none): the
+        # fine-tuning after sharing with moving assignments, as -ra5
+        "fc98.3-c80-f50-ecsq16-b4-sgpt-ra5": _lenet5(98.3, 80, 50, "ecsq", 16,
+                                                     (60, 80, 90, 95, 97), 8, 3, bias=4,
+                                                     criterion="sparsegpt", reassign=5e-4),
         # the biases' ~1.4 KB spent on conv2 alone (70%)
         "c40-c70-fc98.3-b4": _lenet5(98.3, 70, 80, "cws", 16, (60, 80, 90, 95, 97), 8, 3,
                                      bias=4),
