@@ -13,7 +13,8 @@ from that baseline, is fine-tuned on the fit part, converted with
 validation accuracy is within ``--tol`` points of the baseline's; the chosen one is the
 smallest qualifying file, and only then are the test accuracies read (the chosen one's
 loss is against the baseline's test accuracy). Finished candidates are cached in
-``--work`` (resumable; a cached file is re-saved, so its size is the current layout's).
+``--work`` (resumable; a cached file is re-saved, so its size is the current layout's);
+a cache row also holds the validation accuracy after every recipe step (``history``).
 
 Usage: python benchmarks/ratio_search.py --model lenet300|lenet5 [--work DIR]
        [--only NAME,...] [--val 10000] [--tol 0.5] [--threads 2] [--data DIR]
