@@ -65,15 +65,12 @@ def _lenet5(fc1: float, conv2: float, fc2: float, method: str, k: int,
     fine-tuning's shuffling; ``reassign``: the fine-tuning after sharing moves the
     assignments too (``finetune reassign``), its latent weights at that learning rate;
     ``wd``: every fine-tuning's (decoupled, AdamW) weight decay; ``conv1``: its pruning
-    (``conv1``, ``conv2``, ``fc2`` = 0: that layer not pruned);
+    (``conv1``, ``conv2``, ``fc2`` = 0: that layer not pruned, an override ``p: 0``);
     ``criterion``: the pruning's."""
     ft = {"distill": distill, "temperature": 4.0} if distill else {}
     ft.update({"seed": seed} if seed else {})
     moved = {"reassign": True, "reassign_lr": reassign} if reassign else {}
-    own = {"0": conv1, "2": conv2, "7": fc2}
-    prune = _prune(fc1, list(schedule), stage, 1e-3, wd, {n: p for n, p in own.items() if p})
-    if not all(own.values()):  # a layer's p = 0 is no schedule: left out of the step instead
-        prune["layers"] = [n for n in ("0", "2", "5", "7") if own.get(n, fc1)]
+    prune = _prune(fc1, list(schedule), stage, 1e-3, wd, {"0": conv1, "2": conv2, "7": fc2})
     if criterion != "magnitude":
         prune["criterion"] = criterion
     prune["finetune"].update(ft)
