@@ -93,7 +93,7 @@ SHARING = {  # name: (k per layer group, label, the groups)
 UNSEEN = M.UNSEEN[0]
 ROWS = "@rows"  # a point's suffix: the word embeddings' rows scaled before sharing
 MOVE = "@move"  # a point's suffix: assignments move while distilling (latent lr after it)
-BUILTIN = "0:mixbg:2:3000@rows"  # the CLI's built-in minilm recipe (with --embedding-scaled)
+BUILTIN = "0:mixbg:2:3000@rows@move"  # the CLI's built-in recipe (with --embedding-scaled)
 
 
 class Point:
@@ -162,7 +162,8 @@ class Point:
         if self.epochs:
             tune = {"method": "finetune", "epochs": self.epochs, "lr": lr, "batch_size": 32}
             if self.reassign:
-                tune.update(reassign=True, reassign_lr=self.latent_lr)
+                tune["reassign"] = True
+                tune.update({"reassign_lr": self.latent_lr} if self.latent_lr else {})
             out.append(tune)
         return out
 

@@ -72,10 +72,10 @@ def compress(steps: Any, output: str, *, folder: str | None = None,
              progress: bool = True, device: str | None = None,
              autocast: str | None = None) -> dict[str, dict[str, float]] | None:
     """Compress the pretrained model of ``folder`` (default: the bundled one) with the
-    recipe ``steps`` (the built-in one:
-    ``compactnn.zoo.presets.RECIPES["minilm"]``, ``MIXED_SHARING`` with GPTQ on 1024
-    samples + 2 epochs of distillation), calibrating and distilling on ``sentences``
-    samples of :func:`compactnn.zoo.texts.training_texts` (calibration and distillation on
+    recipe ``steps`` (the built-in one: ``compactnn.zoo.presets.RECIPES["minilm"]``,
+    ``MIXED_SHARING`` with GPTQ on 1024 samples + 2 epochs of distillation that may move
+    the assignments), calibrating and distilling on ``sentences`` samples of
+    :func:`compactnn.zoo.texts.training_texts` (calibration and distillation on
     ``device`` under ``autocast``); save a checkpoint to ``output``; return
     :func:`compactnn.bench.minilm.evaluate`'s per-corpus quality (``None`` on the ranks
     of a ``torchrun`` run other than rank 0, which writes)."""
