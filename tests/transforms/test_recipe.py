@@ -218,3 +218,15 @@ def test_override_p_zero_leaves_the_layer_alone(digits, scope):
     assert stats["3"].sparsity == 0
     pooled = [stats[n] for n in ("1", "5")]
     assert abs(1 - sum(s.nonzero for s in pooled) / sum(s.weights for s in pooled) - 0.8) < 0.01
+
+
+def test_step_p_zero_still_masks_exact_zeros(digits):
+    """Only a layer override ``p: 0`` leaves a layer out; a step's own ``p: 0`` keeps
+    pruning what is already exactly zero."""
+    tr, _ = digits
+    model = small_model()
+    with torch.no_grad():
+        model[3].weight[0, :5] = 0
+    compress_(model, [{"method": "prune", "p": 0, "layers": ["3"]}], tr, bake=False)
+    assert torch.nn.utils.parametrize.is_parametrized(model[3], "weight")
+    assert int((model[3].weight == 0).sum()) == 5

@@ -129,6 +129,11 @@ def _override(config: Prune, name: str, fields: dict[str, Any]) -> Prune:
     return build_config(Prune, {**config_fields(config), **fields})
 
 
+def _left_alone(step: Step) -> set[str]:
+    """The layers a layer override ``p: 0`` leaves out of the step."""
+    return {n for n, own in step.overrides if not own.p}
+
+
 def _needs_data(step: Step) -> str | None:
     cfg: Prune = step.config
     if len(cfg.steps()) > 1 and cfg.finetune.epochs > 0:
@@ -146,18 +151,20 @@ def _check(plan: Plan, i: int, step: Step, chosen: list[str]) -> None:
                               "have as many steps as the step's own")
     if cfg.data_aware:
         check_calibration(plan, i, step, chosen)
-    late = [n for n in chosen if n in plan.shared]
+    left = _left_alone(step)
+    late = [n for n in chosen if n in plan.shared and n not in left]
     if late:
         raise RecipeError(f"step {i}: prune after weight sharing on {', '.join(late)}; "
                           "prune first, then share weights")
-    plan.constrained.update(n for n in chosen if step.config_for(n).p)
+    plan.constrained.update(n for n in chosen if n not in left)
 
 
 def _run(run: Run, step: Step, names: list[str]) -> None:
     cfg: Prune = step.config
     layers = run.layers
-    names = [n for n in names if step.config_for(n).p]  # an override p: 0 leaves it alone
-    own = {n: c for n, c in step.overrides if n in names}
+    left = _left_alone(step)
+    names = [n for n in names if n not in left]
+    own = {n: c for n, c in step.overrides if n not in left}
     pooled = [n for n in names if n not in own]
     seqs = {n: step.config_for(n).steps() for n in names}
     by_layer = cfg.data_aware or cfg.pattern is not None
