@@ -36,6 +36,19 @@ static void LFloat_dealloc(LFloatObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The SIMD tail-unpacking patterns for ``lanes`` 4-byte lanes (16: VBMI, 4: AVX2): 32
+ * phases of ``lanes * 4`` byte indices and ``lanes`` shifts; -1 with MemoryError. */
+static int patterns(int w, int lanes, uint8_t **perm, uint32_t **shift) {
+    *perm = cnn_alloc(32 * lanes * 4);
+    *shift = cnn_alloc(32 * lanes * 4);
+    if (!*perm || !*shift) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    cnn_lfloat_patterns(w, lanes, *perm, *shift);
+    return 0;
+}
+
 static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
     static char *kw[] = {"words", "block_bits", "tails", "length_counts", "omega", "m", "n",
                          "head_bits", "zero_bits", NULL};
@@ -103,24 +116,10 @@ static int LFloat_init(LFloatObject *self, PyObject *args, PyObject *kwds) {
         err = "LFloatMatrix: length_counts is not a valid code for omega";
         goto done;
     }
-    if (cnn_lfloat_vbmi()) {
-        self->perm = cnn_alloc(32 * 64);
-        self->shift = cnn_alloc(32 * 16 * 4);
-        if (!self->perm || !self->shift) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        cnn_lfloat_patterns(w, 16, self->perm, self->shift);
-    }
-    if (cnn_cpu_level() >= CNN_AVX2 && cnn_cpu_level() != CNN_NEON) {
-        self->perm4 = cnn_alloc(32 * 16);
-        self->shift4 = cnn_alloc(32 * 4 * 4);
-        if (!self->perm4 || !self->shift4) {
-            PyErr_NoMemory();
-            goto done;
-        }
-        cnn_lfloat_patterns(w, 4, self->perm4, self->shift4);
-    }
+    if (cnn_lfloat_vbmi() && patterns(w, 16, &self->perm, &self->shift) < 0) goto done;
+    if (cnn_cpu_level() >= CNN_AVX2 && cnn_cpu_level() != CNN_NEON &&
+        patterns(w, 4, &self->perm4, &self->shift4) < 0)
+        goto done;
     self->W = (cnn_lfloat){
         .m = m, .n = n, .tail_words = self->tails.len / 4, .w = w, .z = z, .h = h,
         .lmax = lmax, .K = (int32_t)K, .mmask = ((1u << (w - 1)) - 1) << z,
