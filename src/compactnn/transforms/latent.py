@@ -148,7 +148,7 @@ class LatentShared(Constraint):
         return weight.new_empty(0)
 
 
-def _weight_lists(model: nn.Module, kind: type):
+def _weight_lists(model: nn.Module, kind: tuple[type, ...]):
     for m in model.modules():
         if parametrize.is_parametrized(m, "weight"):
             plist = m.parametrizations.weight

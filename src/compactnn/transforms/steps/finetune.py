@@ -81,12 +81,16 @@ def finetune(config: FineTune, run: Run) -> None:
             from_latent_(run.model)
 
 
+def _describe(c: FineTune) -> str:
+    out = f"finetune {c.epochs} epoch(s)"
+    if c.distill:
+        out += f", distilled ({c.distill:g} at T={c.temperature:g})"
+    if c.reassign:
+        out += ", assignments may move"
+        if c.reassign_lr is not None:
+            out += f" (latent lr {c.reassign_lr:g})"
+    return out
+
+
 register_step(FineTune, handler=lambda run, step, names: finetune(step.config, run),
-              describe=lambda c: f"finetune {c.epochs} epoch(s)"
-                                 + (f", distilled ({c.distill:g} at T={c.temperature:g})"
-                                    if c.distill else "")
-                                 + (", assignments may move" + (
-                                     f" (latent lr {c.reassign_lr:g})"
-                                     if c.reassign_lr is not None else "")
-                                    if c.reassign else ""),
-              needs_data=lambda step: "fine-tunes", whole_model=True)
+              describe=_describe, needs_data=lambda step: "fine-tunes", whole_model=True)
